@@ -1,0 +1,80 @@
+// Package record defines the usage record: the unit of account between the
+// agent and the voucher authority (shared/DESIGN.md §3, docs/records.md).
+//
+// A record covers one (unit, window, kind[, tenant]). For every unit and
+// every window the meter closes, the GPU-milliseconds of that unit's usage,
+// idle and gap records sum exactly to WindowEnd-WindowStart.
+package record
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Kind of a record.
+type Kind string
+
+const (
+	KindUsage Kind = "usage" // a tenant's processes were on the unit
+	KindIdle  Kind = "idle"  // the unit was readable and had no compute process
+	KindGap   Kind = "gap"   // the unit's state is not known: never billable
+)
+
+// Gap reasons.
+const (
+	GapDeviceLost   = "device_lost"   // GPU_IS_LOST, fell off the bus, unreadable
+	GapDeviceAbsent = "device_absent" // unit did not exist (MIG reconfiguration, hot-plug)
+	GapNoSample     = "no_sample"     // no observation for longer than max_hold
+	GapAgentDown    = "agent_down"    // the agent was not running
+)
+
+// Record is one usage record. Times are UTC with millisecond precision.
+type Record struct {
+	ID          string    `json:"id"`
+	Node        string    `json:"node"`
+	Provider    string    `json:"provider"`
+	WindowStart time.Time `json:"window_start"`
+	WindowEnd   time.Time `json:"window_end"`
+	Kind        Kind      `json:"kind"`
+	Tenant      string    `json:"tenant,omitempty"`
+	GPUUUID     string    `json:"gpu_uuid"`             // the metered unit: GPU-... or MIG-...
+	ParentUUID  string    `json:"parent_uuid"`          // the physical GPU
+	Model       string    `json:"model"`
+	MIGProfile  string    `json:"mig_profile,omitempty"`
+	SliceNum    int       `json:"slice_num"` // unit's share of the GPU: SliceNum/SliceDen
+	SliceDen    int       `json:"slice_den"`
+	GPUMillis   int64     `json:"gpu_ms"`
+	// UtilizationPercent is the time-weighted mean SM utilization over this
+	// record's milliseconds, or -1 where the device does not report it.
+	UtilizationPercent int `json:"utilization_pct"`
+	// EnergyMillijoules is the energy the GPU drew during this record's
+	// milliseconds, or -1 where the device does not report it (MIG).
+	EnergyMillijoules int64  `json:"energy_mj"`
+	Attribution       string `json:"attribution,omitempty"` // usage: how the tenant was found
+	// SharedWith is the number of other tenants on the unit at some point in
+	// this record's time (time-slicing); SplitRule says how it was divided.
+	SharedWith int    `json:"shared_with,omitempty"`
+	SplitRule  string `json:"split_rule,omitempty"`
+	GapReason  string `json:"gap_reason,omitempty"`
+}
+
+// Duration is the record's window length.
+func (r Record) Duration() time.Duration { return r.WindowEnd.Sub(r.WindowStart) }
+
+// ComputeID derives the record's stable identity from what it is about, so
+// the same usage always has the same id (the authority's dedup key).
+func (r Record) ComputeID() string {
+	h := sha256.New()
+	for _, s := range []string{
+		r.Node, r.GPUUUID,
+		strconv.FormatInt(r.WindowStart.UnixMilli(), 10),
+		strconv.FormatInt(r.WindowEnd.UnixMilli(), 10),
+		string(r.Kind), r.Tenant, r.GapReason,
+	} {
+		fmt.Fprintf(h, "%d:%s;", len(s), s)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
