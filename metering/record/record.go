@@ -40,8 +40,8 @@ type Record struct {
 	WindowEnd   time.Time `json:"window_end"`
 	Kind        Kind      `json:"kind"`
 	Tenant      string    `json:"tenant,omitempty"`
-	GPUUUID     string    `json:"gpu_uuid"`             // the metered unit: GPU-... or MIG-...
-	ParentUUID  string    `json:"parent_uuid"`          // the physical GPU
+	GPUUUID     string    `json:"gpu_uuid"`    // the metered unit: GPU-... or MIG-...
+	ParentUUID  string    `json:"parent_uuid"` // the physical GPU
 	Model       string    `json:"model"`
 	MIGProfile  string    `json:"mig_profile,omitempty"`
 	SliceNum    int       `json:"slice_num"` // unit's share of the GPU: SliceNum/SliceDen
