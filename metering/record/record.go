@@ -33,7 +33,10 @@ const (
 
 // Record is one usage record. Times are UTC with millisecond precision.
 type Record struct {
-	ID          string    `json:"id"`
+	ID string `json:"id"`
+	// Seq is the record's per-node sequence number, assigned when its batch
+	// is committed to the spool (0 until then).
+	Seq         uint64    `json:"seq,omitempty"`
 	Node        string    `json:"node"`
 	Provider    string    `json:"provider"`
 	WindowStart time.Time `json:"window_start"`

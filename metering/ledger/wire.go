@@ -1,0 +1,45 @@
+// Package ledger turns closed windows' records into signed, chained
+// batches (docs/protocol.md). Its wire types are the protocol's one
+// definition: the reference authority decodes with them too.
+//
+// It must never re-marshal a payload to verify it: the signed bytes are
+// the stored bytes.
+package ledger
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+// PayloadType is the DSSE payload type of a batch; it carries the schema version.
+const PayloadType = "application/vnd.gpumeter.batch.v1+json"
+
+// MaxRecordsPerBatch bounds a batch (the authority rejects larger ones).
+const MaxRecordsPerBatch = 10000
+
+// Batch is the signed payload: consecutive records of one node.
+type Batch struct {
+	Node     string          `json:"node"`
+	KeyID    string          `json:"key_id"`
+	FirstSeq uint64          `json:"first_seq"`
+	LastSeq  uint64          `json:"last_seq"`
+	PrevHash string          `json:"prev_hash"`
+	Created  time.Time       `json:"created"`
+	Records  []record.Record `json:"records"`
+}
+
+// Hash is the chain hash of a batch: hex sha256 of its exact payload bytes.
+func Hash(payload []byte) string {
+	sum := sha256.Sum256(payload)
+	return hex.EncodeToString(sum[:])
+}
+
+// KeyID names a public key: "ed25519:" + 16 hex chars of sha256(key).
+func KeyID(pub ed25519.PublicKey) string {
+	sum := sha256.Sum256(pub)
+	return "ed25519:" + hex.EncodeToString(sum[:8])
+}
