@@ -1,0 +1,335 @@
+package attribution
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/gpumeter/gpumeter/collectors/device"
+)
+
+// Split rules, as carried in Observation.SplitRule.
+const (
+	SplitUtilization = "utilization"
+	SplitEqual       = "equal"
+)
+
+// Attributor turns device snapshots into observations. Build a new one to
+// change rules: it holds no state worth keeping beyond its cache.
+//
+// Attribute may be called from several goroutines; calls are serialized
+// (the agent polls from one goroutine, so this costs nothing).
+type Attributor struct {
+	static []*compiledRule // gpu rules, in config order
+	rules  []*compiledRule // process rules, in config order
+	proc   hostProc
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	users passwd
+	cache map[uint32]cacheEntry
+	gen   uint64   // Attribute calls so far: marks cache entries as seen
+	vals  []string // scratch for a matcher's group values
+}
+
+// cacheEntry is a process's attribution, valid while the PID keeps the
+// same start time.
+type cacheEntry struct {
+	start  int64
+	tenant string
+	method string
+	rule   int // index in Config.Rules, len(Rules) for unattributed
+	seen   uint64
+}
+
+// Option configures an Attributor.
+type Option func(*Attributor)
+
+// WithLogger sets the logger (default: slog.Default() at New).
+func WithLogger(l *slog.Logger) Option { return func(a *Attributor) { a.log = l } }
+
+// New validates cfg and returns an Attributor reading processes from
+// <hostRoot>/proc and users from <hostRoot>/etc/passwd. hostRoot is "/" on
+// a node; the simulator and tests pass a fake tree.
+func New(cfg Config, hostRoot string, opts ...Option) (*Attributor, error) {
+	fi, err := os.Stat(hostRoot)
+	if err != nil {
+		return nil, fmt.Errorf("attribution host root: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("attribution host root %s: not a directory", hostRoot)
+	}
+	a := &Attributor{
+		proc:  newHostProc(hostRoot),
+		log:   slog.Default(),
+		users: passwd{path: filepath.Join(hostRoot, "etc", "passwd")},
+		cache: map[uint32]cacheEntry{},
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	maxGroups := len(userGroups)
+	for i, r := range cfg.Rules {
+		c, err := compileRule(r, i)
+		if err != nil {
+			return nil, err
+		}
+		if c.kind == kindGPU {
+			a.static = append(a.static, c)
+			continue
+		}
+		a.rules = append(a.rules, c)
+		if c.paths != nil {
+			maxGroups = max(maxGroups, len(c.paths.groups()))
+		}
+	}
+	a.vals = make([]string, maxGroups)
+	return a, nil
+}
+
+// Attribute attributes every unit of s, in s.Units() order. It never fails:
+// a process it cannot read is metered as Unattributed.
+func (a *Attributor) Attribute(ctx context.Context, s device.Snapshot) []Observation {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gen++
+	ctx = a.proc.withEnv(ctx)
+	units := s.Units()
+	obs := make([]Observation, len(units))
+	for i, u := range units {
+		obs[i].Unit = u
+		if u.Err != nil || len(u.Processes) == 0 {
+			continue // a gap (Lost) or idle: no shares
+		}
+		if r := a.staticRule(u); r != nil {
+			obs[i].Shares = []Share{{
+				Tenant: r.tenant.expand(nil), Method: r.method, Weight: 1,
+				PIDs: sortedPIDs(u.Processes),
+			}}
+			continue
+		}
+		obs[i].Shares, obs[i].SplitRule = a.shares(ctx, u)
+	}
+	// Bounded memory: forget processes not in this snapshot. A process that
+	// comes back is resolved afresh, which is also right after PID reuse.
+	for pid, e := range a.cache {
+		if e.seen != a.gen {
+			delete(a.cache, pid)
+		}
+	}
+	return obs
+}
+
+// staticRule is the first gpu rule naming the unit or its physical GPU.
+func (a *Attributor) staticRule(u device.Unit) *compiledRule {
+	for _, r := range a.static {
+		if r.gpu == u.UUID || r.gpu == u.ParentUUID {
+			return r
+		}
+	}
+	return nil
+}
+
+// shares groups the unit's processes by tenant and weighs them (the
+// contract is on Share.Weight).
+func (a *Attributor) shares(ctx context.Context, u device.Unit) ([]Share, string) {
+	useUtil, anyBusy := true, false
+	for _, p := range u.Processes {
+		if p.SMUtil < 0 {
+			useUtil = false
+		}
+		if p.SMUtil > 0 {
+			anyBusy = true
+		}
+	}
+	useUtil = useUtil && anyBusy
+
+	var shares []Share
+	var ruleOf []int // per share: the highest-priority rule among its processes
+	for _, p := range u.Processes {
+		e := a.resolve(ctx, u, p.PID)
+		i := slices.IndexFunc(shares, func(s Share) bool { return s.Tenant == e.tenant })
+		if i < 0 {
+			shares = append(shares, Share{Tenant: e.tenant, Method: e.method})
+			ruleOf = append(ruleOf, e.rule)
+			i = len(shares) - 1
+		} else if e.rule < ruleOf[i] {
+			shares[i].Method, ruleOf[i] = e.method, e.rule
+		}
+		shares[i].PIDs = append(shares[i].PIDs, p.PID)
+		if useUtil {
+			shares[i].Weight += int64(p.SMUtil)
+		}
+	}
+	split := ""
+	switch {
+	case len(shares) == 1:
+	case useUtil:
+		split = SplitUtilization
+	default:
+		split = SplitEqual
+	}
+	for i := range shares {
+		// A tenant whose processes all sampled 0% still holds the unit: it
+		// keeps a minimal part rather than none (Weight >= 1 always).
+		if split != SplitUtilization || shares[i].Weight < 1 {
+			shares[i].Weight = 1
+		}
+		slices.Sort(shares[i].PIDs)
+	}
+	slices.SortFunc(shares, func(x, y Share) int { return cmp.Compare(x.Tenant, y.Tenant) })
+	return shares, split
+}
+
+// resolve attributes one process, from the cache when the PID still has
+// the start time it had when it was resolved.
+func (a *Attributor) resolve(ctx context.Context, u device.Unit, pid uint32) cacheEntry {
+	unattributed := cacheEntry{
+		tenant: Unattributed, method: string(MethodUnattributed), rule: len(a.static) + len(a.rules),
+	}
+	e, cached := a.cache[pid]
+	if cached && e.seen == a.gen {
+		return e // already checked in this snapshot (a process on two units)
+	}
+	start, err := a.proc.startTime(ctx, pid)
+	if err != nil {
+		delete(a.cache, pid)
+		a.logUnreadable(ctx, u, pid, err)
+		return unattributed
+	}
+	if cached && e.start == start {
+		e.seen = a.gen
+		a.cache[pid] = e
+		return e
+	}
+	if cached {
+		a.log.DebugContext(ctx, "pid reused, attributing afresh", "pid", pid,
+			"old_start_ms", e.start, "start_ms", start, "old_tenant", e.tenant)
+	}
+	e, err = a.match(ctx, pid)
+	if err != nil {
+		delete(a.cache, pid)
+		a.logUnreadable(ctx, u, pid, err)
+		return unattributed
+	}
+	e.start, e.seen = start, a.gen
+	a.cache[pid] = e
+	return e
+}
+
+func (a *Attributor) logUnreadable(ctx context.Context, u device.Unit, pid uint32, err error) {
+	if gone(err) {
+		a.log.DebugContext(ctx, "process exited before attribution, metered as unattributed",
+			"pid", pid, "unit", u.String(), "err", err)
+		return
+	}
+	a.log.WarnContext(ctx, "cannot read process, metered as unattributed",
+		"pid", pid, "unit", u.String(), "err", err)
+}
+
+// match runs the process rules in order. It reads /proc only as far as the
+// rules need: cgroup paths for cgroup rules, uids for user rules.
+func (a *Attributor) match(ctx context.Context, pid uint32) (cacheEntry, error) {
+	var paths []string
+	pathsRead, uidRead := false, false
+	var uid uint32
+	for _, r := range a.rules {
+		var tenant string
+		switch r.kind {
+		case kindCgroup:
+			if !pathsRead {
+				var err error
+				if paths, err = a.proc.cgroupPaths(pid); err != nil {
+					return cacheEntry{}, err
+				}
+				pathsRead = true
+			}
+			vals := a.vals[:len(r.paths.groups())]
+			for _, p := range paths {
+				if r.paths.match(p, vals) {
+					if tenant = r.tenant.expand(vals); tenant != "" {
+						break
+					}
+				}
+			}
+		case kindUser, kindUID:
+			if !uidRead {
+				var err error
+				if uid, err = a.proc.uid(ctx, pid); err != nil {
+					return cacheEntry{}, err
+				}
+				uidRead = true
+			}
+			tenant = a.matchUser(ctx, r, uid)
+		}
+		if tenant != "" {
+			a.log.DebugContext(ctx, "process attributed", "pid", pid, "tenant", tenant,
+				"method", r.method, "rule", r.index, "rule_name", r.name)
+			return cacheEntry{tenant: tenant, method: r.method, rule: r.index}, nil
+		}
+	}
+	return cacheEntry{
+		tenant: Unattributed, method: string(MethodUnattributed), rule: len(a.static) + len(a.rules),
+	}, nil
+}
+
+// matchUser returns the tenant of a user or uid rule for a process of uid,
+// or "" when the rule does not match.
+func (a *Attributor) matchUser(ctx context.Context, r *compiledRule, uid uint32) string {
+	a.refreshUsers(ctx)
+	name := ""
+	switch r.kind {
+	case kindUser:
+		want, ok := a.users.byName[r.user]
+		if !ok || want != uid {
+			return ""
+		}
+		name = r.user
+	case kindUID:
+		if r.uid != uid {
+			return ""
+		}
+		var ok bool
+		if name, ok = a.users.byUID[uid]; !ok {
+			name = strconv.FormatUint(uint64(uid), 10) // not in passwd (LDAP, containers)
+		}
+	}
+	vals := a.vals[:len(userGroups)]
+	vals[0], vals[1] = name, strconv.FormatUint(uint64(uid), 10)
+	return r.tenant.expand(vals)
+}
+
+// refreshUsers checks /etc/passwd for changes at most once per Attribute
+// call, and logs a failure once until it changes.
+func (a *Attributor) refreshUsers(ctx context.Context) {
+	if a.users.checked == a.gen {
+		return
+	}
+	a.users.checked = a.gen
+	err := a.users.refresh()
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != a.users.lastErr {
+		a.users.lastErr = msg
+		if err != nil {
+			a.log.WarnContext(ctx, "user rules use the last readable passwd (none: they match nothing)", "err", err)
+		}
+	}
+}
+
+func sortedPIDs(ps []device.Process) []uint32 {
+	pids := make([]uint32, len(ps))
+	for i, p := range ps {
+		pids[i] = p.PID
+	}
+	slices.Sort(pids)
+	return pids
+}

@@ -1,0 +1,160 @@
+// Package attribution says which tenant each GPU unit's compute processes
+// belong to: it turns a device.Snapshot into one Observation per unit, with
+// the unit's tenants, how each was found, and their weights when several
+// tenants share the unit.
+//
+// It must never drop a process: a process no rule matches, or one it cannot
+// read, is metered under the tenant "unattributed". It never decides what
+// time is billable (that is the meter's job) and never reads the agent's
+// own /proc when given another host root.
+//
+// # Rules
+//
+// The configuration is a list of rules:
+//
+//	attribution:
+//	  rules:
+//	    - name: reserved-h100           # optional, for logs and errors
+//	      gpu: GPU-5c9d0a8e-1f3b-4c7e-9a2d-6e8f0b1c2d3e
+//	      tenant: acme
+//	    - cgroup: kubernetes
+//	      tenant: k8s-${pod_uid}
+//	    - cgroup: slurm
+//	      tenant: slurm-${job}
+//	    - cgroup_pattern: '^/tenants\.slice/tenants-(?P<t>[a-z0-9]+)\.slice/'
+//	      tenant: ${t}
+//	    - user: alice
+//	      tenant: lab-alice
+//	    - uid: 1001
+//	      tenant: ${user}
+//
+// Each rule has exactly one matcher (gpu, cgroup, cgroup_pattern, user, uid)
+// and a tenant. Decoding is strict: an unknown or repeated field, a missing
+// or second matcher, an unknown preset, a pattern that does not compile, a
+// template naming a group the matcher lacks, or an empty tenant is an error
+// that names the line and the field, e.g.
+//
+//	line 12: attribution rule "k8s": cgroup_pattern: error parsing regexp: missing closing ): `(`
+//
+// # Order
+//
+// Static rules first: a unit (a whole GPU or a MIG instance) named by a
+// `gpu` rule, by its own UUID or its physical GPU's, belongs entirely to
+// that rule's tenant, whatever its processes are; its processes are not
+// read. Among gpu rules the earlier wins, so a rule for a GPU listed before
+// a rule for one of its MIG instances takes the whole GPU. Method: static.
+//
+// Otherwise every process is attributed on its own, by the first process
+// rule (cgroup, cgroup_pattern, user, uid) that matches it, in config order.
+// Put broad rules last: the systemd preset matches nearly every process.
+//
+// A statically assigned unit with no process is idle, like any other: a
+// voucher never pays for idle time.
+//
+// # Tenant templates
+//
+// tenant is literal text with ${group} references, replaced by the values
+// the matcher extracted. A rule whose tenant comes out empty (every group
+// it uses was absent from the path) does not match, and the next rule is
+// tried. User and uid rules have the groups ${user} (the name in
+// /etc/passwd, or the decimal uid when the uid has none) and ${uid}.
+//
+// # cgroup rules
+//
+// The process's /proc/<pid>/cgroup is read; each line's path (cgroup v2
+// "0::/path", v1 "N:controllers:/path", hybrid both) is matched in file
+// order and the first path that matches (and yields a non-empty tenant)
+// decides. Method: "cgroup:<preset>" or "cgroup:pattern".
+//
+// cgroup_pattern is a Go regexp (RE2 syntax, https://pkg.go.dev/regexp/syntax)
+// matched anywhere in the path: anchor it with ^ and $ where that matters.
+// Its named groups, (?P<name>...), are the template's groups.
+//
+// Presets, with the groups they extract:
+//
+// kubernetes: pod_uid, qos (burstable, besteffort or guaranteed),
+// container_id (empty for a process in the pod's own cgroup).
+//
+//	/kubepods/burstable/pod3f1c2a4e-8c1b-4a57-9f1e-2b8d7c6a5e41/<64 hex>       cgroupfs driver
+//	/kubepods/pod3f1c2a4e-8c1b-4a57-9f1e-2b8d7c6a5e41/<64 hex>                  cgroupfs, Guaranteed
+//	/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod3f1c2a4e_8c1b_4a57_9f1e_2b8d7c6a5e41.slice/cri-containerd-<64 hex>.scope
+//
+// With the systemd driver the pod UID is written with '_' for '-'; the
+// preset turns it back, so ${pod_uid} is the UID the Kubernetes API shows.
+// Container runtimes: containerd, CRI-O, Docker (cri-dockerd); kind's
+// kubelet-kubepods slices too.
+//
+// slurm: job, step (0, batch, extern, interactive, ...), uid (cgroup v1
+// only; empty on v2).
+//
+//	/system.slice/slurmstepd.scope/job_4242/step_0/user/task_0                 cgroup v2
+//	/slurm/uid_1000/job_77/step_batch/task_0                                   cgroup v1
+//
+// docker: container_id.
+//
+//	/docker/<64 hex>                                                           cgroupfs driver
+//	/system.slice/docker-<64 hex>.scope                                        systemd driver
+//
+// containerd: container_id.
+//
+//	/kubepods.slice/.../cri-containerd-<64 hex>.scope                          CRI, systemd driver
+//	/system.slice/containerd.service/kubepods-...-pod<uid>.slice:cri-containerd:<64 hex>
+//	/system.slice/nerdctl-<64 hex>.scope                                       nerdctl, systemd driver
+//	/default/<64 hex>, /containerd/<64 hex>                                    cgroupfs parents
+//
+// systemd: the deepest systemd unit in the path. unit (e.g. train@acme.service),
+// instance (acme, the part after '@' of a template unit), slice (the
+// innermost slice holding the unit, -.slice for the root) and slice_leaf
+// (the slice's last dash-separated part: acme for tenant-acme.slice, 1000
+// for user-1000.slice).
+//
+//	/tenant.slice/tenant-acme.slice/job42.service    unit=job42.service slice=tenant-acme.slice slice_leaf=acme
+//	/user.slice/user-1000.slice/session-3.scope      unit=session-3.scope slice=user-1000.slice slice_leaf=1000
+//
+// A Kubernetes or Docker path also holds systemd units (…-pod<uid>.slice,
+// docker-<id>.scope): list the specific presets before systemd.
+//
+// # user and uid rules
+//
+// They match the process's real uid (the user who started it; setuid
+// programs do not change it). `user` names are looked up in
+// <hostRoot>/etc/passwd, which is read again when it changes; users that
+// exist only in a directory service (LDAP, SSSD) are not there, so match
+// them with `uid`. Method: user.
+//
+// # Unattributed, and processes that are gone
+//
+// A process no rule matches is metered under the tenant "unattributed"
+// (method unattributed), as is a process that NVML reported but whose /proc
+// entry is gone by the time it is read (it exited between the two reads;
+// logged at debug): its GPU time was used, so it is never dropped or idle.
+//
+// # Shared units
+//
+// When processes of several tenants are on one unit, each tenant's Share
+// carries a weight: the sum of its processes' SM utilization when every
+// process on the unit has a sample and at least one is non-zero
+// (SplitRule "utilization"; a tenant whose processes all sampled 0 gets
+// weight 1), else 1 per tenant (SplitRule "equal"). With one tenant the
+// weight is 1 and SplitRule is "". A tenant whose processes were found by
+// different rules carries the method of the earliest of those rules.
+//
+// # PID reuse and the cache
+//
+// A process's attribution is cached by (pid, start time) and the start time
+// is read again at every call, so a PID reused by a new process is
+// attributed afresh. Entries for PIDs absent from the latest snapshot are
+// dropped, so memory is bounded by the processes on the GPUs. The start
+// time comes from gopsutil, which (v3.24.5) counts it in whole seconds and
+// takes the boot time as now minus <hostRoot>/proc/uptime (0 when that file
+// is absent, as in fake trees), not /proc/stat's btime: the value is only
+// an identity. A spurious change (the boot time estimate crossing a second)
+// costs a re-read of the process, never a wrong tenant; a PID reused
+// within the same second is not detected, which needs the PID space to
+// wrap in under a second.
+//
+// # Concurrency
+//
+// Attribute is safe for concurrent use; calls are serialized. Rules are
+// fixed at New: to reload them, build a new Attributor and swap it in.
+package attribution
