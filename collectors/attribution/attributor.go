@@ -219,6 +219,13 @@ func (a *Attributor) resolve(ctx context.Context, u device.Unit, pid uint32) cac
 		return unattributed
 	}
 	e.start, e.seen = start, a.gen
+	if e.method == string(MethodUnattributed) {
+		// Not cached: a match is final for the process's life (its cgroup
+		// is set before it execs), but no match may be transient (a user
+		// added to /etc/passwd), so it is tried again at the next call.
+		delete(a.cache, pid)
+		return e
+	}
 	a.cache[pid] = e
 	return e
 }

@@ -144,7 +144,9 @@
 // A process's attribution is cached by (pid, start time) and the start time
 // is read again at every call, so a PID reused by a new process is
 // attributed afresh. Entries for PIDs absent from the latest snapshot are
-// dropped, so memory is bounded by the processes on the GPUs. The start
+// dropped, so memory is bounded by the processes on the GPUs. Only matches
+// are cached: an unattributed process is tried again at every call, so a
+// user added to /etc/passwd later is picked up. The start
 // time comes from gopsutil, which (v3.24.5) counts it in whole seconds and
 // takes the boot time as now minus <hostRoot>/proc/uptime (0 when that file
 // is absent, as in fake trees), not /proc/stat's btime: the value is only
