@@ -1,0 +1,274 @@
+package meter
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/collectors/attribution"
+	"github.com/gpumeter/gpumeter/collectors/device"
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+// TestRandomSequencesMatchReference runs random observation sequences
+// (gaps, losses, units coming and going, shared units, times going
+// backwards, sparse stretches) and compares every record's milliseconds with
+// an independent per-millisecond reference.
+func TestRandomSequencesMatchReference(t *testing.T) {
+	for seed := uint64(1); seed <= 400; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 0x6d65746572))
+			sc := randomScenario(rng)
+			m, err := New(Options{Node: "n", Window: sc.window, MaxHold: sc.hold})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var recs []record.Record
+			prev := map[TotalsKey]int64{}
+			for i, s := range sc.steps {
+				recs = append(recs, m.Observe(at(s.at), s.obs)...)
+				if i%7 == 0 {
+					cur := m.Totals()
+					for k, v := range prev {
+						if cur[k] < v {
+							t.Fatalf("total %+v went down from %d to %d", k, v, cur[k])
+						}
+					}
+					prev = cur
+				}
+			}
+			recs = append(recs, m.Stop(at(sc.stop))...)
+			checkRecords(t, recs, "n", sc.window)
+
+			got := map[refKey]int64{}
+			sums := map[TotalsKey]int64{}
+			for _, r := range recs {
+				label := r.Tenant + r.GapReason
+				got[refKey{r.WindowStart.Sub(base).Milliseconds(), r.WindowEnd.Sub(base).Milliseconds(), r.GPUUUID, r.Kind, label}] += r.GPUMillis
+				sums[TotalsKey{Tenant: r.Tenant, UnitUUID: r.GPUUUID, Kind: r.Kind, GapReason: r.GapReason}] += r.GPUMillis
+			}
+			want := reference(sc)
+			for k := range mergeKeys(got, want) {
+				if got[k] != want[k] {
+					t.Errorf("%+v: meter %d ms, reference %d ms", k, got[k], want[k])
+				}
+			}
+			if tot := m.Totals(); !maps.Equal(tot, sums) {
+				t.Errorf("Totals after Stop differ from the records:\n%v\n%v", tot, sums)
+			}
+			if t.Failed() {
+				t.Logf("window %v hold %v stop %d steps %d", sc.window, sc.hold, sc.stop, len(sc.steps))
+			}
+		})
+	}
+}
+
+type scenario struct {
+	window, hold time.Duration
+	steps        []step
+	stop         int64
+}
+
+// randomScenario uses short windows so the per-ms reference stays cheap.
+func randomScenario(rng *rand.Rand) scenario {
+	windows := []time.Duration{time.Second, 2 * time.Second, 5 * time.Second}
+	sc := scenario{
+		window: windows[rng.IntN(len(windows))],
+		hold:   time.Duration(50+rng.IntN(1500)) * time.Millisecond,
+	}
+	units := []device.Unit{
+		gpu("GPU-0", 0, 0), gpu("GPU-1", 0, device.Unknown),
+		mig("MIG-a", "GPU-2"), mig("MIG-b", "GPU-2"), mig("MIG-c", "GPU-2"),
+	}
+	tenants := []string{"t1", "t2", "t3", "t4"}
+	pos := int64(rng.IntN(10_000))
+	var energy int64
+	for n := 5 + rng.IntN(60); n > 0; n-- {
+		var o []attribution.Observation
+		for _, u := range units {
+			if rng.IntN(100) < 20 {
+				continue // absent
+			}
+			if u.EnergyMillijoules != device.Unknown {
+				energy += int64(rng.IntN(3000)) - 200 // sometimes backwards
+				u.EnergyMillijoules = energy
+			}
+			if u.UtilizationPercent != device.Unknown {
+				u.UtilizationPercent = rng.IntN(101)
+			}
+			if rng.IntN(100) < 10 {
+				u = lost(u)
+			}
+			ob := attribution.Observation{Unit: u}
+			for _, tn := range tenants {
+				if rng.IntN(100) < 25 {
+					ob.Shares = append(ob.Shares, attribution.Share{Tenant: tn, Method: "user", Weight: int64(1 + rng.IntN(7))})
+				}
+			}
+			rng.Shuffle(len(ob.Shares), func(i, j int) { ob.Shares[i], ob.Shares[j] = ob.Shares[j], ob.Shares[i] })
+			o = append(o, ob)
+		}
+		sc.steps = append(sc.steps, step{pos, o})
+		switch r := rng.IntN(100); {
+		case r < 5:
+			pos -= int64(rng.IntN(2000)) // wall clock stepped back
+		case r < 10:
+			// same instant
+		case r < 15:
+			pos += int64(rng.IntN(4 * int(sc.window.Milliseconds()))) // sparse
+		default:
+			pos += int64(1 + rng.IntN(1200))
+		}
+	}
+	last := int64(0)
+	for _, s := range sc.steps {
+		last = max(last, s.at)
+	}
+	sc.stop = last + 1 + int64(rng.IntN(3000))
+	return sc
+}
+
+type refKey struct {
+	start, end int64 // ms from base
+	unit       string
+	kind       record.Kind
+	label      string // tenant or gap reason
+}
+
+// reference meters a scenario one millisecond at a time, straight from the
+// rules in doc.go, sharing no code with the meter: for every ms it finds the
+// governing observation and classifies each unit the window knows.
+func reference(sc scenario) map[refKey]int64 {
+	type obsAt struct {
+		pos int64
+		obs map[string]attribution.Observation
+	}
+	var seq []obsAt
+	for _, s := range sc.steps {
+		p := s.at
+		if len(seq) > 0 && p < seq[len(seq)-1].pos {
+			p = seq[len(seq)-1].pos
+		}
+		byUnit := map[string]attribution.Observation{}
+		for _, o := range s.obs {
+			byUnit[o.Unit.UUID] = o
+		}
+		seq = append(seq, obsAt{p, byUnit})
+	}
+	w, hold := sc.window.Milliseconds(), sc.hold.Milliseconds()
+	abs := func(off int64) int64 { return base.UnixMilli() + off }
+	out := map[refKey]int64{}
+	for ws := seq[0].pos; ws < sc.stop; {
+		fullEnd := (abs(ws)/w + 1) * w // base and offsets are positive
+		we := min(fullEnd-base.UnixMilli(), sc.stop)
+		gov := 0 // the last observation at or before ms
+		for gov+1 < len(seq) && seq[gov+1].pos <= ws {
+			gov++
+		}
+		known := map[string]bool{}
+		for u := range seq[gov].obs {
+			known[u] = true
+		}
+		for _, o := range seq {
+			if o.pos >= ws && o.pos < fullEnd-base.UnixMilli() {
+				for u := range o.obs {
+					known[u] = true
+				}
+			}
+		}
+		for u := range known {
+			g := gov
+			run, runGov := int64(0), -1
+			flush := func() {
+				if run > 0 {
+					for tn, ms := range refSplit(run, seq[runGov].obs[u].Shares) {
+						out[refKey{ws, we, u, record.KindUsage, tn}] += ms
+					}
+				}
+				run, runGov = 0, -1
+			}
+			for ms := ws; ms < we; ms++ {
+				for g+1 < len(seq) && seq[g+1].pos <= ms {
+					g++
+				}
+				o, present := seq[g].obs[u]
+				var kind record.Kind
+				var label string
+				switch {
+				case !present:
+					kind, label = record.KindGap, record.GapDeviceAbsent
+				case ms-seq[g].pos >= hold:
+					kind, label = record.KindGap, record.GapNoSample
+				case o.Unit.Err != nil:
+					kind, label = record.KindGap, record.GapDeviceLost
+				case len(o.Shares) == 0:
+					kind = record.KindIdle
+				default:
+					if runGov != g {
+						flush()
+					}
+					run++
+					runGov = g
+					continue
+				}
+				flush()
+				out[refKey{ws, we, u, kind, label}]++
+			}
+			flush()
+		}
+		ws = we
+	}
+	return out
+}
+
+// refSplit divides d ms between the shares' tenants by weight, largest
+// remainder first, ties to the lexically smaller tenant.
+func refSplit(d int64, shares []attribution.Share) map[string]int64 {
+	type cand struct {
+		tenant   string
+		part     int64
+		rem, idx int64
+	}
+	var total int64
+	for _, s := range shares {
+		total += s.Weight
+	}
+	var cs []cand
+	var given int64
+	for _, s := range shares {
+		c := cand{tenant: s.Tenant, part: d * s.Weight / total, rem: d * s.Weight % total}
+		given += c.part
+		cs = append(cs, c)
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].rem != cs[j].rem {
+			return cs[i].rem > cs[j].rem
+		}
+		return cs[i].tenant < cs[j].tenant
+	})
+	out := map[string]int64{}
+	for i, c := range cs {
+		if int64(i) < d-given {
+			c.part++
+		}
+		if c.part > 0 {
+			out[c.tenant] = c.part
+		}
+	}
+	return out
+}
+
+func mergeKeys(a, b map[refKey]int64) map[refKey]bool {
+	keys := map[refKey]bool{}
+	for _, k := range slices.Collect(maps.Keys(a)) {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	return keys
+}
