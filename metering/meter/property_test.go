@@ -57,6 +57,9 @@ func TestRandomSequencesMatchReference(t *testing.T) {
 					t.Errorf("%+v: meter %d ms, reference %d ms", k, got[k], want[k])
 				}
 			}
+			if got, most := energyOf(recs, "GPU-0"), energyBound(sc, "GPU-0"); got > most {
+				t.Errorf("GPU-0 records hold %d mJ, the counter rose by at most %d mJ", got, most)
+			}
 			if tot := m.Totals(); !maps.Equal(tot, sums) {
 				t.Errorf("Totals after Stop differ from the records:\n%v\n%v", tot, sums)
 			}
@@ -271,4 +274,34 @@ func mergeKeys(a, b map[refKey]int64) map[refKey]bool {
 		keys[k] = true
 	}
 	return keys
+}
+
+func energyOf(recs []record.Record, unit string) int64 {
+	var e int64
+	for _, r := range recs {
+		if r.GPUUUID == unit && r.EnergyMillijoules > 0 {
+			e += r.EnergyMillijoules
+		}
+	}
+	return e
+}
+
+// energyBound sums the counter's rises between consecutive readable
+// observations of unit: records may drop energy (gaps) but never add any.
+func energyBound(sc scenario, unit string) int64 {
+	var sum int64
+	prev := int64(device.Unknown)
+	for _, s := range sc.steps {
+		cur := int64(device.Unknown)
+		for _, o := range s.obs {
+			if o.Unit.UUID == unit && o.Unit.Err == nil {
+				cur = o.Unit.EnergyMillijoules
+			}
+		}
+		if prev != device.Unknown && cur != device.Unknown && cur > prev {
+			sum += cur - prev
+		}
+		prev = cur
+	}
+	return sum
 }
