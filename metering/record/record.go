@@ -9,7 +9,6 @@ package record
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"strconv"
 	"time"
 )
@@ -68,16 +67,28 @@ type Record struct {
 func (r Record) Duration() time.Duration { return r.WindowEnd.Sub(r.WindowStart) }
 
 // ComputeID derives the record's stable identity from what it is about, so
-// the same usage always has the same id (the authority's dedup key).
+// the same usage always has the same id (the authority's dedup key). Each
+// field is length-prefixed so no two field lists hash alike.
 func (r Record) ComputeID() string {
-	h := sha256.New()
-	for _, s := range []string{
-		r.Node, r.GPUUUID,
-		strconv.FormatInt(r.WindowStart.UnixMilli(), 10),
-		strconv.FormatInt(r.WindowEnd.UnixMilli(), 10),
-		string(r.Kind), r.Tenant, r.GapReason,
-	} {
-		fmt.Fprintf(h, "%d:%s;", len(s), s)
+	var buf [256]byte
+	b := buf[:0]
+	field := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+		b = append(b, ';')
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	num := func(n int64) {
+		var nb [20]byte
+		field(string(strconv.AppendInt(nb[:0], n, 10)))
+	}
+	field(r.Node)
+	field(r.GPUUUID)
+	num(r.WindowStart.UnixMilli())
+	num(r.WindowEnd.UnixMilli())
+	field(string(r.Kind))
+	field(r.Tenant)
+	field(r.GapReason)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16])
 }

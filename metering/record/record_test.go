@@ -1,0 +1,53 @@
+package record_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+func TestComputeIDDistinguishesFields(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	base := record.Record{Node: "n1", GPUUUID: "GPU-1", WindowStart: t0, WindowEnd: t0.Add(time.Minute), Kind: record.KindUsage, Tenant: "acme"}
+	variants := map[string]func(r *record.Record){
+		"node":   func(r *record.Record) { r.Node = "n2" },
+		"unit":   func(r *record.Record) { r.GPUUUID = "GPU-2" },
+		"start":  func(r *record.Record) { r.WindowStart = r.WindowStart.Add(time.Millisecond) },
+		"end":    func(r *record.Record) { r.WindowEnd = r.WindowEnd.Add(time.Millisecond) },
+		"kind":   func(r *record.Record) { r.Kind = record.KindIdle },
+		"tenant": func(r *record.Record) { r.Tenant = "acmf" },
+		"reason": func(r *record.Record) { r.GapReason = "x" },
+		// Length prefixes: moving a character between fields changes the id.
+		"boundary": func(r *record.Record) { r.Node, r.GPUUUID = "n1G", "PU-1" },
+	}
+	id := base.ComputeID()
+	if len(id) != 32 {
+		t.Fatalf("id %q: want 32 hex chars", id)
+	}
+	if again := base.ComputeID(); again != id {
+		t.Fatalf("not deterministic: %s then %s", id, again)
+	}
+	for name, change := range variants {
+		r := base
+		change(&r)
+		if r.ComputeID() == id {
+			t.Errorf("%s: changing it did not change the id", name)
+		}
+	}
+	// What the record measures is not part of its identity.
+	r := base
+	r.GPUMillis, r.UtilizationPercent = 123, 50
+	if r.ComputeID() != id {
+		t.Error("gpu_ms changed the id")
+	}
+}
+
+func BenchmarkComputeID(b *testing.B) {
+	t0 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	r := record.Record{Node: "node-01", GPUUUID: "MIG-5c0b4f3e-1f3c-5d4e-9b7a-3c2d1e0f9a8b", WindowStart: t0, WindowEnd: t0.Add(time.Minute), Kind: record.KindUsage, Tenant: "k8s-pod-0f1e2d3c"}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = r.ComputeID()
+	}
+}
