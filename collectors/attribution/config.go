@@ -348,7 +348,8 @@ func parseTemplate(s string, groups []string) (template, error) {
 }
 
 // expand fills the template with the matcher's group values. It returns ""
-// when the result would be empty, which callers treat as "no match".
+// when a group it names is empty (absent from the path), which callers
+// treat as "no match": a half-filled name such as "svc-" is never a tenant.
 func (t template) expand(vals []string) string {
 	if len(t.parts) == 1 && t.parts[0].group < 0 {
 		return t.parts[0].lit
@@ -357,9 +358,12 @@ func (t template) expand(vals []string) string {
 	for _, p := range t.parts {
 		if p.group < 0 {
 			b.WriteString(p.lit)
-		} else {
-			b.WriteString(vals[p.group])
+			continue
 		}
+		if vals[p.group] == "" {
+			return ""
+		}
+		b.WriteString(vals[p.group])
 	}
 	return strings.TrimSpace(b.String())
 }

@@ -254,6 +254,8 @@ func TestTemplateExpand(t *testing.T) {
 		{"mixed", "p-${a}.${b}-s", []string{"x", "y"}, "p-x.y-s"},
 		{"dollar without brace is literal", "$a-${b}", []string{"x", "y"}, "$a-y"},
 		{"empty group gives empty tenant", "${a}", []string{"", "y"}, ""},
+		{"one empty group of two gives empty tenant", "t-${a}-${b}", []string{"x", ""}, ""},
+		{"unused empty group is fine", "t-${a}", []string{"x", ""}, "t-x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -54,9 +54,10 @@
 // # Tenant templates
 //
 // tenant is literal text with ${group} references, replaced by the values
-// the matcher extracted. A rule whose tenant comes out empty (every group
-// it uses was absent from the path) does not match, and the next rule is
-// tried. User and uid rules have the groups ${user} (the name in
+// the matcher extracted. A rule whose template names a group that is empty
+// for this path (e.g. ${instance} for a unit that is not a template unit,
+// ${uid} on Slurm's cgroup v2 layout) does not match, and the next rule is
+// tried: a half-filled name is never a tenant. User and uid rules have the groups ${user} (the name in
 // /etc/passwd, or the decimal uid when the uid has none) and ${uid}.
 //
 // # cgroup rules
