@@ -1,0 +1,138 @@
+package sim
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/gpus"
+)
+
+// DefaultModel is the model of a GPUSpec with an empty Model.
+const DefaultModel = "H100-SXM5-80GB"
+
+// model is one GPU model the Machine can simulate: go-nvml's mock config
+// (name, memory, MIG profile table) plus the profile names derived from it.
+type model struct {
+	config gpus.Config
+	// profiles maps a MIG profile name ("1g.10gb") to its GPU instance
+	// profile. Only profiles that a layout may name are here.
+	profiles map[string]nvml.GpuInstanceProfileInfo
+	// totalSlices is the largest profile's slice count (7 on A100/H100/H200).
+	totalSlices int
+}
+
+// models are built per Machine (not package state) so that no caller can
+// mutate another Machine's tables.
+func models() map[string]*model {
+	a100x40 := gpus.A100_SXM4_40GB
+	// The mock names this one "Mock NVIDIA ..."; the real driver does not.
+	a100x40.Name = "NVIDIA A100-SXM4-40GB"
+	cfgs := map[string]gpus.Config{
+		"H100-SXM5-80GB":  gpus.H100_SXM5_80GB,
+		"A100-SXM4-80GB":  gpus.A100_SXM4_80GB,
+		"A100-SXM4-40GB":  a100x40,
+		"H200-SXM5-141GB": gpus.H200_SXM5_141GB,
+	}
+	out := make(map[string]*model, len(cfgs))
+	for name, cfg := range cfgs {
+		m := &model{config: cfg, profiles: map[string]nvml.GpuInstanceProfileInfo{}}
+		for id, info := range cfg.MIGProfiles.GpuInstanceProfiles {
+			m.totalSlices = max(m.totalSlices, int(info.SliceCount))
+			// Media-extension and GFX variants share slices and memory with
+			// a base profile; NVML cannot tell them apart from a MIG
+			// handle's attributes, so the simulator offers base profiles only.
+			switch id {
+			case nvml.GPU_INSTANCE_PROFILE_1_SLICE, nvml.GPU_INSTANCE_PROFILE_1_SLICE_REV2,
+				nvml.GPU_INSTANCE_PROFILE_2_SLICE, nvml.GPU_INSTANCE_PROFILE_3_SLICE,
+				nvml.GPU_INSTANCE_PROFILE_4_SLICE, nvml.GPU_INSTANCE_PROFILE_7_SLICE:
+				m.profiles[ProfileName(int(info.SliceCount), info.MemorySizeMB)] = info
+			}
+		}
+		out[name] = m
+	}
+	return out
+}
+
+// ProfileName is the MIG profile name NVIDIA tools print for a GPU instance
+// of the given slice count and memory: "<slices>g.<GB>gb", memory rounded to
+// the nearest GiB (4864 MB -> "5gb", 9856 MB -> "10gb", 72704 MB -> "71gb").
+// The NVML collector derives names the same way from a MIG handle's
+// attributes, so simulated and real names agree.
+func ProfileName(slices int, memoryMB uint64) string {
+	return fmt.Sprintf("%dg.%dgb", slices, (memoryMB+512)/1024)
+}
+
+// Models lists the model names NewMachine accepts, sorted.
+func Models() []string {
+	ms := models()
+	names := make([]string, 0, len(ms))
+	for n := range ms {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Profiles lists the MIG profile names a model accepts, sorted.
+func Profiles(modelName string) ([]string, error) {
+	m, err := lookupModel(models(), modelName)
+	if err != nil {
+		return nil, err
+	}
+	return m.profileNames(), nil
+}
+
+func lookupModel(ms map[string]*model, name string) (*model, error) {
+	if name == "" {
+		name = DefaultModel
+	}
+	m, ok := ms[name]
+	if !ok {
+		known := make([]string, 0, len(ms))
+		for n := range ms {
+			known = append(known, n)
+		}
+		sort.Strings(known)
+		return nil, fmt.Errorf("unknown GPU model %q (known: %s)", name, strings.Join(known, ", "))
+	}
+	return m, nil
+}
+
+func (m *model) profileNames() []string {
+	names := make([]string, 0, len(m.profiles))
+	for n := range m.profiles {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// layout checks a MIG layout against the model: every profile known, at
+// most InstanceCount of each, and all of them together within the GPU's
+// slices. It returns the profiles in layout order.
+func (m *model) layout(profiles []string) ([]nvml.GpuInstanceProfileInfo, error) {
+	out := make([]nvml.GpuInstanceProfileInfo, 0, len(profiles))
+	used := 0
+	count := map[string]int{}
+	for _, p := range profiles {
+		info, ok := m.profiles[p]
+		if !ok {
+			return nil, fmt.Errorf("unknown MIG profile %q for %s (known: %s)",
+				p, m.config.Name, strings.Join(m.profileNames(), ", "))
+		}
+		count[p]++
+		if count[p] > int(info.InstanceCount) {
+			return nil, fmt.Errorf("MIG profile %q used %d times, %s allows at most %d",
+				p, count[p], m.config.Name, info.InstanceCount)
+		}
+		used += int(info.SliceCount)
+		out = append(out, info)
+	}
+	if used > m.totalSlices {
+		return nil, fmt.Errorf("MIG layout %v needs %d slices, %s has %d",
+			profiles, used, m.config.Name, m.totalSlices)
+	}
+	return out, nil
+}
