@@ -1,0 +1,52 @@
+// Package nvmlcollector reads the node's GPUs through NVML (go-nvml's
+// nvml.Interface) into a device.Snapshot: per GPU its identity, memory,
+// utilization, power and energy, its MIG instances with their profile and
+// share of the GPU, and the compute processes on every unit. The same code
+// reads the real library (Open), go-nvml's mock servers and the simulated
+// Machine of collectors/sim.
+//
+// It must never invent readings: what NVML does not report is
+// device.Unknown, and a GPU that cannot be read is reported with Err (a
+// gap for the meter), never as idle. It must never call NVML after a
+// failed Init, and Collect must never panic.
+//
+// NVML traps handled here:
+//
+//   - No driver. go-nvml dlopens libnvidia-ml.so.1 in Init, which returns
+//     ERROR_LIBRARY_NOT_FOUND (or DRIVER_NOT_LOADED, NO_PERMISSION, ...).
+//     Start turns that into an error that says what to check and wraps the
+//     nvml.Return (errors.Is works). After a failed Init any other NVML
+//     call, Shutdown included, can kill the process with a symbol lookup
+//     error, so the collector calls nothing more: Collect returns Start's
+//     error and Close is a no-op.
+//   - A lost GPU (Xid 79, fallen off the bus: ERROR_GPU_IS_LOST) or any
+//     failing read is confined to that GPU: Device.Err is set, the identity
+//     kept from the last good cycle (keyed by UUID, and by NVML index for
+//     when even the handle or UUID cannot be read), and the other GPUs are
+//     read as usual. A GPU seen before that is no longer enumerated at all
+//     is reported with its last identity and ErrNotEnumerated, so its time
+//     becomes a gap rather than vanishing. A GPU never read successfully
+//     has no identity to report and is left out (and logged).
+//   - MIG reconfiguration at run time invalidates MIG handles, so MIG
+//     instances are enumerated afresh every cycle: every slot from 0 to
+//     GetMaxMigDeviceCount-1, skipping empty slots (NOT_FOUND,
+//     INVALID_ARGUMENT), since slots can be sparse.
+//   - A MIG instance's profile name is not reported by NVML for a MIG
+//     handle; it is derived from the handle's attributes as
+//     "<slices>g.<memory GiB, rounded>gb" (ProfileName), which matches the
+//     names of nvidia-smi for every A100/H100/H200 profile (+me variants
+//     get their base profile's name). The share's denominator is the
+//     slice count of the GPU's largest instance profile (7 on A100/H100).
+//   - ERROR_NOT_SUPPORTED is a normal answer (energy on older boards,
+//     utilization in MIG mode, MIG on boards without it): device.Unknown,
+//     not an error.
+//   - GetProcessUtilization answers NOT_FOUND when there is no sample newer
+//     than the timestamp asked for: not an error, the processes' SMUtil is
+//     Unknown. The newest timestamp seen is kept per GPU so each cycle gets
+//     only new samples; a process's SMUtil is the mean of its new samples,
+//     each clamped to 0-100 because garbage values have been seen. It is
+//     not supported on MIG handles, so MIG processes have Unknown SMUtil.
+//   - NVML reports host PIDs, whatever PID namespace the agent runs in;
+//     attribution reads the host's /proc. A process that starts and ends
+//     between two polls is never seen.
+package nvmlcollector

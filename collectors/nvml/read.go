@@ -1,0 +1,236 @@
+package nvmlcollector
+
+import (
+	"fmt"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/gpumeter/gpumeter/collectors/device"
+)
+
+// readDevice reads GPU idx. On error the returned Device carries whatever
+// identity was read before it (UUID at least, when that call succeeded).
+func (c *Collector) readDevice(idx int) (device.Device, error) {
+	d := device.Device{Index: idx}
+	h, ret := c.lib.DeviceGetHandleByIndex(idx)
+	if ret != nvml.SUCCESS {
+		return d, fmt.Errorf("GPU %d: get handle: %w", idx, ret)
+	}
+	if d.UUID, ret = h.GetUUID(); ret != nvml.SUCCESS {
+		d.UUID = ""
+		return d, fmt.Errorf("GPU %d: get UUID: %w", idx, ret)
+	}
+	fail := func(what string, ret nvml.Return) (device.Device, error) {
+		return d, fmt.Errorf("GPU %d (%s): %s: %w", idx, d.UUID, what, ret)
+	}
+	if d.Model, ret = h.GetName(); ret != nvml.SUCCESS {
+		return fail("get name", ret)
+	}
+	mem, ret := h.GetMemoryInfo()
+	switch ret {
+	case nvml.SUCCESS:
+		d.MemoryTotalBytes, d.MemoryUsedBytes = mem.Total, mem.Used
+	case nvml.ERROR_NOT_SUPPORTED:
+	default:
+		return fail("get memory info", ret)
+	}
+	util, ret := h.GetUtilizationRates()
+	switch ret {
+	case nvml.SUCCESS:
+		d.UtilizationPercent = clampPercent(util.Gpu)
+	case nvml.ERROR_NOT_SUPPORTED:
+		d.UtilizationPercent = device.Unknown
+	default:
+		return fail("get utilization", ret)
+	}
+	power, ret := h.GetPowerUsage()
+	switch ret {
+	case nvml.SUCCESS:
+		d.PowerMilliwatts = int64(power)
+	case nvml.ERROR_NOT_SUPPORTED:
+		d.PowerMilliwatts = device.Unknown
+	default:
+		return fail("get power usage", ret)
+	}
+	energy, ret := h.GetTotalEnergyConsumption()
+	switch ret {
+	case nvml.SUCCESS:
+		d.EnergyMillijoules = int64(energy)
+	case nvml.ERROR_NOT_SUPPORTED:
+		d.EnergyMillijoules = device.Unknown
+	default:
+		return fail("get total energy", ret)
+	}
+	mode, _, ret := h.GetMigMode()
+	switch ret {
+	case nvml.SUCCESS:
+		d.MIGEnabled = mode == nvml.DEVICE_MIG_ENABLE
+	case nvml.ERROR_NOT_SUPPORTED: // a board without MIG
+	default:
+		return fail("get MIG mode", ret)
+	}
+	if d.MIGEnabled {
+		if err := c.readInstances(h, &d); err != nil {
+			return d, fmt.Errorf("GPU %d (%s): %w", idx, d.UUID, err)
+		}
+		return d, nil
+	}
+	if err := c.readProcesses(h, &d); err != nil {
+		return d, fmt.Errorf("GPU %d (%s): %w", idx, d.UUID, err)
+	}
+	return d, nil
+}
+
+// readInstances enumerates the MIG instances of d afresh: handles from an
+// earlier cycle may be invalid after a reconfiguration. MIG handle slots
+// can be sparse, so every slot up to the maximum is tried and empty ones
+// (NOT_FOUND, INVALID_ARGUMENT) skipped.
+func (c *Collector) readInstances(h nvml.Device, d *device.Device) error {
+	total, err := c.gpuTotalSlices(h, d.UUID)
+	if err != nil {
+		return err
+	}
+	n, ret := h.GetMaxMigDeviceCount()
+	if ret != nvml.SUCCESS {
+		return fmt.Errorf("get max MIG device count: %w", ret)
+	}
+	for k := range n {
+		mh, ret := h.GetMigDeviceHandleByIndex(k)
+		switch ret {
+		case nvml.SUCCESS:
+		case nvml.ERROR_NOT_FOUND, nvml.ERROR_INVALID_ARGUMENT:
+			continue
+		default:
+			return fmt.Errorf("get MIG device %d: %w", k, ret)
+		}
+		in, err := readInstance(mh, total)
+		if err != nil {
+			return fmt.Errorf("MIG device %d: %w", k, err)
+		}
+		d.Instances = append(d.Instances, in)
+	}
+	return nil
+}
+
+func readInstance(mh nvml.Device, totalSlices int) (device.Instance, error) {
+	var in device.Instance
+	var ret nvml.Return
+	if in.UUID, ret = mh.GetUUID(); ret != nvml.SUCCESS {
+		return in, fmt.Errorf("get UUID: %w", ret)
+	}
+	if in.GPUInstanceID, ret = mh.GetGpuInstanceId(); ret != nvml.SUCCESS {
+		return in, fmt.Errorf("%s: get GPU instance id: %w", in.UUID, ret)
+	}
+	if in.ComputeInstanceID, ret = mh.GetComputeInstanceId(); ret != nvml.SUCCESS {
+		return in, fmt.Errorf("%s: get compute instance id: %w", in.UUID, ret)
+	}
+	attr, ret := mh.GetAttributes()
+	if ret != nvml.SUCCESS {
+		return in, fmt.Errorf("%s: get attributes: %w", in.UUID, ret)
+	}
+	in.Slices, in.TotalSlices = int(attr.GpuInstanceSliceCount), totalSlices
+	in.MemoryBytes = attr.MemorySizeMB << 20
+	in.Profile = ProfileName(in.Slices, attr.MemorySizeMB)
+	procs, ret := mh.GetComputeRunningProcesses()
+	if ret != nvml.SUCCESS {
+		return in, fmt.Errorf("%s: get compute processes: %w", in.UUID, ret)
+	}
+	in.Processes = make([]device.Process, len(procs))
+	for i, p := range procs {
+		// NVML has no per-process utilization on MIG handles.
+		in.Processes[i] = device.Process{PID: p.Pid, UsedMemoryBytes: p.UsedGpuMemory, SMUtil: device.Unknown}
+	}
+	return in, nil
+}
+
+// ProfileName names a MIG instance as NVIDIA's tools do, from what a MIG
+// handle reports: "<GPU instance slices>g.<memory in GB>gb", the memory
+// rounded to the nearest GiB (H100: 1 slice and 10240 MB -> "1g.10gb";
+// A100 40GB: 4864 MB -> "1g.5gb"). Media-extension variants (+me) report
+// the same slices and memory as their base profile and get its name.
+func ProfileName(slices int, memoryMB uint64) string {
+	return fmt.Sprintf("%dg.%dgb", slices, (memoryMB+512)/1024)
+}
+
+// gpuTotalSlices is the slice count of the GPU's largest GPU instance
+// profile (7 on A100/H100/H200): the denominator of an instance's share.
+// If the board lists no profiles, the maximum MIG device count stands in
+// (equal to the slice count on every MIG-capable board so far).
+func (c *Collector) gpuTotalSlices(h nvml.Device, uuid string) (int, error) {
+	if n, ok := c.totalSlices[uuid]; ok {
+		return n, nil
+	}
+	total := 0
+	for id := range nvml.GPU_INSTANCE_PROFILE_COUNT {
+		info, ret := h.GetGpuInstanceProfileInfo(id)
+		switch ret {
+		case nvml.SUCCESS:
+			total = max(total, int(info.SliceCount))
+		case nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_INVALID_ARGUMENT:
+		default:
+			return 0, fmt.Errorf("get GPU instance profile %d: %w", id, ret)
+		}
+	}
+	if total == 0 {
+		n, ret := h.GetMaxMigDeviceCount()
+		if ret != nvml.SUCCESS {
+			return 0, fmt.Errorf("get max MIG device count: %w", ret)
+		}
+		total = n
+	}
+	c.totalSlices[uuid] = total
+	return total, nil
+}
+
+// readProcesses lists the compute processes of a whole GPU with their SM
+// utilization since the last cycle's newest sample.
+func (c *Collector) readProcesses(h nvml.Device, d *device.Device) error {
+	procs, ret := h.GetComputeRunningProcesses()
+	if ret != nvml.SUCCESS {
+		return fmt.Errorf("get compute processes: %w", ret)
+	}
+	if len(procs) == 0 {
+		return nil
+	}
+	d.Processes = make([]device.Process, len(procs))
+	for i, p := range procs {
+		d.Processes[i] = device.Process{PID: p.Pid, UsedMemoryBytes: p.UsedGpuMemory, SMUtil: device.Unknown}
+	}
+	samples, ret := h.GetProcessUtilization(c.lastSample[d.UUID])
+	switch ret {
+	case nvml.SUCCESS:
+	case nvml.ERROR_NOT_FOUND, nvml.ERROR_NOT_SUPPORTED:
+		// NOT_FOUND: no sample newer than the last one; not an error.
+		return nil
+	case nvml.ERROR_GPU_IS_LOST:
+		return fmt.Errorf("get process utilization: %w", ret)
+	default:
+		// Utilization only weighs a shared GPU's split; without it the
+		// split is equal, which is no reason to make the GPU a gap.
+		c.log.Debug("process utilization unreadable", "gpu", d.UUID, "err", ret)
+		return nil
+	}
+	last := c.lastSample[d.UUID]
+	for i := range d.Processes {
+		sum, n := 0, 0
+		for _, s := range samples {
+			if s.Pid == d.Processes[i].PID {
+				// Garbage values above 100 have been seen: clamp each one.
+				sum += clampPercent(s.SmUtil)
+				n++
+			}
+		}
+		if n > 0 {
+			d.Processes[i].SMUtil = sum / n
+		}
+	}
+	for _, s := range samples {
+		last = max(last, s.TimeStamp)
+	}
+	c.lastSample[d.UUID] = last
+	return nil
+}
+
+func clampPercent(v uint32) int {
+	return int(min(v, 100))
+}
