@@ -1,0 +1,245 @@
+package scenario
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/gpumeter/gpumeter/collectors/device"
+	"github.com/gpumeter/gpumeter/collectors/sim"
+)
+
+// Driver brings a sim.Machine and a fake host root to a scenario's state at
+// any virtual time. Apply is called from one goroutine (not safe for
+// concurrent use); the Machine it drives may be read concurrently.
+type Driver struct {
+	s    *Scenario
+	m    *sim.Machine
+	host *hostRoot
+
+	units    []Unit
+	unitUUID []string
+	unitOf   map[Unit]int
+	slices   []int // per unit: MIG slices, TotalSlices for a whole GPU
+
+	// events are the scenario's change points in time order; next is the
+	// first not yet applied. Apply only moves forward, so a call with no
+	// event due does no more than integrate energy.
+	events []event
+	next   int
+	last   time.Time
+	begun  bool
+
+	active [][]int // per unit: indexes into s.procs of running processes
+	lost   []bool  // per GPU
+
+	dirtyUnit []bool
+	dirtyGPU  []bool
+	procBuf   []device.Process
+}
+
+type eventKind int
+
+// At one instant, processes end before faults change and new processes
+// start, so a PID handed from an ending process to a starting one (PID
+// reuse) is free when the new one starts.
+const (
+	evEnd eventKind = iota
+	evBack
+	evLost
+	evStart
+)
+
+type event struct {
+	at   time.Duration // offset from Scenario.Start
+	kind eventKind
+	ref  int // index into s.procs (evStart, evEnd) or s.Faults
+}
+
+// NewDriver builds the scenario's machine (one sim.GPUSpec per GPU) and
+// its host root under hostRoot (which must be missing or empty): proc/stat
+// with the boot time (an hour before the scenario starts), etc/passwd with
+// the tenants' users. Nothing runs until the first Apply.
+func NewDriver(s *Scenario, hostRoot string) (*Driver, error) {
+	specs := make([]sim.GPUSpec, len(s.GPUs))
+	for i, g := range s.GPUs {
+		specs[i] = sim.GPUSpec{Model: g.Model, UUID: g.UUID, MIG: g.MIG}
+	}
+	m, err := sim.NewMachine(specs...)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", s.Name, err)
+	}
+	h, err := newHostRoot(hostRoot, s)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", s.Name, err)
+	}
+	d := &Driver{s: s, m: m, host: h, units: s.Units(), unitOf: map[Unit]int{},
+		lost: make([]bool, len(s.GPUs)), dirtyGPU: make([]bool, len(s.GPUs))}
+	for i, u := range d.units {
+		d.unitOf[u] = i
+		uuid, n := m.GPUUUID(u.GPU), TotalSlices
+		if u.MIG >= 0 {
+			uuid = m.MIGUUIDs(u.GPU)[u.MIG]
+			n, _ = profileSlices(s.GPUs[u.GPU].MIG[u.MIG])
+		}
+		d.unitUUID = append(d.unitUUID, uuid)
+		d.slices = append(d.slices, n)
+	}
+	d.active = make([][]int, len(d.units))
+	d.dirtyUnit = make([]bool, len(d.units))
+	for i := range s.procs {
+		d.events = append(d.events, event{s.procs[i].start, evStart, i}, event{s.procs[i].end, evEnd, i})
+	}
+	for i, f := range s.Faults {
+		d.events = append(d.events, event{f.LostAt, evLost, i}, event{f.BackAt, evBack, i})
+	}
+	sort.SliceStable(d.events, func(a, b int) bool {
+		ea, eb := &d.events[a], &d.events[b]
+		if ea.at != eb.at {
+			return ea.at < eb.at
+		}
+		return ea.kind < eb.kind
+	})
+	for i := range s.GPUs {
+		m.SetUtilization(i, 0)
+		m.SetPower(i, IdlePowerWatts*1000)
+	}
+	return d, nil
+}
+
+// Machine is the simulated node the driver programs.
+func (d *Driver) Machine() *sim.Machine { return d.m }
+
+// HostRoot is the directory holding the fake proc/ and etc/.
+func (d *Driver) HostRoot() string { return d.host.root }
+
+// Scenario is the scenario being driven.
+func (d *Driver) Scenario() *Scenario { return d.s }
+
+// UnitUUID is the GPU-… or MIG-… UUID of a unit ("" if it has none).
+func (d *Driver) UnitUUID(u Unit) string {
+	if i, ok := d.unitOf[u]; ok {
+		return d.unitUUID[i]
+	}
+	return ""
+}
+
+// Apply brings the machine and the host root to the scenario's state at
+// t: the processes running at t are on their units and in proc/, faults
+// active at t make their GPUs lost, and every GPU's energy counter has
+// integrated its power since the previous Apply. Times must not go
+// backwards (energy only accumulates); before the start and after the end
+// nothing runs. A call with no change point since the last one costs one
+// energy update and touches no file.
+func (d *Driver) Apply(t time.Time) error {
+	if d.begun {
+		if t.Before(d.last) {
+			return fmt.Errorf("apply scenario %s at %s: before the last applied time %s",
+				d.s.Name, t.Format(time.RFC3339Nano), d.last.Format(time.RFC3339Nano))
+		}
+		if el := t.Sub(d.last); el > 0 {
+			d.m.AdvanceEnergy(el)
+		}
+	}
+	d.last, d.begun = t, true
+	off := t.Sub(d.s.Start)
+	if d.next >= len(d.events) || d.events[d.next].at > off {
+		return nil
+	}
+	for ; d.next < len(d.events) && d.events[d.next].at <= off; d.next++ {
+		if err := d.handle(&d.events[d.next]); err != nil {
+			return fmt.Errorf("apply scenario %s at %s: %w", d.s.Name, t.Format(time.RFC3339Nano), err)
+		}
+	}
+	for u, dirty := range d.dirtyUnit {
+		if !dirty {
+			continue
+		}
+		d.dirtyUnit[u] = false
+		if err := d.m.SetProcesses(d.unitUUID[u], d.processes(u)); err != nil {
+			return fmt.Errorf("apply scenario %s at %s: %w", d.s.Name, t.Format(time.RFC3339Nano), err)
+		}
+	}
+	for g, dirty := range d.dirtyGPU {
+		if dirty {
+			d.dirtyGPU[g] = false
+			d.updateGPU(g)
+		}
+	}
+	return nil
+}
+
+func (d *Driver) handle(e *event) error {
+	switch e.kind {
+	case evStart, evEnd:
+		p := &d.s.procs[e.ref]
+		j := &d.s.Jobs[p.job]
+		u := d.unitOf[j.Unit()]
+		d.dirtyUnit[u], d.dirtyGPU[j.GPU] = true, true
+		if e.kind == evEnd {
+			d.active[u] = slices.DeleteFunc(d.active[u], func(i int) bool { return i == e.ref })
+			return d.host.endProcess(p.pid)
+		}
+		d.active[u] = append(d.active[u], e.ref)
+		return d.host.startProcess(p.pid, d.s.Tenants[j.Tenant].UID, d.s.cgroupPath(p), d.s.Start.Add(p.start))
+	case evLost, evBack:
+		g := d.s.Faults[e.ref].GPU
+		d.lost[g] = e.kind == evLost
+		d.m.SetLost(g, d.lost[g])
+		d.dirtyGPU[g] = true
+	}
+	return nil
+}
+
+// processes lists unit u's running processes as NVML reports them.
+func (d *Driver) processes(u int) []device.Process {
+	d.procBuf = d.procBuf[:0]
+	for _, i := range d.active[u] {
+		p := &d.s.procs[i]
+		j := &d.s.Jobs[p.job]
+		d.procBuf = append(d.procBuf, device.Process{
+			PID: p.pid, UsedMemoryBytes: uint64(j.MemoryMiB) << 20, SMUtil: j.Utilization,
+		})
+	}
+	return d.procBuf // SetProcesses copies it
+}
+
+// updateGPU sets GPU g's utilization and power from its running jobs.
+//
+// Utilization: a unit's is the sum of its processes' (time-slicing adds up),
+// at most 100; a MIG GPU's is its instances' weighted by their slices.
+// Power is deliberately simple: the draw of the hungriest running job
+// (Job.PowerWatts, by default 70 W + 630 W × utilization), idle power when
+// nothing runs, and 0 while the GPU is lost (nothing is metered then).
+func (d *Driver) updateGPU(g int) {
+	util, power := 0, 0
+	for u, unit := range d.units {
+		if unit.GPU != g {
+			continue
+		}
+		sum := 0
+		for _, i := range d.active[u] {
+			j := &d.s.Jobs[d.s.procs[i].job]
+			sum += j.Utilization
+			power = max(power, j.power())
+		}
+		util += min(sum, 100) * d.slices[u]
+	}
+	d.m.SetUtilization(g, util/TotalSlices)
+	switch {
+	case d.lost[g]:
+		power = 0
+	case power == 0:
+		power = IdlePowerWatts
+	}
+	d.m.SetPower(g, int64(power)*1000)
+}
+
+// power is the job's board power in watts while it runs.
+func (j *Job) power() int {
+	if j.PowerWatts > 0 {
+		return j.PowerWatts
+	}
+	return IdlePowerWatts + (MaxPowerWatts-IdlePowerWatts)*j.Utilization/100
+}
