@@ -1,0 +1,43 @@
+// Package store is the voucher authority's durable state: the node registry
+// (nodes, their keys and GPUs), accepted batches and their records, and the
+// per-unit window totals that bound GPU time by wall time.
+//
+// Its one job is to keep the authority's invariants true under any
+// interleaving of requests and processes:
+//
+//   - a batch is stored whole or not at all: ingest is ONE transaction that
+//     re-reads the node's head, checks sequence, chain, duplicate and fork,
+//     checks the records against the stored per-unit windows, then inserts
+//     the batch, its records and the window totals and advances the head;
+//   - nothing is stored twice: UNIQUE(node_id, first_seq) on batches,
+//     UNIQUE(node_id, seq) and the record id as primary key on records make
+//     double storage impossible even if two writers raced past the checks.
+//     Dedup never relies on a cache with a TTL;
+//   - a GPU UUID belongs to one node (primary key of node_gpus).
+//
+// # Wall-time rule
+//
+// For a unit (gpu_uuid), each distinct record interval [window_start,
+// window_end) is a row of unit_windows holding the sum of gpu_ms of all its
+// stored records (usage, idle and gap alike). The sum may never exceed the
+// interval's length, and two distinct intervals of one unit may never
+// overlap (a partial overlap is refused as over-wall-time). Together these
+// bound the GPU time of a unit over any period by the period's length,
+// which is what the meter's invariant (usage + idle + gap = window) gives
+// for honest nodes: windows are aligned, the first and last of a run are
+// partial, and runs of one node never overlap in time.
+//
+// # Portability
+//
+// The schema uses portable types (BIGINT, TEXT, BOOLEAN; byte strings are
+// the dialect's blob type) and statements are written with '?' placeholders
+// that a dialect rebinds, so PostgreSQL can run the same migrations; only
+// SQLite (modernc.org/sqlite, pure Go) is wired today. SQLite runs in WAL
+// mode with synchronous=FULL, foreign keys on and a busy timeout, and write
+// transactions take the write lock at BEGIN (one writer at a time).
+//
+// It must never decide protocol policy beyond these invariants (signature
+// and record validity are checked before a batch reaches it), and never
+// store any part of a rejected batch; the one write a rejection makes is
+// flagging a node as forked.
+package store

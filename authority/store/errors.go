@@ -1,0 +1,40 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors the store returns, wrapped with detail; test with errors.Is.
+var (
+	// Registry.
+	ErrNodeNotFound = errors.New("node is not registered")
+	ErrNodeExists   = errors.New("node is already registered")
+	ErrKeyNotFound  = errors.New("key is not registered")
+	ErrKeyExists    = errors.New("key is already registered")
+	ErrKeyRevoked   = errors.New("key is already revoked")
+
+	// Ingest: each is one protocol rejection cause.
+	ErrNodeForked       = errors.New("node is flagged as forked")
+	ErrFork             = errors.New("batch differs from the stored batch at its sequence")
+	ErrSequenceGap      = errors.New("batch skips sequence numbers")
+	ErrChainBroken      = errors.New("prev_hash is not the hash of the head batch")
+	ErrOverWallTime     = errors.New("GPU time exceeds wall time")
+	ErrGPUNotRegistered = errors.New("GPU is not registered to the node")
+	ErrGPUClaimed       = errors.New("GPU is registered to another node")
+	ErrInvalidRecord    = errors.New("invalid record")
+)
+
+// SeqError is a sequence conflict (gap, chain, fork): the node should send
+// from Expected next.
+type SeqError struct {
+	Err      error // ErrSequenceGap, ErrChainBroken, ErrFork or ErrNodeForked
+	Expected uint64
+	Detail   string
+}
+
+func (e *SeqError) Error() string {
+	return fmt.Sprintf("%v: %s (expected seq %d)", e.Err, e.Detail, e.Expected)
+}
+
+func (e *SeqError) Unwrap() error { return e.Err }

@@ -1,0 +1,246 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/gpumeter/gpumeter/metering/ledger"
+)
+
+// Submission is a verified batch ready to be stored.
+type Submission struct {
+	Batch    ledger.Batch
+	Hash     string // ledger.Hash of the payload
+	Envelope []byte // the envelope exactly as received
+	Received time.Time
+}
+
+// Result is the outcome of an accepted (or duplicate) submission.
+type Result struct {
+	Node      string
+	Head      uint64 // highest seq durably stored for the node
+	Duplicate bool   // identical to the stored batch: nothing was written
+	Records   int    // records written (0 for a duplicate)
+}
+
+// Ingest stores a batch if it continues the node's chain and keeps every
+// unit within wall time, all in one transaction. An exact resend answers
+// Duplicate. A different batch at a stored sequence is a fork: the node is
+// flagged (that flag is committed) and ErrFork returned. Every other
+// rejection writes nothing.
+func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
+	b := &sub.Batch
+	var res Result
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		var (
+			provider, headHash string
+			forked             bool
+			head               uint64
+		)
+		// The head is re-read inside the write lock: whatever raced us has
+		// committed or not, and this is the truth we extend.
+		err := s.queryRowTx(ctx, tx, `SELECT provider, forked, head_seq, head_hash FROM nodes WHERE id = ?`, b.Node).
+			Scan(&provider, &forked, &head, &headHash)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("ingest batch of node %q: %w", b.Node, ErrNodeNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("ingest batch of node %q: read head: %w", b.Node, err)
+		}
+		res = Result{Node: b.Node, Head: head}
+		if b.FirstSeq <= head {
+			return s.checkResend(ctx, tx, sub, head, &res)
+		}
+		if forked {
+			return &SeqError{Err: ErrNodeForked, Expected: head + 1,
+				Detail: "an operator must resolve the fork before the node's batches are accepted again"}
+		}
+		if b.FirstSeq > head+1 {
+			return &SeqError{Err: ErrSequenceGap, Expected: head + 1,
+				Detail: fmt.Sprintf("first_seq %d, but the head is %d", b.FirstSeq, head)}
+		}
+		if b.PrevHash != headHash {
+			return &SeqError{Err: ErrChainBroken, Expected: head + 1,
+				Detail: fmt.Sprintf("prev_hash %q, head batch hash %q", b.PrevHash, headHash)}
+		}
+		if err := s.checkRecords(ctx, tx, b, provider); err != nil {
+			return err
+		}
+		if err := s.insert(ctx, tx, sub); err != nil {
+			return err
+		}
+		if _, err := s.exec(ctx, tx, `UPDATE nodes SET head_seq = ?, head_hash = ? WHERE id = ?`, b.LastSeq, sub.Hash, b.Node); err != nil {
+			return fmt.Errorf("ingest batch %d of node %q: advance head: %w", b.FirstSeq, b.Node, err)
+		}
+		res.Head, res.Records = b.LastSeq, len(b.Records)
+		return nil
+	})
+	if err != nil {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// checkResend handles first_seq <= head: an identical batch is a duplicate,
+// anything else a fork, which flags the node (committed via keepError).
+func (s *Store) checkResend(ctx context.Context, tx *sql.Tx, sub Submission, head uint64, res *Result) error {
+	b := &sub.Batch
+	var storedHash string
+	var storedLast uint64
+	err := s.queryRowTx(ctx, tx, `SELECT hash, last_seq FROM batches WHERE node_id = ? AND first_seq = ?`, b.Node, b.FirstSeq).
+		Scan(&storedHash, &storedLast)
+	switch {
+	case err == nil && storedHash == sub.Hash:
+		res.Duplicate = true
+		return nil
+	case err == nil:
+		err = &SeqError{Err: ErrFork, Expected: head + 1,
+			Detail: fmt.Sprintf("batch at first_seq %d has hash %s, the stored one %s", b.FirstSeq, sub.Hash, storedHash)}
+	case errors.Is(err, sql.ErrNoRows):
+		// Stored seqs are split differently: the node re-cut committed
+		// batches, which the protocol forbids.
+		err = &SeqError{Err: ErrFork, Expected: head + 1,
+			Detail: fmt.Sprintf("first_seq %d is stored inside another batch", b.FirstSeq)}
+	default:
+		return fmt.Errorf("ingest batch %d of node %q: read stored batch: %w", b.FirstSeq, b.Node, err)
+	}
+	if _, uerr := s.exec(ctx, tx, `UPDATE nodes SET forked = ? WHERE id = ?`, true, b.Node); uerr != nil {
+		return fmt.Errorf("ingest batch %d of node %q: flag fork: %w", b.FirstSeq, b.Node, uerr)
+	}
+	return &keepError{err: err}
+}
+
+// interval is one unit's record window.
+type interval struct {
+	unit       string
+	start, end int64 // Unix ms
+}
+
+// checkRecords checks GPU ownership, the provider and the wall-time rule
+// (package doc) against what is stored, and writes the new window totals.
+// On any error the caller rolls the transaction back, totals included.
+func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *ledger.Batch, provider string) error {
+	own, err := s.nodeGPUs(ctx, tx, b.Node)
+	if err != nil {
+		return err
+	}
+	foreign := map[string]bool{} // UUIDs checked not to be another node's
+	sums := map[interval]int64{}
+	for i := range b.Records {
+		r := &b.Records[i]
+		if r.Provider != provider {
+			return fmt.Errorf("%w: record seq %d: provider %q, node registered with %q", ErrInvalidRecord, r.Seq, r.Provider, provider)
+		}
+		if !own[r.ParentUUID] {
+			if err := s.notForeign(ctx, tx, r.ParentUUID, b.Node, foreign); err != nil {
+				return fmt.Errorf("record seq %d: parent_uuid: %w", r.Seq, err)
+			}
+			return fmt.Errorf("%w: record seq %d: parent_uuid %s", ErrGPUNotRegistered, r.Seq, r.ParentUUID)
+		}
+		// A unit's UUID must not be another node's GPU either: its windows
+		// would count against that GPU's wall time.
+		if r.GPUUUID != r.ParentUUID && !own[r.GPUUUID] {
+			if err := s.notForeign(ctx, tx, r.GPUUUID, b.Node, foreign); err != nil {
+				return fmt.Errorf("record seq %d: gpu_uuid: %w", r.Seq, err)
+			}
+		}
+		iv := interval{r.GPUUUID, r.WindowStart.UnixMilli(), r.WindowEnd.UnixMilli()}
+		sums[iv] += r.GPUMillis
+		if sums[iv] > iv.end-iv.start {
+			return fmt.Errorf("%w: unit %s window [%d, %d): %d ms in this batch", ErrOverWallTime, iv.unit, iv.start, iv.end, sums[iv])
+		}
+	}
+	ivs := make([]interval, 0, len(sums))
+	for iv := range sums {
+		ivs = append(ivs, iv)
+	}
+	sort.Slice(ivs, func(i, j int) bool {
+		if ivs[i].unit != ivs[j].unit {
+			return ivs[i].unit < ivs[j].unit
+		}
+		return ivs[i].start < ivs[j].start
+	})
+	for _, iv := range ivs {
+		if err := s.addWindow(ctx, tx, b.Node, iv, sums[iv]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addWindow adds ms to a unit's interval after checking that no distinct
+// stored interval of the unit overlaps it. Stored intervals of a unit are
+// pairwise disjoint (this check keeps them so), so the interval starting
+// last before iv.end is the only one that can overlap without being iv.
+// Intervals of this batch are already in the table when the next is
+// checked, so the batch is checked against itself too.
+func (s *Store) addWindow(ctx context.Context, tx *sql.Tx, node string, iv interval, ms int64) error {
+	var start, end int64
+	err := s.queryRowTx(ctx, tx, `SELECT window_start_ms, window_end_ms FROM unit_windows
+		WHERE gpu_uuid = ? AND window_start_ms < ? ORDER BY window_start_ms DESC LIMIT 1`, iv.unit, iv.end).Scan(&start, &end)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return fmt.Errorf("read windows of unit %s: %w", iv.unit, err)
+	case end > iv.start && (start != iv.start || end != iv.end):
+		return fmt.Errorf("%w: unit %s window [%d, %d) overlaps stored window [%d, %d)", ErrOverWallTime, iv.unit, iv.start, iv.end, start, end)
+	}
+	var total int64
+	err = s.queryRowTx(ctx, tx, `INSERT INTO unit_windows (gpu_uuid, window_start_ms, window_end_ms, node_id, total_ms)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (gpu_uuid, window_start_ms, window_end_ms) DO UPDATE SET total_ms = unit_windows.total_ms + excluded.total_ms
+		RETURNING total_ms`, iv.unit, iv.start, iv.end, node, ms).Scan(&total)
+	if err != nil {
+		return fmt.Errorf("add to window of unit %s: %w", iv.unit, err)
+	}
+	if total > iv.end-iv.start {
+		return fmt.Errorf("%w: unit %s window [%d, %d): %d ms stored and new, window is %d ms",
+			ErrOverWallTime, iv.unit, iv.start, iv.end, total, iv.end-iv.start)
+	}
+	return nil
+}
+
+func (s *Store) nodeGPUs(ctx context.Context, tx *sql.Tx, node string) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT gpu_uuid FROM node_gpus WHERE node_id = ?`), node)
+	if err != nil {
+		return nil, fmt.Errorf("read GPUs of node %q: %w", node, err)
+	}
+	defer rows.Close()
+	own := map[string]bool{}
+	for rows.Next() {
+		var g string
+		if err := rows.Scan(&g); err != nil {
+			return nil, fmt.Errorf("read GPUs of node %q: %w", node, err)
+		}
+		own[g] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read GPUs of node %q: %w", node, err)
+	}
+	return own, nil
+}
+
+// notForeign returns ErrGPUClaimed if uuid is registered to a node other
+// than node. checked caches UUIDs already found free in this transaction.
+func (s *Store) notForeign(ctx context.Context, tx *sql.Tx, uuid, node string, checked map[string]bool) error {
+	if checked[uuid] {
+		return nil
+	}
+	var owner string
+	err := s.queryRowTx(ctx, tx, `SELECT node_id FROM node_gpus WHERE gpu_uuid = ?`, uuid).Scan(&owner)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		checked[uuid] = true
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up GPU %s: %w", uuid, err)
+	case owner != node:
+		return fmt.Errorf("%w: %s", ErrGPUClaimed, uuid)
+	}
+	checked[uuid] = true
+	return nil
+}

@@ -1,0 +1,162 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// DriverSQLite is the only driver wired today (modernc.org/sqlite).
+const DriverSQLite = "sqlite"
+
+// Store is the authority's database. Safe for concurrent use.
+type Store struct {
+	// w is the only pool that writes: one connection, so writes of this
+	// process are serialized; BEGIN IMMEDIATE serializes them against other
+	// processes (the CLI) too, without read-to-write upgrade deadlocks.
+	w *sql.DB
+	// r serves reads concurrently (WAL lets them run beside the writer).
+	r  *sql.DB
+	d  dialect
+	id string // where, for errors
+}
+
+// dialect is what differs between SQL engines: placeholders, the byte
+// string type and how a unique violation looks.
+type dialect struct {
+	name string
+	// blobType replaces {{bytes}} in migrations.
+	blobType string
+	// dollar rebinds '?' to $1, $2, ... (PostgreSQL).
+	dollar   bool
+	isUnique func(error) bool
+}
+
+var sqliteDialect = dialect{
+	name:     DriverSQLite,
+	blobType: "BLOB",
+	isUnique: func(err error) bool {
+		var se *sqlite.Error
+		if !errors.As(err, &se) {
+			return false
+		}
+		c := se.Code()
+		return c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	},
+}
+
+// rebind turns '?' placeholders into the dialect's. Statements here never
+// hold a literal '?' in a string, so a plain scan is exact.
+func (d dialect) rebind(q string) string {
+	if !d.dollar {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// Open opens (creating if needed) the database and applies pending
+// migrations. driver is "sqlite"; path is the database file.
+func Open(ctx context.Context, driver, path string) (*Store, error) {
+	if driver != DriverSQLite {
+		return nil, fmt.Errorf("open store: driver %q not supported (want %q)", driver, DriverSQLite)
+	}
+	if path == "" || strings.HasPrefix(path, ":memory:") {
+		// Two pools on one in-memory database would be two databases.
+		return nil, fmt.Errorf("open store: sqlite needs a file path, got %q", path)
+	}
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(FULL)")
+	wq := url.Values{}
+	for k, v := range q {
+		wq[k] = append([]string(nil), v...)
+	}
+	wq.Set("_txlock", "immediate")
+	w, err := sql.Open("sqlite", "file:"+path+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	q.Add("_pragma", "query_only(1)")
+	r, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	s := &Store{w: w, r: r, d: sqliteDialect, id: path}
+	if err := s.migrate(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	return errors.Join(s.w.Close(), s.r.Close())
+}
+
+// writeTx runs fn in one write transaction and commits if fn returns nil.
+// If fn returns a *keepError, the transaction is committed and the wrapped
+// error returned (a rejection that must still record something: a fork).
+func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction on %s: %w", s.id, err)
+	}
+	ferr := fn(tx)
+	var keep *keepError
+	if ferr != nil && !errors.As(ferr, &keep) {
+		_ = tx.Rollback()
+		return ferr
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit on %s: %w", s.id, err)
+	}
+	if keep != nil {
+		return keep.err
+	}
+	return nil
+}
+
+// keepError asks writeTx to commit what was written and still fail.
+type keepError struct{ err error }
+
+func (k *keepError) Error() string { return k.err.Error() }
+
+// exec, query and queryRow rebind placeholders for the dialect.
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	return tx.ExecContext(ctx, s.d.rebind(q), args...)
+}
+
+func (s *Store) queryRowTx(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	return tx.QueryRowContext(ctx, s.d.rebind(q), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return s.r.QueryRowContext(ctx, s.d.rebind(q), args...)
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return s.r.QueryContext(ctx, s.d.rebind(q), args...)
+}
