@@ -1,0 +1,305 @@
+package ledger_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	node   string
+	priv   ed25519.PrivateKey
+	pub    ed25519.PublicKey
+	sealer *ledger.Sealer
+	keys   map[string]keyEntry
+}
+
+type keyEntry struct {
+	pub     ed25519.PublicKey
+	node    string
+	revoked bool
+}
+
+func newFixture(tb testing.TB, node string) *fixture {
+	tb.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := ledger.NewSealer(node, priv, func() time.Time { return t0.Add(90 * time.Second) })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := &fixture{node: node, priv: priv, pub: pub, sealer: s, keys: map[string]keyEntry{}}
+	f.keys[ledger.KeyID(pub)] = keyEntry{pub: pub, node: node}
+	return f
+}
+
+func (f *fixture) lookup(keyID string) (ed25519.PublicKey, string, bool, error) {
+	k, ok := f.keys[keyID]
+	if !ok {
+		return nil, "", false, fmt.Errorf("key %s: %w", keyID, ledger.ErrUnknownKey)
+	}
+	return k.pub, k.node, k.revoked, nil
+}
+
+// records makes n valid records of node, one per minute window.
+func records(node string, n int) []record.Record {
+	out := make([]record.Record, n)
+	for i := range out {
+		r := record.Record{
+			Node: node, Provider: "p", Kind: record.KindUsage, Tenant: fmt.Sprintf("t%d", i%3),
+			WindowStart: t0.Add(time.Duration(i) * time.Minute), WindowEnd: t0.Add(time.Duration(i+1) * time.Minute),
+			GPUUUID: "GPU-0", ParentUUID: "GPU-0", Model: "H100", SliceNum: 1, SliceDen: 1,
+			GPUMillis: 60000, UtilizationPercent: 50, EnergyMillijoules: 1000, Attribution: "cgroup",
+		}
+		r.ID = r.ComputeID()
+		out[i] = r
+	}
+	return out
+}
+
+func TestSealOpenRoundTrip(t *testing.T) {
+	f := newFixture(t, "node-01")
+	recs := records("node-01", 5)
+	s, err := f.sealer.Seal(context.Background(), 101, "abc", recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.FirstSeq != 101 || s.LastSeq != 105 {
+		t.Fatalf("sealed range %d..%d, want 101..105", s.FirstSeq, s.LastSeq)
+	}
+	for i, r := range recs {
+		if r.Seq != 0 {
+			t.Fatalf("caller's record %d was mutated: seq %d", i, r.Seq)
+		}
+	}
+	b, payload, err := ledger.Open(context.Background(), s.Envelope, f.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ledger.Hash(payload); got != s.Hash {
+		t.Fatalf("hash of opened payload %s, sealed %s", got, s.Hash)
+	}
+	if b.Node != "node-01" || b.KeyID != ledger.KeyID(f.pub) || b.PrevHash != "abc" || !b.Created.Equal(t0.Add(90*time.Second)) {
+		t.Fatalf("batch header %+v", b)
+	}
+	for i, r := range b.Records {
+		want := recs[i]
+		want.Seq = 101 + uint64(i)
+		if r.Seq != want.Seq || r.ID != want.ID || r.GPUMillis != want.GPUMillis || !r.WindowStart.Equal(want.WindowStart) {
+			t.Fatalf("record %d: got %+v want %+v", i, r, want)
+		}
+	}
+}
+
+func TestSealRefuses(t *testing.T) {
+	f := newFixture(t, "node-01")
+	other := records("node-02", 1)
+	bad := records("node-01", 1)
+	bad[0].GPUMillis = -1
+	tests := []struct {
+		name     string
+		first    uint64
+		prev     string
+		recs     []record.Record
+		wantCaus ledger.Cause
+	}{
+		{"no records", 1, "", nil, ledger.ErrInvalidRecord},
+		{"seq zero", 0, "", records("node-01", 1), ledger.ErrInvalidRecord},
+		{"other node", 1, "", other, ledger.ErrNodeMismatch},
+		{"negative ms", 1, "", bad, ledger.ErrInvalidRecord},
+		{"too many", 1, "", records("node-01", ledger.MaxRecordsPerBatch+1), ledger.ErrInvalidRecord},
+		{"prev hash at seq 1", 1, "abc", records("node-01", 1), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := f.sealer.Seal(context.Background(), tc.first, tc.prev, tc.recs)
+			if err == nil {
+				t.Fatal("sealed, want an error")
+			}
+			if tc.wantCaus != "" && !errors.Is(err, tc.wantCaus) {
+				t.Fatalf("err %v, want cause %s", err, tc.wantCaus)
+			}
+		})
+	}
+}
+
+// envelope helpers for building mutated envelopes.
+func decodeEnv(t testing.TB, b []byte) dsse.Envelope {
+	t.Helper()
+	var e dsse.Envelope
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func encodeEnv(t testing.TB, e dsse.Envelope) []byte {
+	t.Helper()
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// signRaw signs an arbitrary payload with f's key, so tests can reach the
+// checks after verification.
+func (f *fixture) signRaw(t testing.TB, payloadType string, payload []byte) []byte {
+	t.Helper()
+	pub := f.priv.Public().(ed25519.PublicKey)
+	pae := dsse.PAE(payloadType, payload)
+	e := dsse.Envelope{
+		PayloadType: payloadType,
+		Payload:     base64.StdEncoding.EncodeToString(payload),
+		Signatures:  []dsse.Signature{{KeyID: ledger.KeyID(pub), Sig: base64.StdEncoding.EncodeToString(ed25519.Sign(f.priv, pae))}},
+	}
+	return encodeEnv(t, e)
+}
+
+func TestOpenRefuses(t *testing.T) {
+	f := newFixture(t, "node-01")
+	ctx := context.Background()
+	good, err := f.sealer.Seal(ctx, 1, "", records("node-01", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, payload, err := ledger.Open(ctx, good.Envelope, f.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch ledger.Batch
+	if err := json.Unmarshal(payload, &batch); err != nil {
+		t.Fatal(err)
+	}
+	remarshal := func(mod func(*ledger.Batch)) []byte {
+		b := batch
+		b.Records = append([]record.Record(nil), batch.Records...)
+		mod(&b)
+		p, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.signRaw(t, ledger.PayloadType, p)
+	}
+	mutate := func(mod func(*dsse.Envelope)) []byte {
+		e := decodeEnv(t, good.Envelope)
+		mod(&e)
+		return encodeEnv(t, e)
+	}
+	flip := func(s string, i int) string {
+		raw, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[i%len(raw)] ^= 0x01
+		return base64.StdEncoding.EncodeToString(raw)
+	}
+
+	stranger := newFixture(t, "node-01")
+	strangerEnv, err := stranger.sealer.Seal(ctx, 1, "", records("node-01", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	intruder := newFixture(t, "node-02") // registered, but for another node
+	f.keys[ledger.KeyID(intruder.pub)] = keyEntry{pub: intruder.pub, node: "node-02"}
+	intrEnv := intruder.signRaw(t, ledger.PayloadType, func() []byte {
+		b := batch
+		b.KeyID = ledger.KeyID(intruder.pub)
+		p, _ := json.Marshal(b)
+		return p
+	}())
+
+	tests := []struct {
+		name string
+		env  []byte
+		keys ledger.KeyLookup
+		want ledger.Cause
+	}{
+		{"not json", []byte("{not json"), nil, ledger.ErrMalformed},
+		{"trailing data", append(append([]byte{}, good.Envelope...), []byte(" {}")...), nil, ledger.ErrMalformed},
+		{"unknown envelope field", []byte(`{"payloadType":"x","payload":"","signatures":[],"extra":1}`), nil, ledger.ErrMalformed},
+		{"wrong payload type", mutate(func(e *dsse.Envelope) { e.PayloadType = "application/json" }), nil, ledger.ErrMalformed},
+		{"no signature", mutate(func(e *dsse.Envelope) { e.Signatures = nil }), nil, ledger.ErrMalformed},
+		{"two signatures", mutate(func(e *dsse.Envelope) { e.Signatures = append(e.Signatures, e.Signatures[0]) }), nil, ledger.ErrMalformed},
+		{"bad payload base64", mutate(func(e *dsse.Envelope) { e.Payload = "!!" + e.Payload }), nil, ledger.ErrMalformed},
+		{"url base64 payload", mutate(func(e *dsse.Envelope) { e.Payload = "-_" + e.Payload[2:] }), nil, ledger.ErrMalformed},
+		{"bad signature base64", mutate(func(e *dsse.Envelope) { e.Signatures[0].Sig = "%%%" }), nil, ledger.ErrMalformed},
+		{"unknown key", strangerEnv.Envelope, nil, ledger.ErrUnknownKey},
+		{"empty keyid", mutate(func(e *dsse.Envelope) { e.Signatures[0].KeyID = "" }), nil, ledger.ErrUnknownKey},
+		{"revoked key", good.Envelope, func(id string) (ed25519.PublicKey, string, bool, error) {
+			return f.pub, "node-01", true, nil
+		}, ledger.ErrRevokedKey},
+		{"flipped payload byte", mutate(func(e *dsse.Envelope) { e.Payload = flip(e.Payload, 40) }), nil, ledger.ErrBadSignature},
+		{"flipped last payload byte", mutate(func(e *dsse.Envelope) { e.Payload = flip(e.Payload, -1+len(payload)) }), nil, ledger.ErrBadSignature},
+		{"flipped signature byte", mutate(func(e *dsse.Envelope) { e.Signatures[0].Sig = flip(e.Signatures[0].Sig, 7) }), nil, ledger.ErrBadSignature},
+		{"payload type changed after signing", func() []byte {
+			e := decodeEnv(t, f.signRaw(t, "application/json", payload))
+			e.PayloadType = ledger.PayloadType
+			return encodeEnv(t, e)
+		}(), nil, ledger.ErrBadSignature},
+		{"signature of another key under our keyid", mutate(func(e *dsse.Envelope) {
+			e.Signatures[0].Sig = decodeEnv(t, strangerEnv.Envelope).Signatures[0].Sig
+		}), nil, ledger.ErrBadSignature},
+		{"signed garbage payload", f.signRaw(t, ledger.PayloadType, []byte("[1,2")), nil, ledger.ErrMalformed},
+		{"signed payload with unknown field", f.signRaw(t, ledger.PayloadType,
+			append(payload[:len(payload)-1:len(payload)-1], []byte(`,"extra":true}`)...)), nil, ledger.ErrMalformed},
+		{"payload key_id not the signer's", remarshal(func(b *ledger.Batch) { b.KeyID = "ed25519:0000000000000000" }), nil, ledger.ErrMalformed},
+		{"node mismatch", intrEnv, nil, ledger.ErrNodeMismatch},
+		{"record of another node", remarshal(func(b *ledger.Batch) { b.Records[1].Node = "node-02" }), nil, ledger.ErrNodeMismatch},
+		{"last_seq wrong", remarshal(func(b *ledger.Batch) { b.LastSeq = 7 }), nil, ledger.ErrInvalidRecord},
+		{"record seq hole", remarshal(func(b *ledger.Batch) { b.Records[2].Seq = 4 }), nil, ledger.ErrInvalidRecord},
+		{"no records", remarshal(func(b *ledger.Batch) { b.Records = nil; b.LastSeq = 0 }), nil, ledger.ErrInvalidRecord},
+		{"usage without tenant", remarshal(func(b *ledger.Batch) { b.Records[0].Tenant = "" }), nil, ledger.ErrInvalidRecord},
+		{"unknown kind", remarshal(func(b *ledger.Batch) { b.Records[0].Kind = "free" }), nil, ledger.ErrInvalidRecord},
+		{"empty window", remarshal(func(b *ledger.Batch) { b.Records[0].WindowEnd = b.Records[0].WindowStart }), nil, ledger.ErrInvalidRecord},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			keys := tc.keys
+			if keys == nil {
+				keys = f.lookup
+			}
+			_, _, err := ledger.Open(ctx, tc.env, keys)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want cause %s", err, tc.want)
+			}
+			c, ok := ledger.CauseOf(err)
+			if !ok || c != tc.want {
+				t.Fatalf("CauseOf = %q, %v; want %q", c, ok, tc.want)
+			}
+		})
+	}
+}
+
+func TestOpenLookupFailureIsNotACause(t *testing.T) {
+	f := newFixture(t, "node-01")
+	s, err := f.sealer.Seal(context.Background(), 1, "", records("node-01", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbDown := errors.New("database down")
+	_, _, err = ledger.Open(context.Background(), s.Envelope, func(string) (ed25519.PublicKey, string, bool, error) {
+		return nil, "", false, dbDown
+	})
+	if !errors.Is(err, dbDown) {
+		t.Fatalf("err = %v, want the lookup's error", err)
+	}
+	if c, ok := ledger.CauseOf(err); ok {
+		t.Fatalf("lookup failure reported as cause %q: the sender is not at fault", c)
+	}
+}

@@ -1,0 +1,159 @@
+package signing
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// pemType is the PEM block type of a key file (PKCS#8).
+const pemType = "PRIVATE KEY"
+
+// maxKeyFileBytes bounds what LoadKeyFile reads: a key file is ~120 bytes,
+// anything much larger is not one.
+const maxKeyFileBytes = 16 << 10
+
+// ModeError is returned by LoadKeyFile for a key file that group or others
+// may read or write.
+type ModeError struct {
+	Path string
+	Mode fs.FileMode
+}
+
+func (e *ModeError) Error() string {
+	return fmt.Sprintf("key %s has mode %04o: must not be readable by group or others (chmod 600)",
+		e.Path, uint32(e.Mode.Perm()))
+}
+
+// GenerateKeyFile writes a new Ed25519 key to path (mode 0600) and returns
+// its public key. It refuses to replace an existing file. The file and its
+// directory are fsynced before it returns.
+func GenerateKeyFile(path string) (ed25519.PublicKey, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate key for %s: %w", path, err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encode key for %s: %w", path, err)
+	}
+	// O_EXCL: the file may be the key the authority has registered;
+	// replacing it would orphan the node.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create key file %s (an existing key is never overwritten): %w", path, err)
+	}
+	if err := writeAndSync(f, &pem.Block{Type: pemType, Bytes: der}); err != nil {
+		// A partial key file would block the next attempt (O_EXCL) and
+		// could never be loaded: remove it.
+		_ = os.Remove(path)
+		return nil, fmt.Errorf("write key file %s: %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return nil, fmt.Errorf("sync directory of key file %s: %w", path, err)
+	}
+	return pub, nil
+}
+
+func writeAndSync(f *os.File, b *pem.Block) error {
+	if err := pem.Encode(f, b); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// syncDir makes a new directory entry durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// LoadKeyFile reads the Ed25519 private key at path. It refuses a file that
+// group or others may read or write (*ModeError), anything but a regular
+// file, and any content other than one PKCS#8 Ed25519 PEM block.
+func LoadKeyFile(path string) (ed25519.PrivateKey, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open key file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stat key file %s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("key %s is not a regular file (%s)", path, st.Mode().Type())
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return nil, &ModeError{Path: path, Mode: st.Mode()}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read key file %s: %w", path, err)
+	}
+	if len(data) > maxKeyFileBytes {
+		return nil, fmt.Errorf("key %s: larger than %d bytes, not a key file", path, maxKeyFileBytes)
+	}
+	// Errors below describe the shape, never the bytes: the content is secret.
+	block, rest := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("key %s: no PEM block", path)
+	}
+	if block.Type != pemType {
+		return nil, fmt.Errorf("key %s: PEM block is %q, want %q", path, block.Type, pemType)
+	}
+	if strings.TrimSpace(string(rest)) != "" {
+		return nil, fmt.Errorf("key %s: unexpected data after the PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("key %s: not a PKCS#8 private key", path)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("key %s: a %T key, want Ed25519", path, k)
+	}
+	return priv, nil
+}
+
+// EncodePublicKey is the exchange form of a public key: standard padded
+// base64 of the raw 32 bytes.
+func EncodePublicKey(pub ed25519.PublicKey) string {
+	return base64.StdEncoding.EncodeToString(pub)
+}
+
+// DecodePublicKey parses EncodePublicKey's form.
+func DecodePublicKey(s string) (ed25519.PublicKey, error) {
+	raw, err := base64.StdEncoding.Strict().DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("decode public key: %w", err)
+	}
+	if len(raw) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("decode public key: %d bytes, want %d", len(raw), ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(raw), nil
+}
+
+// errNoKey is returned by the DSSE adapters when built without a key.
+var errNoKey = errors.New("no ed25519 key")
