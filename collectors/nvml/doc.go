@@ -31,12 +31,12 @@
 //     instances are enumerated afresh every cycle: every slot from 0 to
 //     GetMaxMigDeviceCount-1, skipping empty slots (NOT_FOUND,
 //     INVALID_ARGUMENT), since slots can be sparse.
-//   - A MIG instance's profile name is not reported by NVML for a MIG
-//     handle; it is derived from the handle's attributes as
-//     "<slices>g.<memory GiB, rounded>gb" (ProfileName), which matches the
-//     names of nvidia-smi for every A100/H100/H200 profile (+me variants
-//     get their base profile's name). The share's denominator is the
-//     slice count of the GPU's largest instance profile (7 on A100/H100).
+//   - NVML gives a MIG handle no profile name, and the memory part of the
+//     name is not the instance's memory in GB (an A100 80GB 7g instance
+//     has 78.5 GiB and is "7g.80gb"). ProfileName derives it with the rule
+//     of NVIDIA's go-nvlib from the slice count, the instance's memory and
+//     the parent GPU's memory. The share's denominator is the slice count
+//     of the GPU's largest instance profile (7 on A100/H100/H200).
 //   - ERROR_NOT_SUPPORTED is a normal answer (energy on older boards,
 //     utilization in MIG mode, MIG on boards without it): device.Unknown,
 //     not an error.

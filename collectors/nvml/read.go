@@ -103,7 +103,7 @@ func (c *Collector) readInstances(h nvml.Device, d *device.Device) error {
 		default:
 			return fmt.Errorf("get MIG device %d: %w", k, ret)
 		}
-		in, err := readInstance(mh, total)
+		in, err := readInstance(mh, total, d.MemoryTotalBytes)
 		if err != nil {
 			return fmt.Errorf("MIG device %d: %w", k, err)
 		}
@@ -112,7 +112,7 @@ func (c *Collector) readInstances(h nvml.Device, d *device.Device) error {
 	return nil
 }
 
-func readInstance(mh nvml.Device, totalSlices int) (device.Instance, error) {
+func readInstance(mh nvml.Device, totalSlices int, gpuMemoryBytes uint64) (device.Instance, error) {
 	var in device.Instance
 	var ret nvml.Return
 	if in.UUID, ret = mh.GetUUID(); ret != nvml.SUCCESS {
@@ -130,7 +130,7 @@ func readInstance(mh nvml.Device, totalSlices int) (device.Instance, error) {
 	}
 	in.Slices, in.TotalSlices = int(attr.GpuInstanceSliceCount), totalSlices
 	in.MemoryBytes = attr.MemorySizeMB << 20
-	in.Profile = ProfileName(in.Slices, attr.MemorySizeMB)
+	in.Profile = ProfileName(in.Slices, attr.MemorySizeMB, gpuMemoryBytes)
 	procs, ret := mh.GetComputeRunningProcesses()
 	if ret != nvml.SUCCESS {
 		return in, fmt.Errorf("%s: get compute processes: %w", in.UUID, ret)
@@ -143,13 +143,26 @@ func readInstance(mh nvml.Device, totalSlices int) (device.Instance, error) {
 	return in, nil
 }
 
-// ProfileName names a MIG instance as NVIDIA's tools do, from what a MIG
-// handle reports: "<GPU instance slices>g.<memory in GB>gb", the memory
-// rounded to the nearest GiB (H100: 1 slice and 10240 MB -> "1g.10gb";
-// A100 40GB: 4864 MB -> "1g.5gb"). Media-extension variants (+me) report
-// the same slices and memory as their base profile and get its name.
-func ProfileName(slices int, memoryMB uint64) string {
-	return fmt.Sprintf("%dg.%dgb", slices, (memoryMB+512)/1024)
+// ProfileName names a MIG instance as NVIDIA's tools do, from what NVML
+// reports: the GPU instance's slice count and memory (MB) and the parent
+// GPU's total memory (bytes). NVML gives a MIG handle no profile name, and
+// the memory part is not simply the instance's memory in GB (an A100 80GB
+// 7-slice instance has 80384 MB, 78.5 GiB, yet is "7g.80gb"). The rule is
+// the one of NVIDIA's go-nvlib (pkg/nvlib/device/mig_profile.go): the
+// instance's fraction of GPU memory rounded up to eighths, times the GPU's
+// memory in whole GiB rounded up, rounded to the nearest GB; done here in
+// integers. Media-extension variants (+me) report the same slices and
+// memory as their base profile and get its name. With no GPU total
+// (memory info not supported) the instance memory is rounded up to GiB.
+func ProfileName(slices int, memoryMB, gpuMemoryBytes uint64) string {
+	const gib = 1 << 30
+	gb := (memoryMB + 1023) / 1024
+	if gpuMemoryBytes > 0 {
+		eighths := (memoryMB<<20*8 + gpuMemoryBytes - 1) / gpuMemoryBytes
+		totalGB := (gpuMemoryBytes + gib - 1) / gib
+		gb = (eighths*totalGB + 4) / 8
+	}
+	return fmt.Sprintf("%dg.%dgb", slices, gb)
 }
 
 // gpuTotalSlices is the slice count of the GPU's largest GPU instance

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
@@ -29,11 +30,27 @@ func models() map[string]*model {
 	a100x40 := gpus.A100_SXM4_40GB
 	// The mock names this one "Mock NVIDIA ..."; the real driver does not.
 	a100x40.Name = "NVIDIA A100-SXM4-40GB"
+	// go-nvml's mock H200 table gives instances memory sizes no driver
+	// reports (1g: 18432 MB, more than an eighth of the GPU), under which
+	// the driver's naming rule would call both 1-slice profiles "1g.35gb".
+	// Driver-like sizes keep the names the table's comments give.
+	h200 := gpus.H200_SXM5_141GB
+	h200.MIGProfiles.GpuInstanceProfiles = maps.Clone(h200.MIGProfiles.GpuInstanceProfiles)
+	for id, mb := range map[int]uint64{
+		nvml.GPU_INSTANCE_PROFILE_1_SLICE:      17920,
+		nvml.GPU_INSTANCE_PROFILE_1_SLICE_REV1: 17920,
+		nvml.GPU_INSTANCE_PROFILE_3_SLICE:      71680,
+		nvml.GPU_INSTANCE_PROFILE_4_SLICE:      71680,
+	} {
+		info := h200.MIGProfiles.GpuInstanceProfiles[id]
+		info.MemorySizeMB = mb
+		h200.MIGProfiles.GpuInstanceProfiles[id] = info
+	}
 	cfgs := map[string]gpus.Config{
 		"H100-SXM5-80GB":  gpus.H100_SXM5_80GB,
 		"A100-SXM4-80GB":  gpus.A100_SXM4_80GB,
 		"A100-SXM4-40GB":  a100x40,
-		"H200-SXM5-141GB": gpus.H200_SXM5_141GB,
+		"H200-SXM5-141GB": h200,
 	}
 	out := make(map[string]*model, len(cfgs))
 	for name, cfg := range cfgs {
@@ -47,7 +64,7 @@ func models() map[string]*model {
 			case nvml.GPU_INSTANCE_PROFILE_1_SLICE, nvml.GPU_INSTANCE_PROFILE_1_SLICE_REV2,
 				nvml.GPU_INSTANCE_PROFILE_2_SLICE, nvml.GPU_INSTANCE_PROFILE_3_SLICE,
 				nvml.GPU_INSTANCE_PROFILE_4_SLICE, nvml.GPU_INSTANCE_PROFILE_7_SLICE:
-				m.profiles[ProfileName(int(info.SliceCount), info.MemorySizeMB)] = info
+				m.profiles[ProfileName(int(info.SliceCount), info.MemorySizeMB, cfg.MemoryMB<<20)] = info
 			}
 		}
 		out[name] = m
@@ -56,12 +73,17 @@ func models() map[string]*model {
 }
 
 // ProfileName is the MIG profile name NVIDIA tools print for a GPU instance
-// of the given slice count and memory: "<slices>g.<GB>gb", memory rounded to
-// the nearest GiB (4864 MB -> "5gb", 9856 MB -> "10gb", 72704 MB -> "71gb").
-// The NVML collector derives names the same way from a MIG handle's
-// attributes, so simulated and real names agree.
-func ProfileName(slices int, memoryMB uint64) string {
-	return fmt.Sprintf("%dg.%dgb", slices, (memoryMB+512)/1024)
+// of the given slice count and memory (MB) on a GPU with gpuMemoryBytes of
+// memory: the instance's fraction of GPU memory rounded up to eighths,
+// times the GPU's memory in whole GiB rounded up, rounded to the nearest GB
+// (the rule of NVIDIA's go-nvlib). The NVML collector derives names the
+// same way, so simulated layouts read back under the names they were
+// given; a test in the collector's package holds the two to each other.
+func ProfileName(slices int, memoryMB, gpuMemoryBytes uint64) string {
+	const gib = 1 << 30
+	eighths := (memoryMB<<20*8 + gpuMemoryBytes - 1) / gpuMemoryBytes
+	totalGB := (gpuMemoryBytes + gib - 1) / gib
+	return fmt.Sprintf("%dg.%dgb", slices, (eighths*totalGB+4)/8)
 }
 
 // Models lists the model names NewMachine accepts, sorted.
