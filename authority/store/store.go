@@ -160,3 +160,12 @@ func (s *Store) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 func (s *Store) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	return s.r.QueryContext(ctx, s.d.rebind(q), args...)
 }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	if err := s.queryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
+		return fmt.Errorf("ping store %s: %w", s.id, err)
+	}
+	return nil
+}

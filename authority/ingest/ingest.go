@@ -1,0 +1,141 @@
+package ingest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/problem"
+	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/metering/ledger"
+)
+
+// DefaultClockSkew is how far past the authority's now a record's window
+// may end (docs/protocol.md: 5 min).
+const DefaultClockSkew = 5 * time.Minute
+
+// Options configure an Ingester.
+type Options struct {
+	Store *store.Store
+	Clock clock.Clock   // nil: the real clock
+	Skew  time.Duration // 0: DefaultClockSkew
+}
+
+// Ingester verifies and stores batches. Safe for concurrent use: the store
+// serializes the transactions.
+type Ingester struct {
+	st    *store.Store
+	clock clock.Clock
+	skew  time.Duration
+}
+
+// New builds an Ingester.
+func New(opts Options) (*Ingester, error) {
+	if opts.Store == nil {
+		return nil, errors.New("new ingester: nil store")
+	}
+	if opts.Skew < 0 {
+		return nil, fmt.Errorf("new ingester: negative clock skew %s", opts.Skew)
+	}
+	in := &Ingester{st: opts.Store, clock: opts.Clock, skew: opts.Skew}
+	if in.clock == nil {
+		in.clock = clock.Real{}
+	}
+	if in.skew == 0 {
+		in.skew = DefaultClockSkew
+	}
+	return in, nil
+}
+
+// Outcome describes what happened to a batch, accepted or not.
+type Outcome struct {
+	Node      string // "" when refused before the batch was authenticated
+	KeyID     string
+	FirstSeq  uint64
+	LastSeq   uint64
+	Head      uint64 // accepted: the node's head after the batch
+	Duplicate bool
+	Records   int  // records stored
+	Forked    bool // this refusal flagged the node as forked
+}
+
+// Ingest verifies envelope and stores its batch. A refusal returns a
+// *problem.Problem; any other error is the authority's own failure.
+func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error) {
+	now := in.clock.Now()
+	b, payload, err := ledger.Open(ctx, envelope, in.keyLookup(ctx, now))
+	if err != nil {
+		if c, ok := ledger.CauseOf(err); ok {
+			// ledger.Cause values are the protocol's type suffixes.
+			return Outcome{}, problem.New(string(c), err.Error())
+		}
+		return Outcome{}, fmt.Errorf("ingest: %w", err)
+	}
+	out := Outcome{Node: b.Node, KeyID: b.KeyID, FirstSeq: b.FirstSeq, LastSeq: b.LastSeq}
+	if p := checkRecords(&b, now, in.skew); p != nil {
+		return out, p
+	}
+	res, err := in.st.Ingest(ctx, store.Submission{
+		Batch: b, Hash: ledger.Hash(payload), Envelope: envelope, Received: now,
+	})
+	if err != nil {
+		p := storeProblem(err)
+		if p == nil {
+			return out, fmt.Errorf("ingest batch %d of node %q: %w", b.FirstSeq, b.Node, err)
+		}
+		out.Forked = errors.Is(err, store.ErrFork)
+		return out, p
+	}
+	out.Head, out.Duplicate, out.Records = res.Head, res.Duplicate, res.Records
+	return out, nil
+}
+
+// keyLookup adapts the store's registry to ledger.KeyLookup. A key counts
+// as revoked from its revocation time on, judged at the request's now.
+func (in *Ingester) keyLookup(ctx context.Context, now time.Time) ledger.KeyLookup {
+	return func(keyID string) (ed25519.PublicKey, string, bool, error) {
+		k, err := in.st.Key(ctx, keyID)
+		if errors.Is(err, store.ErrKeyNotFound) {
+			return nil, "", false, fmt.Errorf("%w: %v", ledger.ErrUnknownKey, err)
+		}
+		if err != nil {
+			return nil, "", false, err
+		}
+		return k.Public, k.Node, k.RevokedAsOf(now), nil
+	}
+}
+
+// storeProblem maps the store's refusals to problems; nil means the error
+// is not a refusal.
+func storeProblem(err error) *problem.Problem {
+	var se *store.SeqError
+	if errors.As(err, &se) {
+		cause := problem.SequenceGap
+		switch {
+		case errors.Is(se.Err, store.ErrFork), errors.Is(se.Err, store.ErrNodeForked):
+			cause = problem.Fork
+		case errors.Is(se.Err, store.ErrChainBroken):
+			cause = problem.ChainBroken
+		}
+		return problem.New(cause, se.Error()).WithExpected(se.Expected)
+	}
+	for _, m := range []struct {
+		err   error
+		cause string
+	}{
+		{store.ErrOverWallTime, problem.OverWallTime},
+		{store.ErrGPUNotRegistered, problem.GPUNotRegistered},
+		{store.ErrGPUClaimed, problem.GPUClaimed},
+		{store.ErrInvalidRecord, problem.InvalidRecord},
+		// A key whose node is gone cannot sign for anything.
+		{store.ErrNodeNotFound, problem.UnknownKey},
+	} {
+		if errors.Is(err, m.err) {
+			return problem.New(m.cause, err.Error())
+		}
+	}
+	return nil
+}

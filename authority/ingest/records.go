@@ -1,0 +1,41 @@
+package ingest
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/problem"
+	"github.com/gpumeter/gpumeter/metering/ledger"
+)
+
+// checkRecords is what the authority checks of each record on its own,
+// beyond ledger.Open's structure checks: the window has ended by now
+// (within skew), the GPU time fits in the window, and the id is the
+// record's identity (the id is the dedup key: a made-up id could store
+// the same usage twice).
+func checkRecords(b *ledger.Batch, now time.Time, skew time.Duration) *problem.Problem {
+	latest := now.Add(skew)
+	for i := range b.Records {
+		r := &b.Records[i]
+		if r.WindowEnd.After(latest) {
+			return problem.New(problem.FutureWindow, "record seq "+u(r.Seq)+": window_end "+
+				r.WindowEnd.UTC().Format(time.RFC3339Nano)+" is after the authority's now + "+skew.String())
+		}
+		win := r.WindowEnd.UnixMilli() - r.WindowStart.UnixMilli()
+		if win <= 0 {
+			// Windows are whole milliseconds; a shorter one has no length to bound gpu_ms.
+			return problem.New(problem.InvalidRecord, "record seq "+u(r.Seq)+": window shorter than 1 ms")
+		}
+		if r.GPUMillis > win {
+			return problem.New(problem.OverWallTime, "record seq "+u(r.Seq)+": gpu_ms "+i64(r.GPUMillis)+
+				" exceeds its window of "+i64(win)+" ms")
+		}
+		if id := r.ComputeID(); r.ID != id {
+			return problem.New(problem.InvalidRecord, "record seq "+u(r.Seq)+": id "+r.ID+" is not the record's identity "+id)
+		}
+	}
+	return nil
+}
+
+func u(n uint64) string  { return strconv.FormatUint(n, 10) }
+func i64(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1,0 +1,106 @@
+// Package problem writes the authority's errors as RFC 9457 problem
+// details (application/problem+json), one stable type URI per protocol
+// cause (docs/protocol.md).
+//
+// It must never put internal error text (SQL, file paths) into a problem
+// sent to a client: Internal carries a fixed detail, the cause is logged.
+package problem
+
+import (
+	"encoding/json"
+	"net/http"
+)
+
+// TypeBase prefixes every problem type: TypeBase + cause.
+const TypeBase = "https://gpumeter.dev/problems/"
+
+// ContentType of a problem body.
+const ContentType = "application/problem+json"
+
+// Causes (type suffixes) of docs/protocol.md, plus the authority's own.
+const (
+	BodyTooLarge     = "body-too-large"
+	Malformed        = "malformed"
+	UnknownKey       = "unknown-key"
+	RevokedKey       = "revoked-key"
+	BadSignature     = "bad-signature"
+	NodeMismatch     = "node-mismatch"
+	Fork             = "fork"
+	SequenceGap      = "sequence-gap"
+	ChainBroken      = "chain-broken"
+	FutureWindow     = "future-window"
+	OverWallTime     = "over-wall-time"
+	GPUNotRegistered = "gpu-not-registered"
+	GPUClaimed       = "gpu-claimed"
+	InvalidRecord    = "invalid-record"
+	// NotFound: no such resource (GET of an unknown node).
+	NotFound = "not-found"
+	// BadRequest: a query parameter is missing or invalid.
+	BadRequest = "bad-request"
+	// Internal: the authority failed; the sender may retry (500).
+	Internal = "internal"
+)
+
+// causes maps each cause to its status and title.
+var causes = map[string]struct {
+	status int
+	title  string
+}{
+	BodyTooLarge:     {http.StatusRequestEntityTooLarge, "Request body too large"},
+	Malformed:        {http.StatusBadRequest, "Malformed batch envelope"},
+	UnknownKey:       {http.StatusUnauthorized, "Unknown signing key"},
+	RevokedKey:       {http.StatusUnauthorized, "Revoked signing key"},
+	BadSignature:     {http.StatusUnauthorized, "Signature does not verify"},
+	NodeMismatch:     {http.StatusForbidden, "Batch node is not the key's node"},
+	Fork:             {http.StatusConflict, "Batch forks the node's chain"},
+	SequenceGap:      {http.StatusConflict, "Batch skips sequence numbers"},
+	ChainBroken:      {http.StatusConflict, "Batch does not extend the node's chain"},
+	FutureWindow:     {http.StatusUnprocessableEntity, "Record window is in the future"},
+	OverWallTime:     {http.StatusUnprocessableEntity, "GPU time exceeds wall time"},
+	GPUNotRegistered: {http.StatusUnprocessableEntity, "GPU not registered to the node"},
+	GPUClaimed:       {http.StatusUnprocessableEntity, "GPU registered to another node"},
+	InvalidRecord:    {http.StatusUnprocessableEntity, "Invalid record"},
+	NotFound:         {http.StatusNotFound, "Not found"},
+	BadRequest:       {http.StatusBadRequest, "Bad request"},
+	Internal:         {http.StatusInternalServerError, "Internal error"},
+}
+
+// Problem is one RFC 9457 problem detail. It is also an error.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail,omitempty"`
+	// ExpectedSeq is the sequence the node should send next (409 only).
+	ExpectedSeq *uint64 `json:"expected_seq,omitempty"`
+	cause       string
+}
+
+// New builds the problem of cause with detail. An unknown cause is a
+// programming error and becomes Internal.
+func New(cause, detail string) *Problem {
+	c, ok := causes[cause]
+	if !ok {
+		cause, c = Internal, causes[Internal]
+	}
+	return &Problem{Type: TypeBase + cause, Title: c.title, Status: c.status, Detail: detail, cause: cause}
+}
+
+// WithExpected sets expected_seq.
+func (p *Problem) WithExpected(seq uint64) *Problem {
+	p.ExpectedSeq = &seq
+	return p
+}
+
+// Cause is the type suffix (for metrics and logs).
+func (p *Problem) Cause() string { return p.cause }
+
+func (p *Problem) Error() string { return p.cause + ": " + p.Detail }
+
+// Write sends p as the response.
+func Write(w http.ResponseWriter, p *Problem) {
+	w.Header().Set("Content-Type", ContentType)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}

@@ -1,0 +1,57 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gpumeter/gpumeter/authority/problem"
+)
+
+// metrics are the authority's counters, on a registry of their own.
+type metrics struct {
+	reg       *prometheus.Registry
+	accepted  *prometheus.CounterVec
+	rejected  *prometheus.CounterVec
+	records   prometheus.Counter
+	forks     prometheus.Counter
+	internals prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpumeter_authority_batches_accepted_total",
+			Help: "Batches answered 200, by result: stored, or duplicate (an identical resend; nothing stored).",
+		}, []string{"result"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpumeter_authority_batches_rejected_total",
+			Help: "Batches refused, by protocol cause (the problem type suffix).",
+		}, []string{"cause"}),
+		records: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpumeter_authority_records_stored_total",
+			Help: "Usage, idle and gap records stored.",
+		}),
+		forks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpumeter_authority_forks_flagged_total",
+			Help: "Batches that conflicted with a stored batch and flagged their node as forked.",
+		}),
+		internals: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpumeter_authority_internal_errors_total",
+			Help: "Requests that failed on the authority's side (answered 500).",
+		}),
+	}
+	m.reg.MustRegister(m.accepted, m.rejected, m.records, m.forks, m.internals,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Start every series at 0 so rates and alerts see a cause before its
+	// first occurrence.
+	for _, r := range []string{"stored", "duplicate"} {
+		m.accepted.WithLabelValues(r)
+	}
+	for _, c := range []string{problem.BodyTooLarge, problem.Malformed, problem.UnknownKey, problem.RevokedKey,
+		problem.BadSignature, problem.NodeMismatch, problem.Fork, problem.SequenceGap, problem.ChainBroken,
+		problem.FutureWindow, problem.OverWallTime, problem.GPUNotRegistered, problem.GPUClaimed, problem.InvalidRecord} {
+		m.rejected.WithLabelValues(c)
+	}
+	return m
+}

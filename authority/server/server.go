@@ -1,0 +1,209 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gpumeter/gpumeter/authority/ingest"
+	"github.com/gpumeter/gpumeter/authority/problem"
+	"github.com/gpumeter/gpumeter/authority/store"
+)
+
+// DefaultMaxBodyBytes bounds a POSTed envelope (docs/protocol.md: 8 MiB).
+const DefaultMaxBodyBytes = 8 << 20
+
+// Options configure a Server.
+type Options struct {
+	Ingester     *ingest.Ingester
+	Store        *store.Store
+	Logger       *slog.Logger // nil: discard
+	MaxBodyBytes int64        // 0: DefaultMaxBodyBytes
+}
+
+// Server holds the handlers and the metrics.
+type Server struct {
+	in      *ingest.Ingester
+	st      *store.Store
+	log     *slog.Logger
+	maxBody int64
+	m       *metrics
+	mux     *http.ServeMux
+}
+
+// New builds a Server.
+func New(opts Options) (*Server, error) {
+	if opts.Ingester == nil || opts.Store == nil {
+		return nil, errors.New("new server: ingester and store are required")
+	}
+	if opts.MaxBodyBytes < 0 {
+		return nil, fmt.Errorf("new server: negative max body size %d", opts.MaxBodyBytes)
+	}
+	s := &Server{in: opts.Ingester, st: opts.Store, log: opts.Logger, maxBody: opts.MaxBodyBytes, m: newMetrics()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.maxBody == 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("POST /v1/batches", s.postBatch)
+	s.mux.HandleFunc("GET /v1/nodes/{id}/head", s.getHead)
+	s.mux.HandleFunc("GET /v1/usage", s.getUsage)
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
+	return s, nil
+}
+
+// Handler serves the API.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+type batchAnswer struct {
+	Node      string `json:"node"`
+	Head      uint64 `json:"head"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.reject(w, r, ingest.Outcome{}, problem.New(problem.BodyTooLarge,
+				fmt.Sprintf("body exceeds %d bytes", s.maxBody)))
+			return
+		}
+		s.reject(w, r, ingest.Outcome{}, problem.New(problem.Malformed, "reading the body failed"))
+		return
+	}
+	out, err := s.in.Ingest(r.Context(), body)
+	var p *problem.Problem
+	switch {
+	case errors.As(err, &p):
+		s.reject(w, r, out, p)
+		return
+	case err != nil:
+		s.internal(w, r, err)
+		return
+	}
+	if out.Duplicate {
+		s.m.accepted.WithLabelValues("duplicate").Inc()
+	} else {
+		s.m.accepted.WithLabelValues("stored").Inc()
+		s.m.records.Add(float64(out.Records))
+	}
+	writeJSON(w, batchAnswer{Node: out.Node, Head: out.Head, Duplicate: out.Duplicate})
+}
+
+// reject answers p and logs it once, with what is known of the batch.
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, out ingest.Outcome, p *problem.Problem) {
+	s.m.rejected.WithLabelValues(p.Cause()).Inc()
+	attrs := []any{
+		slog.String("cause", p.Cause()), slog.String("node", out.Node),
+		slog.String("key_id", out.KeyID), slog.Uint64("first_seq", out.FirstSeq),
+		slog.String("remote", r.RemoteAddr), slog.String("detail", p.Detail),
+	}
+	if out.Forked {
+		s.m.forks.Inc()
+		s.log.Error("batch forks the node's chain; node flagged", attrs...)
+	} else {
+		s.log.Warn("batch rejected", attrs...)
+	}
+	problem.Write(w, p)
+}
+
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	s.m.internals.Inc()
+	s.log.Error("request failed", slog.String("path", r.URL.Path), slog.Any("err", err))
+	problem.Write(w, problem.New(problem.Internal, "the authority failed to process the request; retry later"))
+}
+
+type headAnswer struct {
+	Node     string `json:"node"`
+	Head     uint64 `json:"head"`
+	HeadHash string `json:"head_hash"`
+}
+
+func (s *Server) getHead(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	n, err := s.st.Node(r.Context(), id)
+	if errors.Is(err, store.ErrNodeNotFound) {
+		problem.Write(w, problem.New(problem.NotFound, fmt.Sprintf("node %q is not registered", id)))
+		return
+	}
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, headAnswer{Node: n.ID, Head: n.HeadSeq, HeadHash: n.HeadHash})
+}
+
+// UsageReport is the answer of GET /v1/usage (and the CLI's usage).
+type UsageReport struct {
+	From       time.Time        `json:"from"`
+	To         time.Time        `json:"to"`
+	Rows       []store.UsageRow `json:"rows"`
+	TotalGPUMs int64            `json:"total_gpu_ms"`
+}
+
+// NewUsageReport sums rows into a report.
+func NewUsageReport(f store.UsageFilter, rows []store.UsageRow) UsageReport {
+	rep := UsageReport{From: f.From.UTC(), To: f.To.UTC(), Rows: rows}
+	for _, row := range rows {
+		rep.TotalGPUMs += row.GPUMs
+	}
+	return rep
+}
+
+// ParsePeriod parses RFC 3339 from and to; to must be after from.
+func ParsePeriod(from, to string) (time.Time, time.Time, error) {
+	f, err := time.Parse(time.RFC3339, from)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("from %q is not an RFC 3339 time", from)
+	}
+	t, err := time.Parse(time.RFC3339, to)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("to %q is not an RFC 3339 time", to)
+	}
+	if !t.After(f) {
+		return time.Time{}, time.Time{}, fmt.Errorf("to %s is not after from %s", to, from)
+	}
+	return f, t, nil
+}
+
+func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, to, err := ParsePeriod(q.Get("from"), q.Get("to"))
+	if err != nil {
+		problem.Write(w, problem.New(problem.BadRequest, err.Error()))
+		return
+	}
+	f := store.UsageFilter{Tenant: q.Get("tenant"), Node: q.Get("node"), From: from, To: to}
+	rows, err := s.st.Usage(r.Context(), f)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, NewUsageReport(f, rows))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	if err := s.st.Ping(r.Context()); err != nil {
+		s.log.Error("health check failed", slog.Any("err", err))
+		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
