@@ -1,0 +1,210 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/ingest"
+	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+// t0 is the authority's virtual now; records end before it.
+var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+
+const (
+	node1    = "node-01"
+	node2    = "node-02"
+	provider = "example-cloud"
+	gpuA     = "GPU-aaaaaaaa-0000-0000-0000-000000000001"
+	gpuB     = "GPU-aaaaaaaa-0000-0000-0000-000000000002"
+	gpuZ     = "GPU-zzzzzzzz-0000-0000-0000-000000000009" // node-02's
+)
+
+// env is an authority on a real SQLite file behind a real HTTP server.
+type env struct {
+	t      testing.TB
+	st     *store.Store
+	in     *ingest.Ingester
+	srv    *server.Server
+	http   *httptest.Server
+	clock  *clock.Virtual
+	key    ed25519.PrivateKey // node-01's registered key
+	sealer *ledger.Sealer
+}
+
+func newEnv(t testing.TB, maxBody int64) *env {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.DriverSQLite, filepath.Join(t.TempDir(), "authority.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	e := &env{t: t, st: st, clock: clock.NewVirtual(t0)}
+	e.key = newKey(t)
+	if err := st.RegisterNode(ctx, node1, provider, pub(e.key), []string{gpuA, gpuB}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RegisterNode(ctx, node2, provider, pub(newKey(t)), []string{gpuZ}, t0); err != nil {
+		t.Fatal(err)
+	}
+	e.in, err = ingest.New(ingest.Options{Store: st, Clock: e.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv, err = server.New(server.Options{Ingester: e.in, Store: st, MaxBodyBytes: maxBody})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.http = httptest.NewServer(e.srv.Handler())
+	t.Cleanup(e.http.Close)
+	e.sealer = e.newSealer(node1, e.key)
+	return e
+}
+
+func newKey(t testing.TB) ed25519.PrivateKey {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv
+}
+
+func pub(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
+
+func (e *env) newSealer(node string, key ed25519.PrivateKey) *ledger.Sealer {
+	e.t.Helper()
+	s, err := ledger.NewSealer(node, key, e.clock.Now)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// rec is a record of node-01 on gpu, for the minute starting min minutes
+// before t0, with ms of GPU time (usage when tenant is set, else idle).
+func rec(gpu string, min int, tenant string, ms int64) record.Record {
+	start := t0.Add(-time.Duration(min) * time.Minute)
+	r := record.Record{
+		Node: node1, Provider: provider, WindowStart: start, WindowEnd: start.Add(time.Minute),
+		Kind: record.KindIdle, Tenant: tenant, GPUUUID: gpu, ParentUUID: gpu, Model: "NVIDIA H100 80GB HBM3",
+		SliceNum: 1, SliceDen: 1, GPUMillis: ms, UtilizationPercent: -1, EnergyMillijoules: -1,
+	}
+	if tenant != "" {
+		r.Kind, r.Attribution = record.KindUsage, "cgroup"
+	}
+	r.ID = r.ComputeID()
+	return r
+}
+
+// reID recomputes a record's id after a test changed its identity fields.
+func reID(r record.Record) record.Record { r.ID = r.ComputeID(); return r }
+
+func (e *env) seal(s *ledger.Sealer, first uint64, prev string, recs ...record.Record) ledger.Sealed {
+	e.t.Helper()
+	b, err := s.Seal(context.Background(), first, prev, recs)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return b
+}
+
+// answer is a decoded response: the 200 answer or a problem.
+type answer struct {
+	status      int
+	contentType string
+	Node        string  `json:"node"`
+	Head        uint64  `json:"head"`
+	HeadHash    string  `json:"head_hash"`
+	Duplicate   bool    `json:"duplicate"`
+	Type        string  `json:"type"`
+	Title       string  `json:"title"`
+	Status      int     `json:"status"`
+	Detail      string  `json:"detail"`
+	ExpectedSeq *uint64 `json:"expected_seq"`
+}
+
+func (e *env) do(req *http.Request) answer {
+	e.t.Helper()
+	resp, err := e.http.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	a := answer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type")}
+	if err := json.Unmarshal(body, &a); err != nil {
+		e.t.Fatalf("%s %s: answer %d is not JSON: %v: %q", req.Method, req.URL.Path, resp.StatusCode, err, body)
+	}
+	return a
+}
+
+func (e *env) post(body []byte) answer {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, e.http.URL+"/v1/batches", bytes.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return e.do(req)
+}
+
+func (e *env) get(path string) answer {
+	e.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, e.http.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return e.do(req)
+}
+
+// mustAccept posts and fails unless the batch is stored.
+func (e *env) mustAccept(s ledger.Sealed) {
+	e.t.Helper()
+	if a := e.post(s.Envelope); a.status != http.StatusOK || a.Duplicate || a.Head != s.LastSeq {
+		e.t.Fatalf("batch %d-%d: got %d %+v, want 200 head %d", s.FirstSeq, s.LastSeq, a.status, a, s.LastSeq)
+	}
+}
+
+func (e *env) counts() store.Counts {
+	e.t.Helper()
+	c, err := e.st.Count(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) metrics() string {
+	e.t.Helper()
+	resp, err := e.http.Client().Get(e.http.URL + "/metrics")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func problemType(cause string) string { return fmt.Sprintf("https://gpumeter.dev/problems/%s", cause) }
