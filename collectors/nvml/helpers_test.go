@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
 	"github.com/gpumeter/gpumeter/collectors/device"
 	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim"
@@ -16,7 +18,12 @@ var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 // started is a collector over m, started, closed at the test's end.
 func started(t testing.TB, m *sim.Machine) *nvmlcollector.Collector {
 	t.Helper()
-	c := nvmlcollector.New(m.Interface(), nvmlcollector.Options{Clock: clock.NewVirtual(t0)})
+	return startedOn(t, m.Interface())
+}
+
+func startedOn(t testing.TB, lib nvml.Interface) *nvmlcollector.Collector {
+	t.Helper()
+	c := nvmlcollector.New(lib, nvmlcollector.Options{Clock: clock.NewVirtual(t0)})
 	if err := c.Start(); err != nil {
 		t.Fatalf("Start: %v", err)
 	}

@@ -1,6 +1,7 @@
 package nvmlcollector
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -70,7 +71,16 @@ func (c *Collector) readDevice(idx int) (device.Device, error) {
 		return fail("get MIG mode", ret)
 	}
 	if d.MIGEnabled {
-		if err := c.readInstances(h, &d); err != nil {
+		// A reconfiguration between taking a MIG handle and reading it
+		// invalidates the handle: enumerate again, a bounded number of times.
+		var err error
+		for range migAttempts {
+			d.Instances = nil
+			if err = c.readInstances(h, &d); !staleMIGHandle(err) {
+				break
+			}
+		}
+		if err != nil {
 			return d, fmt.Errorf("GPU %d (%s): %w", idx, d.UUID, err)
 		}
 		return d, nil
@@ -80,6 +90,23 @@ func (c *Collector) readDevice(idx int) (device.Device, error) {
 	}
 	return d, nil
 }
+
+// migAttempts bounds the re-enumerations of one GPU's MIG instances when
+// handles go stale mid-read; a GPU reconfigured that often is an Err.
+const migAttempts = 3
+
+// staleMIGHandle reports whether err came from a MIG handle that no longer
+// names an instance (INVALID_ARGUMENT or NOT_FOUND on a MIG handle call).
+func staleMIGHandle(err error) bool {
+	var se errStaleHandle
+	return errors.As(err, &se)
+}
+
+// errStaleHandle marks an error of a call on a MIG handle that may have
+// been invalidated by a reconfiguration.
+type errStaleHandle struct{ error }
+
+func (e errStaleHandle) Unwrap() error { return e.error }
 
 // readInstances enumerates the MIG instances of d afresh: handles from an
 // earlier cycle may be invalid after a reconfiguration. MIG handle slots
@@ -105,7 +132,11 @@ func (c *Collector) readInstances(h nvml.Device, d *device.Device) error {
 		}
 		in, err := readInstance(mh, total, d.MemoryTotalBytes)
 		if err != nil {
-			return fmt.Errorf("MIG device %d: %w", k, err)
+			err = fmt.Errorf("MIG device %d: %w", k, err)
+			if errors.Is(err, nvml.ERROR_INVALID_ARGUMENT) || errors.Is(err, nvml.ERROR_NOT_FOUND) {
+				return errStaleHandle{err}
+			}
+			return err
 		}
 		d.Instances = append(d.Instances, in)
 	}
