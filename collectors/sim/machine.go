@@ -45,6 +45,9 @@ type Machine struct {
 	// afterFailedInit counts calls made after a failed Init (each also
 	// panics); tests read it in case a caller recovered the panic.
 	afterFailedInit int
+	// energyCarryNS is time below AdvanceEnergy's microsecond resolution,
+	// kept for the next call.
+	energyCarryNS time.Duration
 }
 
 // gpu is one simulated physical GPU.
@@ -59,7 +62,7 @@ type gpu struct {
 	utilPct      int // device.Unknown: NOT_SUPPORTED
 	powerMW      int64
 	energyMJ     int64
-	energyFracUJ int64 // microjoules not yet whole millijoules
+	energyFracNJ int64 // nanojoules not yet a whole millijoule
 	energyOK     bool
 
 	procs []device.Process // whole GPU, when not in MIG mode
@@ -252,16 +255,19 @@ func (m *Machine) AddEnergy(i int, mj int64) {
 }
 
 // AdvanceEnergy integrates every GPU's current power over d into its energy
-// counter, exactly: sub-millijoule remainders carry to the next call.
+// counter, exactly: sub-microsecond time and sub-millijoule energy carry
+// over to the next call, so many small steps add up to one big one.
 func (m *Machine) AdvanceEnergy(d time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	us := d.Microseconds()
+	d += m.energyCarryNS
+	us := int64(d / time.Microsecond)
+	m.energyCarryNS = d % time.Microsecond
 	for _, g := range m.gpus {
-		// mW × µs = nJ; keep µJ remainders so no energy is lost to rounding.
-		g.energyFracUJ += g.powerMW * us / 1000
-		g.energyMJ += g.energyFracUJ / 1000
-		g.energyFracUJ %= 1000
+		// mW × µs = nJ; the remainder below 1 mJ (10^6 nJ) carries over.
+		g.energyFracNJ += g.powerMW * us
+		g.energyMJ += g.energyFracNJ / 1_000_000
+		g.energyFracNJ %= 1_000_000
 	}
 }
 
