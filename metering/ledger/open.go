@@ -141,7 +141,17 @@ func checkBatch(b *Batch, node string) error {
 	return nil
 }
 
-// checkRecord is what makes one record acceptable on its own.
+// CheckRecord reports whether r is acceptable on its own (known kind,
+// gpu_ms >= 0, usage has a tenant, window_end after window_start), as Open
+// checks it; the error wraps ErrInvalidRecord. The spool refuses such
+// records at Append, so one bad record cannot block sealing.
+func CheckRecord(r *record.Record) error {
+	if err := checkRecord(r); err != nil {
+		return fmt.Errorf("%w: record %s: %v", ErrInvalidRecord, r.ID, err)
+	}
+	return nil
+}
+
 func checkRecord(r *record.Record) error {
 	switch r.Kind {
 	case record.KindUsage:

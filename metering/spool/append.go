@@ -1,0 +1,159 @@
+package spool
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+// entry is one value of the pending bucket: the records of one window (as
+// the meter closed it), or of one merged bucket. SealNext takes whole
+// entries, so a window is split across batches only when it alone is
+// larger than a batch.
+type entry struct {
+	Merged  bool            `json:"merged,omitempty"`
+	Records []record.Record `json:"records"`
+}
+
+// Append stores closed windows' records (unsealed, unnumbered) and the
+// meter's checkpoint in one fsynced transaction: after a crash the spool
+// has both or neither. A nil checkpoint leaves the stored one unchanged.
+//
+// Over Options.MaxBytes the oldest pending records are merged first (see
+// the package doc); if that is not enough it returns ErrFull and stores
+// nothing, the checkpoint included. Invalid records (ledger.CheckRecord)
+// are refused, so they never block sealing.
+func (s *Spool) Append(ctx context.Context, recs []record.Record, checkpoint []byte) error {
+	for i := range recs {
+		if err := ledger.CheckRecord(&recs[i]); err != nil {
+			return fmt.Errorf("append to spool %s: %w", s.opts.Path, err)
+		}
+	}
+	groups := byWindow(recs)
+	vals := make([][]byte, len(groups))
+	for i, g := range groups {
+		v, err := json.Marshal(entry{Records: g})
+		if err != nil {
+			return fmt.Errorf("append to spool %s: encode records: %w", s.opts.Path, err)
+		}
+		vals[i] = v
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.update(ctx, func(tx *bolt.Tx, st *state) error {
+		pending := tx.Bucket(bucketPending)
+		for i, v := range vals {
+			if err := pending.Put(be(st.pendingKey), v); err != nil {
+				return fmt.Errorf("store records: %w", err)
+			}
+			st.pendingKey++
+			st.pendingRecords += uint64(len(groups[i]))
+			st.pendingBytes += uint64(len(v))
+		}
+		if checkpoint != nil {
+			if err := tx.Bucket(bucketMeta).Put(keyCheckpoint, checkpoint); err != nil {
+				return fmt.Errorf("store checkpoint: %w", err)
+			}
+		}
+		for s.opts.MaxBytes > 0 && st.storedBytes() > s.opts.MaxBytes {
+			merged, err := mergeOldest(tx, st, s.opts.MergeWindow)
+			if err != nil {
+				return err
+			}
+			if !merged {
+				// Roll back: the records and the checkpoint stay out
+				// together; the caller keeps them in memory.
+				return fmt.Errorf("%w: %d bytes stored over the cap of %d", ErrFull, st.storedBytes(), s.opts.MaxBytes)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append %d records to spool %s: %w", len(recs), s.opts.Path, err)
+	}
+	return nil
+}
+
+// byWindow splits recs into runs of one window start each, in order of first
+// appearance (the meter emits windows in order).
+func byWindow(recs []record.Record) [][]record.Record {
+	var out [][]record.Record
+	idx := map[int64]int{}
+	for _, r := range recs {
+		k := r.WindowStart.UnixMilli()
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, nil)
+		}
+		out[i] = append(out[i], r)
+	}
+	return out
+}
+
+// mergeOldest replaces the oldest run of consecutive unmerged pending
+// entries that share one merge bucket with one merged entry. It reports
+// false when every pending entry is already merged.
+//
+// Only a run of consecutive entries is merged: entries are in time order,
+// so the merged records' windows [min start, max end) cannot overlap
+// records of the same unit outside the run (sealed ones are older, later
+// ones newer).
+func mergeOldest(tx *bolt.Tx, st *state, width time.Duration) (bool, error) {
+	c := tx.Bucket(bucketPending).Cursor()
+	var (
+		keys   [][]byte
+		recs   []record.Record
+		bucket int64
+		oldLen uint64
+	)
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		var e entry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return false, fmt.Errorf("decode pending entry %d: %w", u64(k), err)
+		}
+		if e.Merged || len(e.Records) == 0 {
+			if len(keys) > 0 {
+				break
+			}
+			continue
+		}
+		b := mergeBucket(e.Records[0].WindowStart, width)
+		if len(keys) > 0 && b != bucket {
+			break
+		}
+		bucket = b
+		keys = append(keys, append([]byte{}, k...))
+		recs = append(recs, e.Records...)
+		oldLen += uint64(len(v))
+	}
+	if len(keys) == 0 {
+		return false, nil
+	}
+	out := mergeRecords(recs, width)
+	v, err := json.Marshal(entry{Merged: true, Records: out})
+	if err != nil {
+		return false, fmt.Errorf("encode merged records: %w", err)
+	}
+	pending := tx.Bucket(bucketPending)
+	for _, k := range keys[1:] {
+		if err := pending.Delete(k); err != nil {
+			return false, fmt.Errorf("delete merged entry: %w", err)
+		}
+	}
+	// The merged entry takes the oldest key: it stays first in line.
+	if err := pending.Put(keys[0], v); err != nil {
+		return false, fmt.Errorf("store merged entry: %w", err)
+	}
+	st.pendingRecords = st.pendingRecords - uint64(len(recs)) + uint64(len(out))
+	st.pendingBytes = st.pendingBytes - oldLen + uint64(len(v))
+	return true, nil
+}

@@ -1,0 +1,121 @@
+package spool_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/spool"
+)
+
+const node = "node-01"
+
+var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+
+// testKey is fixed so that a re-executed child process signs with the same
+// key as its parent.
+func testKey() ed25519.PrivateKey {
+	seed := make([]byte, ed25519.SeedSize)
+	copy(seed, "gpumeter spool test key seed....")
+	return ed25519.NewKeyFromSeed(seed)
+}
+
+func lookup(id string) (ed25519.PublicKey, string, bool, error) {
+	pub := testKey().Public().(ed25519.PublicKey)
+	if id != ledger.KeyID(pub) {
+		return nil, "", false, fmt.Errorf("%s: %w", id, ledger.ErrUnknownKey)
+	}
+	return pub, node, false, nil
+}
+
+func newSealFunc(tb testing.TB) spool.SealFunc {
+	tb.Helper()
+	s, err := ledger.NewSealer(node, testKey(), func() time.Time { return t0 })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return func(first uint64, prev string, recs []record.Record) (ledger.Sealed, error) {
+		return s.Seal(context.Background(), first, prev, recs)
+	}
+}
+
+func openSpool(tb testing.TB, path string, opts spool.Options) *spool.Spool {
+	tb.Helper()
+	opts.Path = path
+	s, err := spool.Open(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func tempPath(tb testing.TB) string { return filepath.Join(tb.TempDir(), "spool.db") }
+
+// windowRecs is one closed minute window i for units GPU-0..GPU-(units-1):
+// tenant t<u> used 40 s of each unit, the rest was idle.
+func windowRecs(i, units int) []record.Record {
+	start := t0.Add(time.Duration(i) * time.Minute)
+	var out []record.Record
+	for u := range units {
+		base := record.Record{
+			Node: node, Provider: "p", WindowStart: start, WindowEnd: start.Add(time.Minute),
+			GPUUUID: fmt.Sprintf("GPU-%d", u), ParentUUID: fmt.Sprintf("GPU-%d", u), Model: "H100",
+			SliceNum: 1, SliceDen: 1, UtilizationPercent: -1, EnergyMillijoules: -1,
+		}
+		use := base
+		use.Kind, use.Tenant, use.GPUMillis, use.Attribution = record.KindUsage, fmt.Sprintf("t%d", u), 40000, "cgroup"
+		idle := base
+		idle.Kind, idle.GPUMillis = record.KindIdle, 20000
+		use.ID, idle.ID = use.ComputeID(), idle.ComputeID()
+		out = append(out, use, idle)
+	}
+	return out
+}
+
+// sealAll seals every pending record with seal and returns the batches.
+func sealAll(tb testing.TB, s *spool.Spool, seal spool.SealFunc, max int) []ledger.Sealed {
+	tb.Helper()
+	var out []ledger.Sealed
+	for {
+		b, ok, err := s.SealNext(context.Background(), seal, max)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, b)
+	}
+}
+
+// openAll verifies unacknowledged batches in order: contiguous from first,
+// each chained to the one before. It returns their records.
+func openAll(tb testing.TB, batches []spool.Batch, first uint64, prevHash string) []record.Record {
+	tb.Helper()
+	var recs []record.Record
+	next := first
+	for _, b := range batches {
+		got, payload, err := ledger.Open(context.Background(), b.Envelope, lookup)
+		if err != nil {
+			tb.Fatalf("batch %d: %v", b.FirstSeq, err)
+		}
+		if got.FirstSeq != next || b.FirstSeq != next || got.LastSeq != b.LastSeq {
+			tb.Fatalf("batch %d..%d (payload %d..%d), want first %d", b.FirstSeq, b.LastSeq, got.FirstSeq, got.LastSeq, next)
+		}
+		if got.PrevHash != prevHash {
+			tb.Fatalf("batch %d prev_hash %q, want %q", b.FirstSeq, got.PrevHash, prevHash)
+		}
+		if ledger.Hash(payload) != b.Hash {
+			tb.Fatalf("batch %d stored hash %s, payload hash %s", b.FirstSeq, b.Hash, ledger.Hash(payload))
+		}
+		prevHash, next = b.Hash, b.LastSeq+1
+		recs = append(recs, got.Records...)
+	}
+	return recs
+}
