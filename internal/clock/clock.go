@@ -76,3 +76,31 @@ func (v *Virtual) Set(t time.Time) {
 
 // Advance moves the clock forward by d.
 func (v *Virtual) Advance(d time.Duration) { v.Set(v.Now().Add(d)) }
+
+// Scaled runs virtual time at Speed times real time from Start: the
+// simulated devices' clock in the real-time demo. Its times carry no
+// monotonic reading; elapsed real time is measured monotonically.
+type Scaled struct {
+	start  time.Time
+	origin time.Time
+	speed  int64
+}
+
+// NewScaled starts virtual time at start, advancing speed× real time.
+func NewScaled(start time.Time, speed int) *Scaled {
+	if speed < 1 {
+		speed = 1
+	}
+	return &Scaled{start: start.Round(0), origin: time.Now(), speed: int64(speed)}
+}
+
+func (s *Scaled) Now() time.Time {
+	return s.start.Add(time.Since(s.origin) * time.Duration(s.speed))
+}
+
+func (s *Scaled) After(d time.Duration) <-chan time.Time {
+	out := make(chan time.Time, 1)
+	t := time.NewTimer(d / time.Duration(s.speed))
+	go func() { <-t.C; out <- s.Now() }()
+	return out
+}

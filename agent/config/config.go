@@ -1,0 +1,266 @@
+// Package config loads and validates the agent's YAML configuration.
+//
+// Decoding is strict: unknown keys, wrong types and invalid values are all
+// errors that name the file, the line and the field. A billing agent must
+// refuse to start on a bad config rather than run on a guessed default, so
+// nothing here ever replaces a bad value silently. Every default lives in
+// Default(), and configs/agent.yaml documents each one.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/gpumeter/gpumeter/collectors/attribution"
+)
+
+// Config is the agent's whole configuration.
+type Config struct {
+	Node        Node        `yaml:"node"`
+	Devices     Devices     `yaml:"devices"`
+	Metering    Metering    `yaml:"metering"`
+	Attribution Attribution `yaml:"attribution"`
+	HTTP        HTTP        `yaml:"http"`
+	Log         Log         `yaml:"log"`
+	Output      Output      `yaml:"output"`
+	StateDir    string      `yaml:"state_dir"`
+	path        string      // the file it was loaded from, for messages
+}
+
+// Node identifies this machine to the voucher authority.
+type Node struct {
+	ID       string `yaml:"id"`
+	Provider string `yaml:"provider"`
+}
+
+// Devices selects where GPU state comes from.
+type Devices struct {
+	// Source is "nvml" (the real driver) or "simulated" (a scenario file).
+	Source   string `yaml:"source"`
+	Scenario string `yaml:"scenario"`
+	// Speed is simulated seconds per real second (simulated source only).
+	Speed int `yaml:"speed"`
+}
+
+// Metering sets the sampling and windowing of the meter.
+type Metering struct {
+	PollInterval time.Duration `yaml:"poll_interval"`
+	Window       time.Duration `yaml:"window"`
+	MaxHold      time.Duration `yaml:"max_hold"`
+}
+
+// Attribution maps processes to tenants.
+type Attribution struct {
+	// HostRoot is where proc/ and etc/passwd are read: "/" on a node, a
+	// different root when the agent runs in a container with the host's
+	// /proc mounted elsewhere.
+	HostRoot string             `yaml:"host_root"`
+	Rules    []attribution.Rule `yaml:"rules"`
+}
+
+// HTTP is the metrics and health endpoint.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// Log sets the daemon's logging.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Output is where closed records go until they are spooled and reported.
+type Output struct {
+	// RecordsFile, when set, receives every closed record as a JSON line.
+	RecordsFile string `yaml:"records_file"`
+}
+
+// Default is the configuration every loaded file starts from.
+func Default() Config {
+	return Config{
+		Devices:     Devices{Source: "nvml", Speed: 1},
+		Metering:    Metering{PollInterval: time.Second, Window: time.Minute},
+		Attribution: Attribution{HostRoot: "/"},
+		HTTP:        HTTP{Listen: "127.0.0.1:9410"},
+		Log:         Log{Level: "info", Format: "text"},
+		StateDir:    "/var/lib/gpumeter",
+	}
+}
+
+// AttributionConfig is the attribution stage's own config.
+func (c *Config) AttributionConfig() attribution.Config {
+	return attribution.Config{Rules: c.Attribution.Rules}
+}
+
+// Path is the file the config was loaded from.
+func (c *Config) Path() string { return c.path }
+
+// Load reads, decodes and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data; path is only used in messages.
+func Parse(path string, data []byte) (*Config, error) {
+	cfg := Default()
+	cfg.path = path
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: empty config: node.id and node.provider are required", path)
+		}
+		return nil, located(path, err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, located(path, err)
+	}
+	if err := cfg.validate(func(field string) int { return lineOf(&root, field) }); err != nil {
+		return nil, fmt.Errorf("%s:%w", path, err)
+	}
+	if cfg.Metering.MaxHold == 0 {
+		cfg.Metering.MaxHold = 3 * cfg.Metering.PollInterval
+	}
+	return &cfg, nil
+}
+
+var (
+	nodeIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,62}$`)
+	lineRE        = regexp.MustCompile(`^line (\d+): `)
+)
+
+// fieldError is a validation error at a field; Error gives "LINE: field: msg".
+type fieldError struct {
+	line  int
+	field string
+	msg   string
+}
+
+func (e *fieldError) Error() string {
+	if e.line > 0 {
+		return fmt.Sprintf("%d: %s: %s", e.line, e.field, e.msg)
+	}
+	return fmt.Sprintf(" %s: %s", e.field, e.msg)
+}
+
+func (c *Config) validate(line func(string) int) error {
+	var errs []error
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, &fieldError{line: line(field), field: field, msg: fmt.Sprintf(format, a...)})
+	}
+	if c.Node.ID == "" {
+		bad("node.id", "is required")
+	} else if !nodeIDPattern.MatchString(c.Node.ID) {
+		bad("node.id", "%q must be 1-63 letters, digits, '.', '_' or '-'", c.Node.ID)
+	}
+	if c.Node.Provider == "" {
+		bad("node.provider", "is required")
+	}
+	switch c.Devices.Source {
+	case "nvml":
+		if c.Devices.Scenario != "" {
+			bad("devices.scenario", "is only used with source: simulated")
+		}
+	case "simulated":
+		if c.Devices.Scenario == "" {
+			bad("devices.scenario", "is required with source: simulated")
+		}
+	default:
+		bad("devices.source", "%q is not one of nvml, simulated", c.Devices.Source)
+	}
+	if c.Devices.Speed < 1 {
+		bad("devices.speed", "%d must be at least 1", c.Devices.Speed)
+	}
+	m := c.Metering
+	if m.PollInterval < 100*time.Millisecond || m.PollInterval%time.Millisecond != 0 {
+		bad("metering.poll_interval", "%s must be a whole number of milliseconds, at least 100ms", m.PollInterval)
+	}
+	if m.Window < time.Second || (24*time.Hour)%m.Window != 0 {
+		bad("metering.window", "%s must be at least 1s and divide 24h evenly (e.g. 30s, 1m, 5m, 15m, 1h)", m.Window)
+	} else if m.PollInterval > 0 && m.Window%m.PollInterval != 0 {
+		bad("metering.window", "%s must be a multiple of metering.poll_interval (%s) so windows close on a poll", m.Window, m.PollInterval)
+	}
+	if m.MaxHold != 0 && (m.MaxHold < m.PollInterval || m.MaxHold%time.Millisecond != 0) {
+		bad("metering.max_hold", "%s must be whole milliseconds and at least metering.poll_interval (%s)", m.MaxHold, m.PollInterval)
+	}
+	if c.Attribution.HostRoot == "" {
+		bad("attribution.host_root", "must not be empty (use / on a node)")
+	}
+	if c.HTTP.Listen == "" {
+		bad("http.listen", "must not be empty")
+	} else if !strings.Contains(c.HTTP.Listen, ":") {
+		bad("http.listen", "%q must be host:port", c.HTTP.Listen)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not one of text, json", c.Log.Format)
+	}
+	if c.StateDir == "" {
+		bad("state_dir", "must not be empty")
+	}
+	return errors.Join(errs...)
+}
+
+// located turns yaml.v3's "line N: msg" errors into "path:N: msg".
+func located(path string, err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			msgs[i] = path + ":" + lineRE.ReplaceAllString(m, "$1: ")
+		}
+		return errors.New(strings.Join(msgs, "\n"))
+	}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if lineRE.MatchString(msg) {
+		return fmt.Errorf("%s:%s", path, lineRE.ReplaceAllString(msg, "$1: "))
+	}
+	return fmt.Errorf("%s: %s", path, msg)
+}
+
+// lineOf finds the line of a dotted field path in a YAML document, or the
+// nearest existing parent's line, or 0 when the document lacks it entirely.
+func lineOf(root *yaml.Node, field string) int {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := 0
+	for _, key := range strings.Split(field, ".") {
+		if n.Kind != yaml.MappingNode {
+			return line
+		}
+		found := false
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				line = n.Content[i].Line
+				n = n.Content[i+1]
+				found = true
+				break
+			}
+		}
+		if !found {
+			return line
+		}
+	}
+	return line
+}

@@ -1,0 +1,108 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/agent/config"
+)
+
+const good = `node:
+  id: node-1
+  provider: acme-cloud
+metering:
+  poll_interval: 500ms
+  window: 30s
+attribution:
+  rules:
+    - name: k8s
+      cgroup: kubernetes
+      tenant: k8s-${pod_uid}
+`
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadGoodAppliesDefaults(t *testing.T) {
+	cfg, err := config.Load(write(t, good))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if cfg.Node.ID != "node-1" || cfg.Metering.Window != 30*time.Second {
+		t.Errorf("decoded %+v", cfg)
+	}
+	if cfg.Metering.MaxHold != 1500*time.Millisecond {
+		t.Errorf("max_hold default = %s, want 3 x poll_interval = 1.5s", cfg.Metering.MaxHold)
+	}
+	if cfg.Devices.Source != "nvml" || cfg.HTTP.Listen != "127.0.0.1:9410" || cfg.Attribution.HostRoot != "/" {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	if n := len(cfg.AttributionConfig().Rules); n != 1 {
+		t.Errorf("rules = %d, want 1", n)
+	}
+}
+
+func TestShippedConfigIsValid(t *testing.T) {
+	if _, err := config.Load("../../configs/agent.yaml"); err != nil {
+		t.Fatalf("configs/agent.yaml: %v", err)
+	}
+}
+
+// Each bad config names the file, the line and the field.
+func TestBadConfigs(t *testing.T) {
+	cases := []struct {
+		name string
+		body string
+		want []string // substrings of the error after the file name
+	}{
+		{"unknown key", "node:\n  id: n\n  provider: p\n  colour: red\n", []string{":4: field colour not found"}},
+		{"unknown top-level key", "node:\n  id: n\n  provider: p\nmeterng:\n  window: 1m\n", []string{":4: field meterng not found"}},
+		{"wrong type", "node:\n  id: n\n  provider: p\nmetering:\n  poll_interval: often\n", []string{":5:", "often"}},
+		{"missing node id", "node:\n  provider: p\n", []string{":1: node.id: is required"}},
+		{"bad node id", "node:\n  id: 'a b'\n  provider: p\n", []string{":2: node.id:", "a b"}},
+		{"window not dividing a day", "node:\n  id: n\n  provider: p\nmetering:\n  window: 7s\n", []string{":5: metering.window:", "divide 24h"}},
+		{"window not a poll multiple", "node:\n  id: n\n  provider: p\nmetering:\n  poll_interval: 700ms\n  window: 1m\n", []string{":6: metering.window:", "multiple"}},
+		{"unknown source", "node:\n  id: n\n  provider: p\ndevices:\n  source: dcgm\n", []string{":5: devices.source:", "dcgm"}},
+		{"simulated without scenario", "node:\n  id: n\n  provider: p\ndevices:\n  source: simulated\n", []string{":4: devices.scenario: is required"}},
+		{"bad log level", "node:\n  id: n\n  provider: p\nlog:\n  level: loud\n", []string{":5: log.level:"}},
+		{"bad regexp in a rule", "node:\n  id: n\n  provider: p\nattribution:\n  rules:\n    - name: r\n      cgroup_pattern: '(['\n      tenant: x\n", []string{":7", "cgroup_pattern"}},
+		{"rule without matcher", "node:\n  id: n\n  provider: p\nattribution:\n  rules:\n    - name: r\n      tenant: x\n", []string{":6", "r"}},
+		{"unknown key in a rule", "node:\n  id: n\n  provider: p\nattribution:\n  rules:\n    - name: r\n      user: bob\n      tennant: x\n", []string{":8", "tennant"}},
+		{"not yaml", "node: [\n", []string{":"}},
+		{"empty", "", []string{"empty config"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := write(t, tc.body)
+			_, err := config.Load(p)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, p+":") {
+				t.Errorf("error %q does not start with the file name %s", msg, p)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not contain %q", msg, w)
+				}
+			}
+		})
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	_, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("err = %v, want it to name the file", err)
+	}
+}

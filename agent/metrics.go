@@ -1,0 +1,220 @@
+package agent
+
+import (
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/gpumeter/gpumeter/collectors/attribution"
+	"github.com/gpumeter/gpumeter/collectors/device"
+	"github.com/gpumeter/gpumeter/metering/meter"
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+const namespace = "gpumeter"
+
+// Metrics exposes the agent on a private registry. GPU-time counters are
+// read from the meter's own totals at scrape time, so nothing is counted
+// twice and /metrics always agrees with the records.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	cycleDuration     prometheus.Histogram
+	collectorSuccess  *prometheus.GaugeVec
+	collectorDuration *prometheus.GaugeVec
+	collectorErrors   *prometheus.CounterVec
+	recordsTotal      *prometheus.CounterVec
+	lastCycle         prometheus.Gauge
+
+	mu   sync.Mutex
+	snap device.Snapshot
+	obs  []attribution.Observation
+	m    *meter.Meter
+}
+
+// NewMetrics registers the agent's metrics; version is the build's version.
+func NewMetrics(version string) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		cycleDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "cycle_duration_seconds",
+			Help:    "Time of one collect, attribute and meter cycle.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
+		}),
+		collectorSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "collector_success",
+			Help: "Whether the collector's last collection succeeded (1) or failed (0).",
+		}, []string{"collector"}),
+		collectorDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "collector_duration_seconds",
+			Help: "Duration of the collector's last collection.",
+		}, []string{"collector"}),
+		collectorErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "collector_errors_total",
+			Help: "Collections that failed as a whole.",
+		}, []string{"collector"}),
+		recordsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "records_total",
+			Help: "Usage records produced by closed windows, by kind.",
+		}, []string{"kind"}),
+		lastCycle: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "last_cycle_timestamp_seconds",
+			Help: "Time of the last completed metering cycle (agent clock).",
+		}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "Build of the running agent; always 1.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	for _, k := range []record.Kind{record.KindUsage, record.KindIdle, record.KindGap} {
+		m.recordsTotal.WithLabelValues(string(k))
+	}
+	reg.MustRegister(m.cycleDuration, m.collectorSuccess, m.collectorDuration,
+		m.collectorErrors, m.recordsTotal, m.lastCycle, buildInfo,
+		(*stateCollector)(m),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Watch makes the GPU-time counters read this meter's totals.
+func (m *Metrics) Watch(mt *meter.Meter) {
+	m.mu.Lock()
+	m.m = mt
+	m.mu.Unlock()
+}
+
+func (m *Metrics) observeCollect(name string, d time.Duration, err error) {
+	m.collectorDuration.WithLabelValues(name).Set(d.Seconds())
+	if err != nil {
+		m.collectorSuccess.WithLabelValues(name).Set(0)
+		m.collectorErrors.WithLabelValues(name).Inc()
+		return
+	}
+	m.collectorSuccess.WithLabelValues(name).Set(1)
+}
+
+func (m *Metrics) observeCycle(s device.Snapshot, obs []attribution.Observation, recs []record.Record, d time.Duration, at time.Time) {
+	m.cycleDuration.Observe(d.Seconds())
+	m.lastCycle.Set(float64(at.UnixMilli()) / 1000)
+	m.countRecords(recs)
+	m.mu.Lock()
+	m.snap, m.obs = s, obs
+	m.mu.Unlock()
+}
+
+func (m *Metrics) countRecords(recs []record.Record) {
+	for i := range recs {
+		m.recordsTotal.WithLabelValues(string(recs[i].Kind)).Inc()
+	}
+}
+
+// stateCollector turns the latest snapshot and the meter's totals into
+// metrics at scrape time (the node_exporter pattern: no state is copied
+// into gauge vectors that could go stale when a GPU or tenant disappears).
+type stateCollector Metrics
+
+var (
+	descTenantSeconds = prometheus.NewDesc(namespace+"_tenant_gpu_seconds_total",
+		"GPU time metered to a tenant on a unit (whole GPU or MIG instance), from the meter's records and open window.",
+		[]string{"tenant", "gpu_uuid"}, nil)
+	descUnitSeconds = prometheus.NewDesc(namespace+"_unit_seconds_total",
+		"Time of a unit (whole GPU or MIG instance) by kind: usage, idle or gap.",
+		[]string{"gpu_uuid", "kind"}, nil)
+	descGPUInfo = prometheus.NewDesc(namespace+"_gpu_info",
+		"A physical GPU on this node; always 1.",
+		[]string{"gpu_uuid", "index", "model", "mig"}, nil)
+	descGPUUp = prometheus.NewDesc(namespace+"_gpu_up",
+		"Whether the GPU was readable in the last cycle (0: lost or unreadable).",
+		[]string{"gpu_uuid"}, nil)
+	descGPUUtil = prometheus.NewDesc(namespace+"_gpu_utilization_ratio",
+		"GPU SM utilization in the last cycle, 0 to 1.",
+		[]string{"gpu_uuid"}, nil)
+	descMemUsed = prometheus.NewDesc(namespace+"_gpu_memory_used_bytes",
+		"GPU memory in use.", []string{"gpu_uuid"}, nil)
+	descMemTotal = prometheus.NewDesc(namespace+"_gpu_memory_total_bytes",
+		"GPU memory in all.", []string{"gpu_uuid"}, nil)
+	descPower = prometheus.NewDesc(namespace+"_gpu_power_watts",
+		"GPU board power draw.", []string{"gpu_uuid"}, nil)
+	descEnergy = prometheus.NewDesc(namespace+"_gpu_energy_joules_total",
+		"GPU energy counter since the driver loaded.", []string{"gpu_uuid"}, nil)
+	descUnitProcs = prometheus.NewDesc(namespace+"_unit_processes",
+		"Compute processes on a unit in the last cycle, by tenant.",
+		[]string{"gpu_uuid", "tenant"}, nil)
+	descMIGInfo = prometheus.NewDesc(namespace+"_mig_instance_info",
+		"A MIG instance; always 1.",
+		[]string{"gpu_uuid", "parent_uuid", "profile", "slices", "total_slices"}, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTenantSeconds, descUnitSeconds, descGPUInfo, descGPUUp,
+		descGPUUtil, descMemUsed, descMemTotal, descPower, descEnergy, descUnitProcs, descMIGInfo} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	snap, obs, mt := c.snap, c.obs, c.m
+	c.mu.Unlock()
+	if mt != nil {
+		type unitKind struct {
+			unit string
+			kind record.Kind
+		}
+		perUnit := map[unitKind]int64{}
+		for k, ms := range mt.Totals() {
+			perUnit[unitKind{k.UnitUUID, k.Kind}] += ms
+			if k.Kind == record.KindUsage {
+				ch <- prometheus.MustNewConstMetric(descTenantSeconds, prometheus.CounterValue, float64(ms)/1000, k.Tenant, k.UnitUUID)
+			}
+		}
+		for k, ms := range perUnit {
+			ch <- prometheus.MustNewConstMetric(descUnitSeconds, prometheus.CounterValue, float64(ms)/1000, k.unit, string(k.kind))
+		}
+	}
+	for i := range snap.Devices {
+		d := &snap.Devices[i]
+		mig := "false"
+		if d.MIGEnabled {
+			mig = "true"
+		}
+		ch <- prometheus.MustNewConstMetric(descGPUInfo, prometheus.GaugeValue, 1, d.UUID, itoa(d.Index), d.Model, mig)
+		up := 1.0
+		if d.Err != nil {
+			up = 0
+		}
+		ch <- prometheus.MustNewConstMetric(descGPUUp, prometheus.GaugeValue, up, d.UUID)
+		if d.Err != nil {
+			continue
+		}
+		if d.UtilizationPercent != device.Unknown {
+			ch <- prometheus.MustNewConstMetric(descGPUUtil, prometheus.GaugeValue, float64(d.UtilizationPercent)/100, d.UUID)
+		}
+		ch <- prometheus.MustNewConstMetric(descMemUsed, prometheus.GaugeValue, float64(d.MemoryUsedBytes), d.UUID)
+		ch <- prometheus.MustNewConstMetric(descMemTotal, prometheus.GaugeValue, float64(d.MemoryTotalBytes), d.UUID)
+		if d.PowerMilliwatts != device.Unknown {
+			ch <- prometheus.MustNewConstMetric(descPower, prometheus.GaugeValue, float64(d.PowerMilliwatts)/1000, d.UUID)
+		}
+		if d.EnergyMillijoules != device.Unknown {
+			ch <- prometheus.MustNewConstMetric(descEnergy, prometheus.CounterValue, float64(d.EnergyMillijoules)/1000, d.UUID)
+		}
+		for j := range d.Instances {
+			in := &d.Instances[j]
+			ch <- prometheus.MustNewConstMetric(descMIGInfo, prometheus.GaugeValue, 1, in.UUID, d.UUID, in.Profile, itoa(in.Slices), itoa(in.TotalSlices))
+		}
+	}
+	for i := range obs {
+		for _, s := range obs[i].Shares {
+			ch <- prometheus.MustNewConstMetric(descUnitProcs, prometheus.GaugeValue, float64(len(s.PIDs)), obs[i].Unit.UUID, s.Tenant)
+		}
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
