@@ -17,8 +17,38 @@ import (
 // entries, so a window is split across batches only when it alone is
 // larger than a batch.
 type entry struct {
-	Merged  bool            `json:"merged,omitempty"`
-	Records []record.Record `json:"records"`
+	Merged  bool
+	Records []record.Record
+}
+
+// Stored as one flag byte, then the records' JSON array: merging skips
+// merged entries by their first byte, without decoding them.
+const (
+	flagWindow byte = 0
+	flagMerged byte = 1
+)
+
+func encodeEntry(e entry) ([]byte, error) {
+	js, err := json.Marshal(e.Records)
+	if err != nil {
+		return nil, fmt.Errorf("encode pending records: %w", err)
+	}
+	flag := flagWindow
+	if e.Merged {
+		flag = flagMerged
+	}
+	return append([]byte{flag}, js...), nil
+}
+
+func decodeEntry(k, v []byte) (entry, error) {
+	if len(v) < 1 || v[0] > flagMerged {
+		return entry{}, fmt.Errorf("pending entry %d: unknown format", u64(k))
+	}
+	e := entry{Merged: v[0] == flagMerged}
+	if err := json.Unmarshal(v[1:], &e.Records); err != nil {
+		return entry{}, fmt.Errorf("decode pending entry %d: %w", u64(k), err)
+	}
+	return e, nil
 }
 
 // Append stores closed windows' records (unsealed, unnumbered) and the
@@ -38,9 +68,9 @@ func (s *Spool) Append(ctx context.Context, recs []record.Record, checkpoint []b
 	groups := byWindow(recs)
 	vals := make([][]byte, len(groups))
 	for i, g := range groups {
-		v, err := json.Marshal(entry{Records: g})
+		v, err := encodeEntry(entry{Records: g})
 		if err != nil {
-			return fmt.Errorf("append to spool %s: encode records: %w", s.opts.Path, err)
+			return fmt.Errorf("append to spool %s: %w", s.opts.Path, err)
 		}
 		vals[i] = v
 	}
@@ -116,14 +146,17 @@ func mergeOldest(tx *bolt.Tx, st *state, width time.Duration) (bool, error) {
 		oldLen uint64
 	)
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		var e entry
-		if err := json.Unmarshal(v, &e); err != nil {
-			return false, fmt.Errorf("decode pending entry %d: %w", u64(k), err)
-		}
-		if e.Merged || len(e.Records) == 0 {
+		if len(v) > 0 && v[0] == flagMerged {
 			if len(keys) > 0 {
 				break
 			}
+			continue
+		}
+		e, err := decodeEntry(k, v)
+		if err != nil {
+			return false, err
+		}
+		if len(e.Records) == 0 {
 			continue
 		}
 		b := mergeBucket(e.Records[0].WindowStart, width)
@@ -139,9 +172,9 @@ func mergeOldest(tx *bolt.Tx, st *state, width time.Duration) (bool, error) {
 		return false, nil
 	}
 	out := mergeRecords(recs, width)
-	v, err := json.Marshal(entry{Merged: true, Records: out})
+	v, err := encodeEntry(entry{Merged: true, Records: out})
 	if err != nil {
-		return false, fmt.Errorf("encode merged records: %w", err)
+		return false, err
 	}
 	pending := tx.Bucket(bucketPending)
 	for _, k := range keys[1:] {

@@ -17,9 +17,10 @@
 //
 //	meta        format version, next_seq, last_hash, acked, checkpoint, and
 //	            counters (pending records/bytes, batches/bytes, dead letters)
-//	pending     key: 8-byte big-endian entry number; value: JSON of one
-//	            window's records as the meter closed it (or of one merged
-//	            bucket), unsealed and unnumbered
+//	pending     key: 8-byte big-endian entry number; value: a flag byte
+//	            (0 window, 1 merged) and the JSON array of one window's
+//	            records as the meter closed it (or of one merged bucket),
+//	            unsealed and unnumbered
 //	batches     key: 8-byte big-endian first_seq; value: last_seq (8 bytes),
 //	            sha256 hash (32 bytes), the DSSE envelope JSON as signed
 //	deadletter  key: first_seq; value: JSON of the batch, reason and time

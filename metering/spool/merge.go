@@ -82,9 +82,14 @@ func mergeGroupRecords(recs []record.Record) []record.Record {
 		k := mergeKey{r.Kind, r.Tenant, r.GapReason}
 		parts[k] = append(parts[k], r)
 	}
-	base := recs[0] // unit attributes: the same for every record of a unit
-	base.Seq, base.Tenant, base.GapReason, base.Attribution, base.SplitRule, base.SharedWith = 0, "", "", "", "", 0
-	base.WindowStart, base.WindowEnd = start, end
+	// Unit attributes (model, parent, slice) are the same for every record
+	// of a unit: take them from the first; everything else is set below.
+	f := recs[0]
+	base := record.Record{
+		Node: f.Node, Provider: f.Provider, WindowStart: start, WindowEnd: end,
+		GPUUUID: f.GPUUUID, ParentUUID: f.ParentUUID, Model: f.Model, MIGProfile: f.MIGProfile,
+		SliceNum: f.SliceNum, SliceDen: f.SliceDen,
+	}
 
 	var out []record.Record
 	absent := -1

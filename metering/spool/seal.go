@@ -3,7 +3,6 @@ package spool
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -49,9 +48,9 @@ func (s *Spool) SealNext(ctx context.Context, seal SealFunc, maxRecords int) (le
 		)
 		c := pending.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
-			var e entry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("decode pending entry %d: %w", u64(k), err)
+			e, err := decodeEntry(k, v)
+			if err != nil {
+				return err
 			}
 			if len(recs)+len(e.Records) <= maxRecords {
 				taken = append(taken, append([]byte{}, k...))
@@ -93,9 +92,9 @@ func (s *Spool) SealNext(ctx context.Context, seal SealFunc, maxRecords int) (le
 		}
 		var restLen uint64
 		if split != nil {
-			v, err := json.Marshal(rest)
+			v, err := encodeEntry(rest)
 			if err != nil {
-				return fmt.Errorf("encode rest of split entry: %w", err)
+				return err
 			}
 			if err := pending.Put(split, v); err != nil {
 				return fmt.Errorf("store rest of split entry: %w", err)
