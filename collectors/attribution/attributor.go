@@ -210,7 +210,7 @@ func (a *Attributor) resolve(ctx context.Context, u device.Unit, pid uint32) cac
 	}
 	if cached {
 		a.log.DebugContext(ctx, "pid reused, attributing afresh", "pid", pid,
-			"old_start_ms", e.start, "start_ms", start, "old_tenant", e.tenant)
+			"old_start_ticks", e.start, "start_ticks", start, "old_tenant", e.tenant)
 	}
 	e, err = a.match(ctx, pid)
 	if err != nil {

@@ -147,14 +147,12 @@
 // attributed afresh. Entries for PIDs absent from the latest snapshot are
 // dropped, so memory is bounded by the processes on the GPUs. Only matches
 // are cached: an unattributed process is tried again at every call, so a
-// user added to /etc/passwd later is picked up. The start
-// time comes from gopsutil, which (v3.24.5) counts it in whole seconds and
-// takes the boot time as now minus <hostRoot>/proc/uptime (0 when that file
-// is absent, as in fake trees), not /proc/stat's btime: the value is only
-// an identity. A spurious change (the boot time estimate crossing a second)
-// costs a re-read of the process, never a wrong tenant; a PID reused
-// within the same second is not detected, which needs the PID space to
-// wrap in under a second.
+// user added to /etc/passwd later is picked up. The start time is the
+// kernel's: field 22 of /proc/<pid>/stat, in clock ticks since boot (1/100 s),
+// read directly because this runs for every GPU process on every poll;
+// gopsutil reads the uids, only when a process is resolved. A PID reused
+// within the same clock tick is not detected, which needs the PID space to
+// wrap in under 10 ms.
 //
 // # Concurrency
 //
