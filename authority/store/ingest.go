@@ -164,24 +164,55 @@ func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *ledger.Batch, p
 		}
 		return ivs[i].start < ivs[j].start
 	})
+	w, err := s.prepareWindows(ctx, tx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
 	for _, iv := range ivs {
-		if err := s.addWindow(ctx, tx, b.Node, iv, sums[iv]); err != nil {
+		if err := w.add(ctx, b.Node, iv, sums[iv]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// addWindow adds ms to a unit's interval after checking that no distinct
+// windowStmts are addWindow's statements, prepared once per batch.
+type windowStmts struct {
+	last, upsert *sql.Stmt
+}
+
+func (s *Store) prepareWindows(ctx context.Context, tx *sql.Tx) (*windowStmts, error) {
+	last, err := tx.PrepareContext(ctx, s.d.rebind(`SELECT window_start_ms, window_end_ms FROM unit_windows
+		WHERE gpu_uuid = ? AND window_start_ms < ? ORDER BY window_start_ms DESC LIMIT 1`))
+	if err != nil {
+		return nil, fmt.Errorf("prepare window lookup: %w", err)
+	}
+	upsert, err := tx.PrepareContext(ctx, s.d.rebind(`INSERT INTO unit_windows (gpu_uuid, window_start_ms, window_end_ms, node_id, total_ms)
+		VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (gpu_uuid, window_start_ms, window_end_ms) DO UPDATE SET total_ms = unit_windows.total_ms + excluded.total_ms
+		RETURNING total_ms`))
+	if err != nil {
+		_ = last.Close()
+		return nil, fmt.Errorf("prepare window update: %w", err)
+	}
+	return &windowStmts{last: last, upsert: upsert}, nil
+}
+
+func (w *windowStmts) close() {
+	_ = w.last.Close()
+	_ = w.upsert.Close()
+}
+
+// add adds ms to a unit's interval after checking that no distinct
 // stored interval of the unit overlaps it. Stored intervals of a unit are
 // pairwise disjoint (this check keeps them so), so the interval starting
 // last before iv.end is the only one that can overlap without being iv.
 // Intervals of this batch are already in the table when the next is
 // checked, so the batch is checked against itself too.
-func (s *Store) addWindow(ctx context.Context, tx *sql.Tx, node string, iv interval, ms int64) error {
+func (w *windowStmts) add(ctx context.Context, node string, iv interval, ms int64) error {
 	var start, end int64
-	err := s.queryRowTx(ctx, tx, `SELECT window_start_ms, window_end_ms FROM unit_windows
-		WHERE gpu_uuid = ? AND window_start_ms < ? ORDER BY window_start_ms DESC LIMIT 1`, iv.unit, iv.end).Scan(&start, &end)
+	err := w.last.QueryRowContext(ctx, iv.unit, iv.end).Scan(&start, &end)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
@@ -190,10 +221,7 @@ func (s *Store) addWindow(ctx context.Context, tx *sql.Tx, node string, iv inter
 		return fmt.Errorf("%w: unit %s window [%d, %d) overlaps stored window [%d, %d)", ErrOverWallTime, iv.unit, iv.start, iv.end, start, end)
 	}
 	var total int64
-	err = s.queryRowTx(ctx, tx, `INSERT INTO unit_windows (gpu_uuid, window_start_ms, window_end_ms, node_id, total_ms)
-		VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (gpu_uuid, window_start_ms, window_end_ms) DO UPDATE SET total_ms = unit_windows.total_ms + excluded.total_ms
-		RETURNING total_ms`, iv.unit, iv.start, iv.end, node, ms).Scan(&total)
+	err = w.upsert.QueryRowContext(ctx, iv.unit, iv.start, iv.end, node, ms).Scan(&total)
 	if err != nil {
 		return fmt.Errorf("add to window of unit %s: %w", iv.unit, err)
 	}
