@@ -243,8 +243,10 @@ func TestRejections(t *testing.T) {
 			status: 413, cause: "body-too-large",
 		},
 		{
-			name:   "malformed JSON",
-			body:   func(e *env) []byte { return []byte(`{"payloadType": "application/vnd.gpumeter.batch.v1+json", "payload": `) },
+			name: "malformed JSON",
+			body: func(e *env) []byte {
+				return []byte(`{"payloadType": "application/vnd.gpumeter.batch.v1+json", "payload": `)
+			},
 			status: 400, cause: "malformed",
 		},
 		{
