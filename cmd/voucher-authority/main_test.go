@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/signing"
+)
+
+func newPub(t *testing.T) ed25519.PublicKey {
+	t.Helper()
+	p, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCommands(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "a.db")
+	k1, k2, k3 := newPub(t), newPub(t), newPub(t)
+	b64 := signing.EncodePublicKey
+	badCfg := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(badCfg, []byte("listen: :1\nstore:\n  driver: sqlite\n  path: x\nmax_body: 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Steps run in order against one database.
+	steps := []struct {
+		name       string
+		args       []string
+		code       int
+		wantOut    string
+		wantStderr string
+	}{
+		{"no command", nil, 2, "", "Usage:"},
+		{"unknown command", []string{"frobnicate"}, 2, "", "unknown command"},
+		{"register", []string{"node", "register", "--db", db, "--id", "n1", "--provider", "p", "--public-key", b64(k1), "--gpu", "GPU-1", "--gpu", "GPU-2"},
+			0, "registered node n1", ""},
+		{"register claims another node's GPU", []string{"node", "register", "--db", db, "--id", "n2", "--provider", "p", "--public-key", b64(k2), "--gpu", "GPU-3", "--gpu", "GPU-2"},
+			1, "", "GPU GPU-2: GPU is registered to another node (node \"n1\")"},
+		{"register without GPU", []string{"node", "register", "--db", db, "--id", "n2", "--provider", "p", "--public-key", b64(k2)}, 2, "", "--gpu is required"},
+		{"register with bad key", []string{"node", "register", "--db", db, "--id", "n2", "--provider", "p", "--public-key", "abc", "--gpu", "GPU-3"}, 2, "", "--public-key"},
+		{"rotate", []string{"key", "rotate", "--db", db, "--node", "n1", "--public-key", b64(k3)}, 0, ledger.KeyID(k3), ""},
+		{"rotate on unknown node", []string{"key", "rotate", "--db", db, "--node", "n9", "--public-key", b64(k2)}, 1, "", "node is not registered"},
+		{"revoke", []string{"key", "revoke", "--db", db, "--key-id", ledger.KeyID(k1)}, 0, "revoked key", ""},
+		{"revoke again", []string{"key", "revoke", "--db", db, "--key-id", ledger.KeyID(k1)}, 1, "", "already revoked"},
+		{"head", []string{"head", "--db", db, "--node", "n1"}, 0, `"head": 0`, ""},
+		{"head of unknown node", []string{"head", "--db", db, "--node", "n9"}, 1, "", "not registered"},
+		{"usage", []string{"usage", "--db", db, "--from", "2026-01-01T00:00:00Z", "--to", "2026-02-01T00:00:00Z"}, 0, `"total_gpu_ms": 0`, ""},
+		{"usage without period", []string{"usage", "--db", db}, 2, "", "is required"},
+		{"usage with bad period", []string{"usage", "--db", db, "--from", "2026-02-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z"}, 2, "", "not after"},
+		{"serve with unknown config key", []string{"serve", "--config", badCfg}, 2, "", "bad.yaml:5: field max_body not found"},
+		{"serve without config file", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, 2, "", "read config"},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(context.Background(), s.args, &out, &errb)
+			if code != s.code {
+				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, s.code, out.String(), errb.String())
+			}
+			if !strings.Contains(out.String(), s.wantOut) || !strings.Contains(errb.String(), s.wantStderr) {
+				t.Fatalf("stdout %q (want %q), stderr %q (want %q)", out.String(), s.wantOut, errb.String(), s.wantStderr)
+			}
+		})
+	}
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"head", "--db", db, "--node", "n1"}, &out, &bytes.Buffer{}); code != 0 {
+		t.Fatal(code)
+	}
+	var head struct {
+		GPUs   []string `json:"gpus"`
+		Forked bool     `json:"forked"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &head); err != nil || len(head.GPUs) != 2 || head.Forked {
+		t.Errorf("head = %+v, %v", head, err)
+	}
+}
