@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gpumeter/gpumeter/agent/config"
@@ -30,7 +31,7 @@ type Daemon struct {
 	out      *os.File // records file, or nil
 	listener net.Listener
 
-	lastCycle atomic.Int64 // unix ms of the last good cycle (agent clock)
+	lastCycle atomic.Int64 // real time (unix ns) of the last good cycle
 }
 
 // New builds the daemon from a validated config. It fails, before
@@ -88,13 +89,17 @@ func (d *Daemon) Handler() http.Handler {
 }
 
 // healthz is 200 while cycles keep completing: a loop stuck for more than
-// three poll intervals (hung driver call) answers 503.
+// three poll intervals of real time (a hung driver call) answers 503.
 func (d *Daemon) healthz(w http.ResponseWriter, _ *http.Request) {
 	last := d.lastCycle.Load()
-	age := d.src.clock.Now().Sub(time.UnixMilli(last))
-	limit := 3 * d.cfg.Metering.PollInterval * time.Duration(d.cfg.Devices.Speed)
-	if last == 0 || age > limit {
-		http.Error(w, fmt.Sprintf("no metering cycle completed in the last %s", limit), http.StatusServiceUnavailable)
+	limit := 3 * d.cfg.Metering.PollInterval / time.Duration(d.cfg.Devices.Speed)
+	limit = max(limit, time.Second) // a fast simulation must not flap on scheduling delays
+	if last == 0 {
+		http.Error(w, "no metering cycle completed yet", http.StatusServiceUnavailable)
+		return
+	}
+	if age := time.Since(time.Unix(0, last)); age > limit {
+		http.Error(w, fmt.Sprintf("no metering cycle completed in the last %s", age.Truncate(time.Millisecond)), http.StatusServiceUnavailable)
 		return
 	}
 	fmt.Fprintln(w, "ok")
@@ -151,7 +156,7 @@ func (d *Daemon) loop(ctx context.Context) error {
 			d.log.Info("metering cycle recovered")
 			failing = false
 		}
-		d.lastCycle.Store(d.src.clock.Now().UnixMilli())
+		d.lastCycle.Store(time.Now().UnixNano())
 		if err := d.emit(recs); err != nil {
 			return fmt.Errorf("write records: %w", err)
 		}
@@ -188,3 +193,6 @@ func (d *Daemon) closeAll() {
 		}
 	}
 }
+
+// Registry is the daemon's private metrics registry.
+func (d *Daemon) Registry() *prometheus.Registry { return d.metrics.Registry }

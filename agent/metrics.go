@@ -17,6 +17,9 @@ import (
 
 const namespace = "gpumeter"
 
+// collectorNVML names the device collector in the collector_* metrics.
+const collectorNVML = "nvml"
+
 // Metrics exposes the agent on a private registry. GPU-time counters are
 // read from the meter's own totals at scrape time, so nothing is counted
 // twice and /metrics always agrees with the records.
@@ -72,6 +75,9 @@ func NewMetrics(version string) *Metrics {
 		Help: "Build of the running agent; always 1.",
 	}, []string{"version", "goversion"})
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	// Counters exist at zero before their first event, so rate() and
+	// alerts see them from the first scrape.
+	m.collectorErrors.WithLabelValues(collectorNVML)
 	for _, k := range []record.Kind{record.KindUsage, record.KindIdle, record.KindGap} {
 		m.recordsTotal.WithLabelValues(string(k))
 	}

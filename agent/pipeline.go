@@ -45,7 +45,7 @@ func (p *Pipeline) Cycle(ctx context.Context) ([]record.Record, error) {
 	snap, err := p.Collector.Collect(ctx)
 	collectDur := time.Since(began)
 	if p.Metrics != nil {
-		p.Metrics.observeCollect("nvml", collectDur, err)
+		p.Metrics.observeCollect(collectorNVML, collectDur, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("collect devices: %w", err)

@@ -38,7 +38,7 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 	case "simulated":
 		sc, err := scenario.Load(ScenarioPath(cfg))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("devices.scenario: %w", err)
 		}
 		root, err := os.MkdirTemp("", "gpumeter-sim-root-")
 		if err != nil {

@@ -94,7 +94,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.Devices.Source == "simulated" {
 		if _, err := scenario.Load(scenarioPath(cfg)); err != nil {
-			fmt.Fprintln(stderr, err)
+			fmt.Fprintf(stderr, "%s: devices.scenario: %v\n", cfg.Path(), err)
 			return exitUsage
 		}
 	}

@@ -1,0 +1,195 @@
+package agent_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/gpumeter/gpumeter/agent"
+	"github.com/gpumeter/gpumeter/agent/config"
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+// simConfig is a simulated node running the demo scenario 600x faster
+// than real time, its HTTP endpoint on a free port.
+func simConfig(t *testing.T, out string) *config.Config {
+	t.Helper()
+	scenario, err := filepath.Abs("../configs/scenarios/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`node: {id: test-node, provider: test-cloud}
+devices: {source: simulated, scenario: %q, speed: 600}
+metering: {poll_interval: 1s, window: 1m}
+attribution:
+  rules:
+    - {name: acme, user: acme, tenant: acme}
+    - {name: k8s, cgroup: kubernetes, tenant: globex}
+    - {name: slices, cgroup_pattern: '/tenant-(?P<t>[a-z]+)\.slice/', tenant: '${t}'}
+http: {listen: "127.0.0.1:0"}
+output: {records_file: %q}
+state_dir: %q
+`, scenario, out, t.TempDir())
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// poll calls f until it returns true or the deadline passes.
+func poll(t *testing.T, what string, deadline time.Duration, f func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !f() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %s waiting for %s", deadline, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not a wait for an event
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestDaemonMetersServesMetricsAndClosesTheWindowOnStop(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	cfg := simConfig(t, out)
+	d, err := agent.New(cfg, slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	base := "http://" + d.Addr()
+
+	// Usage shows up per tenant: the demo starts globex at 0:00 on GPU 1
+	// and acme at 0:05 on GPU 0.
+	var body string
+	poll(t, "per-tenant GPU-seconds for acme and globex", 20*time.Second, func() bool {
+		_, body = get(t, base+"/metrics")
+		return strings.Contains(body, `gpumeter_tenant_gpu_seconds_total{gpu_uuid=`) &&
+			strings.Contains(body, `tenant="acme"`) && strings.Contains(body, `tenant="globex"`)
+	})
+	if code, b := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz = %d %q, want 200", code, b)
+	}
+	// The exposition parses and follows the naming conventions.
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	for _, name := range []string{
+		"gpumeter_tenant_gpu_seconds_total", "gpumeter_unit_seconds_total", "gpumeter_gpu_up",
+		"gpumeter_gpu_utilization_ratio", "gpumeter_gpu_memory_used_bytes", "gpumeter_gpu_power_watts",
+		"gpumeter_gpu_energy_joules_total", "gpumeter_cycle_duration_seconds", "gpumeter_collector_success",
+		"gpumeter_collector_errors_total", "gpumeter_build_info", "gpumeter_records_total",
+	} {
+		if _, ok := families[name]; !ok {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	problems, err := testutil.GatherAndLint(d.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+
+	// The records file holds whole windows and, last, the window closed at
+	// stop: a partial one ending off the minute.
+	recs := readRecords(t, out)
+	if len(recs) == 0 {
+		t.Fatal("no records written")
+	}
+	checkWindows(t, recs)
+	last := recs[len(recs)-1]
+	if last.WindowEnd.UnixMilli()%60000 == 0 {
+		t.Errorf("last record ends on a window boundary (%s): the open window was not closed at stop", last.WindowEnd)
+	}
+	var usage int64
+	for _, r := range recs {
+		if r.Kind == record.KindUsage {
+			usage += r.GPUMillis
+		}
+	}
+	if usage == 0 {
+		t.Error("no usage metered")
+	}
+}
+
+func TestDaemonRefusesToStartOnBusyPort(t *testing.T) {
+	cfg := simConfig(t, "")
+	d1, err := agent.New(cfg, slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d1.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	cfg2 := simConfig(t, "")
+	cfg2.HTTP.Listen = d1.Addr()
+	if _, err := agent.New(cfg2, slog.New(slog.DiscardHandler), "test"); err == nil || !strings.Contains(err.Error(), "http.listen") {
+		t.Fatalf("second daemon on %s: err = %v, want an http.listen error", d1.Addr(), err)
+	}
+}
+
+func readRecords(t *testing.T, path string) []record.Record {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var recs []record.Record
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var r record.Record
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("records file line %q: %v", sc.Text(), err)
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}

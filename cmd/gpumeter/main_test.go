@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+// TestMain lets the test binary run as gpumeter itself, so tests can
+// start it as a real process and send it real signals.
+func TestMain(m *testing.M) {
+	if os.Getenv("GPUMETER_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckConfig(t *testing.T) {
+	cases := []struct {
+		name     string
+		body     string
+		wantCode int
+		want     string // in stdout for 0, stderr otherwise
+	}{
+		{"good", "node: {id: n1, provider: p}\n", 0, ": OK"},
+		{"unknown key", "node: {id: n1, provider: p}\nmetering:\n  windw: 1m\n", 2, ":3: field windw not found"},
+		{"wrong type", "node: {id: n1, provider: p}\nmetering:\n  window: [1m]\n", 2, ":3:"},
+		{"bad pattern", "node: {id: n1, provider: p}\nattribution:\n  rules:\n    - cgroup_pattern: '(?P<x'\n      tenant: t\n", 2, ":4:"},
+		{"bad window", "node: {id: n1, provider: p}\nmetering:\n  window: 13s\n", 2, ":3: metering.window:"},
+		{"scenario missing", "node: {id: n1, provider: p}\ndevices: {source: simulated, scenario: /nonexistent.yaml}\n", 2, "nonexistent.yaml"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeFile(t, "agent.yaml", tc.body)
+			code, out, errOut := runCLI("check-config", p)
+			if code != tc.wantCode {
+				t.Fatalf("exit %d, want %d (stdout %q, stderr %q)", code, tc.wantCode, out, errOut)
+			}
+			got := out
+			if code != 0 {
+				got = errOut
+				if !strings.Contains(got, p+":") {
+					t.Errorf("stderr %q does not name the file %s", got, p)
+				}
+			}
+			if !strings.Contains(got, tc.want) {
+				t.Errorf("output %q does not contain %q", got, tc.want)
+			}
+		})
+	}
+	if code, _, _ := runCLI("check-config", "../../configs/agent.yaml"); code != 0 {
+		t.Errorf("shipped configs/agent.yaml: exit %d", code)
+	}
+	if code, _, errOut := runCLI("check-config", "../../configs/demo-agent.yaml"); code != 0 {
+		t.Errorf("shipped configs/demo-agent.yaml: exit %d: %s", code, errOut)
+	}
+}
+
+func TestRunRefusesBadConfigBeforeStarting(t *testing.T) {
+	p := writeFile(t, "agent.yaml", "node: {id: n1}\nhttp: {listen: '127.0.0.1:0'}\n")
+	code, _, errOut := runCLI("run", "--config", p)
+	if code != exitUsage || !strings.Contains(errOut, "node.provider: is required") {
+		t.Fatalf("exit %d, stderr %q: want exit 2 naming node.provider", code, errOut)
+	}
+}
+
+func TestRunWithoutDriverFailsClearly(t *testing.T) {
+	// This machine has no NVIDIA driver (CI never has one): the agent
+	// must say so and exit non-zero, not crash.
+	if _, err := os.Stat("/dev/nvidiactl"); err == nil {
+		t.Skip("an NVIDIA driver is present")
+	}
+	p := writeFile(t, "agent.yaml", "node: {id: n1, provider: p}\nhttp: {listen: '127.0.0.1:0'}\n")
+	code, _, errOut := runCLI("run", "--config", p)
+	if code != exitFailure || !strings.Contains(errOut, "NVML") {
+		t.Fatalf("exit %d, stderr %q: want exit 1 with an NVML error", code, errOut)
+	}
+}
+
+func TestSimulateJSON(t *testing.T) {
+	code, out, errOut := runCLI("simulate", "--scenario", "../../configs/scenarios/demo.yaml", "--duration", "10m", "--format", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	// 10 one-minute windows x 2 GPUs, at least one record each.
+	if len(lines) < 20 {
+		t.Fatalf("%d records, want at least 20", len(lines))
+	}
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &raw); err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{"id", "node", "provider", "window_start", "window_end", "kind", "gpu_uuid",
+		"parent_uuid", "model", "slice_num", "slice_den", "gpu_ms", "utilization_pct", "energy_mj"} {
+		if _, ok := raw[field]; !ok {
+			t.Errorf("record lacks field %q: %s", field, lines[0])
+		}
+	}
+	if code, _, errOut := runCLI("simulate", "--scenario", "../../configs/scenarios/demo.yaml", "--format", "xml"); code != exitUsage {
+		t.Errorf("--format xml: exit %d (%s), want 2", code, errOut)
+	}
+}
+
+// TestSIGTERMClosesTheOpenWindow runs the agent as a real process on a
+// simulated node and stops it with SIGTERM: it must exit 0 having written
+// the open window, cut at the stop instant, to its records file.
+func TestSIGTERMClosesTheOpenWindow(t *testing.T) {
+	scenario, _ := filepath.Abs("../../configs/scenarios/demo.yaml")
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	cfg := writeFile(t, "agent.yaml", fmt.Sprintf(`node: {id: n1, provider: p}
+devices: {source: simulated, scenario: %q, speed: 600}
+http: {listen: "127.0.0.1:0"}
+output: {records_file: %q}
+log: {level: debug}
+`, scenario, out))
+	cmd := exec.Command(os.Args[0], "run", "--config", cfg)
+	cmd.Env = append(os.Environ(), "GPUMETER_TEST_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait (on the log, not on a sleep) until a window has closed.
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var log []string
+	deadline := time.After(30 * time.Second)
+wait:
+	for {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("agent exited early:\n%s", strings.Join(log, "\n"))
+			}
+			log = append(log, l)
+			if strings.Contains(l, "windows closed") {
+				break wait
+			}
+		case <-deadline:
+			cmd.Process.Kill()
+			t.Fatalf("no window closed in 30s:\n%s", strings.Join(log, "\n"))
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for l := range lines {
+		log = append(log, l)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("agent exit after SIGTERM: %v\n%s", err, strings.Join(log, "\n"))
+	}
+	if !strings.Contains(strings.Join(log, "\n"), "closed the open window") {
+		t.Errorf("log does not say the open window was closed:\n%s", strings.Join(log, "\n"))
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := strings.Split(strings.TrimSpace(string(data)), "\n")
+	var last record.Record
+	if err := json.Unmarshal([]byte(recs[len(recs)-1]), &last); err != nil {
+		t.Fatal(err)
+	}
+	if last.WindowEnd.UnixMilli()%60000 == 0 {
+		t.Errorf("last record ends on a minute boundary (%s): the open window was not cut at the stop", last.WindowEnd)
+	}
+}
