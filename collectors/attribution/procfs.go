@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,10 +47,18 @@ func (h hostProc) withEnv(ctx context.Context) context.Context {
 // because this runs for every GPU process on every poll.
 func (h hostProc) startTime(_ context.Context, pid uint32) (int64, error) {
 	path := filepath.Join(h.dir, strconv.FormatUint(uint64(pid), 10), "stat")
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("read start time of pid %d: %w", pid, err)
 	}
+	// A stat line is about 300 bytes; the command name is at most 64.
+	var buf [1024]byte
+	n, err := io.ReadFull(f, buf[:])
+	f.Close()
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return 0, fmt.Errorf("read start time of pid %d: %w", pid, err)
+	}
+	b := buf[:n]
 	// The command name (field 2) is in parentheses and may hold spaces
 	// and ')': the fixed fields start after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
