@@ -52,6 +52,8 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 			return fmt.Errorf("ingest batch of node %q: read head: %w", b.Node, err)
 		}
 		res = Result{Node: b.Node, Head: head}
+		// Resends first: an exact resend is answered as a duplicate even for
+		// a forked node (it changes nothing), a different one is a fork.
 		if b.FirstSeq <= head {
 			return s.checkResend(ctx, tx, sub, head, &res)
 		}
