@@ -19,12 +19,14 @@
 //     library's crash on a symbol lookup (and is counted, in case a caller
 //     recovers).
 //
-// It must never be used to meter real GPUs, and never keeps package-level
-// state: two Machines are independent. Every go-nvml mock Func the
-// collector calls is set; the mock panics on one left nil, which shows a
-// collector calling something it was not expected to.
-//
-// The go-nvml mocks record every call's arguments; calls with arguments
-// (MIG handle lookups, process utilization) grow memory by a few bytes per
-// call, some tens of MB over a simulated day at a 1 s poll on 8 GPUs.
+// It must never be used to meter real GPUs, never keeps package-level
+// state (two Machines are independent), and never accumulates per-call
+// state: a simulated daemon polls for days. go-nvml's generated mocks
+// record every call's arguments in slices that are never cleared, so every
+// call the Machine answers (all those the NVML collector makes) is a method
+// of a wrapper type over the mock server, device and MIG handle, shadowing
+// the mock's recording method. The mock types stay underneath for
+// everything else: the mock server answers what it programs itself (PCI
+// info, brand), and any other call panics on the mock's nil Func, which
+// shows a collector calling something it was not expected to.
 package sim

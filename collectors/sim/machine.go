@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/google/uuid"
 
@@ -35,7 +34,7 @@ type GPUSpec struct {
 // the read lock, so a scenario driver may write while a collector reads.
 type Machine struct {
 	mu     sync.RWMutex
-	srv    *server.Server
+	lib    *library
 	gpus   []*gpu
 	models map[string]*model
 
@@ -54,7 +53,7 @@ type Machine struct {
 type gpu struct {
 	index   int // physical index, stable; NVML indices skip absent GPUs
 	model   *model
-	dev     *server.Device
+	handle  *gpuHandle // its nvml.Device, over the mock server's device
 	uuid    string
 	present bool
 	lost    bool
@@ -77,7 +76,7 @@ type gpu struct {
 
 // migInstance is one MIG instance (one GPU instance, one compute instance).
 type migInstance struct {
-	handle  *mock.Device
+	handle  *migHandle
 	uuid    string
 	profile string
 	info    nvml.GpuInstanceProfileInfo
@@ -99,8 +98,7 @@ func NewMachine(specs ...GPUSpec) (*Machine, error) {
 		if err != nil {
 			return nil, fmt.Errorf("new simulated machine: GPU %d: %w", i, err)
 		}
-		g := &gpu{index: i, model: mod, present: true, energyOK: true,
-			uuid: spec.UUID, dev: server.NewDeviceFromConfig(mod.config, i)}
+		g := &gpu{index: i, model: mod, present: true, energyOK: true, uuid: spec.UUID}
 		if g.uuid == "" {
 			g.uuid = "GPU-" + uuid.NewSHA1(uuidSpace, fmt.Appendf(nil, "gpu/%d", i)).String()
 		}
@@ -108,21 +106,21 @@ func NewMachine(specs ...GPUSpec) (*Machine, error) {
 			return nil, fmt.Errorf("new simulated machine: GPU %d: UUID %s already used by GPU %d", i, g.uuid, j)
 		}
 		seen[g.uuid] = i
-		g.dev.UUID = g.uuid
+		dev := server.NewDeviceFromConfig(mod.config, i)
+		// The mock server's own answers (PCI lookups and such) agree.
+		dev.UUID = g.uuid
+		g.handle = m.newGPUHandle(g, dev)
 		if len(spec.MIG) > 0 {
 			if err := m.setMIGLocked(g, spec.MIG); err != nil {
 				return nil, fmt.Errorf("new simulated machine: GPU %d: %w", i, err)
 			}
 		}
 		m.gpus = append(m.gpus, g)
-		devs = append(devs, g.dev)
+		devs = append(devs, g.handle)
 	}
-	m.srv = server.NewServerWithGPUs("550.54.15", "12.550.54.15", 12040)
-	m.srv.Devices = devs
-	m.wireInterface()
-	for _, g := range m.gpus {
-		m.wireDevice(g)
-	}
+	srv := server.NewServerWithGPUs("550.54.15", "12.550.54.15", 12040)
+	srv.Devices = devs
+	m.lib = &library{Server: srv, m: m}
 	return m, nil
 }
 
@@ -140,7 +138,7 @@ func DGXH100(migGPUs map[int][]string) (*Machine, error) {
 }
 
 // Interface is the NVML API of the machine.
-func (m *Machine) Interface() nvml.Interface { return m.srv }
+func (m *Machine) Interface() nvml.Interface { return m.lib }
 
 // GPUUUID is GPU i's UUID ("" when there is no GPU i).
 func (m *Machine) GPUUUID(i int) string {

@@ -30,123 +30,154 @@ func (m *Machine) beginMIG(call string, g *gpu, in *migInstance) nvml.Return {
 	return nvml.SUCCESS
 }
 
-// newMIGHandle builds the MIG device handle of one instance. Calls the
-// driver does not answer for MIG handles (utilization, power, energy,
-// process utilization) answer NOT_SUPPORTED; the mock panics on any Func
-// left nil, which would show a collector calling something unexpected.
-func (m *Machine) newMIGHandle(g *gpu, in *migInstance) *mock.Device {
-	h := &mock.Device{}
-	h.GetUUIDFunc = func() (string, nvml.Return) {
-		ret := m.beginMIG("DeviceGetUUID", g, in)
-		defer m.mu.RUnlock()
-		if ret != nvml.SUCCESS {
-			return "", ret
-		}
-		return in.uuid, nvml.SUCCESS
-	}
-	h.GetNameFunc = func() (string, nvml.Return) {
-		ret := m.beginMIG("DeviceGetName", g, in)
-		defer m.mu.RUnlock()
-		if ret != nvml.SUCCESS {
-			return "", ret
-		}
-		return g.model.config.Name + " MIG " + in.profile, nvml.SUCCESS
-	}
-	h.IsMigDeviceHandleFunc = func() (bool, nvml.Return) {
-		ret := m.beginMIG("DeviceIsMigDeviceHandle", g, in)
-		defer m.mu.RUnlock()
-		return ret == nvml.SUCCESS, ret
-	}
-	h.GetDeviceHandleFromMigDeviceHandleFunc = func() (nvml.Device, nvml.Return) {
-		ret := m.beginMIG("DeviceGetDeviceHandleFromMigDeviceHandle", g, in)
-		defer m.mu.RUnlock()
-		if ret != nvml.SUCCESS {
-			return nil, ret
-		}
-		return g.dev, nvml.SUCCESS
-	}
-	h.GetGpuInstanceIdFunc = func() (int, nvml.Return) {
-		ret := m.beginMIG("DeviceGetGpuInstanceId", g, in)
-		defer m.mu.RUnlock()
-		if ret != nvml.SUCCESS {
-			return 0, ret
-		}
-		return in.giID, nvml.SUCCESS
-	}
-	h.GetComputeInstanceIdFunc = func() (int, nvml.Return) {
-		ret := m.beginMIG("DeviceGetComputeInstanceId", g, in)
-		defer m.mu.RUnlock()
-		if ret != nvml.SUCCESS {
-			return 0, ret
-		}
-		return in.ciID, nvml.SUCCESS
-	}
-	h.GetAttributesFunc = func() (nvml.DeviceAttributes, nvml.Return) {
-		ret := m.beginMIG("DeviceGetAttributes", g, in)
-		defer m.mu.RUnlock()
-		if ret != nvml.SUCCESS {
-			return nvml.DeviceAttributes{}, ret
-		}
-		return nvml.DeviceAttributes{
-			MultiprocessorCount:       in.info.MultiprocessorCount,
-			SharedCopyEngineCount:     in.info.CopyEngineCount,
-			SharedDecoderCount:        in.info.DecoderCount,
-			SharedEncoderCount:        in.info.EncoderCount,
-			SharedJpegCount:           in.info.JpegCount,
-			SharedOfaCount:            in.info.OfaCount,
-			GpuInstanceSliceCount:     in.info.SliceCount,
-			ComputeInstanceSliceCount: in.info.SliceCount,
-			MemorySizeMB:              in.info.MemorySizeMB,
-		}, nvml.SUCCESS
-	}
-	h.GetMemoryInfoFunc = func() (nvml.Memory, nvml.Return) {
-		ret := m.beginMIG("DeviceGetMemoryInfo", g, in)
-		defer m.mu.RUnlock()
-		if ret != nvml.SUCCESS {
-			return nvml.Memory{}, ret
-		}
-		return memory(in.info.MemorySizeMB*mib, usedBytes(in.procs)), nvml.SUCCESS
-	}
-	h.GetComputeRunningProcessesFunc = func() ([]nvml.ProcessInfo, nvml.Return) {
-		ret := m.beginMIG("DeviceGetComputeRunningProcesses", g, in)
-		defer m.mu.RUnlock()
-		if ret != nvml.SUCCESS {
-			return nil, ret
-		}
-		return processInfos(nil, in.procs, uint32(in.giID), uint32(in.ciID)), nvml.SUCCESS
-	}
-	h.GetProcessUtilizationFunc = func(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
-		return nil, m.unsupportedOnMIG("DeviceGetProcessUtilization", g, in)
-	}
-	h.GetUtilizationRatesFunc = func() (nvml.Utilization, nvml.Return) {
-		return nvml.Utilization{}, m.unsupportedOnMIG("DeviceGetUtilizationRates", g, in)
-	}
-	h.GetPowerUsageFunc = func() (uint32, nvml.Return) {
-		return 0, m.unsupportedOnMIG("DeviceGetPowerUsage", g, in)
-	}
-	h.GetTotalEnergyConsumptionFunc = func() (uint64, nvml.Return) {
-		return 0, m.unsupportedOnMIG("DeviceGetTotalEnergyConsumption", g, in)
-	}
-	h.GetMigModeFunc = func() (int, int, nvml.Return) {
-		return 0, 0, m.unsupportedOnMIG("DeviceGetMigMode", g, in)
-	}
-	h.GetMaxMigDeviceCountFunc = func() (int, nvml.Return) {
-		return 0, m.unsupportedOnMIG("DeviceGetMaxMigDeviceCount", g, in)
-	}
-	h.GetMigDeviceHandleByIndexFunc = func(int) (nvml.Device, nvml.Return) {
-		return nil, m.unsupportedOnMIG("DeviceGetMigDeviceHandleByIndex", g, in)
-	}
-	h.GetIndexFunc = func() (int, nvml.Return) {
-		return 0, m.unsupportedOnMIG("DeviceGetIndex", g, in)
-	}
-	return h
+// migHandle is one MIG instance's nvml.Device: a bare go-nvml mock device
+// underneath, with the calls the Machine answers defined here (see
+// library). Its mock Funcs are all nil, so any other call panics, which
+// would show a collector calling something unexpected. Calls the driver
+// does not answer for MIG handles (utilization, power, energy, process
+// utilization) answer NOT_SUPPORTED.
+type migHandle struct {
+	*mock.Device
+	m  *Machine
+	g  *gpu
+	in *migInstance
 }
 
-// unsupportedOnMIG answers a call NVML does not support on MIG handles,
-// after the checks every call gets.
-func (m *Machine) unsupportedOnMIG(call string, g *gpu, in *migInstance) nvml.Return {
-	ret := m.beginMIG(call, g, in)
-	defer m.mu.RUnlock()
+func (m *Machine) newMIGHandle(g *gpu, in *migInstance) *migHandle {
+	return &migHandle{Device: &mock.Device{}, m: m, g: g, in: in}
+}
+
+// begin is Machine.beginMIG for this handle; the caller must RUnlock.
+func (h *migHandle) begin(call string) nvml.Return {
+	return h.m.beginMIG(call, h.g, h.in)
+}
+
+func (h *migHandle) GetUUID() (string, nvml.Return) {
+	ret := h.begin("DeviceGetUUID")
+	defer h.m.mu.RUnlock()
+	if ret != nvml.SUCCESS {
+		return "", ret
+	}
+	return h.in.uuid, nvml.SUCCESS
+}
+
+func (h *migHandle) GetName() (string, nvml.Return) {
+	ret := h.begin("DeviceGetName")
+	defer h.m.mu.RUnlock()
+	if ret != nvml.SUCCESS {
+		return "", ret
+	}
+	return h.g.model.config.Name + " MIG " + h.in.profile, nvml.SUCCESS
+}
+
+func (h *migHandle) IsMigDeviceHandle() (bool, nvml.Return) {
+	ret := h.begin("DeviceIsMigDeviceHandle")
+	defer h.m.mu.RUnlock()
+	return ret == nvml.SUCCESS, ret
+}
+
+func (h *migHandle) GetDeviceHandleFromMigDeviceHandle() (nvml.Device, nvml.Return) {
+	ret := h.begin("DeviceGetDeviceHandleFromMigDeviceHandle")
+	defer h.m.mu.RUnlock()
+	if ret != nvml.SUCCESS {
+		return nil, ret
+	}
+	return h.g.handle, nvml.SUCCESS
+}
+
+func (h *migHandle) GetGpuInstanceId() (int, nvml.Return) {
+	ret := h.begin("DeviceGetGpuInstanceId")
+	defer h.m.mu.RUnlock()
+	if ret != nvml.SUCCESS {
+		return 0, ret
+	}
+	return h.in.giID, nvml.SUCCESS
+}
+
+func (h *migHandle) GetComputeInstanceId() (int, nvml.Return) {
+	ret := h.begin("DeviceGetComputeInstanceId")
+	defer h.m.mu.RUnlock()
+	if ret != nvml.SUCCESS {
+		return 0, ret
+	}
+	return h.in.ciID, nvml.SUCCESS
+}
+
+func (h *migHandle) GetAttributes() (nvml.DeviceAttributes, nvml.Return) {
+	ret := h.begin("DeviceGetAttributes")
+	defer h.m.mu.RUnlock()
+	if ret != nvml.SUCCESS {
+		return nvml.DeviceAttributes{}, ret
+	}
+	info := h.in.info
+	return nvml.DeviceAttributes{
+		MultiprocessorCount:       info.MultiprocessorCount,
+		SharedCopyEngineCount:     info.CopyEngineCount,
+		SharedDecoderCount:        info.DecoderCount,
+		SharedEncoderCount:        info.EncoderCount,
+		SharedJpegCount:           info.JpegCount,
+		SharedOfaCount:            info.OfaCount,
+		GpuInstanceSliceCount:     info.SliceCount,
+		ComputeInstanceSliceCount: info.SliceCount,
+		MemorySizeMB:              info.MemorySizeMB,
+	}, nvml.SUCCESS
+}
+
+func (h *migHandle) GetMemoryInfo() (nvml.Memory, nvml.Return) {
+	ret := h.begin("DeviceGetMemoryInfo")
+	defer h.m.mu.RUnlock()
+	if ret != nvml.SUCCESS {
+		return nvml.Memory{}, ret
+	}
+	return memory(h.in.info.MemorySizeMB*mib, usedBytes(h.in.procs)), nvml.SUCCESS
+}
+
+func (h *migHandle) GetComputeRunningProcesses() ([]nvml.ProcessInfo, nvml.Return) {
+	ret := h.begin("DeviceGetComputeRunningProcesses")
+	defer h.m.mu.RUnlock()
+	if ret != nvml.SUCCESS {
+		return nil, ret
+	}
+	return processInfos(nil, h.in.procs, uint32(h.in.giID), uint32(h.in.ciID)), nvml.SUCCESS
+}
+
+func (h *migHandle) GetProcessUtilization(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+	return nil, h.unsupported("DeviceGetProcessUtilization")
+}
+
+func (h *migHandle) GetUtilizationRates() (nvml.Utilization, nvml.Return) {
+	return nvml.Utilization{}, h.unsupported("DeviceGetUtilizationRates")
+}
+
+func (h *migHandle) GetPowerUsage() (uint32, nvml.Return) {
+	return 0, h.unsupported("DeviceGetPowerUsage")
+}
+
+func (h *migHandle) GetTotalEnergyConsumption() (uint64, nvml.Return) {
+	return 0, h.unsupported("DeviceGetTotalEnergyConsumption")
+}
+
+func (h *migHandle) GetMigMode() (int, int, nvml.Return) {
+	return 0, 0, h.unsupported("DeviceGetMigMode")
+}
+
+func (h *migHandle) GetMaxMigDeviceCount() (int, nvml.Return) {
+	return 0, h.unsupported("DeviceGetMaxMigDeviceCount")
+}
+
+func (h *migHandle) GetMigDeviceHandleByIndex(int) (nvml.Device, nvml.Return) {
+	return nil, h.unsupported("DeviceGetMigDeviceHandleByIndex")
+}
+
+func (h *migHandle) GetIndex() (int, nvml.Return) {
+	return 0, h.unsupported("DeviceGetIndex")
+}
+
+// unsupported answers a call NVML does not support on MIG handles, after
+// the checks every call gets.
+func (h *migHandle) unsupported(call string) nvml.Return {
+	ret := h.begin(call)
+	defer h.m.mu.RUnlock()
 	if ret != nvml.SUCCESS {
 		return ret
 	}
