@@ -43,7 +43,7 @@ type Device struct {
 	// Err is set when the device could not be read this cycle (GPU_IS_LOST,
 	// fell off the bus, vanished from enumeration): its time is a gap, never
 	// idle. The identity fields above keep their last known values.
-	Err error
+	Err error `json:"-"`
 }
 
 // Instance is one MIG instance (a GPU instance with one compute instance; a
@@ -83,7 +83,7 @@ type Unit struct {
 	Processes          []Process
 	UtilizationPercent int   // Unknown for MIG instances
 	EnergyMillijoules  int64 // Unknown for MIG instances
-	Err                error // non-nil: this unit's time is a gap
+	Err                error `json:"-"` // non-nil: this unit's time is a gap
 }
 
 // Units flattens the snapshot into metered units, in device order.
