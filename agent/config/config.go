@@ -12,7 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -31,6 +34,9 @@ type Config struct {
 	HTTP        HTTP        `yaml:"http"`
 	Log         Log         `yaml:"log"`
 	Output      Output      `yaml:"output"`
+	Signing     Signing     `yaml:"signing"`
+	Spool       Spool       `yaml:"spool"`
+	Authority   Authority   `yaml:"authority"`
 	StateDir    string      `yaml:"state_dir"`
 	path        string      // the file it was loaded from, for messages
 }
@@ -83,6 +89,34 @@ type Output struct {
 	RecordsFile string `yaml:"records_file"`
 }
 
+// Signing is the node's Ed25519 key, which signs every batch.
+type Signing struct {
+	// KeyFile defaults to <state_dir>/node.key; it must be mode 0600.
+	KeyFile string `yaml:"key_file"`
+}
+
+// Spool is the crash-safe store of records not yet acknowledged.
+type Spool struct {
+	// Path defaults to <state_dir>/spool.db.
+	Path string `yaml:"path"`
+	// MaxBytes caps the spool; past it, old unsent windows are merged
+	// into coarser records (never dropped). 0 means no cap.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MergeWindow is the coarser window merged records use.
+	MergeWindow time.Duration `yaml:"merge_window"`
+}
+
+// Authority is where batches are reported.
+type Authority struct {
+	// URL of the voucher authority; empty: meter and spool, report nothing.
+	URL             string        `yaml:"url"`
+	CAFile          string        `yaml:"ca_file"`
+	CertFile        string        `yaml:"cert_file"`
+	KeyFile         string        `yaml:"key_file"`
+	Timeout         time.Duration `yaml:"timeout"`
+	MaxBatchRecords int           `yaml:"max_batch_records"`
+}
+
 // Default is the configuration every loaded file starts from.
 func Default() Config {
 	return Config{
@@ -91,8 +125,26 @@ func Default() Config {
 		Attribution: Attribution{HostRoot: "/"},
 		HTTP:        HTTP{Listen: "127.0.0.1:9410"},
 		Log:         Log{Level: "info", Format: "text"},
+		Spool:       Spool{MaxBytes: 1 << 30, MergeWindow: time.Hour},
+		Authority:   Authority{Timeout: 10 * time.Second, MaxBatchRecords: 1000},
 		StateDir:    "/var/lib/gpumeter",
 	}
+}
+
+// KeyFile is the signing key's path, defaulted under the state directory.
+func (c *Config) KeyFile() string {
+	if c.Signing.KeyFile != "" {
+		return c.Signing.KeyFile
+	}
+	return filepath.Join(c.StateDir, "node.key")
+}
+
+// SpoolPath is the spool's path, defaulted under the state directory.
+func (c *Config) SpoolPath() string {
+	if c.Spool.Path != "" {
+		return c.Spool.Path
+	}
+	return filepath.Join(c.StateDir, "spool.db")
 }
 
 // AttributionConfig is the attribution stage's own config.
@@ -217,7 +269,57 @@ func (c *Config) validate(line func(string) int) error {
 	if c.StateDir == "" {
 		bad("state_dir", "must not be empty")
 	}
+	if c.Spool.MaxBytes < 0 {
+		bad("spool.max_bytes", "%d must not be negative (0: no cap)", c.Spool.MaxBytes)
+	}
+	if c.Spool.MergeWindow < c.Metering.Window || (24*time.Hour)%c.Spool.MergeWindow != 0 {
+		bad("spool.merge_window", "%s must be at least metering.window and divide 24h", c.Spool.MergeWindow)
+	}
+	c.validateAuthority(bad)
 	return errors.Join(errs...)
+}
+
+// validateAuthority refuses plain HTTP to anything but loopback: usage
+// records are what vouchers pay for, so they travel over TLS.
+func (c *Config) validateAuthority(bad func(field, format string, a ...any)) {
+	a := c.Authority
+	if a.Timeout <= 0 {
+		bad("authority.timeout", "%s must be positive", a.Timeout)
+	}
+	if a.MaxBatchRecords < 1 || a.MaxBatchRecords > 10000 {
+		bad("authority.max_batch_records", "%d must be 1 to 10000", a.MaxBatchRecords)
+	}
+	if (a.CertFile == "") != (a.KeyFile == "") {
+		bad("authority.cert_file", "cert_file and key_file go together (client certificate)")
+	}
+	if a.URL == "" {
+		return
+	}
+	u, err := url.Parse(a.URL)
+	if err != nil || u.Host == "" {
+		bad("authority.url", "%q is not an absolute URL", a.URL)
+		return
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			bad("authority.url", "%q: plain http is only allowed to a loopback address; use https", a.URL)
+		}
+		if a.CAFile != "" || a.CertFile != "" {
+			bad("authority.url", "%q: ca_file and cert_file need an https URL", a.URL)
+		}
+	default:
+		bad("authority.url", "%q: scheme must be https", a.URL)
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // located turns yaml.v3's "line N: msg" errors into "path:N: msg".

@@ -51,6 +51,32 @@ func TestLoadGoodAppliesDefaults(t *testing.T) {
 	}
 }
 
+func TestAuthorityURLs(t *testing.T) {
+	for url, ok := range map[string]bool{
+		"https://authority.example:8443": true,
+		"http://127.0.0.1:8080":          true,
+		"http://[::1]:8080":              true,
+		"http://localhost:8080":          true,
+		"http://10.0.0.5:8080":           false,
+		"authority.example":              false,
+	} {
+		_, err := config.Parse("a.yaml", []byte("node: {id: n, provider: p}\nauthority: {url: '"+url+"'}\n"))
+		if (err == nil) != ok {
+			t.Errorf("authority.url %s: err = %v, want ok=%v", url, err, ok)
+		}
+	}
+}
+
+func TestStatePathsDefaultUnderStateDir(t *testing.T) {
+	cfg, err := config.Parse("a.yaml", []byte("node: {id: n, provider: p}\nstate_dir: /srv/gm\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.KeyFile() != "/srv/gm/node.key" || cfg.SpoolPath() != "/srv/gm/spool.db" {
+		t.Errorf("key %s spool %s", cfg.KeyFile(), cfg.SpoolPath())
+	}
+}
+
 func TestShippedConfigIsValid(t *testing.T) {
 	if _, err := config.Load("../../configs/agent.yaml"); err != nil {
 		t.Fatalf("configs/agent.yaml: %v", err)
@@ -77,6 +103,11 @@ func TestBadConfigs(t *testing.T) {
 		{"bad regexp in a rule", "node:\n  id: n\n  provider: p\nattribution:\n  rules:\n    - name: r\n      cgroup_pattern: '(['\n      tenant: x\n", []string{":7", "cgroup_pattern"}},
 		{"rule without matcher", "node:\n  id: n\n  provider: p\nattribution:\n  rules:\n    - name: r\n      tenant: x\n", []string{":6", "r"}},
 		{"unknown key in a rule", "node:\n  id: n\n  provider: p\nattribution:\n  rules:\n    - name: r\n      user: bob\n      tennant: x\n", []string{":8", "tennant"}},
+		{"plain http to a remote authority", "node:\n  id: n\n  provider: p\nauthority:\n  url: http://authority.example:8080\n", []string{":5: authority.url:", "loopback"}},
+		{"authority scheme", "node:\n  id: n\n  provider: p\nauthority:\n  url: ftp://a.example\n", []string{":5: authority.url:", "https"}},
+		{"client cert without key", "node:\n  id: n\n  provider: p\nauthority:\n  url: https://a.example\n  cert_file: /c.pem\n", []string{":6: authority.cert_file:"}},
+		{"batch too large", "node:\n  id: n\n  provider: p\nauthority:\n  max_batch_records: 20000\n", []string{":5: authority.max_batch_records:"}},
+		{"merge window", "node:\n  id: n\n  provider: p\nspool:\n  merge_window: 7m\n", []string{":5: spool.merge_window:"}},
 		{"not yaml", "node: [\n", []string{":"}},
 		{"empty", "", []string{"empty config"}},
 	}
