@@ -57,6 +57,16 @@ type Meter struct {
 	// closed sums the emitted records for Totals.
 	closed map[TotalsKey]int64
 
+	// Checkpoint state. closedUntil is the end of the last closed window
+	// (hasClosed: there is one, or a resumed checkpoint's mark). Between
+	// Resume and the first Observe, resumeUnits are the checkpoint's units;
+	// the first Observe gives them agent_down gap from closedUntil.
+	closedUntil int64
+	hasClosed   bool
+	resumed     bool
+	resumeUnits []unitInfo
+	behindMs    int64 // how far the first observation after Resume was before closedUntil
+
 	// Scratch, reused across calls so a steady Observe does not allocate.
 	next      map[string]int // unit UUID -> index in the observation being applied
 	parts     []part
@@ -109,6 +119,9 @@ func (m *Meter) Observe(t time.Time, obs []attribution.Observation) []record.Rec
 		m.started = true
 		m.anchorMs = t.UnixMilli()
 		m.t0 = t
+		if m.resumed {
+			return m.startResumed(obs)
+		}
 		m.pos = m.anchorMs
 		m.wins = append(m.wins[:0], m.newWindow(m.pos, floorDiv(m.pos, m.winMs)*m.winMs+m.winMs))
 		m.apply(obs, m.pos, false)
@@ -148,11 +161,13 @@ func (m *Meter) Stop(t time.Time) []record.Record {
 		w.end = p
 		out = m.emit(out, w)
 	}
+	// Accounting is closed at p even when the open window was empty; the
+	// held units stay: they are the checkpoint's units.
+	m.closedUntil, m.hasClosed = p, true
 	for _, w := range m.wins {
 		m.release(w)
 	}
 	m.wins = m.wins[:0]
-	clear(m.held)
 	return out
 }
 

@@ -12,7 +12,8 @@ import (
 
 // Gap reasons by index, in the order records list them (lexical).
 const (
-	gapAbsent = iota
+	gapDown = iota
+	gapAbsent
 	gapLost
 	gapNoSample
 	numGaps
@@ -20,6 +21,8 @@ const (
 
 func gapReason(g int) string {
 	switch g {
+	case gapDown:
+		return record.GapAgentDown
 	case gapAbsent:
 		return record.GapDeviceAbsent
 	case gapLost:
@@ -207,8 +210,10 @@ func (m *Meter) release(w *window) {
 	m.freeWins = append(m.freeWins, w)
 }
 
-// emit appends w's records in record order and adds them to the totals.
+// emit appends w's records in record order, adds them to the totals and
+// moves the checkpoint's closed mark to w's end.
 func (m *Meter) emit(out []record.Record, w *window) []record.Record {
+	m.closedUntil, m.hasClosed = w.end, true
 	m.uuids = m.uuids[:0]
 	for uuid := range w.units {
 		m.uuids = append(m.uuids, uuid)
