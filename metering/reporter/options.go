@@ -1,0 +1,184 @@
+package reporter
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/spool"
+)
+
+// Defaults of Options.
+const (
+	DefaultTimeout         = 10 * time.Second
+	DefaultRetryWaitMin    = 500 * time.Millisecond
+	DefaultRetryWaitMax    = 30 * time.Second
+	DefaultRetryMax        = 3
+	DefaultMaxBatchRecords = 1000
+	DefaultMaxInFlight     = 4
+)
+
+// MaxRetryAfter bounds a Retry-After the reporter honours: a bad header
+// must not stall delivery for hours; a probe every 5 minutes costs nothing.
+const MaxRetryAfter = 5 * time.Minute
+
+// Options configure a Reporter.
+type Options struct {
+	// URL is the authority's base URL, e.g. https://authority.example:8443.
+	URL string
+	// Node is the node id; "" means the Sealer's. It must be the Sealer's.
+	Node string
+	// CAFile is a PEM bundle: when given, only these CAs are trusted to
+	// verify the authority; otherwise the system roots.
+	CAFile string
+	// CertFile and KeyFile are an optional client certificate (mTLS),
+	// given together.
+	CertFile, KeyFile string
+	// Timeout bounds each HTTP attempt (default DefaultTimeout).
+	Timeout time.Duration
+	// RetryWaitMin and RetryWaitMax bound the jittered exponential backoff
+	// (defaults DefaultRetryWaitMin, DefaultRetryWaitMax). While blocked the
+	// reporter probes about every RetryWaitMax.
+	RetryWaitMin, RetryWaitMax time.Duration
+	// RetryMax is the number of retries within one send (default
+	// DefaultRetryMax; -1: none); after that the loop backs off and sends
+	// again, for ever.
+	RetryMax int
+	// MaxBatchRecords is passed to spool.SealNext (default DefaultMaxBatchRecords).
+	MaxBatchRecords int
+	// MaxInFlight: a new batch is sealed only while fewer than this many
+	// are unacknowledged (default DefaultMaxInFlight).
+	MaxInFlight int
+	// Log receives state changes and refusals; nil: discarded.
+	Log *slog.Logger
+	// Sealer signs batches; Spool holds them. Both required; the caller
+	// owns (and closes) the spool.
+	Sealer *ledger.Sealer
+	Spool  *spool.Spool
+	// Clock times the loop's backoff waits and stamps Stats (nil: real).
+	// Retries within one send wait on real timers (go-retryablehttp's).
+	Clock clock.Clock
+}
+
+func (o *Options) setDefaults() {
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.RetryWaitMin == 0 {
+		o.RetryWaitMin = DefaultRetryWaitMin
+	}
+	if o.RetryWaitMax == 0 {
+		o.RetryWaitMax = DefaultRetryWaitMax
+	}
+	if o.RetryMax == 0 {
+		o.RetryMax = DefaultRetryMax
+	} else if o.RetryMax < 0 {
+		o.RetryMax = 0
+	}
+	if o.MaxBatchRecords == 0 {
+		o.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.Real{}
+	}
+}
+
+func (o *Options) validate() (*url.URL, error) {
+	if o.Sealer == nil || o.Spool == nil {
+		return nil, errors.New("sealer and spool are required")
+	}
+	if o.Node == "" {
+		o.Node = o.Sealer.Node()
+	}
+	if o.Node != o.Sealer.Node() {
+		return nil, fmt.Errorf("node %q is not the sealer's node %q", o.Node, o.Sealer.Node())
+	}
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("authority URL %q: %w", o.URL, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("authority URL %q: want http(s)://host[:port]", o.URL)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("authority URL %q: no user info, query or fragment allowed", o.URL)
+	}
+	if u.Scheme == "http" && (o.CAFile != "" || o.CertFile != "" || o.KeyFile != "") {
+		// TLS files with a plain-HTTP URL are a mistake that would send
+		// usage in clear text while the operator believes otherwise.
+		return nil, fmt.Errorf("authority URL %q is plain http but TLS files are configured", o.URL)
+	}
+	switch {
+	case o.Timeout < 0, o.RetryWaitMin < 0, o.RetryWaitMax < 0:
+		return nil, errors.New("negative timeout or retry wait")
+	case o.RetryWaitMax < o.RetryWaitMin:
+		return nil, fmt.Errorf("retry wait max %s below min %s", o.RetryWaitMax, o.RetryWaitMin)
+	case o.MaxBatchRecords < 0 || o.MaxBatchRecords > ledger.MaxRecordsPerBatch:
+		return nil, fmt.Errorf("max batch records %d outside 1..%d", o.MaxBatchRecords, ledger.MaxRecordsPerBatch)
+	case o.MaxInFlight < 0:
+		return nil, fmt.Errorf("negative max in flight %d", o.MaxInFlight)
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	return u, nil
+}
+
+// tlsConfig builds the client TLS config; every file error names the file.
+func tlsConfig(o Options) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", o.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (o.CertFile == "") != (o.KeyFile == "") {
+		return nil, errors.New("client certificate: cert file and key file must be given together")
+	}
+	if o.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate %s with key %s: %w", o.CertFile, o.KeyFile, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// newClient builds the retrying client. CheckRetry and Backoff are the
+// reporter's (retryPolicy, backoff); the ErrorHandler passes the last
+// answer through so a refusal's problem body can be read.
+func (r *Reporter) newClient(cfg *tls.Config) *retryablehttp.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = cfg
+	return &retryablehttp.Client{
+		HTTPClient:   &http.Client{Transport: tr, Timeout: r.opts.Timeout},
+		RetryWaitMin: r.opts.RetryWaitMin,
+		RetryWaitMax: r.opts.RetryWaitMax,
+		RetryMax:     r.opts.RetryMax,
+		CheckRetry:   r.checkRetry,
+		Backoff:      r.backoff,
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+	}
+}

@@ -1,0 +1,247 @@
+package reporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/spool"
+)
+
+// ErrBlocked: the authority cannot accept this spool's next batch until an
+// operator acts (a batch was dead-lettered, or the authority lost or holds
+// data this spool does not); Flush returns it rather than wait.
+var ErrBlocked = errors.New("delivery blocked until an operator acts")
+
+// Stats describe delivery for metrics and alerts.
+type Stats struct {
+	SentBatches int64 // batches answered 200 (duplicates included)
+	SentRecords int64
+	Duplicates  int64 // answered duplicate: the authority had it (a lost answer)
+	// AckedHead is the spool's acknowledged mark, SealedHead its highest
+	// sealed sequence; AuthorityHead the last head the authority reported.
+	AckedHead, SealedHead, AuthorityHead uint64
+	LastSuccess                          time.Time // last 200; zero: none yet
+	// ConsecutiveFailures counts failed sends and head requests since the
+	// last 200; FailedAttempts every transient failure, retries included.
+	ConsecutiveFailures int64
+	FailedAttempts      int64
+	DeadLetters         int64 // batches this reporter dead-lettered (Forks included)
+	Forks               int64
+	// Blocked: see ErrBlocked; BlockedReason says why.
+	Blocked       bool
+	BlockedReason string
+	// LastError is the last failure as "<status> <cause>: <detail>" or
+	// "network: ..."; LastErrorCause its problem cause, "network", or
+	// "status <n>" for an answer without a problem body.
+	LastError      string
+	LastErrorCause string
+}
+
+// Reporter delivers one node's batches. Run and Flush may be called
+// concurrently: their passes serialize.
+type Reporter struct {
+	opts       Options
+	batchesURL string
+	headURL    string
+	client     *retryablehttp.Client
+	clock      clock.Clock
+	log        *slog.Logger
+	notify     chan struct{}
+
+	passMu   sync.Mutex // held for a whole pass; guards the fields below
+	needHead bool       // ask GET head before the next send
+	ahead    bool       // the authority holds more than this spool sealed: neither seal nor send
+
+	mu    sync.Mutex // guards stats
+	stats Stats
+}
+
+// New checks opts and builds the Reporter and its HTTP client; it sends
+// nothing. Unreadable or invalid CA and certificate files are errors
+// naming the file.
+func New(opts Options) (*Reporter, error) {
+	opts.setDefaults()
+	u, err := opts.validate()
+	if err != nil {
+		return nil, fmt.Errorf("new reporter: %w", err)
+	}
+	cfg, err := tlsConfig(opts)
+	if err != nil {
+		return nil, fmt.Errorf("new reporter for %s: %w", u.Redacted(), err)
+	}
+	r := &Reporter{
+		opts:       opts,
+		batchesURL: u.String() + "/v1/batches",
+		headURL:    u.String() + "/v1/nodes/" + url.PathEscape(opts.Node) + "/head",
+		clock:      opts.Clock,
+		log:        opts.Log.With(slog.String("authority", u.Redacted()), slog.String("node", opts.Node)),
+		notify:     make(chan struct{}, 1),
+		needHead:   true,
+	}
+	r.client = r.newClient(cfg)
+	return r, nil
+}
+
+// Notify tells the reporter that records were appended; it never blocks.
+func (r *Reporter) Notify() {
+	select {
+	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Run delivers until ctx is done, then returns nil; it returns an error
+// only when the spool is closed under it.
+func (r *Reporter) Run(ctx context.Context) error {
+	for {
+		res, err := r.pass(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch res.kind {
+		case progressed:
+			continue
+		case idle:
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-r.notify:
+			}
+		case backoff:
+			// New records do not end an outage: Notify does not cut the
+			// wait short (its signal stays buffered for later).
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-r.clock.After(res.wait):
+			}
+		}
+	}
+}
+
+// Flush seals and sends until nothing is pending or unacknowledged. It
+// returns ErrBlocked (wrapped, with the reason) when waiting cannot help,
+// and ctx's error, with what is left, when ctx ends first.
+func (r *Reporter) Flush(ctx context.Context) error {
+	for {
+		res, err := r.pass(ctx)
+		if err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return r.undelivered(ctx.Err())
+		}
+		switch res.kind {
+		case idle:
+			return nil
+		case progressed:
+			continue
+		case backoff:
+			if st := r.Stats(); st.Blocked {
+				return fmt.Errorf("flush to %s: %w: %s", r.batchesURL, ErrBlocked, st.BlockedReason)
+			}
+			select {
+			case <-ctx.Done():
+				return r.undelivered(ctx.Err())
+			case <-r.clock.After(res.wait):
+			}
+		}
+	}
+}
+
+func (r *Reporter) undelivered(err error) error {
+	st := r.opts.Spool.Stats()
+	return fmt.Errorf("flush to %s: %d records pending, %d batches unacknowledged: %w",
+		r.batchesURL, st.PendingRecords, st.UnackedBatches, err)
+}
+
+// Stats returns a snapshot.
+func (r *Reporter) Stats() Stats {
+	r.mu.Lock()
+	st := r.stats
+	r.mu.Unlock()
+	st.AckedHead, st.SealedHead, _ = r.opts.Spool.Head()
+	return st
+}
+
+type resultKind int
+
+const (
+	idle       resultKind = iota // nothing pending or unacknowledged
+	progressed                   // something was delivered or settled: go on
+	backoff                      // failed or blocked: wait before the next pass
+)
+
+type result struct {
+	kind resultKind
+	wait time.Duration
+}
+
+// pass does one step: reconcile if needed, seal up to MaxInFlight, send
+// the lowest unacknowledged batch. Its error is fatal (spool closed).
+func (r *Reporter) pass(ctx context.Context) (result, error) {
+	r.passMu.Lock()
+	defer r.passMu.Unlock()
+	if r.needHead {
+		if res, ok, err := r.reconcile(ctx); !ok || err != nil {
+			return res, err
+		}
+	}
+	if r.ahead {
+		return r.blockedWait(), nil
+	}
+	if err := r.sealUpTo(ctx); err != nil {
+		return r.localFailure(ctx, "seal", err)
+	}
+	bs, err := r.opts.Spool.Unacked(ctx, 1)
+	if err != nil {
+		return r.localFailure(ctx, "list unacknowledged batches", err)
+	}
+	if len(bs) == 0 {
+		return result{kind: idle}, nil
+	}
+	return r.send(ctx, bs[0])
+}
+
+// sealUpTo seals pending records while fewer than MaxInFlight batches are
+// unacknowledged: beyond that the backlog stays pending, mergeable.
+func (r *Reporter) sealUpTo(ctx context.Context) error {
+	seal := func(first uint64, prev string, recs []record.Record) (ledger.Sealed, error) {
+		return r.opts.Sealer.Seal(ctx, first, prev, recs)
+	}
+	for {
+		st := r.opts.Spool.Stats()
+		if st.PendingRecords == 0 || st.UnackedBatches >= int64(r.opts.MaxInFlight) {
+			return nil
+		}
+		if _, ok, err := r.opts.Spool.SealNext(ctx, seal, r.opts.MaxBatchRecords); err != nil || !ok {
+			return err
+		}
+	}
+}
+
+// localFailure handles a spool or sealer error: fatal when the spool is
+// closed, else logged and retried after a backoff.
+func (r *Reporter) localFailure(ctx context.Context, what string, err error) (result, error) {
+	if ctx.Err() != nil {
+		return result{kind: backoff}, nil
+	}
+	if errors.Is(err, spool.ErrClosed) {
+		return result{}, fmt.Errorf("reporter: %s: %w", what, err)
+	}
+	r.log.Error("reporter cannot "+what+"; retrying", slog.Any("err", err))
+	return r.failed(answer{err: fmt.Errorf("%s: %w", what, err)}, "local", 0), nil
+}
