@@ -1,0 +1,254 @@
+package reporter_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/problem"
+	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/reporter"
+)
+
+// logBuffer collects log lines safely across goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// overWallTime is window i with one record claiming more than its window.
+func overWallTime(i int) []record.Record {
+	recs := window(i)
+	recs[0].GPUMillis = 61000
+	return recs
+}
+
+func TestRefusalDeadLettersOnceThenHolds(t *testing.T) {
+	const perBatch = 10 * recsPerWindow
+	tests := []struct {
+		name  string
+		wrap  func(w http.ResponseWriter, r *http.Request, next http.Handler) // nil: the real authority refuses
+		bad   bool                                                            // the second batch's records are over wall time
+		cause string
+		fork  bool
+		// replayable: the dead letter is a good batch, which the operator
+		// replays at the authority to unblock.
+		replayable bool
+	}{
+		{name: "400 malformed", cause: "400 malformed", replayable: true,
+			wrap: refuseFrom(201, 1, http.StatusBadRequest, problem.Malformed)},
+		{name: "422 over-wall-time from the real authority", cause: "422 over-wall-time", bad: true},
+		{name: "409 fork", cause: "409 fork", fork: true, replayable: true,
+			wrap: refuseFrom(201, 1, http.StatusConflict, problem.Fork)},
+		{name: "401 unknown-key on every later batch", cause: "401 unknown-key",
+			wrap: refuseFrom(201, 1000, http.StatusUnauthorized, problem.UnknownKey)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAuthority(t)
+			g := newAgent(t, a.key)
+			g.appendWindows(0, 10)
+			if tc.bad {
+				var recs []record.Record
+				for i := 10; i < 20; i++ {
+					if i == 12 {
+						recs = append(recs, overWallTime(i)...)
+					} else {
+						recs = append(recs, window(i)...)
+					}
+				}
+				if err := g.spool.Append(context.Background(), recs, nil); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				g.appendWindows(10, 20)
+			}
+			g.appendWindows(20, 50)
+			a.setWrap(tc.wrap)
+			var logs logBuffer
+			opts := g.options(a.http.URL)
+			opts.MaxBatchRecords, opts.Log = perBatch, logs.logger()
+			r := g.reporter(opts)
+
+			err := r.Flush(context.Background())
+			if !errors.Is(err, reporter.ErrBlocked) {
+				t.Fatalf("Flush = %v, want ErrBlocked", err)
+			}
+			if p := a.posts.Load(); p != 2 {
+				t.Errorf("%d POSTs before Flush gave up, want 2 (accepted, refused)", p)
+			}
+			dead, err := g.spool.DeadLetters(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(dead) != 1 || dead[0].FirstSeq != perBatch+1 || !strings.HasPrefix(dead[0].Reason, tc.cause) {
+				t.Fatalf("dead letters %+v, want batch %d with reason %q...", dead, perBatch+1, tc.cause)
+			}
+			checkHeld := func() {
+				t.Helper()
+				st := g.spool.Stats()
+				if held := st.PendingRecords + st.UnackedBatches*perBatch; held != 30*recsPerWindow || st.DeadLetters != 1 {
+					t.Errorf("spool holds %d records (%+v), want the 30 windows after the dead letter, and 1 dead letter", held, st)
+				}
+			}
+			checkHeld()
+			st := r.Stats()
+			if !st.Blocked || !strings.Contains(st.BlockedReason, "dead-lettered") || st.DeadLetters != 1 ||
+				(st.Forks == 1) != tc.fork || st.AckedHead != perBatch || a.head() != perBatch {
+				t.Errorf("stats %+v, authority head %d", st, a.head())
+			}
+
+			// A running reporter probes about every RetryWaitMax and
+			// dead-letters nothing more.
+			wc := newWaitClock(t)
+			opts.Clock, opts.RetryWaitMax = wc, time.Second
+			r2 := g.reporter(opts)
+			stop := run(t, r2)
+			for probe := range 3 {
+				w := wc.next(t)
+				if w.d < opts.RetryWaitMax/2 || w.d > opts.RetryWaitMax {
+					t.Errorf("probe %d: blocked reporter waits %s, want %s..%s", probe, w.d, opts.RetryWaitMax/2, opts.RetryWaitMax)
+				}
+				if p := a.posts.Load(); p != int64(3+probe) {
+					t.Errorf("probe %d: %d POSTs in all, want %d (one per probe)", probe, p, 3+probe)
+				}
+				checkHeld()
+				if probe < 2 {
+					w.fire <- t0
+					continue
+				}
+				if !tc.replayable {
+					break
+				}
+				// The operator resolves the dead letter: the authority
+				// accepts it, and the next probe goes through.
+				a.setWrap(nil)
+				postDirect(t, a, dead[0].Envelope)
+				w.fire <- t0
+			}
+			if tc.replayable {
+				eventually(t, "delivery after the replay", func() bool { acked, _, _ := g.spool.Head(); return acked == 50*recsPerWindow })
+				if st := r2.Stats(); st.Blocked || st.DeadLetters != 0 {
+					t.Errorf("stats after the replay %+v, want unblocked", st)
+				}
+				if c := a.counts(); c.Records != 50*recsPerWindow {
+					t.Errorf("authority stores %d records, want %d", c.Records, 50*recsPerWindow)
+				}
+			}
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			out := logs.String()
+			if n := strings.Count(out, "dead-lettered\""); n != 1 && !tc.fork {
+				t.Errorf("%d dead-letter log lines, want 1:\n%s", n, out)
+			}
+			if strings.Contains(out, "payloadType") || strings.Contains(out, "signatures") {
+				t.Errorf("an envelope reached the log:\n%s", out)
+			}
+		})
+	}
+}
+
+// refuseFrom answers POSTs of batches from firstSeq on (the first n of
+// them) with a problem, as the authority would.
+func refuseFrom(firstSeq uint64, n int, status int, cause string) func(http.ResponseWriter, *http.Request, http.Handler) {
+	var mu sync.Mutex
+	left := n
+	return func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPost && batchFirstSeq(readBody(r)) >= firstSeq {
+			mu.Lock()
+			refuse := left > 0
+			left--
+			mu.Unlock()
+			if refuse {
+				problemAnswer(w, status, cause, "refused by the test", nil)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	}
+}
+
+func TestAuthorityBehindAcknowledgedMark(t *testing.T) {
+	a := newAuthority(t)
+	g := newAgent(t, a.key)
+	g.appendWindows(0, 20)
+	if err := g.reporter(g.options(a.http.URL)).Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The authority is restored from an empty backup (same node and key).
+	b := newAuthorityWithKey(t, a.key)
+	g.appendWindows(20, 30)
+	var logs logBuffer
+	opts := g.options(b.http.URL)
+	opts.Log = logs.logger()
+	r := g.reporter(opts)
+	err := r.Flush(context.Background())
+	if !errors.Is(err, reporter.ErrBlocked) {
+		t.Fatalf("Flush = %v, want ErrBlocked", err)
+	}
+	st := r.Stats()
+	if !st.Blocked || !strings.Contains(st.BlockedReason, "expects seq 1,") || st.AuthorityHead != 0 || st.DeadLetters != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if c := b.counts(); c.Records != 0 {
+		t.Errorf("restored authority stores %d records, want 0", c.Records)
+	}
+	if sp := g.spool.Stats(); sp.PendingRecords+sp.UnackedBatches*10*recsPerWindow != 10*recsPerWindow || sp.DeadLetters != 0 {
+		t.Errorf("spool %+v, want the 10 new windows kept", sp)
+	}
+	if out := logs.String(); !strings.Contains(out, "level=ERROR msg=\"authority is behind the acknowledged mark") {
+		t.Errorf("no error logged for the lost data:\n%s", out)
+	}
+}
+
+func TestAuthorityAheadOfSpoolSendsNothing(t *testing.T) {
+	a := newAuthority(t)
+	old := newAgent(t, a.key)
+	old.appendWindows(0, 20)
+	if err := old.reporter(old.options(a.http.URL)).Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	posts := a.posts.Load()
+	// The spool was lost and a new one started from seq 1.
+	g := newAgent(t, a.key)
+	g.appendWindows(20, 25)
+	r := g.reporter(g.options(a.http.URL))
+	if err := r.Flush(context.Background()); !errors.Is(err, reporter.ErrBlocked) {
+		t.Fatalf("Flush = %v, want ErrBlocked", err)
+	}
+	if p := a.posts.Load(); p != posts {
+		t.Errorf("%d POSTs by the new spool's reporter, want none (each would fork)", p-posts)
+	}
+	if _, sealed, _ := g.spool.Head(); sealed != 0 {
+		t.Errorf("sealed up to %d, want nothing sealed", sealed)
+	}
+	if st := r.Stats(); !st.Blocked || !strings.Contains(st.BlockedReason, "beyond this spool's sealed head 0") {
+		t.Errorf("stats %+v", st)
+	}
+	if n, _ := a.st.Node(context.Background(), node); n.Forked {
+		t.Error("the node was flagged forked")
+	}
+}

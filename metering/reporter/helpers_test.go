@@ -1,0 +1,366 @@
+package reporter_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/ingest"
+	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/reporter"
+	"github.com/gpumeter/gpumeter/metering/spool"
+)
+
+// t0 is the authority's virtual now; every test window ends before it.
+var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+
+const (
+	node     = "node-01"
+	provider = "example-cloud"
+	units    = 4 // GPUs of node-01; a window has 5 records per GPU
+)
+
+func gpu(u int) string { return fmt.Sprintf("GPU-aaaaaaaa-0000-0000-0000-%012d", u) }
+
+// authority is the reference authority on a real SQLite file behind a real
+// HTTP server; wrap, when set, sees every request first (fault injection).
+type authority struct {
+	t    testing.TB
+	st   *store.Store
+	http *httptest.Server
+	key  ed25519.PrivateKey
+
+	mu   sync.Mutex
+	wrap func(w http.ResponseWriter, r *http.Request, next http.Handler)
+
+	posts, gets atomic.Int64
+}
+
+func newAuthority(tb testing.TB) *authority {
+	a := newAuthorityUnstarted(tb)
+	a.http.Start()
+	return a
+}
+
+func newAuthorityUnstarted(tb testing.TB) *authority {
+	tb.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return newAuthorityUnstartedWithKey(tb, key)
+}
+
+// newAuthorityWithKey is a fresh authority with node-01 registered with key.
+func newAuthorityWithKey(tb testing.TB, key ed25519.PrivateKey) *authority {
+	a := newAuthorityUnstartedWithKey(tb, key)
+	a.http.Start()
+	return a
+}
+
+func newAuthorityUnstartedWithKey(tb testing.TB, key ed25519.PrivateKey) *authority {
+	tb.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.DriverSQLite, filepath.Join(tb.TempDir(), "authority.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = st.Close() })
+	gpus := make([]string, units)
+	for u := range gpus {
+		gpus[u] = gpu(u)
+	}
+	if err := st.RegisterNode(ctx, node, provider, key.Public().(ed25519.PublicKey), gpus, t0); err != nil {
+		tb.Fatal(err)
+	}
+	in, err := ingest.New(ingest.Options{Store: st, Clock: clock.NewVirtual(t0)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv, err := server.New(server.Options{Ingester: in, Store: st})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a := &authority{t: tb, st: st, key: key}
+	next := srv.Handler()
+	a.http = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			a.posts.Add(1)
+		} else {
+			a.gets.Add(1)
+		}
+		a.mu.Lock()
+		wrap := a.wrap
+		a.mu.Unlock()
+		if wrap != nil {
+			wrap(w, r, next)
+			return
+		}
+		next.ServeHTTP(w, r)
+	}))
+	tb.Cleanup(a.http.Close)
+	return a
+}
+
+func (a *authority) setWrap(f func(w http.ResponseWriter, r *http.Request, next http.Handler)) {
+	a.mu.Lock()
+	a.wrap = f
+	a.mu.Unlock()
+}
+
+func (a *authority) head() uint64 {
+	a.t.Helper()
+	n, err := a.st.Node(context.Background(), node)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return n.HeadSeq
+}
+
+func (a *authority) counts() store.Counts {
+	a.t.Helper()
+	c, err := a.st.Count(context.Background())
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return c
+}
+
+// problemAnswer writes an RFC 9457 problem as the authority does.
+func problemAnswer(w http.ResponseWriter, status int, cause, detail string, expected *uint64) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	exp := ""
+	if expected != nil {
+		exp = fmt.Sprintf(`,"expected_seq":%d`, *expected)
+	}
+	fmt.Fprintf(w, `{"type":"https://gpumeter.dev/problems/%s","title":"t","status":%d,"detail":%q%s}`, cause, status, detail, exp)
+}
+
+// dropAfterServing lets the authority handle (and store) the request, then
+// closes the connection without an answer: a lost answer.
+func dropAfterServing(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	next.ServeHTTP(httptest.NewRecorder(), r)
+	dropConnection(w)
+}
+
+func dropConnection(w http.ResponseWriter) {
+	conn, _, err := w.(http.Hijacker).Hijack()
+	if err != nil {
+		panic(err)
+	}
+	_ = conn.Close()
+}
+
+// readBody reads and restores a request's body.
+func readBody(r *http.Request) []byte {
+	b, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return b
+}
+
+// window is closed minute i of the backlog (the backlog starts two days
+// before t0): per GPU, tenants t0..t3 used 10 s each and it idled 20 s.
+func window(i int) []record.Record {
+	start := t0.Add(-48 * time.Hour).Add(time.Duration(i) * time.Minute)
+	var out []record.Record
+	for u := range units {
+		base := record.Record{
+			Node: node, Provider: provider, WindowStart: start, WindowEnd: start.Add(time.Minute),
+			GPUUUID: gpu(u), ParentUUID: gpu(u), Model: "NVIDIA H100 80GB HBM3",
+			SliceNum: 1, SliceDen: 1, UtilizationPercent: -1, EnergyMillijoules: -1,
+		}
+		for tn := range 4 {
+			r := base
+			r.Kind, r.Tenant, r.GPUMillis, r.Attribution = record.KindUsage, fmt.Sprintf("t%d", tn), 10000, "cgroup"
+			r.ID = r.ComputeID()
+			out = append(out, r)
+		}
+		r := base
+		r.Kind, r.GPUMillis = record.KindIdle, 20000
+		r.ID = r.ComputeID()
+		out = append(out, r)
+	}
+	return out
+}
+
+const recsPerWindow = units * 5
+
+// node is the agent side: a real spool file and the node's real key.
+type agent struct {
+	t      testing.TB
+	spool  *spool.Spool
+	sealer *ledger.Sealer
+}
+
+func newAgent(tb testing.TB, key ed25519.PrivateKey) *agent {
+	tb.Helper()
+	sp, err := spool.Open(spool.Options{Path: filepath.Join(tb.TempDir(), "spool.db")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = sp.Close() })
+	se, err := ledger.NewSealer(node, key, func() time.Time { return t0 })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &agent{t: tb, spool: sp, sealer: se}
+}
+
+// appendWindows appends windows from..to-1 in one transaction.
+func (g *agent) appendWindows(from, to int) {
+	g.t.Helper()
+	var recs []record.Record
+	for i := from; i < to; i++ {
+		recs = append(recs, window(i)...)
+	}
+	if err := g.spool.Append(context.Background(), recs, nil); err != nil {
+		g.t.Fatal(err)
+	}
+}
+
+// options are fast-retrying defaults for tests.
+func (g *agent) options(url string) reporter.Options {
+	return reporter.Options{
+		URL: url, Sealer: g.sealer, Spool: g.spool,
+		Timeout: 5 * time.Second, RetryWaitMin: time.Millisecond, RetryWaitMax: 20 * time.Millisecond,
+		MaxBatchRecords: 10 * recsPerWindow, MaxInFlight: 2,
+	}
+}
+
+func (g *agent) reporter(opts reporter.Options) *reporter.Reporter {
+	g.t.Helper()
+	r, err := reporter.New(opts)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return r
+}
+
+// run starts r.Run; the returned func stops it and returns Run's error.
+func run(tb testing.TB, r *reporter.Reporter) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	tb.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // poll interval, not a wait for an event
+	}
+}
+
+// waitClock is a clock.Clock whose After calls the test answers: each is
+// reported on waits, and fires only when the test sends on its channel.
+type waitClock struct {
+	waits chan clockWait
+	done  chan struct{}
+}
+
+type clockWait struct {
+	d    time.Duration
+	fire chan time.Time
+}
+
+func newWaitClock(tb testing.TB) *waitClock {
+	c := &waitClock{waits: make(chan clockWait), done: make(chan struct{})}
+	tb.Cleanup(func() { close(c.done) })
+	return c
+}
+
+func (c *waitClock) Now() time.Time { return t0 }
+
+func (c *waitClock) After(d time.Duration) <-chan time.Time {
+	w := clockWait{d: d, fire: make(chan time.Time, 1)}
+	select {
+	case c.waits <- w:
+	case <-c.done:
+	}
+	return w.fire
+}
+
+// next returns the reporter's next wait, failing after a deadline.
+func (c *waitClock) next(tb testing.TB) clockWait {
+	tb.Helper()
+	select {
+	case w := <-c.waits:
+		return w
+	case <-time.After(20 * time.Second):
+		tb.Fatal("the reporter never waited")
+		return clockWait{}
+	}
+}
+
+// sealBatches seals n batches of up to max records in the spool.
+func sealBatches(tb testing.TB, g *agent, n, max int) []ledger.Sealed {
+	tb.Helper()
+	seal := func(first uint64, prev string, recs []record.Record) (ledger.Sealed, error) {
+		return g.sealer.Seal(context.Background(), first, prev, recs)
+	}
+	var out []ledger.Sealed
+	for range n {
+		s, ok, err := g.spool.SealNext(context.Background(), seal, max)
+		if err != nil || !ok {
+			tb.Fatalf("seal: %v, sealed %t", err, ok)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// postDirect delivers an envelope behind the reporter's back.
+func postDirect(tb testing.TB, a *authority, env []byte) {
+	tb.Helper()
+	resp, err := a.http.Client().Post(a.http.URL+"/v1/batches", "application/json", bytes.NewReader(env))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		tb.Fatalf("direct POST: %d %s", resp.StatusCode, body)
+	}
+}
+
+// batchFirstSeq reads first_seq from an envelope's payload (0 if unreadable).
+func batchFirstSeq(env []byte) uint64 {
+	var e struct {
+		Payload []byte `json:"payload"`
+	}
+	var b struct {
+		FirstSeq uint64 `json:"first_seq"`
+	}
+	if json.Unmarshal(env, &e) != nil || json.Unmarshal(e.Payload, &b) != nil {
+		return 0
+	}
+	return b.FirstSeq
+}
