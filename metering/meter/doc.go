@@ -17,14 +17,16 @@
 // reading and Sub is plain arithmetic. Positions never go backwards: a time
 // that maps before the last position is treated as the last position.
 // Record times are the UTC instants of positions, so after a wall-clock step
-// records keep the anchored timeline, not the stepped wall clock.
+// records keep the anchored timeline, not the stepped wall clock. After
+// Resume the timeline is anchored at the checkpoint instead (see below).
 //
 // # Windows
 //
 // Windows are [k·W, (k+1)·W) in Unix milliseconds, W = Options.Window (it
 // divides 24 h, so records of different nodes line up). The first window
-// begins at the first observation (partial) and Stop(t) ends the open window
-// at t's position (partial). A window is emitted when an observation's
+// begins at the first observation (partial; after Resume, at the
+// checkpoint's ClosedUntil) and Stop(t) ends the open window at t's
+// position (partial). A window is emitted when an observation's
 // position reaches its end; an observation after a long silence closes every
 // window in between, each emitted whole.
 //
@@ -47,9 +49,48 @@
 // A unit that the open window knows but that is missing from the latest
 // observation is a gap (device_absent) until it reappears; a unit first seen
 // mid-window gets device_absent from the window's start to its first
-// observation. A unit that is in no observation during a window gets no
+// observation (all of the window when Stop ends it at that very position). A unit that is in no observation during a window gets no
 // records for it and is forgotten. Hence, for every unit and every emitted
 // window, its usage, idle and gap milliseconds sum to the window's length.
+//
+// # Checkpoint and restart
+//
+// A restarted agent must neither lose nor invent the time it was down.
+// Checkpoint returns how far accounting was closed, c (the end of the last
+// window Observe or Stop returned, a UTC ms instant; Stop closes at its own
+// position even when its window was empty), and the identity of the units
+// of the latest observation. The agent saves it with the records returned
+// so far (MarshalBinary: versioned JSON; UnmarshalBinary refuses unknown
+// versions with ErrCheckpointVersion, unknown fields and malformed units).
+// It is the zero Checkpoint until a window closes: nothing was returned,
+// so a crash before then leaves nothing to continue, and the next run
+// starts its own timeline (Resume of the zero Checkpoint does nothing).
+//
+// A new meter given Resume(cp), before its first Observe, continues that
+// timeline. On the first Observe at position p:
+//
+//   - p > c: every checkpointed unit is down (gap agent_down) on [c, p).
+//     Windows run from c as always: [c, the next boundary) and then aligned
+//     windows. Those that end by p are emitted whole, all agent_down, by
+//     that first Observe, before anything else. The window containing p
+//     starts at max(c, p's aligned window start), not at p, and holds
+//     agent_down up to p; the meter meters from p on as usual. So a window
+//     a graceful Stop cut at c continues as [c, its end), and a crash, which
+//     loses the open window, continues from the last closed window's end.
+//   - Units observed at p that the checkpoint did not know are first seen
+//     mid-window: device_absent from the window's start to p. Checkpointed
+//     units missing at p are known to the window: device_absent from p until
+//     they reappear, and forgotten after it.
+//   - p <= c: the wall clock went back across the restart. The timeline is
+//     anchored at c instead (the first observation counts as position c), so
+//     no window already closed is metered again; records then run ahead of
+//     the wall clock by c-p for the rest of the run. ClockBehind reports it.
+//
+// Hence every unit's windows still tile time across restarts, and usage,
+// idle and gap still sum to each window's length. A checkpoint taken
+// before the resumed meter closes a window keeps c (with the units now
+// observed), so a crash loop still accounts from the same c. A downtime of
+// d yields about d/W records per checkpointed unit, all from one Observe.
 //
 // # Record fields
 //
@@ -80,6 +121,7 @@
 // # Counters
 //
 // Totals gives cumulative milliseconds per (tenant, unit, kind, gap reason)
-// since start, the open window's accumulated time included, for Prometheus
-// counters that must not count anything twice.
+// since start, the open window's accumulated time included (agent_down
+// after Resume too), for Prometheus counters that must not count anything
+// twice. They restart from zero with the process, as counters do.
 package meter

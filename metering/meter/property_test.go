@@ -22,7 +22,7 @@ func TestRandomSequencesMatchReference(t *testing.T) {
 	for seed := uint64(1); seed <= 400; seed++ {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 0x6d65746572))
-			sc := randomScenario(rng)
+			sc := randomScenario(rng, false)
 			m, err := New(Options{Node: "n", Window: sc.window, MaxHold: sc.hold})
 			if err != nil {
 				t.Fatal(err)
@@ -77,7 +77,8 @@ type scenario struct {
 }
 
 // randomScenario uses short windows so the per-ms reference stays cheap.
-func randomScenario(rng *rand.Rand) scenario {
+// keep0: GPU-0 is in every observation (lost at times, never absent).
+func randomScenario(rng *rand.Rand, keep0 bool) scenario {
 	windows := []time.Duration{time.Second, 2 * time.Second, 5 * time.Second}
 	sc := scenario{
 		window: windows[rng.IntN(len(windows))],
@@ -93,7 +94,7 @@ func randomScenario(rng *rand.Rand) scenario {
 	for n := 5 + rng.IntN(60); n > 0; n-- {
 		var o []attribution.Observation
 		for _, u := range units {
-			if rng.IntN(100) < 20 {
+			if rng.IntN(100) < 20 && !(keep0 && u.UUID == "GPU-0") {
 				continue // absent
 			}
 			if u.EnergyMillijoules != device.Unknown {
@@ -143,68 +144,94 @@ type refKey struct {
 }
 
 // reference meters a scenario one millisecond at a time, straight from the
-// rules in doc.go, sharing no code with the meter: for every ms it finds the
-// governing observation and classifies each unit the window knows.
+// rules in doc.go, sharing no code with the meter.
 func reference(sc scenario) map[refKey]int64 {
-	type obsAt struct {
-		pos int64
-		obs map[string]attribution.Observation
-	}
-	var seq []obsAt
+	var evs []refEvent
 	for _, s := range sc.steps {
 		p := s.at
-		if len(seq) > 0 && p < seq[len(seq)-1].pos {
-			p = seq[len(seq)-1].pos
+		if len(evs) > 0 && p < evs[len(evs)-1].pos {
+			p = evs[len(evs)-1].pos
 		}
-		byUnit := map[string]attribution.Observation{}
-		for _, o := range s.obs {
-			byUnit[o.Unit.UUID] = o
-		}
-		seq = append(seq, obsAt{p, byUnit})
+		evs = append(evs, refEvent{pos: p, obs: byUnit(s.obs)})
 	}
-	w, hold := sc.window.Milliseconds(), sc.hold.Milliseconds()
+	return refRecords(evs, nil, nil, sc.stop, sc.window, sc.hold)
+}
+
+// refEvent governs the timeline from pos until the next event: an
+// observation, or (down) the agent being down, obs then naming the units
+// the checkpoint knew.
+type refEvent struct {
+	pos  int64
+	obs  map[string]attribution.Observation
+	down bool
+}
+
+func byUnit(obs []attribution.Observation) map[string]attribution.Observation {
+	m := map[string]attribution.Observation{}
+	for _, o := range obs {
+		m[o.Unit.UUID] = o
+	}
+	return m
+}
+
+// refRecords classifies every ms from the first event to stop: for each
+// window (aligned, also ended at cuts: ms offsets from base) it finds the
+// units the window knows and, per ms, the governing event. stopSeen names
+// units a window ending at a cut also knows: those observed at the very
+// position of the Stop that cut it.
+func refRecords(evs []refEvent, cuts []int64, stopSeen map[int64][]string, stop int64, window, hold time.Duration) map[refKey]int64 {
+	w, h := window.Milliseconds(), hold.Milliseconds()
 	abs := func(off int64) int64 { return base.UnixMilli() + off }
 	out := map[refKey]int64{}
-	for ws := seq[0].pos; ws < sc.stop; {
-		fullEnd := (abs(ws)/w + 1) * w // base and offsets are positive
-		we := min(fullEnd-base.UnixMilli(), sc.stop)
-		gov := 0 // the last observation at or before ms
-		for gov+1 < len(seq) && seq[gov+1].pos <= ws {
+	for ws := evs[0].pos; ws < stop; {
+		we := min((abs(ws)/w+1)*w-base.UnixMilli(), stop) // base and offsets are positive
+		for _, c := range cuts {
+			if c > ws && c < we {
+				we = c
+			}
+		}
+		gov := 0 // the last event at or before ms
+		for gov+1 < len(evs) && evs[gov+1].pos <= ws {
 			gov++
 		}
 		known := map[string]bool{}
-		for u := range seq[gov].obs {
+		for u := range evs[gov].obs {
 			known[u] = true
 		}
-		for _, o := range seq {
-			if o.pos >= ws && o.pos < fullEnd-base.UnixMilli() {
+		for _, o := range evs {
+			if o.pos >= ws && o.pos < we {
 				for u := range o.obs {
 					known[u] = true
 				}
 			}
+		}
+		for _, u := range stopSeen[we] {
+			known[u] = true
 		}
 		for u := range known {
 			g := gov
 			run, runGov := int64(0), -1
 			flush := func() {
 				if run > 0 {
-					for tn, ms := range refSplit(run, seq[runGov].obs[u].Shares) {
+					for tn, ms := range refSplit(run, evs[runGov].obs[u].Shares) {
 						out[refKey{ws, we, u, record.KindUsage, tn}] += ms
 					}
 				}
 				run, runGov = 0, -1
 			}
 			for ms := ws; ms < we; ms++ {
-				for g+1 < len(seq) && seq[g+1].pos <= ms {
+				for g+1 < len(evs) && evs[g+1].pos <= ms {
 					g++
 				}
-				o, present := seq[g].obs[u]
+				o, present := evs[g].obs[u]
 				var kind record.Kind
 				var label string
 				switch {
+				case evs[g].down && present:
+					kind, label = record.KindGap, record.GapAgentDown
 				case !present:
 					kind, label = record.KindGap, record.GapDeviceAbsent
-				case ms-seq[g].pos >= hold:
+				case ms-evs[g].pos >= h:
 					kind, label = record.KindGap, record.GapNoSample
 				case o.Unit.Err != nil:
 					kind, label = record.KindGap, record.GapDeviceLost
