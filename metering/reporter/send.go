@@ -98,6 +98,11 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 	req.Header.Set("Accept", "application/json, application/problem+json")
 	resp, err := r.client.Do(req)
 	if err != nil {
+		// The pass-through error handler may return the last response
+		// with the error (a context ended after an answer): close it.
+		if resp != nil {
+			_ = resp.Body.Close()
+		}
 		return answer{err: err}
 	}
 	defer resp.Body.Close()
