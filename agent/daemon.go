@@ -28,6 +28,7 @@ type Daemon struct {
 	metrics  *Metrics
 	pipeline *Pipeline
 	src      *source
+	delivery *delivery
 	out      *os.File // records file, or nil
 	listener net.Listener
 
@@ -58,7 +59,12 @@ func New(cfg *config.Config, log *slog.Logger, version string) (*Daemon, error) 
 	if err != nil {
 		return fail(fmt.Errorf("meter: %w", err))
 	}
+	d.delivery, err = openDelivery(cfg, log, mt)
+	if err != nil {
+		return fail(err)
+	}
 	d.metrics.Watch(mt)
+	d.metrics.WatchDelivery(d.delivery)
 	d.pipeline = &Pipeline{Collector: src.collector, Attributor: attr, Meter: mt, Clock: src.clock, Metrics: d.metrics, Log: log}
 	if p := cfg.Output.RecordsFile; p != "" {
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
@@ -105,22 +111,40 @@ func (d *Daemon) healthz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-// Run meters until ctx is cancelled, then closes the open window and
-// writes its records before returning.
+// Run meters until ctx is cancelled, then closes the open window, stores
+// its records, and gives the reporter a few seconds to deliver them.
 func (d *Daemon) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(d.listener) }()
+	repCtx, stopReporter := context.WithCancel(context.Background())
+	repDone := make(chan error, 1)
+	if rep := d.delivery.reporter; rep != nil {
+		go func() { repDone <- rep.Run(repCtx) }()
+	} else {
+		repDone <- nil
+	}
 	d.log.Info("gpumeter running", "node", d.cfg.Node.ID, "devices", d.cfg.Devices.Source, "listen", d.Addr(),
 		"poll_interval", d.cfg.Metering.PollInterval, "window", d.cfg.Metering.Window)
 
 	loopErr := d.loop(ctx)
 
 	recs := d.pipeline.Stop()
-	if err := d.emit(recs); err != nil {
-		d.log.Error("write records of the final window", "err", err)
+	if err := d.emit(context.Background(), recs); err != nil {
+		loopErr = errors.Join(loopErr, fmt.Errorf("store the final window: %w", err))
 	}
 	d.log.Info("closed the open window", "records", len(recs))
+	stopReporter()
+	if err := <-repDone; err != nil && !errors.Is(err, context.Canceled) {
+		d.log.Warn("reporter", "err", err)
+	}
+	if rep := d.delivery.reporter; rep != nil {
+		flushCtx, cancel := context.WithTimeout(context.Background(), shutdownFlush)
+		if err := rep.Flush(flushCtx); err != nil {
+			d.log.Warn("not everything reached the authority before shutdown; the spool keeps it for the next start", "err", err)
+		}
+		cancel()
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
@@ -130,6 +154,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.closeAll()
 	return loopErr
 }
+
+// shutdownFlush bounds how long a stopping agent tries to deliver what it
+// has; systemd's stop timeout must exceed it.
+const shutdownFlush = 5 * time.Second
 
 // loop runs a cycle at every multiple of the poll interval on the agent's
 // clock, so ticks fall on window boundaries.
@@ -157,30 +185,42 @@ func (d *Daemon) loop(ctx context.Context) error {
 			failing = false
 		}
 		d.lastCycle.Store(time.Now().UnixNano())
-		if err := d.emit(recs); err != nil {
-			return fmt.Errorf("write records: %w", err)
+		if err := d.emit(ctx, recs); err != nil {
+			// The records are held in memory and offered again next cycle.
+			d.log.Error("store records", "err", err)
 		}
 	}
 }
 
-func (d *Daemon) emit(recs []record.Record) error {
-	if len(recs) == 0 {
-		return nil
+// emit stores closed windows durably (spool, with the meter's checkpoint)
+// and, when configured, appends them to the records file.
+func (d *Daemon) emit(ctx context.Context, recs []record.Record) error {
+	if len(recs) > 0 {
+		d.log.Debug("windows closed", "records", len(recs))
 	}
-	d.log.Debug("windows closed", "records", len(recs))
-	if d.out == nil {
+	full, err := d.delivery.store(ctx, recs, d.pipeline.Meter.Checkpoint())
+	d.metrics.setSpoolFull(full)
+	if err != nil {
+		return err
+	}
+	if len(recs) == 0 || d.out == nil {
 		return nil
 	}
 	enc := json.NewEncoder(d.out)
 	for i := range recs {
 		if err := enc.Encode(&recs[i]); err != nil {
-			return err
+			return fmt.Errorf("records file: %w", err)
 		}
 	}
 	return d.out.Sync()
 }
 
 func (d *Daemon) closeAll() {
+	if d.delivery != nil {
+		if err := d.delivery.close(); err != nil {
+			d.log.Warn("close spool", "err", err)
+		}
+	}
 	if d.out != nil {
 		d.out.Close()
 	}

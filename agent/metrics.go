@@ -32,11 +32,13 @@ type Metrics struct {
 	collectorErrors   *prometheus.CounterVec
 	recordsTotal      *prometheus.CounterVec
 	lastCycle         prometheus.Gauge
+	spoolFull         prometheus.Gauge
 
-	mu   sync.Mutex
-	snap device.Snapshot
-	obs  []attribution.Observation
-	m    *meter.Meter
+	mu       sync.Mutex
+	snap     device.Snapshot
+	obs      []attribution.Observation
+	m        *meter.Meter
+	delivery *delivery
 }
 
 // NewMetrics registers the agent's metrics; version is the build's version.
@@ -69,6 +71,10 @@ func NewMetrics(version string) *Metrics {
 			Namespace: namespace, Name: "last_cycle_timestamp_seconds",
 			Help: "Time of the last completed metering cycle (agent clock).",
 		}),
+		spoolFull: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "spool_full",
+			Help: "1 while the spool is full even after merging: new windows are held in memory.",
+		}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -82,8 +88,8 @@ func NewMetrics(version string) *Metrics {
 		m.recordsTotal.WithLabelValues(string(k))
 	}
 	reg.MustRegister(m.cycleDuration, m.collectorSuccess, m.collectorDuration,
-		m.collectorErrors, m.recordsTotal, m.lastCycle, buildInfo,
-		(*stateCollector)(m),
+		m.collectorErrors, m.recordsTotal, m.lastCycle, m.spoolFull, buildInfo,
+		(*stateCollector)(m), deliveryCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

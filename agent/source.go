@@ -2,10 +2,14 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/device"
@@ -44,12 +48,17 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("create simulated host root: %w", err)
 		}
+		clk, err := simClock(cfg, sc)
+		if err != nil {
+			os.RemoveAll(root)
+			return nil, err
+		}
+		// simClock moved the scenario onto the node's timeline first.
 		drv, err := scenario.NewDriver(sc, root)
 		if err != nil {
 			os.RemoveAll(root)
 			return nil, err
 		}
-		clk := clock.NewScaled(sc.Start, cfg.Devices.Speed)
 		c := nvmlcollector.New(drv.Machine().Interface(), nvmlcollector.Options{Log: log, Clock: clk})
 		if err := c.Start(); err != nil {
 			os.RemoveAll(root)
@@ -95,4 +104,50 @@ func ScenarioPath(cfg *config.Config) string {
 		return path
 	}
 	return filepath.Join(filepath.Dir(cfg.Path()), path)
+}
+
+// simAnchor pins a simulated node's timeline: virtual time Start at real
+// time Origin. It is kept in the state directory so that, like a real
+// node's, the timeline goes on across restarts and a restart sees the
+// downtime.
+type simAnchor struct {
+	Scenario string    `json:"scenario"`
+	Start    time.Time `json:"start"`
+	Origin   time.Time `json:"origin"`
+	Speed    int       `json:"speed"`
+}
+
+// simClock places the scenario so that it ends about when its fast replay
+// does: virtual time never runs ahead of the wall clock (the authority
+// refuses windows in the future), and after the scenario it keeps real
+// time. sc.Start is moved onto that timeline.
+func simClock(cfg *config.Config, sc *scenario.Scenario) (*clock.Scaled, error) {
+	path := filepath.Join(cfg.StateDir, "sim-anchor.json")
+	var a simAnchor
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &a); err != nil {
+			return nil, fmt.Errorf("%s: %w (delete it to restart the simulation)", path, err)
+		}
+		if a.Scenario != sc.Path || a.Speed != cfg.Devices.Speed {
+			return nil, fmt.Errorf("%s was made for scenario %s at speed %d: delete it to start a new simulation", path, a.Scenario, a.Speed)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		now := time.Now().UTC()
+		speed := time.Duration(cfg.Devices.Speed)
+		a = simAnchor{Scenario: sc.Path, Origin: now, Speed: cfg.Devices.Speed,
+			Start: now.Add(-sc.Duration + sc.Duration/speed).Truncate(cfg.Metering.Window)}
+		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("create state directory: %w", err)
+		}
+		out, _ := json.Marshal(a)
+		if err := os.WriteFile(path, out, 0o600); err != nil {
+			return nil, fmt.Errorf("write %s: %w", path, err)
+		}
+	default:
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	sc.Start = a.Start
+	return clock.NewScaled(a.Start, a.Origin, a.Speed, sc.Duration), nil
 }

@@ -33,6 +33,7 @@ Usage:
   gpumeter simulate --scenario FILE [flags]  meter a simulated scenario in virtual time
   gpumeter check-config FILE                 validate a config file and exit
   gpumeter devices [--config FILE]           show the GPUs, MIG instances and tenants the agent sees
+  gpumeter keygen FILE                       create the node's signing key (0600) and print its public key
   gpumeter version                           print the version
 
 Run 'gpumeter COMMAND -h' for a command's flags.
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdSimulate(ctx, args[1:], stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(args[1:], stdout, stderr)
+	case "keygen":
+		return cmdKeygen(args[1:], stdout, stderr)
 	case "devices":
 		return cmdDevices(ctx, args[1:], stdout, stderr)
 	case "version", "--version":

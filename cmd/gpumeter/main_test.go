@@ -202,3 +202,30 @@ wait:
 		t.Errorf("last record ends on a minute boundary (%s): the open window was not cut at the stop", last.WindowEnd)
 	}
 }
+
+func TestKeygen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state", "node.key")
+	code, out, errOut := runCLI("keygen", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("key mode %o, want 600", st.Mode().Perm())
+	}
+	for _, want := range []string{"public_key: ", "key_id: ed25519:"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output %q lacks %q", out, want)
+		}
+	}
+	key, _ := os.ReadFile(path)
+	if strings.Contains(out, string(key)) || strings.Contains(out, "PRIVATE") {
+		t.Error("keygen printed the private key")
+	}
+	if code, _, errOut := runCLI("keygen", path); code == 0 || !strings.Contains(errOut, path) {
+		t.Errorf("second keygen on the same file: exit %d, stderr %q; want a refusal naming the file", code, errOut)
+	}
+}

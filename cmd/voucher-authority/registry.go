@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/server"
@@ -102,7 +103,12 @@ func cmdUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	node := fs.String("node", "", "only this node")
 	from := fs.String("from", "", "period start (RFC 3339)")
 	to := fs.String("to", "", "period end (RFC 3339, exclusive)")
+	format := fs.String("format", "json", "json or table")
 	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "from": *from, "to": *to}) {
+		return exitUsage
+	}
+	if *format != "json" && *format != "table" {
+		fmt.Fprintf(stderr, "usage: --format %q: want json or table\n", *format)
 		return exitUsage
 	}
 	f, t, err := server.ParsePeriod(*from, *to)
@@ -116,9 +122,13 @@ func cmdUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err != nil {
 			return err
 		}
+		rep := server.NewUsageReport(filter, rows)
+		if *format == "table" {
+			return usageTable(stdout, rep)
+		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(server.NewUsageReport(filter, rows))
+		return enc.Encode(rep)
 	})
 }
 
@@ -139,4 +149,20 @@ func cmdHead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return enc.Encode(map[string]any{"node": n.ID, "provider": n.Provider, "head": n.HeadSeq, "head_hash": n.HeadHash,
 			"forked": n.Forked, "gpus": n.GPUs})
 	})
+}
+
+// usageTable prints accepted usage per tenant and node in GPU-hours,
+// computed from integer milliseconds without floating point.
+func usageTable(w io.Writer, rep server.UsageReport) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "tenant\tnode\trecords\tGPU-ms\tGPU-hours\t")
+	for _, r := range rep.Rows {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t\n", r.Tenant, r.Node, r.Records, r.GPUMs, gpuHours(r.GPUMs))
+	}
+	fmt.Fprintf(tw, "total\t\t\t%d\t%s\t\n", rep.TotalGPUMs, gpuHours(rep.TotalGPUMs))
+	return tw.Flush()
+}
+
+func gpuHours(ms int64) string {
+	return fmt.Sprintf("%d.%03d", ms/3_600_000, ms%3_600_000*1000/3_600_000)
 }

@@ -77,30 +77,47 @@ func (v *Virtual) Set(t time.Time) {
 // Advance moves the clock forward by d.
 func (v *Virtual) Advance(d time.Duration) { v.Set(v.Now().Add(d)) }
 
-// Scaled runs virtual time at Speed times real time from Start: the
-// simulated devices' clock in the real-time demo. Its times carry no
-// monotonic reading; elapsed real time is measured monotonically.
+// Scaled runs virtual time at Speed times real time from Start for the
+// first Fast of virtual time, then at real speed: a simulated node replays a
+// scenario quickly and then keeps pace with the wall clock. Its times carry
+// no monotonic reading; elapsed real time is measured from Origin.
 type Scaled struct {
 	start  time.Time
 	origin time.Time
 	speed  int64
+	fast   time.Duration
 }
 
-// NewScaled starts virtual time at start, advancing speed× real time.
-func NewScaled(start time.Time, speed int) *Scaled {
+// NewScaled maps real time since origin to virtual time since start.
+func NewScaled(start, origin time.Time, speed int, fast time.Duration) *Scaled {
 	if speed < 1 {
 		speed = 1
 	}
-	return &Scaled{start: start.Round(0), origin: time.Now(), speed: int64(speed)}
+	return &Scaled{start: start.Round(0), origin: origin, speed: int64(speed), fast: fast}
 }
 
-func (s *Scaled) Now() time.Time {
-	return s.start.Add(time.Since(s.origin) * time.Duration(s.speed))
+func (s *Scaled) Now() time.Time { return s.at(time.Since(s.origin)) }
+
+// at is the virtual time after real elapsed e.
+func (s *Scaled) at(e time.Duration) time.Time {
+	if e < 0 {
+		e = 0
+	}
+	fastReal := s.fast / time.Duration(s.speed)
+	if e <= fastReal {
+		return s.start.Add(e * time.Duration(s.speed))
+	}
+	return s.start.Add(s.fast + (e - fastReal))
 }
 
+// After waits for virtual duration d at the current rate.
 func (s *Scaled) After(d time.Duration) <-chan time.Time {
 	out := make(chan time.Time, 1)
-	t := time.NewTimer(d / time.Duration(s.speed))
+	real := d
+	if time.Since(s.origin) < s.fast/time.Duration(s.speed) {
+		real = d / time.Duration(s.speed)
+	}
+	t := time.NewTimer(real)
 	go func() { <-t.C; out <- s.Now() }()
 	return out
 }

@@ -1,0 +1,80 @@
+package agent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Delivery metrics: the spool's depth and the reporter's progress, read at
+// scrape time from the spool's own counters (kept in the same transactions
+// as the data they count).
+var (
+	descSpoolPending = prometheus.NewDesc(namespace+"_spool_pending_records",
+		"Records stored in the spool, not yet sealed into a batch.", nil, nil)
+	descSpoolPendingBytes = prometheus.NewDesc(namespace+"_spool_pending_bytes",
+		"Bytes of records stored in the spool, not yet sealed.", nil, nil)
+	descSpoolUnacked = prometheus.NewDesc(namespace+"_spool_unacked_batches",
+		"Sealed batches the authority has not acknowledged yet.", nil, nil)
+	descSpoolUnackedBytes = prometheus.NewDesc(namespace+"_spool_unacked_bytes",
+		"Bytes of sealed batches not acknowledged yet.", nil, nil)
+	descSpoolDead = prometheus.NewDesc(namespace+"_spool_dead_letter_batches",
+		"Batches the authority refused for good, kept in the dead-letter bucket.", nil, nil)
+	descSpoolFile = prometheus.NewDesc(namespace+"_spool_file_bytes",
+		"Size of the spool file.", nil, nil)
+	descSpoolHeld = prometheus.NewDesc(namespace+"_spool_held_records",
+		"Records held in memory because the spool is full (lost on a crash, then recorded as agent_down).", nil, nil)
+	descAckedSeq = prometheus.NewDesc(namespace+"_report_acked_sequence",
+		"Highest record sequence number the authority has acknowledged.", nil, nil)
+	descSealedSeq = prometheus.NewDesc(namespace+"_report_sealed_sequence",
+		"Highest record sequence number sealed into a signed batch.", nil, nil)
+)
+
+type deliveryCollector struct{ m *Metrics }
+
+func (c deliveryCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSpoolPending, descSpoolPendingBytes, descSpoolUnacked,
+		descSpoolUnackedBytes, descSpoolDead, descSpoolFile, descSpoolHeld, descAckedSeq, descSealedSeq} {
+		ch <- d
+	}
+}
+
+func (c deliveryCollector) Collect(ch chan<- prometheus.Metric) {
+	c.m.mu.Lock()
+	d := c.m.delivery
+	c.m.mu.Unlock()
+	if d == nil {
+		return
+	}
+	st := d.spool.Stats()
+	acked, sealed, _ := d.spool.Head()
+	for _, v := range []struct {
+		desc *prometheus.Desc
+		val  float64
+	}{
+		{descSpoolPending, float64(st.PendingRecords)},
+		{descSpoolPendingBytes, float64(st.PendingBytes)},
+		{descSpoolUnacked, float64(st.UnackedBatches)},
+		{descSpoolUnackedBytes, float64(st.UnackedBytes)},
+		{descSpoolDead, float64(st.DeadLetters)},
+		{descSpoolFile, float64(st.FileBytes)},
+		{descSpoolHeld, float64(d.heldRecords())},
+		{descAckedSeq, float64(acked)},
+		{descSealedSeq, float64(sealed)},
+	} {
+		ch <- prometheus.MustNewConstMetric(v.desc, prometheus.GaugeValue, v.val)
+	}
+}
+
+// WatchDelivery makes the spool and reporter metrics read this delivery.
+func (m *Metrics) WatchDelivery(d *delivery) {
+	m.mu.Lock()
+	m.delivery = d
+	m.mu.Unlock()
+}
+
+func (m *Metrics) setSpoolFull(full bool) {
+	if full {
+		m.spoolFull.Set(1)
+	} else {
+		m.spoolFull.Set(0)
+	}
+}
