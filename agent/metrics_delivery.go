@@ -26,13 +26,31 @@ var (
 		"Highest record sequence number the authority has acknowledged.", nil, nil)
 	descSealedSeq = prometheus.NewDesc(namespace+"_report_sealed_sequence",
 		"Highest record sequence number sealed into a signed batch.", nil, nil)
+	descReportBatches = prometheus.NewDesc(namespace+"_report_batches_total",
+		"Batches the authority accepted (answered 200), duplicates included.", nil, nil)
+	descReportRecords = prometheus.NewDesc(namespace+"_report_records_total",
+		"Records in batches the authority accepted.", nil, nil)
+	descReportDuplicates = prometheus.NewDesc(namespace+"_report_duplicates_total",
+		"Resent batches the authority already had (its answer had been lost): stored once.", nil, nil)
+	descReportFailures = prometheus.NewDesc(namespace+"_report_failed_attempts_total",
+		"Failed requests to the authority, retries included.", nil, nil)
+	descReportConsecutive = prometheus.NewDesc(namespace+"_report_consecutive_failures",
+		"Failed sends since the last accepted one.", nil, nil)
+	descReportDead = prometheus.NewDesc(namespace+"_report_dead_letters_total",
+		"Batches the authority refused for good (moved to the dead-letter bucket).", nil, nil)
+	descReportBlocked = prometheus.NewDesc(namespace+"_report_blocked",
+		"1 while delivery waits for an operator (a refused batch, or an authority that lost or holds data this spool does not).", nil, nil)
+	descReportLastSuccess = prometheus.NewDesc(namespace+"_report_last_success_timestamp_seconds",
+		"When the authority last accepted a batch (0: never).", nil, nil)
 )
 
 type deliveryCollector struct{ m *Metrics }
 
 func (c deliveryCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSpoolPending, descSpoolPendingBytes, descSpoolUnacked,
-		descSpoolUnackedBytes, descSpoolDead, descSpoolFile, descSpoolHeld, descAckedSeq, descSealedSeq} {
+		descSpoolUnackedBytes, descSpoolDead, descSpoolFile, descSpoolHeld, descAckedSeq, descSealedSeq,
+		descReportBatches, descReportRecords, descReportDuplicates, descReportFailures, descReportConsecutive,
+		descReportDead, descReportBlocked, descReportLastSuccess} {
 		ch <- d
 	}
 }
@@ -61,6 +79,33 @@ func (c deliveryCollector) Collect(ch chan<- prometheus.Metric) {
 		{descSealedSeq, float64(sealed)},
 	} {
 		ch <- prometheus.MustNewConstMetric(v.desc, prometheus.GaugeValue, v.val)
+	}
+	if d.reporter == nil {
+		return
+	}
+	rs := d.reporter.Stats()
+	blocked, last := 0.0, 0.0
+	if rs.Blocked {
+		blocked = 1
+	}
+	if !rs.LastSuccess.IsZero() {
+		last = float64(rs.LastSuccess.UnixMilli()) / 1000
+	}
+	for _, v := range []struct {
+		desc *prometheus.Desc
+		typ  prometheus.ValueType
+		val  float64
+	}{
+		{descReportBatches, prometheus.CounterValue, float64(rs.SentBatches)},
+		{descReportRecords, prometheus.CounterValue, float64(rs.SentRecords)},
+		{descReportDuplicates, prometheus.CounterValue, float64(rs.Duplicates)},
+		{descReportFailures, prometheus.CounterValue, float64(rs.FailedAttempts)},
+		{descReportConsecutive, prometheus.GaugeValue, float64(rs.ConsecutiveFailures)},
+		{descReportDead, prometheus.CounterValue, float64(rs.DeadLetters)},
+		{descReportBlocked, prometheus.GaugeValue, blocked},
+		{descReportLastSuccess, prometheus.GaugeValue, last},
+	} {
+		ch <- prometheus.MustNewConstMetric(v.desc, v.typ, v.val)
 	}
 }
 

@@ -1,0 +1,231 @@
+package agent_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/gpumeter/gpumeter/agent"
+	"github.com/gpumeter/gpumeter/agent/config"
+	"github.com/gpumeter/gpumeter/authority/ingest"
+	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/signing"
+)
+
+var demoGPUs = []string{"GPU-de30de30-0000-4000-8000-000000000000", "GPU-de30de30-0000-4000-8000-000000000001"}
+
+// flakyAuthority is the reference authority behind a switch that makes it
+// unreachable: while down, every connection is closed unanswered.
+type flakyAuthority struct {
+	down  atomic.Bool
+	store *store.Store
+	db    string
+	url   string
+}
+
+func newFlakyAuthority(t *testing.T, pub []byte) *flakyAuthority {
+	t.Helper()
+	ctx := context.Background()
+	a := &flakyAuthority{db: filepath.Join(t.TempDir(), "authority.db")}
+	st, err := store.Open(ctx, "sqlite", a.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.RegisterNode(ctx, "test-node", "test-cloud", pub, demoGPUs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ing, err := ingest.New(ingest.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Options{Ingester: ing, Store: st, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := srv.Handler()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.down.Load() {
+			if hj, ok := w.(http.Hijacker); ok {
+				if c, _, err := hj.Hijack(); err == nil {
+					c.Close()
+					return
+				}
+			}
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ts.Close)
+	a.store, a.url = st, ts.URL
+	return a
+}
+
+func (a *flakyAuthority) head(t *testing.T) uint64 {
+	n, err := a.store.Node(context.Background(), "test-node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.HeadSeq
+}
+
+// metrics scrapes the agent and returns each sample's value by its
+// exposition name (labels ignored: only label-less metrics are asked for).
+func metrics(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	_, body := get(t, base+"/metrics")
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.GetGauge() != nil:
+				out[name] = m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				out[name] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// TestAuthorityOutageDrains: a simulated node (demo scenario, 600x)
+// reports to a real authority that becomes unreachable for an hour of
+// virtual time. The backlog waits in the spool, drains when the authority
+// is back, and in the end the authority holds exactly the records the
+// agent produced (its records file): nothing lost, nothing doubled.
+func TestAuthorityOutageDrains(t *testing.T) {
+	state := t.TempDir()
+	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := newFlakyAuthority(t, pub)
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	scenario, _ := filepath.Abs("../configs/scenarios/demo.yaml")
+	body := fmt.Sprintf(`node: {id: test-node, provider: test-cloud}
+devices: {source: simulated, scenario: %q, speed: 600}
+metering: {poll_interval: 1s, window: 1m, max_hold: 1m}
+attribution:
+  rules:
+    - {user: acme, tenant: acme}
+    - {cgroup: kubernetes, tenant: globex}
+    - {cgroup_pattern: '/tenant-(?P<t>[a-z]+)\.slice/', tenant: '${t}'}
+http: {listen: "127.0.0.1:0"}
+authority: {url: %q, timeout: 1s}
+output: {records_file: %q}
+state_dir: %q
+`, scenario, auth.url, out, state)
+	p := filepath.Join(t.TempDir(), "agent.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := agent.New(cfg, slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	base := "http://" + d.Addr()
+
+	poll(t, "first batches accepted", 30*time.Second, func() bool { return auth.head(t) > 0 })
+	auth.down.Store(true)
+	downAt := metrics(t, base)["gpumeter_last_cycle_timestamp_seconds"]
+	poll(t, "an hour of virtual time with the authority down", 60*time.Second, func() bool {
+		return metrics(t, base)["gpumeter_last_cycle_timestamp_seconds"] >= downAt+3600
+	})
+	during := metrics(t, base)
+	backlog := during["gpumeter_spool_pending_records"] + during["gpumeter_report_sealed_sequence"] - during["gpumeter_report_acked_sequence"]
+	if backlog == 0 || during["gpumeter_report_failed_attempts_total"] == 0 {
+		t.Fatalf("no backlog or no failed attempt during the outage: %v", during)
+	}
+	headBefore := auth.head(t)
+	auth.down.Store(false)
+	back := time.Now()
+	poll(t, "the backlog drained", 60*time.Second, func() bool {
+		m := metrics(t, base)
+		return m["gpumeter_spool_pending_records"] == 0 && m["gpumeter_spool_unacked_batches"] == 0 &&
+			m["gpumeter_report_acked_sequence"] >= float64(headBefore)+backlog
+	})
+	drain := time.Since(back)
+	drained := auth.head(t) - headBefore
+	t.Logf("outage of 1h virtual: backlog %.0f records; %d records drained in %s (%.0f records/s, retry backoff included)",
+		backlog, drained, drain.Round(time.Millisecond), float64(drained)/drain.Seconds())
+
+	problems, err := testutil.GatherAndLint(d.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	// The authority holds exactly what the agent produced.
+	recs := readRecords(t, out)
+	want := map[string]int64{}
+	for _, r := range recs {
+		if r.Kind == record.KindUsage {
+			want[r.Tenant] += r.GPUMillis
+		}
+	}
+	if head := auth.head(t); head != uint64(len(recs)) {
+		t.Errorf("authority head %d, agent produced %d records", head, len(recs))
+	}
+	db, err := sql.Open("sqlite", "file:"+auth.db+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT tenant, SUM(gpu_ms), COUNT(DISTINCT seq), COUNT(*) FROM records WHERE kind = 'usage' GROUP BY tenant`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	got := map[string]int64{}
+	for rows.Next() {
+		var tenant string
+		var ms, distinct, n int64
+		if err := rows.Scan(&tenant, &ms, &distinct, &n); err != nil {
+			t.Fatal(err)
+		}
+		if distinct != n {
+			t.Errorf("tenant %s: %d records but %d distinct seqs", tenant, n, distinct)
+		}
+		got[tenant] = ms
+	}
+	for tenant, ms := range want {
+		if got[tenant] != ms {
+			t.Errorf("tenant %s: authority has %d ms, the agent produced %d", tenant, got[tenant], ms)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("tenants at the authority %v, produced %v", got, want)
+	}
+}
