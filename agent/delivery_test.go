@@ -229,3 +229,33 @@ state_dir: %q
 		t.Errorf("tenants at the authority %v, produced %v", got, want)
 	}
 }
+
+// TestFullSpoolHoldsRecordsInMemory: a spool capped below one window's
+// records cannot take them even after merging; the agent keeps metering,
+// holds them in memory and says so in /metrics.
+func TestFullSpoolHoldsRecordsInMemory(t *testing.T) {
+	cfg := simConfig(t, "")
+	cfg.Spool.MaxBytes = 1
+	d, err := agent.New(cfg, slog.New(slog.DiscardHandler), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	base := "http://" + d.Addr()
+	poll(t, "gpumeter_spool_full 1 with records held", 30*time.Second, func() bool {
+		m := metrics(t, base)
+		return m["gpumeter_spool_full"] == 1 && m["gpumeter_spool_held_records"] > 0
+	})
+	if m := metrics(t, base); m["gpumeter_spool_pending_records"] != 0 {
+		t.Errorf("pending records %v in a spool that cannot hold one", m["gpumeter_spool_pending_records"])
+	}
+	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz %d: metering must go on while the spool is full", code)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}

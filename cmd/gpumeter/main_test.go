@@ -229,3 +229,25 @@ func TestKeygen(t *testing.T) {
 		t.Errorf("second keygen on the same file: exit %d, stderr %q; want a refusal naming the file", code, errOut)
 	}
 }
+
+func TestRunRefusesAKeyOthersCanRead(t *testing.T) {
+	state := t.TempDir()
+	key := filepath.Join(state, "node.key")
+	if code, _, errOut := runCLI("keygen", key); code != 0 {
+		t.Fatal(errOut)
+	}
+	if err := os.Chmod(key, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	scenario, _ := filepath.Abs("../../configs/scenarios/demo.yaml")
+	cfg := writeFile(t, "agent.yaml", fmt.Sprintf(`node: {id: n1, provider: p}
+devices: {source: simulated, scenario: %q}
+http: {listen: "127.0.0.1:0"}
+authority: {url: "http://127.0.0.1:1"}
+state_dir: %q
+`, scenario, state))
+	code, _, errOut := runCLI("run", "--config", cfg)
+	if code != exitFailure || !strings.Contains(errOut, key) || !strings.Contains(errOut, "0640") {
+		t.Fatalf("exit %d, stderr %q: want exit 1 naming %s and its mode 0640", code, errOut, key)
+	}
+}
