@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
@@ -90,14 +89,14 @@ func (s *Store) AddKey(ctx context.Context, node string, pub ed25519.PublicKey, 
 	if err != nil {
 		return "", err
 	}
-	return ledger.KeyID(pub), nil
+	return signing.KeyID(pub), nil
 }
 
 func (s *Store) addKey(ctx context.Context, tx *sql.Tx, node string, pub ed25519.PublicKey, now time.Time) error {
 	if len(pub) != ed25519.PublicKeySize {
 		return fmt.Errorf("add key to node %q: public key has %d bytes, want %d", node, len(pub), ed25519.PublicKeySize)
 	}
-	id := ledger.KeyID(pub)
+	id := signing.KeyID(pub)
 	var n int
 	if err := s.queryRowTx(ctx, tx, `SELECT COUNT(*) FROM node_keys WHERE key_id = ?`, id).Scan(&n); err != nil {
 		return fmt.Errorf("add key %s to node %q: %w", id, node, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
 var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
@@ -114,7 +115,7 @@ func TestRegistry(t *testing.T) {
 			t.Errorf("node %s after refused registration: %v", id, err)
 		}
 	}
-	id := ledger.KeyID(k1)
+	id := signing.KeyID(k1)
 	if err := s.RevokeKey(ctx, id, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestWallTimeRule(t *testing.T) {
 			}
 			prev := ""
 			if tc.stored != nil {
-				sub := batch(1, "", ledger.KeyID(k1), tc.stored...)
+				sub := batch(1, "", signing.KeyID(k1), tc.stored...)
 				if _, err := s.Ingest(ctx, sub); err != nil {
 					t.Fatalf("stored batch: %v", err)
 				}
@@ -189,7 +190,7 @@ func TestWallTimeRule(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = s.Ingest(ctx, batch(uint64(len(tc.stored))+1, prev, ledger.KeyID(k1), tc.next...))
+			_, err = s.Ingest(ctx, batch(uint64(len(tc.stored))+1, prev, signing.KeyID(k1), tc.next...))
 			if !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}

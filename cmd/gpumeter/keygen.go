@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
@@ -34,6 +33,6 @@ func cmdKeygen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gpumeter keygen: %v\n", err)
 		return exitFailure
 	}
-	fmt.Fprintf(stdout, "key_file: %s\npublic_key: %s\nkey_id: %s\n", path, signing.EncodePublicKey(pub), ledger.KeyID(pub))
+	fmt.Fprintf(stdout, "key_file: %s\npublic_key: %s\nkey_id: %s\n", path, signing.EncodePublicKey(pub), signing.KeyID(pub))
 	return exitOK
 }

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
@@ -49,10 +48,10 @@ func TestCommands(t *testing.T) {
 			1, "", "GPU GPU-2: GPU is registered to another node (node \"n1\")"},
 		{"register without GPU", []string{"node", "register", "--db", db, "--id", "n2", "--provider", "p", "--public-key", b64(k2)}, 2, "", "--gpu is required"},
 		{"register with bad key", []string{"node", "register", "--db", db, "--id", "n2", "--provider", "p", "--public-key", "abc", "--gpu", "GPU-3"}, 2, "", "--public-key"},
-		{"rotate", []string{"key", "rotate", "--db", db, "--node", "n1", "--public-key", b64(k3)}, 0, ledger.KeyID(k3), ""},
+		{"rotate", []string{"key", "rotate", "--db", db, "--node", "n1", "--public-key", b64(k3)}, 0, signing.KeyID(k3), ""},
 		{"rotate on unknown node", []string{"key", "rotate", "--db", db, "--node", "n9", "--public-key", b64(k2)}, 1, "", "node is not registered"},
-		{"revoke", []string{"key", "revoke", "--db", db, "--key-id", ledger.KeyID(k1)}, 0, "revoked key", ""},
-		{"revoke again", []string{"key", "revoke", "--db", db, "--key-id", ledger.KeyID(k1)}, 1, "", "already revoked"},
+		{"revoke", []string{"key", "revoke", "--db", db, "--key-id", signing.KeyID(k1)}, 0, "revoked key", ""},
+		{"revoke again", []string{"key", "revoke", "--db", db, "--key-id", signing.KeyID(k1)}, 1, "", "already revoked"},
 		{"head", []string{"head", "--db", db, "--node", "n1"}, 0, `"head": 0`, ""},
 		{"head of unknown node", []string{"head", "--db", db, "--node", "n9"}, 1, "", "not registered"},
 		{"usage", []string{"usage", "--db", db, "--from", "2026-01-01T00:00:00Z", "--to", "2026-02-01T00:00:00Z"}, 0, `"total_gpu_ms": 0`, ""},

@@ -12,7 +12,6 @@ import (
 
 	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
-	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
@@ -52,7 +51,7 @@ func cmdNodeRegister(ctx context.Context, args []string, stdout, stderr io.Write
 		if err := st.RegisterNode(ctx, *id, *provider, pub, gpus, time.Now()); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "registered node %s (provider %s) with key %s and %d GPUs\n", *id, *provider, ledger.KeyID(pub), len(gpus))
+		fmt.Fprintf(stdout, "registered node %s (provider %s) with key %s and %d GPUs\n", *id, *provider, signing.KeyID(pub), len(gpus))
 		return nil
 	})
 }

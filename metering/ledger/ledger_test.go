@@ -15,6 +15,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
 var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
@@ -44,7 +45,7 @@ func newFixture(tb testing.TB, node string) *fixture {
 		tb.Fatal(err)
 	}
 	f := &fixture{node: node, priv: priv, pub: pub, sealer: s, keys: map[string]keyEntry{}}
-	f.keys[ledger.KeyID(pub)] = keyEntry{pub: pub, node: node}
+	f.keys[signing.KeyID(pub)] = keyEntry{pub: pub, node: node}
 	return f
 }
 
@@ -94,7 +95,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	if got := ledger.Hash(payload); got != s.Hash {
 		t.Fatalf("hash of opened payload %s, sealed %s", got, s.Hash)
 	}
-	if b.Node != "node-01" || b.KeyID != ledger.KeyID(f.pub) || b.PrevHash != "abc" || !b.Created.Equal(t0.Add(90*time.Second)) {
+	if b.Node != "node-01" || b.KeyID != signing.KeyID(f.pub) || b.PrevHash != "abc" || !b.Created.Equal(t0.Add(90*time.Second)) {
 		t.Fatalf("batch header %+v", b)
 	}
 	for i, r := range b.Records {
@@ -166,7 +167,7 @@ func (f *fixture) signRaw(t testing.TB, payloadType string, payload []byte) []by
 	e := dsse.Envelope{
 		PayloadType: payloadType,
 		Payload:     base64.StdEncoding.EncodeToString(payload),
-		Signatures:  []dsse.Signature{{KeyID: ledger.KeyID(pub), Sig: base64.StdEncoding.EncodeToString(ed25519.Sign(f.priv, pae))}},
+		Signatures:  []dsse.Signature{{KeyID: signing.KeyID(pub), Sig: base64.StdEncoding.EncodeToString(ed25519.Sign(f.priv, pae))}},
 	}
 	return encodeEnv(t, e)
 }
@@ -216,10 +217,10 @@ func TestOpenRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	intruder := newFixture(t, "node-02") // registered, but for another node
-	f.keys[ledger.KeyID(intruder.pub)] = keyEntry{pub: intruder.pub, node: "node-02"}
+	f.keys[signing.KeyID(intruder.pub)] = keyEntry{pub: intruder.pub, node: "node-02"}
 	intrEnv := intruder.signRaw(t, ledger.PayloadType, func() []byte {
 		b := batch
-		b.KeyID = ledger.KeyID(intruder.pub)
+		b.KeyID = signing.KeyID(intruder.pub)
 		p, _ := json.Marshal(b)
 		return p
 	}())

@@ -13,6 +13,7 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
 // KeyLookup finds a registered key by key id: its public key, the node it
@@ -46,7 +47,11 @@ func Open(ctx context.Context, envelope []byte, keys KeyLookup) (Batch, []byte, 
 		return Batch{}, nil, fmt.Errorf("open batch: %w: key %q of node %q", ErrRevokedKey, keyID, node)
 	}
 
-	ev, err := dsse.NewEnvelopeVerifier(ed25519DSSE{pub: pub, keyID: keyID})
+	v, err := signing.NewVerifier(pub)
+	if err != nil {
+		return Batch{}, nil, fmt.Errorf("open batch: key %q: %w", keyID, err)
+	}
+	ev, err := dsse.NewEnvelopeVerifier(v)
 	if err != nil {
 		return Batch{}, nil, fmt.Errorf("open batch: build verifier: %w", err)
 	}

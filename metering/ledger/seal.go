@@ -10,6 +10,7 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
 // Sealed is a committed-to-be batch: its sequence range, its hash (the next
@@ -41,13 +42,16 @@ func NewSealer(node string, key ed25519.PrivateKey, clock func() time.Time) (*Se
 	if clock == nil {
 		return nil, fmt.Errorf("new sealer for node %s: nil clock", node)
 	}
-	pub := key.Public().(ed25519.PublicKey)
-	k := ed25519DSSE{priv: key, pub: pub, keyID: KeyID(pub)}
+	k, err := signing.NewSigner(key)
+	if err != nil {
+		return nil, fmt.Errorf("new sealer for node %s: %w", node, err)
+	}
 	es, err := dsse.NewEnvelopeSigner(k)
 	if err != nil {
 		return nil, fmt.Errorf("new sealer for node %s: %w", node, err)
 	}
-	return &Sealer{node: node, keyID: k.keyID, signer: es, clock: clock}, nil
+	keyID, _ := k.KeyID()
+	return &Sealer{node: node, keyID: keyID, signer: es, clock: clock}, nil
 }
 
 // Node is the node the Sealer signs for.

@@ -7,7 +7,6 @@
 package ledger
 
 import (
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"time"
@@ -36,10 +35,4 @@ type Batch struct {
 func Hash(payload []byte) string {
 	sum := sha256.Sum256(payload)
 	return hex.EncodeToString(sum[:])
-}
-
-// KeyID names a public key: "ed25519:" + 16 hex chars of sha256(key).
-func KeyID(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256(pub)
-	return "ed25519:" + hex.EncodeToString(sum[:8])
 }

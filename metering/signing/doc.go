@@ -18,7 +18,7 @@
 //
 // # Key id
 //
-// Key ids are ledger.KeyID: "ed25519:" + the first 16 hex characters of
+// Key ids are KeyID: "ed25519:" + the first 16 hex characters of
 // sha256 of the raw public key. The DSSE signature's keyid carries it, so
 // the authority finds the key (and its node) before it verifies.
 package signing

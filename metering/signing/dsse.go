@@ -8,8 +8,6 @@ import (
 	"fmt"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
-
-	"github.com/gpumeter/gpumeter/metering/ledger"
 )
 
 // ErrBadSignature is returned by Verify when a signature does not verify.
@@ -33,7 +31,7 @@ var (
 	_ dsse.Verifier       = (*Verifier)(nil)
 )
 
-// NewSigner wraps priv. Its KeyID is ledger.KeyID of the public key.
+// NewSigner wraps priv. Its KeyID is KeyID of the public key.
 func NewSigner(priv ed25519.PrivateKey) (*Signer, error) {
 	if len(priv) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("new signer: %w (got %d bytes)", errNoKey, len(priv))
@@ -46,13 +44,13 @@ func NewSigner(priv ed25519.PrivateKey) (*Signer, error) {
 	return &Signer{priv: priv, Verifier: *v}, nil
 }
 
-// NewVerifier wraps pub. Its KeyID is ledger.KeyID(pub), so an envelope
+// NewVerifier wraps pub. Its KeyID is KeyID(pub), so an envelope
 // verifier only tries signatures made with this key.
 func NewVerifier(pub ed25519.PublicKey) (*Verifier, error) {
 	if len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("new verifier: %w (got %d bytes)", errNoKey, len(pub))
 	}
-	return &Verifier{pub: pub, keyID: ledger.KeyID(pub)}, nil
+	return &Verifier{pub: pub, keyID: KeyID(pub)}, nil
 }
 
 // Sign signs data (the DSSE PAE) as is: Ed25519 hashes internally.
@@ -68,7 +66,7 @@ func (v *Verifier) Verify(_ context.Context, data, sig []byte) error {
 	return nil
 }
 
-// KeyID is ledger.KeyID of the public key.
+// KeyID is KeyID of the public key.
 func (v *Verifier) KeyID() (string, error) { return v.keyID, nil }
 
 // Public is the ed25519.PublicKey.

@@ -27,8 +27,8 @@ func TestSignerWithDSSE(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id, _ := s.KeyID(); id != ledger.KeyID(pub) {
-		t.Fatalf("KeyID %s, want %s", id, ledger.KeyID(pub))
+	if id, _ := s.KeyID(); id != signing.KeyID(pub) {
+		t.Fatalf("KeyID %s, want %s", id, signing.KeyID(pub))
 	}
 	es, err := dsse.NewEnvelopeSigner(s)
 	if err != nil {
@@ -92,7 +92,7 @@ func TestInteropWithLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	lookup := func(id string) (ed25519.PublicKey, string, bool, error) {
-		if id != ledger.KeyID(pub) {
+		if id != signing.KeyID(pub) {
 			return nil, "", false, fmt.Errorf("%s: %w", id, ledger.ErrUnknownKey)
 		}
 		return pub, "node-01", false, nil
@@ -102,7 +102,7 @@ func TestInteropWithLedger(t *testing.T) {
 	rec.ID = rec.ComputeID()
 
 	t.Run("signing envelope opens with ledger.Open", func(t *testing.T) {
-		payload, err := json.Marshal(ledger.Batch{Node: "node-01", KeyID: ledger.KeyID(pub), FirstSeq: 1, LastSeq: 1, Records: []record.Record{rec}})
+		payload, err := json.Marshal(ledger.Batch{Node: "node-01", KeyID: signing.KeyID(pub), FirstSeq: 1, LastSeq: 1, Records: []record.Record{rec}})
 		if err != nil {
 			t.Fatal(err)
 		}

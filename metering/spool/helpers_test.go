@@ -10,6 +10,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/metering/spool"
 )
 
@@ -27,7 +28,7 @@ func testKey() ed25519.PrivateKey {
 
 func lookup(id string) (ed25519.PublicKey, string, bool, error) {
 	pub := testKey().Public().(ed25519.PublicKey)
-	if id != ledger.KeyID(pub) {
+	if id != signing.KeyID(pub) {
 		return nil, "", false, fmt.Errorf("%s: %w", id, ledger.ErrUnknownKey)
 	}
 	return pub, node, false, nil
