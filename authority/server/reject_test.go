@@ -106,7 +106,7 @@ func TestRejections(t *testing.T) {
 				if _, err := e.st.AddKey(context.Background(), node1, pub(k), t0); err != nil {
 					t.Fatal(err)
 				}
-				if err := e.st.RevokeKey(context.Background(), ledger.KeyID(pub(k)), t0.Add(-time.Second)); err != nil {
+				if err := e.st.RevokeKey(context.Background(), signing.KeyID(pub(k)), t0.Add(-time.Second)); err != nil {
 					t.Fatal(err)
 				}
 				return e.seal(e.newSealer(node1, k), 1, "", rec(gpuA, 5, "t1", 60000)).Envelope
