@@ -48,7 +48,7 @@ func New(cfg *config.Config, log *slog.Logger, version string) (*Daemon, error) 
 		d.closeAll()
 		return nil, err
 	}
-	attr, err := attribution.New(cfg.AttributionConfig(), src.hostRoot)
+	attr, err := attribution.New(cfg.AttributionConfig(), src.hostRoot, attribution.WithLogger(log))
 	if err != nil {
 		return fail(fmt.Errorf("attribution: %w", err))
 	}
@@ -183,6 +183,12 @@ func (d *Daemon) loop(ctx context.Context) error {
 		if failing {
 			d.log.Info("metering cycle recovered")
 			failing = false
+		}
+		if d.lastCycle.Load() == 0 {
+			if behind := d.pipeline.Meter.ClockBehind(); behind > 0 {
+				d.log.Warn("the wall clock is behind the last checkpoint: records run ahead of it by this much until it catches up",
+					"behind", behind)
+			}
 		}
 		d.lastCycle.Store(time.Now().UnixNano())
 		if err := d.emit(ctx, recs); err != nil {
