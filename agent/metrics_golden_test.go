@@ -1,0 +1,101 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/gpumeter/gpumeter/collectors/attribution"
+	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
+	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/metering/meter"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// volatile metrics depend on the machine or the moment, not on what was
+// metered; the golden file leaves them out.
+func volatile(name string) bool {
+	for _, p := range []string{"go_", "process_", "gpumeter_cycle_duration", "gpumeter_collector_duration", "gpumeter_build_info"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestMetricsGolden meters the first 45 minutes of the demo scenario in
+// virtual time and compares the whole exposition (minus machine-dependent
+// families) with testdata/metrics.golden. Run with -update to rewrite it
+// after an intended change, and review the diff.
+func TestMetricsGolden(t *testing.T) {
+	sc, err := scenario.Load("../configs/scenarios/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv, err := scenario.NewDriver(sc, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vclock := clock.NewVirtual(sc.Start)
+	col := nvmlcollector.New(drv.Machine().Interface(), nvmlcollector.Options{Clock: vclock})
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer col.Close()
+	attr, err := attribution.New(sc.Attribution, drv.HostRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := meter.New(meter.Options{Node: "golden", Provider: "golden", Window: time.Minute, MaxHold: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics("golden")
+	m.Watch(mt)
+	p := &Pipeline{Collector: &drivenCollector{drv: drv, c: col, clock: vclock}, Attributor: attr, Meter: mt, Clock: vclock, Metrics: m}
+	for ts := sc.Start; ts.Before(sc.Start.Add(45 * time.Minute)); ts = ts.Add(time.Second) {
+		vclock.Set(ts)
+		if _, err := p.Cycle(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	fams, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	for _, f := range fams {
+		if volatile(f.GetName()) {
+			continue
+		}
+		if _, err := expfmt.MetricFamilyToText(&got, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden := filepath.Join("testdata", "metrics.golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got.Bytes(), want) {
+		t.Errorf("/metrics differs from %s (run with -update and review the diff):\n%s", golden, got.String())
+	}
+}
