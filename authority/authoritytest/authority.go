@@ -1,0 +1,157 @@
+// Package authoritytest runs the reference voucher authority inside a
+// test: a real SQLite store in t.TempDir(), the real ingest pipeline and
+// HTTP handler, on a real loopback listener; and a throwaway PKI for the
+// tests that speak TLS to it.
+//
+// It exists so that the authority's own tests, the reporter's and the
+// agent's end-to-end tests deliver to one and the same authority setup
+// instead of each wiring store, ingest and server by hand.
+//
+// It is for tests only: it must never be imported by non-test code, and it
+// never fakes the authority's behaviour. What a test needs to disturb
+// (fault injection, an outage) goes in front of the real handler.
+package authoritytest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/ingest"
+	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/clock"
+)
+
+// Node is a node registered before the authority starts answering.
+type Node struct {
+	ID, Provider string
+	PublicKey    ed25519.PublicKey
+	GPUs         []string
+}
+
+// Options shape the authority. The zero value is an authority with no
+// node, the real clock, plain HTTP.
+type Options struct {
+	// Nodes are registered, in order, at the clock's now.
+	Nodes []Node
+	// Clock is the ingester's clock and the registration time; nil is the
+	// real clock.
+	Clock clock.Clock
+	// MaxBodyBytes is the server's body bound; 0 is its default.
+	MaxBodyBytes int64
+	// Wrap, when set, is put in front of the authority's handler: it sees
+	// every request that reaches the authority (fault injection, counting).
+	Wrap func(http.Handler) http.Handler
+	// TLS, when set, serves HTTPS with this configuration (certificates,
+	// client authentication); nil serves plain HTTP.
+	TLS *tls.Config
+}
+
+// Authority is a started authority. Everything it opened is closed by
+// t.Cleanup: the listener first, then the store.
+type Authority struct {
+	Store    *store.Store
+	Ingester *ingest.Ingester
+	Server   *server.Server
+	// HTTP is the listening server: its Client trusts the server's
+	// certificate under TLS, its Listener is the loopback address.
+	HTTP   *httptest.Server
+	DBPath string // the SQLite file, for tests that read it directly
+	URL    string // base URL, http:// or https://
+
+	down atomic.Bool
+}
+
+// New starts an authority on a fresh SQLite file, registers opts.Nodes and
+// listens on 127.0.0.1. It fails t on any setup error.
+func New(t testing.TB, opts Options) *Authority {
+	t.Helper()
+	ctx := context.Background()
+	a := &Authority{DBPath: filepath.Join(t.TempDir(), "authority.db")}
+	st, err := store.Open(ctx, store.DriverSQLite, a.DBPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	a.Store = st
+	now := time.Now
+	if opts.Clock != nil {
+		now = opts.Clock.Now
+	}
+	for _, n := range opts.Nodes {
+		if err := st.RegisterNode(ctx, n.ID, n.Provider, n.PublicKey, n.GPUs, now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A nil clock stays nil: the ingester then reads the real clock itself.
+	a.Ingester, err = ingest.New(ingest.Options{Store: st, Clock: opts.Clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Server, err = server.New(server.Options{Ingester: a.Ingester, Store: st, MaxBodyBytes: opts.MaxBodyBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := a.Server.Handler()
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
+	a.HTTP = httptest.NewUnstartedServer(a.unlessDown(h))
+	if opts.TLS != nil {
+		a.HTTP.TLS = opts.TLS
+		a.HTTP.StartTLS()
+	} else {
+		a.HTTP.Start()
+	}
+	t.Cleanup(a.HTTP.Close)
+	a.URL = a.HTTP.URL
+	return a
+}
+
+// unlessDown closes every connection unanswered while the authority is
+// down, the way an unreachable host looks to a client; otherwise it hands
+// the request on.
+func (a *Authority) unlessDown(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.down.Load() {
+			if hj, ok := w.(http.Hijacker); ok {
+				if c, _, err := hj.Hijack(); err == nil {
+					_ = c.Close()
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// SetDown makes the authority unreachable (true) or reachable again
+// (false); what it stored stays.
+func (a *Authority) SetDown(down bool) { a.down.Store(down) }
+
+// Head is node's head sequence number as the store has it.
+func (a *Authority) Head(t testing.TB, node string) uint64 {
+	t.Helper()
+	n, err := a.Store.Node(context.Background(), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.HeadSeq
+}
+
+// Counts is what the store holds.
+func (a *Authority) Counts(t testing.TB) store.Counts {
+	t.Helper()
+	c, err := a.Store.Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

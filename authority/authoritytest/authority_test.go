@@ -1,0 +1,66 @@
+package authoritytest_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/authoritytest"
+)
+
+// TestAuthorityAnswers: the authority answers /healthz over plain HTTP and
+// over TLS, registers its nodes, and stops answering while down.
+func TestAuthorityAnswers(t *testing.T) {
+	pki := authoritytest.NewPKI(t)
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		tls    *tls.Config
+		client *tls.Config // nil: the httptest server's own client
+		down   bool
+		wantOK bool
+	}{
+		{name: "plain HTTP", wantOK: true},
+		{name: "plain HTTP while down", down: true},
+		{name: "TLS, CA trusted", tls: pki.ServerTLS(false),
+			client: &tls.Config{RootCAs: pki.Pool(), MinVersion: tls.VersionTLS12}, wantOK: true},
+		{name: "TLS, client certificate required and given", tls: pki.ServerTLS(true),
+			client: &tls.Config{RootCAs: pki.Pool(), Certificates: []tls.Certificate{pki.Client.Pair}, MinVersion: tls.VersionTLS12}, wantOK: true},
+		{name: "TLS, client certificate required and missing", tls: pki.ServerTLS(true),
+			client: &tls.Config{RootCAs: pki.Pool(), MinVersion: tls.VersionTLS12}},
+		{name: "TLS, another PKI's CA", tls: pki.ServerTLS(false),
+			client: &tls.Config{RootCAs: authoritytest.NewPKI(t).Pool(), MinVersion: tls.VersionTLS12}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := authoritytest.New(t, authoritytest.Options{
+				Nodes: []authoritytest.Node{{ID: "node-01", Provider: "example-cloud", PublicKey: pub, GPUs: []string{"GPU-1"}}},
+				TLS:   tc.tls,
+			})
+			if h := a.Head(t, "node-01"); h != 0 {
+				t.Fatalf("head %d of a fresh node, want 0", h)
+			}
+			a.SetDown(tc.down)
+			c := a.HTTP.Client()
+			if tc.client != nil {
+				tr := &http.Transport{TLSClientConfig: tc.client}
+				defer tr.CloseIdleConnections()
+				c = &http.Client{Transport: tr}
+			}
+			c.Timeout = 10 * time.Second
+			resp, err := c.Get(a.URL + "/healthz")
+			if resp != nil {
+				resp.Body.Close()
+			}
+			if ok := err == nil && resp.StatusCode == http.StatusOK; ok != tc.wantOK {
+				t.Fatalf("ok = %v (err %v), want %v", ok, err, tc.wantOK)
+			}
+		})
+	}
+}
