@@ -27,7 +27,7 @@ func TestAcceptAdvancesHead(t *testing.T) {
 	if h.Head != 5 || h.HeadHash != b2.Hash || h.Node != node1 {
 		t.Fatalf("head = %+v, want 5 %s", h, b2.Hash)
 	}
-	if c := e.counts(); c.Batches != 2 || c.Records != 5 || c.UnitWindows != 3 {
+	if c := e.Counts(t); c.Batches != 2 || c.Records != 5 || c.UnitWindows != 3 {
 		t.Errorf("counts = %+v, want 2 batches, 5 records, 3 unit windows", c)
 	}
 	if m := e.metrics(); !strings.Contains(m, "gpumeter_authority_records_stored_total 5") {
@@ -49,14 +49,14 @@ func TestExactResendIsDuplicate(t *testing.T) {
 	b2 := e.seal(e.sealer, 2, b1.Hash, rec(gpuA, 2, "t1", 60000))
 	e.mustAccept(b1)
 	e.mustAccept(b2)
-	before := e.counts()
+	before := e.Counts(t)
 	for _, s := range []ledger.Sealed{b1, b2} {
 		a := e.post(s.Envelope)
 		if a.status != 200 || !a.Duplicate || a.Head != 2 {
 			t.Errorf("resend of %d: %d %+v, want 200 duplicate head 2", s.FirstSeq, a.status, a)
 		}
 	}
-	if after := e.counts(); after != before {
+	if after := e.Counts(t); after != before {
 		t.Errorf("resend stored rows: %+v -> %+v", before, after)
 	}
 }
@@ -73,7 +73,7 @@ func TestForkFlagsNode(t *testing.T) {
 	if a.status != http.StatusConflict || a.Type != problemType("fork") {
 		t.Fatalf("batch of a forked node: %d %+v", a.status, a)
 	}
-	n, err := e.st.Node(context.Background(), node1)
+	n, err := e.Store.Node(context.Background(), node1)
 	if err != nil || !n.Forked || n.HeadSeq != 1 {
 		t.Fatalf("node = %+v, %v; want forked, head 1", n, err)
 	}
@@ -86,7 +86,7 @@ func TestKeyRotation(t *testing.T) {
 	e := newEnv(t, 0)
 	ctx := context.Background()
 	k2 := newKey(t)
-	if _, err := e.st.AddKey(ctx, node1, pub(k2), t0); err != nil {
+	if _, err := e.Store.AddKey(ctx, node1, pub(k2), t0); err != nil {
 		t.Fatal(err)
 	}
 	b1 := e.seal(e.newSealer(node1, k2), 1, "", rec(gpuA, 4, "t1", 60000))
@@ -94,7 +94,7 @@ func TestKeyRotation(t *testing.T) {
 	// The old key is valid until revoked: sequences continue across keys.
 	b2 := e.seal(e.sealer, 2, b1.Hash, rec(gpuA, 3, "t1", 60000))
 	e.mustAccept(b2)
-	if err := e.st.RevokeKey(ctx, e.sealer.KeyID(), t0); err != nil {
+	if err := e.Store.RevokeKey(ctx, e.sealer.KeyID(), t0); err != nil {
 		t.Fatal(err)
 	}
 	a := e.post(e.seal(e.sealer, 3, b2.Hash, rec(gpuA, 2, "t1", 60000)).Envelope)
@@ -133,7 +133,7 @@ func TestConcurrentIngestStoresOnce(t *testing.T) {
 	if stored != 1 {
 		t.Errorf("%d requests stored the batch, want 1", stored)
 	}
-	if c := e.counts(); c.Batches != 1 || c.Records != 2 {
+	if c := e.Counts(t); c.Batches != 1 || c.Records != 2 {
 		t.Errorf("counts = %+v, want 1 batch, 2 records", c)
 	}
 }
@@ -165,7 +165,7 @@ func TestUsageSumsPerTenant(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, err := e.http.Client().Get(e.http.URL + "/v1/usage?" + tc.query)
+			resp, err := e.HTTP.Client().Get(e.HTTP.URL + "/v1/usage?" + tc.query)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -198,7 +198,7 @@ func TestUsageBadPeriod(t *testing.T) {
 
 func TestHealthz(t *testing.T) {
 	e := newEnv(t, 0)
-	resp, err := e.http.Client().Get(e.http.URL + "/healthz")
+	resp, err := e.HTTP.Client().Get(e.HTTP.URL + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}

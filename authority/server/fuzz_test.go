@@ -20,7 +20,7 @@ func FuzzIngest(f *testing.F) {
 	f.Add([]byte(`{"payloadType":"application/vnd.gpumeter.batch.v1+json","payload":"e30=","signatures":[{"keyid":"x","sig":"AA=="}]}`))
 	f.Add([]byte(`null`))
 	f.Add([]byte{})
-	h := e.srv.Handler()
+	h := e.Server.Handler()
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/v1/batches", bytes.NewReader(body))
 		rr := httptest.NewRecorder()

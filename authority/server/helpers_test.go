@@ -9,14 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/authority/ingest"
-	"github.com/gpumeter/gpumeter/authority/server"
-	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/record"
@@ -34,13 +30,11 @@ const (
 	gpuZ     = "GPU-zzzzzzzz-0000-0000-0000-000000000009" // node-02's
 )
 
-// env is an authority on a real SQLite file behind a real HTTP server.
+// env is an authority on a real SQLite file behind a real HTTP server,
+// with node-01 (key) and node-02 registered at t0.
 type env struct {
+	*authoritytest.Authority
 	t      testing.TB
-	st     *store.Store
-	in     *ingest.Ingester
-	srv    *server.Server
-	http   *httptest.Server
 	clock  *clock.Virtual
 	key    ed25519.PrivateKey // node-01's registered key
 	sealer *ledger.Sealer
@@ -48,30 +42,16 @@ type env struct {
 
 func newEnv(t testing.TB, maxBody int64) *env {
 	t.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.DriverSQLite, filepath.Join(t.TempDir(), "authority.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	e := &env{t: t, st: st, clock: clock.NewVirtual(t0)}
+	e := &env{t: t, clock: clock.NewVirtual(t0)}
 	e.key = newKey(t)
-	if err := st.RegisterNode(ctx, node1, provider, pub(e.key), []string{gpuA, gpuB}, t0); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.RegisterNode(ctx, node2, provider, pub(newKey(t)), []string{gpuZ}, t0); err != nil {
-		t.Fatal(err)
-	}
-	e.in, err = ingest.New(ingest.Options{Store: st, Clock: e.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.srv, err = server.New(server.Options{Ingester: e.in, Store: st, MaxBodyBytes: maxBody})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.http = httptest.NewServer(e.srv.Handler())
-	t.Cleanup(e.http.Close)
+	e.Authority = authoritytest.New(t, authoritytest.Options{
+		Nodes: []authoritytest.Node{
+			{ID: node1, Provider: provider, PublicKey: pub(e.key), GPUs: []string{gpuA, gpuB}},
+			{ID: node2, Provider: provider, PublicKey: pub(newKey(t)), GPUs: []string{gpuZ}},
+		},
+		Clock:        e.clock,
+		MaxBodyBytes: maxBody,
+	})
 	e.sealer = e.newSealer(node1, e.key)
 	return e
 }
@@ -141,7 +121,7 @@ type answer struct {
 
 func (e *env) do(req *http.Request) answer {
 	e.t.Helper()
-	resp, err := e.http.Client().Do(req)
+	resp, err := e.HTTP.Client().Do(req)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -159,7 +139,7 @@ func (e *env) do(req *http.Request) answer {
 
 func (e *env) post(body []byte) answer {
 	e.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, e.http.URL+"/v1/batches", bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, e.HTTP.URL+"/v1/batches", bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -169,7 +149,7 @@ func (e *env) post(body []byte) answer {
 
 func (e *env) get(path string) answer {
 	e.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, e.http.URL+path, nil)
+	req, err := http.NewRequest(http.MethodGet, e.HTTP.URL+path, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -184,18 +164,9 @@ func (e *env) mustAccept(s ledger.Sealed) {
 	}
 }
 
-func (e *env) counts() store.Counts {
-	e.t.Helper()
-	c, err := e.st.Count(context.Background())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return c
-}
-
 func (e *env) metrics() string {
 	e.t.Helper()
-	resp, err := e.http.Client().Get(e.http.URL + "/metrics")
+	resp, err := e.HTTP.Client().Get(e.HTTP.URL + "/metrics")
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 func TestRejectionLogLine(t *testing.T) {
 	e := newEnv(t, 0)
 	var buf bytes.Buffer
-	srv, err := server.New(server.Options{Ingester: e.in, Store: e.st, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
+	srv, err := server.New(server.Options{Ingester: e.Ingester, Store: e.Store, Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,10 +103,10 @@ func TestRejections(t *testing.T) {
 			name: "revoked key",
 			body: func(e *env) []byte {
 				k := newKey(t)
-				if _, err := e.st.AddKey(context.Background(), node1, pub(k), t0); err != nil {
+				if _, err := e.Store.AddKey(context.Background(), node1, pub(k), t0); err != nil {
 					t.Fatal(err)
 				}
-				if err := e.st.RevokeKey(context.Background(), signing.KeyID(pub(k)), t0.Add(-time.Second)); err != nil {
+				if err := e.Store.RevokeKey(context.Background(), signing.KeyID(pub(k)), t0.Add(-time.Second)); err != nil {
 					t.Fatal(err)
 				}
 				return e.seal(e.newSealer(node1, k), 1, "", rec(gpuA, 5, "t1", 60000)).Envelope
@@ -280,7 +280,7 @@ func TestRejections(t *testing.T) {
 				tc.before(e)
 			}
 			body := tc.body(e)
-			before := e.counts()
+			before := e.Counts(t)
 			headBefore := e.get("/v1/nodes/" + node1 + "/head")
 			a := e.post(body)
 			if a.status != tc.status || a.Status != tc.status || a.Type != problemType(tc.cause) {
@@ -292,7 +292,7 @@ func TestRejections(t *testing.T) {
 			if (a.ExpectedSeq == nil) != (tc.expect == nil) || (tc.expect != nil && *a.ExpectedSeq != *tc.expect) {
 				t.Errorf("expected_seq = %v, want %v", a.ExpectedSeq, tc.expect)
 			}
-			if after := e.counts(); after != before {
+			if after := e.Counts(t); after != before {
 				t.Errorf("rows changed by a rejected batch: %+v -> %+v", before, after)
 			}
 			if h := e.get("/v1/nodes/" + node1 + "/head"); h.Head != headBefore.Head || h.HeadHash != headBefore.HeadHash {
