@@ -18,7 +18,7 @@ func BenchmarkDrain(b *testing.B) {
 		a := newAuthority(b)
 		g := newAgent(b, a.key)
 		g.appendWindows(0, windows)
-		opts := g.options(a.http.URL)
+		opts := g.options(a.URL)
 		opts.MaxBatchRecords, opts.MaxInFlight = 0, 0 // defaults: 1000 records, 4 in flight
 		r := g.reporter(opts)
 		b.StartTimer()

@@ -88,7 +88,7 @@ func TestRefusalDeadLettersOnceThenHolds(t *testing.T) {
 			g.appendWindows(20, 50)
 			a.setWrap(tc.wrap)
 			var logs logBuffer
-			opts := g.options(a.http.URL)
+			opts := g.options(a.URL)
 			opts.MaxBatchRecords, opts.Log = perBatch, logs.logger()
 			r := g.reporter(opts)
 
@@ -195,14 +195,14 @@ func TestAuthorityBehindAcknowledgedMark(t *testing.T) {
 	a := newAuthority(t)
 	g := newAgent(t, a.key)
 	g.appendWindows(0, 20)
-	if err := g.reporter(g.options(a.http.URL)).Flush(context.Background()); err != nil {
+	if err := g.reporter(g.options(a.URL)).Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	// The authority is restored from an empty backup (same node and key).
 	b := newAuthorityWithKey(t, a.key)
 	g.appendWindows(20, 30)
 	var logs logBuffer
-	opts := g.options(b.http.URL)
+	opts := g.options(b.URL)
 	opts.Log = logs.logger()
 	r := g.reporter(opts)
 	err := r.Flush(context.Background())
@@ -228,14 +228,14 @@ func TestAuthorityAheadOfSpoolSendsNothing(t *testing.T) {
 	a := newAuthority(t)
 	old := newAgent(t, a.key)
 	old.appendWindows(0, 20)
-	if err := old.reporter(old.options(a.http.URL)).Flush(context.Background()); err != nil {
+	if err := old.reporter(old.options(a.URL)).Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	posts := a.posts.Load()
 	// The spool was lost and a new one started from seq 1.
 	g := newAgent(t, a.key)
 	g.appendWindows(20, 25)
-	r := g.reporter(g.options(a.http.URL))
+	r := g.reporter(g.options(a.URL))
 	if err := r.Flush(context.Background()); !errors.Is(err, reporter.ErrBlocked) {
 		t.Fatalf("Flush = %v, want ErrBlocked", err)
 	}
@@ -248,7 +248,7 @@ func TestAuthorityAheadOfSpoolSendsNothing(t *testing.T) {
 	if st := r.Stats(); !st.Blocked || !strings.Contains(st.BlockedReason, "beyond this spool's sealed head 0") {
 		t.Errorf("stats %+v", st)
 	}
-	if n, _ := a.st.Node(context.Background(), node); n.Forked {
+	if n, _ := a.Store.Node(context.Background(), node); n.Forked {
 		t.Error("the node was flagged forked")
 	}
 }

@@ -52,7 +52,7 @@ func TestBacklogDeliveredInOrder(t *testing.T) {
 			a := newAuthority(t)
 			g := newAgent(t, a.key)
 			g.appendWindows(0, tc.windows)
-			opts := g.options(a.http.URL)
+			opts := g.options(a.URL)
 			opts.MaxBatchRecords, opts.MaxInFlight = tc.maxBatchRecords, tc.maxInFlight
 			r := g.reporter(opts)
 			total := tc.windows * recsPerWindow
@@ -114,7 +114,7 @@ func TestLostAnswerIsResentIdempotently(t *testing.T) {
 					next.ServeHTTP(w, r)
 				}
 			})
-			opts := g.options(a.http.URL)
+			opts := g.options(a.URL)
 			opts.MaxBatchRecords = 5 * recsPerWindow
 			if tc.restart {
 				opts.RetryMax = -1
@@ -177,7 +177,7 @@ func TestOutageDrains(t *testing.T) {
 				}
 				next.ServeHTTP(w, r)
 			})
-			opts := g.options(a.http.URL)
+			opts := g.options(a.URL)
 			r := g.reporter(opts)
 			stop := run(t, r)
 			eventually(t, "several failed attempts", func() bool { return failed.Load() >= 6 })
@@ -231,7 +231,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 		}
 		next.ServeHTTP(w, r)
 	})
-	r := g.reporter(g.options(a.http.URL))
+	r := g.reporter(g.options(a.URL))
 	if err := r.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func TestSequenceGapResendsFromExpected(t *testing.T) {
 				}
 				next.ServeHTTP(w, r)
 			})
-			r := g.reporter(g.options(a.http.URL))
+			r := g.reporter(g.options(a.URL))
 			if err := r.Flush(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -307,7 +307,7 @@ func TestHeadReconcilesAtStart(t *testing.T) {
 			for _, b := range bs[:tc.stored] {
 				postDirect(t, a, b.Envelope)
 			}
-			r := g.reporter(g.options(a.http.URL))
+			r := g.reporter(g.options(a.URL))
 			if err := r.Flush(context.Background()); err != nil {
 				t.Fatal(err)
 			}

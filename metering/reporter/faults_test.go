@@ -220,7 +220,7 @@ func TestFaultsBetweenAgentAndAuthority(t *testing.T) {
 			// parallel, the stalls of one overlap the ingest of another.
 			t.Parallel()
 			a := newAuthority(t)
-			px := newFaultProxy(t, a.http.Listener.Addr().String())
+			px := newFaultProxy(t, a.HTTP.Listener.Addr().String())
 			g := newAgent(t, a.key)
 			opts := g.options(px.url())
 			opts.Timeout, opts.RetryWaitMin, opts.RetryWaitMax = time.Second, 10*time.Millisecond, 200*time.Millisecond
@@ -269,7 +269,7 @@ func TestFaultsBetweenAgentAndAuthority(t *testing.T) {
 			if st.DeadLetters != 0 || st.Forks != 0 || st.Blocked {
 				t.Errorf("transient faults dead-lettered or blocked delivery: %+v", st)
 			}
-			if n, err := a.st.Node(context.Background(), node); err != nil || n.Forked {
+			if n, err := a.Store.Node(context.Background(), node); err != nil || n.Forked {
 				t.Errorf("authority node: forked %t, err %v", n.Forked, err)
 			}
 			if tc.duplicates && st.Duplicates == 0 {
@@ -295,7 +295,7 @@ func assertUsageTotals(t *testing.T, a *authority, windows int) {
 			}
 		}
 	}
-	rows, err := a.st.Usage(context.Background(), store.UsageFilter{From: time.Unix(0, 0), To: t0})
+	rows, err := a.Store.Usage(context.Background(), store.UsageFilter{From: time.Unix(0, 0), To: t0})
 	if err != nil {
 		t.Fatal(err)
 	}

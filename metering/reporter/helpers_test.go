@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,8 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/authority/ingest"
-	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
@@ -37,13 +37,13 @@ const (
 
 func gpu(u int) string { return fmt.Sprintf("GPU-aaaaaaaa-0000-0000-0000-%012d", u) }
 
-// authority is the reference authority on a real SQLite file behind a real
-// HTTP server; wrap, when set, sees every request first (fault injection).
+// authority is the reference authority (authoritytest) with node-01
+// registered under key; wrap, when set, sees every request first (fault
+// injection).
 type authority struct {
-	t    testing.TB
-	st   *store.Store
-	http *httptest.Server
-	key  ed25519.PrivateKey
+	*authoritytest.Authority
+	t   testing.TB
+	key ed25519.PrivateKey
 
 	mu   sync.Mutex
 	wrap func(w http.ResponseWriter, r *http.Request, next http.Handler)
@@ -51,54 +51,40 @@ type authority struct {
 	posts, gets atomic.Int64
 }
 
+// newAuthority is a fresh authority with node-01 registered under a fresh key.
 func newAuthority(tb testing.TB) *authority {
-	a := newAuthorityUnstarted(tb)
-	a.http.Start()
-	return a
-}
-
-func newAuthorityUnstarted(tb testing.TB) *authority {
 	tb.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return newAuthorityUnstartedWithKey(tb, key)
+	return newAuthorityTLS(tb, newKey(tb), nil)
 }
 
 // newAuthorityWithKey is a fresh authority with node-01 registered with key.
 func newAuthorityWithKey(tb testing.TB, key ed25519.PrivateKey) *authority {
-	a := newAuthorityUnstartedWithKey(tb, key)
-	a.http.Start()
-	return a
+	tb.Helper()
+	return newAuthorityTLS(tb, key, nil)
 }
 
-func newAuthorityUnstartedWithKey(tb testing.TB, key ed25519.PrivateKey) *authority {
+// newAuthorityTLS is a fresh authority with node-01 registered with key,
+// serving HTTPS with tlsCfg (plain HTTP when nil).
+func newAuthorityTLS(tb testing.TB, key ed25519.PrivateKey, tlsCfg *tls.Config) *authority {
 	tb.Helper()
-	ctx := context.Background()
-	st, err := store.Open(ctx, store.DriverSQLite, filepath.Join(tb.TempDir(), "authority.db"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = st.Close() })
 	gpus := make([]string, units)
 	for u := range gpus {
 		gpus[u] = gpu(u)
 	}
-	if err := st.RegisterNode(ctx, node, provider, key.Public().(ed25519.PublicKey), gpus, t0); err != nil {
-		tb.Fatal(err)
-	}
-	in, err := ingest.New(ingest.Options{Store: st, Clock: clock.NewVirtual(t0)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Ingester: in, Store: st})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	a := &authority{t: tb, st: st, key: key}
-	next := srv.Handler()
-	a.http = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a := &authority{t: tb, key: key}
+	a.Authority = authoritytest.New(tb, authoritytest.Options{
+		Nodes: []authoritytest.Node{{ID: node, Provider: provider, PublicKey: key.Public().(ed25519.PublicKey), GPUs: gpus}},
+		Clock: clock.NewVirtual(t0),
+		Wrap:  a.counting,
+		TLS:   tlsCfg,
+	})
+	return a
+}
+
+// counting counts requests by method, then hands them to the test's wrap
+// if one is set.
+func (a *authority) counting(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			a.posts.Add(1)
 		} else {
@@ -112,9 +98,16 @@ func newAuthorityUnstartedWithKey(tb testing.TB, key ed25519.PrivateKey) *author
 			return
 		}
 		next.ServeHTTP(w, r)
-	}))
-	tb.Cleanup(a.http.Close)
-	return a
+	})
+}
+
+func newKey(tb testing.TB) ed25519.PrivateKey {
+	tb.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return key
 }
 
 func (a *authority) setWrap(f func(w http.ResponseWriter, r *http.Request, next http.Handler)) {
@@ -125,20 +118,12 @@ func (a *authority) setWrap(f func(w http.ResponseWriter, r *http.Request, next 
 
 func (a *authority) head() uint64 {
 	a.t.Helper()
-	n, err := a.st.Node(context.Background(), node)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	return n.HeadSeq
+	return a.Head(a.t, node)
 }
 
 func (a *authority) counts() store.Counts {
 	a.t.Helper()
-	c, err := a.st.Count(context.Background())
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	return c
+	return a.Counts(a.t)
 }
 
 // problemAnswer writes an RFC 9457 problem as the authority does.
@@ -340,7 +325,7 @@ func sealBatches(tb testing.TB, g *agent, n, max int) []ledger.Sealed {
 // postDirect delivers an envelope behind the reporter's back.
 func postDirect(tb testing.TB, a *authority, env []byte) {
 	tb.Helper()
-	resp, err := a.http.Client().Post(a.http.URL+"/v1/batches", "application/json", bytes.NewReader(env))
+	resp, err := a.HTTP.Client().Post(a.URL+"/v1/batches", "application/json", bytes.NewReader(env))
 	if err != nil {
 		tb.Fatal(err)
 	}

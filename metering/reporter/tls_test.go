@@ -2,71 +2,15 @@ package reporter_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/metering/reporter"
 )
-
-// issued is a certificate with its key, as PEM.
-type issued struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	certPEM []byte
-	keyPEM  []byte
-}
-
-// issue makes a certificate for 127.0.0.1 signed by parent (self-signed
-// when parent is nil).
-func issue(t *testing.T, cn string, parent *issued, isCA bool) issued {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: isCA, BasicConstraintsValid: true,
-	}
-	signer, signerKey := tmpl, key
-	if parent != nil {
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return issued{cert: cert, key: key,
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})}
-}
 
 func writeFile(t *testing.T, dir, name string, b []byte) string {
 	t.Helper()
@@ -78,20 +22,9 @@ func writeFile(t *testing.T, dir, name string, b []byte) string {
 }
 
 func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	ca := issue(t, "authority CA", nil, true)
-	otherCA := issue(t, "other CA", nil, true)
-	srv := issue(t, "authority", &ca, false)
-	cli := issue(t, "node-01", &ca, false)
-	caFile := writeFile(t, dir, "ca.pem", ca.certPEM)
-	otherCAFile := writeFile(t, dir, "other-ca.pem", otherCA.certPEM)
-	cliCert, cliKey := writeFile(t, dir, "cli.pem", cli.certPEM), writeFile(t, dir, "cli.key", cli.keyPEM)
-	srvPair, err := tls.X509KeyPair(srv.certPEM, srv.keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	clientCAs := x509.NewCertPool()
-	clientCAs.AddCert(ca.cert)
+	pki := authoritytest.NewPKI(t)
+	caFile, otherCAFile := pki.CA.CertFile, authoritytest.NewPKI(t).CA.CertFile
+	cliCert, cliKey := pki.Client.CertFile, pki.Client.KeyFile
 
 	tests := []struct {
 		name              string
@@ -110,15 +43,10 @@ func TestTLS(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthorityUnstarted(t)
-			a.http.TLS = &tls.Config{Certificates: []tls.Certificate{srvPair}, MinVersion: tls.VersionTLS12}
-			if tc.requireClientCert {
-				a.http.TLS.ClientCAs, a.http.TLS.ClientAuth = clientCAs, tls.RequireAndVerifyClientCert
-			}
-			a.http.StartTLS()
+			a := newAuthorityTLS(t, newKey(t), pki.ServerTLS(tc.requireClientCert))
 			g := newAgent(t, a.key)
 			g.appendWindows(0, 3)
-			opts := g.options(a.http.URL)
+			opts := g.options(a.URL)
 			opts.CAFile, opts.CertFile, opts.KeyFile = tc.caFile, tc.certFile, tc.keyFile
 			r := g.reporter(opts)
 			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -146,10 +74,9 @@ func TestTLS(t *testing.T) {
 
 func TestNewRefusesBadOptions(t *testing.T) {
 	dir := t.TempDir()
-	ca := issue(t, "ca", nil, true)
-	caFile := writeFile(t, dir, "ca.pem", ca.certPEM)
+	pki := authoritytest.NewPKI(t)
+	caFile, keyFile := pki.CA.CertFile, pki.CA.KeyFile
 	garbage := writeFile(t, dir, "garbage.pem", []byte("not a certificate\n"))
-	keyFile := writeFile(t, dir, "cli.key", ca.keyPEM)
 	missing := filepath.Join(dir, "missing.pem")
 	a := newAuthority(t)
 	g := newAgent(t, a.key)
