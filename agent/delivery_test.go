@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,68 +18,12 @@ import (
 
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
-	"github.com/gpumeter/gpumeter/authority/ingest"
-	"github.com/gpumeter/gpumeter/authority/server"
-	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
 var demoGPUs = []string{"GPU-de30de30-0000-4000-8000-000000000000", "GPU-de30de30-0000-4000-8000-000000000001"}
-
-// flakyAuthority is the reference authority behind a switch that makes it
-// unreachable: while down, every connection is closed unanswered.
-type flakyAuthority struct {
-	down  atomic.Bool
-	store *store.Store
-	db    string
-	url   string
-}
-
-func newFlakyAuthority(t *testing.T, pub []byte) *flakyAuthority {
-	t.Helper()
-	ctx := context.Background()
-	a := &flakyAuthority{db: filepath.Join(t.TempDir(), "authority.db")}
-	st, err := store.Open(ctx, "sqlite", a.db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.RegisterNode(ctx, "test-node", "test-cloud", pub, demoGPUs, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	ing, err := ingest.New(ingest.Options{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Ingester: ing, Store: st, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := srv.Handler()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.down.Load() {
-			if hj, ok := w.(http.Hijacker); ok {
-				if c, _, err := hj.Hijack(); err == nil {
-					c.Close()
-					return
-				}
-			}
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
-	a.store, a.url = st, ts.URL
-	return a
-}
-
-func (a *flakyAuthority) head(t *testing.T) uint64 {
-	n, err := a.store.Node(context.Background(), "test-node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n.HeadSeq
-}
 
 // metrics scrapes the agent and returns each sample's value by its
 // exposition name (labels ignored: only label-less metrics are asked for).
@@ -118,7 +60,9 @@ func TestAuthorityOutageDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth := newFlakyAuthority(t, pub)
+	auth := authoritytest.New(t, authoritytest.Options{
+		Nodes: []authoritytest.Node{{ID: "test-node", Provider: "test-cloud", PublicKey: pub, GPUs: demoGPUs}},
+	})
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	scenario, _ := filepath.Abs("../configs/scenarios/demo.yaml")
 	body := fmt.Sprintf(`node: {id: test-node, provider: test-cloud}
@@ -133,7 +77,7 @@ http: {listen: "127.0.0.1:0"}
 authority: {url: %q, timeout: 1s}
 output: {records_file: %q}
 state_dir: %q
-`, scenario, auth.url, out, state)
+`, scenario, auth.URL, out, state)
 	p := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
@@ -151,8 +95,8 @@ state_dir: %q
 	go func() { done <- d.Run(ctx) }()
 	base := "http://" + d.Addr()
 
-	poll(t, "first batches accepted", 30*time.Second, func() bool { return auth.head(t) > 0 })
-	auth.down.Store(true)
+	poll(t, "first batches accepted", 30*time.Second, func() bool { return auth.Head(t, "test-node") > 0 })
+	auth.SetDown(true)
 	downAt := metrics(t, base)["gpumeter_last_cycle_timestamp_seconds"]
 	poll(t, "an hour of virtual time with the authority down", 60*time.Second, func() bool {
 		return metrics(t, base)["gpumeter_last_cycle_timestamp_seconds"] >= downAt+3600
@@ -162,8 +106,8 @@ state_dir: %q
 	if backlog == 0 || during["gpumeter_report_failed_attempts_total"] == 0 {
 		t.Fatalf("no backlog or no failed attempt during the outage: %v", during)
 	}
-	headBefore := auth.head(t)
-	auth.down.Store(false)
+	headBefore := auth.Head(t, "test-node")
+	auth.SetDown(false)
 	back := time.Now()
 	poll(t, "the backlog drained", 60*time.Second, func() bool {
 		m := metrics(t, base)
@@ -171,7 +115,7 @@ state_dir: %q
 			m["gpumeter_report_acked_sequence"] >= float64(headBefore)+backlog
 	})
 	drain := time.Since(back)
-	drained := auth.head(t) - headBefore
+	drained := auth.Head(t, "test-node") - headBefore
 	t.Logf("outage of 1h virtual: backlog %.0f records; %d records drained in %s (%.0f records/s, retry backoff included)",
 		backlog, drained, drain.Round(time.Millisecond), float64(drained)/drain.Seconds())
 
@@ -195,10 +139,10 @@ state_dir: %q
 			want[r.Tenant] += r.GPUMillis
 		}
 	}
-	if head := auth.head(t); head != uint64(len(recs)) {
+	if head := auth.Head(t, "test-node"); head != uint64(len(recs)) {
 		t.Errorf("authority head %d, agent produced %d records", head, len(recs))
 	}
-	db, err := sql.Open("sqlite", "file:"+auth.db+"?mode=ro")
+	db, err := sql.Open("sqlite", "file:"+auth.DBPath+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
