@@ -5,9 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +17,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
-	"github.com/gpumeter/gpumeter/authority/ingest"
-	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
@@ -110,7 +107,6 @@ func TestSIGKILLNeverLosesOrDoublesUsage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test in -short mode")
 	}
-	ctx := context.Background()
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state")
 	if err := os.Mkdir(state, 0o700); err != nil {
@@ -120,29 +116,13 @@ func TestSIGKILLNeverLosesOrDoublesUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dbPath := filepath.Join(dir, "authority.db")
-	st, err := store.Open(ctx, "sqlite", dbPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	gpus := make([]string, 0, len(crashGPUs))
 	for g := range crashGPUs {
 		gpus = append(gpus, g)
 	}
-	if err := st.RegisterNode(ctx, "crash-node", "crash-cloud", pub, gpus, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	ing, err := ingest.New(ingest.Options{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Options{Ingester: ing, Store: st, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	defer ts.Close()
+	auth := authoritytest.New(t, authoritytest.Options{
+		Nodes: []authoritytest.Node{{ID: "crash-node", Provider: "crash-cloud", PublicKey: pub, GPUs: gpus}},
+	})
 
 	scen := writeFile(t, "crash.yaml", crashScenario)
 	cfg := writeFile(t, "agent.yaml", fmt.Sprintf(`node: {id: crash-node, provider: crash-cloud}
@@ -156,7 +136,7 @@ http: {listen: "127.0.0.1:0"}
 authority: {url: %q, timeout: 2s}
 log: {level: debug}
 state_dir: %q
-`, scen, ts.URL, state))
+`, scen, auth.URL, state))
 
 	rng := rand.New(rand.NewPCG(23, 11))
 	const kills = 50
@@ -186,7 +166,7 @@ state_dir: %q
 	}
 	end := startVirtual.Add(6 * time.Hour)
 	p := startAgent(t, cfg)
-	db, err := sql.Open("sqlite", "file:"+dbPath+"?mode=ro")
+	db, err := sql.Open("sqlite", "file:"+auth.DBPath+"?mode=ro")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +190,7 @@ state_dir: %q
 		t.Fatalf("last run after SIGTERM: %v", err)
 	}
 
-	checkCrashRecords(t, st, db, end)
+	checkCrashRecords(t, auth.Store, db, end)
 }
 
 type storedRecord struct {
