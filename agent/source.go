@@ -44,8 +44,14 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 		if err != nil {
 			return nil, fmt.Errorf("devices.scenario: %w", err)
 		}
-		root, err := os.MkdirTemp("", "gpumeter-sim-root-")
-		if err != nil {
+		// The fake host root lives in the state directory and is cleared
+		// at start, so an agent killed with SIGKILL leaves one behind at
+		// most, and the next start replaces it.
+		root := filepath.Join(cfg.StateDir, "sim-root")
+		if err := os.RemoveAll(root); err != nil {
+			return nil, fmt.Errorf("clear simulated host root: %w", err)
+		}
+		if err := os.MkdirAll(root, 0o700); err != nil {
 			return nil, fmt.Errorf("create simulated host root: %w", err)
 		}
 		clk, err := simClock(cfg, sc)

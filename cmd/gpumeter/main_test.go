@@ -97,7 +97,7 @@ func TestRunWithoutDriverFailsClearly(t *testing.T) {
 	if _, err := os.Stat("/dev/nvidiactl"); err == nil {
 		t.Skip("an NVIDIA driver is present")
 	}
-	p := writeFile(t, "agent.yaml", "node: {id: n1, provider: p}\nhttp: {listen: '127.0.0.1:0'}\n")
+	p := writeFile(t, "agent.yaml", fmt.Sprintf("node: {id: n1, provider: p}\nhttp: {listen: '127.0.0.1:0'}\nstate_dir: %q\n", t.TempDir()))
 	code, _, errOut := runCLI("run", "--config", p)
 	if code != exitFailure || !strings.Contains(errOut, "NVML") {
 		t.Fatalf("exit %d, stderr %q: want exit 1 with an NVML error", code, errOut)
@@ -140,7 +140,8 @@ devices: {source: simulated, scenario: %q, speed: 600}
 http: {listen: "127.0.0.1:0"}
 output: {records_file: %q}
 log: {level: debug}
-`, scenario, out))
+state_dir: %q
+`, scenario, out, t.TempDir()))
 	cmd := exec.Command(os.Args[0], "run", "--config", cfg)
 	cmd.Env = append(os.Environ(), "GPUMETER_TEST_MAIN=1")
 	stderr, err := cmd.StderrPipe()
