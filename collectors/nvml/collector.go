@@ -24,6 +24,9 @@ var (
 	// no longer enumerated by NVML (fell off the bus, removed, driver
 	// reloaded without it).
 	ErrNotEnumerated = errors.New("GPU no longer enumerated by NVML")
+	// ErrNoGPU is returned by Start when the driver answers but sees no
+	// GPU: nothing to meter, most often GPUs hidden from this process.
+	ErrNoGPU = errors.New("NVML sees no GPU on this node (check nvidia-smi -L, and that the service may open /dev/nvidia*)")
 )
 
 // Options configure a Collector; the zero value is usable.
@@ -106,6 +109,20 @@ func (c *Collector) Start() error {
 	if ret := c.lib.Init(); ret != nvml.SUCCESS {
 		c.state = stateInitFailed
 		c.initErr = fmt.Errorf("NVML init failed: %s: %w", initHint(ret), ret)
+		return c.initErr
+	}
+	// A node whose driver sees no GPU has nothing to meter: most often the
+	// GPUs are hidden from this process (container, DevicePolicy). Refuse
+	// to start rather than run and report nothing.
+	n, ret := c.lib.DeviceGetCount()
+	if ret != nvml.SUCCESS || n == 0 {
+		c.lib.Shutdown()
+		c.state = stateInitFailed
+		if ret != nvml.SUCCESS {
+			c.initErr = fmt.Errorf("NVML: count GPUs: %w", ret)
+		} else {
+			c.initErr = ErrNoGPU
+		}
 		return c.initErr
 	}
 	c.state = stateStarted
