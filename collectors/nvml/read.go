@@ -39,28 +39,31 @@ func (c *Collector) readDevice(idx int) (device.Device, error) {
 	switch ret {
 	case nvml.SUCCESS:
 		d.UtilizationPercent = clampPercent(util.Gpu)
-	case nvml.ERROR_NOT_SUPPORTED:
-		d.UtilizationPercent = device.Unknown
-	default:
+	case nvml.ERROR_GPU_IS_LOST:
 		return fail("get utilization", ret)
+	default:
+		// Utilization, power and energy describe the GPU; they do not decide
+		// whose time it is. Any failure but a lost GPU makes the reading
+		// Unknown, never the GPU's time a gap.
+		d.UtilizationPercent = device.Unknown
 	}
 	power, ret := h.GetPowerUsage()
 	switch ret {
 	case nvml.SUCCESS:
 		d.PowerMilliwatts = int64(power)
-	case nvml.ERROR_NOT_SUPPORTED:
-		d.PowerMilliwatts = device.Unknown
-	default:
+	case nvml.ERROR_GPU_IS_LOST:
 		return fail("get power usage", ret)
+	default:
+		d.PowerMilliwatts = device.Unknown
 	}
 	energy, ret := h.GetTotalEnergyConsumption()
 	switch ret {
 	case nvml.SUCCESS:
 		d.EnergyMillijoules = int64(energy)
-	case nvml.ERROR_NOT_SUPPORTED:
-		d.EnergyMillijoules = device.Unknown
-	default:
+	case nvml.ERROR_GPU_IS_LOST:
 		return fail("get total energy", ret)
+	default:
+		d.EnergyMillijoules = device.Unknown
 	}
 	mode, _, ret := h.GetMigMode()
 	switch ret {
