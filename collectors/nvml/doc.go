@@ -39,7 +39,9 @@
 //     of the GPU's largest instance profile (7 on A100/H100/H200).
 //   - ERROR_NOT_SUPPORTED is a normal answer (energy on older boards,
 //     utilization in MIG mode, MIG on boards without it): device.Unknown,
-//     not an error.
+//     not an error. Any other failure of utilization, power or energy,
+//     except GPU_IS_LOST, is Unknown too: those readings do not decide
+//     whose time it is, so they never turn a GPU's time into a gap.
 //   - GetProcessUtilization answers NOT_FOUND when there is no sample newer
 //     than the timestamp asked for: not an error, the processes' SMUtil is
 //     Unknown. The newest timestamp seen is kept per GPU so each cycle gets
