@@ -99,7 +99,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	if cfg.Devices.Source == "simulated" {
-		if _, err := scenario.Load(scenarioPath(cfg)); err != nil {
+		if _, err := scenario.Load(agent.ScenarioPath(cfg)); err != nil {
 			fmt.Fprintf(stderr, "%s: devices.scenario: %v\n", cfg.Path(), err)
 			return exitUsage
 		}
@@ -184,8 +184,6 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	return exitOK
 }
 
-func scenarioPath(cfg *config.Config) string { return agent.ScenarioPath(cfg) }
-
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
@@ -224,17 +222,11 @@ func (s *summary) print(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, t := range names {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", t, s.tenant[t], hours(s.tenant[t]))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", t, s.tenant[t], record.FormatHours(s.tenant[t]))
 	}
 	for _, k := range []record.Kind{record.KindIdle, record.KindGap} {
-		fmt.Fprintf(tw, "(%s)\t%d\t%s\t\n", k, s.kind[k], hours(s.kind[k]))
+		fmt.Fprintf(tw, "(%s)\t%d\t%s\t\n", k, s.kind[k], record.FormatHours(s.kind[k]))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d records\n", s.n)
-}
-
-// hours formats integer milliseconds as hours with three decimals, exactly
-// (truncated), without going through floating point.
-func hours(ms int64) string {
-	return fmt.Sprintf("%d.%03d", ms/3_600_000, ms%3_600_000*1000/3_600_000)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
@@ -156,12 +157,8 @@ func usageTable(w io.Writer, rep server.UsageReport) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "tenant\tnode\trecords\tGPU-ms\tGPU-hours\t")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t\n", r.Tenant, r.Node, r.Records, r.GPUMs, gpuHours(r.GPUMs))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t\n", r.Tenant, r.Node, r.Records, r.GPUMs, record.FormatHours(r.GPUMs))
 	}
-	fmt.Fprintf(tw, "total\t\t\t%d\t%s\t\n", rep.TotalGPUMs, gpuHours(rep.TotalGPUMs))
+	fmt.Fprintf(tw, "total\t\t\t%d\t%s\t\n", rep.TotalGPUMs, record.FormatHours(rep.TotalGPUMs))
 	return tw.Flush()
-}
-
-func gpuHours(ms int64) string {
-	return fmt.Sprintf("%d.%03d", ms/3_600_000, ms%3_600_000*1000/3_600_000)
 }

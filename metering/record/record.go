@@ -92,3 +92,21 @@ func (r Record) ComputeID() string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])
 }
+
+// FormatHours writes milliseconds of GPU time as GPU-hours with three
+// decimals, truncated, in integer arithmetic (never through a float).
+func FormatHours(ms int64) string {
+	sign := ""
+	if ms < 0 {
+		sign, ms = "-", -ms
+	}
+	return sign + strconv.FormatInt(ms/3_600_000, 10) + "." + fmt3(ms%3_600_000*1000/3_600_000)
+}
+
+func fmt3(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for len(s) < 3 {
+		s = "0" + s
+	}
+	return s
+}

@@ -51,3 +51,14 @@ func BenchmarkComputeID(b *testing.B) {
 		_ = r.ComputeID()
 	}
 }
+
+func TestFormatHours(t *testing.T) {
+	for ms, want := range map[int64]string{
+		0: "0.000", 3_600_000: "1.000", 5_400_000: "1.500", 3_200_400: "0.889",
+		3_599: "0.000", 3_600: "0.001", 36_000_000_000: "10000.000", -5_400_000: "-1.500",
+	} {
+		if got := record.FormatHours(ms); got != want {
+			t.Errorf("FormatHours(%d) = %s, want %s", ms, got, want)
+		}
+	}
+}
