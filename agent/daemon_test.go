@@ -77,17 +77,44 @@ func get(t *testing.T, url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func TestDaemonMetersServesMetricsAndClosesTheWindowOnStop(t *testing.T) {
-	out := filepath.Join(t.TempDir(), "records.jsonl")
-	cfg := simConfig(t, out)
+// running is a daemon started in the background for a test.
+type running struct {
+	d      *agent.Daemon
+	base   string // http://host:port of its endpoint
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startDaemon builds the daemon from cfg and runs it until stop.
+func startDaemon(t *testing.T, cfg *config.Config) *running {
+	t.Helper()
 	d, err := agent.New(cfg, slog.New(slog.DiscardHandler), "test")
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	base := "http://" + d.Addr()
+	r := &running{d: d, base: "http://" + d.Addr(), cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- d.Run(ctx) }()
+	return r
+}
+
+// stop cancels the daemon (as SIGTERM does) and returns Run's error.
+func (r *running) stop(t *testing.T) error {
+	t.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+		return nil
+	}
+}
+
+func TestDaemonMetersServesMetricsAndClosesTheWindowOnStop(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	r := startDaemon(t, simConfig(t, out))
+	base := r.base
 
 	// Usage shows up per tenant: the demo starts globex at 0:00 on GPU 1
 	// and acme at 0:05 on GPU 0.
@@ -116,7 +143,7 @@ func TestDaemonMetersServesMetricsAndClosesTheWindowOnStop(t *testing.T) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
-	problems, err := testutil.GatherAndLint(d.Registry())
+	problems, err := testutil.GatherAndLint(r.d.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,14 +151,8 @@ func TestDaemonMetersServesMetricsAndClosesTheWindowOnStop(t *testing.T) {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after cancel")
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 
 	// The records file holds whole windows and, last, the window closed at
@@ -157,20 +178,13 @@ func TestDaemonMetersServesMetricsAndClosesTheWindowOnStop(t *testing.T) {
 }
 
 func TestDaemonRefusesToStartOnBusyPort(t *testing.T) {
-	cfg := simConfig(t, "")
-	d1, err := agent.New(cfg, slog.New(slog.DiscardHandler), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d1.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	r := startDaemon(t, simConfig(t, ""))
+	defer r.stop(t)
 
 	cfg2 := simConfig(t, "")
-	cfg2.HTTP.Listen = d1.Addr()
+	cfg2.HTTP.Listen = r.d.Addr()
 	if _, err := agent.New(cfg2, slog.New(slog.DiscardHandler), "test"); err == nil || !strings.Contains(err.Error(), "http.listen") {
-		t.Fatalf("second daemon on %s: err = %v, want an http.listen error", d1.Addr(), err)
+		t.Fatalf("second daemon on %s: err = %v, want an http.listen error", r.d.Addr(), err)
 	}
 }
 

@@ -1,10 +1,8 @@
 package agent_test
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,7 +14,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/metering/record"
@@ -86,14 +83,8 @@ state_dir: %q
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := agent.New(cfg, slog.New(slog.DiscardHandler), "test")
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	base := "http://" + d.Addr()
+	r := startDaemon(t, cfg)
+	base := r.base
 
 	poll(t, "first batches accepted", 30*time.Second, func() bool { return auth.Head(t, "test-node") > 0 })
 	auth.SetDown(true)
@@ -119,15 +110,14 @@ state_dir: %q
 	t.Logf("outage of 1h virtual: backlog %.0f records; %d records drained in %s (%.0f records/s, retry backoff included)",
 		backlog, drained, drain.Round(time.Millisecond), float64(drained)/drain.Seconds())
 
-	problems, err := testutil.GatherAndLint(d.Registry())
+	problems, err := testutil.GatherAndLint(r.d.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 
@@ -180,14 +170,8 @@ state_dir: %q
 func TestFullSpoolHoldsRecordsInMemory(t *testing.T) {
 	cfg := simConfig(t, "")
 	cfg.Spool.MaxBytes = 1
-	d, err := agent.New(cfg, slog.New(slog.DiscardHandler), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	base := "http://" + d.Addr()
+	r := startDaemon(t, cfg)
+	base := r.base
 	poll(t, "gpumeter_spool_full 1 with records held", 30*time.Second, func() bool {
 		m := metrics(t, base)
 		return m["gpumeter_spool_full"] == 1 && m["gpumeter_spool_held_records"] > 0
@@ -198,8 +182,7 @@ func TestFullSpoolHoldsRecordsInMemory(t *testing.T) {
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz %d: metering must go on while the spool is full", code)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 }
