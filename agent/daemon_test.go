@@ -98,6 +98,18 @@ func startDaemon(t *testing.T, cfg *config.Config) *running {
 	return r
 }
 
+// lint fails the test for every metric the Prometheus linter objects to.
+func (r *running) lint(t *testing.T) {
+	t.Helper()
+	problems, err := testutil.GatherAndLint(r.d.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
 // stop cancels the daemon (as SIGTERM does) and returns Run's error.
 func (r *running) stop(t *testing.T) error {
 	t.Helper()
@@ -143,13 +155,7 @@ func TestDaemonMetersServesMetricsAndClosesTheWindowOnStop(t *testing.T) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
-	problems, err := testutil.GatherAndLint(r.d.Registry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("lint: %s: %s", p.Metric, p.Text)
-	}
+	r.lint(t)
 
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)

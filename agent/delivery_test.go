@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -110,13 +109,7 @@ state_dir: %q
 	t.Logf("outage of 1h virtual: backlog %.0f records; %d records drained in %s (%.0f records/s, retry backoff included)",
 		backlog, drained, drain.Round(time.Millisecond), float64(drained)/drain.Seconds())
 
-	problems, err := testutil.GatherAndLint(r.d.Registry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("lint: %s: %s", p.Metric, p.Text)
-	}
+	r.lint(t)
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
