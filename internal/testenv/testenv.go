@@ -1,0 +1,91 @@
+// Package testenv finds the outside programs and servers some tests need
+// (PostgreSQL, promtool, prometheus, lintian, ...).
+//
+// A plain `go test ./...` on a machine without them skips those tests and
+// says why. With GPUMETER_TEST_REQUIRE=1 (set by .ci/run, which installs
+// them) a missing one fails the test instead, so CI can never pass by
+// skipping.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+)
+
+// RequireEnv is the variable that turns skips into failures.
+const RequireEnv = "GPUMETER_TEST_REQUIRE"
+
+// PostgresEnv names a PostgreSQL server tests may use: a URL DSN whose role
+// can CREATE DATABASE, e.g.
+// postgres://gpumeter:gpumeter@127.0.0.1:5432/gpumeter?sslmode=disable
+const PostgresEnv = "GPUMETER_TEST_POSTGRES"
+
+// Required reports whether missing dependencies must fail tests.
+func Required() bool { return os.Getenv(RequireEnv) == "1" }
+
+// missing skips t, or fails it under GPUMETER_TEST_REQUIRE=1.
+func missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf(format+" (and %s=1 requires it)", append(args, RequireEnv)...)
+	}
+	t.Skipf(format+" (bash .ci/run installs it)", args...)
+}
+
+// Tool returns the path of the program name, or skips/fails t.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		missing(t, "%s not found in PATH", name)
+	}
+	return p
+}
+
+// PostgresDSN returns the DSN of a new, empty database on the server named
+// by GPUMETER_TEST_POSTGRES, dropped when t ends; or skips/fails t.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(PostgresEnv)
+	if base == "" {
+		missing(t, "%s is not set", PostgresEnv)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("%s: %v", PostgresEnv, err)
+	}
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatalf("open %s: %v", PostgresEnv, err)
+	}
+	t.Cleanup(func() { _ = admin.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := admin.PingContext(ctx); err != nil {
+		missing(t, "PostgreSQL at %s does not answer: %v", u.Redacted(), err)
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	name := "gpumeter_test_" + hex.EncodeToString(rnd[:])
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop test database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
+}
