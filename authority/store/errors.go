@@ -38,3 +38,10 @@ func (e *SeqError) Error() string {
 }
 
 func (e *SeqError) Unwrap() error { return e.Err }
+
+// Billing operation errors (billing_ops.go).
+var (
+	ErrInvalidBilling  = errors.New("invalid billing input")
+	ErrBillingConflict = errors.New("billing conflict")
+	ErrBillingNotFound = errors.New("billing object not found")
+)

@@ -75,6 +75,11 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 		if err := s.insert(ctx, tx, sub); err != nil {
 			return err
 		}
+		// Billing is final at ingest, in the same transaction: a batch
+		// stored once is priced and subsidized once (billing.go).
+		if err := s.bill(ctx, tx, b); err != nil {
+			return err
+		}
 		if _, err := s.exec(ctx, tx, `UPDATE nodes SET head_seq = ?, head_hash = ? WHERE id = ?`, b.LastSeq, sub.Hash, b.Node); err != nil {
 			return fmt.Errorf("ingest batch %d of node %q: advance head: %w", b.FirstSeq, b.Node, err)
 		}

@@ -87,6 +87,7 @@ var migrations = [][]string{
 			PRIMARY KEY (gpu_uuid, window_start_ms, window_end_ms)
 		)`,
 	},
+	2: billingMigration,
 }
 
 // migrate applies the migrations not yet recorded.

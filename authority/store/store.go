@@ -35,8 +35,12 @@ type dialect struct {
 	// blobType replaces {{bytes}} in migrations.
 	blobType string
 	// dollar rebinds '?' to $1, $2, ... (PostgreSQL).
-	dollar   bool
-	isUnique func(error) bool
+	dollar bool
+	// forUpdate is appended to a SELECT that reads rows a transaction will
+	// change (" FOR UPDATE" on PostgreSQL; SQLite's BEGIN IMMEDIATE already
+	// holds the database's one write lock, so "" there).
+	forUpdate string
+	isUnique  func(error) bool
 }
 
 var sqliteDialect = dialect{
