@@ -24,6 +24,7 @@ type Config struct {
 	Listen       string        `yaml:"listen"`
 	TLS          TLS           `yaml:"tls"`
 	Store        Store         `yaml:"store"`
+	Admin        Admin         `yaml:"admin"`
 	MaxBodyBytes int64         `yaml:"max_body_bytes"`
 	ClockSkew    time.Duration `yaml:"clock_skew"`
 	LogLevel     string        `yaml:"log_level"`
@@ -51,6 +52,7 @@ func Default() Config {
 	return Config{
 		Listen:       ":8443",
 		Store:        Store{Driver: "sqlite", Path: "/var/lib/voucher-authority/authority.db"},
+		Admin:        defaultAdmin(),
 		MaxBodyBytes: 8 << 20,
 		ClockSkew:    5 * time.Minute,
 		LogLevel:     "info",
@@ -131,6 +133,7 @@ func (c Config) validate() []invalid {
 	if c.ClockSkew <= 0 || c.ClockSkew > time.Hour {
 		bad(fmt.Sprintf("%s is out of range (0, 1h]", c.ClockSkew), "clock_skew")
 	}
+	out = append(out, c.Admin.validate()...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
