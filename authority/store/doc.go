@@ -27,14 +27,40 @@
 // for honest nodes: windows are aligned, the first and last of a run are
 // partial, and runs of one node never overlap in time.
 //
-// # Portability
+// # Drivers
 //
-// The schema uses portable types (BIGINT, TEXT, BOOLEAN; byte strings are
-// the dialect's blob type) and statements are written with '?' placeholders
-// that a dialect rebinds, so PostgreSQL can run the same migrations; only
-// SQLite (modernc.org/sqlite, pure Go) is wired today. SQLite runs in WAL
-// mode with synchronous=FULL, foreign keys on and a busy timeout, and write
-// transactions take the write lock at BEGIN (one writer at a time).
+// SQLite (modernc.org/sqlite, pure Go, one file) and PostgreSQL (pgx's
+// database/sql driver) run the same migrations and statements: the schema
+// uses portable types (BIGINT, TEXT, BOOLEAN; byte strings are the
+// dialect's blob type, BLOB or BYTEA) and statements are written with '?'
+// placeholders that the dialect rebinds to $N.
+//
+// SQLite runs in WAL mode with synchronous=FULL, foreign keys on and a busy
+// timeout; write transactions take the database's one write lock at BEGIN,
+// so writers, in this process or another, never interleave.
+//
+// PostgreSQL runs READ COMMITTED, and writers do interleave, in this
+// process (one pool) and between processes (several authorities on one
+// database). What keeps the invariants is the locks each write path takes,
+// always in this order, so none can wait on another in a cycle:
+//
+//  1. the node's row, FOR UPDATE, first in every ingest: a second ingest of
+//     the node waits, then reads the head the first committed (so it sees
+//     a duplicate, or continues the chain);
+//  2. an advisory lock per unit UUID that is not one of the node's own
+//     registered GPUs, in ascending key order (two nodes may name one MIG
+//     UUID; the overlap check reads before it writes);
+//  3. the rows billing reads to write (billing.go), after the above.
+//
+// Registration and key changes read, then insert under the unique keys: a
+// racing duplicate waits for the first to commit and fails its insert,
+// which is answered as the check would have (ErrNodeExists, ErrGPUClaimed,
+// ErrKeyExists); GPUs are inserted in sorted order. A revocation reads its
+// key's row FOR UPDATE. Migrations run under a transaction-scoped advisory
+// lock, so processes starting at once apply each one once.
+//
+// The PostgreSQL password is never in an error or in String (the name the
+// authority logs).
 //
 // It must never decide protocol policy beyond these invariants (signature
 // and record validity are checked before a batch reaches it), and never

@@ -41,9 +41,13 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 			forked             bool
 			head               uint64
 		)
-		// The head is re-read inside the write lock: whatever raced us has
-		// committed or not, and this is the truth we extend.
-		err := s.queryRowTx(ctx, tx, `SELECT provider, forked, head_seq, head_hash FROM nodes WHERE id = ?`, b.Node).
+		// The head is re-read under the node's lock (SQLite's write lock;
+		// the row lock FOR UPDATE takes on PostgreSQL, where a second
+		// ingest of the node, in this process or another, waits here and
+		// then reads the head the first committed): whatever raced us has
+		// committed or not, and this is the truth we extend. This is the
+		// first lock an ingest takes; unit locks come after (checkRecords).
+		err := s.queryRowTx(ctx, tx, `SELECT provider, forked, head_seq, head_hash FROM nodes WHERE id = ?`+s.d.forUpdate, b.Node).
 			Scan(&provider, &forked, &head, &headHash)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("ingest batch of node %q: %w", b.Node, ErrNodeNotFound)
@@ -171,6 +175,9 @@ func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *ledger.Batch, p
 		}
 		return ivs[i].start < ivs[j].start
 	})
+	if err := s.lockUnits(ctx, tx, ivs, own); err != nil {
+		return err
+	}
 	w, err := s.prepareWindows(ctx, tx)
 	if err != nil {
 		return err
@@ -179,6 +186,32 @@ func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *ledger.Batch, p
 	for _, iv := range ivs {
 		if err := w.add(ctx, b.Node, iv, sums[iv]); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// lockUnits serializes ingests that write windows of the same unit. A
+// unit that is one of the node's registered GPUs is written by this node
+// only (notForeign refuses it to any other), and the node's lock already
+// orders those. Any other unit UUID (a MIG instance) could be named by two
+// nodes, and the overlap check in windowStmts.add reads before it writes:
+// on PostgreSQL two such ingests must not interleave. Keys are taken in
+// ascending order (unitLockKeys), after the node lock, so the lock order
+// is the same for every ingest.
+func (s *Store) lockUnits(ctx context.Context, tx *sql.Tx, ivs []interval, own map[string]bool) error {
+	if s.d.lockUnit == "" {
+		return nil
+	}
+	var units []string
+	for _, iv := range ivs {
+		if !own[iv.unit] {
+			units = append(units, iv.unit)
+		}
+	}
+	for _, k := range unitLockKeys(units) {
+		if _, err := s.exec(ctx, tx, s.d.lockUnit, pgUnitLockSpace, k); err != nil {
+			return fmt.Errorf("lock unit windows: %w", err)
 		}
 	}
 	return nil

@@ -90,9 +90,15 @@ var migrations = [][]string{
 	2: billingMigration,
 }
 
-// migrate applies the migrations not yet recorded.
+// migrate applies the migrations not yet recorded. Processes opening one
+// database at once apply each migration once: every step runs under the
+// database's write lock (SQLite) or an advisory lock (PostgreSQL, where
+// even CREATE TABLE IF NOT EXISTS races), and re-reads the version inside.
 func (s *Store) migrate(ctx context.Context) error {
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		if err := s.lockMigrations(ctx, tx); err != nil {
+			return err
+		}
 		_, err := s.exec(ctx, tx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version    BIGINT PRIMARY KEY,
 			applied_at BIGINT NOT NULL
@@ -104,8 +110,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	for v := 1; v < len(migrations); v++ {
 		err := s.writeTx(ctx, func(tx *sql.Tx) error {
-			// Re-read inside the write lock: another process may have
-			// applied it since.
+			if err := s.lockMigrations(ctx, tx); err != nil {
+				return err
+			}
+			// Re-read inside the lock: another process may have applied
+			// it since.
 			var n int
 			if err := s.queryRowTx(ctx, tx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, v).Scan(&n); err != nil {
 				return err
@@ -131,6 +140,17 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	if newest >= len(migrations) {
 		return fmt.Errorf("database schema version %d is newer than this binary's %d", newest, len(migrations)-1)
+	}
+	return nil
+}
+
+// lockMigrations takes the dialect's migration lock for the rest of tx.
+func (s *Store) lockMigrations(ctx context.Context, tx *sql.Tx) error {
+	if s.d.lockMigrations == "" {
+		return nil
+	}
+	if _, err := s.exec(ctx, tx, s.d.lockMigrations); err != nil {
+		return fmt.Errorf("lock migrations: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/gpumeter/gpumeter/metering/signing"
@@ -38,9 +39,22 @@ func (k Key) RevokedAsOf(now time.Time) bool {
 // RegisterNode adds a node with its first key and its GPUs, in one
 // transaction. It refuses a node id or key already registered and a GPU
 // UUID registered to any node (ErrGPUClaimed names the owner).
+//
+// The checks read before they write; on PostgreSQL a registration racing
+// past them is stopped by the unique keys (the later one waits for the
+// earlier to commit, then fails its insert), and that failure is answered
+// with the same error the check gives. GPUs are inserted in sorted order so
+// that two registrations waiting on each other's GPUs cannot deadlock.
 func (s *Store) RegisterNode(ctx context.Context, id, provider string, pub ed25519.PublicKey, gpus []string, now time.Time) error {
 	if id == "" || provider == "" || len(gpus) == 0 {
 		return fmt.Errorf("register node %q: id, provider and at least one GPU are required", id)
+	}
+	sorted := append([]string(nil), gpus...)
+	sort.Strings(sorted)
+	for i := 1; i < len(sorted); i++ {
+		if sorted[i] == sorted[i-1] {
+			return fmt.Errorf("register node %q: GPU %s listed twice", id, sorted[i])
+		}
 	}
 	return s.writeTx(ctx, func(tx *sql.Tx) error {
 		var n int
@@ -51,9 +65,12 @@ func (s *Store) RegisterNode(ctx context.Context, id, provider string, pub ed255
 			return fmt.Errorf("register node %q: %w", id, ErrNodeExists)
 		}
 		if _, err := s.exec(ctx, tx, `INSERT INTO nodes (id, provider, created) VALUES (?, ?, ?)`, id, provider, now.UnixMilli()); err != nil {
+			if s.d.isUnique(err) {
+				return fmt.Errorf("register node %q: %w (concurrently)", id, ErrNodeExists)
+			}
 			return fmt.Errorf("register node %q: %w", id, err)
 		}
-		for _, g := range gpus {
+		for _, g := range sorted {
 			var owner string
 			err := s.queryRowTx(ctx, tx, `SELECT node_id FROM node_gpus WHERE gpu_uuid = ?`, g).Scan(&owner)
 			switch {
@@ -63,8 +80,8 @@ func (s *Store) RegisterNode(ctx context.Context, id, provider string, pub ed255
 				return fmt.Errorf("register node %q: GPU %s: %w", id, g, err)
 			}
 			if _, err := s.exec(ctx, tx, `INSERT INTO node_gpus (gpu_uuid, node_id) VALUES (?, ?)`, g, id); err != nil {
-				if s.d.isUnique(err) { // the same UUID twice in gpus
-					return fmt.Errorf("register node %q: GPU %s listed twice", id, g)
+				if s.d.isUnique(err) {
+					return fmt.Errorf("register node %q: GPU %s: %w (by a concurrent registration)", id, g, ErrGPUClaimed)
 				}
 				return fmt.Errorf("register node %q: GPU %s: %w", id, g, err)
 			}
@@ -107,17 +124,22 @@ func (s *Store) addKey(ctx context.Context, tx *sql.Tx, node string, pub ed25519
 	_, err := s.exec(ctx, tx, `INSERT INTO node_keys (key_id, node_id, public_key, created) VALUES (?, ?, ?, ?)`,
 		id, node, signing.EncodePublicKey(pub), now.UnixMilli())
 	if err != nil {
+		if s.d.isUnique(err) { // registered by a concurrent transaction
+			return fmt.Errorf("add key %s to node %q: %w (concurrently)", id, node, ErrKeyExists)
+		}
 		return fmt.Errorf("add key %s to node %q: %w", id, node, err)
 	}
 	return nil
 }
 
 // RevokeKey revokes a key from at on: batches signed with it and received
-// at or after at are refused. A key is revoked once; the time never moves.
+// at or after at are refused. A key is revoked once; the time never moves
+// (the key's row is locked while it is read, so of two concurrent revokes
+// on PostgreSQL the second sees the first's time).
 func (s *Store) RevokeKey(ctx context.Context, keyID string, at time.Time) error {
 	return s.writeTx(ctx, func(tx *sql.Tx) error {
 		var revoked sql.NullInt64
-		err := s.queryRowTx(ctx, tx, `SELECT revoked_at FROM node_keys WHERE key_id = ?`, keyID).Scan(&revoked)
+		err := s.queryRowTx(ctx, tx, `SELECT revoked_at FROM node_keys WHERE key_id = ?`+s.d.forUpdate, keyID).Scan(&revoked)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("revoke key %s: %w", keyID, ErrKeyNotFound)
 		}

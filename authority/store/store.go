@@ -13,23 +13,32 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// DriverSQLite is the only driver wired today (modernc.org/sqlite).
-const DriverSQLite = "sqlite"
+// The drivers Open knows.
+const (
+	// DriverSQLite is modernc.org/sqlite: one file, embedded.
+	DriverSQLite = "sqlite"
+	// DriverPostgres is PostgreSQL through pgx (postgres.go).
+	DriverPostgres = "postgres"
+)
 
-// Store is the authority's database. Safe for concurrent use.
+// Store is the authority's database. Safe for concurrent use, and by
+// several processes on one database.
 type Store struct {
-	// w is the only pool that writes: one connection, so writes of this
-	// process are serialized; BEGIN IMMEDIATE serializes them against other
-	// processes (the CLI) too, without read-to-write upgrade deadlocks.
+	// w is the pool that writes. On SQLite it has one connection, so
+	// writes of this process are serialized; BEGIN IMMEDIATE serializes
+	// them against other processes (the CLI) too, without read-to-write
+	// upgrade deadlocks. On PostgreSQL w and r are one pool: row locks
+	// (dialect.forUpdate) and advisory locks order the writers.
 	w *sql.DB
 	// r serves reads concurrently (WAL lets them run beside the writer).
 	r  *sql.DB
 	d  dialect
-	id string // where, for errors
+	id string // where, for errors and logs: never a password
 }
 
 // dialect is what differs between SQL engines: placeholders, the byte
-// string type and how a unique violation looks.
+// string type, how a unique violation looks and the locks that SQLite's
+// one writer makes unnecessary.
 type dialect struct {
 	name string
 	// blobType replaces {{bytes}} in migrations.
@@ -40,7 +49,14 @@ type dialect struct {
 	// change (" FOR UPDATE" on PostgreSQL; SQLite's BEGIN IMMEDIATE already
 	// holds the database's one write lock, so "" there).
 	forUpdate string
-	isUnique  func(error) bool
+	// lockMigrations, when set, is run first in every migration
+	// transaction: it serializes migrations between processes (SQLite's
+	// write lock already does).
+	lockMigrations string
+	// lockUnit, when set, takes a transaction-scoped lock on one unit's
+	// windows, given two int32 keys (see lockUnits).
+	lockUnit string
+	isUnique func(error) bool
 }
 
 var sqliteDialect = dialect{
@@ -76,12 +92,21 @@ func (d dialect) rebind(q string) string {
 	return b.String()
 }
 
-// Open opens (creating if needed) the database and applies pending
-// migrations. driver is "sqlite"; path is the database file.
-func Open(ctx context.Context, driver, path string) (*Store, error) {
-	if driver != DriverSQLite {
-		return nil, fmt.Errorf("open store: driver %q not supported (want %q)", driver, DriverSQLite)
+// Open opens the database and applies pending migrations. driver is
+// DriverSQLite, with source the database file (created if missing), or
+// DriverPostgres, with source a postgres:// URL or key=value DSN naming an
+// existing database. Errors never carry the password.
+func Open(ctx context.Context, driver, source string) (*Store, error) {
+	switch driver {
+	case DriverSQLite:
+		return openSQLite(ctx, source)
+	case DriverPostgres:
+		return openPostgres(ctx, source)
 	}
+	return nil, fmt.Errorf("open store: driver %q not supported (want %q or %q)", driver, DriverSQLite, DriverPostgres)
+}
+
+func openSQLite(ctx context.Context, path string) (*Store, error) {
 	if path == "" || strings.HasPrefix(path, ":memory:") {
 		// Two pools on one in-memory database would be two databases.
 		return nil, fmt.Errorf("open store: sqlite needs a file path, got %q", path)
@@ -115,10 +140,20 @@ func Open(ctx context.Context, driver, path string) (*Store, error) {
 	return s, nil
 }
 
-// Close closes both pools.
+// Close closes the pools.
 func (s *Store) Close() error {
+	if s.r == s.w {
+		return s.w.Close()
+	}
 	return errors.Join(s.w.Close(), s.r.Close())
 }
+
+// String says which database this is, for logs: the SQLite file, or
+// postgres://user@host:port/database (never a password).
+func (s *Store) String() string { return s.id }
+
+// Driver is the store's driver, DriverSQLite or DriverPostgres.
+func (s *Store) Driver() string { return s.d.name }
 
 // writeTx runs fn in one write transaction and commits if fn returns nil.
 // If fn returns a *keepError, the transaction is committed and the wrapped

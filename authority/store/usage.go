@@ -22,9 +22,11 @@ type UsageRow struct {
 }
 
 // Usage sums accepted usage records (kind usage only: idle and gaps are
-// never billable) per tenant and node, ordered by tenant then node.
+// never billable) per tenant and node, ordered by tenant then node. The
+// CAST keeps the sum an integer on PostgreSQL, where SUM(BIGINT) is
+// NUMERIC.
 func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error) {
-	q := `SELECT tenant, node_id, SUM(gpu_ms), COUNT(*) FROM records
+	q := `SELECT tenant, node_id, CAST(SUM(gpu_ms) AS BIGINT), COUNT(*) FROM records
 		WHERE kind = 'usage' AND window_start_ms >= ? AND window_end_ms <= ?`
 	args := []any{f.From.UnixMilli(), f.To.UnixMilli()}
 	if f.Tenant != "" {
