@@ -6,27 +6,19 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gpumeter/gpumeter/internal/testenv"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
 var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
-
-func openTest(t *testing.T) (*Store, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "a.db")
-	s, err := Open(context.Background(), DriverSQLite, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close() })
-	return s, path
-}
 
 func pubKey(t *testing.T) ed25519.PublicKey {
 	t.Helper()
@@ -38,40 +30,118 @@ func pubKey(t *testing.T) ed25519.PublicKey {
 }
 
 func TestOpenTwiceAppliesMigrationsOnce(t *testing.T) {
-	s, path := openTest(t)
-	if err := s.RegisterNode(context.Background(), "n1", "p", pubKey(t), []string{"GPU-1"}, t0); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(context.Background(), DriverSQLite, path)
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	defer s2.Close()
-	var n int
-	if err := s2.queryRow(context.Background(), `SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(migrations)-1 {
-		t.Fatalf("schema_migrations rows = %d, %v; want %d", n, err, len(migrations)-1)
-	}
-	if _, err := s2.Node(context.Background(), "n1"); err != nil {
-		t.Fatalf("data lost on reopen: %v", err)
-	}
-	var mode string
-	if err := s2.queryRow(context.Background(), `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
-		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
-	}
+	eachSource(t, func(t *testing.T, driver string, source func(t *testing.T) string) {
+		ctx := context.Background()
+		src := source(t)
+		s := openSource(t, driver, src)
+		if err := s.RegisterNode(ctx, "n1", "p", pubKey(t), []string{"GPU-1"}, t0); err != nil {
+			t.Fatal(err)
+		}
+		s2 := openSource(t, driver, src)
+		var n int
+		if err := s2.queryRow(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(migrations)-1 {
+			t.Fatalf("schema_migrations rows = %d, %v; want %d", n, err, len(migrations)-1)
+		}
+		if _, err := s2.Node(ctx, "n1"); err != nil {
+			t.Fatalf("data lost on reopen: %v", err)
+		}
+		if driver == DriverSQLite {
+			var mode string
+			if err := s2.queryRow(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || mode != "wal" {
+				t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+			}
+		}
+	})
 }
 
-func TestOpenRefusesOtherDrivers(t *testing.T) {
-	for _, tc := range []struct{ name, driver, path string }{
-		{"postgres not wired", "postgres", "x"},
+// TestConcurrentOpenMigratesOnce: processes starting at once on a new
+// database apply each migration once and all start.
+func TestConcurrentOpenMigratesOnce(t *testing.T) {
+	eachSource(t, func(t *testing.T, driver string, source func(t *testing.T) string) {
+		src := source(t)
+		const n = 4
+		stores := make([]*Store, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				stores[i], errs[i] = Open(context.Background(), driver, src)
+			}()
+		}
+		wg.Wait()
+		for i := range n {
+			if errs[i] != nil {
+				t.Errorf("open %d: %v", i, errs[i])
+				continue
+			}
+			t.Cleanup(func() { _ = stores[i].Close() })
+		}
+		if t.Failed() {
+			return
+		}
+		var rows, versions int
+		err := stores[0].queryRow(context.Background(), `SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations`).Scan(&rows, &versions)
+		if err != nil || rows != len(migrations)-1 || versions != rows {
+			t.Fatalf("schema_migrations: %d rows, %d versions, %v; want %d of each", rows, versions, err, len(migrations)-1)
+		}
+	})
+}
+
+func TestOpenRefuses(t *testing.T) {
+	for _, tc := range []struct{ name, driver, source string }{
+		{"unknown driver", "mysql", "x"},
 		{"in-memory", DriverSQLite, ":memory:"},
 		{"no path", DriverSQLite, ""},
+		{"postgres DSN that does not parse", DriverPostgres, "postgres://u:pw@host:notaport/db"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, err := Open(context.Background(), tc.driver, tc.path); err == nil {
+			if s, err := Open(context.Background(), tc.driver, tc.source); err == nil {
+				_ = s.Close()
 				t.Fatal("opened")
 			}
 		})
 	}
+}
+
+// TestPostgresPasswordNeverShown: neither errors nor the store's name
+// (which the authority logs) carry the password, in any form the DSN
+// spells it.
+func TestPostgresPasswordNeverShown(t *testing.T) {
+	const secret = "s3cret-Pa55"
+	tests := []struct{ name, dsn string }{
+		{"URL, bad port", "postgres://gpumeter:" + secret + "@127.0.0.1:notaport/db"},
+		{"URL, nothing listening", "postgres://gpumeter:" + secret + "@127.0.0.1:1/db?connect_timeout=5"},
+		{"URL, password as a parameter", "postgres://gpumeter@127.0.0.1:1/db?password=" + secret + "&connect_timeout=5"},
+		{"URL, escaped password", "postgres://gpumeter:" + url.PathEscape(secret+"/@") + "@127.0.0.1:1/db?connect_timeout=5"},
+		{"key=value", "host=127.0.0.1 port=1 user=gpumeter password='" + secret + "' dbname=db connect_timeout=5"},
+		{"key=value, bad port", "host=127.0.0.1 port=x user=gpumeter password=" + secret + " dbname=db"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Open(context.Background(), DriverPostgres, tc.dsn)
+			if err == nil {
+				_ = s.Close()
+				t.Fatal("opened")
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error shows the password: %v", err)
+			}
+		})
+	}
+	t.Run("store name", func(t *testing.T) {
+		u, err := url.Parse(testenv.PostgresDSN(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := openSource(t, DriverPostgres, u.String())
+		pw, _ := u.User.Password()
+		want := "postgres://" + u.User.Username() + "@" + u.Host + u.Path
+		if name := s.String(); name != want || (pw != "" && strings.Contains(name, ":"+pw+"@")) {
+			t.Errorf("store name %q, want %q", name, want)
+		}
+	})
 }
 
 func TestRebind(t *testing.T) {
@@ -85,8 +155,12 @@ func TestRebind(t *testing.T) {
 }
 
 func TestRegistry(t *testing.T) {
+	eachDriver(t, testRegistry)
+}
+
+func testRegistry(t *testing.T, open func(t *testing.T) *Store) {
 	ctx := context.Background()
-	s, _ := openTest(t)
+	s := open(t)
 	k1 := pubKey(t)
 	if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-1", "GPU-2"}, t0); err != nil {
 		t.Fatal(err)
@@ -99,18 +173,20 @@ func TestRegistry(t *testing.T) {
 		{"node id again", func() error { return s.RegisterNode(ctx, "n1", "p", pubKey(t), []string{"GPU-9"}, t0) }, ErrNodeExists},
 		{"GPU of another node", func() error { return s.RegisterNode(ctx, "n2", "p", pubKey(t), []string{"GPU-3", "GPU-2"}, t0) }, ErrGPUClaimed},
 		{"key of another node", func() error { return s.RegisterNode(ctx, "n3", "p", k1, []string{"GPU-4"}, t0) }, ErrKeyExists},
+		{"GPU listed twice", func() error { return s.RegisterNode(ctx, "n4", "p", pubKey(t), []string{"GPU-5", "GPU-5"}, t0) }, nil},
 		{"rotate on unknown node", func() error { _, err := s.AddKey(ctx, "nobody", pubKey(t), t0); return err }, ErrNodeNotFound},
 		{"revoke unknown key", func() error { return s.RevokeKey(ctx, "ed25519:0000000000000000", t0) }, ErrKeyNotFound},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if err := tc.do(); !errors.Is(err, tc.want) {
+			err := tc.do()
+			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
 				t.Fatalf("err = %v, want %v", err, tc.want)
 			}
 		})
 	}
 	// A refused registration leaves nothing behind (one transaction).
-	for _, id := range []string{"n2", "n3"} {
+	for _, id := range []string{"n2", "n3", "n4"} {
 		if _, err := s.Node(ctx, id); !errors.Is(err, ErrNodeNotFound) {
 			t.Errorf("node %s after refused registration: %v", id, err)
 		}
@@ -170,40 +246,45 @@ func TestWallTimeRule(t *testing.T) {
 		{"other units are independent", []record.Record{win("MIG-1", 0, 60, "a", 60000)},
 			[]record.Record{win("MIG-2", 0, 60, "a", 60000), win("MIG-2", 60, 120, "a", 1)}, nil},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
-			s, _ := openTest(t)
-			k1 := pubKey(t)
-			if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-1"}, t0); err != nil {
-				t.Fatal(err)
-			}
-			prev := ""
-			if tc.stored != nil {
-				sub := batch(1, "", signing.KeyID(k1), tc.stored...)
-				if _, err := s.Ingest(ctx, sub); err != nil {
-					t.Fatalf("stored batch: %v", err)
-				}
-				prev = sub.Hash
-			}
-			before, err := s.Count(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = s.Ingest(ctx, batch(uint64(len(tc.stored))+1, prev, signing.KeyID(k1), tc.next...))
-			if !errors.Is(err, tc.want) && !(tc.want == nil && err == nil) {
-				t.Fatalf("err = %v, want %v", err, tc.want)
-			}
-			after, err := s.Count(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.want != nil && after != before {
-				t.Errorf("rejected batch changed rows: %+v -> %+v", before, after)
-			}
-			if tc.want == nil && after.Records != before.Records+int64(len(tc.next)) {
-				t.Errorf("accepted batch: records %d -> %d", before.Records, after.Records)
-			}
-		})
+	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				testWallTime(t, open(t), tc.stored, tc.next, tc.want)
+			})
+		}
+	})
+}
+
+func testWallTime(t *testing.T, s *Store, stored, next []record.Record, want error) {
+	ctx := context.Background()
+	k1 := pubKey(t)
+	if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-1"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	prev := ""
+	if stored != nil {
+		sub := batch(1, "", signing.KeyID(k1), stored...)
+		if _, err := s.Ingest(ctx, sub); err != nil {
+			t.Fatalf("stored batch: %v", err)
+		}
+		prev = sub.Hash
+	}
+	before, err := s.Count(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Ingest(ctx, batch(uint64(len(stored))+1, prev, signing.KeyID(k1), next...))
+	if !errors.Is(err, want) && !(want == nil && err == nil) {
+		t.Fatalf("err = %v, want %v", err, want)
+	}
+	after, err := s.Count(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want != nil && after != before {
+		t.Errorf("rejected batch changed rows: %+v -> %+v", before, after)
+	}
+	if want == nil && after.Records != before.Records+int64(len(next)) {
+		t.Errorf("accepted batch: records %d -> %d", before.Records, after.Records)
 	}
 }

@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/signing"
+)
+
+// batchOf builds a batch of node from records (node set, seqs assigned
+// from first, ids recomputed). Its hash depends on prev, first and every
+// record id, so equal arguments give an identical batch (a resend).
+func batchOf(node string, first uint64, prev, keyID string, recs ...record.Record) Submission {
+	ids := ""
+	for i := range recs {
+		recs[i].Node = node
+		recs[i].Seq = first + uint64(i)
+		recs[i].ID = recs[i].ComputeID()
+		ids += recs[i].ID
+	}
+	b := ledger.Batch{Node: node, KeyID: keyID, FirstSeq: first, LastSeq: first + uint64(len(recs)) - 1, PrevHash: prev, Records: recs}
+	return Submission{Batch: b, Hash: ledger.Hash([]byte(fmt.Sprint(node, prev, first, ids))), Envelope: []byte("env"), Received: t0}
+}
+
+// TestIngestProtocol walks one node's chain through every outcome the
+// store decides: accept, duplicate, gap, broken chain, GPU checks, a
+// record stored twice, a fork (whose flag is committed) and what a forked
+// node may still do. Each rejection must leave the rows and head as they
+// were.
+func TestIngestProtocol(t *testing.T) {
+	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
+		ctx := context.Background()
+		s := open(t)
+		k1, k2 := pubKey(t), pubKey(t)
+		if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-1", "GPU-2"}, t0); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RegisterNode(ctx, "n2", "p", k2, []string{"GPU-9"}, t0); err != nil {
+			t.Fatal(err)
+		}
+		key := signing.KeyID(k1)
+		b1 := batchOf("n1", 1, "", key, win("GPU-1", 0, 60, "a", 60000), win("GPU-2", 0, 60, "", 60000))
+		b2 := batchOf("n1", 3, b1.Hash, key, win("GPU-1", 60, 120, "a", 1000))
+		foreignParent := win("GPU-9", 60, 120, "a", 1000)
+		foreignParent.ParentUUID = "GPU-9"
+		unknownParent := win("GPU-X", 60, 120, "a", 1000)
+		unknownParent.ParentUUID = "GPU-X"
+		otherProvider := win("GPU-1", 60, 120, "a", 1000)
+		otherProvider.Provider = "q"
+		steps := []struct {
+			name     string
+			sub      Submission
+			want     error  // nil: stored or duplicate
+			dup      bool   // want a duplicate
+			head     uint64 // head after the step
+			expected uint64 // SeqError.Expected, when want is one
+		}{
+			{name: "first batch", sub: b1, head: 2},
+			{name: "exact resend", sub: b1, dup: true, head: 2},
+			{name: "gap", sub: batchOf("n1", 4, b1.Hash, key, win("GPU-1", 60, 120, "a", 1)), want: ErrSequenceGap, head: 2, expected: 3},
+			{name: "broken chain", sub: batchOf("n1", 3, "nope", key, win("GPU-1", 60, 120, "a", 1)), want: ErrChainBroken, head: 2, expected: 3},
+			{name: "parent GPU of another node", sub: batchOf("n1", 3, b1.Hash, key, foreignParent), want: ErrGPUClaimed, head: 2},
+			{name: "parent GPU unknown", sub: batchOf("n1", 3, b1.Hash, key, unknownParent), want: ErrGPUNotRegistered, head: 2},
+			{name: "provider not the node's", sub: batchOf("n1", 3, b1.Hash, key, otherProvider), want: ErrInvalidRecord, head: 2},
+			// Same id as b1's first record; 0 ms keeps the window within wall time.
+			{name: "record already stored", sub: batchOf("n1", 3, b1.Hash, key, win("GPU-1", 0, 60, "a", 0)), want: ErrInvalidRecord, head: 2},
+			{name: "next batch", sub: b2, head: 3},
+			{name: "fork", sub: batchOf("n1", 1, "", key, win("GPU-1", 0, 60, "b", 60000)), want: ErrFork, head: 3, expected: 4},
+			{name: "forked node refused", sub: batchOf("n1", 4, b2.Hash, key, win("GPU-1", 120, 180, "a", 1)), want: ErrNodeForked, head: 3, expected: 4},
+			{name: "forked node's resend still a duplicate", sub: b2, dup: true, head: 3},
+		}
+		for _, st := range steps {
+			before, err := s.Count(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := s.Ingest(ctx, st.sub)
+			after, cerr := s.Count(ctx)
+			if cerr != nil {
+				t.Fatal(cerr)
+			}
+			n, nerr := s.Node(ctx, "n1")
+			if nerr != nil {
+				t.Fatal(nerr)
+			}
+			switch {
+			case st.want == nil && err != nil:
+				t.Fatalf("%s: %v", st.name, err)
+			case st.want != nil && !errors.Is(err, st.want):
+				t.Fatalf("%s: err = %v, want %v", st.name, err, st.want)
+			case st.want == nil && (res.Duplicate != st.dup || res.Head != st.head):
+				t.Errorf("%s: result %+v, want duplicate %v head %d", st.name, res, st.dup, st.head)
+			}
+			var se *SeqError
+			if errors.As(err, &se) && se.Expected != st.expected {
+				t.Errorf("%s: expected seq %d, want %d", st.name, se.Expected, st.expected)
+			}
+			if n.HeadSeq != st.head {
+				t.Errorf("%s: stored head %d, want %d", st.name, n.HeadSeq, st.head)
+			}
+			stored := st.want == nil && !st.dup
+			if !stored && after != before {
+				t.Errorf("%s: rows changed %+v -> %+v", st.name, before, after)
+			}
+			if stored && after.Records != before.Records+int64(len(st.sub.Batch.Records)) {
+				t.Errorf("%s: records %d -> %d", st.name, before.Records, after.Records)
+			}
+			if wantForked := st.head == 3 && st.name != "next batch"; n.Forked != wantForked {
+				t.Errorf("%s: forked = %v, want %v", st.name, n.Forked, wantForked)
+			}
+		}
+	})
+}
+
+// TestUsage sums usage records only, per tenant and node, as integers on
+// both drivers.
+func TestUsage(t *testing.T) {
+	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
+		ctx := context.Background()
+		s := open(t)
+		k := pubKey(t)
+		if err := s.RegisterNode(ctx, "n1", "p", k, []string{"GPU-1"}, t0); err != nil {
+			t.Fatal(err)
+		}
+		sub := batchOf("n1", 1, "", signing.KeyID(k),
+			win("GPU-1", 0, 60, "a", 45000), win("GPU-1", 0, 60, "b", 15000),
+			win("GPU-1", 60, 120, "a", 20000), win("GPU-1", 60, 120, "", 40000))
+		if _, err := s.Ingest(ctx, sub); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			name string
+			f    UsageFilter
+			want []UsageRow
+		}{
+			{"all", UsageFilter{From: t0, To: t0.Add(time.Hour)},
+				[]UsageRow{{Tenant: "a", Node: "n1", GPUMs: 65000, Records: 2}, {Tenant: "b", Node: "n1", GPUMs: 15000, Records: 1}}},
+			{"one tenant", UsageFilter{Tenant: "b", From: t0, To: t0.Add(time.Hour)},
+				[]UsageRow{{Tenant: "b", Node: "n1", GPUMs: 15000, Records: 1}}},
+			{"period cuts a window", UsageFilter{From: t0, To: t0.Add(90 * time.Second)},
+				[]UsageRow{{Tenant: "a", Node: "n1", GPUMs: 45000, Records: 1}, {Tenant: "b", Node: "n1", GPUMs: 15000, Records: 1}}},
+			{"other node", UsageFilter{Node: "n2", From: t0, To: t0.Add(time.Hour)}, []UsageRow{}},
+		}
+		for _, tc := range tests {
+			got, err := s.Usage(ctx, tc.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("%s: usage %+v, want %+v", tc.name, got, tc.want)
+			}
+		}
+	})
+}
