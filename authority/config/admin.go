@@ -34,11 +34,8 @@ func (a Admin) validate() []invalid {
 	}
 	if _, port, err := net.SplitHostPort(a.Listen); err != nil {
 		bad(fmt.Sprintf("%q is not host:port", a.Listen), "listen")
-	} else if n, err := strconv.ParseUint(port, 10, 16); err != nil || port == "" {
+	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		bad(fmt.Sprintf("%q has no valid port (0-65535)", a.Listen), "listen")
-	} else if n == 0 {
-		// A random port would leave operators guessing where the API is.
-		bad(fmt.Sprintf("%q: port 0 is not a fixed port", a.Listen), "listen")
 	}
 	if a.TokenFile == "" {
 		bad("must be set when admin.listen is set (a file holding the operators' bearer token, mode 0600)", "token_file")

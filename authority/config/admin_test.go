@@ -20,7 +20,7 @@ func TestAdmin(t *testing.T) {
 		{name: "token file without listen stays off", yaml: "admin:\n  token_file: /x\n", want: Admin{TokenFile: "/x"}},
 		{name: "listen without port", yaml: "listen: :1\nadmin:\n  listen: localhost\n", wantErr: `cfg.yaml:3: admin.listen: "localhost" is not host:port`},
 		{name: "listen with a bad port", yaml: "admin:\n  listen: 127.0.0.1:http\n", wantErr: "cfg.yaml:2: admin.listen"},
-		{name: "listen on port 0", yaml: "admin:\n  listen: 127.0.0.1:0\n", wantErr: "port 0"},
+		{name: "listen on a port number too large", yaml: "admin:\n  listen: 127.0.0.1:65536\n", wantErr: "no valid port"},
 		{name: "listen with the token file emptied", yaml: "admin:\n  listen: 127.0.0.1:8444\n  token_file: \"\"\n",
 			wantErr: "cfg.yaml:3: admin.token_file: must be set"},
 		{name: "unknown key", yaml: "admin:\n  token: abc\n", wantErr: "cfg.yaml:2: field token not found"},
