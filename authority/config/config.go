@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -37,11 +39,57 @@ type TLS struct {
 	ClientCAFile string `yaml:"client_ca_file"`
 }
 
-// Store selects the database.
+// Store selects the database: driver sqlite with path, or driver postgres
+// with dsn (and the password in password_file).
 type Store struct {
 	Driver string `yaml:"driver"`
-	Path   string `yaml:"path"`
+	// Path is the SQLite file (ignored for postgres).
+	Path string `yaml:"path"`
+	// DSN is the PostgreSQL database, a postgres:// URL without a password.
+	DSN string `yaml:"dsn"`
+	// PasswordFile holds the PostgreSQL password (one line), read by Parse.
+	// It must not be writable by its group nor readable by others (0600,
+	// 0640, 0400 or 0440): the password stays out of the config file, which
+	// is world-readable and gets copied around.
+	PasswordFile string `yaml:"password_file"`
+	// Password is PasswordFile's content; never in YAML, never printed.
+	Password Secret `yaml:"-"`
 }
+
+// The drivers store.driver accepts (store.DriverSQLite, store.DriverPostgres).
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Source is what store.Open takes for this section: the SQLite path, or
+// the DSN with the password from password_file in it. It holds the
+// password: pass it to store.Open, never print it.
+func (s Store) Source() string {
+	if s.Driver != DriverPostgres {
+		return s.Path
+	}
+	if s.Password == "" {
+		return s.DSN
+	}
+	u, err := url.Parse(s.DSN)
+	if err != nil { // validated by Parse; an unvalidated Store gets its DSN as is
+		return s.DSN
+	}
+	u.User = url.UserPassword(u.User.Username(), string(s.Password))
+	return u.String()
+}
+
+// Secret is a value that fmt, slog and JSON show as [redacted].
+type Secret string
+
+const redacted = "[redacted]"
+
+func (Secret) String() string               { return redacted }
+func (Secret) GoString() string             { return redacted }
+func (Secret) LogValue() slog.Value         { return slog.StringValue(redacted) }
+func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (Secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // MaxBodyLimit is the largest max_body_bytes accepted (a batch of 10,000
 // records is a few MiB).
@@ -51,7 +99,7 @@ const MaxBodyLimit = 256 << 20
 func Default() Config {
 	return Config{
 		Listen:       ":8443",
-		Store:        Store{Driver: "sqlite", Path: "/var/lib/voucher-authority/authority.db"},
+		Store:        Store{Driver: DriverSQLite, Path: "/var/lib/voucher-authority/authority.db"},
 		Admin:        defaultAdmin(),
 		MaxBodyBytes: 8 << 20,
 		ClockSkew:    5 * time.Minute,
@@ -83,7 +131,42 @@ func Parse(name string, data []byte) (Config, error) {
 	for _, v := range cfg.validate() {
 		return Config{}, fmt.Errorf("%s:%d: %s: %s", name, line(&root, v.path), strings.Join(v.path, "."), v.msg)
 	}
+	if cfg.Store.PasswordFile != "" {
+		pw, err := readPassword(cfg.Store.PasswordFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("%s:%d: store.password_file: %w", name, line(&root, []string{"store", "password_file"}), err)
+		}
+		cfg.Store.Password = pw
+	}
 	return cfg, nil
+}
+
+// readPassword reads a password file: one line (a final newline is not
+// part of it), not empty, and not open to others (see Store.PasswordFile).
+// Errors never quote the content.
+func readPassword(path string) (Secret, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o037 != 0 {
+		return "", fmt.Errorf("%s has mode %04o: the group may not write it and others may not read it (chmod 0600 or 0640)", path, perm)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	pw := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+	switch {
+	case pw == "":
+		return "", fmt.Errorf("%s is empty", path)
+	case strings.ContainsAny(pw, "\r\n"):
+		return "", fmt.Errorf("%s has more than one line", path)
+	}
+	return Secret(pw), nil
 }
 
 // yamlError rewrites yaml.v3's "line N: msg" errors as "name:N: msg".
@@ -121,12 +204,7 @@ func (c Config) validate() []invalid {
 	if c.TLS.ClientCAFile != "" && c.TLS.CertFile == "" {
 		bad("client certificates need TLS: set cert_file and key_file", "tls", "client_ca_file")
 	}
-	if c.Store.Driver != "sqlite" {
-		bad(fmt.Sprintf("%q is not supported (sqlite)", c.Store.Driver), "store", "driver")
-	}
-	if c.Store.Path == "" {
-		bad("must not be empty", "store", "path")
-	}
+	out = append(out, c.Store.validate()...)
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > MaxBodyLimit {
 		bad(fmt.Sprintf("%d is out of range [1024, %d]", c.MaxBodyBytes, MaxBodyLimit), "max_body_bytes")
 	}
@@ -140,6 +218,53 @@ func (c Config) validate() []invalid {
 		bad(fmt.Sprintf("%q is not one of debug, info, warn, error", c.LogLevel), "log_level")
 	}
 	return out
+}
+
+// validate checks the store section; paths start with "store".
+func (s Store) validate() []invalid {
+	var out []invalid
+	bad := func(msg string, path ...string) { out = append(out, invalid{append([]string{"store"}, path...), msg}) }
+	switch s.Driver {
+	case DriverSQLite:
+		if s.Path == "" {
+			bad("must not be empty", "path")
+		}
+		if s.DSN != "" {
+			bad("is for driver postgres; sqlite uses path", "dsn")
+		}
+		if s.PasswordFile != "" {
+			bad("is for driver postgres", "password_file")
+		}
+	case DriverPostgres:
+		if msg := checkDSN(s.DSN); msg != "" {
+			bad(msg, "dsn")
+		}
+	default:
+		bad(fmt.Sprintf("%q is not supported (sqlite or postgres)", s.Driver), "driver")
+	}
+	return out
+}
+
+// checkDSN says what is wrong with a PostgreSQL DSN in the config file;
+// "" if nothing. Messages never quote a password.
+func checkDSN(dsn string) string {
+	if dsn == "" {
+		return "must not be empty for driver postgres (postgres://USER@HOST:PORT/DATABASE?sslmode=verify-full)"
+	}
+	if !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+		return "must be a postgres:// URL"
+	}
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "is not a valid URL"
+	}
+	if _, ok := u.User.Password(); ok || u.Query().Has("password") {
+		return "must not hold the password: put it in store.password_file"
+	}
+	if strings.TrimPrefix(u.Path, "/") == "" {
+		return "names no database (postgres://USER@HOST:PORT/DATABASE)"
+	}
+	return ""
 }
 
 // line finds the line of the deepest key of path present in the document

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,13 +30,21 @@ const usage = `voucher-authority is the reference voucher authority for gpumeter
 
 Usage:
   voucher-authority serve --config FILE
-  voucher-authority node register --db PATH --id ID --provider P --public-key B64 --gpu UUID [--gpu UUID ...]
-  voucher-authority key rotate --db PATH --node ID --public-key B64
-  voucher-authority key revoke --db PATH --key-id ID
-  voucher-authority usage --db PATH [--tenant T] [--node ID] --from RFC3339 --to RFC3339
-  voucher-authority head --db PATH --node ID
+  voucher-authority node register --db DB --id ID --provider P --public-key B64 --gpu UUID [--gpu UUID ...]
+  voucher-authority key rotate --db DB --node ID --public-key B64
+  voucher-authority key revoke --db DB --key-id ID
+  voucher-authority usage --db DB [--tenant T] [--node ID] --from RFC3339 --to RFC3339
+  voucher-authority head --db DB --node ID
   voucher-authority version
+
+DB is the authority's database: a SQLite file (the config's store.path), or
+a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE?sslmode=... (the
+config's store.dsn). Give the PostgreSQL password in PGPASSWORD or
+~/.pgpass rather than in the URL, where other users can see it in ps.
 `
+
+// dbUsage is the help text of every --db flag.
+const dbUsage = "database: a SQLite file, or a postgres:// URL (password from PGPASSWORD or ~/.pgpass)" + billingUsage
 
 // Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
 const (
@@ -70,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdUsage(ctx, sub(1), stdout, stderr)
 	case args[0] == "head":
 		return cmdHead(ctx, sub(1), stdout, stderr)
+	case billingCommands[args[0]]:
+		return cmdBilling(ctx, args, stdout, stderr)
 	case args[0] == "version":
 		fmt.Fprintln(stdout, version)
 		return exitOK
@@ -131,7 +142,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) int {
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.Path)
+	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.Source())
 	if err != nil {
 		return err
 	}
@@ -150,17 +161,21 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	tlsFiles := server.TLSFiles{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, ClientCAFile: cfg.TLS.ClientCAFile}
 	log.Info("voucher authority serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", tlsFiles.Enabled()),
-		slog.Bool("client_certs", cfg.TLS.ClientCAFile != ""), slog.String("store", cfg.Store.Path), slog.String("version", version))
-	err = server.Serve(ctx, ln, srv.Handler(), tlsFiles, 30*time.Second)
+		slog.Bool("client_certs", cfg.TLS.ClientCAFile != ""), slog.String("store", st.String()), slog.String("version", version))
+	err = serveWithAdmin(ctx, cfg, st, log, func(ctx context.Context) error {
+		return server.Serve(ctx, ln, srv.Handler(), tlsFiles, 30*time.Second)
+	})
 	if err == nil {
 		log.Info("voucher authority stopped")
 	}
 	return err
 }
 
-// withStore opens the database for a registry or query command.
-func withStore(ctx context.Context, path string, stderr io.Writer, fn func(st *store.Store) error) int {
-	st, err := store.Open(ctx, store.DriverSQLite, path)
+// withStore opens the database named by a --db value (dbSource) for a
+// registry or query command.
+func withStore(ctx context.Context, db string, stderr io.Writer, fn func(st *store.Store) error) int {
+	driver, source := dbSource(db)
+	st, err := store.Open(ctx, driver, source)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
@@ -174,4 +189,14 @@ func withStore(ctx context.Context, path string, stderr io.Writer, fn func(st *s
 		return exitFailure
 	}
 	return exitOK
+}
+
+// dbSource says which store a --db value names: a postgres:// or
+// postgresql:// URL is PostgreSQL, anything else a SQLite file (as --db
+// always was).
+func dbSource(db string) (driver, source string) {
+	if l := strings.ToLower(db); strings.HasPrefix(l, "postgres://") || strings.HasPrefix(l, "postgresql://") {
+		return store.DriverPostgres, db
+	}
+	return store.DriverSQLite, db
 }

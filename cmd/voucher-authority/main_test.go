@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/testenv"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
@@ -23,9 +25,32 @@ func newPub(t *testing.T) ed25519.PublicKey {
 	return p
 }
 
+// TestMain lets the test binary run as voucher-authority itself, so tests
+// can start real serve processes (twoprocess_test.go).
+func TestMain(m *testing.M) {
+	if os.Getenv("VOUCHER_AUTHORITY_TEST_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestCommands runs the registry and query commands against one database
+// of each kind --db names: a SQLite file and a postgres:// URL.
 func TestCommands(t *testing.T) {
+	for _, driver := range []string{store.DriverSQLite, store.DriverPostgres} {
+		t.Run(driver, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "a.db")
+			if driver == store.DriverPostgres {
+				db = testenv.PostgresDSN(t)
+			}
+			testCommands(t, db)
+		})
+	}
+}
+
+func testCommands(t *testing.T, db string) {
 	dir := t.TempDir()
-	db := filepath.Join(dir, "a.db")
 	k1, k2, k3 := newPub(t), newPub(t), newPub(t)
 	b64 := signing.EncodePublicKey
 	badCfg := filepath.Join(dir, "bad.yaml")
@@ -82,5 +107,31 @@ func TestCommands(t *testing.T) {
 	}
 	if err := json.Unmarshal(out.Bytes(), &head); err != nil || len(head.GPUs) != 2 || head.Forked {
 		t.Errorf("head = %+v, %v", head, err)
+	}
+}
+
+func TestDBSource(t *testing.T) {
+	for _, tc := range []struct{ db, driver string }{
+		{"/var/lib/voucher-authority/authority.db", store.DriverSQLite},
+		{"authority.db", store.DriverSQLite},
+		{"postgres://va@db/authority", store.DriverPostgres},
+		{"PostgreSQL://va@db/authority", store.DriverPostgres},
+	} {
+		if d, src := dbSource(tc.db); d != tc.driver || src != tc.db {
+			t.Errorf("dbSource(%q) = %q, %q; want %q", tc.db, d, src, tc.driver)
+		}
+	}
+}
+
+// TestDBPasswordNotShown: a PostgreSQL --db that fails to connect is
+// reported without its password.
+func TestDBPasswordNotShown(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"head", "--db", "postgres://va:hunter2@127.0.0.1:1/authority?connect_timeout=5", "--node", "n1"}, &out, &errb)
+	if code != exitFailure || errb.Len() == 0 {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	if strings.Contains(errb.String(), "hunter2") || strings.Contains(out.String(), "hunter2") {
+		t.Errorf("password shown: %q %q", out.String(), errb.String())
 	}
 }

@@ -30,7 +30,7 @@ func (l *listFlag) Set(v string) error {
 
 func cmdNodeRegister(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("node register", flag.ContinueOnError)
-	db := fs.String("db", "", "database file")
+	db := fs.String("db", "", dbUsage)
 	id := fs.String("id", "", "node id (as in the agent's node.id)")
 	provider := fs.String("provider", "", "provider the node belongs to")
 	pubB64 := fs.String("public-key", "", "the node's Ed25519 public key (base64, as printed by gpumeter keygen)")
@@ -59,7 +59,7 @@ func cmdNodeRegister(ctx context.Context, args []string, stdout, stderr io.Write
 
 func cmdKeyRotate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("key rotate", flag.ContinueOnError)
-	db := fs.String("db", "", "database file")
+	db := fs.String("db", "", dbUsage)
 	node := fs.String("node", "", "node id")
 	pubB64 := fs.String("public-key", "", "the node's new Ed25519 public key (base64)")
 	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "node": *node, "public-key": *pubB64}) {
@@ -82,7 +82,7 @@ func cmdKeyRotate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 func cmdKeyRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("key revoke", flag.ContinueOnError)
-	db := fs.String("db", "", "database file")
+	db := fs.String("db", "", dbUsage)
 	keyID := fs.String("key-id", "", "key id (ed25519:...)")
 	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "key-id": *keyID}) {
 		return exitUsage
@@ -98,7 +98,7 @@ func cmdKeyRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 func cmdUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("usage", flag.ContinueOnError)
-	db := fs.String("db", "", "database file")
+	db := fs.String("db", "", dbUsage)
 	tenant := fs.String("tenant", "", "only this tenant")
 	node := fs.String("node", "", "only this node")
 	from := fs.String("from", "", "period start (RFC 3339)")
@@ -134,7 +134,7 @@ func cmdUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 func cmdHead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("head", flag.ContinueOnError)
-	db := fs.String("db", "", "database file")
+	db := fs.String("db", "", dbUsage)
 	node := fs.String("node", "", "node id")
 	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "node": *node}) {
 		return exitUsage
