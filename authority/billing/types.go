@@ -39,6 +39,9 @@ const (
 	NoteNoEntity   = "no_entity"
 	NoteNoVoucher  = "no_voucher"
 	NoteUnpriced   = "unpriced"
+	// NoteRelatedParty: the entity is a related party of the provider, so
+	// no program subsidizes this usage.
+	NoteRelatedParty = "related_party"
 )
 
 // Entity is a voucher holder.

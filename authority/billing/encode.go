@@ -1,0 +1,151 @@
+package billing
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sum totals lines. Statements and claims take their totals from it, so
+// lines always sum to the totals exactly.
+func Sum(lines []Line) Totals {
+	var t Totals
+	for _, l := range lines {
+		t.Records++
+		t.GPUMillis += l.GPUMillis
+		t.Cost += l.Cost
+		t.Subsidy += l.Subsidy
+		t.Payable += l.Payable
+		if l.Note == NoteUnpriced {
+			t.Unpriced++
+		}
+	}
+	return t
+}
+
+// SumByVoucher totals the grants of lines per program and voucher, sorted
+// by program then voucher: what a provider claims from each issuer.
+func SumByVoucher(lines []Line) []ClaimTotal {
+	type key struct{ program, voucher string }
+	by := map[key]*ClaimTotal{}
+	for _, l := range lines {
+		for _, g := range l.Grants {
+			k := key{l.Program, g.Voucher}
+			ct := by[k]
+			if ct == nil {
+				ct = &ClaimTotal{Program: l.Program, Voucher: g.Voucher}
+				by[k] = ct
+			}
+			ct.Records++
+			ct.Amount += g.Amount
+		}
+	}
+	out := make([]ClaimTotal, 0, len(by))
+	for _, ct := range by {
+		out = append(out, *ct)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Program != out[j].Program {
+			return out[i].Program < out[j].Program
+		}
+		return out[i].Voucher < out[j].Voucher
+	})
+	return out
+}
+
+// WriteStatementJSON writes s as one JSON object (the types' encoding).
+func WriteStatementJSON(w io.Writer, s Statement) error {
+	if s.Lines == nil {
+		s.Lines = []Line{}
+	}
+	return json.NewEncoder(w).Encode(s)
+}
+
+// WriteClaimJSON writes c as one JSON object (the types' encoding).
+func WriteClaimJSON(w io.Writer, c Claim) error {
+	if c.Lines == nil {
+		c.Lines = []Line{}
+	}
+	if c.ByVoucher == nil {
+		c.ByVoucher = []ClaimTotal{}
+	}
+	return json.NewEncoder(w).Encode(c)
+}
+
+// LinesCSVHeader is the header row of statement and claim lines as CSV.
+var LinesCSVHeader = []string{
+	"record_id", "node", "provider", "tenant", "entity", "gpu_uuid", "model", "mig_profile",
+	"window_start", "window_end", "gpu_ms", "rate_card", "price_fen_per_hour",
+	"cost_fen", "subsidy_fen", "payable_fen", "program", "grants", "note",
+}
+
+// WriteLinesCSV writes statement or claim lines as CSV (RFC 4180): the
+// header, then one row per usage record. Money is integer fen, times RFC
+// 3339 UTC, grants "voucher:fen" pairs joined by ';' (ids cannot hold ':'
+// or ';'). Totals are not a row: the rows sum to them exactly.
+//
+// Names that nodes send (node, provider, tenant, GPU, model, profile) and
+// that begin with = + - @ or a tab get a leading "'", so that a
+// spreadsheet opening the statement shows them instead of running them as
+// formulas (OWASP, CSV injection).
+func WriteLinesCSV(w io.Writer, lines []Line) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(LinesCSVHeader); err != nil {
+		return err
+	}
+	row := make([]string, 0, len(LinesCSVHeader))
+	var grants strings.Builder
+	for _, l := range lines {
+		grants.Reset()
+		for i, g := range l.Grants {
+			if i > 0 {
+				grants.WriteByte(';')
+			}
+			grants.WriteString(g.Voucher)
+			grants.WriteByte(':')
+			grants.WriteString(fen(g.Amount))
+		}
+		row = append(row[:0], l.RecordID, cell(l.Node), cell(l.Provider), cell(l.Tenant), l.Entity,
+			cell(l.GPUUUID), cell(l.Model), cell(l.MIGProfile), csvTime(l.WindowStart), csvTime(l.WindowEnd),
+			strconv.FormatInt(l.GPUMillis, 10), l.RateCard, fen(l.PricePerHour), fen(l.Cost), fen(l.Subsidy),
+			fen(l.Payable), l.Program, grants.String(), l.Note)
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// ClaimTotalsCSVHeader is the header row of a claim's totals per voucher.
+var ClaimTotalsCSVHeader = []string{"program", "voucher", "records", "amount_fen"}
+
+// WriteClaimTotalsCSV writes a claim's totals per program and voucher.
+func WriteClaimTotalsCSV(w io.Writer, totals []ClaimTotal) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(ClaimTotalsCSVHeader); err != nil {
+		return err
+	}
+	for _, t := range totals {
+		if err := cw.Write([]string{t.Program, t.Voucher, strconv.Itoa(t.Records), fen(t.Amount)}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func fen(f Fen) string { return strconv.FormatInt(int64(f), 10) }
+
+func csvTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func cell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}

@@ -1,0 +1,292 @@
+package billing
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// ErrInvalid is what every validation error wraps.
+var ErrInvalid = errors.New("invalid billing input")
+
+// FieldError is one bad value: which object, which field (its JSON name)
+// and what is wrong with it.
+type FieldError struct {
+	Object string // "program", "voucher", "rate card", "entity", "tenant mapping"
+	ID     string
+	Field  string
+	Msg    string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s %q: %s: %s", e.Object, e.ID, e.Field, e.Msg)
+}
+
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// problems collects the FieldErrors of one object.
+type problems struct {
+	object, id string
+	errs       []error
+}
+
+func (p *problems) add(field, format string, args ...any) {
+	p.errs = append(p.errs, &FieldError{Object: p.object, ID: p.id, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (p *problems) err() error { return errors.Join(p.errs...) }
+
+const maxIDLen = 128
+
+// ValidID reports why id is not an object id, or "" if it is one: 1-128
+// characters of A-Z a-z 0-9 . _ - (ids appear in CSV grant lists as
+// "voucher:fen;voucher:fen", so ':' ';' ',' and spaces are out).
+func ValidID(id string) string {
+	if id == "" {
+		return "required"
+	}
+	if len(id) > maxIDLen {
+		return fmt.Sprintf("%d characters, at most %d", len(id), maxIDLen)
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Sprintf("%q has %q: only A-Z a-z 0-9 . _ - are allowed", id, c)
+		}
+	}
+	return ""
+}
+
+const maxLabelLen = 256
+
+// validLabel reports why s is not a label (a provider, tenant, GPU model,
+// MIG profile: names that come from nodes), or "".
+func validLabel(s string) string {
+	if s == "" {
+		return "required"
+	}
+	if len(s) > maxLabelLen {
+		return fmt.Sprintf("%d bytes, at most %d", len(s), maxLabelLen)
+	}
+	if strings.TrimSpace(s) != s {
+		return fmt.Sprintf("%q has leading or trailing space", s)
+	}
+	for _, c := range s {
+		if unicode.IsControl(c) || c == unicode.ReplacementChar {
+			return fmt.Sprintf("%q has a control or invalid character", s)
+		}
+	}
+	return ""
+}
+
+// Times are Unix ms in the store: keep them in years 1970-9999.
+var (
+	minTime = time.Unix(0, 0)
+	maxTime = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
+func (p *problems) time(field string, t time.Time) bool {
+	switch {
+	case t.IsZero():
+		p.add(field, "required")
+	case t.Before(minTime) || !t.Before(maxTime):
+		p.add(field, "%s is outside years 1970-9999", t.UTC().Format(time.RFC3339))
+	default:
+		return true
+	}
+	return false
+}
+
+func (p *problems) labels(field string, list []string, required bool) {
+	if required && len(list) == 0 {
+		p.add(field, "at least one is required")
+	}
+	seen := map[string]bool{}
+	for i, s := range list {
+		if why := validLabel(s); why != "" {
+			p.add(fmt.Sprintf("%s[%d]", field, i), "%s", why)
+		} else if seen[s] {
+			p.add(fmt.Sprintf("%s[%d]", field, i), "%q is listed twice", s)
+		}
+		seen[s] = true
+	}
+}
+
+func (p *problems) ratio(field string, r BasisPoints) {
+	if r < 0 || r > bpDen {
+		p.add(field, "%d bp is outside 0-10000 (0-100%%)", r)
+	}
+}
+
+func (p *problems) fen(field string, f Fen, lo, hi Fen) {
+	if f < lo || f > hi {
+		p.add(field, "%d fen is outside %d-%d", f, lo, hi)
+	}
+}
+
+// ValidateEntity checks an entity: its id and its related providers.
+func ValidateEntity(e Entity) error {
+	p := problems{object: "entity", id: e.ID}
+	if why := ValidID(e.ID); why != "" {
+		p.add("id", "%s", why)
+	}
+	if len(e.Name) > maxLabelLen {
+		p.add("name", "%d bytes, at most %d", len(e.Name), maxLabelLen)
+	}
+	p.labels("related_providers", e.RelatedProviders, false)
+	return p.err()
+}
+
+// ValidateProgram checks a program's every field; the error joins one
+// *FieldError per problem.
+func ValidateProgram(pr Program) error {
+	p := problems{object: "program", id: pr.ID}
+	if why := ValidID(pr.ID); why != "" {
+		p.add("id", "%s", why)
+	}
+	if why := validLabel(pr.Issuer); why != "" {
+		p.add("issuer", "%s", why)
+	}
+	if len(pr.Name) > maxLabelLen {
+		p.add("name", "%d bytes, at most %d", len(pr.Name), maxLabelLen)
+	}
+	p.ratio("ratio_bp", pr.Ratio)
+	for _, m := range slices.Sorted(maps.Keys(pr.ModelRatios)) {
+		field := "model_ratios_bp[" + m + "]"
+		if why := validLabel(m); why != "" {
+			p.add(field, "model: %s", why)
+		}
+		p.ratio(field, pr.ModelRatios[m])
+		if len(pr.Models) > 0 && !slices.Contains(pr.Models, m) {
+			p.add(field, "%q is not in models, so the ratio would never apply", m)
+		}
+	}
+	// A yearly cap is part of every program (docs/billing.md); 0 would be
+	// a program that pays nothing.
+	p.fen("cap_per_entity_year_fen", pr.CapPerYear, 1, MaxFen)
+	p.fen("cap_per_entity_lifetime_fen", pr.CapLifetime, 0, MaxFen)
+	p.labels("providers", pr.Providers, true)
+	p.labels("models", pr.Models, false)
+	okFrom := p.time("valid_from", pr.ValidFrom)
+	okTo := p.time("valid_to", pr.ValidTo)
+	if okFrom && okTo && !pr.ValidTo.After(pr.ValidFrom) {
+		p.add("valid_to", "%s is not after valid_from %s", rfc(pr.ValidTo), rfc(pr.ValidFrom))
+	}
+	switch pr.Rounding {
+	case RoundHalfUp, RoundTruncate:
+	case "":
+		p.add("rounding", "required: %q or %q", RoundHalfUp, RoundTruncate)
+	default:
+		p.add("rounding", "%q is not %q or %q", pr.Rounding, RoundHalfUp, RoundTruncate)
+	}
+	switch pr.Settlement {
+	case SettleAfter, SettlePointOfSale:
+	case "":
+		p.add("settlement", "required: %q or %q", SettleAfter, SettlePointOfSale)
+	default:
+		p.add("settlement", "%q is not %q or %q", pr.Settlement, SettleAfter, SettlePointOfSale)
+	}
+	return p.err()
+}
+
+// ValidateVoucher checks a voucher on its own.
+func ValidateVoucher(v Voucher) error {
+	p := problems{object: "voucher", id: v.ID}
+	if why := ValidID(v.ID); why != "" {
+		p.add("id", "%s", why)
+	}
+	if why := ValidID(v.Program); why != "" {
+		p.add("program", "%s", why)
+	}
+	if why := ValidID(v.Holder); why != "" {
+		p.add("holder", "%s", why)
+	}
+	p.fen("face_fen", v.Face, 1, MaxFen)
+	if v.Balance < 0 || v.Balance > v.Face {
+		p.add("balance_fen", "%d fen is outside 0-face (%d)", v.Balance, v.Face)
+	}
+	okI := p.time("issued", v.Issued)
+	okE := p.time("expires", v.Expires)
+	if okI && okE && !v.Expires.After(v.Issued) {
+		p.add("expires", "%s is not after issued %s", rfc(v.Expires), rfc(v.Issued))
+	}
+	switch v.Status {
+	case VoucherActive, VoucherSuspended, VoucherRevoked:
+	default:
+		p.add("status", "%q is not %q, %q or %q", v.Status, VoucherActive, VoucherSuspended, VoucherRevoked)
+	}
+	return p.err()
+}
+
+// CheckIssue checks a voucher about to be issued under program pr at now:
+// valid on its own, of that program, not already expired, and within the
+// program's validity (a voucher pays only while its program is valid, so
+// dates outside it are an operator's mistake).
+func CheckIssue(v Voucher, pr Program, now time.Time) error {
+	if err := ValidateVoucher(v); err != nil {
+		return err
+	}
+	p := problems{object: "voucher", id: v.ID}
+	if v.Program != pr.ID {
+		p.add("program", "%q, checked against program %q", v.Program, pr.ID)
+	}
+	if !v.Expires.After(now) {
+		p.add("expires", "%s: the voucher is already expired (now %s)", rfc(v.Expires), rfc(now))
+	}
+	if !pr.ValidTo.After(now) {
+		p.add("program", "program %q ended at %s", pr.ID, rfc(pr.ValidTo))
+	}
+	if v.Issued.Before(pr.ValidFrom) {
+		p.add("issued", "%s is before program %q's valid_from %s", rfc(v.Issued), pr.ID, rfc(pr.ValidFrom))
+	}
+	if v.Expires.After(pr.ValidTo) {
+		p.add("expires", "%s is after program %q's valid_to %s", rfc(v.Expires), pr.ID, rfc(pr.ValidTo))
+	}
+	return p.err()
+}
+
+// ValidateRateCard checks a rate card on its own (overlaps are the
+// store's to check).
+func ValidateRateCard(c RateCard) error {
+	p := problems{object: "rate card", id: c.ID}
+	if why := ValidID(c.ID); why != "" {
+		p.add("id", "%s", why)
+	}
+	if why := validLabel(c.Provider); why != "" {
+		p.add("provider", "%s", why)
+	}
+	if why := validLabel(c.Model); why != "" {
+		p.add("model", "%s", why)
+	}
+	if c.MIGProfile != "" {
+		if why := validLabel(c.MIGProfile); why != "" {
+			p.add("mig_profile", "%s", why)
+		}
+	}
+	p.fen("price_fen_per_hour", c.PricePerHour, 0, MaxPricePerHour)
+	okFrom := p.time("valid_from", c.ValidFrom)
+	if !c.ValidTo.IsZero() && p.time("valid_to", c.ValidTo) && okFrom && !c.ValidTo.After(c.ValidFrom) {
+		p.add("valid_to", "%s is not after valid_from %s", rfc(c.ValidTo), rfc(c.ValidFrom))
+	}
+	return p.err()
+}
+
+// ValidateMapping checks a tenant mapping's three names.
+func ValidateMapping(provider, tenant, entityID string) error {
+	p := problems{object: "tenant mapping", id: provider + "/" + tenant}
+	if why := validLabel(provider); why != "" {
+		p.add("provider", "%s", why)
+	}
+	if why := validLabel(tenant); why != "" {
+		p.add("tenant", "%s", why)
+	}
+	if why := ValidID(entityID); why != "" {
+		p.add("entity", "%s", why)
+	}
+	return p.err()
+}
+
+func rfc(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
