@@ -41,10 +41,10 @@ DB is the authority's database: a SQLite file (the config's store.path), or
 a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE?sslmode=... (the
 config's store.dsn). Give the PostgreSQL password in PGPASSWORD or
 ~/.pgpass rather than in the URL, where other users can see it in ps.
-`
+` + billingUsage
 
 // dbUsage is the help text of every --db flag.
-const dbUsage = "database: a SQLite file, or a postgres:// URL (password from PGPASSWORD or ~/.pgpass)" + billingUsage
+const dbUsage = "database: a SQLite file, or a postgres:// URL (password from PGPASSWORD or ~/.pgpass)"
 
 // Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
 const (

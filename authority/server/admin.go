@@ -1,0 +1,173 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/gpumeter/gpumeter/authority/problem"
+	"github.com/gpumeter/gpumeter/authority/store"
+)
+
+// The operator API (docs/billing.md): entities, tenant mappings, programs,
+// vouchers, rate cards, statements and claims, on a listener of its own.
+// Every request must carry the operators' bearer token; the token is
+// compared in constant time and never logged. Errors are RFC 9457
+// problems: billing-invalid (400: a value the rules refuse, the field
+// named), billing-conflict (409: an id that exists, an overlapping rate
+// card, a missing program or entity), not-found (404), bad-request (400:
+// a body or query that does not parse), unauthorized (401).
+
+// Problem causes of the operator API (type suffixes under problem.TypeBase).
+const (
+	CauseUnauthorized    = "unauthorized"
+	CauseBillingInvalid  = "billing-invalid"
+	CauseBillingConflict = "billing-conflict"
+)
+
+// MinAdminTokenLen is the shortest operator token accepted: 32 characters
+// (openssl rand -hex 32 makes 64).
+const MinAdminTokenLen = 32
+
+// maxAdminBody bounds an operator request body: a program or a rate card
+// is well under a kilobyte.
+const maxAdminBody = 1 << 20
+
+// AdminOptions configure the operator API.
+type AdminOptions struct {
+	Store *store.Store
+	// Token is the bearer token operators send (LoadAdminToken).
+	Token  []byte
+	Logger *slog.Logger // nil: discard
+}
+
+// Admin is the operator API's handler.
+type Admin struct {
+	st *store.Store
+	// tokenSum is the token's SHA-256: comparing fixed-size digests keeps
+	// the comparison's time independent of the presented token's length.
+	tokenSum [sha256.Size]byte
+	log      *slog.Logger
+	mux      *http.ServeMux
+}
+
+// NewAdmin builds the operator API.
+func NewAdmin(opts AdminOptions) (*Admin, error) {
+	if opts.Store == nil {
+		return nil, errors.New("new operator API: store is required")
+	}
+	if len(opts.Token) < MinAdminTokenLen {
+		return nil, fmt.Errorf("new operator API: token has %d characters, want at least %d", len(opts.Token), MinAdminTokenLen)
+	}
+	a := &Admin{st: opts.Store, tokenSum: sha256.Sum256(opts.Token), log: opts.Logger, mux: http.NewServeMux()}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	m := a.mux
+	m.HandleFunc("GET /v1/admin/entities", a.listEntities)
+	m.HandleFunc("PUT /v1/admin/entities/{id}", a.putEntity)
+	m.HandleFunc("PUT /v1/admin/tenants/{provider}/{tenant}", a.putTenant)
+	m.HandleFunc("GET /v1/admin/programs", a.listPrograms)
+	m.HandleFunc("POST /v1/admin/programs", a.addProgram)
+	m.HandleFunc("GET /v1/admin/vouchers", a.listVouchers)
+	m.HandleFunc("POST /v1/admin/vouchers", a.issueVoucher)
+	m.HandleFunc("POST /v1/admin/vouchers/{id}/status", a.setVoucherStatus)
+	m.HandleFunc("GET /v1/admin/ratecards", a.listRateCards)
+	m.HandleFunc("POST /v1/admin/ratecards", a.addRateCard)
+	m.HandleFunc("POST /v1/admin/ratecards/{id}/end", a.endRateCard)
+	m.HandleFunc("GET /v1/admin/statements/{entity}", a.statement)
+	m.HandleFunc("GET /v1/admin/claims/{provider}", a.claim)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		problem.Write(w, problem.New(problem.NotFound, fmt.Sprintf("no operator endpoint %s %s", r.Method, r.URL.Path)))
+	})
+	return a, nil
+}
+
+// Handler serves the operator API; nothing, not even a 404, is answered
+// before the token is checked.
+func (a *Admin) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.authorized(r) {
+			a.log.Warn("operator request refused: missing or wrong bearer token",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
+			w.Header().Set("WWW-Authenticate", `Bearer realm="voucher-authority operator API"`)
+			problem.Write(w, adminProblem(CauseUnauthorized, http.StatusUnauthorized, "Unauthorized",
+				"send the operator token as Authorization: Bearer TOKEN"))
+			return
+		}
+		a.mux.ServeHTTP(w, r)
+	})
+}
+
+func (a *Admin) authorized(r *http.Request) bool {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) == 1
+}
+
+// adminProblem is a problem of one of the operator API's own causes.
+func adminProblem(cause string, status int, title, detail string) *problem.Problem {
+	return &problem.Problem{Type: problem.TypeBase + cause, Title: title, Status: status, Detail: detail}
+}
+
+// fail answers a store error: the billing errors as their problems, with
+// the store's message (it names the field or the object, never SQL);
+// anything else as a logged 500.
+func (a *Admin) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, store.ErrInvalidBilling):
+		problem.Write(w, adminProblem(CauseBillingInvalid, http.StatusBadRequest, "Invalid billing input", err.Error()))
+	case errors.Is(err, store.ErrBillingConflict):
+		problem.Write(w, adminProblem(CauseBillingConflict, http.StatusConflict, "Billing conflict", err.Error()))
+	case errors.Is(err, store.ErrBillingNotFound):
+		problem.Write(w, problem.New(problem.NotFound, err.Error()))
+	default:
+		a.log.Error("operator request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+		problem.Write(w, problem.New(problem.Internal, "the authority failed to process the request; retry later"))
+	}
+}
+
+// changed logs an operator's change once, for the audit trail.
+func (a *Admin) changed(r *http.Request, what string, attrs ...any) {
+	a.log.Info("operator change: "+what, append([]any{slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.String("remote", r.RemoteAddr)}, attrs...)...)
+}
+
+// decode reads a JSON body strictly (unknown fields and trailing data are
+// errors) into v; false means a problem was answered.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+			err = errors.New("data after the JSON value")
+		}
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			problem.Write(w, problem.New(problem.BodyTooLarge, fmt.Sprintf("body exceeds %d bytes", maxAdminBody)))
+			return false
+		}
+		problem.Write(w, problem.New(problem.BadRequest, "body: "+err.Error()))
+		return false
+	}
+	return true
+}
+
+// answer writes v as JSON with status.
+func answer(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

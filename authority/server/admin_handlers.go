@@ -1,0 +1,288 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/billing"
+	"github.com/gpumeter/gpumeter/authority/problem"
+)
+
+// The operator API's bodies. Money is integer fen and times are RFC 3339,
+// as everywhere on the wire (docs/billing.md).
+
+// EntityBody is PUT /v1/admin/entities/{id}'s body; id, when given, must
+// be the path's.
+type EntityBody = billing.Entity
+
+// TenantBody is PUT /v1/admin/tenants/{provider}/{tenant}'s body.
+type TenantBody struct {
+	Entity string `json:"entity"`
+}
+
+// TenantMapping is its answer.
+type TenantMapping struct {
+	Provider string `json:"provider"`
+	Tenant   string `json:"tenant"`
+	Entity   string `json:"entity"`
+}
+
+// VoucherIssue is POST /v1/admin/vouchers's body: the balance is the face
+// value and the status active, set by the authority.
+type VoucherIssue struct {
+	ID      string      `json:"id"`
+	Program string      `json:"program"`
+	Holder  string      `json:"holder"`
+	Face    billing.Fen `json:"face_fen"`
+	Issued  time.Time   `json:"issued"`
+	Expires time.Time   `json:"expires"`
+}
+
+// VoucherStatus is POST /v1/admin/vouchers/{id}/status's body and answer.
+type VoucherStatus struct {
+	ID     string `json:"id,omitempty"`
+	Status string `json:"status"`
+}
+
+// RateCardEnd is POST /v1/admin/ratecards/{id}/end's body and answer.
+type RateCardEnd struct {
+	ID string    `json:"id,omitempty"`
+	At time.Time `json:"at"`
+}
+
+func (a *Admin) listEntities(w http.ResponseWriter, r *http.Request) {
+	es, err := a.st.Entities(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	answer(w, http.StatusOK, map[string]any{"entities": nonNil(es)})
+}
+
+func (a *Admin) putEntity(w http.ResponseWriter, r *http.Request) {
+	var e EntityBody
+	if !decode(w, r, &e) {
+		return
+	}
+	id := r.PathValue("id")
+	if e.ID != "" && e.ID != id {
+		problem.Write(w, problem.New(problem.BadRequest, fmt.Sprintf("body id %q is not the path's %q", e.ID, id)))
+		return
+	}
+	e.ID = id
+	if err := a.st.PutEntity(r.Context(), e); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.changed(r, "entity put", "entity", id)
+	answer(w, http.StatusOK, e)
+}
+
+func (a *Admin) putTenant(w http.ResponseWriter, r *http.Request) {
+	var b TenantBody
+	if !decode(w, r, &b) {
+		return
+	}
+	m := TenantMapping{Provider: r.PathValue("provider"), Tenant: r.PathValue("tenant"), Entity: b.Entity}
+	if err := a.st.MapTenant(r.Context(), m.Provider, m.Tenant, m.Entity); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.changed(r, "tenant mapped", "provider", m.Provider, "tenant", m.Tenant, "entity", m.Entity)
+	answer(w, http.StatusOK, m)
+}
+
+func (a *Admin) listPrograms(w http.ResponseWriter, r *http.Request) {
+	ps, err := a.st.Programs(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	answer(w, http.StatusOK, map[string]any{"programs": nonNil(ps)})
+}
+
+func (a *Admin) addProgram(w http.ResponseWriter, r *http.Request) {
+	var p billing.Program
+	if !decode(w, r, &p) {
+		return
+	}
+	if err := a.st.AddProgram(r.Context(), p); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.changed(r, "program added", "program", p.ID)
+	answer(w, http.StatusCreated, p)
+}
+
+func (a *Admin) listVouchers(w http.ResponseWriter, r *http.Request) {
+	vs, err := a.st.Vouchers(r.Context(), r.URL.Query().Get("holder"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	answer(w, http.StatusOK, map[string]any{"vouchers": nonNil(vs)})
+}
+
+func (a *Admin) issueVoucher(w http.ResponseWriter, r *http.Request) {
+	var b VoucherIssue
+	if !decode(w, r, &b) {
+		return
+	}
+	v := billing.Voucher{ID: b.ID, Program: b.Program, Holder: b.Holder, Face: b.Face, Issued: b.Issued, Expires: b.Expires}
+	if err := a.st.IssueVoucher(r.Context(), v); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.changed(r, "voucher issued", "voucher", v.ID, "holder", v.Holder, "face_fen", int64(v.Face))
+	// Answer what the store holds (balance, status), not an echo.
+	if vs, err := a.st.Vouchers(r.Context(), v.Holder); err == nil {
+		for _, s := range vs {
+			if s.ID == v.ID {
+				v = s
+			}
+		}
+	}
+	answer(w, http.StatusCreated, v)
+}
+
+func (a *Admin) setVoucherStatus(w http.ResponseWriter, r *http.Request) {
+	var b VoucherStatus
+	if !decode(w, r, &b) {
+		return
+	}
+	id := r.PathValue("id")
+	if b.ID != "" && b.ID != id {
+		problem.Write(w, problem.New(problem.BadRequest, fmt.Sprintf("body id %q is not the path's %q", b.ID, id)))
+		return
+	}
+	if err := a.st.SetVoucherStatus(r.Context(), id, b.Status); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.changed(r, "voucher status set", "voucher", id, "status", b.Status)
+	answer(w, http.StatusOK, VoucherStatus{ID: id, Status: b.Status})
+}
+
+func (a *Admin) listRateCards(w http.ResponseWriter, r *http.Request) {
+	cs, err := a.st.RateCards(r.Context(), r.URL.Query().Get("provider"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	answer(w, http.StatusOK, map[string]any{"ratecards": nonNil(cs)})
+}
+
+func (a *Admin) addRateCard(w http.ResponseWriter, r *http.Request) {
+	var c billing.RateCard
+	if !decode(w, r, &c) {
+		return
+	}
+	if err := a.st.AddRateCard(r.Context(), c); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.changed(r, "rate card added", "rate_card", c.ID, "provider", c.Provider, "price_fen_per_hour", int64(c.PricePerHour))
+	answer(w, http.StatusCreated, c)
+}
+
+func (a *Admin) endRateCard(w http.ResponseWriter, r *http.Request) {
+	var b RateCardEnd
+	if !decode(w, r, &b) {
+		return
+	}
+	id := r.PathValue("id")
+	if b.ID != "" && b.ID != id {
+		problem.Write(w, problem.New(problem.BadRequest, fmt.Sprintf("body id %q is not the path's %q", b.ID, id)))
+		return
+	}
+	if b.At.IsZero() {
+		problem.Write(w, problem.New(problem.BadRequest, "body: at is required (RFC 3339)"))
+		return
+	}
+	if err := a.st.EndRateCard(r.Context(), id, b.At); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.changed(r, "rate card ended", "rate_card", id, "at", b.At)
+	answer(w, http.StatusOK, RateCardEnd{ID: id, At: b.At})
+}
+
+// period reads ?from=&to=&format=; false means a problem was answered.
+func period(w http.ResponseWriter, r *http.Request) (from, to time.Time, format string, ok bool) {
+	q := r.URL.Query()
+	from, to, err := ParseBillingPeriod(q.Get("from"), q.Get("to"))
+	if err != nil {
+		problem.Write(w, problem.New(problem.BadRequest, err.Error()))
+		return from, to, "", false
+	}
+	format = q.Get("format")
+	switch format {
+	case "":
+		format = "json"
+	case "json", "csv":
+	default:
+		problem.Write(w, problem.New(problem.BadRequest, fmt.Sprintf("format %q: want json or csv", format)))
+		return from, to, "", false
+	}
+	return from, to, format, true
+}
+
+func (a *Admin) statement(w http.ResponseWriter, r *http.Request) {
+	from, to, format, ok := period(w, r)
+	if !ok {
+		return
+	}
+	entity := r.PathValue("entity")
+	st, err := a.st.Statement(r.Context(), entity, from, to)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if format == "csv" {
+		writeCSV(w, fmt.Sprintf("statement-%s.csv", entity), st.Lines)
+		return
+	}
+	st.Lines = nonNil(st.Lines)
+	answer(w, http.StatusOK, st)
+}
+
+func (a *Admin) claim(w http.ResponseWriter, r *http.Request) {
+	from, to, format, ok := period(w, r)
+	if !ok {
+		return
+	}
+	provider := r.PathValue("provider")
+	c, err := a.st.Claim(r.Context(), provider, from, to)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if format == "csv" {
+		writeCSV(w, fmt.Sprintf("claim-%s.csv", provider), c.Lines)
+		return
+	}
+	c.Lines, c.ByVoucher = nonNil(c.Lines), nonNil(c.ByVoucher)
+	answer(w, http.StatusOK, c)
+}
+
+// CSVContentType is the content type of statements and claims as CSV.
+const CSVContentType = "text/csv; charset=utf-8"
+
+// writeCSV answers lines as a CSV attachment (billing.WriteLinesCSV: one
+// row per usage record; the totals are the JSON form's).
+func writeCSV(w http.ResponseWriter, filename string, lines []billing.Line) {
+	w.Header().Set("Content-Type", CSVContentType)
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", filename))
+	w.WriteHeader(http.StatusOK)
+	// A write error here is the client gone: nothing left to tell it.
+	_ = billing.WriteLinesCSV(w, lines)
+}
+
+// nonNil makes an empty list encode as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

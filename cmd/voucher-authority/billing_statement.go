@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/gpumeter/gpumeter/authority/billing"
+	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+// periodFlags registers --from and --to.
+func periodFlags(fs *flag.FlagSet) (from, to *string) {
+	return fs.String("from", "", "period start TIME (RFC 3339, or YYYY-MM-DD: midnight UTC+8)"),
+		fs.String("to", "", "period end TIME, exclusive (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
+}
+
+func cmdStatement(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("statement", flag.ContinueOnError)
+	db := dbFlag(fs)
+	entity := fs.String("entity", "", "entity id")
+	from, to := periodFlags(fs)
+	format := formatFlag(fs, "json", "csv", "table")
+	if !parse(fs, args, stderr) ||
+		!required(stderr, fs.Name(), map[string]string{"db": *db, "entity": *entity, "from": *from, "to": *to}) ||
+		!checkFormat(stderr, fs.Name(), *format, "json", "csv", "table") {
+		return exitUsage
+	}
+	f, t, err := server.ParseBillingPeriod(*from, *to)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+		return exitUsage
+	}
+	return withBilling(ctx, *db, stderr, func(st *store.Store) error {
+		s, err := st.Statement(ctx, *entity, f, t)
+		if err != nil {
+			return err
+		}
+		switch *format {
+		case "csv":
+			return billing.WriteLinesCSV(stdout, s.Lines)
+		case "table":
+			return statementTable(stdout, s)
+		}
+		if s.Lines == nil {
+			s.Lines = []billing.Line{}
+		}
+		return printJSON(stdout, s)
+	})
+}
+
+func cmdClaim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("claim", flag.ContinueOnError)
+	db := dbFlag(fs)
+	provider := fs.String("provider", "", "provider")
+	from, to := periodFlags(fs)
+	format := formatFlag(fs, "json", "csv", "table")
+	if !parse(fs, args, stderr) ||
+		!required(stderr, fs.Name(), map[string]string{"db": *db, "provider": *provider, "from": *from, "to": *to}) ||
+		!checkFormat(stderr, fs.Name(), *format, "json", "csv", "table") {
+		return exitUsage
+	}
+	f, t, err := server.ParseBillingPeriod(*from, *to)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+		return exitUsage
+	}
+	return withBilling(ctx, *db, stderr, func(st *store.Store) error {
+		c, err := st.Claim(ctx, *provider, f, t)
+		if err != nil {
+			return err
+		}
+		switch *format {
+		case "csv":
+			return billing.WriteLinesCSV(stdout, c.Lines)
+		case "table":
+			return claimTable(stdout, c)
+		}
+		if c.Lines == nil {
+			c.Lines = []billing.Line{}
+		}
+		if c.ByVoucher == nil {
+			c.ByVoucher = []billing.ClaimTotal{}
+		}
+		return printJSON(stdout, c)
+	})
+}
+
+// lineGroup sums the lines of one row of a statement table.
+type lineGroup struct {
+	key                    [7]string // tenant, provider, model, MIG profile, rate card, program, note
+	records                int
+	gpuMs                  int64
+	cost, subsidy, payable billing.Fen
+}
+
+// statementTable prints a statement summed per tenant, provider, model,
+// rate card, program and note, then what each voucher paid, in GPU-hours
+// and CNY (integer arithmetic throughout).
+func statementTable(w io.Writer, s billing.Statement) error {
+	fmt.Fprintf(w, "statement of %s, %s to %s (UTC+8)\n", s.Entity, formatTime(s.From), formatTime(s.To))
+	groups := map[[7]string]*lineGroup{}
+	byVoucher := map[string]billing.Fen{}
+	for _, l := range s.Lines {
+		k := [7]string{l.Tenant, l.Provider, l.Model, l.MIGProfile, l.RateCard, l.Program, l.Note}
+		g := groups[k]
+		if g == nil {
+			g = &lineGroup{key: k}
+			groups[k] = g
+		}
+		g.records++
+		g.gpuMs += l.GPUMillis
+		g.cost += l.Cost
+		g.subsidy += l.Subsidy
+		g.payable += l.Payable
+		for _, gr := range l.Grants {
+			byVoucher[gr.Voucher] += gr.Amount
+		}
+	}
+	rows := make([]*lineGroup, 0, len(groups))
+	for _, g := range groups {
+		rows = append(rows, g)
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		for n := range rows[i].key {
+			if rows[i].key[n] != rows[j].key[n] {
+				return rows[i].key[n] < rows[j].key[n]
+			}
+		}
+		return false
+	})
+	tw := newTable(w)
+	fmt.Fprintln(tw, "tenant\tprovider\tmodel\trate card\tprogram\tnote\trecords\tGPU-hours\tcost CNY\tsubsidy CNY\tpayable CNY")
+	for _, g := range rows {
+		k := g.key
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", k[0], k[1], k[2]+profileSuffix(k[3]), dash(k[4]), dash(k[5]),
+			k[6], g.records, record.FormatHours(g.gpuMs), billing.FormatYuan(g.cost), billing.FormatYuan(g.subsidy), billing.FormatYuan(g.payable))
+	}
+	t := s.Totals
+	fmt.Fprintf(tw, "total\t\t\t\t\t\t%d\t%s\t%s\t%s\t%s\n", t.Records, record.FormatHours(t.GPUMillis),
+		billing.FormatYuan(t.Cost), billing.FormatYuan(t.Subsidy), billing.FormatYuan(t.Payable))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if t.Unpriced > 0 {
+		fmt.Fprintf(w, "%d usage records had no rate card in force: unpriced, cost 0\n", t.Unpriced)
+	}
+	if len(byVoucher) > 0 {
+		ids := make([]string, 0, len(byVoucher))
+		for id := range byVoucher {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		tw = newTable(w)
+		fmt.Fprintln(tw, "voucher\tpaid CNY")
+		for _, id := range ids {
+			fmt.Fprintf(tw, "%s\t%s\n", id, billing.FormatYuan(byVoucher[id]))
+		}
+		return tw.Flush()
+	}
+	return nil
+}
+
+// claimTable prints what a provider claims from each program, voucher by
+// voucher, and the period's totals.
+func claimTable(w io.Writer, c billing.Claim) error {
+	fmt.Fprintf(w, "claim of %s, %s to %s (UTC+8)\n", c.Provider, formatTime(c.From), formatTime(c.To))
+	tw := newTable(w)
+	fmt.Fprintln(tw, "program\tvoucher\trecords\tclaimed CNY")
+	var claimed billing.Fen
+	for _, v := range c.ByVoucher {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", v.Program, v.Voucher, v.Records, billing.FormatYuan(v.Amount))
+		claimed += v.Amount
+	}
+	fmt.Fprintf(tw, "total\t\t\t%s\n", billing.FormatYuan(claimed))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	t := c.Totals
+	fmt.Fprintf(w, "%d usage records, %s GPU-hours: cost %s CNY = subsidy %s CNY (from programs) + payable %s CNY (from tenants)\n",
+		t.Records, record.FormatHours(t.GPUMillis), billing.FormatYuan(t.Cost), billing.FormatYuan(t.Subsidy), billing.FormatYuan(t.Payable))
+	if t.Unpriced > 0 {
+		fmt.Fprintf(w, "%d usage records had no rate card in force: unpriced, cost 0\n", t.Unpriced)
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
