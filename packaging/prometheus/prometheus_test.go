@@ -1,0 +1,197 @@
+package prometheus
+
+import (
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/gpumeter/gpumeter/internal/testenv"
+)
+
+const (
+	rulesFile     = "alerts.yml"
+	rulesTestFile = "alerts_test.yml"
+	operationsDoc = "../../docs/operations.md"
+	// runbookBase is where every alert's runbook_url points, followed by
+	// "#" and the alert's name in lower case: the GitHub anchor of a
+	// heading that is the alert's name.
+	runbookBase = "https://github.com/gpumeter/gpumeter/blob/main/docs/operations.md"
+)
+
+// ruleFile is the part of a Prometheus rule file these tests read.
+type ruleFile struct {
+	Groups []struct {
+		Name  string `yaml:"name"`
+		Rules []rule `yaml:"rules"`
+	} `yaml:"groups"`
+}
+
+type rule struct {
+	Alert       string            `yaml:"alert"`
+	Record      string            `yaml:"record"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for"`
+	Labels      map[string]string `yaml:"labels"`
+	Annotations map[string]string `yaml:"annotations"`
+}
+
+func loadRules(t *testing.T) []rule {
+	t.Helper()
+	b, err := os.ReadFile(rulesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f ruleFile
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatalf("%s: %v", rulesFile, err)
+	}
+	var out []rule
+	for _, g := range f.Groups {
+		out = append(out, g.Rules...)
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s holds no rule", rulesFile)
+	}
+	return out
+}
+
+// TestPromtoolCheckRules runs `promtool check rules`: the file parses, every
+// expression is valid PromQL, every template parses.
+func TestPromtoolCheckRules(t *testing.T) {
+	promtool := testenv.Tool(t, "promtool")
+	out, err := exec.Command(promtool, "check", "rules", rulesFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool check rules %s: %v\n%s", rulesFile, err, out)
+	}
+	want := "SUCCESS: " + strconv.Itoa(len(loadRules(t))) + " rules found"
+	if !strings.Contains(string(out), want) {
+		t.Errorf("promtool check rules: want %q in\n%s", want, out)
+	}
+}
+
+// TestPromtoolTestRules runs the alerts' unit tests (alerts_test.yml).
+func TestPromtoolTestRules(t *testing.T) {
+	promtool := testenv.Tool(t, "promtool")
+	out, err := exec.Command(promtool, "test", "rules", rulesTestFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool test rules %s: %v\n%s", rulesTestFile, err, out)
+	}
+	if !strings.Contains(string(out), "SUCCESS") {
+		t.Errorf("promtool test rules: no SUCCESS in\n%s", out)
+	}
+}
+
+// TestAlertsConventions checks what promtool does not: each alert has a
+// severity an Alertmanager route can match, a summary, a description and a
+// runbook under docs/operations.md; and alerts_test.yml has, for each
+// alert, a case where it fires and one where it must not.
+func TestAlertsConventions(t *testing.T) {
+	rules := loadRules(t)
+	seen := map[string]bool{}
+	for _, r := range rules {
+		if r.Alert == "" {
+			t.Errorf("rule %q is not an alert: this file holds alerts only", r.Record)
+			continue
+		}
+		if seen[r.Alert] {
+			t.Errorf("alert %s defined twice", r.Alert)
+		}
+		seen[r.Alert] = true
+		if !strings.HasPrefix(r.Alert, "Gpumeter") {
+			t.Errorf("alert %s: name must start with Gpumeter", r.Alert)
+		}
+		if s := r.Labels["severity"]; s != "critical" && s != "warning" {
+			t.Errorf("alert %s: severity %q, want critical or warning", r.Alert, s)
+		}
+		for _, a := range []string{"summary", "description", "runbook_url"} {
+			if strings.TrimSpace(r.Annotations[a]) == "" {
+				t.Errorf("alert %s: no %s annotation", r.Alert, a)
+			}
+		}
+		if want := runbookBase + "#" + strings.ToLower(r.Alert); r.Annotations["runbook_url"] != want {
+			t.Errorf("alert %s: runbook_url %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
+		}
+	}
+
+	// Every alert is tested both ways.
+	b, err := os.ReadFile(rulesTestFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tf struct {
+		Tests []struct {
+			Name  string `yaml:"name"`
+			Cases []struct {
+				Alert     string `yaml:"alertname"`
+				ExpAlerts []any  `yaml:"exp_alerts"`
+			} `yaml:"alert_rule_test"`
+		} `yaml:"tests"`
+	}
+	if err := yaml.Unmarshal(b, &tf); err != nil {
+		t.Fatalf("%s: %v", rulesTestFile, err)
+	}
+	fires, quiet := map[string]bool{}, map[string]bool{}
+	for _, tc := range tf.Tests {
+		for _, c := range tc.Cases {
+			if !seen[c.Alert] {
+				t.Errorf("%s: test %q names alert %s, which %s does not define", rulesTestFile, tc.Name, c.Alert, rulesFile)
+			}
+			if len(c.ExpAlerts) > 0 {
+				fires[c.Alert] = true
+			} else {
+				quiet[c.Alert] = true
+			}
+		}
+	}
+	for a := range seen {
+		if !fires[a] {
+			t.Errorf("%s: no case where %s fires", rulesTestFile, a)
+		}
+		if !quiet[a] {
+			t.Errorf("%s: no case where %s must not fire", rulesTestFile, a)
+		}
+	}
+
+	// The runbooks exist once the operator guide does.
+	doc, err := os.ReadFile(operationsDoc)
+	if os.IsNotExist(err) {
+		t.Logf("%s does not exist yet: runbook headings not checked", operationsDoc)
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := headingAnchors(string(doc))
+	for a := range seen {
+		if !anchors[strings.ToLower(a)] {
+			t.Errorf("%s has no heading for the runbook of %s (want a heading \"%s\")", operationsDoc, a, a)
+		}
+	}
+}
+
+var headingRE = regexp.MustCompile(`(?m)^#{1,6}[ \t]+(.+?)[ \t#]*$`)
+
+// headingAnchors is the set of GitHub anchors of a Markdown file's
+// headings: lower case, punctuation other than '-' and '_' dropped, spaces
+// as '-'.
+func headingAnchors(md string) map[string]bool {
+	out := map[string]bool{}
+	for _, m := range headingRE.FindAllStringSubmatch(md, -1) {
+		var b strings.Builder
+		for _, r := range strings.ToLower(m[1]) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9'):
+				b.WriteRune(r)
+			}
+		}
+		out[b.String()] = true
+	}
+	return out
+}
