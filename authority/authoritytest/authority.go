@@ -1,7 +1,8 @@
 // Package authoritytest runs the reference voucher authority inside a
-// test: a real SQLite store in t.TempDir(), the real ingest pipeline and
-// HTTP handler, on a real loopback listener; and a throwaway PKI for the
-// tests that speak TLS to it.
+// test: a real store (a SQLite file in t.TempDir(), or a fresh database on
+// the test PostgreSQL server), the real ingest pipeline and HTTP handler,
+// on a real loopback listener; and a throwaway PKI for the tests that
+// speak TLS to it.
 //
 // It exists so that the authority's own tests, the reporter's and the
 // agent's end-to-end tests deliver to one and the same authority setup
@@ -27,6 +28,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/internal/testenv"
 )
 
 // Node is a node registered before the authority starts answering.
@@ -36,9 +38,26 @@ type Node struct {
 	GPUs         []string
 }
 
-// Options shape the authority. The zero value is an authority with no
-// node, the real clock, plain HTTP.
+// Drivers are the store drivers an authority can run on; tests that must
+// hold on every store loop over them (EachDriver).
+var Drivers = []string{store.DriverSQLite, store.DriverPostgres}
+
+// EachDriver runs fn as one subtest per driver in Drivers. Pass the
+// driver to Options.Driver.
+func EachDriver(t *testing.T, fn func(t *testing.T, driver string)) {
+	for _, d := range Drivers {
+		t.Run(d, func(t *testing.T) { fn(t, d) })
+	}
+}
+
+// Options shape the authority. The zero value is an authority on SQLite
+// with no node, the real clock, plain HTTP.
 type Options struct {
+	// Driver is the store: "" or store.DriverSQLite for a SQLite file,
+	// store.DriverPostgres for a new database on the server named by
+	// GPUMETER_TEST_POSTGRES (internal/testenv: the test skips without
+	// one, or fails under GPUMETER_TEST_REQUIRE=1).
+	Driver string
 	// Nodes are registered, in order, at the clock's now.
 	Nodes []Node
 	// Clock is the ingester's clock and the registration time; nil is the
@@ -63,19 +82,33 @@ type Authority struct {
 	// HTTP is the listening server: its Client trusts the server's
 	// certificate under TLS, its Listener is the loopback address.
 	HTTP   *httptest.Server
-	DBPath string // the SQLite file, for tests that read it directly
+	DBPath string // the SQLite file, for tests that read it directly ("" on PostgreSQL)
+	DSN    string // the PostgreSQL database's URL ("" on SQLite)
 	URL    string // base URL, http:// or https://
 
 	down atomic.Bool
 }
 
-// New starts an authority on a fresh SQLite file, registers opts.Nodes and
-// listens on 127.0.0.1. It fails t on any setup error.
+// New starts an authority on a fresh store of opts.Driver, registers
+// opts.Nodes and listens on 127.0.0.1. It fails t on any setup error.
 func New(t testing.TB, opts Options) *Authority {
 	t.Helper()
 	ctx := context.Background()
-	a := &Authority{DBPath: filepath.Join(t.TempDir(), "authority.db")}
-	st, err := store.Open(ctx, store.DriverSQLite, a.DBPath)
+	a := &Authority{}
+	var (
+		st  *store.Store
+		err error
+	)
+	switch opts.Driver {
+	case "", store.DriverSQLite:
+		a.DBPath = filepath.Join(t.TempDir(), "authority.db")
+		st, err = store.Open(ctx, store.DriverSQLite, a.DBPath)
+	case store.DriverPostgres:
+		a.DSN = testenv.PostgresDSN(t)
+		st, err = store.Open(ctx, store.DriverPostgres, a.DSN)
+	default:
+		t.Fatalf("authoritytest: unknown driver %q", opts.Driver)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

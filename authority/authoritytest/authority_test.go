@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
+	"github.com/gpumeter/gpumeter/authority/store"
 )
 
 // TestAuthorityAnswers: the authority answers /healthz over plain HTTP and
@@ -63,4 +64,36 @@ func TestAuthorityAnswers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAuthorityOnEachDriver: the authority runs on each store driver,
+// stores what it accepts there, and says where its database is.
+func TestAuthorityOnEachDriver(t *testing.T) {
+	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
+		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := authoritytest.New(t, authoritytest.Options{
+			Driver: driver,
+			Nodes:  []authoritytest.Node{{ID: "node-01", Provider: "example-cloud", PublicKey: pub, GPUs: []string{"GPU-1"}}},
+		})
+		if got := a.Store.Driver(); got != driver {
+			t.Errorf("store driver %q, want %q", got, driver)
+		}
+		if (a.DBPath != "") != (driver == store.DriverSQLite) || (a.DSN != "") != (driver == store.DriverPostgres) {
+			t.Errorf("DBPath %q, DSN %q for driver %s", a.DBPath, a.DSN, driver)
+		}
+		if h := a.Head(t, "node-01"); h != 0 {
+			t.Fatalf("head %d of a fresh node, want 0", h)
+		}
+		resp, err := a.HTTP.Client().Get(a.URL + "/v1/nodes/node-01/head")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("head: %d", resp.StatusCode)
+		}
+	})
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
+	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/record"
@@ -30,8 +31,9 @@ const (
 	gpuZ     = "GPU-zzzzzzzz-0000-0000-0000-000000000009" // node-02's
 )
 
-// env is an authority on a real SQLite file behind a real HTTP server,
-// with node-01 (key) and node-02 registered at t0.
+// env is an authority on a real store (SQLite unless a test asks for
+// another driver) behind a real HTTP server, with node-01 (key) and
+// node-02 registered at t0.
 type env struct {
 	*authoritytest.Authority
 	t      testing.TB
@@ -42,6 +44,12 @@ type env struct {
 
 func newEnv(t testing.TB, maxBody int64) *env {
 	t.Helper()
+	return newEnvOn(t, store.DriverSQLite, maxBody)
+}
+
+// newEnvOn is newEnv on the store driver (authoritytest.Drivers).
+func newEnvOn(t testing.TB, driver string, maxBody int64) *env {
+	t.Helper()
 	e := &env{t: t, clock: clock.NewVirtual(t0)}
 	e.key = newKey(t)
 	e.Authority = authoritytest.New(t, authoritytest.Options{
@@ -49,6 +57,7 @@ func newEnv(t testing.TB, maxBody int64) *env {
 			{ID: node1, Provider: provider, PublicKey: pub(e.key), GPUs: []string{gpuA, gpuB}},
 			{ID: node2, Provider: provider, PublicKey: pub(newKey(t)), GPUs: []string{gpuZ}},
 		},
+		Driver:       driver,
 		Clock:        e.clock,
 		MaxBodyBytes: maxBody,
 	})

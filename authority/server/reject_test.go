@@ -12,6 +12,7 @@ import (
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
+	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
@@ -275,33 +276,35 @@ func TestRejections(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, tc.maxB)
-			if tc.before != nil {
-				tc.before(e)
-			}
-			body := tc.body(e)
-			before := e.Counts(t)
-			headBefore := e.get("/v1/nodes/" + node1 + "/head")
-			a := e.post(body)
-			if a.status != tc.status || a.Status != tc.status || a.Type != problemType(tc.cause) {
-				t.Fatalf("got %d %+v, want %d %s", a.status, a, tc.status, tc.cause)
-			}
-			if a.contentType != "application/problem+json" || a.Title == "" || a.Detail == "" {
-				t.Errorf("problem not RFC 9457 shaped: content type %q, %+v", a.contentType, a)
-			}
-			if (a.ExpectedSeq == nil) != (tc.expect == nil) || (tc.expect != nil && *a.ExpectedSeq != *tc.expect) {
-				t.Errorf("expected_seq = %v, want %v", a.ExpectedSeq, tc.expect)
-			}
-			if after := e.Counts(t); after != before {
-				t.Errorf("rows changed by a rejected batch: %+v -> %+v", before, after)
-			}
-			if h := e.get("/v1/nodes/" + node1 + "/head"); h.Head != headBefore.Head || h.HeadHash != headBefore.HeadHash {
-				t.Errorf("head moved: %+v -> %+v", headBefore, h)
-			}
-			want := `gpumeter_authority_batches_rejected_total{cause="` + tc.cause + `"} 1`
-			if m := e.metrics(); !strings.Contains(m, want) {
-				t.Errorf("metrics lack %s", want)
-			}
+			authoritytest.EachDriver(t, func(t *testing.T, driver string) {
+				e := newEnvOn(t, driver, tc.maxB)
+				if tc.before != nil {
+					tc.before(e)
+				}
+				body := tc.body(e)
+				before := e.Counts(t)
+				headBefore := e.get("/v1/nodes/" + node1 + "/head")
+				a := e.post(body)
+				if a.status != tc.status || a.Status != tc.status || a.Type != problemType(tc.cause) {
+					t.Fatalf("got %d %+v, want %d %s", a.status, a, tc.status, tc.cause)
+				}
+				if a.contentType != "application/problem+json" || a.Title == "" || a.Detail == "" {
+					t.Errorf("problem not RFC 9457 shaped: content type %q, %+v", a.contentType, a)
+				}
+				if (a.ExpectedSeq == nil) != (tc.expect == nil) || (tc.expect != nil && *a.ExpectedSeq != *tc.expect) {
+					t.Errorf("expected_seq = %v, want %v", a.ExpectedSeq, tc.expect)
+				}
+				if after := e.Counts(t); after != before {
+					t.Errorf("rows changed by a rejected batch: %+v -> %+v", before, after)
+				}
+				if h := e.get("/v1/nodes/" + node1 + "/head"); h.Head != headBefore.Head || h.HeadHash != headBefore.HeadHash {
+					t.Errorf("head moved: %+v -> %+v", headBefore, h)
+				}
+				want := `gpumeter_authority_batches_rejected_total{cause="` + tc.cause + `"} 1`
+				if m := e.metrics(); !strings.Contains(m, want) {
+					t.Errorf("metrics lack %s", want)
+				}
+			})
 		})
 	}
 }
