@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/internal/testenv"
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/metering/signing"
+)
+
+// authorityProc is a `voucher-authority serve` process (this test binary
+// run as main; see TestMain).
+type authorityProc struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{} // closed when the process has exited
+	err  error         // Wait's result, once done
+
+	mu   sync.Mutex
+	tail []string // its last log lines, for failure messages
+}
+
+// startAuthority starts serve with cfg and waits until it listens. The
+// process is stopped (SIGTERM, then waited for) when t ends.
+func startAuthority(t *testing.T, cfg string) *authorityProc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "--config", cfg)
+	cmd.Env = append(os.Environ(), "VOUCHER_AUTHORITY_TEST_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &authorityProc{cmd: cmd, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		// Read to EOF so the process never blocks on its log.
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.tail = append(p.tail, line)
+			if len(p.tail) > 20 {
+				p.tail = p.tail[1:]
+			}
+			p.mu.Unlock()
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "voucher authority serving" {
+				addr <- l.Addr
+			}
+		}
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-p.done
+			t.Errorf("authority %s did not stop on SIGTERM", p.url)
+		}
+	})
+	select {
+	case a := <-addr:
+		p.url = "http://" + a
+	case <-p.done:
+		t.Fatalf("authority exited before serving: %v\n%s", p.err, p.logTail())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("authority not serving after 60s\n%s", p.logTail())
+	}
+	return p
+}
+
+func (p *authorityProc) logTail() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.tail, "\n")
+}
+
+// stop ends the process with SIGTERM and says whether it exited cleanly.
+func (p *authorityProc) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("authority %s did not stop on SIGTERM", p.url)
+	}
+	if p.err != nil {
+		t.Errorf("authority %s: %v\n%s", p.url, p.err, p.logTail())
+	}
+}
+
+// answer is POST /v1/batches' or GET /v1/nodes/{id}/head's answer.
+type answer struct {
+	status    int
+	Head      uint64 `json:"head"`
+	HeadHash  string `json:"head_hash"`
+	Duplicate bool   `json:"duplicate"`
+	Type      string `json:"type"`
+	Detail    string `json:"detail"`
+}
+
+func call(c *http.Client, method, u string, body []byte) (answer, error) {
+	req, err := http.NewRequest(method, u, bytes.NewReader(body))
+	if err != nil {
+		return answer{}, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return answer{}, err
+	}
+	a := answer{status: resp.StatusCode}
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return answer{}, fmt.Errorf("%s %s: %d %q: %w", method, u, resp.StatusCode, raw, err)
+	}
+	return a, nil
+}
+
+// metric reads one series' value from a /metrics page (0 if absent).
+func metric(t *testing.T, c *http.Client, base, series string) float64 {
+	t.Helper()
+	resp, err := c.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// TestTwoProcessesOnePostgres is issue 4's must-show for the store: two
+// authority processes on one PostgreSQL database, with several nodes'
+// chains posted to both at once, each batch several times. Every batch and
+// record is stored exactly once, every other answer is a duplicate,
+// nothing is refused, and both processes and the database agree on every
+// node's head and chain.
+func TestTwoProcessesOnePostgres(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.PostgresDSN(t)
+	dir := t.TempDir()
+
+	// The config carries the DSN without its password, which is in a 0600
+	// file, as configs/authority.yaml says to run it.
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := u.User.Password()
+	u.User = url.User(u.User.Username())
+	pwFile := filepath.Join(dir, "db-password")
+	if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := func(name string) string {
+		p := filepath.Join(dir, name)
+		cfg := fmt.Sprintf("listen: 127.0.0.1:0\nstore:\n  driver: postgres\n  dsn: %q\n  password_file: %s\n", u.String(), pwFile)
+		if pw == "" {
+			cfg = fmt.Sprintf("listen: 127.0.0.1:0\nstore:\n  driver: postgres\n  dsn: %q\n", u.String())
+		}
+		if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	const (
+		nodes   = 4
+		batches = 10
+		perB    = 20 // records per batch: one GPU, one per minute
+		senders = 4  // per node, each posting the whole chain in order
+	)
+	// Windows end well before now: the processes judge future windows by
+	// the real clock.
+	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Duration(batches*perB+60) * time.Minute)
+	type node struct {
+		id    string
+		chain []ledger.Sealed
+	}
+	ns := make([]node, nodes)
+	for n := range ns {
+		ns[n].id = fmt.Sprintf("node-%02d", n)
+		pub, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gpu := fmt.Sprintf("GPU-2p000000-0000-4000-8000-%012d", n)
+		// Registered through the CLI on the same database (--db URL).
+		var out, errb bytes.Buffer
+		if code := run(ctx, []string{"node", "register", "--db", dsn, "--id", ns[n].id, "--provider", "example-cloud",
+			"--public-key", signing.EncodePublicKey(pub), "--gpu", gpu}, &out, &errb); code != exitOK {
+			t.Fatalf("register %s: exit %d: %s", ns[n].id, code, errb.String())
+		}
+		sealer, err := ledger.NewSealer(ns[n].id, key, time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev := ""
+		for b := range batches {
+			recs := make([]record.Record, perB)
+			for i := range recs {
+				start := base.Add(time.Duration(b*perB+i) * time.Minute)
+				r := record.Record{Node: ns[n].id, Provider: "example-cloud", WindowStart: start, WindowEnd: start.Add(time.Minute),
+					Kind: record.KindUsage, Tenant: fmt.Sprintf("tenant-%d", i%3), GPUUUID: gpu, ParentUUID: gpu, Model: "NVIDIA H100 80GB HBM3",
+					SliceNum: 1, SliceDen: 1, GPUMillis: 60000, UtilizationPercent: 90, EnergyMillijoules: 1000, Attribution: "cgroup"}
+				r.ID = r.ComputeID()
+				recs[i] = r
+			}
+			s, err := sealer.Seal(ctx, uint64(b*perB+1), prev, recs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ns[n].chain = append(ns[n].chain, s)
+			prev = s.Hash
+		}
+	}
+
+	procs := []*authorityProc{startAuthority(t, cfgFile("a.yaml")), startAuthority(t, cfgFile("b.yaml"))}
+	client := &http.Client{Timeout: 60 * time.Second}
+	defer client.CloseIdleConnections()
+
+	var (
+		mu      sync.Mutex
+		stored  = map[string]int{} // node/first_seq -> answers that stored it
+		answers int
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+	)
+	for n := range ns {
+		for j := range senders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for b, s := range ns[n].chain {
+					p := procs[(n+j+b)%2]
+					a, err := call(client, http.MethodPost, p.url+"/v1/batches", s.Envelope)
+					switch {
+					case err != nil:
+						t.Errorf("%s batch %d to %s: %v", ns[n].id, b, p.url, err)
+						return
+					case a.status != http.StatusOK || a.Head < s.LastSeq:
+						// A sender posts a batch only after its previous one
+						// was answered 200, so every answer must be 200.
+						t.Errorf("%s batch %d to %s: %d %s %s (head %d)", ns[n].id, b, p.url, a.status, a.Type, a.Detail, a.Head)
+						return
+					}
+					mu.Lock()
+					answers++
+					if !a.Duplicate {
+						stored[fmt.Sprintf("%s/%d", ns[n].id, s.FirstSeq)]++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	close(start)
+	wg.Wait()
+	if t.Failed() {
+		t.Logf("authority a:\n%s\nauthority b:\n%s", procs[0].logTail(), procs[1].logTail())
+		return
+	}
+	if answers != nodes*senders*batches {
+		t.Fatalf("%d answers, want %d", answers, nodes*senders*batches)
+	}
+
+	// Each batch stored by exactly one answer; both processes report each
+	// node's head at its chain's end.
+	for _, n := range ns {
+		for _, s := range n.chain {
+			if k := fmt.Sprintf("%s/%d", n.id, s.FirstSeq); stored[k] != 1 {
+				t.Errorf("batch %s stored by %d answers, want 1", k, stored[k])
+			}
+		}
+		last := n.chain[batches-1]
+		for _, p := range procs {
+			h, err := call(client, http.MethodGet, p.url+"/v1/nodes/"+n.id+"/head", nil)
+			if err != nil || h.status != http.StatusOK || h.Head != last.LastSeq || h.HeadHash != last.Hash {
+				t.Errorf("%s head from %s: %+v, %v; want %d %s", n.id, p.url, h, err, last.LastSeq, last.Hash)
+			}
+		}
+	}
+
+	// The processes' counters add up to the work done once.
+	var storedBatches, dupBatches, records, rejected, internal float64
+	for _, p := range procs {
+		storedBatches += metric(t, client, p.url, `gpumeter_authority_batches_accepted_total{result="stored"}`)
+		dupBatches += metric(t, client, p.url, `gpumeter_authority_batches_accepted_total{result="duplicate"}`)
+		records += metric(t, client, p.url, "gpumeter_authority_records_stored_total")
+		internal += metric(t, client, p.url, "gpumeter_authority_internal_errors_total")
+		for _, cause := range []string{"fork", "sequence-gap", "chain-broken", "over-wall-time", "invalid-record"} {
+			rejected += metric(t, client, p.url, `gpumeter_authority_batches_rejected_total{cause="`+cause+`"}`)
+		}
+	}
+	if storedBatches != nodes*batches || dupBatches != nodes*batches*(senders-1) || records != nodes*batches*perB || rejected != 0 || internal != 0 {
+		t.Errorf("metrics: %v batches stored, %v duplicates, %v records, %v rejected, %v internal errors; want %d, %d, %d, 0, 0",
+			storedBatches, dupBatches, records, rejected, internal, nodes*batches, nodes*batches*(senders-1), nodes*batches*perB)
+	}
+	for _, p := range procs {
+		p.stop(t)
+	}
+
+	// The database itself: each node's batches form one unbroken chain of
+	// the sealed hashes, and each record is there once, at its seq.
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, n := range ns {
+		rows, err := db.QueryContext(ctx, `SELECT first_seq, last_seq, hash FROM batches WHERE node_id = $1 ORDER BY first_seq`, n.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := 0
+		for rows.Next() {
+			var first, last uint64
+			var hash string
+			if err := rows.Scan(&first, &last, &hash); err != nil {
+				t.Fatal(err)
+			}
+			if i >= batches || first != n.chain[i].FirstSeq || last != n.chain[i].LastSeq || hash != n.chain[i].Hash {
+				t.Errorf("%s stored batch %d: [%d, %d] %s; want the sealed chain's", n.id, i, first, last, hash)
+			}
+			i++
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			t.Fatal(err)
+		}
+		if i != batches {
+			t.Errorf("%s: %d batches stored, want %d", n.id, i, batches)
+		}
+		var count, distinct, minSeq, maxSeq int64
+		err = db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM records WHERE node_id = $1`, n.id).
+			Scan(&count, &distinct, &minSeq, &maxSeq)
+		if err != nil || count != batches*perB || distinct != count || minSeq != 1 || maxSeq != batches*perB {
+			t.Errorf("%s records: %d (%d distinct seqs, %d..%d), %v; want %d, seqs 1..%d", n.id, count, distinct, minSeq, maxSeq, err, batches*perB, batches*perB)
+		}
+	}
+	var overfull int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM unit_windows WHERE total_ms > window_end_ms - window_start_ms`).Scan(&overfull); err != nil || overfull != 0 {
+		t.Errorf("%d unit windows over wall time, %v", overfull, err)
+	}
+}
