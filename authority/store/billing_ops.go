@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
+	"sort"
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
@@ -10,64 +13,269 @@ import (
 
 // The operator's billing operations (docs/billing.md). Every Add/Issue
 // validates with authority/billing and returns an error wrapping
-// ErrInvalidBilling (bad values; the message names the field) or
-// ErrBillingConflict (an id that exists, an overlapping rate card, a
-// missing program/entity) so callers can answer 400/409.
-//
-// Contract stubs: implemented by the billing work.
+// ErrInvalidBilling (bad values; the message names the field, and the
+// error also wraps billing's *FieldErrors) or ErrBillingConflict (an id
+// that exists, an overlapping rate card, a missing program/entity) so
+// callers can answer 400/409; ErrBillingNotFound names an object that
+// does not exist for operations on it.
 
-var errBillingTODO = errors.New("billing: not implemented yet")
+// invalidBilling wraps a validation failure.
+func invalidBilling(what string, err error) error {
+	return fmt.Errorf("%s: %w: %w", what, ErrInvalidBilling, err)
+}
 
 // PutEntity creates or updates an entity (name, related providers).
-func (s *Store) PutEntity(ctx context.Context, e billing.Entity) error { return errBillingTODO }
+func (s *Store) PutEntity(ctx context.Context, e billing.Entity) error {
+	what := fmt.Sprintf("put entity %q", e.ID)
+	if err := billing.ValidateEntity(e); err != nil {
+		return invalidBilling(what, err)
+	}
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		// The upsert locks the entity's row, as billing does before it
+		// reads the related providers: a change waits for billing in
+		// progress, and billing after it sees the new list.
+		if _, err := s.exec(ctx, tx, `INSERT INTO entities (id, name, created) VALUES (?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET name = excluded.name`, e.ID, e.Name, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM entity_related_providers WHERE entity_id = ?`, e.ID); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		for _, p := range e.RelatedProviders {
+			if _, err := s.exec(ctx, tx, `INSERT INTO entity_related_providers (entity_id, provider) VALUES (?, ?)`, e.ID, p); err != nil {
+				return fmt.Errorf("%s: related provider %q: %w", what, p, err)
+			}
+		}
+		return nil
+	})
+}
 
 // Entities lists entities by id.
-func (s *Store) Entities(ctx context.Context) ([]billing.Entity, error) { return nil, errBillingTODO }
+func (s *Store) Entities(ctx context.Context) ([]billing.Entity, error) {
+	rows, err := s.query(ctx, `SELECT e.id, e.name, r.provider FROM entities e
+		LEFT JOIN entity_related_providers r ON r.entity_id = e.id`)
+	if err != nil {
+		return nil, fmt.Errorf("list entities: %w", err)
+	}
+	defer rows.Close()
+	by := map[string]*billing.Entity{}
+	for rows.Next() {
+		var (
+			id, name string
+			provider sql.NullString
+		)
+		if err := rows.Scan(&id, &name, &provider); err != nil {
+			return nil, fmt.Errorf("list entities: %w", err)
+		}
+		e := by[id]
+		if e == nil {
+			e = &billing.Entity{ID: id, Name: name}
+			by[id] = e
+		}
+		if provider.Valid {
+			e.RelatedProviders = append(e.RelatedProviders, provider.String)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list entities: %w", err)
+	}
+	out := make([]billing.Entity, 0, len(by))
+	for _, e := range by {
+		sort.Strings(e.RelatedProviders)
+		out = append(out, *e)
+	}
+	// Sorted here, not by ORDER BY: PostgreSQL's collation may order text
+	// otherwise than SQLite's bytes.
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
 
 // MapTenant says which entity a provider's tenant label is (replacing a
 // previous mapping; records already billed keep theirs).
 func (s *Store) MapTenant(ctx context.Context, provider, tenant, entityID string) error {
-	return errBillingTODO
+	what := fmt.Sprintf("map tenant %q of provider %q", tenant, provider)
+	if err := billing.ValidateMapping(provider, tenant, entityID); err != nil {
+		return invalidBilling(what, err)
+	}
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if err := s.mustExist(ctx, tx, "entities", "entity", entityID); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		_, err := s.exec(ctx, tx, `INSERT INTO tenant_entities (provider, tenant, entity_id) VALUES (?, ?, ?)
+			ON CONFLICT (provider, tenant) DO UPDATE SET entity_id = excluded.entity_id`, provider, tenant, entityID)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	})
+}
+
+// mustExist returns ErrBillingConflict unless table has a row with id:
+// an operation that refers to a missing program or entity.
+func (s *Store) mustExist(ctx context.Context, tx *sql.Tx, table, what, id string) error {
+	var n int
+	if err := s.queryRowTx(ctx, tx, `SELECT COUNT(*) FROM `+table+` WHERE id = ?`, id).Scan(&n); err != nil {
+		return fmt.Errorf("look up %s %q: %w", what, id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: %s %q does not exist", ErrBillingConflict, what, id)
+	}
+	return nil
 }
 
 // AddProgram creates a program. Programs are immutable once created.
-func (s *Store) AddProgram(ctx context.Context, p billing.Program) error { return errBillingTODO }
+func (s *Store) AddProgram(ctx context.Context, p billing.Program) error {
+	what := fmt.Sprintf("add program %q", p.ID)
+	if err := billing.ValidateProgram(p); err != nil {
+		return invalidBilling(what, err)
+	}
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `INSERT INTO programs (id, issuer, name, ratio_bp, cap_year_fen, cap_lifetime_fen,
+			valid_from_ms, valid_to_ms, rounding, settlement, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.ID, p.Issuer, p.Name, int64(p.Ratio), int64(p.CapPerYear), int64(p.CapLifetime),
+			p.ValidFrom.UnixMilli(), p.ValidTo.UnixMilli(), p.Rounding, p.Settlement, time.Now().UnixMilli())
+		if s.d.isUnique(err) {
+			return fmt.Errorf("%s: %w: the id exists", what, ErrBillingConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		for m, r := range p.ModelRatios {
+			if _, err := s.exec(ctx, tx, `INSERT INTO program_ratios (program_id, model, ratio_bp) VALUES (?, ?, ?)`, p.ID, m, int64(r)); err != nil {
+				return fmt.Errorf("%s: ratio of %q: %w", what, m, err)
+			}
+		}
+		for _, pr := range p.Providers {
+			if _, err := s.exec(ctx, tx, `INSERT INTO program_providers (program_id, provider) VALUES (?, ?)`, p.ID, pr); err != nil {
+				return fmt.Errorf("%s: provider %q: %w", what, pr, err)
+			}
+		}
+		for _, m := range p.Models {
+			if _, err := s.exec(ctx, tx, `INSERT INTO program_models (program_id, model) VALUES (?, ?)`, p.ID, m); err != nil {
+				return fmt.Errorf("%s: model %q: %w", what, m, err)
+			}
+		}
+		return nil
+	})
+}
 
 // Programs lists programs by id.
-func (s *Store) Programs(ctx context.Context) ([]billing.Program, error) { return nil, errBillingTODO }
+func (s *Store) Programs(ctx context.Context) ([]billing.Program, error) {
+	ps, err := s.readPrograms(ctx, s.r, nil)
+	if err != nil {
+		return nil, fmt.Errorf("list programs: %w", err)
+	}
+	return ps, nil
+}
 
 // IssueVoucher creates a voucher; Balance is set to Face and Status to
 // active. An already-expired voucher is refused.
-func (s *Store) IssueVoucher(ctx context.Context, v billing.Voucher) error { return errBillingTODO }
+func (s *Store) IssueVoucher(ctx context.Context, v billing.Voucher) error {
+	return s.IssueVoucherAt(ctx, v, time.Now())
+}
 
-// SetVoucherStatus suspends, reactivates or revokes a voucher.
-func (s *Store) SetVoucherStatus(ctx context.Context, id, status string) error { return errBillingTODO }
+// IssueVoucherAt is IssueVoucher with the time of issue given: a voucher
+// expired at now, or outside its program's validity, is refused.
+func (s *Store) IssueVoucherAt(ctx context.Context, v billing.Voucher, now time.Time) error {
+	what := fmt.Sprintf("issue voucher %q", v.ID)
+	v.Balance, v.Status = v.Face, billing.VoucherActive
+	if err := billing.ValidateVoucher(v); err != nil {
+		return invalidBilling(what, err)
+	}
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		ps, err := s.readPrograms(ctx, tx, []string{v.Program})
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if len(ps) == 0 {
+			return fmt.Errorf("%s: %w: program %q does not exist", what, ErrBillingConflict, v.Program)
+		}
+		if err := s.mustExist(ctx, tx, "entities", "holder", v.Holder); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if err := billing.CheckIssue(v, ps[0], now); err != nil {
+			return invalidBilling(what, err)
+		}
+		_, err = s.exec(ctx, tx, `INSERT INTO vouchers (id, program_id, entity_id, face_fen, balance_fen, issued_ms, expires_ms, status, created)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, v.ID, v.Program, v.Holder, int64(v.Face), int64(v.Balance),
+			v.Issued.UnixMilli(), v.Expires.UnixMilli(), v.Status, now.UnixMilli())
+		if s.d.isUnique(err) {
+			return fmt.Errorf("%s: %w: the id exists", what, ErrBillingConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	})
+}
 
-// Vouchers lists vouchers, of one entity if entityID is not "".
+// SetVoucherStatus suspends, reactivates or revokes a voucher. Revoking is
+// final: a revoked voucher cannot be reactivated or suspended.
+func (s *Store) SetVoucherStatus(ctx context.Context, id, status string) error {
+	what := fmt.Sprintf("set status of voucher %q", id)
+	switch status {
+	case billing.VoucherActive, billing.VoucherSuspended, billing.VoucherRevoked:
+	default:
+		return invalidBilling(what, &billing.FieldError{Object: "voucher", ID: id, Field: "status",
+			Msg: fmt.Sprintf("%q is not %q, %q or %q", status, billing.VoucherActive, billing.VoucherSuspended, billing.VoucherRevoked)})
+	}
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		var cur string
+		err := s.queryRowTx(ctx, tx, `SELECT status FROM vouchers WHERE id = ?`+s.d.forUpdate, id).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%s: %w: no such voucher", what, ErrBillingNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if cur == billing.VoucherRevoked && status != billing.VoucherRevoked {
+			return fmt.Errorf("%s: %w: the voucher is revoked, which is final", what, ErrBillingConflict)
+		}
+		if _, err := s.exec(ctx, tx, `UPDATE vouchers SET status = ? WHERE id = ?`, status, id); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		return nil
+	})
+}
+
+// voucherColumns are what scanVoucher reads, in order.
+const voucherColumns = `id, program_id, entity_id, face_fen, balance_fen, issued_ms, expires_ms, status`
+
+func scanVoucher(rows *sql.Rows) (billing.Voucher, error) {
+	var (
+		v                 billing.Voucher
+		face, bal, is, ex int64
+	)
+	err := rows.Scan(&v.ID, &v.Program, &v.Holder, &face, &bal, &is, &ex, &v.Status)
+	v.Face, v.Balance, v.Issued, v.Expires = billing.Fen(face), billing.Fen(bal), msTime(is), msTime(ex)
+	return v, err
+}
+
+// Vouchers lists vouchers by id, of one entity if entityID is not "".
 func (s *Store) Vouchers(ctx context.Context, entityID string) ([]billing.Voucher, error) {
-	return nil, errBillingTODO
+	q, args := `SELECT `+voucherColumns+` FROM vouchers`, []any{}
+	if entityID != "" {
+		q, args = q+` WHERE entity_id = ?`, append(args, entityID)
+	}
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list vouchers: %w", err)
+	}
+	defer rows.Close()
+	out := []billing.Voucher{}
+	for rows.Next() {
+		v, err := scanVoucher(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list vouchers: %w", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list vouchers: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
 }
 
-// AddRateCard creates a rate card; one overlapping a card of the same
-// (provider, model, profile) is refused, naming that card.
-func (s *Store) AddRateCard(ctx context.Context, c billing.RateCard) error { return errBillingTODO }
-
-// EndRateCard sets an open card's end (to introduce a new price at at).
-func (s *Store) EndRateCard(ctx context.Context, id string, at time.Time) error {
-	return errBillingTODO
-}
-
-// RateCards lists rate cards, of one provider if provider is not "".
-func (s *Store) RateCards(ctx context.Context, provider string) ([]billing.RateCard, error) {
-	return nil, errBillingTODO
-}
-
-// Statement is an entity's statement for [from, to).
-func (s *Store) Statement(ctx context.Context, entityID string, from, to time.Time) (billing.Statement, error) {
-	return billing.Statement{}, errBillingTODO
-}
-
-// Claim is a provider's claim for [from, to).
-func (s *Store) Claim(ctx context.Context, provider string, from, to time.Time) (billing.Claim, error) {
-	return billing.Claim{}, errBillingTODO
-}
+// msTime is a stored Unix ms time, in UTC.
+func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }

@@ -81,6 +81,15 @@ var billingMigration = []string{
 		created            BIGINT NOT NULL
 	)`,
 	`CREATE INDEX rate_cards_lookup ON rate_cards(provider, model, mig_profile, valid_from_ms)`,
+	// One row per (provider, model, profile) that has cards: adding or
+	// ending a card locks it first, so two operators cannot add
+	// overlapping cards at once (the overlap check reads, then inserts).
+	`CREATE TABLE rate_card_keys (
+		provider    TEXT NOT NULL,
+		model       TEXT NOT NULL,
+		mig_profile TEXT NOT NULL,
+		PRIMARY KEY (provider, model, mig_profile)
+	)`,
 	// One row per usage record: its price. Idle and gap records have none.
 	// entity_id is '' for a tenant no entity was mapped to at ingest;
 	// rate_card_id is '' (and cost 0) for usage no card priced.
@@ -108,14 +117,17 @@ var billingMigration = []string{
 	)`,
 	`CREATE INDEX grants_voucher ON grants(voucher_id)`,
 	// Rounding carries (docs/billing.md): the sub-fen remainder of a
-	// running cost, per (provider, tenant, card, month).
+	// running cost, per (provider, tenant, card, slice, month), in
+	// 1/(3 600 000 × slice_den) fen. slice_den is 1 but for MIG records
+	// priced by the whole-GPU card (billing.CostKey).
 	`CREATE TABLE cost_carries (
 		provider     TEXT NOT NULL,
 		tenant       TEXT NOT NULL,
 		rate_card_id TEXT NOT NULL,
+		slice_den    BIGINT NOT NULL,
 		period       TEXT NOT NULL,
 		remainder    BIGINT NOT NULL,
-		PRIMARY KEY (provider, tenant, rate_card_id, period)
+		PRIMARY KEY (provider, tenant, rate_card_id, slice_den, period)
 	)`,
 	// Per (program, entity, year): the entitlement's remainder and what
 	// was granted (the yearly cap; the lifetime cap sums the years).
