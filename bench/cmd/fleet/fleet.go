@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/bench/internal/authproc"
+	"github.com/gpumeter/gpumeter/bench/internal/workload"
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/reporter"
+)
+
+// fleet is the simulated nodes and the client they share (one keep-alive
+// connection per node, as separate machines would have).
+type fleet struct {
+	url     string
+	client  *http.Client
+	nodes   []*node
+	tenants []string
+}
+
+// node is one simulated node's chain: what it sealed and what the
+// authority acknowledged.
+type node struct {
+	workload.Node
+	sealer  *ledger.Sealer
+	base    time.Time // start of its window 0
+	next    int       // next window to seal
+	nextSeq uint64
+	prev    string // hash of the last acknowledged batch
+	acked   uint64 // highest seq acknowledged
+	batches int    // batches acknowledged
+}
+
+// newFleet makes the nodes and registers them (keys, GPUs) in db, as
+// `voucher-authority node register` does, through the authority's store.
+func newFleet(ctx context.Context, c config, db authproc.Database) (*fleet, error) {
+	st, err := store.Open(ctx, db.Driver, db.Source)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	now := time.Now().UTC()
+	// Windows start 30 days back: far more than a run can seal, and all of
+	// them ended long before the authority's now.
+	base := now.Truncate(time.Minute).Add(-30 * 24 * time.Hour)
+	f := &fleet{
+		client: &http.Client{Timeout: c.timeout, Transport: &http.Transport{
+			MaxIdleConnsPerHost: c.nodes, IdleConnTimeout: time.Minute, DisableCompression: true,
+		}},
+		tenants: workload.Tenants(c.tenants),
+	}
+	for i := range c.nodes {
+		wn, err := workload.NewNode(i, c.gpus)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.RegisterNode(ctx, wn.ID, workload.Provider, wn.Public(), wn.GPUs, now); err != nil {
+			return nil, err
+		}
+		s, err := ledger.NewSealer(wn.ID, wn.Key, time.Now)
+		if err != nil {
+			return nil, err
+		}
+		f.nodes = append(f.nodes, &node{Node: wn, sealer: s, base: base, nextSeq: 1})
+	}
+	return f, nil
+}
+
+// phase is what one drive measured.
+type phase struct {
+	records, batches, retries int
+	elapsed                   time.Duration // start to the last acknowledgement
+	latencies                 []time.Duration
+}
+
+func (p phase) recordsPerSec() float64 { return float64(p.records) / p.elapsed.Seconds() }
+func (p phase) batchesPerSec() float64 { return float64(p.batches) / p.elapsed.Seconds() }
+
+// percentile is the q-th percentile of the latencies (nearest rank).
+func (p phase) percentile(q int) time.Duration {
+	if len(p.latencies) == 0 {
+		return 0
+	}
+	i := (len(p.latencies)*q + 99) / 100
+	return p.latencies[max(i, 1)-1]
+}
+
+// drive runs every node for d: each seals its next window and sends it
+// until acknowledged, again and again; a node starts no batch after d, so
+// every batch sent is acknowledged when drive returns. An answer that is
+// neither an acknowledgement nor a transient failure stops the fleet.
+func (f *fleet) drive(ctx context.Context, d time.Duration) (phase, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	start := time.Now()
+	deadline := start.Add(d)
+	results := make([]phase, len(f.nodes))
+	var wg sync.WaitGroup
+	for i, n := range f.nodes {
+		wg.Go(func() {
+			p := &results[i]
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				retries, lat, err := f.oneBatch(ctx, n)
+				p.retries += retries
+				if err != nil {
+					cancel(fmt.Errorf("node %s: %w", n.ID, err))
+					return
+				}
+				p.latencies = append(p.latencies, lat)
+				p.batches++
+				p.records += len(n.GPUs) * workload.RecordsPerGPU
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return phase{}, err
+	}
+	var total phase
+	total.elapsed = time.Since(start)
+	for _, p := range results {
+		total.records += p.records
+		total.batches += p.batches
+		total.retries += p.retries
+		total.latencies = append(total.latencies, p.latencies...)
+	}
+	slices.Sort(total.latencies)
+	return total, nil
+}
+
+// oneBatch seals n's next window and posts it until the authority
+// acknowledges it; lat is from sealed to acknowledged, retries included.
+func (f *fleet) oneBatch(ctx context.Context, n *node) (retries int, lat time.Duration, err error) {
+	start := n.base.Add(time.Duration(n.next) * time.Minute)
+	if end := start.Add(time.Minute); end.After(time.Now()) {
+		return 0, 0, fmt.Errorf("window %d ends at %s, in the future: the run sealed more windows than the backlog holds", n.next, end)
+	}
+	recs := n.Window(start, time.Minute, n.next, f.tenants)
+	s, err := n.sealer.Seal(ctx, n.nextSeq, n.prev, recs)
+	if err != nil {
+		return 0, 0, err
+	}
+	sealed := time.Now()
+	for {
+		head, transient, err := f.post(ctx, s.Envelope)
+		if err == nil {
+			if head != s.LastSeq {
+				return retries, 0, fmt.Errorf("batch %d..%d acknowledged with head %d", s.FirstSeq, s.LastSeq, head)
+			}
+			n.next++
+			n.nextSeq, n.prev, n.acked = s.LastSeq+1, s.Hash, s.LastSeq
+			n.batches++
+			return retries, time.Since(sealed), nil
+		}
+		if !transient || ctx.Err() != nil {
+			return retries, 0, fmt.Errorf("batch %d..%d: %w", s.FirstSeq, s.LastSeq, err)
+		}
+		retries++
+		select {
+		case <-ctx.Done():
+			return retries, 0, ctx.Err()
+		case <-time.After(backoff(retries)):
+		}
+	}
+}
+
+// backoff is the wait before resend number n of a batch: jittered and
+// doubling from the reporter's minimum, so that timed-out nodes do not
+// all come back at once.
+func backoff(n int) time.Duration {
+	d := reporter.DefaultRetryWaitMin << min(n-1, 6)
+	return d/2 + rand.N(d/2+1)
+}
+
+// post sends one envelope; transient says a resend may succeed (network
+// error, 408, 429, 5xx), as the reporter decides.
+func (f *fleet) post(ctx context.Context, env []byte) (head uint64, transient bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url+"/v1/batches", bytes.NewReader(env))
+	if err != nil {
+		return 0, false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return 0, true, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, true, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		s := resp.StatusCode
+		return 0, s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500,
+			fmt.Errorf("status %d: %s", s, bytes.TrimSpace(body))
+	}
+	var a struct {
+		Head *uint64 `json:"head"`
+	}
+	if err := json.Unmarshal(body, &a); err != nil || a.Head == nil {
+		return 0, true, errors.New("200 answer without a head: " + string(body))
+	}
+	return *a.Head, false, nil
+}

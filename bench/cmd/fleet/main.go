@@ -1,0 +1,151 @@
+// Command fleet is the bench's fleet load: many simulated nodes, each with
+// its own Ed25519 key, registered GPUs and hash chain, report to one real
+// `voucher-authority serve` process for a fixed time; then every node's
+// chain is checked against the database and the authority's head endpoint.
+//
+// Each node is a goroutine that seals one window (ledger.Sealer, the
+// agent's signing path) and POSTs it, and seals the next as soon as the
+// authority acknowledged the last: every node draining at once, as after
+// an authority outage. It uses a plain HTTP client rather than a reporter
+// with a spool per node, so that the load is the authority's and not a
+// thousand bbolt files' fsyncs on the same machine.
+//
+// It prints Go benchmark lines (one per repetition, then the check) and
+// exits non-zero if a record was lost or doubled.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/gpumeter/gpumeter/bench/internal/authproc"
+	"github.com/gpumeter/gpumeter/metering/reporter"
+)
+
+type config struct {
+	authority string        // voucher-authority binary
+	driver    string        // sqlite or postgres
+	pg        string        // admin DSN of the PostgreSQL server
+	nodes     int           // simulated nodes
+	gpus      int           // GPUs per node
+	tenants   int           // tenants sharing them
+	duration  time.Duration // one repetition
+	warmup    time.Duration // load before the first repetition, not counted
+	reps      int
+	timeout   time.Duration // per request, as the reporter's authority.timeout
+	dir       string        // work directory (config, log, SQLite file)
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.authority, "authority", "voucher-authority", "voucher-authority binary")
+	flag.StringVar(&c.driver, "driver", "postgres", "authority store: postgres or sqlite")
+	flag.StringVar(&c.pg, "pg", os.Getenv("GPUMETER_TEST_POSTGRES"), "PostgreSQL DSN whose role may CREATE DATABASE (a fresh database is created and dropped)")
+	flag.IntVar(&c.nodes, "nodes", 1000, "simulated nodes")
+	flag.IntVar(&c.gpus, "gpus", 8, "GPUs per node")
+	flag.IntVar(&c.tenants, "tenants", 10, "tenants sharing the GPUs")
+	flag.DurationVar(&c.duration, "duration", 60*time.Second, "length of one repetition")
+	flag.DurationVar(&c.warmup, "warmup", 5*time.Second, "load before the first repetition (not counted)")
+	flag.IntVar(&c.reps, "reps", 5, "repetitions (one line each)")
+	flag.DurationVar(&c.timeout, "timeout", reporter.DefaultTimeout, "per-request timeout (the agent's authority.timeout); a timed-out batch is sent again")
+	flag.StringVar(&c.dir, "dir", "", "work directory (default: a new temporary one, removed after)")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, c, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleet:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, c config, out, log io.Writer) (err error) {
+	if c.nodes < 1 || c.gpus < 1 || c.tenants < 2 || c.reps < 1 || c.duration <= 0 || c.timeout <= 0 {
+		return fmt.Errorf("need nodes, gpus, reps >= 1, tenants >= 2 and a positive duration and timeout")
+	}
+	if c.dir == "" {
+		c.dir, err = os.MkdirTemp("", "gpumeter-fleet-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(c.dir)
+	}
+	var db authproc.Database
+	switch c.driver {
+	case "sqlite":
+		db = authproc.SQLite(c.dir)
+	case "postgres":
+		if c.pg == "" {
+			return fmt.Errorf("--pg (or GPUMETER_TEST_POSTGRES) must name a PostgreSQL server")
+		}
+		if db, err = authproc.CreatePostgres(ctx, c.pg); err != nil {
+			return err
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if derr := db.Drop(dctx); err == nil {
+				err = derr
+			}
+		}()
+	default:
+		return fmt.Errorf("--driver %q: want postgres or sqlite", c.driver)
+	}
+
+	t := time.Now()
+	f, err := newFleet(ctx, c, db)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(log, "fleet: %d nodes x %d GPUs registered on %s in %s\n", c.nodes, c.gpus, c.driver, time.Since(t).Round(time.Millisecond))
+
+	proc, err := authproc.Start(ctx, c.authority, c.dir, db)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := proc.Stop(); err == nil {
+			err = serr
+		}
+	}()
+	f.url = proc.URL
+
+	if c.warmup > 0 {
+		if _, err := f.drive(ctx, c.warmup); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	name := fmt.Sprintf("BenchmarkFleet/%s/nodes=%d", c.driver, c.nodes)
+	for range c.reps {
+		p, err := f.drive(ctx, c.duration)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s\t%d\t%.0f records/s\t%.0f batches/s\t%.1f p50-ms\t%.1f p99-ms\t%d retries\n",
+			name, p.batches, p.recordsPerSec(), p.batchesPerSec(), ms(p.percentile(50)), ms(p.percentile(99)), p.retries)
+	}
+
+	res, err := f.check(ctx, db)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "BenchmarkFleetCheck/%s/nodes=%d\t1\t%d lost\t%d doubled\t%d records\t%d batches\t%d head-mismatches\n",
+		c.driver, c.nodes, res.lost, res.doubled, res.records, res.batches, res.headMismatches)
+	if !res.ok() {
+		for _, p := range res.problems {
+			fmt.Fprintln(log, "fleet: check:", p)
+		}
+		return fmt.Errorf("check failed: %d lost, %d doubled, %d head mismatches (authority log %s)",
+			res.lost, res.doubled, res.headMismatches, filepath.Join(c.dir, "authority.log"))
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Watching this test's own process: a line per interval with its CPU and
+// memory, and one scrape per interval.
+func TestWatchesAProcessAndScrapesEachInterval(t *testing.T) {
+	var scrapes atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scrapes.Add(1)
+		_, _ = w.Write([]byte("up 1\n"))
+	}))
+	defer srv.Close()
+	var out bytes.Buffer
+	err := run(context.Background(), []proc{{"self", os.Getpid()}}, []string{srv.URL}, 20*time.Millisecond, 2, 0, 100, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "BenchmarkProcess/self\t1\t") || !strings.Contains(lines[0], " rss-MiB") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	if n := scrapes.Load(); n != 2 {
+		t.Fatalf("%d scrapes in 2 intervals, want 2", n)
+	}
+	if rss, err := rssBytes(os.Getpid()); err != nil || rss < 1<<20 {
+		t.Fatalf("own VmRSS %d bytes, %v", rss, err)
+	}
+}
+
+func TestGoneProcessIsAnError(t *testing.T) {
+	if _, err := cpuTicks(1 << 30); err == nil {
+		t.Fatal("no error for a pid that cannot exist")
+	}
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	err := run(context.Background(), []proc{{"self", os.Getpid()}}, []string{srv.URL}, time.Millisecond, 1, 0, 100, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "status 404") {
+		t.Fatalf("scrape answered 404: %v, want an error", err)
+	}
+}

@@ -1,0 +1,196 @@
+package bench_test
+
+import (
+	"context"
+	"database/sql"
+	"net/url"
+	"path/filepath"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/gpumeter/gpumeter/authority/ingest"
+	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/bench/internal/authproc"
+	"github.com/gpumeter/gpumeter/bench/internal/workload"
+	"github.com/gpumeter/gpumeter/internal/testenv"
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+// ingestWindows is windows per batch: 10 windows of a node with 8 GPUs
+// (3 records a GPU) make batches of 240 records.
+const ingestWindows = 10
+
+// BenchmarkIngest is records verified and stored per second by the
+// authority (ingest.Ingester: envelope, signature, chain, plausibility,
+// per-unit window totals, billing, one transaction per batch) beside the
+// limit: a bare INSERT of the same batch and record rows, one transaction
+// per batch, into the same kind of database with the same settings.
+// PostgreSQL runs where GPUMETER_TEST_POSTGRES names a server.
+func BenchmarkIngest(b *testing.B) {
+	for _, driver := range []string{store.DriverSQLite, "postgres"} {
+		b.Run(driver+"/verified", func(b *testing.B) {
+			st, w := openBenchDB(b, driver)
+			_ = w.Close()
+			envs, _ := sealedBatches(b, st, b.N)
+			in, err := ingest.New(ingest.Options{Store: st})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				out, err := in.Ingest(ctx, envs[i])
+				if err != nil || out.Duplicate || out.Records != ingestWindows*8*workload.RecordsPerGPU {
+					b.Fatalf("batch %d: %+v %v", i, out, err)
+				}
+			}
+			b.StopTimer()
+			reportRecords(b, st)
+		})
+		b.Run(driver+"/bare-insert", func(b *testing.B) {
+			st, w := openBenchDB(b, driver)
+			envs, batches := sealedBatches(b, st, b.N)
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				if err := bareInsert(ctx, w, driver, batches[i], envs[i]); err != nil {
+					b.Fatalf("batch %d: %v", i, err)
+				}
+			}
+			b.StopTimer()
+			reportRecords(b, st)
+		})
+	}
+}
+
+// reportRecords reports records/s from what the database holds, so a
+// benchmark that stored less than it claims cannot look fast.
+func reportRecords(b *testing.B, st *store.Store) {
+	b.Helper()
+	c, err := st.Count(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if want := int64(b.N * ingestWindows * 8 * workload.RecordsPerGPU); c.Records != want {
+		b.Fatalf("database holds %d records, want %d", c.Records, want)
+	}
+	b.ReportMetric(float64(c.Records)/b.Elapsed().Seconds(), "records/s")
+}
+
+// openBenchDB opens a fresh authority database through the store (schema
+// and migrations), and a plain database/sql pool on the same database
+// with the store's settings for the bare INSERT.
+func openBenchDB(b *testing.B, driver string) (*store.Store, *sql.DB) {
+	b.Helper()
+	ctx := context.Background()
+	var source, sqlDriver, plain string
+	switch driver {
+	case store.DriverSQLite:
+		source = filepath.Join(b.TempDir(), "authority.db")
+		// The store's writer settings (authority/store): WAL, fsync on
+		// every commit, foreign keys on, BEGIN IMMEDIATE.
+		q := url.Values{}
+		for _, p := range []string{"busy_timeout(10000)", "journal_mode(WAL)", "foreign_keys(1)", "synchronous(FULL)"} {
+			q.Add("_pragma", p)
+		}
+		q.Set("_txlock", "immediate")
+		sqlDriver, plain = "sqlite", "file:"+source+"?"+q.Encode()
+	default:
+		source = testenv.PostgresDSN(b)
+		sqlDriver, plain = "pgx", source
+	}
+	st, err := store.Open(ctx, driver, source)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	w, err := sql.Open(sqlDriver, plain)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.SetMaxOpenConns(1)
+	b.Cleanup(func() { _ = w.Close() })
+	return st, w
+}
+
+// sealedBatches registers a bench node in st and seals n chained batches
+// of it, windows ending in the past; it returns the envelopes and the
+// batches as sealed (records numbered).
+func sealedBatches(b *testing.B, st *store.Store, n int) ([][]byte, []ledger.Batch) {
+	b.Helper()
+	ctx := context.Background()
+	node, err := workload.NewNode(0, 8)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if err := st.RegisterNode(ctx, node.ID, workload.Provider, node.Public(), node.GPUs, now); err != nil {
+		b.Fatal(err)
+	}
+	sealer, err := ledger.NewSealer(node.ID, node.Key, time.Now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tenants := workload.Tenants(10)
+	base := now.Truncate(time.Minute).Add(-time.Duration(n*ingestWindows+1) * time.Minute)
+	envs := make([][]byte, n)
+	batches := make([]ledger.Batch, n)
+	prev, seq := "", uint64(1)
+	for i := range n {
+		var recs []record.Record
+		for w := range ingestWindows {
+			k := i*ingestWindows + w
+			recs = append(recs, node.Window(base.Add(time.Duration(k)*time.Minute), time.Minute, k, tenants)...)
+		}
+		s, err := sealer.Seal(ctx, seq, prev, recs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bt := ledger.Batch{Node: node.ID, KeyID: sealer.KeyID(), FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, PrevHash: prev, Records: recs}
+		bt.Records = append([]record.Record(nil), recs...)
+		for j := range bt.Records {
+			bt.Records[j].Seq = s.FirstSeq + uint64(j)
+		}
+		envs[i], batches[i] = s.Envelope, bt
+		prev, seq = s.Hash, s.LastSeq+1
+	}
+	return envs, batches
+}
+
+// bareInsert writes what the store's insert writes for a batch (the batch
+// row with its envelope, and every record row), in one transaction, with
+// none of the checks.
+func bareInsert(ctx context.Context, db *sql.DB, driver string, bt ledger.Batch, env []byte) error {
+	rebind := authproc.Database{Driver: driver}.Rebind
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, rebind(`INSERT INTO batches (node_id, first_seq, last_seq, hash, key_id, received_at, envelope)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`), bt.Node, bt.FirstSeq, bt.LastSeq, ledger.Hash(env), bt.KeyID, time.Now().UnixMilli(), env); err != nil {
+		return err
+	}
+	stmt, err := tx.PrepareContext(ctx, rebind(`INSERT INTO records (
+		record_id, node_id, seq, batch_first_seq, provider, tenant, kind, gpu_uuid, parent_uuid, model,
+		mig_profile, slice_num, slice_den, window_start_ms, window_end_ms, gpu_ms, utilization_pct,
+		energy_mj, attribution, shared_with, split_rule, gap_reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for i := range bt.Records {
+		r := &bt.Records[i]
+		if _, err := stmt.ExecContext(ctx,
+			r.ID, bt.Node, r.Seq, bt.FirstSeq, r.Provider, r.Tenant, string(r.Kind), r.GPUUUID, r.ParentUUID, r.Model,
+			r.MIGProfile, r.SliceNum, r.SliceDen, r.WindowStart.UnixMilli(), r.WindowEnd.UnixMilli(), r.GPUMillis,
+			r.UtilizationPercent, r.EnergyMillijoules, r.Attribution, r.SharedWith, r.SplitRule, r.GapReason); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}

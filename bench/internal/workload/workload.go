@@ -1,0 +1,86 @@
+// Package workload makes the bench's synthetic nodes and their usage
+// records: each node has its own Ed25519 key and GPU UUIDs, and each
+// window of it is what a meter would close on a busy shared node.
+//
+// Records it makes pass the authority's checks (ownership, wall time,
+// identity): they must, or the bench would measure refusals. It never
+// talks to an authority itself.
+package workload
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"time"
+
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+// Provider is every bench node's provider.
+const Provider = "bench-cloud"
+
+// RecordsPerGPU is the records of one GPU in one window: two tenants'
+// usage (time-sliced) and the idle rest.
+const RecordsPerGPU = 3
+
+// Node is a bench node: its id, key and GPUs.
+type Node struct {
+	ID   string
+	Key  ed25519.PrivateKey
+	GPUs []string
+}
+
+// NewNode makes node number idx with gpus GPUs and a fresh key. Ids and
+// GPU UUIDs are distinct across idx, so a fleet registers without clashes.
+func NewNode(idx, gpus int) (Node, error) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return Node{}, fmt.Errorf("node %d: generate key: %w", idx, err)
+	}
+	n := Node{ID: fmt.Sprintf("bench-node-%05d", idx), Key: key, GPUs: make([]string, gpus)}
+	for g := range n.GPUs {
+		n.GPUs[g] = fmt.Sprintf("GPU-be7c0000-%04x-4000-8000-%012x", g, idx)
+	}
+	return n, nil
+}
+
+// Public is the node's public key.
+func (n Node) Public() ed25519.PublicKey { return n.Key.Public().(ed25519.PublicKey) }
+
+// Window is window i of the node, starting at start and width long: on
+// every GPU two of tenants used it (5/12 of the window each, tenants
+// rotating with g and i) and it idled the rest, so usage + idle is the
+// window exactly. tenants must hold at least two names.
+func (n Node) Window(start time.Time, width time.Duration, i int, tenants []string) []record.Record {
+	w := width.Milliseconds()
+	use := w * 5 / 12
+	out := make([]record.Record, 0, len(n.GPUs)*RecordsPerGPU)
+	for g, uuid := range n.GPUs {
+		base := record.Record{
+			Node: n.ID, Provider: Provider, WindowStart: start.UTC(), WindowEnd: start.Add(width).UTC(),
+			GPUUUID: uuid, ParentUUID: uuid, Model: "NVIDIA H100 80GB HBM3",
+			SliceNum: 1, SliceDen: 1, UtilizationPercent: 80, EnergyMillijoules: 400 * w,
+		}
+		for k := range 2 {
+			r := base
+			r.Kind, r.Tenant, r.GPUMillis = record.KindUsage, tenants[(g+i+k)%len(tenants)], use
+			r.Attribution, r.SharedWith, r.SplitRule = "cgroup", 1, "utilization"
+			r.ID = r.ComputeID()
+			out = append(out, r)
+		}
+		r := base
+		r.Kind, r.GPUMillis, r.UtilizationPercent, r.EnergyMillijoules = record.KindIdle, w-2*use, -1, 60*(w-2*use)
+		r.ID = r.ComputeID()
+		out = append(out, r)
+	}
+	return out
+}
+
+// Tenants is n tenant names.
+func Tenants(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("tenant-%02d", i)
+	}
+	return out
+}
