@@ -9,12 +9,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/bench/internal/authproc"
+	"github.com/gpumeter/gpumeter/bench/internal/procfs"
 	"github.com/gpumeter/gpumeter/bench/internal/workload"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/reporter"
@@ -24,6 +26,7 @@ import (
 // connection per node, as separate machines would have).
 type fleet struct {
 	url     string
+	pid     int // the authority's, for its CPU share (0: not measured)
 	client  *http.Client
 	nodes   []*node
 	tenants []string
@@ -82,6 +85,10 @@ type phase struct {
 	records, batches, retries int
 	elapsed                   time.Duration // start to the last acknowledgement
 	latencies                 []time.Duration
+	// Shares of the machine's CPU time over the phase, in percent: the
+	// authority process, this load generator, idle and waiting for I/O.
+	// The rest is PostgreSQL and whatever else runs.
+	authorityCPU, generatorCPU, idle, iowait float64
 }
 
 func (p phase) recordsPerSec() float64 { return float64(p.records) / p.elapsed.Seconds() }
@@ -103,6 +110,10 @@ func (p phase) percentile(q int) time.Duration {
 func (f *fleet) drive(ctx context.Context, d time.Duration) (phase, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	cpu0, err := f.cpu()
+	if err != nil {
+		return phase{}, err
+	}
 	start := time.Now()
 	deadline := start.Add(d)
 	results := make([]phase, len(f.nodes))
@@ -129,6 +140,14 @@ func (f *fleet) drive(ctx context.Context, d time.Duration) (phase, error) {
 	}
 	var total phase
 	total.elapsed = time.Since(start)
+	cpu1, err := f.cpu()
+	if err != nil {
+		return phase{}, err
+	}
+	m := cpu1.machine.Sub(cpu0.machine)
+	total.authorityCPU = m.Percent(cpu1.authority - cpu0.authority)
+	total.generatorCPU = m.Percent(cpu1.generator - cpu0.generator)
+	total.idle, total.iowait = m.Percent(m.Idle), m.Percent(m.IOWait)
 	for _, p := range results {
 		total.records += p.records
 		total.batches += p.batches
@@ -137,6 +156,29 @@ func (f *fleet) drive(ctx context.Context, d time.Duration) (phase, error) {
 	}
 	slices.Sort(total.latencies)
 	return total, nil
+}
+
+// cpuTicks is a reading of the machine's and the processes' CPU time.
+type cpuTicks struct {
+	machine              procfs.Machine
+	authority, generator int64
+}
+
+func (f *fleet) cpu() (cpuTicks, error) {
+	var c cpuTicks
+	var err error
+	if c.machine, err = procfs.ReadMachine(); err != nil {
+		return c, err
+	}
+	if c.generator, err = procfs.CPUTicks(os.Getpid()); err != nil {
+		return c, err
+	}
+	if f.pid != 0 {
+		if c.authority, err = procfs.CPUTicks(f.pid); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
 }
 
 // oneBatch seals n's next window and posts it until the authority

@@ -115,7 +115,7 @@ func run(ctx context.Context, c config, out, log io.Writer) (err error) {
 			err = serr
 		}
 	}()
-	f.url = proc.URL
+	f.url, f.pid = proc.URL, proc.Pid()
 
 	if c.warmup > 0 {
 		if _, err := f.drive(ctx, c.warmup); err != nil {
@@ -128,8 +128,10 @@ func run(ctx context.Context, c config, out, log io.Writer) (err error) {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "%s\t%d\t%.0f records/s\t%.0f batches/s\t%.1f p50-ms\t%.1f p99-ms\t%d retries\n",
-			name, p.batches, p.recordsPerSec(), p.batchesPerSec(), ms(p.percentile(50)), ms(p.percentile(99)), p.retries)
+		fmt.Fprintf(out, "%s\t%d\t%.0f records/s\t%.0f batches/s\t%.1f p50-ms\t%.1f p99-ms\t%d retries"+
+			"\t%.0f authority-cpu-%%\t%.0f generator-cpu-%%\t%.0f idle-%%\t%.0f iowait-%%\n",
+			name, p.batches, p.recordsPerSec(), p.batchesPerSec(), ms(p.percentile(50)), ms(p.percentile(99)), p.retries,
+			p.authorityCPU, p.generatorCPU, p.idle, p.iowait)
 	}
 
 	res, err := f.check(ctx, db)

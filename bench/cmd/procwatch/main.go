@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gpumeter/gpumeter/bench/internal/procfs"
 )
 
 type proc struct {
@@ -75,7 +77,7 @@ func run(ctx context.Context, ps []proc, urls []string, interval time.Duration, 
 		start := time.Now()
 		ticks0 := make([]int64, len(ps))
 		for i, p := range ps {
-			t, err := cpuTicks(p.pid)
+			t, err := procfs.CPUTicks(p.pid)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
@@ -91,11 +93,11 @@ func run(ctx context.Context, ps []proc, urls []string, interval time.Duration, 
 		}
 		elapsed := time.Since(start).Seconds()
 		for i, p := range ps {
-			t, err := cpuTicks(p.pid)
+			t, err := procfs.CPUTicks(p.pid)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
-			rss, err := rssBytes(p.pid)
+			rss, err := procfs.RSSBytes(p.pid)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
@@ -136,51 +138,4 @@ func scrape(ctx context.Context, c *http.Client, u string) error {
 		return fmt.Errorf("scrape %s: status %d", u, resp.StatusCode)
 	}
 	return nil
-}
-
-// cpuTicks is utime+stime of pid, in clock ticks (proc(5): fields 14 and
-// 15 of /proc/<pid>/stat; the command name in field 2 may hold spaces, so
-// fields are counted after its closing parenthesis).
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read stat of pid %d (did it exit?): %w", pid, err)
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields after the name, want at least 13", pid, len(f))
-	}
-	u, err1 := strconv.ParseInt(f[11], 10, 64)
-	k, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: utime %q, stime %q", pid, f[11], f[12])
-	}
-	return u + k, nil
-}
-
-// rssBytes is VmRSS of pid.
-func rssBytes(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read status of pid %d (did it exit?): %w", pid, err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(v)
-			if len(f) != 2 || f[1] != "kB" {
-				return 0, fmt.Errorf("/proc/%d/status: VmRSS %q", pid, v)
-			}
-			kb, err := strconv.ParseInt(f[0], 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status: VmRSS %q", pid, v)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gpumeter/gpumeter/bench/internal/procfs"
 )
 
 // Watching this test's own process: a line per interval with its CPU and
@@ -33,13 +35,13 @@ func TestWatchesAProcessAndScrapesEachInterval(t *testing.T) {
 	if n := scrapes.Load(); n != 2 {
 		t.Fatalf("%d scrapes in 2 intervals, want 2", n)
 	}
-	if rss, err := rssBytes(os.Getpid()); err != nil || rss < 1<<20 {
+	if rss, err := procfs.RSSBytes(os.Getpid()); err != nil || rss < 1<<20 {
 		t.Fatalf("own VmRSS %d bytes, %v", rss, err)
 	}
 }
 
 func TestGoneProcessIsAnError(t *testing.T) {
-	if _, err := cpuTicks(1 << 30); err == nil {
+	if _, err := procfs.CPUTicks(1 << 30); err == nil {
 		t.Fatal("no error for a pid that cannot exist")
 	}
 	srv := httptest.NewServer(http.NotFoundHandler())
