@@ -16,13 +16,35 @@ import (
 )
 
 // The operator API (docs/billing.md): entities, tenant mappings, programs,
-// vouchers, rate cards, statements and claims, on a listener of its own.
+// vouchers, rate cards, statements and claims, on a listener of its own
+// (config admin.listen). Bodies and answers are JSON with money in integer
+// fen and times in RFC 3339 (the authority/billing types):
+//
+//	GET  /v1/admin/entities                      {"entities": [...]}
+//	PUT  /v1/admin/entities/{id}                 {"name", "related_providers"}
+//	PUT  /v1/admin/tenants/{provider}/{tenant}   {"entity"}
+//	GET  /v1/admin/programs                      {"programs": [...]}
+//	POST /v1/admin/programs                      a billing.Program: 201
+//	GET  /v1/admin/vouchers[?holder=ENTITY]      {"vouchers": [...]}
+//	POST /v1/admin/vouchers                      {"id", "program", "holder", "face_fen", "issued", "expires"}: 201
+//	POST /v1/admin/vouchers/{id}/status          {"status": "active"|"suspended"|"revoked"}
+//	GET  /v1/admin/ratecards[?provider=P]        {"ratecards": [...]}
+//	POST /v1/admin/ratecards                     a billing.RateCard: 201
+//	POST /v1/admin/ratecards/{id}/end            {"at"}
+//	GET  /v1/admin/statements/{entity}?from=&to=[&format=json|csv]
+//	GET  /v1/admin/claims/{provider}?from=&to=[&format=json|csv]
+//
+// from and to are RFC 3339 or YYYY-MM-DD (midnight China Standard Time).
 // Every request must carry the operators' bearer token; the token is
-// compared in constant time and never logged. Errors are RFC 9457
-// problems: billing-invalid (400: a value the rules refuse, the field
-// named), billing-conflict (409: an id that exists, an overlapping rate
-// card, a missing program or entity), not-found (404), bad-request (400:
-// a body or query that does not parse), unauthorized (401).
+// compared in constant time and never logged, and each change is logged
+// once at info level for the audit trail. Errors are RFC 9457 problems:
+// billing-invalid (400: a value the rules refuse, the field named),
+// billing-conflict (409: an id that exists, an overlapping rate card, a
+// program or entity named in the body that does not exist, a revoked
+// voucher's status), not-found (404: the voucher, rate card or entity of
+// the path),
+// bad-request (400: a body or query that does not parse), unauthorized
+// (401).
 
 // Problem causes of the operator API (type suffixes under problem.TypeBase).
 const (

@@ -129,6 +129,14 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// nonNil makes an empty list print as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
 func cmdEntityPut(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -169,7 +177,7 @@ func cmdEntityList(ctx context.Context, args []string, stdout, stderr io.Writer)
 			return err
 		}
 		if *format == "json" {
-			return printJSON(stdout, es)
+			return printJSON(stdout, nonNil(es))
 		}
 		tw := newTable(stdout)
 		fmt.Fprintln(tw, "id\tname\trelated providers")

@@ -280,7 +280,7 @@ func cmdProgramList(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 		if *format == "json" {
-			return printJSON(stdout, ps)
+			return printJSON(stdout, nonNil(ps))
 		}
 		tw := newTable(stdout)
 		fmt.Fprintln(tw, "id\tissuer\tratio\tby model\tcap/entity/year CNY\tlifetime cap CNY\tproviders\tmodels\tvalid from (UTC+8)\tvalid to\trounding\tsettlement")

@@ -94,7 +94,7 @@ func cmdRateCardList(ctx context.Context, args []string, stdout, stderr io.Write
 			return err
 		}
 		if *format == "json" {
-			return printJSON(stdout, cs)
+			return printJSON(stdout, nonNil(cs))
 		}
 		tw := newTable(stdout)
 		fmt.Fprintln(tw, "id\tprovider\tmodel\tMIG profile\tCNY/GPU-hour\tfrom (UTC+8)\tto")

@@ -26,20 +26,13 @@ func serveWithAdmin(ctx context.Context, cfg config.Config, st *store.Store, log
 		return serveNodes(ctx)
 	}
 	tlsFiles := server.TLSFiles{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}
-	if !tlsFiles.Enabled() && !isLoopback(cfg.Admin.Listen) {
-		return fmt.Errorf("admin.listen %s: without tls (cert_file, key_file) the operator API listens only on a loopback address", cfg.Admin.Listen)
-	}
-	token, err := server.LoadAdminToken(cfg.Admin.TokenFile)
+	ln, adm, err := listenAdmin(cfg, st, log, tlsFiles)
 	if err != nil {
-		return fmt.Errorf("admin.token_file: %w", err)
-	}
-	adm, err := server.NewAdmin(server.AdminOptions{Store: st, Token: token, Logger: log})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Admin.Listen)
-	if err != nil {
-		return fmt.Errorf("admin.listen on %s: %w", cfg.Admin.Listen, err)
+		// Serve the nodes' API on a done context: it closes the listener
+		// the caller opened for it, and nothing else happens.
+		done, stop := context.WithCancel(ctx)
+		stop()
+		return errors.Join(err, serveNodes(done))
 	}
 	log.Info("operator API serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", tlsFiles.Enabled()))
 	ctx, cancel := context.WithCancel(ctx)
@@ -53,6 +46,27 @@ func serveWithAdmin(ctx context.Context, cfg config.Config, st *store.Store, log
 	err = serveNodes(ctx)
 	cancel()
 	return errors.Join(err, <-adminErr)
+}
+
+// listenAdmin checks the operator API's settings, reads its token and
+// opens its listener.
+func listenAdmin(cfg config.Config, st *store.Store, log *slog.Logger, tlsFiles server.TLSFiles) (net.Listener, *server.Admin, error) {
+	if !tlsFiles.Enabled() && !isLoopback(cfg.Admin.Listen) {
+		return nil, nil, fmt.Errorf("admin.listen %s: without tls (cert_file, key_file) the operator API listens only on a loopback address", cfg.Admin.Listen)
+	}
+	token, err := server.LoadAdminToken(cfg.Admin.TokenFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("admin.token_file: %w", err)
+	}
+	adm, err := server.NewAdmin(server.AdminOptions{Store: st, Token: token, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("admin.listen on %s: %w", cfg.Admin.Listen, err)
+	}
+	return ln, adm, nil
 }
 
 // isLoopback reports whether a host:port names a loopback address.

@@ -60,7 +60,7 @@ func cmdVoucherList(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 		if *format == "json" {
-			return printJSON(stdout, vs)
+			return printJSON(stdout, nonNil(vs))
 		}
 		tw := newTable(stdout)
 		fmt.Fprintln(tw, "id\tprogram\tholder\tface CNY\tbalance CNY\tissued (UTC+8)\texpires\tstatus")

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a bytes.Buffer safe for a serve goroutine writing and the
+// test reading.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+const serveToken = "serve-test-token-0123456789abcdef0123456789"
+
+// adminConfig writes a serve config with the operator API on admin
+// (host:port) and the token in a file of mode tokenMode.
+func adminConfig(t *testing.T, admin string, tokenMode os.FileMode) string {
+	t.Helper()
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "admin.token")
+	writeFile(t, tokenFile, serveToken+"\n")
+	if err := os.Chmod(tokenFile, tokenMode); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "authority.yaml")
+	writeFile(t, cfg, "listen: 127.0.0.1:0\nstore: {driver: sqlite, path: "+filepath.Join(dir, "a.db")+"}\n"+
+		"log_level: info\nadmin:\n  listen: \""+admin+"\"\n  token_file: "+tokenFile+"\n")
+	return cfg
+}
+
+// TestServeStartsTheOperatorAPI runs serve with admin.listen set: the
+// operator API answers on its own listener, with the token only, and
+// stops with serve.
+func TestServeStartsTheOperatorAPI(t *testing.T) {
+	cfg := adminConfig(t, "127.0.0.1:0", 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var logs syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, io.Discard, &logs) }()
+
+	addr := ""
+	for deadline := time.Now().Add(20 * time.Second); addr == "" && time.Now().Before(deadline); {
+		sc := bufio.NewScanner(strings.NewReader(logs.String()))
+		for sc.Scan() {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "operator API serving" {
+				addr = l.Addr
+			}
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("serve exited %d: %s", code, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if addr == "" {
+		t.Fatalf("no operator API in the log: %s", logs.String())
+	}
+	get := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/admin/programs", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(""); code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d", code)
+	}
+	if code := get(serveToken); code != http.StatusOK {
+		t.Errorf("with the token: %d", code)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != exitOK {
+			t.Errorf("serve exited %d: %s", code, logs.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	if strings.Contains(logs.String(), serveToken[:20]) {
+		t.Error("the log holds the token")
+	}
+	if !strings.Contains(logs.String(), "bearer token") {
+		t.Error("the refused request was not logged")
+	}
+}
+
+func TestServeRefusesAnUnsafeOperatorAPI(t *testing.T) {
+	tests := []struct {
+		name  string
+		admin string
+		mode  os.FileMode
+		want  string
+	}{
+		{"token readable by others", "127.0.0.1:0", 0o644, "has mode 0644"},
+		{"plain HTTP off loopback", "0.0.0.0:0", 0o600, "loopback"},
+		{"plain HTTP on every interface", ":0", 0o600, "loopback"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			code := run(context.Background(), []string{"serve", "--config", adminConfig(t, tc.admin, tc.mode)}, io.Discard, &logs)
+			if code != exitFailure || !strings.Contains(logs.String(), tc.want) {
+				t.Fatalf("exit %d, want %d with %q: %s", code, exitFailure, tc.want, logs.String())
+			}
+		})
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8444": true, "[::1]:8444": true, "localhost:8444": true, "127.1.2.3:1": true,
+		"0.0.0.0:8444": false, ":8444": false, "10.0.0.1:8444": false, "example.com:8444": false, "bad": false,
+	} {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
