@@ -170,4 +170,4 @@ func times(v, p float64) string { return sig(v/p) + "×" }
 
 func percent(v, p float64) string { return sig(100*v/p) + " %" }
 
-func realTime(v, p float64) string { return group(sig(p/v)) + "× real time" }
+func realTime(v, p float64) string { return sig(p/v) + "× real time" }
