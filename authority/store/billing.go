@@ -3,12 +3,415 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
 
+	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
 )
 
 // bill prices and subsidizes the usage records of a batch being stored, in
-// the ingest transaction (docs/billing.md).
+// the ingest transaction (docs/billing.md), after its records are
+// inserted: a batch is billed exactly when it is stored, so a resend (a
+// duplicate, which stores nothing) bills nothing.
+//
+// It loads the state once per batch (tenant mappings, cards in force,
+// entities, vouchers, programs, carries), lets billing.Book bill the
+// records in window order, and writes the charges, grants, balances and
+// carries back. On PostgreSQL two processes ingesting at once serialize on
+// the rows they change; the locks are taken in one order, after the
+// node's and units' locks of Ingest:
+//
+//  1. the cards read, FOR SHARE: a card cannot be ended under an ingest
+//     that prices with it (EndRateCard takes it FOR UPDATE);
+//  2. the entities billed, by id, FOR UPDATE: everything a subsidy
+//     changes (vouchers, yearly and lifetime counters) is the entity's, so
+//     this lock alone serializes subsidies to one entity;
+//  3. their vouchers that may pay, by id, FOR UPDATE;
+//  4. their subsidy carries, FOR UPDATE;
+//  5. the cost carries, by key (upserted, which locks).
+//
+// Every transaction that takes two of these takes them in this order, so
+// none can deadlock another.
 func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *ledger.Batch) error {
+	type item struct {
+		u   billing.Usage
+		seq uint64
+	}
+	var items []item
+	for i := range b.Records {
+		r := &b.Records[i]
+		if r.Kind != record.KindUsage {
+			continue // idle and gap records are never billed
+		}
+		items = append(items, item{seq: r.Seq, u: billing.Usage{RecordID: r.ID, Provider: r.Provider, Tenant: r.Tenant,
+			Model: r.Model, MIGProfile: r.MIGProfile, SliceNum: int64(r.SliceNum), SliceDen: int64(r.SliceDen),
+			WindowStart: r.WindowStart, GPUMillis: r.GPUMillis}})
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	sort.Slice(items, func(i, j int) bool {
+		a, b := items[i], items[j]
+		if !a.u.WindowStart.Equal(b.u.WindowStart) {
+			return a.u.WindowStart.Before(b.u.WindowStart)
+		}
+		return a.seq < b.seq
+	})
+	what := fmt.Sprintf("bill batch %d of node %q", b.FirstSeq, b.Node)
+	ld := &billLoad{s: s, tx: tx, first: items[0].u.WindowStart, last: items[0].u.WindowStart}
+	for _, it := range items {
+		ld.first = minTime(ld.first, it.u.WindowStart)
+		ld.last = maxTime(ld.last, it.u.WindowStart)
+	}
+	usages := make([]billing.Usage, len(items))
+	for i, it := range items {
+		usages[i] = it.u
+	}
+	st, err := ld.load(ctx, usages)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	book := billing.NewBook(st)
+	charges := make([]billing.Charge, len(usages))
+	for i, u := range usages {
+		if charges[i], err = book.Bill(u); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	if err := s.saveBilling(ctx, tx, charges, book.Changes()); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// billLoad reads (and locks) a batch's billing state.
+type billLoad struct {
+	s           *Store
+	tx          *sql.Tx
+	first, last time.Time // window starts of the batch's usage
+}
+
+// forShare is the lock a row read for pricing takes: FOR SHARE on
+// PostgreSQL (many ingests may hold it, an operator ending the card waits
+// for them); nothing on SQLite, whose write lock serializes everything.
+func (s *Store) forShare() string {
+	if s.d.forUpdate == "" {
+		return ""
+	}
+	return " FOR SHARE"
+}
+
+func (l *billLoad) load(ctx context.Context, usages []billing.Usage) (billing.State, error) {
+	st := billing.State{Tenants: map[billing.TenantKey]string{}, CostCarries: map[billing.CostKey]int64{},
+		SubsidyCarries: map[billing.SubsidyKey]billing.SubsidyCarry{}}
+	var err error
+	if st.Tenants, err = l.tenants(ctx, usages); err != nil {
+		return st, err
+	}
+	if st.Cards, err = l.cards(ctx, usages); err != nil {
+		return st, err
+	}
+	// Which carries and entities the batch can touch: those of priced
+	// records (an unpriced one changes nothing).
+	ix := billing.NewCardIndex(st.Cards)
+	costKeys := map[billing.CostKey]bool{}
+	entitySet := map[string]bool{}
+	for _, u := range usages {
+		p, ok := ix.Price(u)
+		if !ok {
+			continue
+		}
+		costKeys[p.Key] = true
+		if e, ok := st.Tenants[billing.TenantKey{Provider: u.Provider, Tenant: u.Tenant}]; ok {
+			entitySet[e] = true
+		}
+	}
+	entities := make([]string, 0, len(entitySet))
+	for e := range entitySet {
+		entities = append(entities, e)
+	}
+	sort.Strings(entities)
+	programSet := map[string]bool{}
+	for _, id := range entities {
+		e, err := l.entity(ctx, id)
+		if err != nil {
+			return st, err
+		}
+		st.Entities = append(st.Entities, e)
+		vs, err := l.vouchers(ctx, id)
+		if err != nil {
+			return st, err
+		}
+		st.Vouchers = append(st.Vouchers, vs...)
+		for _, v := range vs {
+			programSet[v.Program] = true
+		}
+	}
+	programs := make([]string, 0, len(programSet))
+	for p := range programSet {
+		programs = append(programs, p)
+	}
+	sort.Strings(programs)
+	if st.Programs, err = l.s.readPrograms(ctx, l.tx, programs); err != nil {
+		return st, err
+	}
+	// Every year of each (program, entity) that may pay: the lifetime cap
+	// sums them.
+	pairs := map[[2]string]bool{}
+	for _, v := range st.Vouchers {
+		pairs[[2]string{v.Program, v.Holder}] = true
+	}
+	for _, pe := range sortedPairs(pairs) {
+		if err := l.subsidyCarries(ctx, pe[0], pe[1], st.SubsidyCarries); err != nil {
+			return st, err
+		}
+	}
+	for _, k := range billing.SortedCostKeys(costKeys) {
+		var r int64
+		err := l.s.queryRowTx(ctx, l.tx, `INSERT INTO cost_carries (provider, tenant, rate_card_id, slice_den, period, remainder)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (provider, tenant, rate_card_id, slice_den, period) DO UPDATE SET remainder = cost_carries.remainder
+			RETURNING remainder`, k.Provider, k.Tenant, k.RateCard, k.SliceDen, k.Month, billing.InitialCostCarry(k.SliceDen)).Scan(&r)
+		if err != nil {
+			return st, fmt.Errorf("lock cost carry %+v: %w", k, err)
+		}
+		st.CostCarries[k] = r
+	}
+	return st, nil
+}
+
+func sortedPairs(m map[[2]string]bool) [][2]string {
+	out := make([][2]string, 0, len(m))
+	for p := range m {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i][0] != out[j][0] {
+			return out[i][0] < out[j][0]
+		}
+		return out[i][1] < out[j][1]
+	})
+	return out
+}
+
+// tenants reads the entity of each (provider, tenant) of the batch.
+func (l *billLoad) tenants(ctx context.Context, usages []billing.Usage) (map[billing.TenantKey]string, error) {
+	out := map[billing.TenantKey]string{}
+	seen := map[billing.TenantKey]bool{}
+	stmt, err := l.tx.PrepareContext(ctx, l.s.d.rebind(`SELECT entity_id FROM tenant_entities WHERE provider = ? AND tenant = ?`))
+	if err != nil {
+		return nil, fmt.Errorf("read tenant mappings: %w", err)
+	}
+	defer stmt.Close()
+	for _, u := range usages {
+		k := billing.TenantKey{Provider: u.Provider, Tenant: u.Tenant}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		var e string
+		err := stmt.QueryRowContext(ctx, k.Provider, k.Tenant).Scan(&e)
+		switch {
+		case err == nil:
+			out[k] = e
+		case !errors.Is(err, sql.ErrNoRows):
+			return nil, fmt.Errorf("read mapping of tenant %q: %w", k.Tenant, err)
+		}
+	}
+	return out, nil
+}
+
+// cards reads the cards of the batch's providers in force at some window
+// start of the batch.
+func (l *billLoad) cards(ctx context.Context, usages []billing.Usage) ([]billing.RateCard, error) {
+	providers := map[string]bool{}
+	for _, u := range usages {
+		providers[u.Provider] = true
+	}
+	var out []billing.RateCard
+	for _, p := range sortedKeys(providers) {
+		rows, err := l.tx.QueryContext(ctx, l.s.d.rebind(`SELECT `+rateCardColumns+` FROM rate_cards
+			WHERE provider = ? AND valid_from_ms <= ? AND valid_to_ms > ? ORDER BY id`+l.s.forShare()),
+			p, l.last.UnixMilli(), l.first.UnixMilli())
+		if err != nil {
+			return nil, fmt.Errorf("read rate cards of %q: %w", p, err)
+		}
+		for rows.Next() {
+			c, err := scanRateCard(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read rate cards of %q: %w", p, err)
+			}
+			out = append(out, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read rate cards of %q: %w", p, err)
+		}
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// entity locks an entity's row and reads it with its related providers.
+func (l *billLoad) entity(ctx context.Context, id string) (billing.Entity, error) {
+	e := billing.Entity{ID: id}
+	if err := l.s.queryRowTx(ctx, l.tx, `SELECT name FROM entities WHERE id = ?`+l.s.d.forUpdate, id).Scan(&e.Name); err != nil {
+		return e, fmt.Errorf("lock entity %q: %w", id, err)
+	}
+	rows, err := l.tx.QueryContext(ctx, l.s.d.rebind(`SELECT provider FROM entity_related_providers WHERE entity_id = ?`), id)
+	if err != nil {
+		return e, fmt.Errorf("read entity %q: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p string
+		if err := rows.Scan(&p); err != nil {
+			return e, fmt.Errorf("read entity %q: %w", id, err)
+		}
+		e.RelatedProviders = append(e.RelatedProviders, p)
+	}
+	if err := rows.Err(); err != nil {
+		return e, fmt.Errorf("read entity %q: %w", id, err)
+	}
+	return e, nil
+}
+
+// vouchers locks and reads entity's vouchers that may pay for the batch:
+// active, with a balance, and valid at some window start of it.
+func (l *billLoad) vouchers(ctx context.Context, entity string) ([]billing.Voucher, error) {
+	rows, err := l.tx.QueryContext(ctx, l.s.d.rebind(`SELECT `+voucherColumns+` FROM vouchers
+		WHERE entity_id = ? AND status = ? AND balance_fen > 0 AND issued_ms <= ? AND expires_ms > ?
+		ORDER BY id`+l.s.d.forUpdate), entity, billing.VoucherActive, l.last.UnixMilli(), l.first.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("lock vouchers of %q: %w", entity, err)
+	}
+	defer rows.Close()
+	var out []billing.Voucher
+	for rows.Next() {
+		v, err := scanVoucher(rows)
+		if err != nil {
+			return nil, fmt.Errorf("lock vouchers of %q: %w", entity, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lock vouchers of %q: %w", entity, err)
+	}
+	return out, nil
+}
+
+// subsidyCarries locks and reads every year's carry of (program, entity).
+func (l *billLoad) subsidyCarries(ctx context.Context, program, entity string, into map[billing.SubsidyKey]billing.SubsidyCarry) error {
+	rows, err := l.tx.QueryContext(ctx, l.s.d.rebind(`SELECT year, remainder, granted_fen FROM subsidy_carries
+		WHERE program_id = ? AND entity_id = ? ORDER BY year`+l.s.d.forUpdate), program, entity)
+	if err != nil {
+		return fmt.Errorf("lock subsidy carries of %q, %q: %w", program, entity, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var year, rem, granted int64
+		if err := rows.Scan(&year, &rem, &granted); err != nil {
+			return fmt.Errorf("lock subsidy carries of %q, %q: %w", program, entity, err)
+		}
+		into[billing.SubsidyKey{Program: program, Entity: entity, Year: int(year)}] = billing.SubsidyCarry{Remainder: rem, Granted: billing.Fen(granted)}
+	}
+	return rows.Err()
+}
+
+// saveBilling writes the charges and grants and what billing changed.
+func (s *Store) saveBilling(ctx context.Context, tx *sql.Tx, charges []billing.Charge, ch billing.Changes) error {
+	var crow, grow [][]any
+	for _, c := range charges {
+		crow = append(crow, []any{c.RecordID, c.Provider, c.Tenant, c.Entity, c.WindowStart.UnixMilli(),
+			c.RateCard, int64(c.Cost), int64(c.Subsidy), c.Program, c.Note})
+		for _, g := range c.Grants {
+			grow = append(grow, []any{c.RecordID, g.Voucher, int64(g.Amount)})
+		}
+	}
+	if err := s.insertRows(ctx, tx, `INSERT INTO charges (record_id, provider, tenant, entity_id, window_start_ms,
+		rate_card_id, cost_fen, subsidy_fen, program_id, note) VALUES `, crow); err != nil {
+		return fmt.Errorf("store charges: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, `INSERT INTO grants (record_id, voucher_id, amount_fen) VALUES `, grow); err != nil {
+		return fmt.Errorf("store grants: %w", err)
+	}
+	for _, v := range ch.Vouchers {
+		if _, err := s.exec(ctx, tx, `UPDATE vouchers SET balance_fen = ? WHERE id = ?`, int64(v.Balance), v.ID); err != nil {
+			return fmt.Errorf("update balance of voucher %q: %w", v.ID, err)
+		}
+	}
+	for k, c := range ch.SubsidyCarries {
+		_, err := s.exec(ctx, tx, `INSERT INTO subsidy_carries (program_id, entity_id, year, remainder, granted_fen)
+			VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (program_id, entity_id, year) DO UPDATE SET remainder = excluded.remainder, granted_fen = excluded.granted_fen`,
+			k.Program, k.Entity, k.Year, c.Remainder, int64(c.Granted))
+		if err != nil {
+			return fmt.Errorf("update subsidy carry %+v: %w", k, err)
+		}
+	}
+	for k, r := range ch.CostCarries {
+		_, err := s.exec(ctx, tx, `UPDATE cost_carries SET remainder = ?
+			WHERE provider = ? AND tenant = ? AND rate_card_id = ? AND slice_den = ? AND period = ?`,
+			r, k.Provider, k.Tenant, k.RateCard, k.SliceDen, k.Month)
+		if err != nil {
+			return fmt.Errorf("update cost carry %+v: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// insertRowsChunk bounds the rows of one INSERT: 200 rows of 10 columns
+// stay far below SQLite's 32766 and PostgreSQL's 65535 parameters.
+const insertRowsChunk = 200
+
+// insertRows inserts rows (all of one width) with multi-row INSERTs: one
+// round trip per chunk instead of one per row.
+func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head string, rows [][]any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), insertRowsChunk)
+		tuple := inList(len(rows[0]))
+		var q strings.Builder
+		q.WriteString(head)
+		args := make([]any, 0, n*len(rows[0]))
+		for i, r := range rows[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(tuple)
+			args = append(args, r...)
+		}
+		if _, err := s.exec(ctx, tx, q.String(), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
+	}
 	return nil
 }

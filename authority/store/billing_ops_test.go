@@ -35,21 +35,14 @@ func testVoucher(id, program, holder string, face billing.Fen, expires time.Time
 	return billing.Voucher{ID: id, Program: program, Holder: holder, Face: face, Issued: y2026, Expires: expires}
 }
 
-func mustBilling(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestBillingOperations(t *testing.T) {
 	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
 		ctx := context.Background()
 		s := open(t)
-		mustBilling(t, s.PutEntity(ctx, billing.Entity{ID: "E2", Name: "Beta", RelatedProviders: []string{"p2", "p1"}}))
-		mustBilling(t, s.PutEntity(ctx, billing.Entity{ID: "E1", Name: "Acme"}))
+		must(t, s.PutEntity(ctx, billing.Entity{ID: "E2", Name: "Beta", RelatedProviders: []string{"p2", "p1"}}))
+		must(t, s.PutEntity(ctx, billing.Entity{ID: "E1", Name: "Acme"}))
 		// Put again: the name and related providers are replaced.
-		mustBilling(t, s.PutEntity(ctx, billing.Entity{ID: "E1", Name: "Acme Ltd", RelatedProviders: []string{"p3"}}))
+		must(t, s.PutEntity(ctx, billing.Entity{ID: "E1", Name: "Acme Ltd", RelatedProviders: []string{"p3"}}))
 		es, err := s.Entities(ctx)
 		want := []billing.Entity{{ID: "E1", Name: "Acme Ltd", RelatedProviders: []string{"p3"}}, {ID: "E2", Name: "Beta", RelatedProviders: []string{"p1", "p2"}}}
 		if err != nil || !reflect.DeepEqual(es, want) {
@@ -62,7 +55,7 @@ func TestBillingOperations(t *testing.T) {
 			p.CapLifetime = 5_000_000
 			p.Providers = []string{"p2", "p1"}
 		})
-		mustBilling(t, s.AddProgram(ctx, p))
+		must(t, s.AddProgram(ctx, p))
 		ps, err := s.Programs(ctx)
 		p.Providers, p.Models = []string{"p1", "p2"}, []string{"910B", "H100"} // listed sorted
 		if err != nil || len(ps) != 1 || !reflect.DeepEqual(ps[0], p) {
@@ -70,8 +63,8 @@ func TestBillingOperations(t *testing.T) {
 		}
 
 		v := testVoucher("v1", "hz", "E1", 10_000, y2028)
-		mustBilling(t, s.IssueVoucherAt(ctx, v, y2026))
-		mustBilling(t, s.IssueVoucherAt(ctx, testVoucher("v2", "hz", "E2", 500, y2028), y2026))
+		must(t, s.IssueVoucherAt(ctx, v, y2026))
+		must(t, s.IssueVoucherAt(ctx, testVoucher("v2", "hz", "E2", 500, y2028), y2026))
 		vs, err := s.Vouchers(ctx, "E1")
 		v.Balance, v.Status = v.Face, billing.VoucherActive
 		if err != nil || !reflect.DeepEqual(vs, []billing.Voucher{v}) {
@@ -80,24 +73,24 @@ func TestBillingOperations(t *testing.T) {
 		if all, err := s.Vouchers(ctx, ""); err != nil || len(all) != 2 || all[0].ID != "v1" || all[1].ID != "v2" {
 			t.Fatalf("Vouchers() = %+v, %v", all, err)
 		}
-		mustBilling(t, s.SetVoucherStatus(ctx, "v1", billing.VoucherSuspended))
-		mustBilling(t, s.SetVoucherStatus(ctx, "v1", billing.VoucherActive))
-		mustBilling(t, s.SetVoucherStatus(ctx, "v2", billing.VoucherRevoked))
+		must(t, s.SetVoucherStatus(ctx, "v1", billing.VoucherSuspended))
+		must(t, s.SetVoucherStatus(ctx, "v1", billing.VoucherActive))
+		must(t, s.SetVoucherStatus(ctx, "v2", billing.VoucherRevoked))
 		if vs, _ := s.Vouchers(ctx, "E2"); len(vs) != 1 || vs[0].Status != billing.VoucherRevoked {
 			t.Fatalf("v2 after revoke: %+v", vs)
 		}
 
-		mustBilling(t, s.MapTenant(ctx, "p1", "acme", "E1"))
-		mustBilling(t, s.MapTenant(ctx, "p1", "acme", "E2")) // remapped
+		must(t, s.MapTenant(ctx, "p1", "acme", "E1"))
+		must(t, s.MapTenant(ctx, "p1", "acme", "E2")) // remapped
 
 		c1 := billing.RateCard{ID: "c1", Provider: "p1", Model: "H100", PricePerHour: 250, ValidFrom: y2026}
-		mustBilling(t, s.AddRateCard(ctx, c1))
+		must(t, s.AddRateCard(ctx, c1))
 		at := y2026.AddDate(0, 6, 0)
-		mustBilling(t, s.EndRateCard(ctx, "c1", at))
+		must(t, s.EndRateCard(ctx, "c1", at))
 		c2 := billing.RateCard{ID: "c2", Provider: "p1", Model: "H100", PricePerHour: 300, ValidFrom: at}
-		mustBilling(t, s.AddRateCard(ctx, c2))
+		must(t, s.AddRateCard(ctx, c2))
 		mig := billing.RateCard{ID: "c3", Provider: "p1", Model: "H100", MIGProfile: "1g.10gb", PricePerHour: 40, ValidFrom: y2026, ValidTo: y2028}
-		mustBilling(t, s.AddRateCard(ctx, mig))
+		must(t, s.AddRateCard(ctx, mig))
 		cs, err := s.RateCards(ctx, "p1")
 		c1.ValidTo = at
 		if err != nil || !reflect.DeepEqual(cs, []billing.RateCard{c1, c2, mig}) {
@@ -115,12 +108,12 @@ func TestBillingOperationErrors(t *testing.T) {
 	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
 		ctx := context.Background()
 		s := open(t)
-		mustBilling(t, s.PutEntity(ctx, billing.Entity{ID: "E1"}))
-		mustBilling(t, s.AddProgram(ctx, testProgram("P1", nil)))
-		mustBilling(t, s.IssueVoucherAt(ctx, testVoucher("v1", "P1", "E1", 100, y2028), y2026))
-		mustBilling(t, s.AddRateCard(ctx, billing.RateCard{ID: "c1", Provider: "p1", Model: "H100", PricePerHour: 250,
+		must(t, s.PutEntity(ctx, billing.Entity{ID: "E1"}))
+		must(t, s.AddProgram(ctx, testProgram("P1", nil)))
+		must(t, s.IssueVoucherAt(ctx, testVoucher("v1", "P1", "E1", 100, y2028), y2026))
+		must(t, s.AddRateCard(ctx, billing.RateCard{ID: "c1", Provider: "p1", Model: "H100", PricePerHour: 250,
 			ValidFrom: y2026, ValidTo: y2026.AddDate(0, 6, 0)}))
-		mustBilling(t, s.AddRateCard(ctx, billing.RateCard{ID: "c2", Provider: "p1", Model: "H100", PricePerHour: 250,
+		must(t, s.AddRateCard(ctx, billing.RateCard{ID: "c2", Provider: "p1", Model: "H100", PricePerHour: 250,
 			ValidFrom: y2026.AddDate(0, 9, 0)}))
 		later := y2026.AddDate(0, 1, 0)
 		tests := []struct {
@@ -181,7 +174,7 @@ func TestBillingOperationErrors(t *testing.T) {
 			})
 		}
 		// Revoking is final.
-		mustBilling(t, s.SetVoucherStatus(ctx, "v1", billing.VoucherRevoked))
+		must(t, s.SetVoucherStatus(ctx, "v1", billing.VoucherRevoked))
 		if err := s.SetVoucherStatus(ctx, "v1", billing.VoucherActive); !errors.Is(err, ErrBillingConflict) {
 			t.Errorf("reactivating a revoked voucher: %v", err)
 		}
