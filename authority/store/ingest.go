@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
@@ -125,12 +124,6 @@ func (s *Store) checkResend(ctx context.Context, tx *sql.Tx, sub Submission, hea
 	return &keepError{err: err}
 }
 
-// interval is one unit's record window.
-type interval struct {
-	unit       string
-	start, end int64 // Unix ms
-}
-
 // checkRecords checks GPU ownership, the provider and the wall-time rule
 // (package doc) against what is stored, and writes the new window totals.
 // On any error the caller rolls the transaction back, totals included.
@@ -165,111 +158,7 @@ func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *ledger.Batch, p
 			return fmt.Errorf("%w: unit %s window [%d, %d): %d ms in this batch", ErrOverWallTime, iv.unit, iv.start, iv.end, sums[iv])
 		}
 	}
-	ivs := make([]interval, 0, len(sums))
-	for iv := range sums {
-		ivs = append(ivs, iv)
-	}
-	sort.Slice(ivs, func(i, j int) bool {
-		if ivs[i].unit != ivs[j].unit {
-			return ivs[i].unit < ivs[j].unit
-		}
-		return ivs[i].start < ivs[j].start
-	})
-	if err := s.lockUnits(ctx, tx, ivs, own); err != nil {
-		return err
-	}
-	w, err := s.prepareWindows(ctx, tx)
-	if err != nil {
-		return err
-	}
-	defer w.close()
-	for _, iv := range ivs {
-		if err := w.add(ctx, b.Node, iv, sums[iv]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// lockUnits serializes ingests that write windows of the same unit. A
-// unit that is one of the node's registered GPUs is written by this node
-// only (notForeign refuses it to any other), and the node's lock already
-// orders those. Any other unit UUID (a MIG instance) could be named by two
-// nodes, and the overlap check in windowStmts.add reads before it writes:
-// on PostgreSQL two such ingests must not interleave. Keys are taken in
-// ascending order (unitLockKeys), after the node lock, so the lock order
-// is the same for every ingest.
-func (s *Store) lockUnits(ctx context.Context, tx *sql.Tx, ivs []interval, own map[string]bool) error {
-	if s.d.lockUnit == "" {
-		return nil
-	}
-	var units []string
-	for _, iv := range ivs {
-		if !own[iv.unit] {
-			units = append(units, iv.unit)
-		}
-	}
-	for _, k := range unitLockKeys(units) {
-		if _, err := s.exec(ctx, tx, s.d.lockUnit, pgUnitLockSpace, k); err != nil {
-			return fmt.Errorf("lock unit windows: %w", err)
-		}
-	}
-	return nil
-}
-
-// windowStmts are addWindow's statements, prepared once per batch.
-type windowStmts struct {
-	last, upsert *sql.Stmt
-}
-
-func (s *Store) prepareWindows(ctx context.Context, tx *sql.Tx) (*windowStmts, error) {
-	last, err := tx.PrepareContext(ctx, s.d.rebind(`SELECT window_start_ms, window_end_ms FROM unit_windows
-		WHERE gpu_uuid = ? AND window_start_ms < ? ORDER BY window_start_ms DESC LIMIT 1`))
-	if err != nil {
-		return nil, fmt.Errorf("prepare window lookup: %w", err)
-	}
-	upsert, err := tx.PrepareContext(ctx, s.d.rebind(`INSERT INTO unit_windows (gpu_uuid, window_start_ms, window_end_ms, node_id, total_ms)
-		VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (gpu_uuid, window_start_ms, window_end_ms) DO UPDATE SET total_ms = unit_windows.total_ms + excluded.total_ms
-		RETURNING total_ms`))
-	if err != nil {
-		_ = last.Close()
-		return nil, fmt.Errorf("prepare window update: %w", err)
-	}
-	return &windowStmts{last: last, upsert: upsert}, nil
-}
-
-func (w *windowStmts) close() {
-	_ = w.last.Close()
-	_ = w.upsert.Close()
-}
-
-// add adds ms to a unit's interval after checking that no distinct
-// stored interval of the unit overlaps it. Stored intervals of a unit are
-// pairwise disjoint (this check keeps them so), so the interval starting
-// last before iv.end is the only one that can overlap without being iv.
-// Intervals of this batch are already in the table when the next is
-// checked, so the batch is checked against itself too.
-func (w *windowStmts) add(ctx context.Context, node string, iv interval, ms int64) error {
-	var start, end int64
-	err := w.last.QueryRowContext(ctx, iv.unit, iv.end).Scan(&start, &end)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-	case err != nil:
-		return fmt.Errorf("read windows of unit %s: %w", iv.unit, err)
-	case end > iv.start && (start != iv.start || end != iv.end):
-		return fmt.Errorf("%w: unit %s window [%d, %d) overlaps stored window [%d, %d)", ErrOverWallTime, iv.unit, iv.start, iv.end, start, end)
-	}
-	var total int64
-	err = w.upsert.QueryRowContext(ctx, iv.unit, iv.start, iv.end, node, ms).Scan(&total)
-	if err != nil {
-		return fmt.Errorf("add to window of unit %s: %w", iv.unit, err)
-	}
-	if total > iv.end-iv.start {
-		return fmt.Errorf("%w: unit %s window [%d, %d): %d ms stored and new, window is %d ms",
-			ErrOverWallTime, iv.unit, iv.start, iv.end, total, iv.end-iv.start)
-	}
-	return nil
+	return s.addWindows(ctx, tx, b.Node, sums, own)
 }
 
 func (s *Store) nodeGPUs(ctx context.Context, tx *sql.Tx, node string) (map[string]bool, error) {

@@ -69,6 +69,7 @@ func TestIngestProtocol(t *testing.T) {
 			{name: "provider not the node's", sub: batchOf("n1", 3, b1.Hash, key, otherProvider), want: ErrInvalidRecord, head: 2},
 			// Same id as b1's first record; 0 ms keeps the window within wall time.
 			{name: "record already stored", sub: batchOf("n1", 3, b1.Hash, key, win("GPU-1", 0, 60, "a", 0)), want: ErrInvalidRecord, head: 2},
+			{name: "record twice in the batch", sub: batchOf("n1", 3, b1.Hash, key, win("GPU-1", 60, 120, "a", 100), win("GPU-1", 60, 120, "a", 100)), want: ErrInvalidRecord, head: 2},
 			{name: "next batch", sub: b2, head: 3},
 			{name: "fork", sub: batchOf("n1", 1, "", key, win("GPU-1", 0, 60, "b", 60000)), want: ErrFork, head: 3, expected: 4},
 			{name: "forked node refused", sub: batchOf("n1", 4, b2.Hash, key, win("GPU-1", 120, 180, "a", 1)), want: ErrNodeForked, head: 3, expected: 4},

@@ -4,39 +4,85 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
+
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
 )
 
-// insert writes the batch and its records. The unique keys are the last
-// line of defence: a record id already stored (the same usage in another
-// batch) is refused as an invalid record, never stored twice.
+// recordChunk is how many records one INSERT writes: 22 parameters each,
+// far below SQLite's (32766) and PostgreSQL's (65535) parameter limits. A
+// statement per chunk, not per record: on PostgreSQL each is a round trip.
+const recordChunk = 100
+
+const recordColumns = `record_id, node_id, seq, batch_first_seq, provider, tenant, kind, gpu_uuid, parent_uuid, model,
+	mig_profile, slice_num, slice_den, window_start_ms, window_end_ms, gpu_ms, utilization_pct,
+	energy_mj, attribution, shared_with, split_rule, gap_reason`
+
+const recordPlaceholders = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+// insert writes the batch and its records. A record id already stored
+// (the same usage in another batch) or repeated in the batch is refused as
+// an invalid record, never stored twice. The insert itself finds the ids
+// already stored (ON CONFLICT DO NOTHING, RETURNING what it wrote), so
+// the check costs no statement of its own.
 func (s *Store) insert(ctx context.Context, tx *sql.Tx, sub Submission) error {
 	b := &sub.Batch
+	seqOf := make(map[string]uint64, len(b.Records))
+	for i := range b.Records {
+		r := &b.Records[i]
+		if prev, ok := seqOf[r.ID]; ok {
+			return fmt.Errorf("%w: record seq %d: id %s repeats record seq %d", ErrInvalidRecord, r.Seq, r.ID, prev)
+		}
+		seqOf[r.ID] = r.Seq
+	}
 	_, err := s.exec(ctx, tx, `INSERT INTO batches (node_id, first_seq, last_seq, hash, key_id, received_at, envelope)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`,
 		b.Node, b.FirstSeq, b.LastSeq, sub.Hash, b.KeyID, sub.Received.UnixMilli(), sub.Envelope)
 	if err != nil {
 		return fmt.Errorf("store batch %d of node %q: %w", b.FirstSeq, b.Node, err)
 	}
-	stmt, err := tx.PrepareContext(ctx, s.d.rebind(`INSERT INTO records (
-		record_id, node_id, seq, batch_first_seq, provider, tenant, kind, gpu_uuid, parent_uuid, model,
-		mig_profile, slice_num, slice_den, window_start_ms, window_end_ms, gpu_ms, utilization_pct,
-		energy_mj, attribution, shared_with, split_rule, gap_reason)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`))
-	if err != nil {
-		return fmt.Errorf("store records of node %q: %w", b.Node, err)
+	for at := 0; at < len(b.Records); at += recordChunk {
+		if err := s.insertRecords(ctx, tx, b, b.Records[at:min(at+recordChunk, len(b.Records))]); err != nil {
+			return err
+		}
 	}
-	defer stmt.Close()
-	for i := range b.Records {
-		r := &b.Records[i]
-		_, err := stmt.ExecContext(ctx,
+	return nil
+}
+
+// insertRecords writes recs of b in one statement.
+func (s *Store) insertRecords(ctx context.Context, tx *sql.Tx, b *ledger.Batch, recs []record.Record) error {
+	q := `INSERT INTO records (` + recordColumns + `) VALUES ` +
+		strings.Repeat(recordPlaceholders+", ", len(recs)-1) + recordPlaceholders +
+		` ON CONFLICT (record_id) DO NOTHING RETURNING record_id`
+	args := make([]any, 0, 22*len(recs))
+	for i := range recs {
+		r := &recs[i]
+		args = append(args,
 			r.ID, b.Node, r.Seq, b.FirstSeq, r.Provider, r.Tenant, string(r.Kind), r.GPUUUID, r.ParentUUID, r.Model,
 			r.MIGProfile, r.SliceNum, r.SliceDen, r.WindowStart.UnixMilli(), r.WindowEnd.UnixMilli(), r.GPUMillis,
 			r.UtilizationPercent, r.EnergyMillijoules, r.Attribution, r.SharedWith, r.SplitRule, r.GapReason)
-		if err != nil {
-			if s.d.isUnique(err) {
-				return fmt.Errorf("%w: record seq %d: id %s is already stored", ErrInvalidRecord, r.Seq, r.ID)
-			}
-			return fmt.Errorf("store record seq %d of node %q: %w", r.Seq, b.Node, err)
+	}
+	what := fmt.Sprintf("store records seq %d-%d of node %q", recs[0].Seq, recs[len(recs)-1].Seq, b.Node)
+	rows, err := tx.QueryContext(ctx, s.d.rebind(q), args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	written := make(map[string]bool, len(recs))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		written[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	for i := range recs {
+		if r := &recs[i]; !written[r.ID] {
+			return fmt.Errorf("%w: record seq %d: id %s is already stored", ErrInvalidRecord, r.Seq, r.ID)
 		}
 	}
 	return nil
