@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/csv"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/authoritytest"
+	"github.com/gpumeter/gpumeter/authority/billing"
+	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/record"
+)
+
+const (
+	testProvider = "example-cloud"
+	testGPU      = "GPU-b111b111-0000-4000-8000-000000000001"
+	testModel    = "NVIDIA H100 80GB HBM3"
+)
+
+// step is one command line and what it must answer.
+type step struct {
+	name       string
+	args       []string
+	code       int
+	wantOut    string
+	wantStderr string
+}
+
+func runSteps(t *testing.T, steps []step) {
+	t.Helper()
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(context.Background(), s.args, &out, &errb)
+			if code != s.code {
+				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, s.code, out.String(), errb.String())
+			}
+			if !strings.Contains(out.String(), s.wantOut) || !strings.Contains(errb.String(), s.wantStderr) {
+				t.Fatalf("stdout %q (want %q), stderr %q (want %q)", out.String(), s.wantOut, errb.String(), s.wantStderr)
+			}
+		})
+	}
+}
+
+// output runs a command that must succeed and returns its stdout.
+func output(t *testing.T, args ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), args, &out, &errb); code != 0 {
+		t.Fatalf("%s: exit %d: %s", strings.Join(args, " "), code, errb.String())
+	}
+	return out.String()
+}
+
+// TestBillingCommands sets billing up through the CLI, delivers usage to
+// the authority over HTTP, and reads the statement and the claim back
+// through the CLI, on each store.
+func TestBillingCommands(t *testing.T) {
+	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := authoritytest.New(t, authoritytest.Options{Driver: driver, Nodes: []authoritytest.Node{
+			{ID: "n1", Provider: testProvider, PublicKey: key.Public().(ed25519.PublicKey), GPUs: []string{testGPU}},
+		}})
+		db := a.DBPath
+		if driver == store.DriverPostgres {
+			db = a.DSN
+		}
+		testBillingCommands(t, db, a, key)
+	})
+}
+
+func testBillingCommands(t *testing.T, db string, a *authoritytest.Authority, key ed25519.PrivateKey) {
+	dir := t.TempDir()
+	now := time.Now()
+	// The store refuses vouchers that expired by the real clock: dates
+	// around now, as days of China Standard Time.
+	day := func(d time.Duration) string { return now.Add(d).In(server.ChinaStandardTime).Format(time.DateOnly) }
+	from, to := day(-30*24*time.Hour), day(2*365*24*time.Hour)
+	base := now.UTC().Truncate(time.Minute).Add(-10 * time.Minute)
+
+	program := filepath.Join(dir, "program.yaml")
+	writeFile(t, program, "id: p1\nissuer: Example Bureau\nname: Example voucher\nratio_percent: 50\n"+
+		"cap_per_entity_year_yuan: 10000000\nproviders: ["+testProvider+"]\nvalid_from: "+from+"\nvalid_to: "+to+
+		"\nrounding: half_up\nsettlement: after_settlement\n")
+	badKey := filepath.Join(dir, "bad-key.yaml")
+	writeFile(t, badKey, "id: p2\nissuer: x\nname: x\nratio: 50\n")
+	badRatio := filepath.Join(dir, "bad-ratio.yaml")
+	writeFile(t, badRatio, strings.Replace(readFile(t, program), "id: p1\n", "id: p2\n", 1)+"\n")
+	writeFile(t, badRatio, strings.Replace(readFile(t, badRatio), "ratio_percent: 50", "ratio_percent: 100.01", 1))
+
+	rfc := func(t time.Time) string { return t.Format(time.RFC3339) }
+	runSteps(t, []step{
+		{"entity", []string{"entity", "put", "--db", db, "--id", "acme", "--name", "Acme Robotics Ltd."}, 0, "entity acme", ""},
+		{"related entity", []string{"entity", "put", "--db", db, "--id", "own", "--name", "Cloud's sister", "--related-provider", testProvider}, 0, "related party of " + testProvider, ""},
+		{"entity with a bad id", []string{"entity", "put", "--db", db, "--id", "a b", "--name", "x"}, 2, "", "id"},
+		{"entity list", []string{"entity", "list", "--db", db}, 0, "Acme Robotics Ltd.", ""},
+		{"tenant", []string{"tenant", "map", "--db", db, "--provider", testProvider, "--tenant", "t1", "--entity", "acme"}, 0, "tenant t1", ""},
+		{"tenant of an unknown entity", []string{"tenant", "map", "--db", db, "--provider", testProvider, "--tenant", "t2", "--entity", "nobody"}, 1, "", "nobody"},
+		{"program", []string{"program", "add", "--db", db, "--file", program}, 0, "added program p1", ""},
+		{"program again", []string{"program", "add", "--db", db, "--file", program}, 1, "", program + ":1: "},
+		{"program with an unknown key", []string{"program", "add", "--db", db, "--file", badKey}, 2, "", badKey + ":4: field ratio not found"},
+		{"program over 100%", []string{"program", "add", "--db", db, "--file", badRatio}, 2, "", badRatio + ":4: ratio_percent: 10001 bp"},
+		{"program without file", []string{"program", "add", "--db", db, "--file", filepath.Join(dir, "none.yaml")}, 2, "", "none.yaml"},
+		{"program list", []string{"program", "list", "--db", db}, 0, "50%", ""},
+		// 60 CNY per GPU-hour: 1.00 CNY a full minute.
+		{"rate card", []string{"ratecard", "add", "--db", db, "--id", "h100-a", "--provider", testProvider, "--model", testModel,
+			"--price-yuan-per-hour", "60", "--from", from}, 0, "added rate card h100-a", ""},
+		{"overlapping rate card", []string{"ratecard", "add", "--db", db, "--id", "h100-b", "--provider", testProvider, "--model", testModel,
+			"--price-fen-per-hour", "5000", "--from", rfc(base)}, 1, "", "h100-a"},
+		{"negative price", []string{"ratecard", "add", "--db", db, "--id", "h100-c", "--provider", testProvider, "--model", testModel,
+			"--price-yuan-per-hour", "-1", "--from", from}, 2, "", "--price-yuan-per-hour: -1 is negative"},
+		{"price in a tenth of a fen", []string{"ratecard", "add", "--db", db, "--id", "h100-c", "--provider", testProvider, "--model", testModel,
+			"--price-yuan-per-hour", "2.505", "--from", from}, 2, "", "more than 2 decimals"},
+		{"rate card with a bad date", []string{"ratecard", "add", "--db", db, "--id", "h100-c", "--provider", testProvider, "--model", testModel,
+			"--price-fen-per-hour", "1", "--from", "yesterday"}, 2, "", "--from"},
+		{"rate card list", []string{"ratecard", "list", "--db", db, "--provider", testProvider}, 0, "60.00", ""},
+		// 1.20 CNY: 50% of three minutes is 1.50, so it runs out.
+		{"voucher", []string{"voucher", "issue", "--db", db, "--id", "v1", "--program", "p1", "--holder", "acme",
+			"--face-yuan", "1.20", "--issued", from, "--expires", to}, 0, "issued voucher v1", ""},
+		{"expired voucher", []string{"voucher", "issue", "--db", db, "--id", "v-old", "--program", "p1", "--holder", "acme",
+			"--face-yuan", "1", "--issued", from, "--expires", rfc(now.Add(-time.Hour))}, 2, "", "expires"},
+		{"voucher of an unknown program", []string{"voucher", "issue", "--db", db, "--id", "v-x", "--program", "nope", "--holder", "acme",
+			"--face-fen", "100", "--issued", from, "--expires", to}, 1, "", "nope"},
+		{"voucher with both faces", []string{"voucher", "issue", "--db", db, "--id", "v-x", "--program", "p1", "--holder", "acme",
+			"--face-fen", "100", "--face-yuan", "1", "--issued", from, "--expires", to}, 2, "", "exclusive"},
+		{"suspend", []string{"voucher", "suspend", "--db", db, "--id", "v1"}, 0, "suspended", ""},
+		{"resume", []string{"voucher", "resume", "--db", db, "--id", "v1"}, 0, "v1 is active", ""},
+		{"revoke unknown", []string{"voucher", "revoke", "--db", db, "--id", "v-none"}, 1, "", "v-none"},
+		{"no subcommand", []string{"voucher"}, 2, "", "subcommand is required"},
+		{"unknown subcommand", []string{"ratecard", "delete"}, 2, "", `unknown command "ratecard delete"`},
+		{"statement with a bad format", []string{"statement", "--db", db, "--entity", "acme", "--from", from, "--to", to, "--format", "xml"}, 2, "", "--format"},
+		{"statement backwards", []string{"statement", "--db", db, "--entity", "acme", "--from", to, "--to", from}, 2, "", "not after"},
+	})
+
+	// Three minutes of t1 and one idle minute, delivered to the authority.
+	recs := make([]record.Record, 0, 4)
+	for i := range 3 {
+		recs = append(recs, usageRecord(base.Add(time.Duration(i)*time.Minute), "t1", 60000))
+	}
+	recs = append(recs, usageRecord(base.Add(3*time.Minute), "", 60000))
+	deliver(t, a, key, recs)
+
+	period := []string{"--db", db, "--from", rfc(base.Add(-time.Hour)), "--to", rfc(base.Add(time.Hour))}
+	var st billing.Statement
+	if err := json.Unmarshal([]byte(output(t, append([]string{"statement", "--entity", "acme"}, period...)...)), &st); err != nil {
+		t.Fatal(err)
+	}
+	want := billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 120, Payable: 180}
+	if st.Totals != want || len(st.Lines) != 3 {
+		t.Fatalf("statement totals %+v, %d lines; want %+v", st.Totals, len(st.Lines), want)
+	}
+	rows, err := csv.NewReader(strings.NewReader(output(t, append([]string{"statement", "--entity", "acme", "--format", "csv"}, period...)...))).ReadAll()
+	if err != nil || len(rows) != 4 || rows[0][0] != "record_id" {
+		t.Fatalf("statement CSV: %q, %v", rows, err)
+	}
+	table := output(t, append([]string{"statement", "--entity", "acme", "--format", "table"}, period...)...)
+	for _, w := range []string{"statement of acme", "t1", "h100-a", "0.050", "3.00", "1.20", "1.80", "v1"} {
+		if !strings.Contains(table, w) {
+			t.Errorf("statement table lacks %q:\n%s", w, table)
+		}
+	}
+	claim := output(t, append([]string{"claim", "--provider", testProvider, "--format", "table"}, period...)...)
+	for _, w := range []string{"claim of " + testProvider, "p1", "v1", "1.20", "cost 3.00 CNY = subsidy 1.20 CNY"} {
+		if !strings.Contains(claim, w) {
+			t.Errorf("claim table lacks %q:\n%s", w, claim)
+		}
+	}
+	var vs []billing.Voucher
+	if err := json.Unmarshal([]byte(output(t, "voucher", "list", "--db", db, "--holder", "acme", "--format", "json")), &vs); err != nil ||
+		len(vs) != 1 || vs[0].Balance != 0 || vs[0].Face != 120 {
+		t.Errorf("vouchers after the usage: %+v, %v", vs, err)
+	}
+}
+
+func usageRecord(start time.Time, tenant string, ms int64) record.Record {
+	r := record.Record{Node: "n1", Provider: testProvider, WindowStart: start, WindowEnd: start.Add(time.Minute),
+		Kind: record.KindIdle, Tenant: tenant, GPUUUID: testGPU, ParentUUID: testGPU, Model: testModel,
+		SliceNum: 1, SliceDen: 1, GPUMillis: ms, UtilizationPercent: -1, EnergyMillijoules: -1}
+	if tenant != "" {
+		r.Kind, r.Attribution = record.KindUsage, "user"
+	}
+	r.ID = r.ComputeID()
+	return r
+}
+
+// deliver seals recs as node n1's first batch and posts it to a.
+func deliver(t *testing.T, a *authoritytest.Authority, key ed25519.PrivateKey, recs []record.Record) {
+	t.Helper()
+	s, err := ledger.NewSealer("n1", key, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Seal(context.Background(), 1, "", recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := a.HTTP.Client().Post(a.URL+"/v1/batches", "application/json", bytes.NewReader(b.Envelope))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("batch refused: %d", resp.StatusCode)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
