@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpumeter/gpumeter/authority/billing"
+	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/testenv"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/record"
@@ -176,7 +178,9 @@ func metric(t *testing.T, c *http.Client, base, series string) float64 {
 // chains posted to both at once, each batch several times. Every batch and
 // record is stored exactly once, every other answer is a duplicate,
 // nothing is refused, and both processes and the database agree on every
-// node's head and chain.
+// node's head and chain. Billing runs in the same race: one entity's
+// tenants on all nodes draw on two small vouchers that run out, and no
+// record is subsidized twice nor any voucher overdrawn.
 func TestTwoProcessesOnePostgres(t *testing.T) {
 	ctx := context.Background()
 	dsn := testenv.PostgresDSN(t)
@@ -256,6 +260,8 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 			prev = s.Hash
 		}
 	}
+
+	faces := setUpBilling(t, dsn, base)
 
 	procs := []*authorityProc{startAuthority(t, cfgFile("a.yaml")), startAuthority(t, cfgFile("b.yaml"))}
 	client := &http.Client{Timeout: 60 * time.Second}
@@ -383,5 +389,100 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 	var overfull int
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM unit_windows WHERE total_ms > window_end_ms - window_start_ms`).Scan(&overfull); err != nil || overfull != 0 {
 		t.Errorf("%d unit windows over wall time, %v", overfull, err)
+	}
+	checkBilling(t, db, nodes*batches*perB, faces)
+}
+
+// The billing side of the two-process test: tenant-0 and tenant-1 are
+// entity E1's, tenant-2 is nobody's. One H100 minute costs 60 fen
+// (3600 fen an hour) and the program pays half, 30 fen, so E1's usage
+// (two thirds of the records) wants far more than its two small vouchers
+// hold: they run out in the middle of the race.
+const (
+	billProvider = "example-cloud"
+	billModel    = "NVIDIA H100 80GB HBM3"
+	minuteCost   = 60 // fen
+)
+
+// setUpBilling adds the entity, tenants, rate card, program and vouchers,
+// and returns the vouchers' face values.
+func setUpBilling(t *testing.T, dsn string, base time.Time) map[string]billing.Fen {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.DriverPostgres, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	from := base.Add(-24 * time.Hour)
+	faces := map[string]billing.Fen{"v-soon": 1_000, "v-later": 2_000}
+	steps := []error{
+		st.PutEntity(ctx, billing.Entity{ID: "E1", Name: "Acme"}),
+		st.MapTenant(ctx, billProvider, "tenant-0", "E1"),
+		st.MapTenant(ctx, billProvider, "tenant-1", "E1"),
+		st.AddRateCard(ctx, billing.RateCard{ID: "h100", Provider: billProvider, Model: billModel, PricePerHour: 60 * minuteCost, ValidFrom: from}),
+		st.AddProgram(ctx, billing.Program{ID: "P1", Issuer: "city", Name: "compute vouchers", Ratio: 5000, CapPerYear: 100_000_000,
+			Providers: []string{billProvider}, ValidFrom: from, ValidTo: from.AddDate(2, 0, 0),
+			Rounding: billing.RoundHalfUp, Settlement: billing.SettleAfter}),
+		st.IssueVoucher(ctx, billing.Voucher{ID: "v-soon", Program: "P1", Holder: "E1", Face: faces["v-soon"], Issued: from, Expires: from.AddDate(0, 6, 0)}),
+		st.IssueVoucher(ctx, billing.Voucher{ID: "v-later", Program: "P1", Holder: "E1", Face: faces["v-later"], Issued: from, Expires: from.AddDate(1, 0, 0)}),
+	}
+	for i, err := range steps {
+		if err != nil {
+			t.Fatalf("billing setup step %d: %v", i, err)
+		}
+	}
+	return faces
+}
+
+// checkBilling: every usage record was priced once and subsidized at most
+// once, no voucher paid more than its face value or went below zero, and
+// the vouchers, which E1's usage outruns, are spent exactly.
+func checkBilling(t *testing.T, db *sql.DB, usageRecords int, faces map[string]billing.Fen) {
+	t.Helper()
+	ctx := context.Background()
+	var charges, distinct, unpriced, overRatio int
+	err := db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT record_id),
+		COUNT(*) FILTER (WHERE cost_fen <> $1), COUNT(*) FILTER (WHERE 2 * subsidy_fen > cost_fen) FROM charges`, minuteCost).
+		Scan(&charges, &distinct, &unpriced, &overRatio)
+	if err != nil || charges != usageRecords || distinct != charges || unpriced != 0 || overRatio != 0 {
+		t.Errorf("charges: %d rows for %d distinct records, %d not priced at %d fen, %d over the ratio, %v; want one per usage record (%d)",
+			charges, distinct, unpriced, minuteCost, overRatio, err, usageRecords)
+	}
+	// What a record's charge says it got is what its grants paid: a record
+	// is never subsidized by two ingests.
+	var mismatched, granted int
+	err = db.QueryRowContext(ctx, `SELECT
+		(SELECT COUNT(*) FROM charges c WHERE c.subsidy_fen <> COALESCE((SELECT SUM(g.amount_fen) FROM grants g WHERE g.record_id = c.record_id), 0)),
+		(SELECT COUNT(DISTINCT record_id) FROM grants)`).Scan(&mismatched, &granted)
+	if err != nil || mismatched != 0 || granted == 0 {
+		t.Errorf("%d charges whose subsidy is not their grants' sum, %d records granted, %v", mismatched, granted, err)
+	}
+	rows, err := db.QueryContext(ctx, `SELECT v.id, v.face_fen, v.balance_fen, COALESCE(SUM(g.amount_fen), 0)
+		FROM vouchers v LEFT JOIN grants g ON g.voucher_id = v.id GROUP BY v.id, v.face_fen, v.balance_fen ORDER BY v.id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	seen := 0
+	for rows.Next() {
+		var (
+			id                   string
+			face, balance, spent int64
+		)
+		if err := rows.Scan(&id, &face, &balance, &spent); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+		// E1 wants more than both vouchers hold: each is spent to 0.
+		if face != int64(faces[id]) || balance != 0 || spent != face {
+			t.Errorf("voucher %s: face %d, balance %d, granted %d; want face %d granted in full, balance 0", id, face, balance, spent, faces[id])
+		}
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if seen != len(faces) {
+		t.Errorf("%d vouchers, want %d", seen, len(faces))
 	}
 }
