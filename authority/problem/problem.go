@@ -39,6 +39,10 @@ const (
 	BadRequest = "bad-request"
 	// Internal: the authority failed; the sender may retry (500).
 	Internal = "internal"
+	// The operator API's (authority/server/admin.go):
+	Unauthorized    = "unauthorized"     // no or a wrong bearer token
+	BillingInvalid  = "billing-invalid"  // a value the billing rules refuse
+	BillingConflict = "billing-conflict" // an id that exists, an overlap, a missing reference
 )
 
 // causes maps each cause to its status and title.
@@ -63,6 +67,9 @@ var causes = map[string]struct {
 	NotFound:         {http.StatusNotFound, "Not found"},
 	BadRequest:       {http.StatusBadRequest, "Bad request"},
 	Internal:         {http.StatusInternalServerError, "Internal error"},
+	Unauthorized:     {http.StatusUnauthorized, "Unauthorized"},
+	BillingInvalid:   {http.StatusBadRequest, "Invalid billing input"},
+	BillingConflict:  {http.StatusConflict, "Billing conflict"},
 }
 
 // Problem is one RFC 9457 problem detail. It is also an error.

@@ -48,9 +48,9 @@ import (
 
 // Problem causes of the operator API (type suffixes under problem.TypeBase).
 const (
-	CauseUnauthorized    = "unauthorized"
-	CauseBillingInvalid  = "billing-invalid"
-	CauseBillingConflict = "billing-conflict"
+	CauseUnauthorized    = problem.Unauthorized
+	CauseBillingInvalid  = problem.BillingInvalid
+	CauseBillingConflict = problem.BillingConflict
 )
 
 // MinAdminTokenLen is the shortest operator token accepted: 32 characters
@@ -119,8 +119,7 @@ func (a *Admin) Handler() http.Handler {
 			a.log.Warn("operator request refused: missing or wrong bearer token",
 				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="voucher-authority operator API"`)
-			problem.Write(w, adminProblem(CauseUnauthorized, http.StatusUnauthorized, "Unauthorized",
-				"send the operator token as Authorization: Bearer TOKEN"))
+			problem.Write(w, problem.New(CauseUnauthorized, "send the operator token as Authorization: Bearer TOKEN"))
 			return
 		}
 		a.mux.ServeHTTP(w, r)
@@ -136,20 +135,15 @@ func (a *Admin) authorized(r *http.Request) bool {
 	return subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) == 1
 }
 
-// adminProblem is a problem of one of the operator API's own causes.
-func adminProblem(cause string, status int, title, detail string) *problem.Problem {
-	return &problem.Problem{Type: problem.TypeBase + cause, Title: title, Status: status, Detail: detail}
-}
-
 // fail answers a store error: the billing errors as their problems, with
 // the store's message (it names the field or the object, never SQL);
 // anything else as a logged 500.
 func (a *Admin) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, store.ErrInvalidBilling):
-		problem.Write(w, adminProblem(CauseBillingInvalid, http.StatusBadRequest, "Invalid billing input", err.Error()))
+		problem.Write(w, problem.New(CauseBillingInvalid, err.Error()))
 	case errors.Is(err, store.ErrBillingConflict):
-		problem.Write(w, adminProblem(CauseBillingConflict, http.StatusConflict, "Billing conflict", err.Error()))
+		problem.Write(w, problem.New(CauseBillingConflict, err.Error()))
 	case errors.Is(err, store.ErrBillingNotFound):
 		problem.Write(w, problem.New(problem.NotFound, err.Error()))
 	default:
