@@ -12,12 +12,14 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 )
 
@@ -79,13 +81,31 @@ func PostgresDSN(t testing.TB) string {
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop test database %s: %v", name, err)
-		}
-	})
+	t.Cleanup(func() { dropDatabase(t, admin, name) })
 	u.Path = "/" + name
 	return u.String()
+}
+
+// dropDatabase drops a test database. WITH (FORCE) ends the test's own
+// leftover sessions, but a non-superuser may not end an autovacuum worker
+// that happens to be in the database (SQLSTATE 42501), nor drop it while
+// one is (55006): those pass in a moment, so retry until a deadline.
+func dropDatabase(t testing.TB, admin *sql.DB, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		cancel()
+		var pe *pgconn.PgError
+		busy := errors.As(err, &pe) && (pe.Code == "42501" || pe.Code == "55006")
+		switch {
+		case err == nil:
+			return
+		case !busy || time.Now().After(deadline):
+			t.Errorf("drop test database %s: %v", name, err)
+			return
+		}
+		time.Sleep(100 * time.Millisecond) // poll: the autovacuum worker leaves on its own
+	}
 }
