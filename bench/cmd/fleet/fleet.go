@@ -80,12 +80,20 @@ func newFleet(ctx context.Context, c config, db authproc.Database) (*fleet, erro
 	return f, nil
 }
 
-// phase is what one drive measured.
+// event is an acknowledgement (records > 0, with the batch's latency from
+// sealed to acknowledged) or a resend (records 0) of one node.
+type event struct {
+	at      time.Time
+	lat     time.Duration
+	records int
+}
+
+// phase is what the fleet did in one repetition's window of time.
 type phase struct {
 	records, batches, retries int
-	elapsed                   time.Duration // start to the last acknowledgement
+	elapsed                   time.Duration // the window's length
 	latencies                 []time.Duration
-	// Shares of the machine's CPU time over the phase, in percent: the
+	// Shares of the machine's CPU time over the window, in percent: the
 	// authority process, this load generator, idle and waiting for I/O.
 	// The rest is PostgreSQL and whatever else runs.
 	authorityCPU, generatorCPU, idle, iowait float64
@@ -103,59 +111,117 @@ func (p phase) percentile(q int) time.Duration {
 	return p.latencies[max(i, 1)-1]
 }
 
-// drive runs every node for d: each seals its next window and sends it
-// until acknowledged, again and again; a node starts no batch after d, so
-// every batch sent is acknowledged when drive returns. An answer that is
-// neither an acknowledgement nor a transient failure stops the fleet.
-func (f *fleet) drive(ctx context.Context, d time.Duration) (phase, error) {
+// measure drives the fleet without a pause for warmup + reps x d and cuts
+// that time into reps windows of d after the warm-up: a window counts the
+// batches acknowledged in it (and their latencies), so every window is
+// the same steady state, with no ramp up or down between them. The
+// batches in flight at the end are waited for (every batch sent is
+// acknowledged when it returns) but not counted.
+func (f *fleet) measure(ctx context.Context, warmup, d time.Duration, reps int) ([]phase, error) {
+	start := time.Now()
+	bounds := make([]time.Time, reps+1)
+	for k := range bounds {
+		bounds[k] = start.Add(warmup + time.Duration(k)*d)
+	}
+	// CPU readings at every boundary, taken beside the load.
+	readings := make([]cpuTicks, len(bounds))
+	sampled := make(chan error, 1)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		for k, b := range bounds {
+			select {
+			case <-sctx.Done():
+				sampled <- sctx.Err()
+				return
+			case <-time.After(time.Until(b)):
+			}
+			var err error
+			if readings[k], err = f.cpu(); err != nil {
+				sampled <- err
+				return
+			}
+		}
+		sampled <- nil
+	}()
+	events, err := f.drive(ctx, bounds[reps])
+	stop()
+	if serr := <-sampled; err == nil && serr != nil && ctx.Err() == nil {
+		err = serr
+	}
+	if err != nil {
+		return nil, err
+	}
+	phases := bucket(events, bounds)
+	for k := range phases {
+		p := &phases[k]
+		m := readings[k+1].machine.Sub(readings[k].machine)
+		p.authorityCPU = m.Percent(readings[k+1].authority - readings[k].authority)
+		p.generatorCPU = m.Percent(readings[k+1].generator - readings[k].generator)
+		p.idle, p.iowait = m.Percent(m.Idle), m.Percent(m.IOWait)
+	}
+	return phases, nil
+}
+
+// bucket sorts events into the windows between consecutive bounds (equal
+// lengths); events before the first or from the last bound on are left out.
+func bucket(events []event, bounds []time.Time) []phase {
+	phases := make([]phase, len(bounds)-1)
+	if len(phases) == 0 {
+		return nil
+	}
+	d := bounds[1].Sub(bounds[0])
+	for k := range phases {
+		phases[k].elapsed = d
+	}
+	for _, e := range events {
+		if e.at.Before(bounds[0]) || !e.at.Before(bounds[len(bounds)-1]) {
+			continue
+		}
+		p := &phases[min(int(e.at.Sub(bounds[0])/d), len(phases)-1)]
+		if e.records == 0 {
+			p.retries++
+			continue
+		}
+		p.batches++
+		p.records += e.records
+		p.latencies = append(p.latencies, e.lat)
+	}
+	for k := range phases {
+		slices.Sort(phases[k].latencies)
+	}
+	return phases
+}
+
+// drive runs every node until the deadline: each seals its next window and
+// sends it until acknowledged, again and again; a node starts no batch
+// after the deadline, so every batch sent is acknowledged when drive
+// returns. An answer that is neither an acknowledgement nor a transient
+// failure stops the fleet. It returns every node's events.
+func (f *fleet) drive(ctx context.Context, deadline time.Time) ([]event, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	cpu0, err := f.cpu()
-	if err != nil {
-		return phase{}, err
-	}
-	start := time.Now()
-	deadline := start.Add(d)
-	results := make([]phase, len(f.nodes))
+	perNode := make([][]event, len(f.nodes))
 	var wg sync.WaitGroup
 	for i, n := range f.nodes {
 		wg.Go(func() {
-			p := &results[i]
 			for time.Now().Before(deadline) && ctx.Err() == nil {
-				retries, lat, err := f.oneBatch(ctx, n)
-				p.retries += retries
-				if err != nil {
+				if err := f.oneBatch(ctx, n, &perNode[i]); err != nil {
 					cancel(fmt.Errorf("node %s: %w", n.ID, err))
 					return
 				}
-				p.latencies = append(p.latencies, lat)
-				p.batches++
-				p.records += len(n.GPUs) * workload.RecordsPerGPU
 			}
 		})
 	}
 	wg.Wait()
 	if err := context.Cause(ctx); err != nil {
-		return phase{}, err
+		return nil, err
 	}
-	var total phase
-	total.elapsed = time.Since(start)
-	cpu1, err := f.cpu()
-	if err != nil {
-		return phase{}, err
+	var all []event
+	for _, es := range perNode {
+		all = append(all, es...)
 	}
-	m := cpu1.machine.Sub(cpu0.machine)
-	total.authorityCPU = m.Percent(cpu1.authority - cpu0.authority)
-	total.generatorCPU = m.Percent(cpu1.generator - cpu0.generator)
-	total.idle, total.iowait = m.Percent(m.Idle), m.Percent(m.IOWait)
-	for _, p := range results {
-		total.records += p.records
-		total.batches += p.batches
-		total.retries += p.retries
-		total.latencies = append(total.latencies, p.latencies...)
-	}
-	slices.Sort(total.latencies)
-	return total, nil
+	return all, nil
 }
 
 // cpuTicks is a reading of the machine's and the processes' CPU time.
@@ -182,36 +248,39 @@ func (f *fleet) cpu() (cpuTicks, error) {
 }
 
 // oneBatch seals n's next window and posts it until the authority
-// acknowledges it; lat is from sealed to acknowledged, retries included.
-func (f *fleet) oneBatch(ctx context.Context, n *node) (retries int, lat time.Duration, err error) {
+// acknowledges it, appending a resend event per retry and the
+// acknowledgement, with its latency from sealed to acknowledged.
+func (f *fleet) oneBatch(ctx context.Context, n *node, events *[]event) error {
 	start := n.base.Add(time.Duration(n.next) * time.Minute)
 	if end := start.Add(time.Minute); end.After(time.Now()) {
-		return 0, 0, fmt.Errorf("window %d ends at %s, in the future: the run sealed more windows than the backlog holds", n.next, end)
+		return fmt.Errorf("window %d ends at %s, in the future: the run sealed more windows than the backlog holds", n.next, end)
 	}
 	recs := n.Window(start, time.Minute, n.next, f.tenants)
 	s, err := n.sealer.Seal(ctx, n.nextSeq, n.prev, recs)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	sealed := time.Now()
-	for {
+	for retries := 1; ; retries++ {
 		head, transient, err := f.post(ctx, s.Envelope)
 		if err == nil {
 			if head != s.LastSeq {
-				return retries, 0, fmt.Errorf("batch %d..%d acknowledged with head %d", s.FirstSeq, s.LastSeq, head)
+				return fmt.Errorf("batch %d..%d acknowledged with head %d", s.FirstSeq, s.LastSeq, head)
 			}
 			n.next++
 			n.nextSeq, n.prev, n.acked = s.LastSeq+1, s.Hash, s.LastSeq
 			n.batches++
-			return retries, time.Since(sealed), nil
+			now := time.Now()
+			*events = append(*events, event{at: now, lat: now.Sub(sealed), records: len(recs)})
+			return nil
 		}
 		if !transient || ctx.Err() != nil {
-			return retries, 0, fmt.Errorf("batch %d..%d: %w", s.FirstSeq, s.LastSeq, err)
+			return fmt.Errorf("batch %d..%d: %w", s.FirstSeq, s.LastSeq, err)
 		}
-		retries++
+		*events = append(*events, event{at: time.Now()})
 		select {
 		case <-ctx.Done():
-			return retries, 0, ctx.Err()
+			return ctx.Err()
 		case <-time.After(backoff(retries)):
 		}
 	}

@@ -22,19 +22,26 @@ func TestCheckFindsLostAndDoubled(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.url = a.URL
-	p, err := f.drive(ctx, 100*time.Millisecond)
+	events, err := f.drive(ctx, time.Now().Add(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.batches < 3 || p.records != p.batches*2*3 || len(p.latencies) != p.batches {
-		t.Fatalf("drive: %d batches, %d records, %d latencies", p.batches, p.records, len(p.latencies))
+	acked, recs := 0, 0
+	for _, n := range f.nodes {
+		acked += n.batches
+	}
+	for _, e := range events {
+		recs += e.records
+	}
+	if acked == 0 || recs != acked*2*3 {
+		t.Fatalf("%d batches acknowledged, %d records in the events; want some, 6 a batch", acked, recs)
 	}
 	res, err := f.check(ctx, db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.ok() || res.records != int64(p.records) || res.batches != int64(p.batches) {
-		t.Fatalf("clean run: %+v, want ok with %d records in %d batches", res, p.records, p.batches)
+	if !res.ok() || res.records != int64(acked*2*3) || res.batches != int64(acked) {
+		t.Fatalf("clean run: %+v, want ok with %d batches", res, acked)
 	}
 
 	conn, err := sql.Open("sqlite", a.DBPath)
@@ -65,5 +72,29 @@ func TestCheckFindsLostAndDoubled(t *testing.T) {
 	}
 	if res.doubled != 2*3 || res.headMismatches != 1 || res.ok() {
 		t.Fatalf("rows past the acknowledged head: %+v, want 6 doubled and 1 head mismatch", res)
+	}
+}
+
+func TestBucketCountsEachWindowsAcknowledgements(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	bounds := []time.Time{at(100), at(200), at(300)}
+	events := []event{
+		{at: at(50), lat: time.Second, records: 24}, // warm-up: left out
+		{at: at(100), lat: 3 * time.Millisecond, records: 24},
+		{at: at(150)}, // a resend
+		{at: at(199), lat: 1 * time.Millisecond, records: 24},
+		{at: at(200), lat: 7 * time.Millisecond, records: 24},
+		{at: at(300), lat: time.Second, records: 24}, // the tail: left out
+	}
+	p := bucket(events, bounds)
+	if len(p) != 2 || p[0].batches != 2 || p[0].records != 48 || p[0].retries != 1 || p[1].batches != 1 || p[1].retries != 0 {
+		t.Fatalf("phases: %+v", p)
+	}
+	if p[0].latencies[0] != time.Millisecond || p[0].percentile(50) != time.Millisecond || p[0].percentile(99) != 3*time.Millisecond {
+		t.Fatalf("window 0 latencies %v, p50 %v, p99 %v", p[0].latencies, p[0].percentile(50), p[0].percentile(99))
+	}
+	if r := p[0].recordsPerSec(); r != 480 {
+		t.Fatalf("window 0: %v records/s, want 48 in 100 ms", r)
 	}
 }

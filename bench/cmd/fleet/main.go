@@ -51,7 +51,7 @@ func main() {
 	flag.IntVar(&c.nodes, "nodes", 1000, "simulated nodes")
 	flag.IntVar(&c.gpus, "gpus", 8, "GPUs per node")
 	flag.IntVar(&c.tenants, "tenants", 10, "tenants sharing the GPUs")
-	flag.DurationVar(&c.duration, "duration", 60*time.Second, "length of one repetition")
+	flag.DurationVar(&c.duration, "duration", 60*time.Second, "length of one repetition: the load runs without a pause for warmup + reps x duration")
 	flag.DurationVar(&c.warmup, "warmup", 5*time.Second, "load before the first repetition (not counted)")
 	flag.IntVar(&c.reps, "reps", 5, "repetitions (one line each)")
 	flag.DurationVar(&c.timeout, "timeout", reporter.DefaultTimeout, "per-request timeout (the agent's authority.timeout); a timed-out batch is sent again")
@@ -117,17 +117,12 @@ func run(ctx context.Context, c config, out, log io.Writer) (err error) {
 	}()
 	f.url, f.pid = proc.URL, proc.Pid()
 
-	if c.warmup > 0 {
-		if _, err := f.drive(ctx, c.warmup); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
+	phases, err := f.measure(ctx, c.warmup, c.duration, c.reps)
+	if err != nil {
+		return err
 	}
 	name := fmt.Sprintf("BenchmarkFleet/%s/nodes=%d", c.driver, c.nodes)
-	for range c.reps {
-		p, err := f.drive(ctx, c.duration)
-		if err != nil {
-			return err
-		}
+	for _, p := range phases {
 		fmt.Fprintf(out, "%s\t%d\t%.0f records/s\t%.0f batches/s\t%.1f p50-ms\t%.1f p99-ms\t%d retries"+
 			"\t%.0f authority-cpu-%%\t%.0f generator-cpu-%%\t%.0f idle-%%\t%.0f iowait-%%\n",
 			name, p.batches, p.recordsPerSec(), p.batchesPerSec(), ms(p.percentile(50)), ms(p.percentile(99)), p.retries,

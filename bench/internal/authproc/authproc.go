@@ -60,11 +60,31 @@ func CreatePostgres(ctx context.Context, adminDSN string) (Database, error) {
 	u.Path = "/" + name
 	return Database{Driver: "postgres", Source: u.String(), drop: func(ctx context.Context) error {
 		defer admin.Close()
-		if _, err := admin.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
-			return fmt.Errorf("drop bench database %s: %w", name, err)
-		}
-		return nil
+		return dropDatabase(ctx, admin, name)
 	}}, nil
+}
+
+// dropDatabase drops name once the bench's own connections are gone. A
+// plain DROP makes an autovacuum worker on the database exit (and waits
+// for it), where WITH (FORCE) would fail unless the role may signal a
+// superuser's backend; FORCE is the fallback for a session left open.
+func dropDatabase(ctx context.Context, admin *sql.DB, name string) error {
+	var err error
+	for attempt := range 20 {
+		stmt := "DROP DATABASE IF EXISTS " + name
+		if attempt%2 == 1 {
+			stmt += " WITH (FORCE)"
+		}
+		if _, err = admin.ExecContext(ctx, stmt); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("drop bench database %s: %w (%v)", name, err, ctx.Err())
+		case <-time.After(500 * time.Millisecond): // sessions closing, autovacuum exiting
+		}
+	}
+	return fmt.Errorf("drop bench database %s: %w", name, err)
 }
 
 // Drop removes a database CreatePostgres made; for SQLite it does
