@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -111,6 +112,9 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		// Two pools on one in-memory database would be two databases.
 		return nil, fmt.Errorf("open store: sqlite needs a file path, got %q", path)
 	}
+	if err := enableWAL(ctx, path); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -138,6 +142,41 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// enableWAL puts the database file in WAL mode (persistent in the file)
+// before the pools open. Switching a new database to WAL needs an
+// exclusive lock, and SQLite answers SQLITE_BUSY at once instead of
+// waiting the busy timeout when another connection holds any lock, so
+// processes opening a new database together would fail. Once the file is
+// in WAL mode, the pools' journal_mode(WAL) pragma changes nothing and
+// takes no lock. So: retry the switch until a deadline.
+func enableWAL(ctx context.Context, path string) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var mode string
+		err := db.QueryRowContext(ctx, `PRAGMA journal_mode=WAL`).Scan(&mode)
+		var se *sqlite.Error
+		busy := errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
+		switch {
+		case err == nil && strings.EqualFold(mode, "wal"):
+			return nil
+		case err == nil:
+			return fmt.Errorf("journal_mode is %q after asking for WAL", mode)
+		case !busy || time.Now().After(deadline):
+			return fmt.Errorf("enable WAL: %w", err)
+		}
+		select { // poll: the other opener's lock is held for milliseconds
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // Close closes the pools.
