@@ -39,6 +39,7 @@ type Config struct {
 	Authority   Authority   `yaml:"authority"`
 	StateDir    string      `yaml:"state_dir"`
 	path        string      // the file it was loaded from, for messages
+	root        *yaml.Node  // its YAML tree, for the lines of fields in messages
 }
 
 // Node identifies this machine to the voucher authority.
@@ -155,6 +156,18 @@ func (c *Config) AttributionConfig() attribution.Config {
 // Path is the file the config was loaded from.
 func (c *Config) Path() string { return c.path }
 
+// Where is "file:line" of a dotted field (or of its nearest parent in the
+// file), for messages about a field checked after loading; just the file
+// when the line is unknown.
+func (c *Config) Where(field string) string {
+	if c.root != nil {
+		if line := lineOf(c.root, field); line > 0 {
+			return fmt.Sprintf("%s:%d", c.path, line)
+		}
+	}
+	return c.path
+}
+
 // Load reads, decodes and validates the file at path.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
@@ -183,6 +196,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	if err := cfg.validate(func(field string) int { return lineOf(&root, field) }); err != nil {
 		return nil, fmt.Errorf("%s:%w", path, err)
 	}
+	cfg.root = &root
 	if cfg.Metering.MaxHold == 0 {
 		cfg.Metering.MaxHold = 3 * cfg.Metering.PollInterval
 	}

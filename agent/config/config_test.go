@@ -3,9 +3,12 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/gpumeter/gpumeter/agent/config"
 )
@@ -83,6 +86,43 @@ func TestShippedConfigIsValid(t *testing.T) {
 	}
 }
 
+// configs/agent.yaml shows every option: each setting of Config is a key
+// in it (with its comment and default).
+func TestShippedConfigDocumentsEveryOption(t *testing.T) {
+	b, err := os.ReadFile("../../configs/agent.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(typ reflect.Type, n *yaml.Node, prefix string)
+	walk = func(typ reflect.Type, n *yaml.Node, prefix string) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if !f.IsExported() || name == "" {
+				continue
+			}
+			var val *yaml.Node
+			for j := 0; n != nil && j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == name {
+					val = n.Content[j+1]
+				}
+			}
+			if val == nil {
+				t.Errorf("configs/agent.yaml lacks %s%s", prefix, name)
+				continue
+			}
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, val, prefix+name+".")
+			}
+		}
+	}
+	walk(reflect.TypeFor[config.Config](), doc.Content[0], "")
+}
+
 // Each bad config names the file, the line and the field.
 func TestBadConfigs(t *testing.T) {
 	cases := []struct {
@@ -135,5 +175,50 @@ func TestMissingFile(t *testing.T) {
 	_, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
 		t.Fatalf("err = %v, want it to name the file", err)
+	}
+}
+
+func TestWhereNamesTheLine(t *testing.T) {
+	cfg, err := config.Parse("a.yaml", []byte("node: {id: n, provider: p}\n\nhttp:\n  listen: 127.0.0.1:1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]string{"http.listen": "a.yaml:4", "node.id": "a.yaml:1", "spool.path": "a.yaml"} {
+		if got := cfg.Where(field); got != want {
+			t.Errorf("Where(%s) = %q, want %q", field, got, want)
+		}
+	}
+}
+
+// Diff names every changed setting by its YAML path, with the values of
+// scalars, and ignores what only moved in the file.
+func TestDiff(t *testing.T) {
+	base := "node: {id: n1, provider: p}\nmetering: {poll_interval: 1s}\nattribution:\n  rules:\n    - {name: a, user: alice, tenant: lab}\n"
+	parse := func(body string) *config.Config {
+		t.Helper()
+		c, err := config.Parse("a.yaml", []byte(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := parse(base)
+	if d := config.Diff(a, parse("# a comment\n\n"+base)); len(d) != 0 {
+		t.Errorf("comments and moved lines: Diff = %v, want none", d)
+	}
+	b := parse(strings.NewReplacer("n1", "n2", "1s", "2s", "tenant: lab", "tenant: lab2").Replace(base) + "spool: {max_bytes: 0}\n")
+	var got []string
+	for _, c := range config.Diff(a, b) {
+		got = append(got, c.String())
+	}
+	want := []string{
+		`node.id ("n1" → "n2")`,
+		"metering.poll_interval (1s → 2s)",
+		"metering.max_hold (3s → 6s)",
+		"attribution.rules",
+		"spool.max_bytes (1073741824 → 0)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("Diff:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
