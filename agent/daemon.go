@@ -23,27 +23,52 @@ import (
 
 // Daemon is the running agent: the metering loop and the HTTP endpoint.
 type Daemon struct {
-	cfg      *config.Config
+	cfg      atomic.Pointer[config.Config] // the running config; a reload replaces it
 	log      *slog.Logger
+	level    *slog.LevelVar // the level log's handler reads; a reload sets it
 	metrics  *Metrics
 	pipeline *Pipeline
 	src      *source
 	delivery *delivery
 	out      *os.File // records file, or nil
 	listener net.Listener
+	notify   *notifier
+
+	reloads chan reloadRequest // served by the loop, between cycles
+	done    chan struct{}      // closed when the loop has ended
 
 	lastCycle atomic.Int64 // real time (unix ns) of the last good cycle
+	poll      atomic.Int64 // the poll interval in effect (ns)
+
+	// Owned by the loop goroutine (reloads run on it).
+	nextPoll     time.Duration // a reloaded poll interval waiting for its window
+	nextPollFrom time.Time
+	reloadNote   string // the last reload's outcome, for STATUS=
 }
+
+// Option adjusts a Daemon built by New.
+type Option func(*Daemon)
+
+// WithLogLevel gives the daemon the level variable its logger's handler
+// reads, so that a reload can change log.level. Without it a reloaded
+// level is accepted and has no effect.
+func WithLogLevel(lv *slog.LevelVar) Option { return func(d *Daemon) { d.level = lv } }
 
 // New builds the daemon from a validated config. It fails, before
 // anything runs, when the devices, the attribution rules or the listen
 // address cannot be opened.
-func New(cfg *config.Config, log *slog.Logger, version string) (*Daemon, error) {
+func New(cfg *config.Config, log *slog.Logger, version string, opts ...Option) (*Daemon, error) {
 	src, err := openSource(cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{cfg: cfg, log: log, src: src, metrics: NewMetrics(version)}
+	d := &Daemon{log: log, src: src, metrics: NewMetrics(version), notify: newNotifier(log),
+		level: new(slog.LevelVar), reloads: make(chan reloadRequest), done: make(chan struct{})}
+	for _, o := range opts {
+		o(d)
+	}
+	d.cfg.Store(cfg)
+	d.poll.Store(int64(cfg.Metering.PollInterval))
 	fail := func(err error) (*Daemon, error) {
 		d.closeAll()
 		return nil, err
@@ -78,8 +103,12 @@ func New(cfg *config.Config, log *slog.Logger, version string) (*Daemon, error) 
 		return fail(fmt.Errorf("http.listen %s: %w", cfg.HTTP.Listen, err))
 	}
 	d.listener = ln
+	d.metrics.configLoaded(true, time.Now())
 	return d, nil
 }
+
+// config is the running config.
+func (d *Daemon) config() *config.Config { return d.cfg.Load() }
 
 // Addr is the HTTP listener's address (useful with port 0 in tests).
 func (d *Daemon) Addr() string { return d.listener.Addr().String() }
@@ -98,7 +127,7 @@ func (d *Daemon) Handler() http.Handler {
 // three poll intervals of real time (a hung driver call) answers 503.
 func (d *Daemon) healthz(w http.ResponseWriter, _ *http.Request) {
 	last := d.lastCycle.Load()
-	limit := 3 * d.cfg.Metering.PollInterval / time.Duration(d.cfg.Devices.Speed)
+	limit := 3 * time.Duration(d.poll.Load()) / time.Duration(d.config().Devices.Speed)
 	limit = max(limit, time.Second) // a fast simulation must not flap on scheduling delays
 	if last == 0 {
 		http.Error(w, "no metering cycle completed yet", http.StatusServiceUnavailable)
@@ -112,11 +141,18 @@ func (d *Daemon) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // Run meters until ctx is cancelled, then closes the open window, stores
-// its records, and gives the reporter a few seconds to deliver them.
+// its records, and gives the reporter a few seconds to deliver them. It
+// also returns, the same way, when the HTTP endpoint fails.
 func (d *Daemon) Run(ctx context.Context) error {
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	srvErr := make(chan error, 1)
-	go func() { srvErr <- srv.Serve(d.listener) }()
+	cfg := d.config()
+	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+	var srvErr error
+	srvDone := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		srvErr = d.serve(srv)
+	}()
 	repCtx, stopReporter := context.WithCancel(context.Background())
 	repDone := make(chan error, 1)
 	if rep := d.delivery.reporter; rep != nil {
@@ -124,10 +160,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		repDone <- nil
 	}
-	d.log.Info("gpumeter running", "node", d.cfg.Node.ID, "devices", d.cfg.Devices.Source, "listen", d.Addr(),
-		"poll_interval", d.cfg.Metering.PollInterval, "window", d.cfg.Metering.Window)
+	d.log.Info("gpumeter running", "node", cfg.Node.ID, "devices", cfg.Devices.Source, "listen", d.Addr(),
+		"poll_interval", cfg.Metering.PollInterval, "window", cfg.Metering.Window)
 
-	loopErr := d.loop(ctx)
+	loopErr := d.loop(ctx, srvDone)
+	close(d.done)
+	d.notify.stopping()
 
 	recs := d.pipeline.Stop()
 	if err := d.emit(context.Background(), recs); err != nil {
@@ -148,34 +186,74 @@ func (d *Daemon) Run(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
-	if err := <-srvErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		loopErr = errors.Join(loopErr, fmt.Errorf("http server: %w", err))
+	<-srvDone
+	if srvErr != nil && !errors.Is(srvErr, http.ErrServerClosed) {
+		loopErr = errors.Join(loopErr, fmt.Errorf("http server: %w", srvErr))
 	}
 	d.closeAll()
 	return loopErr
 }
+
+// serve runs the HTTP endpoint on the daemon's listener.
+func (d *Daemon) serve(srv *http.Server) error { return srv.Serve(d.listener) }
 
 // shutdownFlush bounds how long a stopping agent tries to deliver what it
 // has; systemd's stop timeout must exceed it.
 const shutdownFlush = 5 * time.Second
 
 // loop runs a cycle at every multiple of the poll interval on the agent's
-// clock, so ticks fall on window boundaries.
-func (d *Daemon) loop(ctx context.Context) error {
-	poll := d.cfg.Metering.PollInterval
-	failing := false
+// clock, so ticks fall on window boundaries. Between cycles it serves
+// reloads and pings systemd's watchdog; it returns when ctx is cancelled
+// or the HTTP server has stopped (Run reports why).
+//
+// The watchdog is pinged from this goroutine only, and only after READY:
+// it says "the loop is alive", which is what a restart can fix (a cycle
+// stuck in a driver call or a disk write). A cycle that fails still
+// returns, meters gaps, and is reported by /healthz and the collector
+// metrics; it does not stop the pings.
+func (d *Daemon) loop(ctx context.Context, srvDone <-chan struct{}) error {
+	clk := d.src.clock
+	poll := time.Duration(d.poll.Load())
+	var watchdog <-chan time.Time
+	if every := d.notify.watchdog / 2; every > 0 {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		watchdog = t.C
+	}
+	failing, ready := false, false
+	var tick <-chan time.Time
 	for {
-		now := d.src.clock.Now()
-		next := now.Truncate(poll).Add(poll)
+		if tick == nil {
+			now := clk.Now()
+			if d.nextPoll != 0 && !now.Before(d.nextPollFrom) {
+				poll, d.nextPoll = d.nextPoll, 0
+				d.poll.Store(int64(poll))
+				d.log.Info("reloaded poll interval in effect", "poll_interval", poll)
+			}
+			next := now.Truncate(poll).Add(poll)
+			tick = clk.After(next.Sub(now))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-d.src.clock.After(next.Sub(now)):
+		case <-srvDone:
+			return nil
+		case req := <-d.reloads:
+			req.done <- d.reload()
+			continue
+		case <-watchdog:
+			if ready {
+				d.notify.ping()
+			}
+			continue
+		case <-tick:
+			tick = nil
 		}
 		recs, err := d.pipeline.Cycle(ctx)
 		if err != nil {
 			if !failing { // log once per failure, not once per tick
 				d.log.Error("metering cycle failed; units become gaps until it recovers", "err", err)
+				d.notify.status("metering cycle failing, units become gaps: " + err.Error())
 			}
 			failing = true
 			continue
@@ -183,12 +261,15 @@ func (d *Daemon) loop(ctx context.Context) error {
 		if failing {
 			d.log.Info("metering cycle recovered")
 			failing = false
+			d.notify.status(d.statusLine())
 		}
-		if d.lastCycle.Load() == 0 {
+		if !ready {
 			if behind := d.pipeline.Meter.ClockBehind(); behind > 0 {
 				d.log.Warn("the wall clock is behind the last checkpoint: records run ahead of it by this much until it catches up",
 					"behind", behind)
 			}
+			ready = true
+			d.notify.ready(d.statusLine())
 		}
 		d.lastCycle.Store(time.Now().UnixNano())
 		if err := d.emit(ctx, recs); err != nil {
@@ -196,6 +277,13 @@ func (d *Daemon) loop(ctx context.Context) error {
 			d.log.Error("store records", "err", err)
 		}
 	}
+}
+
+// statusLine is the STATUS= text while metering normally.
+func (d *Daemon) statusLine() string {
+	cfg := d.config()
+	return fmt.Sprintf("metering node %s: poll %s, window %s%s",
+		cfg.Node.ID, time.Duration(d.poll.Load()), cfg.Metering.Window, d.reloadNote)
 }
 
 // emit stores closed windows durably (spool, with the meter's checkpoint)

@@ -88,7 +88,13 @@ type running struct {
 // startDaemon builds the daemon from cfg and runs it until stop.
 func startDaemon(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
-	d, err := agent.New(cfg, slog.New(slog.DiscardHandler), "test")
+	return startDaemonWith(t, cfg, slog.New(slog.DiscardHandler))
+}
+
+// startDaemonWith is startDaemon with a logger and options.
+func startDaemonWith(t *testing.T, cfg *config.Config, log *slog.Logger, opts ...agent.Option) *running {
+	t.Helper()
+	d, err := agent.New(cfg, log, "test", opts...)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -33,6 +33,8 @@ type Metrics struct {
 	recordsTotal      *prometheus.CounterVec
 	lastCycle         prometheus.Gauge
 	spoolFull         prometheus.Gauge
+	reloadOK          prometheus.Gauge
+	reloadOKTime      prometheus.Gauge
 
 	mu       sync.Mutex
 	snap     device.Snapshot
@@ -75,6 +77,16 @@ func NewMetrics(version string) *Metrics {
 			Namespace: namespace, Name: "spool_full",
 			Help: "1 while the spool is full even after merging: new windows are held in memory.",
 		}),
+		// The names Prometheus and Alertmanager use for the same thing, so
+		// existing alerts on *_config_last_reload_successful fit.
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "config_last_reload_successful",
+			Help: "Whether the last config load (at start or on SIGHUP) was applied (1) or refused (0).",
+		}),
+		reloadOKTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "config_last_reload_success_timestamp_seconds",
+			Help: "When a config was last loaded and applied (at start or on SIGHUP).",
+		}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -89,6 +101,7 @@ func NewMetrics(version string) *Metrics {
 	}
 	reg.MustRegister(m.cycleDuration, m.collectorSuccess, m.collectorDuration,
 		m.collectorErrors, m.recordsTotal, m.lastCycle, m.spoolFull, buildInfo,
+		m.reloadOK, m.reloadOKTime,
 		(*stateCollector)(m), deliveryCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -119,6 +132,16 @@ func (m *Metrics) observeCycle(s device.Snapshot, obs []attribution.Observation,
 	m.mu.Lock()
 	m.snap, m.obs = s, obs
 	m.mu.Unlock()
+}
+
+// configLoaded records a config load's outcome at real time now.
+func (m *Metrics) configLoaded(ok bool, now time.Time) {
+	if !ok {
+		m.reloadOK.Set(0)
+		return
+	}
+	m.reloadOK.Set(1)
+	m.reloadOKTime.Set(float64(now.UnixMilli()) / 1000)
 }
 
 func (m *Metrics) countRecords(recs []record.Record) {

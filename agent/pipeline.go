@@ -31,6 +31,55 @@ type Pipeline struct {
 	Clock      clock.Clock
 	Metrics    *Metrics // may be nil
 	Log        *slog.Logger
+
+	// next is an attributor waiting for its window (see SetAttributor);
+	// nextFrom is that window's start on the meter's timeline (Unix ms).
+	next     *attribution.Attributor
+	nextFrom int64
+	// t0 is the time of the meter's first observation, which anchors its
+	// timeline.
+	t0 time.Time
+}
+
+// SetAttributor hands the pipeline reloaded rules. They take over at the
+// start of the next record window, window long: the window open now keeps
+// the rules it began with, to the millisecond, and every observation of a
+// later window is attributed with the new ones. It returns that window's
+// start. A second call before then replaces the first.
+//
+// Precisely: attribution happens per observation, and the meter holds an
+// observation until the next one (sample and hold, at most max_hold). So
+// the moment between the window's start and its first observation (the
+// loop's wake-up delay; at most a poll interval) is still described by
+// the last observation of the window before, with the old rules. With a
+// clock that polls exactly on the boundary, as in virtual time, the new
+// window is the new rules' entirely.
+func (p *Pipeline) SetAttributor(a *attribution.Attributor, window time.Duration) time.Time {
+	w := window.Milliseconds()
+	pos := p.position(p.Clock.Now())
+	p.next, p.nextFrom = a, floorDiv(pos, w)*w+w
+	return time.UnixMilli(p.nextFrom).UTC()
+}
+
+// position is where the meter puts time t on its timeline, as
+// metering/meter documents it: the first observation's Unix millisecond
+// plus the whole milliseconds since it (ahead by ClockBehind after a
+// restart with the wall clock set back). Comparing positions rather than
+// clock times keeps the handover exact although the timeline lags the
+// clock by the first observation's sub-millisecond part.
+func (p *Pipeline) position(t time.Time) int64 {
+	if p.t0.IsZero() {
+		return t.UnixMilli() // t would be the first observation
+	}
+	return p.t0.UnixMilli() + p.Meter.ClockBehind().Milliseconds() + floorDiv(int64(t.Sub(p.t0)), int64(time.Millisecond))
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }
 
 // Cycle collects, attributes and meters once at the clock's current time,
@@ -49,6 +98,15 @@ func (p *Pipeline) Cycle(ctx context.Context) ([]record.Record, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("collect devices: %w", err)
+	}
+	if p.next != nil && p.position(start) >= p.nextFrom {
+		p.Attributor, p.next = p.next, nil
+		if p.Log != nil {
+			p.Log.Info("reloaded attribution rules in effect", "window_start", time.UnixMilli(p.nextFrom).UTC())
+		}
+	}
+	if p.t0.IsZero() {
+		p.t0 = start
 	}
 	obs := p.Attributor.Attribute(ctx, snap)
 	recs := p.Meter.Observe(start, obs)

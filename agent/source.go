@@ -99,6 +99,18 @@ func (d *drivenCollector) Collect(ctx context.Context) (device.Snapshot, error) 
 	return d.c.Collect(ctx)
 }
 
+// CheckFiles checks what config.Load does not read: a simulated node's
+// scenario. Errors name the config file, the line and the field.
+// check-config runs it.
+func CheckFiles(cfg *config.Config) error {
+	if cfg.Devices.Source == "simulated" {
+		if _, err := scenario.Load(ScenarioPath(cfg)); err != nil {
+			return fmt.Errorf("%s: devices.scenario: %w", cfg.Where("devices.scenario"), err)
+		}
+	}
+	return nil
+}
+
 // ScenarioPath resolves devices.scenario: as given when it exists,
 // otherwise relative to the config file's directory.
 func ScenarioPath(cfg *config.Config) string {

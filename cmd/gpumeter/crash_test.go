@@ -73,8 +73,8 @@ func startAgent(t *testing.T, cfg string) *agentProc {
 	return p
 }
 
-// waitFor reads the agent's log until a line contains s.
-func (p *agentProc) waitFor(t *testing.T, s string, d time.Duration) {
+// waitFor reads the agent's log until a line contains s, and returns it.
+func (p *agentProc) waitFor(t *testing.T, s string, d time.Duration) string {
 	t.Helper()
 	deadline := time.After(d)
 	for {
@@ -84,11 +84,12 @@ func (p *agentProc) waitFor(t *testing.T, s string, d time.Duration) {
 				t.Fatalf("agent exited before logging %q", s)
 			}
 			if strings.Contains(l, s) {
-				return
+				return l
 			}
 		case <-deadline:
 			p.cmd.Process.Kill()
 			t.Fatalf("agent did not log %q within %s", s, d)
+			return ""
 		}
 	}
 }

@@ -98,17 +98,23 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
-	if cfg.Devices.Source == "simulated" {
-		if _, err := scenario.Load(agent.ScenarioPath(cfg)); err != nil {
-			fmt.Fprintf(stderr, "%s: devices.scenario: %v\n", cfg.Path(), err)
-			return exitUsage
-		}
+	// The files the config names.
+	if err := agent.CheckFiles(cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
 	return exitOK
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
+	// SIGHUP reloads the config (systemd: ExecReload=/bin/kill -HUP
+	// $MAINPID). Caught from the start: its default action would kill the
+	// agent, and one that arrives while it starts is served once it runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/gpumeter/agent.yaml", "config file")
@@ -120,13 +126,30 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
-	log := newLogger(stderr, cfg.Log)
-	d, err := agent.New(cfg, log, version)
+	log, level := newLogger(stderr, cfg.Log)
+	d, err := agent.New(cfg, log, version, agent.WithLogLevel(level))
 	if err != nil {
 		log.Error("cannot start", "err", err)
 		return exitFailure
 	}
-	if err := d.Run(ctx); err != nil {
+	reloadCtx, stopReloads := context.WithCancel(ctx)
+	reloading := make(chan struct{})
+	go func() {
+		defer close(reloading)
+		for {
+			select {
+			case <-hup:
+				log.Info("SIGHUP: reloading the config", "file", cfg.Path())
+				_ = d.Reload(reloadCtx) // the daemon logs the outcome
+			case <-reloadCtx.Done():
+				return
+			}
+		}
+	}()
+	err = d.Run(ctx)
+	stopReloads()
+	<-reloading
+	if err != nil {
 		log.Error("stopped on error", "err", err)
 		return exitFailure
 	}
@@ -184,14 +207,16 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	return exitOK
 }
 
-func newLogger(w io.Writer, c config.Log) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level))
+// newLogger builds the daemon's logger; the level variable lets a reload
+// change log.level.
+func newLogger(w io.Writer, c config.Log) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
+	_ = level.UnmarshalText([]byte(c.Level)) // config.Load has validated it
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), level
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), level
 }
 
 // summary totals records per tenant and per kind, in integer milliseconds.

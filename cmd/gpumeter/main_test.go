@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -250,5 +251,98 @@ state_dir: %q
 	code, _, errOut := runCLI("run", "--config", cfg)
 	if code != exitFailure || !strings.Contains(errOut, key) || !strings.Contains(errOut, "0640") {
 		t.Fatalf("exit %d, stderr %q: want exit 1 naming %s and its mode 0640", code, errOut, key)
+	}
+}
+
+// TestSIGHUPReloadsTheRunningAgent sends real SIGHUPs to a real `gpumeter
+// run`, as systemd's ExecReload=/bin/kill -HUP $MAINPID does, with a
+// notification socket standing in for systemd's: a changed rule is
+// applied, a broken file is refused and the agent keeps running, and each
+// reload is bracketed by RELOADING=1 (with MONOTONIC_USEC) and READY=1.
+func TestSIGHUPReloadsTheRunningAgent(t *testing.T) {
+	sockPath := filepath.Join(t.TempDir(), "notify")
+	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	t.Setenv("NOTIFY_SOCKET", sockPath)
+	// expect reads datagrams until one sets key=1 and returns it.
+	expect := func(key string) map[string]string {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		buf := make([]byte, 4096)
+		for {
+			if err := sock.SetReadDeadline(deadline); err != nil {
+				t.Fatal(err)
+			}
+			n, err := sock.Read(buf)
+			if err != nil {
+				t.Fatalf("waiting for %s=1 from the agent: %v", key, err)
+			}
+			msg := map[string]string{}
+			for _, l := range strings.Split(string(buf[:n]), "\n") {
+				k, v, _ := strings.Cut(l, "=")
+				msg[k] = v
+			}
+			if msg[key] == "1" {
+				return msg
+			}
+		}
+	}
+
+	scenario, _ := filepath.Abs("../../configs/scenarios/demo.yaml")
+	body := fmt.Sprintf(`node: {id: n1, provider: p}
+devices: {source: simulated, scenario: %q, speed: 600}
+attribution:
+  rules:
+    - {user: acme, tenant: acme}
+http: {listen: "127.0.0.1:0"}
+state_dir: %q
+`, scenario, t.TempDir())
+	cfg := writeFile(t, "agent.yaml", body)
+	p := startAgent(t, cfg)
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Kill()
+			p.cmd.Wait()
+		}
+	})
+	expect("READY")
+
+	if err := os.WriteFile(cfg, []byte(strings.Replace(body, "tenant: acme}", "tenant: acme-lab}", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if r := expect("RELOADING"); r["MONOTONIC_USEC"] == "" {
+		t.Errorf("RELOADING=1 without MONOTONIC_USEC: %v", r)
+	}
+	expect("READY")
+	if l := p.waitFor(t, `msg="config reloaded" `, 30*time.Second); !strings.Contains(l, "attribution.rules") {
+		t.Errorf("reload log %q does not name attribution.rules", l)
+	}
+
+	if err := os.WriteFile(cfg, []byte(body+"node: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	expect("RELOADING")
+	expect("READY")
+	if l := p.waitFor(t, "config reload refused", 30*time.Second); !strings.Contains(l, cfg+":") {
+		t.Errorf("refusal %q does not name the file and line", l)
+	}
+
+	// Still running: it stops on SIGTERM as usual, closing its window.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	expect("STOPPING")
+	p.waitFor(t, "closed the open window", 30*time.Second)
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("agent after SIGTERM: %v", err)
 	}
 }
