@@ -1,5 +1,6 @@
 // Command procwatch measures running processes side by side: CPU time per
-// second (utime+stime from /proc/<pid>/stat) and resident memory (VmRSS
+// second (the threads' run time from /proc/<pid>/task/*/schedstat, to the
+// nanosecond) and resident memory (VmRSS
 // from /proc/<pid>/status) over consecutive intervals, while scraping
 // their /metrics at the start of each interval as a Prometheus server
 // would at that scrape interval.
@@ -43,7 +44,6 @@ func main() {
 	interval := flag.Duration("interval", 15*time.Second, "interval length (and scrape period)")
 	reps := flag.Int("reps", 5, "intervals (one line each per process)")
 	warmup := flag.Duration("warmup", 10*time.Second, "wait before the first interval")
-	hz := flag.Int("hz", 100, "clock ticks per second of /proc/<pid>/stat (getconf CLK_TCK)")
 	flag.Parse()
 	var ps []proc
 	for _, p := range procs {
@@ -55,12 +55,12 @@ func main() {
 		}
 		ps = append(ps, proc{name, n})
 	}
-	if len(ps) == 0 || *reps < 1 || *interval <= 0 || *hz < 1 {
-		fmt.Fprintln(os.Stderr, "procwatch: need at least one --proc, reps >= 1, a positive interval and hz")
+	if len(ps) == 0 || *reps < 1 || *interval <= 0 {
+		fmt.Fprintln(os.Stderr, "procwatch: need at least one --proc, reps >= 1 and a positive interval")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, ps, scrapes, *interval, *reps, *warmup, *hz, os.Stdout)
+	err := run(ctx, ps, scrapes, *interval, *reps, *warmup, os.Stdout)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "procwatch:", err)
@@ -68,20 +68,20 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, ps []proc, urls []string, interval time.Duration, reps int, warmup time.Duration, hz int, out io.Writer) error {
+func run(ctx context.Context, ps []proc, urls []string, interval time.Duration, reps int, warmup time.Duration, out io.Writer) error {
 	if err := sleep(ctx, warmup); err != nil {
 		return err
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	for range reps {
 		start := time.Now()
-		ticks0 := make([]int64, len(ps))
+		cpu0 := make([]time.Duration, len(ps))
 		for i, p := range ps {
-			t, err := procfs.CPUTicks(p.pid)
+			t, err := procfs.CPUTime(p.pid)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
-			ticks0[i] = t
+			cpu0[i] = t
 		}
 		for _, u := range urls {
 			if err := scrape(ctx, client, u); err != nil {
@@ -93,7 +93,7 @@ func run(ctx context.Context, ps []proc, urls []string, interval time.Duration, 
 		}
 		elapsed := time.Since(start).Seconds()
 		for i, p := range ps {
-			t, err := procfs.CPUTicks(p.pid)
+			t, err := procfs.CPUTime(p.pid)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
@@ -101,8 +101,8 @@ func run(ctx context.Context, ps []proc, urls []string, interval time.Duration, 
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
-			cpuMs := float64(t-ticks0[i]) * 1000 / float64(hz) / elapsed
-			fmt.Fprintf(out, "BenchmarkProcess/%s\t1\t%.2f cpu-ms/s\t%.2f rss-MiB\n", p.name, cpuMs, float64(rss)/(1<<20))
+			cpuMs := float64(t-cpu0[i]) / float64(time.Millisecond) / elapsed
+			fmt.Fprintf(out, "BenchmarkProcess/%s\t1\t%.3f cpu-ms/s\t%.2f rss-MiB\n", p.name, cpuMs, float64(rss)/(1<<20))
 		}
 	}
 	return nil

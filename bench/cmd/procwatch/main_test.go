@@ -24,7 +24,7 @@ func TestWatchesAProcessAndScrapesEachInterval(t *testing.T) {
 	}))
 	defer srv.Close()
 	var out bytes.Buffer
-	err := run(context.Background(), []proc{{"self", os.Getpid()}}, []string{srv.URL}, 20*time.Millisecond, 2, 0, 100, &out)
+	err := run(context.Background(), []proc{{"self", os.Getpid()}}, []string{srv.URL}, 20*time.Millisecond, 2, 0, &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,15 +38,27 @@ func TestWatchesAProcessAndScrapesEachInterval(t *testing.T) {
 	if rss, err := procfs.RSSBytes(os.Getpid()); err != nil || rss < 1<<20 {
 		t.Fatalf("own VmRSS %d bytes, %v", rss, err)
 	}
+	// Burn some CPU: the threads' run time must grow by at least as much
+	// as this goroutine ran.
+	before, err := procfs.CPUTime(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); time.Since(start) < 20*time.Millisecond; {
+	}
+	after, err := procfs.CPUTime(os.Getpid())
+	if err != nil || after-before < 10*time.Millisecond {
+		t.Fatalf("CPU time grew %s over a 20 ms busy loop (%v)", after-before, err)
+	}
 }
 
 func TestGoneProcessIsAnError(t *testing.T) {
-	if _, err := procfs.CPUTicks(1 << 30); err == nil {
+	if _, err := procfs.CPUTime(1 << 30); err == nil {
 		t.Fatal("no error for a pid that cannot exist")
 	}
 	srv := httptest.NewServer(http.NotFoundHandler())
 	defer srv.Close()
-	err := run(context.Background(), []proc{{"self", os.Getpid()}}, []string{srv.URL}, time.Millisecond, 1, 0, 100, &bytes.Buffer{})
+	err := run(context.Background(), []proc{{"self", os.Getpid()}}, []string{srv.URL}, time.Millisecond, 1, 0, &bytes.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "status 404") {
 		t.Fatalf("scrape answered 404: %v, want an error", err)
 	}

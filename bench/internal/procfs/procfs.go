@@ -3,10 +3,14 @@
 package procfs
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // CPUTicks is utime+stime of pid, in clock ticks (proc(5): fields 14 and
@@ -32,6 +36,44 @@ func CPUTicks(pid int) (int64, error) {
 		return 0, fmt.Errorf("/proc/%d/stat: utime %q, stime %q", pid, f[11], f[12])
 	}
 	return u + k, nil
+}
+
+// CPUTime is the time pid's threads have run on a CPU, to the nanosecond:
+// the sum of the first field of /proc/<pid>/task/*/schedstat. utime and
+// stime in /proc/<pid>/stat count whole clock ticks (10 ms), too coarse for
+// a daemon that runs a few milliseconds a second. A thread that has exited
+// is no longer counted; Go's threads seldom exit.
+func CPUTime(pid int) (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("read threads of pid %d (did it exit?): %w", pid, err)
+	}
+	var sum time.Duration
+	read := 0
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			continue // the thread ended since the listing
+		}
+		if err != nil {
+			return 0, err
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			return 0, fmt.Errorf("%s/%s/schedstat: empty", dir, t.Name())
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s/%s/schedstat: %q", dir, t.Name(), f[0])
+		}
+		sum += time.Duration(ns)
+		read++
+	}
+	if read == 0 {
+		return 0, fmt.Errorf("pid %d: no thread's schedstat could be read", pid)
+	}
+	return sum, nil
 }
 
 // RSSBytes is VmRSS of pid.
