@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/authority/server"
@@ -20,47 +21,47 @@ func periodFlags(fs *flag.FlagSet) (from, to *string) {
 }
 
 func cmdStatement(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("statement", flag.ContinueOnError)
-	db := dbFlag(fs)
-	entity := fs.String("entity", "", "entity id")
-	from, to := periodFlags(fs)
-	format := formatFlag(fs, "json", "csv", "table")
-	if !parse(fs, args, stderr) ||
-		!required(stderr, fs.Name(), map[string]string{"db": *db, "entity": *entity, "from": *from, "to": *to}) ||
-		!checkFormat(stderr, fs.Name(), *format, "json", "csv", "table") {
-		return exitUsage
-	}
-	f, t, err := server.ParseBillingPeriod(*from, *to)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
-		return exitUsage
-	}
-	return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-		s, err := st.Statement(ctx, *entity, f, t)
-		if err != nil {
-			return err
-		}
-		switch *format {
-		case "csv":
-			return billing.WriteLinesCSV(stdout, s.Lines)
-		case "table":
-			return statementTable(stdout, s)
-		}
-		if s.Lines == nil {
-			s.Lines = []billing.Line{}
-		}
-		return printJSON(stdout, s)
-	})
+	return cmdLines(ctx, args, stdout, stderr, "statement", "entity", "entity id",
+		func(st *store.Store, entity string, from, to time.Time) (linesReport, error) {
+			s, err := st.Statement(ctx, entity, from, to)
+			if s.Lines == nil {
+				s.Lines = []billing.Line{}
+			}
+			return linesReport{s.Lines, func(w io.Writer) error { return statementTable(w, s) }, s}, err
+		})
 }
 
 func cmdClaim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("claim", flag.ContinueOnError)
+	return cmdLines(ctx, args, stdout, stderr, "claim", "provider", "provider",
+		func(st *store.Store, provider string, from, to time.Time) (linesReport, error) {
+			c, err := st.Claim(ctx, provider, from, to)
+			if c.Lines == nil {
+				c.Lines = []billing.Line{}
+			}
+			if c.ByVoucher == nil {
+				c.ByVoucher = []billing.ClaimTotal{}
+			}
+			return linesReport{c.Lines, func(w io.Writer) error { return claimTable(w, c) }, c}, err
+		})
+}
+
+// linesReport is a statement or a claim in the CLI's three formats.
+type linesReport struct {
+	lines []billing.Line        // csv
+	table func(io.Writer) error // table
+	json  any                   // json
+}
+
+// cmdLines runs statement or claim: --db, --KEY, --from, --to, --format.
+func cmdLines(ctx context.Context, args []string, stdout, stderr io.Writer, name, key, keyHelp string,
+	load func(st *store.Store, key string, from, to time.Time) (linesReport, error)) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	db := dbFlag(fs)
-	provider := fs.String("provider", "", "provider")
+	keyVal := fs.String(key, "", keyHelp)
 	from, to := periodFlags(fs)
 	format := formatFlag(fs, "json", "csv", "table")
 	if !parse(fs, args, stderr) ||
-		!required(stderr, fs.Name(), map[string]string{"db": *db, "provider": *provider, "from": *from, "to": *to}) ||
+		!required(stderr, fs.Name(), map[string]string{"db": *db, key: *keyVal, "from": *from, "to": *to}) ||
 		!checkFormat(stderr, fs.Name(), *format, "json", "csv", "table") {
 		return exitUsage
 	}
@@ -70,23 +71,17 @@ func cmdClaim(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-		c, err := st.Claim(ctx, *provider, f, t)
+		r, err := load(st, *keyVal, f, t)
 		if err != nil {
 			return err
 		}
 		switch *format {
 		case "csv":
-			return billing.WriteLinesCSV(stdout, c.Lines)
+			return billing.WriteLinesCSV(stdout, r.lines)
 		case "table":
-			return claimTable(stdout, c)
+			return r.table(stdout)
 		}
-		if c.Lines == nil {
-			c.Lines = []billing.Line{}
-		}
-		if c.ByVoucher == nil {
-			c.ByVoucher = []billing.ClaimTotal{}
-		}
-		return printJSON(stdout, c)
+		return printJSON(stdout, r.json)
 	})
 }
 
