@@ -55,9 +55,12 @@ type Option func(*Daemon)
 func WithLogLevel(lv *slog.LevelVar) Option { return func(d *Daemon) { d.level = lv } }
 
 // New builds the daemon from a validated config. It fails, before
-// anything runs, when the devices, the attribution rules or the listen
-// address cannot be opened.
+// anything runs, when the devices, the attribution rules, the web config
+// file or the listen address cannot be opened.
 func New(cfg *config.Config, log *slog.Logger, version string, opts ...Option) (*Daemon, error) {
+	if err := checkWebConfig(cfg, log); err != nil {
+		return nil, err
+	}
 	src, err := openSource(cfg, log)
 	if err != nil {
 		return nil, err
@@ -146,7 +149,7 @@ func (d *Daemon) healthz(w http.ResponseWriter, _ *http.Request) {
 func (d *Daemon) Run(ctx context.Context) error {
 	cfg := d.config()
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)} // TLS handshake failures, among others
 	var srvErr error
 	srvDone := make(chan struct{})
 	go func() {
@@ -193,9 +196,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.closeAll()
 	return loopErr
 }
-
-// serve runs the HTTP endpoint on the daemon's listener.
-func (d *Daemon) serve(srv *http.Server) error { return srv.Serve(d.listener) }
 
 // shutdownFlush bounds how long a stopping agent tries to deliver what it
 // has; systemd's stop timeout must exceed it.

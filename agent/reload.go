@@ -25,6 +25,8 @@ import (
 //   - authority.*: the reporter is built once (TLS client, batch size,
 //     counters); a restart resumes delivery from the spool just as well.
 //   - http.*, log.format, output.records_file: bound or opened at start.
+//     The web config file's content, not its path, applies to every new
+//     connection without any reload (exporter-toolkit reads it each time).
 var reloadable = map[string]string{
 	"attribution.rules":      "from the next window",
 	"metering.poll_interval": "from the next window",

@@ -100,15 +100,19 @@ func (d *drivenCollector) Collect(ctx context.Context) (device.Snapshot, error) 
 }
 
 // CheckFiles checks what config.Load does not read: a simulated node's
-// scenario. Errors name the config file, the line and the field.
-// check-config runs it.
+// scenario and the web config file. Errors name the config file, the line
+// and the field. check-config runs it.
 func CheckFiles(cfg *config.Config) error {
+	var errs []error
 	if cfg.Devices.Source == "simulated" {
 		if _, err := scenario.Load(ScenarioPath(cfg)); err != nil {
-			return fmt.Errorf("%s: devices.scenario: %w", cfg.Where("devices.scenario"), err)
+			errs = append(errs, fmt.Errorf("%s: devices.scenario: %w", cfg.Where("devices.scenario"), err))
 		}
 	}
-	return nil
+	if err := checkWebConfig(cfg, nil); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // ScenarioPath resolves devices.scenario: as given when it exists,

@@ -76,6 +76,15 @@ type Attribution struct {
 // HTTP is the metrics and health endpoint.
 type HTTP struct {
 	Listen string `yaml:"listen"`
+	// WebConfigFile is a Prometheus web configuration file
+	// (exporter-toolkit: tls_server_config, basic_auth_users, ...) that
+	// secures the endpoint. A relative path is relative to this file's
+	// directory. Empty: plain HTTP, no authentication.
+	WebConfigFile string `yaml:"web_config_file"`
+	// AllowPlaintext lets Listen be a non-loopback address without TLS.
+	// Without it such an address needs a web config file that enables TLS:
+	// /metrics names every tenant and its usage.
+	AllowPlaintext bool `yaml:"allow_plaintext"`
 }
 
 // Log sets the daemon's logging.
@@ -156,6 +165,16 @@ func (c *Config) AttributionConfig() attribution.Config {
 // Path is the file the config was loaded from.
 func (c *Config) Path() string { return c.path }
 
+// WebConfigPath is http.web_config_file resolved against the config
+// file's directory; "" when none is set.
+func (c *Config) WebConfigPath() string {
+	p := c.HTTP.WebConfigFile
+	if p == "" || filepath.IsAbs(p) || c.path == "" {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.path), p)
+}
+
 // Where is "file:line" of a dotted field (or of its nearest parent in the
 // file), for messages about a field checked after loading; just the file
 // when the line is unknown.
@@ -166,6 +185,14 @@ func (c *Config) Where(field string) string {
 		}
 	}
 	return c.path
+}
+
+// ListenIsLoopback reports whether http.listen binds a loopback address
+// only. An empty host (all interfaces) or a host name other than
+// localhost is not loopback.
+func (c *Config) ListenIsLoopback() bool {
+	host, _, err := net.SplitHostPort(c.HTTP.Listen)
+	return err == nil && isLoopback(host)
 }
 
 // Load reads, decodes and validates the file at path.
@@ -265,11 +292,7 @@ func (c *Config) validate(line func(string) int) error {
 	if c.Attribution.HostRoot == "" {
 		bad("attribution.host_root", "must not be empty (use / on a node)")
 	}
-	if c.HTTP.Listen == "" {
-		bad("http.listen", "must not be empty")
-	} else if !strings.Contains(c.HTTP.Listen, ":") {
-		bad("http.listen", "%q must be host:port", c.HTTP.Listen)
-	}
+	c.validateHTTP(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -291,6 +314,26 @@ func (c *Config) validate(line func(string) int) error {
 	}
 	c.validateAuthority(bad)
 	return errors.Join(errs...)
+}
+
+// validateHTTP refuses a non-loopback listen address unless the endpoint
+// is secured by a web config file (which must then enable TLS: the agent
+// checks the file's content at start and in check-config) or plain HTTP
+// is explicitly allowed. Tenant names and usage are not for anyone who
+// can reach the port.
+func (c *Config) validateHTTP(bad func(field, format string, a ...any)) {
+	h := c.HTTP
+	if h.Listen == "" {
+		bad("http.listen", "must not be empty")
+		return
+	}
+	if _, _, err := net.SplitHostPort(h.Listen); err != nil {
+		bad("http.listen", "%q must be host:port", h.Listen)
+		return
+	}
+	if !c.ListenIsLoopback() && h.WebConfigFile == "" && !h.AllowPlaintext {
+		bad("http.listen", "%q is not a loopback address: secure it with http.web_config_file (TLS), or set http.allow_plaintext: true", h.Listen)
+	}
 }
 
 // validateAuthority refuses plain HTTP to anything but loopback: usage

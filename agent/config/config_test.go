@@ -148,6 +148,9 @@ func TestBadConfigs(t *testing.T) {
 		{"client cert without key", "node:\n  id: n\n  provider: p\nauthority:\n  url: https://a.example\n  cert_file: /c.pem\n", []string{":6: authority.cert_file:"}},
 		{"batch too large", "node:\n  id: n\n  provider: p\nauthority:\n  max_batch_records: 20000\n", []string{":5: authority.max_batch_records:"}},
 		{"merge window", "node:\n  id: n\n  provider: p\nspool:\n  merge_window: 7m\n", []string{":5: spool.merge_window:"}},
+		{"remote listen without TLS", "node:\n  id: n\n  provider: p\nhttp:\n  listen: 0.0.0.0:9410\n", []string{":5: http.listen:", "loopback", "web_config_file", "allow_plaintext"}},
+		{"all interfaces without TLS", "node:\n  id: n\n  provider: p\nhttp:\n  listen: ':9410'\n", []string{":5: http.listen:", "loopback"}},
+		{"listen without port", "node:\n  id: n\n  provider: p\nhttp:\n  listen: localhost\n", []string{":5: http.listen:", "host:port"}},
 		{"not yaml", "node: [\n", []string{":"}},
 		{"empty", "", []string{"empty config"}},
 	}
@@ -175,6 +178,45 @@ func TestMissingFile(t *testing.T) {
 	_, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"))
 	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
 		t.Fatalf("err = %v, want it to name the file", err)
+	}
+}
+
+func TestListenAddresses(t *testing.T) {
+	for listen, ok := range map[string]bool{
+		"127.0.0.1:9410": true,
+		"[::1]:9410":     true,
+		"localhost:9410": true,
+		"0.0.0.0:9410":   false,
+		":9410":          false,
+		"10.0.0.5:9410":  false,
+		"node-1:9410":    false,
+	} {
+		cfg, err := config.Parse("a.yaml", []byte("node: {id: n, provider: p}\nhttp: {listen: '"+listen+"'}\n"))
+		if (err == nil) != ok {
+			t.Errorf("http.listen %s without TLS: err = %v, want ok=%v", listen, err, ok)
+		}
+		// Secured or explicitly plain, any address is accepted here
+		// (the web config file's TLS is checked when it is read).
+		for _, extra := range []string{"web_config_file: web.yml", "allow_plaintext: true"} {
+			cfg, err = config.Parse("a.yaml", []byte("node: {id: n, provider: p}\nhttp: {listen: '"+listen+"', "+extra+"}\n"))
+			if err != nil {
+				t.Errorf("http.listen %s with %s: %v", listen, extra, err)
+			} else if cfg.ListenIsLoopback() != ok {
+				t.Errorf("http.listen %s: ListenIsLoopback = %v", listen, cfg.ListenIsLoopback())
+			}
+		}
+	}
+}
+
+func TestWebConfigPathIsRelativeToTheConfigFile(t *testing.T) {
+	for file, want := range map[string]string{"web.yml": "/etc/gpumeter/web.yml", "/srv/web.yml": "/srv/web.yml", "": ""} {
+		cfg, err := config.Parse("/etc/gpumeter/agent.yaml", []byte("node: {id: n, provider: p}\nhttp: {web_config_file: '"+file+"'}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.WebConfigPath(); got != want {
+			t.Errorf("web_config_file %q: WebConfigPath = %q, want %q", file, got, want)
+		}
 	}
 }
 

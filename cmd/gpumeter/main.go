@@ -98,7 +98,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
 	}
-	// The files the config names.
+	// The files the config names: the scenario, the web config file.
 	if err := agent.CheckFiles(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitUsage

@@ -55,6 +55,8 @@ func TestCheckConfig(t *testing.T) {
 		{"wrong type", "node: {id: n1, provider: p}\nmetering:\n  window: [1m]\n", 2, ":3:"},
 		{"bad pattern", "node: {id: n1, provider: p}\nattribution:\n  rules:\n    - cgroup_pattern: '(?P<x'\n      tenant: t\n", 2, ":4:"},
 		{"bad window", "node: {id: n1, provider: p}\nmetering:\n  window: 13s\n", 2, ":3: metering.window:"},
+		{"remote listen in plain HTTP", "node: {id: n1, provider: p}\nhttp: {listen: '0.0.0.0:9410'}\n", 2, ":2: http.listen:"},
+		{"web config missing", "node: {id: n1, provider: p}\nhttp:\n  web_config_file: /nonexistent/web.yml\n", 2, ":3: http.web_config_file: /nonexistent/web.yml"},
 		{"scenario missing", "node: {id: n1, provider: p}\ndevices: {source: simulated, scenario: /nonexistent.yaml}\n", 2, "nonexistent.yaml"},
 	}
 	for _, tc := range cases {
