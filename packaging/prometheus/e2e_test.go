@@ -36,9 +36,7 @@ const (
 // pendingMetrics are names the rules and the dashboard may use before the
 // agent exports them, each with what adds it. They are accepted whether
 // exported or not; remove an entry once the agent exports the metric.
-var pendingMetrics = map[string]string{
-	"gpumeter_config_last_reload_successful": "the SIGHUP reload work of issue 5",
-}
+var pendingMetrics = map[string]string{}
 
 // alwaysThere are series Prometheus makes itself.
 var alwaysThere = map[string]bool{"up": true, "ALERTS": true, "ALERTS_FOR_STATE": true}
