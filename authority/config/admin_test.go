@@ -23,6 +23,11 @@ func TestAdmin(t *testing.T) {
 		{name: "listen on a port number too large", yaml: "admin:\n  listen: 127.0.0.1:65536\n", wantErr: "no valid port"},
 		{name: "listen with the token file emptied", yaml: "admin:\n  listen: 127.0.0.1:8444\n  token_file: \"\"\n",
 			wantErr: "cfg.yaml:3: admin.token_file: must be set"},
+		{name: "plain HTTP off loopback", yaml: "admin:\n  listen: 0.0.0.0:8444\n",
+			wantErr: `cfg.yaml:2: admin.listen: "0.0.0.0:8444" is not a loopback address`},
+		{name: "plain HTTP on every interface", yaml: "admin:\n  listen: :8444\n", wantErr: "not a loopback address"},
+		{name: "TLS off loopback", yaml: "tls:\n  cert_file: /c.pem\n  key_file: /k.pem\nadmin:\n  listen: :8444\n",
+			want: Admin{Listen: ":8444", TokenFile: "/etc/voucher-authority/admin.token"}},
 		{name: "unknown key", yaml: "admin:\n  token: abc\n", wantErr: "cfg.yaml:2: field token not found"},
 	}
 	for _, tc := range tests {
@@ -41,5 +46,16 @@ func TestAdmin(t *testing.T) {
 				t.Errorf("admin = %+v, want %+v", c.Admin, tc.want)
 			}
 		})
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8444": true, "[::1]:8444": true, "localhost:8444": true, "127.1.2.3:1": true,
+		"0.0.0.0:8444": false, ":8444": false, "10.0.0.1:8444": false, "example.com:8444": false, "bad": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
+		}
 	}
 }

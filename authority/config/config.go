@@ -211,7 +211,7 @@ func (c Config) validate() []invalid {
 	if c.ClockSkew <= 0 || c.ClockSkew > time.Hour {
 		bad(fmt.Sprintf("%s is out of range (0, 1h]", c.ClockSkew), "clock_skew")
 	}
-	out = append(out, c.Admin.validate()...)
+	out = append(out, c.Admin.validate(c.TLS)...)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -51,7 +51,7 @@ func serveWithAdmin(ctx context.Context, cfg config.Config, st *store.Store, log
 // listenAdmin checks the operator API's settings, reads its token and
 // opens its listener.
 func listenAdmin(cfg config.Config, st *store.Store, log *slog.Logger, tlsFiles server.TLSFiles) (net.Listener, *server.Admin, error) {
-	if !tlsFiles.Enabled() && !isLoopback(cfg.Admin.Listen) {
+	if !tlsFiles.Enabled() && !config.IsLoopback(cfg.Admin.Listen) {
 		return nil, nil, fmt.Errorf("admin.listen %s: without tls (cert_file, key_file) the operator API listens only on a loopback address", cfg.Admin.Listen)
 	}
 	token, err := server.LoadAdminToken(cfg.Admin.TokenFile)
@@ -67,17 +67,4 @@ func listenAdmin(cfg config.Config, st *store.Store, log *slog.Logger, tlsFiles 
 		return nil, nil, fmt.Errorf("admin.listen on %s: %w", cfg.Admin.Listen, err)
 	}
 	return ln, adm, nil
-}
-
-// isLoopback reports whether a host:port names a loopback address.
-func isLoopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
