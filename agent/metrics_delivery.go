@@ -20,6 +20,8 @@ var (
 		"Batches the authority refused for good, kept in the dead-letter bucket.", nil, nil)
 	descSpoolFile = prometheus.NewDesc(namespace+"_spool_file_bytes",
 		"Size of the spool file.", nil, nil)
+	descSpoolMax = prometheus.NewDesc(namespace+"_spool_max_bytes",
+		"spool.max_bytes: past pending plus unacknowledged bytes this large, old pending records are merged (0: no cap).", nil, nil)
 	descSpoolHeld = prometheus.NewDesc(namespace+"_spool_held_records",
 		"Records held in memory because the spool is full (lost on a crash, then recorded as agent_down).", nil, nil)
 	descAckedSeq = prometheus.NewDesc(namespace+"_report_acked_sequence",
@@ -48,7 +50,7 @@ type deliveryCollector struct{ m *Metrics }
 
 func (c deliveryCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSpoolPending, descSpoolPendingBytes, descSpoolUnacked,
-		descSpoolUnackedBytes, descSpoolDead, descSpoolFile, descSpoolHeld, descAckedSeq, descSealedSeq,
+		descSpoolUnackedBytes, descSpoolDead, descSpoolFile, descSpoolMax, descSpoolHeld, descAckedSeq, descSealedSeq,
 		descReportBatches, descReportRecords, descReportDuplicates, descReportFailures, descReportConsecutive,
 		descReportDead, descReportBlocked, descReportLastSuccess} {
 		ch <- d
@@ -74,6 +76,7 @@ func (c deliveryCollector) Collect(ch chan<- prometheus.Metric) {
 		{descSpoolUnackedBytes, float64(st.UnackedBytes)},
 		{descSpoolDead, float64(st.DeadLetters)},
 		{descSpoolFile, float64(st.FileBytes)},
+		{descSpoolMax, float64(st.MaxBytes)},
 		{descSpoolHeld, float64(d.heldRecords())},
 		{descAckedSeq, float64(acked)},
 		{descSealedSeq, float64(sealed)},

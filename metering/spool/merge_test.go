@@ -190,8 +190,8 @@ func TestCapMerges(t *testing.T) {
 					t.Fatalf("append %d: %v", i, err)
 				}
 				stored = append(stored, recs...)
-				if st := s.Stats(); st.PendingBytes+st.UnackedBytes > maxBytes {
-					t.Fatalf("after append %d: %d bytes stored over the cap %d", i, st.PendingBytes+st.UnackedBytes, maxBytes)
+				if st := s.Stats(); st.PendingBytes+st.UnackedBytes > maxBytes || st.MaxBytes != maxBytes {
+					t.Fatalf("after append %d: %d bytes stored, cap %d (Stats says %d)", i, st.PendingBytes+st.UnackedBytes, maxBytes, st.MaxBytes)
 				}
 				// Seal now and then, so that batches and merged entries mix.
 				if rng.IntN(40) == 0 {

@@ -73,6 +73,9 @@ type Stats struct {
 	UnackedBytes   int64
 	DeadLetters    int64
 	FileBytes      int64
+	// MaxBytes is Options.MaxBytes: the cap on PendingBytes+UnackedBytes
+	// past which old pending records are merged (0: no cap).
+	MaxBytes int64
 }
 
 // state mirrors the meta bucket; it changes only together with a committed
@@ -293,6 +296,7 @@ func (s *Spool) Stats() Stats {
 		UnackedBatches: int64(st.batchCount),
 		UnackedBytes:   int64(st.batchBytes),
 		DeadLetters:    int64(st.deadLetters),
+		MaxBytes:       s.opts.MaxBytes,
 	}
 	if fi, err := os.Stat(s.opts.Path); err == nil {
 		out.FileBytes = fi.Size()
