@@ -164,25 +164,50 @@ func cmdEntityPut(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 func cmdEntityList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("entity list", flag.ContinueOnError)
+	return listCommand[billing.Entity]{
+		name:   "entity list",
+		load:   func(st *store.Store, _ string) ([]billing.Entity, error) { return st.Entities(ctx) },
+		header: []string{"id", "name", "related providers"},
+		row: func(e billing.Entity) []string {
+			return []string{e.ID, e.Name, strings.Join(e.RelatedProviders, ",")}
+		},
+	}.run(ctx, args, stdout, stderr)
+}
+
+// listCommand is an `X list` command: --db, an optional filter flag, and
+// --format table|json.
+type listCommand[T any] struct {
+	name               string
+	filter, filterHelp string // the filter flag; "" for none
+	load               func(st *store.Store, filter string) ([]T, error)
+	header             []string
+	row                func(T) []string
+}
+
+func (c listCommand[T]) run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	db := dbFlag(fs)
+	filter := new(string)
+	if c.filter != "" {
+		filter = fs.String(c.filter, "", c.filterHelp)
+	}
 	format := formatFlag(fs, "table", "json")
 	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db}) ||
 		!checkFormat(stderr, fs.Name(), *format, "table", "json") {
 		return exitUsage
 	}
 	return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-		es, err := st.Entities(ctx)
+		items, err := c.load(st, *filter)
 		if err != nil {
 			return err
 		}
 		if *format == "json" {
-			return printJSON(stdout, nonNil(es))
+			return printJSON(stdout, nonNil(items))
 		}
 		tw := newTable(stdout)
-		fmt.Fprintln(tw, "id\tname\trelated providers")
-		for _, e := range es {
-			fmt.Fprintf(tw, "%s\t%s\t%s\n", e.ID, e.Name, strings.Join(e.RelatedProviders, ","))
+		fmt.Fprintln(tw, strings.Join(c.header, "\t"))
+		for _, it := range items {
+			fmt.Fprintln(tw, strings.Join(c.row(it), "\t"))
 		}
 		return tw.Flush()
 	})

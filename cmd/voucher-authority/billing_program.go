@@ -267,24 +267,12 @@ func cmdProgramAdd(ctx context.Context, args []string, stdout, stderr io.Writer)
 }
 
 func cmdProgramList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("program list", flag.ContinueOnError)
-	db := dbFlag(fs)
-	format := formatFlag(fs, "table", "json")
-	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db}) ||
-		!checkFormat(stderr, fs.Name(), *format, "table", "json") {
-		return exitUsage
-	}
-	return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-		ps, err := st.Programs(ctx)
-		if err != nil {
-			return err
-		}
-		if *format == "json" {
-			return printJSON(stdout, nonNil(ps))
-		}
-		tw := newTable(stdout)
-		fmt.Fprintln(tw, "id\tissuer\tratio\tby model\tcap/entity/year CNY\tlifetime cap CNY\tproviders\tmodels\tvalid from (UTC+8)\tvalid to\trounding\tsettlement")
-		for _, p := range ps {
+	return listCommand[billing.Program]{
+		name: "program list",
+		load: func(st *store.Store, _ string) ([]billing.Program, error) { return st.Programs(ctx) },
+		header: []string{"id", "issuer", "ratio", "by model", "cap/entity/year CNY", "lifetime cap CNY",
+			"providers", "models", "valid from (UTC+8)", "valid to", "rounding", "settlement"},
+		row: func(p billing.Program) []string {
 			lifetime := "none"
 			if p.CapLifetime > 0 {
 				lifetime = billing.FormatYuan(p.CapLifetime)
@@ -293,12 +281,11 @@ func cmdProgramList(ctx context.Context, args []string, stdout, stderr io.Writer
 			if models == "" {
 				models = "all"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.Issuer, formatPercent(p.Ratio),
-				modelRatios(p.ModelRatios), billing.FormatYuan(p.CapPerYear), lifetime, strings.Join(p.Providers, ","), models,
-				formatTime(p.ValidFrom), formatTime(p.ValidTo), p.Rounding, p.Settlement)
-		}
-		return tw.Flush()
-	})
+			return []string{p.ID, p.Issuer, formatPercent(p.Ratio), modelRatios(p.ModelRatios),
+				billing.FormatYuan(p.CapPerYear), lifetime, strings.Join(p.Providers, ","), models,
+				formatTime(p.ValidFrom), formatTime(p.ValidTo), p.Rounding, p.Settlement}
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 func modelRatios(m map[string]billing.BasisPoints) string {

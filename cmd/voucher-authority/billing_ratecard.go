@@ -80,32 +80,19 @@ func cmdRateCardEnd(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 func cmdRateCardList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ratecard list", flag.ContinueOnError)
-	db := dbFlag(fs)
-	provider := fs.String("provider", "", "only this provider's cards")
-	format := formatFlag(fs, "table", "json")
-	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db}) ||
-		!checkFormat(stderr, fs.Name(), *format, "table", "json") {
-		return exitUsage
-	}
-	return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-		cs, err := st.RateCards(ctx, *provider)
-		if err != nil {
-			return err
-		}
-		if *format == "json" {
-			return printJSON(stdout, nonNil(cs))
-		}
-		tw := newTable(stdout)
-		fmt.Fprintln(tw, "id\tprovider\tmodel\tMIG profile\tCNY/GPU-hour\tfrom (UTC+8)\tto")
-		for _, c := range cs {
+	return listCommand[billing.RateCard]{
+		name: "ratecard list", filter: "provider", filterHelp: "only this provider's cards",
+		load: func(st *store.Store, provider string) ([]billing.RateCard, error) {
+			return st.RateCards(ctx, provider)
+		},
+		header: []string{"id", "provider", "model", "MIG profile", "CNY/GPU-hour", "from (UTC+8)", "to"},
+		row: func(c billing.RateCard) []string {
 			to := "open"
 			if !c.ValidTo.IsZero() {
 				to = formatTime(c.ValidTo)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Provider, c.Model, c.MIGProfile,
-				billing.FormatYuan(c.PricePerHour), formatTime(c.ValidFrom), to)
-		}
-		return tw.Flush()
-	})
+			return []string{c.ID, c.Provider, c.Model, c.MIGProfile,
+				billing.FormatYuan(c.PricePerHour), formatTime(c.ValidFrom), to}
+		},
+	}.run(ctx, args, stdout, stderr)
 }

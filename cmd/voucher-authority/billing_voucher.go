@@ -46,30 +46,17 @@ func cmdVoucherIssue(ctx context.Context, args []string, stdout, stderr io.Write
 }
 
 func cmdVoucherList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("voucher list", flag.ContinueOnError)
-	db := dbFlag(fs)
-	holder := fs.String("holder", "", "only this entity's vouchers")
-	format := formatFlag(fs, "table", "json")
-	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db}) ||
-		!checkFormat(stderr, fs.Name(), *format, "table", "json") {
-		return exitUsage
-	}
-	return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-		vs, err := st.Vouchers(ctx, *holder)
-		if err != nil {
-			return err
-		}
-		if *format == "json" {
-			return printJSON(stdout, nonNil(vs))
-		}
-		tw := newTable(stdout)
-		fmt.Fprintln(tw, "id\tprogram\tholder\tface CNY\tbalance CNY\tissued (UTC+8)\texpires\tstatus")
-		for _, v := range vs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.ID, v.Program, v.Holder, billing.FormatYuan(v.Face),
-				billing.FormatYuan(v.Balance), formatTime(v.Issued), formatTime(v.Expires), v.Status)
-		}
-		return tw.Flush()
-	})
+	return listCommand[billing.Voucher]{
+		name: "voucher list", filter: "holder", filterHelp: "only this entity's vouchers",
+		load: func(st *store.Store, holder string) ([]billing.Voucher, error) {
+			return st.Vouchers(ctx, holder)
+		},
+		header: []string{"id", "program", "holder", "face CNY", "balance CNY", "issued (UTC+8)", "expires", "status"},
+		row: func(v billing.Voucher) []string {
+			return []string{v.ID, v.Program, v.Holder, billing.FormatYuan(v.Face),
+				billing.FormatYuan(v.Balance), formatTime(v.Issued), formatTime(v.Expires), v.Status}
+		},
+	}.run(ctx, args, stdout, stderr)
 }
 
 // voucherStatusOf maps the status commands to statuses.
