@@ -53,11 +53,7 @@ type RateCardEnd struct {
 
 func (a *Admin) listEntities(w http.ResponseWriter, r *http.Request) {
 	es, err := a.st.Entities(r.Context())
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	answer(w, http.StatusOK, map[string]any{"entities": nonNil(es)})
+	a.list(w, r, "entities", nonNil(es), err)
 }
 
 func (a *Admin) putEntity(w http.ResponseWriter, r *http.Request) {
@@ -65,9 +61,8 @@ func (a *Admin) putEntity(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &e) {
 		return
 	}
-	id := r.PathValue("id")
-	if e.ID != "" && e.ID != id {
-		problem.Write(w, problem.New(problem.BadRequest, fmt.Sprintf("body id %q is not the path's %q", e.ID, id)))
+	id, ok := pathID(w, r, e.ID)
+	if !ok {
 		return
 	}
 	e.ID = id
@@ -95,11 +90,7 @@ func (a *Admin) putTenant(w http.ResponseWriter, r *http.Request) {
 
 func (a *Admin) listPrograms(w http.ResponseWriter, r *http.Request) {
 	ps, err := a.st.Programs(r.Context())
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	answer(w, http.StatusOK, map[string]any{"programs": nonNil(ps)})
+	a.list(w, r, "programs", nonNil(ps), err)
 }
 
 func (a *Admin) addProgram(w http.ResponseWriter, r *http.Request) {
@@ -117,11 +108,7 @@ func (a *Admin) addProgram(w http.ResponseWriter, r *http.Request) {
 
 func (a *Admin) listVouchers(w http.ResponseWriter, r *http.Request) {
 	vs, err := a.st.Vouchers(r.Context(), r.URL.Query().Get("holder"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	answer(w, http.StatusOK, map[string]any{"vouchers": nonNil(vs)})
+	a.list(w, r, "vouchers", nonNil(vs), err)
 }
 
 func (a *Admin) issueVoucher(w http.ResponseWriter, r *http.Request) {
@@ -151,9 +138,8 @@ func (a *Admin) setVoucherStatus(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &b) {
 		return
 	}
-	id := r.PathValue("id")
-	if b.ID != "" && b.ID != id {
-		problem.Write(w, problem.New(problem.BadRequest, fmt.Sprintf("body id %q is not the path's %q", b.ID, id)))
+	id, ok := pathID(w, r, b.ID)
+	if !ok {
 		return
 	}
 	if err := a.st.SetVoucherStatus(r.Context(), id, b.Status); err != nil {
@@ -166,11 +152,7 @@ func (a *Admin) setVoucherStatus(w http.ResponseWriter, r *http.Request) {
 
 func (a *Admin) listRateCards(w http.ResponseWriter, r *http.Request) {
 	cs, err := a.st.RateCards(r.Context(), r.URL.Query().Get("provider"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	answer(w, http.StatusOK, map[string]any{"ratecards": nonNil(cs)})
+	a.list(w, r, "ratecards", nonNil(cs), err)
 }
 
 func (a *Admin) addRateCard(w http.ResponseWriter, r *http.Request) {
@@ -191,9 +173,8 @@ func (a *Admin) endRateCard(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &b) {
 		return
 	}
-	id := r.PathValue("id")
-	if b.ID != "" && b.ID != id {
-		problem.Write(w, problem.New(problem.BadRequest, fmt.Sprintf("body id %q is not the path's %q", b.ID, id)))
+	id, ok := pathID(w, r, b.ID)
+	if !ok {
 		return
 	}
 	if b.At.IsZero() {
@@ -285,4 +266,23 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// list answers a list as {"key": [...]}, or the store's error.
+func (a *Admin) list(w http.ResponseWriter, r *http.Request, key string, items any, err error) {
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	answer(w, http.StatusOK, map[string]any{key: items})
+}
+
+// pathID is the {id} of the path, refusing a body that names another id.
+func pathID(w http.ResponseWriter, r *http.Request, bodyID string) (string, bool) {
+	id := r.PathValue("id")
+	if bodyID != "" && bodyID != id {
+		problem.Write(w, problem.New(problem.BadRequest, fmt.Sprintf("body id %q is not the path's %q", bodyID, id)))
+		return "", false
+	}
+	return id, true
 }
