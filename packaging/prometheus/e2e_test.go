@@ -33,11 +33,6 @@ const (
 	speed = 300
 )
 
-// pendingMetrics are names the rules and the dashboard may use before the
-// agent exports them, each with what adds it. They are accepted whether
-// exported or not; remove an entry once the agent exports the metric.
-var pendingMetrics = map[string]string{}
-
 // alwaysThere are series Prometheus makes itself.
 var alwaysThere = map[string]bool{"up": true, "ALERTS": true, "ALERTS_FOR_STATE": true}
 
@@ -114,13 +109,6 @@ func TestEndToEnd(t *testing.T) {
 			}
 			for name, f := range fams {
 				exported[name] = f.GetType()
-			}
-		}
-		for name, why := range pendingMetrics {
-			if _, ok := exported[name]; ok {
-				t.Logf("%s is exported now: remove it from pendingMetrics", name)
-			} else {
-				t.Logf("%s is not exported yet (%s): accepted as pending", name, why)
 			}
 		}
 		check := func(where, expr string) {
@@ -298,9 +286,9 @@ func hasTenants(got map[string]float64, want map[string]int64) error {
 }
 
 // isExported: the family itself, a histogram's or summary's series, a
-// series Prometheus makes, or a metric being added.
+// series Prometheus makes.
 func isExported(name string, exported map[string]dto.MetricType) bool {
-	if _, ok := exported[name]; ok || alwaysThere[name] || pendingMetrics[name] != "" {
+	if _, ok := exported[name]; ok || alwaysThere[name] {
 		return true
 	}
 	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
