@@ -18,7 +18,7 @@ import (
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/metering/meter"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Daemon is the running agent: the metering loop and the HTTP endpoint.
@@ -288,7 +288,7 @@ func (d *Daemon) statusLine() string {
 
 // emit stores closed windows durably (spool, with the meter's checkpoint)
 // and, when configured, appends them to the records file.
-func (d *Daemon) emit(ctx context.Context, recs []record.Record) error {
+func (d *Daemon) emit(ctx context.Context, recs []protocol.Record) error {
 	if len(recs) == 0 && d.delivery.heldRecords() == 0 {
 		// Most polls close no window; the checkpoint only moves with
 		// records, so it is not built (every unit copied and sorted) then.

@@ -20,7 +20,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // simConfig is a simulated node running the demo scenario 600x faster
@@ -180,7 +180,7 @@ func TestDaemonMetersServesMetricsAndClosesTheWindowOnStop(t *testing.T) {
 	}
 	var usage int64
 	for _, r := range recs {
-		if r.Kind == record.KindUsage {
+		if r.Kind == protocol.KindUsage {
 			usage += r.GPUMillis
 		}
 	}
@@ -200,18 +200,18 @@ func TestDaemonRefusesToStartOnBusyPort(t *testing.T) {
 	}
 }
 
-func readRecords(t *testing.T, path string) []record.Record {
+func readRecords(t *testing.T, path string) []protocol.Record {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var recs []record.Record
+	var recs []protocol.Record
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var r record.Record
+		var r protocol.Record
 		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
 			t.Fatalf("records file line %q: %v", sc.Text(), err)
 		}

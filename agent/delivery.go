@@ -13,10 +13,10 @@ import (
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/meter"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/reporter"
 	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // delivery is the node's durable path for closed windows: each batch of
@@ -30,7 +30,7 @@ type delivery struct {
 	reporter *reporter.Reporter // nil when no authority is configured
 
 	mu   sync.Mutex
-	held []record.Record // records the spool could not take yet
+	held []protocol.Record // records the spool could not take yet
 }
 
 // openDelivery opens the spool (creating the state directory owner-only),
@@ -102,7 +102,7 @@ func (d *delivery) resume(mt *meter.Meter) error {
 
 // store appends records with the checkpoint that matches them. It returns
 // whether the spool was full (the records are then held in memory).
-func (d *delivery) store(ctx context.Context, recs []record.Record, cp meter.Checkpoint) (full bool, err error) {
+func (d *delivery) store(ctx context.Context, recs []protocol.Record, cp meter.Checkpoint) (full bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(recs) == 0 && len(d.held) == 0 {

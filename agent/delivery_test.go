@@ -15,8 +15,8 @@ import (
 
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 var demoGPUs = []string{"GPU-de30de30-0000-4000-8000-000000000000", "GPU-de30de30-0000-4000-8000-000000000001"}
@@ -118,7 +118,7 @@ state_dir: %q
 	recs := readRecords(t, out)
 	want := map[string]int64{}
 	for _, r := range recs {
-		if r.Kind == record.KindUsage {
+		if r.Kind == protocol.KindUsage {
 			want[r.Tenant] += r.GPUMillis
 		}
 	}

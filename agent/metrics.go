@@ -12,7 +12,7 @@ import (
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/device"
 	"github.com/gpumeter/gpumeter/metering/meter"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 const namespace = "gpumeter"
@@ -96,7 +96,7 @@ func NewMetrics(version string) *Metrics {
 	// Counters exist at zero before their first event, so rate() and
 	// alerts see them from the first scrape.
 	m.collectorErrors.WithLabelValues(collectorNVML)
-	for _, k := range []record.Kind{record.KindUsage, record.KindIdle, record.KindGap} {
+	for _, k := range []protocol.Kind{protocol.KindUsage, protocol.KindIdle, protocol.KindGap} {
 		m.recordsTotal.WithLabelValues(string(k))
 	}
 	reg.MustRegister(m.cycleDuration, m.collectorSuccess, m.collectorDuration,
@@ -125,7 +125,7 @@ func (m *Metrics) observeCollect(name string, d time.Duration, err error) {
 	m.collectorSuccess.WithLabelValues(name).Set(1)
 }
 
-func (m *Metrics) observeCycle(s device.Snapshot, obs []attribution.Observation, recs []record.Record, d time.Duration, at time.Time) {
+func (m *Metrics) observeCycle(s device.Snapshot, obs []attribution.Observation, recs []protocol.Record, d time.Duration, at time.Time) {
 	m.cycleDuration.Observe(d.Seconds())
 	m.lastCycle.Set(float64(at.UnixMilli()) / 1000)
 	m.countRecords(recs)
@@ -144,7 +144,7 @@ func (m *Metrics) configLoaded(ok bool, now time.Time) {
 	m.reloadOKTime.Set(float64(now.UnixMilli()) / 1000)
 }
 
-func (m *Metrics) countRecords(recs []record.Record) {
+func (m *Metrics) countRecords(recs []protocol.Record) {
 	for i := range recs {
 		m.recordsTotal.WithLabelValues(string(recs[i].Kind)).Inc()
 	}
@@ -201,12 +201,12 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if mt != nil {
 		type unitKind struct {
 			unit string
-			kind record.Kind
+			kind protocol.Kind
 		}
 		perUnit := map[unitKind]int64{}
 		for k, ms := range mt.Totals() {
 			perUnit[unitKind{k.UnitUUID, k.Kind}] += ms
-			if k.Kind == record.KindUsage {
+			if k.Kind == protocol.KindUsage {
 				ch <- prometheus.MustNewConstMetric(descTenantSeconds, prometheus.CounterValue, float64(ms)/1000, k.Tenant, k.UnitUUID)
 			}
 		}

@@ -13,7 +13,7 @@ import (
 	"github.com/gpumeter/gpumeter/collectors/device"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/meter"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Collector is the device layer as the pipeline sees it: the NVML collector
@@ -88,7 +88,7 @@ func floorDiv(a, b int64) int64 {
 // A failed collection is not fatal: the meter is not fed, so the units'
 // hold runs out and their time becomes a no_sample gap rather than invented
 // usage; the error is counted and logged by the caller's rate.
-func (p *Pipeline) Cycle(ctx context.Context) ([]record.Record, error) {
+func (p *Pipeline) Cycle(ctx context.Context) ([]protocol.Record, error) {
 	start := p.Clock.Now()
 	began := time.Now()
 	snap, err := p.Collector.Collect(ctx)
@@ -117,7 +117,7 @@ func (p *Pipeline) Cycle(ctx context.Context) ([]record.Record, error) {
 }
 
 // Stop closes the open window at the clock's current time.
-func (p *Pipeline) Stop() []record.Record {
+func (p *Pipeline) Stop() []protocol.Record {
 	recs := p.Meter.Stop(p.Clock.Now())
 	if p.Metrics != nil {
 		p.Metrics.countRecords(recs)

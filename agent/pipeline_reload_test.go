@@ -10,14 +10,14 @@ import (
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/meter"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // meterDemo meters the demo scenario's first 20 minutes in virtual time,
 // one poll a second, with the scenario's rules; at reloadAt (when not zero)
 // it hands the pipeline rules that rename acme to acme-lab, from the next
 // window on, as a reload does.
-func meterDemo(t *testing.T, reloadAt time.Time) (recs []record.Record, from time.Time) {
+func meterDemo(t *testing.T, reloadAt time.Time) (recs []protocol.Record, from time.Time) {
 	t.Helper()
 	sc, err := scenario.Load("../configs/scenarios/demo.yaml")
 	if err != nil {
@@ -80,7 +80,7 @@ func TestReloadedRulesTakeOverAtTheNextWindow(t *testing.T) {
 
 	// Every window before from is unchanged, the one the reload came in
 	// included.
-	var before, baseBefore []record.Record
+	var before, baseBefore []protocol.Record
 	for _, r := range recs {
 		if !r.WindowEnd.After(from) {
 			before = append(before, r)
@@ -104,7 +104,7 @@ func TestReloadedRulesTakeOverAtTheNextWindow(t *testing.T) {
 	// window, to the millisecond.
 	perWindow := map[time.Time]map[string]int64{}
 	for _, r := range recs {
-		if r.Kind != record.KindUsage || r.WindowStart.Before(from) {
+		if r.Kind != protocol.KindUsage || r.WindowStart.Before(from) {
 			continue
 		}
 		if perWindow[r.WindowStart] == nil {

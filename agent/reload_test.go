@@ -17,7 +17,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // logBuffer collects a daemon's JSON log lines.
@@ -157,7 +157,7 @@ func TestReloadChangesARuleFromTheNextWindow(t *testing.T) {
 
 	var acmeBefore, labNext, acmeNext, labAfter int64
 	for _, rec := range readRecords(t, out) {
-		if rec.Kind != record.KindUsage || (rec.Tenant != "acme" && rec.Tenant != "acme-lab") {
+		if rec.Kind != protocol.KindUsage || (rec.Tenant != "acme" && rec.Tenant != "acme-lab") {
 			continue
 		}
 		switch {

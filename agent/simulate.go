@@ -12,7 +12,7 @@ import (
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/meter"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // SimOptions configure a virtual-time run of a scenario.
@@ -24,7 +24,7 @@ type SimOptions struct {
 	Window time.Duration
 	Log    *slog.Logger
 	// Emit receives each batch of records as windows close, in order.
-	Emit func([]record.Record) error
+	Emit func([]protocol.Record) error
 }
 
 // Simulate runs the whole node pipeline (simulated NVML → the NVML
@@ -93,7 +93,7 @@ func Simulate(ctx context.Context, sc *scenario.Scenario, opts SimOptions) error
 	return emit(opts.Emit, p.Stop())
 }
 
-func emit(f func([]record.Record) error, recs []record.Record) error {
+func emit(f func([]protocol.Record) error, recs []protocol.Record) error {
 	if f == nil || len(recs) == 0 {
 		return nil
 	}

@@ -8,17 +8,17 @@ import (
 
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // simulate runs a scenario through the whole node pipeline and returns
 // every record it produced.
-func simulate(t *testing.T, sc *scenario.Scenario) []record.Record {
+func simulate(t *testing.T, sc *scenario.Scenario) []protocol.Record {
 	t.Helper()
-	var recs []record.Record
+	var recs []protocol.Record
 	err := agent.Simulate(context.Background(), sc, agent.SimOptions{
 		Node: "n1", Provider: "p1",
-		Emit: func(r []record.Record) error { recs = append(recs, r...); return nil },
+		Emit: func(r []protocol.Record) error { recs = append(recs, r...); return nil },
 	})
 	if err != nil {
 		t.Fatalf("Simulate: %v", err)
@@ -29,7 +29,7 @@ func simulate(t *testing.T, sc *scenario.Scenario) []record.Record {
 // checkWindows asserts the accounting invariant: for every unit and every
 // record window, usage + idle + gap = the window's length, exactly; and a
 // unit's windows never overlap.
-func checkWindows(t *testing.T, recs []record.Record) {
+func checkWindows(t *testing.T, recs []protocol.Record) {
 	t.Helper()
 	type key struct {
 		unit       string
@@ -62,7 +62,7 @@ func checkWindows(t *testing.T, recs []record.Record) {
 
 // prevStart lets records of the same window (several kinds and tenants)
 // share a start without counting as an overlap.
-func prevStart(recs []record.Record, r record.Record) int64 {
+func prevStart(recs []protocol.Record, r protocol.Record) int64 {
 	for _, o := range recs {
 		if o.GPUUUID == r.GPUUUID && o.WindowEnd.Equal(r.WindowEnd) {
 			return o.WindowStart.UnixMilli()
@@ -131,7 +131,7 @@ func TestShippedScenariosMeterWhatTheyImply(t *testing.T) {
 			var total int64
 			for _, r := range recs {
 				total += r.GPUMillis
-				if r.Kind == record.KindUsage {
+				if r.Kind == protocol.KindUsage {
 					got[r.Tenant] += r.GPUMillis
 				}
 			}

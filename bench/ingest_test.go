@@ -17,7 +17,7 @@ import (
 	"github.com/gpumeter/gpumeter/bench/internal/workload"
 	"github.com/gpumeter/gpumeter/internal/testenv"
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // ingestWindows is windows per batch: 10 windows of a node with 8 GPUs
@@ -120,7 +120,7 @@ func openBenchDB(b *testing.B, driver string) (*store.Store, *sql.DB) {
 // sealedBatches registers a bench node in st and seals n chained batches
 // of it, windows ending in the past; it returns the envelopes and the
 // batches as sealed (records numbered).
-func sealedBatches(b *testing.B, st *store.Store, n int) ([][]byte, []ledger.Batch) {
+func sealedBatches(b *testing.B, st *store.Store, n int) ([][]byte, []protocol.Batch) {
 	b.Helper()
 	ctx := context.Background()
 	node, err := workload.NewNode(0, 8)
@@ -138,10 +138,10 @@ func sealedBatches(b *testing.B, st *store.Store, n int) ([][]byte, []ledger.Bat
 	tenants := workload.Tenants(10)
 	base := now.Truncate(time.Minute).Add(-time.Duration(n*ingestWindows+1) * time.Minute)
 	envs := make([][]byte, n)
-	batches := make([]ledger.Batch, n)
+	batches := make([]protocol.Batch, n)
 	prev, seq := "", uint64(1)
 	for i := range n {
-		var recs []record.Record
+		var recs []protocol.Record
 		for w := range ingestWindows {
 			k := i*ingestWindows + w
 			recs = append(recs, node.Window(base.Add(time.Duration(k)*time.Minute), time.Minute, k, tenants)...)
@@ -150,8 +150,8 @@ func sealedBatches(b *testing.B, st *store.Store, n int) ([][]byte, []ledger.Bat
 		if err != nil {
 			b.Fatal(err)
 		}
-		bt := ledger.Batch{Node: node.ID, KeyID: sealer.KeyID(), FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, PrevHash: prev, Records: recs}
-		bt.Records = append([]record.Record(nil), recs...)
+		bt := protocol.Batch{Node: node.ID, KeyID: sealer.KeyID(), FirstSeq: s.FirstSeq, LastSeq: s.LastSeq, PrevHash: prev, Records: recs}
+		bt.Records = append([]protocol.Record(nil), recs...)
 		for j := range bt.Records {
 			bt.Records[j].Seq = s.FirstSeq + uint64(j)
 		}
@@ -169,7 +169,7 @@ const bareChunk = 100
 // bareInsert writes what the store writes for a batch (the batch row with
 // its envelope, and every record row), in one transaction, with none of
 // the checks: the fastest plain way to put the same rows in the database.
-func bareInsert(ctx context.Context, db *sql.DB, driver string, bt ledger.Batch, env []byte) error {
+func bareInsert(ctx context.Context, db *sql.DB, driver string, bt protocol.Batch, env []byte) error {
 	rebind := authproc.Database{Driver: driver}.Rebind
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -177,7 +177,7 @@ func bareInsert(ctx context.Context, db *sql.DB, driver string, bt ledger.Batch,
 	}
 	defer tx.Rollback()
 	if _, err := tx.ExecContext(ctx, rebind(`INSERT INTO batches (node_id, first_seq, last_seq, hash, key_id, received_at, envelope)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`), bt.Node, bt.FirstSeq, bt.LastSeq, ledger.Hash(env), bt.KeyID, time.Now().UnixMilli(), env); err != nil {
+		VALUES (?, ?, ?, ?, ?, ?, ?)`), bt.Node, bt.FirstSeq, bt.LastSeq, protocol.Hash(env), bt.KeyID, time.Now().UnixMilli(), env); err != nil {
 		return err
 	}
 	const row = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`

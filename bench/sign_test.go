@@ -13,7 +13,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/bench/internal/workload"
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // signBatchSizes are a live node's batch (one window of a DGX-like node:
@@ -60,7 +60,7 @@ func BenchmarkSign(b *testing.B) {
 
 // signRecords is n records of one bench node: whole windows, the last cut
 // short when n is not a multiple of a window.
-func signRecords(tb testing.TB, n int) (workload.Node, []record.Record) {
+func signRecords(tb testing.TB, n int) (workload.Node, []protocol.Record) {
 	tb.Helper()
 	node, err := workload.NewNode(0, 8)
 	if err != nil {
@@ -68,7 +68,7 @@ func signRecords(tb testing.TB, n int) (workload.Node, []record.Record) {
 	}
 	tenants := workload.Tenants(10)
 	start := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
-	var recs []record.Record
+	var recs []protocol.Record
 	for i := 0; len(recs) < n; i++ {
 		recs = append(recs, node.Window(start.Add(time.Duration(i)*time.Minute), time.Minute, i, tenants)...)
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/internal/testenv"
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // BenchmarkIngestSQLite measures records verified and stored per second:
@@ -65,12 +65,12 @@ func benchIngest(b *testing.B, driver, source string) {
 	envs := make([][]byte, b.N)
 	prev := ""
 	for i := range envs {
-		recs := make([]record.Record, 0, perB)
+		recs := make([]protocol.Record, 0, perB)
 		for m := range minutes {
 			start := base.Add(time.Duration(i*minutes+m) * time.Minute)
 			for _, g := range uuids {
-				r := record.Record{Node: "n1", Provider: "p", WindowStart: start, WindowEnd: start.Add(time.Minute),
-					Kind: record.KindUsage, Tenant: "tenant-" + g[len(g)-1:], GPUUUID: g, ParentUUID: g, Model: "H100",
+				r := protocol.Record{Node: "n1", Provider: "p", WindowStart: start, WindowEnd: start.Add(time.Minute),
+					Kind: protocol.KindUsage, Tenant: "tenant-" + g[len(g)-1:], GPUUUID: g, ParentUUID: g, Model: "H100",
 					SliceNum: 1, SliceDen: 1, GPUMillis: 60000, UtilizationPercent: 80, EnergyMillijoules: 1000, Attribution: "cgroup"}
 				r.ID = r.ComputeID()
 				recs = append(recs, r)

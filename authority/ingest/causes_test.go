@@ -3,8 +3,8 @@ package ingest
 import (
 	"testing"
 
-	"github.com/gpumeter/gpumeter/authority/problem"
 	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // TestLedgerCausesAreProblems: every cause ledger.Open returns is a
@@ -14,7 +14,7 @@ func TestLedgerCausesAreProblems(t *testing.T) {
 	for _, c := range []ledger.Cause{ledger.ErrMalformed, ledger.ErrUnknownKey, ledger.ErrRevokedKey,
 		ledger.ErrBadSignature, ledger.ErrNodeMismatch, ledger.ErrInvalidRecord} {
 		t.Run(string(c), func(t *testing.T) {
-			p := problem.New(string(c), "d")
+			p := protocol.NewProblem(string(c), "d")
 			if p.Cause() != string(c) || p.Status < 400 || p.Status >= 500 {
 				t.Fatalf("cause %q -> %q %d", c, p.Cause(), p.Status)
 			}

@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gpumeter/gpumeter/authority/problem"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // DefaultClockSkew is how far past the authority's now a record's window
@@ -63,14 +63,14 @@ type Outcome struct {
 }
 
 // Ingest verifies envelope and stores its batch. A refusal returns a
-// *problem.Problem; any other error is the authority's own failure.
+// *protocol.Problem; any other error is the authority's own failure.
 func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error) {
 	now := in.clock.Now()
 	b, payload, err := ledger.Open(ctx, envelope, in.keyLookup(ctx, now))
 	if err != nil {
 		if c, ok := ledger.CauseOf(err); ok {
 			// ledger.Cause values are the protocol's type suffixes.
-			return Outcome{}, problem.New(string(c), err.Error())
+			return Outcome{}, protocol.NewProblem(string(c), err.Error())
 		}
 		return Outcome{}, fmt.Errorf("ingest: %w", err)
 	}
@@ -79,7 +79,7 @@ func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error
 		return out, p
 	}
 	res, err := in.st.Ingest(ctx, store.Submission{
-		Batch: b, Hash: ledger.Hash(payload), Envelope: envelope, Received: now,
+		Batch: b, Hash: protocol.Hash(payload), Envelope: envelope, Received: now,
 	})
 	if err != nil {
 		p := storeProblem(err)
@@ -110,31 +110,31 @@ func (in *Ingester) keyLookup(ctx context.Context, now time.Time) ledger.KeyLook
 
 // storeProblem maps the store's refusals to problems; nil means the error
 // is not a refusal.
-func storeProblem(err error) *problem.Problem {
+func storeProblem(err error) *protocol.Problem {
 	var se *store.SeqError
 	if errors.As(err, &se) {
-		cause := problem.SequenceGap
+		cause := protocol.SequenceGap
 		switch {
 		case errors.Is(se.Err, store.ErrFork), errors.Is(se.Err, store.ErrNodeForked):
-			cause = problem.Fork
+			cause = protocol.Fork
 		case errors.Is(se.Err, store.ErrChainBroken):
-			cause = problem.ChainBroken
+			cause = protocol.ChainBroken
 		}
-		return problem.New(cause, se.Error()).WithExpected(se.Expected)
+		return protocol.NewProblem(cause, se.Error()).WithExpected(se.Expected)
 	}
 	for _, m := range []struct {
 		err   error
 		cause string
 	}{
-		{store.ErrOverWallTime, problem.OverWallTime},
-		{store.ErrGPUNotRegistered, problem.GPUNotRegistered},
-		{store.ErrGPUClaimed, problem.GPUClaimed},
-		{store.ErrInvalidRecord, problem.InvalidRecord},
+		{store.ErrOverWallTime, protocol.OverWallTime},
+		{store.ErrGPUNotRegistered, protocol.GPUNotRegistered},
+		{store.ErrGPUClaimed, protocol.GPUClaimed},
+		{store.ErrInvalidRecord, protocol.InvalidRecord},
 		// A key whose node is gone cannot sign for anything.
-		{store.ErrNodeNotFound, problem.UnknownKey},
+		{store.ErrNodeNotFound, protocol.UnknownKey},
 	} {
 		if errors.Is(err, m.err) {
-			return problem.New(m.cause, err.Error())
+			return protocol.NewProblem(m.cause, err.Error())
 		}
 	}
 	return nil

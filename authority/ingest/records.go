@@ -4,8 +4,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/gpumeter/gpumeter/authority/problem"
-	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // checkRecords is what the authority checks of each record on its own,
@@ -13,25 +12,25 @@ import (
 // (within skew), the GPU time fits in the window, and the id is the
 // record's identity (the id is the dedup key: a made-up id could store
 // the same usage twice).
-func checkRecords(b *ledger.Batch, now time.Time, skew time.Duration) *problem.Problem {
+func checkRecords(b *protocol.Batch, now time.Time, skew time.Duration) *protocol.Problem {
 	latest := now.Add(skew)
 	for i := range b.Records {
 		r := &b.Records[i]
 		if r.WindowEnd.After(latest) {
-			return problem.New(problem.FutureWindow, "record seq "+u(r.Seq)+": window_end "+
+			return protocol.NewProblem(protocol.FutureWindow, "record seq "+u(r.Seq)+": window_end "+
 				r.WindowEnd.UTC().Format(time.RFC3339Nano)+" is after the authority's now + "+skew.String())
 		}
 		win := r.WindowEnd.UnixMilli() - r.WindowStart.UnixMilli()
 		if win <= 0 {
 			// Windows are whole milliseconds; a shorter one has no length to bound gpu_ms.
-			return problem.New(problem.InvalidRecord, "record seq "+u(r.Seq)+": window shorter than 1 ms")
+			return protocol.NewProblem(protocol.InvalidRecord, "record seq "+u(r.Seq)+": window shorter than 1 ms")
 		}
 		if r.GPUMillis > win {
-			return problem.New(problem.OverWallTime, "record seq "+u(r.Seq)+": gpu_ms "+i64(r.GPUMillis)+
+			return protocol.NewProblem(protocol.OverWallTime, "record seq "+u(r.Seq)+": gpu_ms "+i64(r.GPUMillis)+
 				" exceeds its window of "+i64(win)+" ms")
 		}
 		if id := r.ComputeID(); r.ID != id {
-			return problem.New(problem.InvalidRecord, "record seq "+u(r.Seq)+": id "+r.ID+" is not the record's identity "+id)
+			return protocol.NewProblem(protocol.InvalidRecord, "record seq "+u(r.Seq)+": id "+r.ID+" is not the record's identity "+id)
 		}
 	}
 	return nil

@@ -11,8 +11,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/gpumeter/gpumeter/authority/problem"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // The operator API (docs/billing.md): entities, tenant mappings, programs,
@@ -46,11 +46,11 @@ import (
 // bad-request (400: a body or query that does not parse), unauthorized
 // (401).
 
-// Problem causes of the operator API (type suffixes under problem.TypeBase).
+// Problem causes of the operator API (type suffixes under protocol.TypeBase).
 const (
-	CauseUnauthorized    = problem.Unauthorized
-	CauseBillingInvalid  = problem.BillingInvalid
-	CauseBillingConflict = problem.BillingConflict
+	CauseUnauthorized    = protocol.Unauthorized
+	CauseBillingInvalid  = protocol.BillingInvalid
+	CauseBillingConflict = protocol.BillingConflict
 )
 
 // MinAdminTokenLen is the shortest operator token accepted: 32 characters
@@ -106,7 +106,7 @@ func NewAdmin(opts AdminOptions) (*Admin, error) {
 	m.HandleFunc("GET /v1/admin/statements/{entity}", a.statement)
 	m.HandleFunc("GET /v1/admin/claims/{provider}", a.claim)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		problem.Write(w, problem.New(problem.NotFound, fmt.Sprintf("no operator endpoint %s %s", r.Method, r.URL.Path)))
+		protocol.WriteProblem(w, protocol.NewProblem(protocol.NotFound, fmt.Sprintf("no operator endpoint %s %s", r.Method, r.URL.Path)))
 	})
 	return a, nil
 }
@@ -119,7 +119,7 @@ func (a *Admin) Handler() http.Handler {
 			a.log.Warn("operator request refused: missing or wrong bearer token",
 				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="voucher-authority operator API"`)
-			problem.Write(w, problem.New(CauseUnauthorized, "send the operator token as Authorization: Bearer TOKEN"))
+			protocol.WriteProblem(w, protocol.NewProblem(CauseUnauthorized, "send the operator token as Authorization: Bearer TOKEN"))
 			return
 		}
 		a.mux.ServeHTTP(w, r)
@@ -141,14 +141,14 @@ func (a *Admin) authorized(r *http.Request) bool {
 func (a *Admin) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, store.ErrInvalidBilling):
-		problem.Write(w, problem.New(CauseBillingInvalid, err.Error()))
+		protocol.WriteProblem(w, protocol.NewProblem(CauseBillingInvalid, err.Error()))
 	case errors.Is(err, store.ErrBillingConflict):
-		problem.Write(w, problem.New(CauseBillingConflict, err.Error()))
+		protocol.WriteProblem(w, protocol.NewProblem(CauseBillingConflict, err.Error()))
 	case errors.Is(err, store.ErrBillingNotFound):
-		problem.Write(w, problem.New(problem.NotFound, err.Error()))
+		protocol.WriteProblem(w, protocol.NewProblem(protocol.NotFound, err.Error()))
 	default:
 		a.log.Error("operator request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
-		problem.Write(w, problem.New(problem.Internal, "the authority failed to process the request; retry later"))
+		protocol.WriteProblem(w, protocol.NewProblem(protocol.Internal, "the authority failed to process the request; retry later"))
 	}
 }
 
@@ -172,10 +172,10 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			problem.Write(w, problem.New(problem.BodyTooLarge, fmt.Sprintf("body exceeds %d bytes", maxAdminBody)))
+			protocol.WriteProblem(w, protocol.NewProblem(protocol.BodyTooLarge, fmt.Sprintf("body exceeds %d bytes", maxAdminBody)))
 			return false
 		}
-		problem.Write(w, problem.New(problem.BadRequest, "body: "+err.Error()))
+		protocol.WriteProblem(w, protocol.NewProblem(protocol.BadRequest, "body: "+err.Error()))
 		return false
 	}
 	return true

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
-	"github.com/gpumeter/gpumeter/authority/problem"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // The operator API's bodies. Money is integer fen and times are RFC 3339,
@@ -178,7 +178,7 @@ func (a *Admin) endRateCard(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if b.At.IsZero() {
-		problem.Write(w, problem.New(problem.BadRequest, "body: at is required (RFC 3339)"))
+		protocol.WriteProblem(w, protocol.NewProblem(protocol.BadRequest, "body: at is required (RFC 3339)"))
 		return
 	}
 	if err := a.st.EndRateCard(r.Context(), id, b.At); err != nil {
@@ -194,7 +194,7 @@ func period(w http.ResponseWriter, r *http.Request) (from, to time.Time, format 
 	q := r.URL.Query()
 	from, to, err := ParseBillingPeriod(q.Get("from"), q.Get("to"))
 	if err != nil {
-		problem.Write(w, problem.New(problem.BadRequest, err.Error()))
+		protocol.WriteProblem(w, protocol.NewProblem(protocol.BadRequest, err.Error()))
 		return from, to, "", false
 	}
 	format = q.Get("format")
@@ -203,7 +203,7 @@ func period(w http.ResponseWriter, r *http.Request) (from, to time.Time, format 
 		format = "json"
 	case "json", "csv":
 	default:
-		problem.Write(w, problem.New(problem.BadRequest, fmt.Sprintf("format %q: want json or csv", format)))
+		protocol.WriteProblem(w, protocol.NewProblem(protocol.BadRequest, fmt.Sprintf("format %q: want json or csv", format)))
 		return from, to, "", false
 	}
 	return from, to, format, true
@@ -281,7 +281,7 @@ func (a *Admin) list(w http.ResponseWriter, r *http.Request, key string, items a
 func pathID(w http.ResponseWriter, r *http.Request, bodyID string) (string, bool) {
 	id := r.PathValue("id")
 	if bodyID != "" && bodyID != id {
-		problem.Write(w, problem.New(problem.BadRequest, fmt.Sprintf("body id %q is not the path's %q", bodyID, id)))
+		protocol.WriteProblem(w, protocol.NewProblem(protocol.BadRequest, fmt.Sprintf("body id %q is not the path's %q", bodyID, id)))
 		return "", false
 	}
 	return id, true

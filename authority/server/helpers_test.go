@@ -16,7 +16,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // t0 is the authority's virtual now; records end before it.
@@ -87,24 +87,24 @@ func (e *env) newSealer(node string, key ed25519.PrivateKey) *ledger.Sealer {
 
 // rec is a record of node-01 on gpu, for the minute starting min minutes
 // before t0, with ms of GPU time (usage when tenant is set, else idle).
-func rec(gpu string, min int, tenant string, ms int64) record.Record {
+func rec(gpu string, min int, tenant string, ms int64) protocol.Record {
 	start := t0.Add(-time.Duration(min) * time.Minute)
-	r := record.Record{
+	r := protocol.Record{
 		Node: node1, Provider: provider, WindowStart: start, WindowEnd: start.Add(time.Minute),
-		Kind: record.KindIdle, Tenant: tenant, GPUUUID: gpu, ParentUUID: gpu, Model: "NVIDIA H100 80GB HBM3",
+		Kind: protocol.KindIdle, Tenant: tenant, GPUUUID: gpu, ParentUUID: gpu, Model: "NVIDIA H100 80GB HBM3",
 		SliceNum: 1, SliceDen: 1, GPUMillis: ms, UtilizationPercent: -1, EnergyMillijoules: -1,
 	}
 	if tenant != "" {
-		r.Kind, r.Attribution = record.KindUsage, "cgroup"
+		r.Kind, r.Attribution = protocol.KindUsage, "cgroup"
 	}
 	r.ID = r.ComputeID()
 	return r
 }
 
 // reID recomputes a record's id after a test changed its identity fields.
-func reID(r record.Record) record.Record { r.ID = r.ComputeID(); return r }
+func reID(r protocol.Record) protocol.Record { r.ID = r.ComputeID(); return r }
 
-func (e *env) seal(s *ledger.Sealer, first uint64, prev string, recs ...record.Record) ledger.Sealed {
+func (e *env) seal(s *ledger.Sealer, first uint64, prev string, recs ...protocol.Record) ledger.Sealed {
 	e.t.Helper()
 	b, err := s.Seal(context.Background(), first, prev, recs)
 	if err != nil {

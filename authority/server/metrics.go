@@ -4,7 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/gpumeter/gpumeter/authority/problem"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // metrics are the authority's counters, on a registry of their own.
@@ -48,9 +48,9 @@ func newMetrics() *metrics {
 	for _, r := range []string{"stored", "duplicate"} {
 		m.accepted.WithLabelValues(r)
 	}
-	for _, c := range []string{problem.BodyTooLarge, problem.Malformed, problem.UnknownKey, problem.RevokedKey,
-		problem.BadSignature, problem.NodeMismatch, problem.Fork, problem.SequenceGap, problem.ChainBroken,
-		problem.FutureWindow, problem.OverWallTime, problem.GPUNotRegistered, problem.GPUClaimed, problem.InvalidRecord} {
+	for _, c := range []string{protocol.BodyTooLarge, protocol.Malformed, protocol.UnknownKey, protocol.RevokedKey,
+		protocol.BadSignature, protocol.NodeMismatch, protocol.Fork, protocol.SequenceGap, protocol.ChainBroken,
+		protocol.FutureWindow, protocol.OverWallTime, protocol.GPUNotRegistered, protocol.GPUClaimed, protocol.InvalidRecord} {
 		m.rejected.WithLabelValues(c)
 	}
 	return m

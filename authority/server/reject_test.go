@@ -13,8 +13,8 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
-	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // mutate decodes an envelope, lets f change it and re-encodes it.
@@ -269,7 +269,7 @@ func TestRejections(t *testing.T) {
 		{
 			name: "signed payload that is not a batch",
 			body: func(e *env) []byte {
-				return signRaw(t, ledger.PayloadType, []byte(`{"node":"node-01","surprise":1}`), e.key)
+				return signRaw(t, protocol.PayloadType, []byte(`{"node":"node-01","surprise":1}`), e.key)
 			},
 			status: 400, cause: "malformed",
 		},

@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gpumeter/gpumeter/authority/ingest"
-	"github.com/gpumeter/gpumeter/authority/problem"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // DefaultMaxBodyBytes bounds a POSTed envelope (docs/protocol.md: 8 MiB).
@@ -64,26 +64,20 @@ func New(opts Options) (*Server, error) {
 // Handler serves the API.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-type batchAnswer struct {
-	Node      string `json:"node"`
-	Head      uint64 `json:"head"`
-	Duplicate bool   `json:"duplicate"`
-}
-
 func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			s.reject(w, r, ingest.Outcome{}, problem.New(problem.BodyTooLarge,
+			s.reject(w, r, ingest.Outcome{}, protocol.NewProblem(protocol.BodyTooLarge,
 				fmt.Sprintf("body exceeds %d bytes", s.maxBody)))
 			return
 		}
-		s.reject(w, r, ingest.Outcome{}, problem.New(problem.Malformed, "reading the body failed"))
+		s.reject(w, r, ingest.Outcome{}, protocol.NewProblem(protocol.Malformed, "reading the body failed"))
 		return
 	}
 	out, err := s.in.Ingest(r.Context(), body)
-	var p *problem.Problem
+	var p *protocol.Problem
 	switch {
 	case errors.As(err, &p):
 		s.reject(w, r, out, p)
@@ -98,11 +92,11 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 		s.m.accepted.WithLabelValues("stored").Inc()
 		s.m.records.Add(float64(out.Records))
 	}
-	writeJSON(w, batchAnswer{Node: out.Node, Head: out.Head, Duplicate: out.Duplicate})
+	writeJSON(w, protocol.BatchAnswer{Node: out.Node, Head: out.Head, Duplicate: out.Duplicate})
 }
 
 // reject answers p and logs it once, with what is known of the batch.
-func (s *Server) reject(w http.ResponseWriter, r *http.Request, out ingest.Outcome, p *problem.Problem) {
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, out ingest.Outcome, p *protocol.Problem) {
 	s.m.rejected.WithLabelValues(p.Cause()).Inc()
 	attrs := []any{
 		slog.String("cause", p.Cause()), slog.String("node", out.Node),
@@ -115,33 +109,27 @@ func (s *Server) reject(w http.ResponseWriter, r *http.Request, out ingest.Outco
 	} else {
 		s.log.Warn("batch rejected", attrs...)
 	}
-	problem.Write(w, p)
+	protocol.WriteProblem(w, p)
 }
 
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 	s.m.internals.Inc()
 	s.log.Error("request failed", slog.String("path", r.URL.Path), slog.Any("err", err))
-	problem.Write(w, problem.New(problem.Internal, "the authority failed to process the request; retry later"))
-}
-
-type headAnswer struct {
-	Node     string `json:"node"`
-	Head     uint64 `json:"head"`
-	HeadHash string `json:"head_hash"`
+	protocol.WriteProblem(w, protocol.NewProblem(protocol.Internal, "the authority failed to process the request; retry later"))
 }
 
 func (s *Server) getHead(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	n, err := s.st.Node(r.Context(), id)
 	if errors.Is(err, store.ErrNodeNotFound) {
-		problem.Write(w, problem.New(problem.NotFound, fmt.Sprintf("node %q is not registered", id)))
+		protocol.WriteProblem(w, protocol.NewProblem(protocol.NotFound, fmt.Sprintf("node %q is not registered", id)))
 		return
 	}
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, headAnswer{Node: n.ID, Head: n.HeadSeq, HeadHash: n.HeadHash})
+	writeJSON(w, protocol.HeadAnswer{Node: n.ID, Head: n.HeadSeq, HeadHash: n.HeadHash})
 }
 
 // UsageReport is the answer of GET /v1/usage (and the CLI's usage).
@@ -181,7 +169,7 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	from, to, err := ParsePeriod(q.Get("from"), q.Get("to"))
 	if err != nil {
-		problem.Write(w, problem.New(problem.BadRequest, err.Error()))
+		protocol.WriteProblem(w, protocol.NewProblem(protocol.BadRequest, err.Error()))
 		return
 	}
 	f := store.UsageFilter{Tenant: q.Get("tenant"), Node: q.Get("node"), From: from, To: to}

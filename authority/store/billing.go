@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
-	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // bill prices and subsidizes the usage records of a batch being stored, in
@@ -37,7 +36,7 @@ import (
 //
 // Every transaction that takes two of these takes them in this order, so
 // none can deadlock another.
-func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *ledger.Batch) error {
+func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch) error {
 	type item struct {
 		u   billing.Usage
 		seq uint64
@@ -45,7 +44,7 @@ func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *ledger.Batch) error {
 	var items []item
 	for i := range b.Records {
 		r := &b.Records[i]
-		if r.Kind != record.KindUsage {
+		if r.Kind != protocol.KindUsage {
 			continue // idle and gap records are never billed
 		}
 		items = append(items, item{seq: r.Seq, u: billing.Usage{RecordID: r.ID, Provider: r.Provider, Tenant: r.Tenant,

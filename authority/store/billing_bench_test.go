@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // BenchmarkIngestBilled measures usage records stored, priced and
@@ -47,7 +47,7 @@ func BenchmarkIngestBilled(b *testing.B) {
 					b.ResetTimer()
 					for range b.N {
 						b.StopTimer()
-						recs := make([]record.Record, 0, gpus*windows)
+						recs := make([]protocol.Record, 0, gpus*windows)
 						for w := range windows {
 							for g := 1; g <= gpus; g++ {
 								recs = append(recs, n.use(g, start.Add(time.Duration(w)*time.Minute), time.Minute, "acme", 60_000))

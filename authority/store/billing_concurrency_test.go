@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // TestConcurrentBilling: two Stores on one database (two authority
@@ -38,7 +38,7 @@ func TestConcurrentBilling(t *testing.T) {
 		for i := range nodes {
 			n := newBillNode(t, stores[i%2], fmt.Sprintf("n%d", i))
 			for b := range batches {
-				recs := make([]record.Record, perB)
+				recs := make([]protocol.Record, perB)
 				for j := range recs {
 					// An hour at 1000 fen, all subsidized at 100%: 54 000 fen
 					// of entitlement against 7 200 fen of vouchers.

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // bt is the start of the billing tests' usage: 2026-11-02 00:00 CST.
@@ -46,18 +46,18 @@ func (n *billNode) gpu(i int) string { return fmt.Sprintf("%s-GPU-%d", n.id, i) 
 
 // use is a usage record of tenant on the node's GPU i (whole GPU, H100)
 // for ms of the window [start, start+d).
-func (n *billNode) use(i int, start time.Time, d time.Duration, tenant string, ms int64) record.Record {
-	return record.Record{Provider: "p1", Kind: record.KindUsage, Tenant: tenant, GPUUUID: n.gpu(i), ParentUUID: n.gpu(i),
+func (n *billNode) use(i int, start time.Time, d time.Duration, tenant string, ms int64) protocol.Record {
+	return protocol.Record{Provider: "p1", Kind: protocol.KindUsage, Tenant: tenant, GPUUUID: n.gpu(i), ParentUUID: n.gpu(i),
 		Model: "H100", SliceNum: 1, SliceDen: 1, WindowStart: start, WindowEnd: start.Add(d), GPUMillis: ms}
 }
 
 // hour is use for a whole hour of GPU i from start.
-func (n *billNode) hour(i int, start time.Time, tenant string) record.Record {
+func (n *billNode) hour(i int, start time.Time, tenant string) protocol.Record {
 	return n.use(i, start, time.Hour, tenant, 3_600_000)
 }
 
 // batch builds the node's next batch from recs without sending it.
-func (n *billNode) batch(recs ...record.Record) Submission {
+func (n *billNode) batch(recs ...protocol.Record) Submission {
 	sub := batchOf(n.id, n.next, n.prev, n.keyID, recs...)
 	n.next += uint64(len(recs))
 	n.prev = sub.Hash
@@ -65,7 +65,7 @@ func (n *billNode) batch(recs ...record.Record) Submission {
 }
 
 // ingest sends the node's next batch and requires it stored.
-func (n *billNode) ingest(recs ...record.Record) Submission {
+func (n *billNode) ingest(recs ...protocol.Record) Submission {
 	n.t.Helper()
 	sub := n.batch(recs...)
 	res, err := n.s.Ingest(context.Background(), sub)
@@ -92,7 +92,7 @@ func billSetup(t testing.TB, s *Store) {
 }
 
 // lineOf is the claim line of a record (p1's claim over 2026-2027).
-func lineOf(t testing.TB, s *Store, rec record.Record) billing.Line {
+func lineOf(t testing.TB, s *Store, rec protocol.Record) billing.Line {
 	t.Helper()
 	c, err := s.Claim(context.Background(), "p1", y2026, y2028)
 	if err != nil {

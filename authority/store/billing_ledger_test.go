@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // TestStatementsEqualTheLedger ingests random usage over two programs with
@@ -44,9 +44,9 @@ func TestStatementsEqualTheLedger(t *testing.T) {
 		n := newBillNode(t, s, "n1")
 		rng := rand.New(rand.NewPCG(4, 4))
 		// Three months of 10-minute windows on 4 GPUs, sent in batches.
-		var all []record.Record
+		var all []protocol.Record
 		start := bt.Add(-24 * time.Hour)
-		var recs []record.Record
+		var recs []protocol.Record
 		for w := 0; w < 3*30*24*6; w += 1 + rng.IntN(80) {
 			at := start.Add(time.Duration(w) * 10 * time.Minute)
 			for g := 1; g <= 4; g++ {
@@ -185,10 +185,10 @@ func TestStatementsEqualTheLedger(t *testing.T) {
 	})
 }
 
-func countUsage(recs []record.Record) int {
+func countUsage(recs []protocol.Record) int {
 	n := 0
 	for _, r := range recs {
-		if r.Kind == record.KindUsage {
+		if r.Kind == protocol.KindUsage {
 			n++
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 var (
@@ -64,7 +64,7 @@ func TestBillingRules(t *testing.T) {
 			voucher(t, s, "z-soon", "P1", 1000, mar2027)
 			voucher(t, s, "m2", "P1", 1000, jun2027)
 			voucher(t, s, "m1", "P1", 1000, jun2027) // same expiry as m2: the id decides
-			var recs []record.Record
+			var recs []protocol.Record
 			for i := range 7 {
 				recs = append(recs, n.hour(1, bt.Add(time.Duration(i)*time.Hour), "acme"))
 			}
@@ -185,7 +185,7 @@ func TestBillingRules(t *testing.T) {
 			program(t, s, "PT", func(p *billing.Program) { p.Rounding = billing.RoundTruncate })
 			voucher(t, s, "vh", "PH", 100_000, y2028)
 			must(t, s.IssueVoucherAt(ctx, testVoucher("vt", "PT", "E2", 100_000, y2028), y2026))
-			var recs []record.Record
+			var recs []protocol.Record
 			for i := range 4 {
 				for g, tenant := range []string{"acme", "globex"} {
 					r := n.use(g+1, bt.Add(time.Duration(i)*time.Minute), time.Minute, tenant, 60_000)
@@ -212,7 +212,7 @@ func TestBillingRules(t *testing.T) {
 			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "t4", Provider: "p1", Model: "T4", PricePerHour: 250, ValidFrom: y2026}))
 			// Two batches, to carry the remainder through the store.
 			for half := range 2 {
-				var recs []record.Record
+				var recs []protocol.Record
 				for i := range 30 {
 					r := n.use(1, bt.Add(time.Duration(30*half+i)*time.Minute), time.Minute, "acme", 60_000)
 					r.Model = "T4"
@@ -236,9 +236,9 @@ func TestBillingRules(t *testing.T) {
 			voucher(t, s, "v1", "P1", 100_000, y2028)
 			use := n.use(1, bt, time.Minute, "acme", 30_000)
 			idle := n.use(1, bt, time.Minute, "", 20_000)
-			idle.Kind = record.KindIdle
+			idle.Kind = protocol.KindIdle
 			gap := n.use(1, bt, time.Minute, "", 10_000)
-			gap.Kind, gap.GapReason = record.KindGap, record.GapNoSample
+			gap.Kind, gap.GapReason = protocol.KindGap, protocol.GapNoSample
 			n.ingest(use, idle, gap)
 			var charges int
 			must(t, s.queryRow(ctx, `SELECT COUNT(*) FROM charges`).Scan(&charges))
@@ -265,7 +265,7 @@ func TestBillingRules(t *testing.T) {
 		}},
 		{"MIG: a profile card, and the whole-GPU card scaled by the slice", func(t *testing.T, s *Store, n *billNode) {
 			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "h100-1g", Provider: "p1", Model: "H100", MIGProfile: "1g.10gb", PricePerHour: 150, ValidFrom: y2026}))
-			mig := func(unit, profile string, num int, start time.Time) record.Record {
+			mig := func(unit, profile string, num int, start time.Time) protocol.Record {
 				r := n.hour(1, start, "acme")
 				r.GPUUUID, r.MIGProfile, r.SliceNum, r.SliceDen = unit, profile, num, 7
 				return r

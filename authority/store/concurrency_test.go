@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Two Stores opened on one database are two authority processes: each has
@@ -55,7 +55,7 @@ func TestConcurrentIngestTwoStores(t *testing.T) {
 			}
 			prev := ""
 			for b := range batches {
-				recs := make([]record.Record, perB)
+				recs := make([]protocol.Record, perB)
 				for i := range recs {
 					m := b*perB + i
 					recs[i] = win(gpu, m*60, m*60+60, "t", 60000)

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Submission is a verified batch ready to be stored.
 type Submission struct {
-	Batch    ledger.Batch
-	Hash     string // ledger.Hash of the payload
+	Batch    protocol.Batch
+	Hash     string // protocol.Hash of the payload
 	Envelope []byte // the envelope exactly as received
 	Received time.Time
 }
@@ -127,7 +127,7 @@ func (s *Store) checkResend(ctx context.Context, tx *sql.Tx, sub Submission, hea
 // checkRecords checks GPU ownership, the provider and the wall-time rule
 // (package doc) against what is stored, and writes the new window totals.
 // On any error the caller rolls the transaction back, totals included.
-func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *ledger.Batch, provider string) error {
+func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *protocol.Batch, provider string) error {
 	own, err := s.nodeGPUs(ctx, tx, b.Node)
 	if err != nil {
 		return err

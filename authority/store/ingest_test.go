@@ -7,15 +7,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // batchOf builds a batch of node from records (node set, seqs assigned
 // from first, ids recomputed). Its hash depends on prev, first and every
 // record id, so equal arguments give an identical batch (a resend).
-func batchOf(node string, first uint64, prev, keyID string, recs ...record.Record) Submission {
+func batchOf(node string, first uint64, prev, keyID string, recs ...protocol.Record) Submission {
 	ids := ""
 	for i := range recs {
 		recs[i].Node = node
@@ -23,8 +22,8 @@ func batchOf(node string, first uint64, prev, keyID string, recs ...record.Recor
 		recs[i].ID = recs[i].ComputeID()
 		ids += recs[i].ID
 	}
-	b := ledger.Batch{Node: node, KeyID: keyID, FirstSeq: first, LastSeq: first + uint64(len(recs)) - 1, PrevHash: prev, Records: recs}
-	return Submission{Batch: b, Hash: ledger.Hash([]byte(fmt.Sprint(node, prev, first, ids))), Envelope: []byte("env"), Received: t0}
+	b := protocol.Batch{Node: node, KeyID: keyID, FirstSeq: first, LastSeq: first + uint64(len(recs)) - 1, PrevHash: prev, Records: recs}
+	return Submission{Batch: b, Hash: protocol.Hash([]byte(fmt.Sprint(node, prev, first, ids))), Envelope: []byte("env"), Received: t0}
 }
 
 // TestIngestProtocol walks one node's chain through every outcome the

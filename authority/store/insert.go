@@ -6,8 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // recordChunk is how many records one INSERT writes: 22 parameters each,
@@ -51,7 +50,7 @@ func (s *Store) insert(ctx context.Context, tx *sql.Tx, sub Submission) error {
 }
 
 // insertRecords writes recs of b in one statement.
-func (s *Store) insertRecords(ctx context.Context, tx *sql.Tx, b *ledger.Batch, recs []record.Record) error {
+func (s *Store) insertRecords(ctx context.Context, tx *sql.Tx, b *protocol.Batch, recs []protocol.Record) error {
 	q := `INSERT INTO records (` + recordColumns + `) VALUES ` +
 		strings.Repeat(recordPlaceholders+", ", len(recs)-1) + recordPlaceholders +
 		` ON CONFLICT (record_id) DO NOTHING RETURNING record_id`

@@ -13,9 +13,8 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/internal/testenv"
-	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
@@ -205,21 +204,21 @@ func testRegistry(t *testing.T, open func(t *testing.T) *Store) {
 }
 
 // batch builds a batch of n1 from records (seqs assigned from first).
-func batch(first uint64, prev, keyID string, recs ...record.Record) Submission {
+func batch(first uint64, prev, keyID string, recs ...protocol.Record) Submission {
 	for i := range recs {
 		recs[i].Seq = first + uint64(i)
 		recs[i].ID = recs[i].ComputeID()
 	}
-	b := ledger.Batch{Node: "n1", KeyID: keyID, FirstSeq: first, LastSeq: first + uint64(len(recs)) - 1, PrevHash: prev, Records: recs}
-	h := ledger.Hash([]byte(fmt.Sprint(prev, first, recs[0].ID)))
+	b := protocol.Batch{Node: "n1", KeyID: keyID, FirstSeq: first, LastSeq: first + uint64(len(recs)) - 1, PrevHash: prev, Records: recs}
+	h := protocol.Hash([]byte(fmt.Sprint(prev, first, recs[0].ID)))
 	return Submission{Batch: b, Hash: h, Envelope: []byte("env"), Received: t0}
 }
 
-func win(unit string, startS, endS int, tenant string, ms int64) record.Record {
-	r := record.Record{Node: "n1", Provider: "p", Kind: record.KindIdle, Tenant: tenant, GPUUUID: unit, ParentUUID: "GPU-1",
+func win(unit string, startS, endS int, tenant string, ms int64) protocol.Record {
+	r := protocol.Record{Node: "n1", Provider: "p", Kind: protocol.KindIdle, Tenant: tenant, GPUUUID: unit, ParentUUID: "GPU-1",
 		WindowStart: t0.Add(time.Duration(startS) * time.Second), WindowEnd: t0.Add(time.Duration(endS) * time.Second), GPUMillis: ms}
 	if tenant != "" {
-		r.Kind = record.KindUsage
+		r.Kind = protocol.KindUsage
 	}
 	return r
 }
@@ -228,29 +227,29 @@ func win(unit string, startS, endS int, tenant string, ms int64) record.Record {
 func TestWallTimeRule(t *testing.T) {
 	tests := []struct {
 		name   string
-		stored []record.Record
-		next   []record.Record
+		stored []protocol.Record
+		next   []protocol.Record
 		want   error
 	}{
-		{"adjacent windows", []record.Record{win("GPU-1", 0, 60, "a", 60000)}, []record.Record{win("GPU-1", 60, 120, "a", 60000)}, nil},
-		{"same window fills up exactly", []record.Record{win("GPU-1", 0, 60, "a", 30000)},
-			[]record.Record{win("GPU-1", 0, 60, "b", 20000), win("GPU-1", 0, 60, "", 10000)}, nil},
-		{"same window over by 1 ms", []record.Record{win("GPU-1", 0, 60, "a", 30000)},
-			[]record.Record{win("GPU-1", 0, 60, "b", 30001)}, ErrOverWallTime},
-		{"partial window inside a stored one", []record.Record{win("GPU-1", 0, 60, "a", 1000)},
-			[]record.Record{win("GPU-1", 10, 20, "b", 1000)}, ErrOverWallTime},
-		{"window spanning a stored one", []record.Record{win("GPU-1", 60, 120, "a", 1000)},
-			[]record.Record{win("GPU-1", 0, 180, "b", 1000)}, ErrOverWallTime},
-		{"0 ms window partly overlapping a stored one", []record.Record{win("GPU-1", 0, 60, "a", 1000)},
-			[]record.Record{win("GPU-1", 10, 70, "b", 0)}, ErrOverWallTime},
-		{"stored windows before and after, new one between", []record.Record{win("GPU-1", 0, 60, "a", 1000), win("GPU-1", 120, 180, "a", 1000)},
-			[]record.Record{win("GPU-1", 60, 120, "b", 60000)}, nil},
-		{"new window reaching into the next stored one", []record.Record{win("GPU-1", 0, 60, "a", 1000), win("GPU-1", 120, 180, "a", 1000)},
-			[]record.Record{win("GPU-1", 60, 121, "b", 1000)}, ErrOverWallTime},
+		{"adjacent windows", []protocol.Record{win("GPU-1", 0, 60, "a", 60000)}, []protocol.Record{win("GPU-1", 60, 120, "a", 60000)}, nil},
+		{"same window fills up exactly", []protocol.Record{win("GPU-1", 0, 60, "a", 30000)},
+			[]protocol.Record{win("GPU-1", 0, 60, "b", 20000), win("GPU-1", 0, 60, "", 10000)}, nil},
+		{"same window over by 1 ms", []protocol.Record{win("GPU-1", 0, 60, "a", 30000)},
+			[]protocol.Record{win("GPU-1", 0, 60, "b", 30001)}, ErrOverWallTime},
+		{"partial window inside a stored one", []protocol.Record{win("GPU-1", 0, 60, "a", 1000)},
+			[]protocol.Record{win("GPU-1", 10, 20, "b", 1000)}, ErrOverWallTime},
+		{"window spanning a stored one", []protocol.Record{win("GPU-1", 60, 120, "a", 1000)},
+			[]protocol.Record{win("GPU-1", 0, 180, "b", 1000)}, ErrOverWallTime},
+		{"0 ms window partly overlapping a stored one", []protocol.Record{win("GPU-1", 0, 60, "a", 1000)},
+			[]protocol.Record{win("GPU-1", 10, 70, "b", 0)}, ErrOverWallTime},
+		{"stored windows before and after, new one between", []protocol.Record{win("GPU-1", 0, 60, "a", 1000), win("GPU-1", 120, 180, "a", 1000)},
+			[]protocol.Record{win("GPU-1", 60, 120, "b", 60000)}, nil},
+		{"new window reaching into the next stored one", []protocol.Record{win("GPU-1", 0, 60, "a", 1000), win("GPU-1", 120, 180, "a", 1000)},
+			[]protocol.Record{win("GPU-1", 60, 121, "b", 1000)}, ErrOverWallTime},
 		{"overlap within one batch", nil,
-			[]record.Record{win("GPU-1", 0, 60, "a", 1000), win("GPU-1", 30, 90, "b", 1000)}, ErrOverWallTime},
-		{"other units are independent", []record.Record{win("MIG-1", 0, 60, "a", 60000)},
-			[]record.Record{win("MIG-2", 0, 60, "a", 60000), win("MIG-2", 60, 120, "a", 1)}, nil},
+			[]protocol.Record{win("GPU-1", 0, 60, "a", 1000), win("GPU-1", 30, 90, "b", 1000)}, ErrOverWallTime},
+		{"other units are independent", []protocol.Record{win("MIG-1", 0, 60, "a", 60000)},
+			[]protocol.Record{win("MIG-2", 0, 60, "a", 60000), win("MIG-2", 60, 120, "a", 1)}, nil},
 	}
 	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
 		for _, tc := range tests {
@@ -261,7 +260,7 @@ func TestWallTimeRule(t *testing.T) {
 	})
 }
 
-func testWallTime(t *testing.T, s *Store, stored, next []record.Record, want error) {
+func testWallTime(t *testing.T, s *Store, stored, next []protocol.Record, want error) {
 	ctx := context.Background()
 	k1 := pubKey(t)
 	if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-1"}, t0); err != nil {

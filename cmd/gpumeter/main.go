@@ -20,7 +20,7 @@ import (
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -185,7 +185,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	enc := json.NewEncoder(stdout)
 	sum := newSummary()
 	opts := agent.SimOptions{Node: *node, Provider: *provider, Duration: *duration, Window: *window,
-		Emit: func(recs []record.Record) error {
+		Emit: func(recs []protocol.Record) error {
 			for i := range recs {
 				if *format == "json" {
 					if err := enc.Encode(&recs[i]); err != nil {
@@ -222,18 +222,18 @@ func newLogger(w io.Writer, c config.Log) (*slog.Logger, *slog.LevelVar) {
 // summary totals records per tenant and per kind, in integer milliseconds.
 type summary struct {
 	tenant map[string]int64
-	kind   map[record.Kind]int64
+	kind   map[protocol.Kind]int64
 	n      int
 }
 
 func newSummary() *summary {
-	return &summary{tenant: map[string]int64{}, kind: map[record.Kind]int64{}}
+	return &summary{tenant: map[string]int64{}, kind: map[protocol.Kind]int64{}}
 }
 
-func (s *summary) add(r *record.Record) {
+func (s *summary) add(r *protocol.Record) {
 	s.n++
 	s.kind[r.Kind] += r.GPUMillis
-	if r.Kind == record.KindUsage {
+	if r.Kind == protocol.KindUsage {
 		s.tenant[r.Tenant] += r.GPUMillis
 	}
 }
@@ -247,10 +247,10 @@ func (s *summary) print(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, t := range names {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", t, s.tenant[t], record.FormatHours(s.tenant[t]))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", t, s.tenant[t], protocol.FormatHours(s.tenant[t]))
 	}
-	for _, k := range []record.Kind{record.KindIdle, record.KindGap} {
-		fmt.Fprintf(tw, "(%s)\t%d\t%s\t\n", k, s.kind[k], record.FormatHours(s.kind[k]))
+	for _, k := range []protocol.Kind{protocol.KindIdle, protocol.KindGap} {
+		fmt.Fprintf(tw, "(%s)\t%d\t%s\t\n", k, s.kind[k], protocol.FormatHours(s.kind[k]))
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d records\n", s.n)

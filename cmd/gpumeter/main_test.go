@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // TestMain lets the test binary run as gpumeter itself, so tests can
@@ -198,7 +198,7 @@ wait:
 		t.Fatal(err)
 	}
 	recs := strings.Split(strings.TrimSpace(string(data)), "\n")
-	var last record.Record
+	var last protocol.Record
 	if err := json.Unmarshal([]byte(recs[len(recs)-1]), &last); err != nil {
 		t.Fatal(err)
 	}

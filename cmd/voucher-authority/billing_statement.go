@@ -11,7 +11,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // periodFlags registers --from and --to.
@@ -133,10 +133,10 @@ func statementTable(w io.Writer, s billing.Statement) error {
 	for _, g := range rows {
 		k := g.key
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", k[0], k[1], k[2]+profileSuffix(k[3]), dash(k[4]), dash(k[5]),
-			k[6], g.records, record.FormatHours(g.gpuMs), billing.FormatYuan(g.cost), billing.FormatYuan(g.subsidy), billing.FormatYuan(g.payable))
+			k[6], g.records, protocol.FormatHours(g.gpuMs), billing.FormatYuan(g.cost), billing.FormatYuan(g.subsidy), billing.FormatYuan(g.payable))
 	}
 	t := s.Totals
-	fmt.Fprintf(tw, "total\t\t\t\t\t\t%d\t%s\t%s\t%s\t%s\n", t.Records, record.FormatHours(t.GPUMillis),
+	fmt.Fprintf(tw, "total\t\t\t\t\t\t%d\t%s\t%s\t%s\t%s\n", t.Records, protocol.FormatHours(t.GPUMillis),
 		billing.FormatYuan(t.Cost), billing.FormatYuan(t.Subsidy), billing.FormatYuan(t.Payable))
 	if err := tw.Flush(); err != nil {
 		return err
@@ -177,7 +177,7 @@ func claimTable(w io.Writer, c billing.Claim) error {
 	}
 	t := c.Totals
 	fmt.Fprintf(w, "%d usage records, %s GPU-hours: cost %s CNY = subsidy %s CNY (from programs) + payable %s CNY (from tenants)\n",
-		t.Records, record.FormatHours(t.GPUMillis), billing.FormatYuan(t.Cost), billing.FormatYuan(t.Subsidy), billing.FormatYuan(t.Payable))
+		t.Records, protocol.FormatHours(t.GPUMillis), billing.FormatYuan(t.Cost), billing.FormatYuan(t.Subsidy), billing.FormatYuan(t.Payable))
 	if t.Unpriced > 0 {
 		fmt.Fprintf(w, "%d usage records had no rate card in force: unpriced, cost 0\n", t.Unpriced)
 	}

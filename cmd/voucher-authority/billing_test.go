@@ -19,7 +19,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 const (
@@ -147,7 +147,7 @@ func testBillingCommands(t *testing.T, db string, a *authoritytest.Authority, ke
 	})
 
 	// Three minutes of t1 and one idle minute, delivered to the authority.
-	recs := make([]record.Record, 0, 4)
+	recs := make([]protocol.Record, 0, 4)
 	for i := range 3 {
 		recs = append(recs, usageRecord(base.Add(time.Duration(i)*time.Minute), "t1", 60000))
 	}
@@ -186,19 +186,19 @@ func testBillingCommands(t *testing.T, db string, a *authoritytest.Authority, ke
 	}
 }
 
-func usageRecord(start time.Time, tenant string, ms int64) record.Record {
-	r := record.Record{Node: "n1", Provider: testProvider, WindowStart: start, WindowEnd: start.Add(time.Minute),
-		Kind: record.KindIdle, Tenant: tenant, GPUUUID: testGPU, ParentUUID: testGPU, Model: testModel,
+func usageRecord(start time.Time, tenant string, ms int64) protocol.Record {
+	r := protocol.Record{Node: "n1", Provider: testProvider, WindowStart: start, WindowEnd: start.Add(time.Minute),
+		Kind: protocol.KindIdle, Tenant: tenant, GPUUUID: testGPU, ParentUUID: testGPU, Model: testModel,
 		SliceNum: 1, SliceDen: 1, GPUMillis: ms, UtilizationPercent: -1, EnergyMillijoules: -1}
 	if tenant != "" {
-		r.Kind, r.Attribution = record.KindUsage, "user"
+		r.Kind, r.Attribution = protocol.KindUsage, "user"
 	}
 	r.ID = r.ComputeID()
 	return r
 }
 
 // deliver seals recs as node n1's first batch and posts it to a.
-func deliver(t *testing.T, a *authoritytest.Authority, key ed25519.PrivateKey, recs []record.Record) {
+func deliver(t *testing.T, a *authoritytest.Authority, key ed25519.PrivateKey, recs []protocol.Record) {
 	t.Helper()
 	s, err := ledger.NewSealer("n1", key, time.Now)
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // listFlag collects a repeated flag.
@@ -157,8 +157,8 @@ func usageTable(w io.Writer, rep server.UsageReport) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "tenant\tnode\trecords\tGPU-ms\tGPU-hours\t")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t\n", r.Tenant, r.Node, r.Records, r.GPUMs, record.FormatHours(r.GPUMs))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t\n", r.Tenant, r.Node, r.Records, r.GPUMs, protocol.FormatHours(r.GPUMs))
 	}
-	fmt.Fprintf(tw, "total\t\t\t%d\t%s\t\n", rep.TotalGPUMs, record.FormatHours(rep.TotalGPUMs))
+	fmt.Fprintf(tw, "total\t\t\t%d\t%s\t\n", rep.TotalGPUMs, protocol.FormatHours(rep.TotalGPUMs))
 	return tw.Flush()
 }

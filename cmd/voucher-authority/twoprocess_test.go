@@ -27,8 +27,8 @@ import (
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/testenv"
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // authorityProc is a `voucher-authority serve` process (this test binary
@@ -243,11 +243,11 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 		}
 		prev := ""
 		for b := range batches {
-			recs := make([]record.Record, perB)
+			recs := make([]protocol.Record, perB)
 			for i := range recs {
 				start := base.Add(time.Duration(b*perB+i) * time.Minute)
-				r := record.Record{Node: ns[n].id, Provider: "example-cloud", WindowStart: start, WindowEnd: start.Add(time.Minute),
-					Kind: record.KindUsage, Tenant: fmt.Sprintf("tenant-%d", i%3), GPUUUID: gpu, ParentUUID: gpu, Model: "NVIDIA H100 80GB HBM3",
+				r := protocol.Record{Node: ns[n].id, Provider: "example-cloud", WindowStart: start, WindowEnd: start.Add(time.Minute),
+					Kind: protocol.KindUsage, Tenant: fmt.Sprintf("tenant-%d", i%3), GPUUUID: gpu, ParentUUID: gpu, Model: "NVIDIA H100 80GB HBM3",
 					SliceNum: 1, SliceDen: 1, GPUMillis: 60000, UtilizationPercent: 90, EnergyMillijoules: 1000, Attribution: "cgroup"}
 				r.ID = r.ComputeID()
 				recs[i] = r

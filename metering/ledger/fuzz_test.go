@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // FuzzOpen feeds arbitrary envelope bytes to Open: it must never panic,
@@ -24,8 +25,8 @@ func FuzzOpen(f *testing.F) {
 	flipped := append([]byte(nil), good.Envelope...)
 	flipped[len(flipped)/3] ^= 0x20
 	f.Add(flipped)
-	f.Add(fx.signRaw(f, ledger.PayloadType, []byte(`{"node":"node-01","records":[{}]}`)))
-	f.Add(fx.signRaw(f, ledger.PayloadType, []byte(`{"node":"node-01","key_id":"`+fx.sealer.KeyID()+`","first_seq":1,"last_seq":1,"records":[{"node":"node-01","seq":1,"kind":"idle"}]}`)))
+	f.Add(fx.signRaw(f, protocol.PayloadType, []byte(`{"node":"node-01","records":[{}]}`)))
+	f.Add(fx.signRaw(f, protocol.PayloadType, []byte(`{"node":"node-01","key_id":"`+fx.sealer.KeyID()+`","first_seq":1,"last_seq":1,"records":[{"node":"node-01","seq":1,"kind":"idle"}]}`)))
 
 	f.Fuzz(func(t *testing.T, env []byte) {
 		b, payload, err := ledger.Open(context.Background(), env, fx.lookup)

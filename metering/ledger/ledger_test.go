@@ -14,8 +14,8 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
@@ -58,11 +58,11 @@ func (f *fixture) lookup(keyID string) (ed25519.PublicKey, string, bool, error) 
 }
 
 // records makes n valid records of node, one per minute window.
-func records(node string, n int) []record.Record {
-	out := make([]record.Record, n)
+func records(node string, n int) []protocol.Record {
+	out := make([]protocol.Record, n)
 	for i := range out {
-		r := record.Record{
-			Node: node, Provider: "p", Kind: record.KindUsage, Tenant: fmt.Sprintf("t%d", i%3),
+		r := protocol.Record{
+			Node: node, Provider: "p", Kind: protocol.KindUsage, Tenant: fmt.Sprintf("t%d", i%3),
 			WindowStart: t0.Add(time.Duration(i) * time.Minute), WindowEnd: t0.Add(time.Duration(i+1) * time.Minute),
 			GPUUUID: "GPU-0", ParentUUID: "GPU-0", Model: "H100", SliceNum: 1, SliceDen: 1,
 			GPUMillis: 60000, UtilizationPercent: 50, EnergyMillijoules: 1000, Attribution: "cgroup",
@@ -92,7 +92,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := ledger.Hash(payload); got != s.Hash {
+	if got := protocol.Hash(payload); got != s.Hash {
 		t.Fatalf("hash of opened payload %s, sealed %s", got, s.Hash)
 	}
 	if b.Node != "node-01" || b.KeyID != signing.KeyID(f.pub) || b.PrevHash != "abc" || !b.Created.Equal(t0.Add(90*time.Second)) {
@@ -116,14 +116,14 @@ func TestSealRefuses(t *testing.T) {
 		name     string
 		first    uint64
 		prev     string
-		recs     []record.Record
+		recs     []protocol.Record
 		wantCaus ledger.Cause
 	}{
 		{"no records", 1, "", nil, ledger.ErrInvalidRecord},
 		{"seq zero", 0, "", records("node-01", 1), ledger.ErrInvalidRecord},
 		{"other node", 1, "", other, ledger.ErrNodeMismatch},
 		{"negative ms", 1, "", bad, ledger.ErrInvalidRecord},
-		{"too many", 1, "", records("node-01", ledger.MaxRecordsPerBatch+1), ledger.ErrInvalidRecord},
+		{"too many", 1, "", records("node-01", protocol.MaxRecordsPerBatch+1), ledger.ErrInvalidRecord},
 		{"prev hash at seq 1", 1, "abc", records("node-01", 1), ""},
 	}
 	for _, tc := range tests {
@@ -183,19 +183,19 @@ func TestOpenRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var batch ledger.Batch
+	var batch protocol.Batch
 	if err := json.Unmarshal(payload, &batch); err != nil {
 		t.Fatal(err)
 	}
-	remarshal := func(mod func(*ledger.Batch)) []byte {
+	remarshal := func(mod func(*protocol.Batch)) []byte {
 		b := batch
-		b.Records = append([]record.Record(nil), batch.Records...)
+		b.Records = append([]protocol.Record(nil), batch.Records...)
 		mod(&b)
 		p, err := json.Marshal(b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return f.signRaw(t, ledger.PayloadType, p)
+		return f.signRaw(t, protocol.PayloadType, p)
 	}
 	mutate := func(mod func(*dsse.Envelope)) []byte {
 		e := decodeEnv(t, good.Envelope)
@@ -218,7 +218,7 @@ func TestOpenRefuses(t *testing.T) {
 	}
 	intruder := newFixture(t, "node-02") // registered, but for another node
 	f.keys[signing.KeyID(intruder.pub)] = keyEntry{pub: intruder.pub, node: "node-02"}
-	intrEnv := intruder.signRaw(t, ledger.PayloadType, func() []byte {
+	intrEnv := intruder.signRaw(t, protocol.PayloadType, func() []byte {
 		b := batch
 		b.KeyID = signing.KeyID(intruder.pub)
 		p, _ := json.Marshal(b)
@@ -250,24 +250,24 @@ func TestOpenRefuses(t *testing.T) {
 		{"flipped signature byte", mutate(func(e *dsse.Envelope) { e.Signatures[0].Sig = flip(e.Signatures[0].Sig, 7) }), nil, ledger.ErrBadSignature},
 		{"payload type changed after signing", func() []byte {
 			e := decodeEnv(t, f.signRaw(t, "application/json", payload))
-			e.PayloadType = ledger.PayloadType
+			e.PayloadType = protocol.PayloadType
 			return encodeEnv(t, e)
 		}(), nil, ledger.ErrBadSignature},
 		{"signature of another key under our keyid", mutate(func(e *dsse.Envelope) {
 			e.Signatures[0].Sig = decodeEnv(t, strangerEnv.Envelope).Signatures[0].Sig
 		}), nil, ledger.ErrBadSignature},
-		{"signed garbage payload", f.signRaw(t, ledger.PayloadType, []byte("[1,2")), nil, ledger.ErrMalformed},
-		{"signed payload with unknown field", f.signRaw(t, ledger.PayloadType,
+		{"signed garbage payload", f.signRaw(t, protocol.PayloadType, []byte("[1,2")), nil, ledger.ErrMalformed},
+		{"signed payload with unknown field", f.signRaw(t, protocol.PayloadType,
 			append(payload[:len(payload)-1:len(payload)-1], []byte(`,"extra":true}`)...)), nil, ledger.ErrMalformed},
-		{"payload key_id not the signer's", remarshal(func(b *ledger.Batch) { b.KeyID = "ed25519:0000000000000000" }), nil, ledger.ErrMalformed},
+		{"payload key_id not the signer's", remarshal(func(b *protocol.Batch) { b.KeyID = "ed25519:0000000000000000" }), nil, ledger.ErrMalformed},
 		{"node mismatch", intrEnv, nil, ledger.ErrNodeMismatch},
-		{"record of another node", remarshal(func(b *ledger.Batch) { b.Records[1].Node = "node-02" }), nil, ledger.ErrNodeMismatch},
-		{"last_seq wrong", remarshal(func(b *ledger.Batch) { b.LastSeq = 7 }), nil, ledger.ErrInvalidRecord},
-		{"record seq hole", remarshal(func(b *ledger.Batch) { b.Records[2].Seq = 4 }), nil, ledger.ErrInvalidRecord},
-		{"no records", remarshal(func(b *ledger.Batch) { b.Records = nil; b.LastSeq = 0 }), nil, ledger.ErrInvalidRecord},
-		{"usage without tenant", remarshal(func(b *ledger.Batch) { b.Records[0].Tenant = "" }), nil, ledger.ErrInvalidRecord},
-		{"unknown kind", remarshal(func(b *ledger.Batch) { b.Records[0].Kind = "free" }), nil, ledger.ErrInvalidRecord},
-		{"empty window", remarshal(func(b *ledger.Batch) { b.Records[0].WindowEnd = b.Records[0].WindowStart }), nil, ledger.ErrInvalidRecord},
+		{"record of another node", remarshal(func(b *protocol.Batch) { b.Records[1].Node = "node-02" }), nil, ledger.ErrNodeMismatch},
+		{"last_seq wrong", remarshal(func(b *protocol.Batch) { b.LastSeq = 7 }), nil, ledger.ErrInvalidRecord},
+		{"record seq hole", remarshal(func(b *protocol.Batch) { b.Records[2].Seq = 4 }), nil, ledger.ErrInvalidRecord},
+		{"no records", remarshal(func(b *protocol.Batch) { b.Records = nil; b.LastSeq = 0 }), nil, ledger.ErrInvalidRecord},
+		{"usage without tenant", remarshal(func(b *protocol.Batch) { b.Records[0].Tenant = "" }), nil, ledger.ErrInvalidRecord},
+		{"unknown kind", remarshal(func(b *protocol.Batch) { b.Records[0].Kind = "free" }), nil, ledger.ErrInvalidRecord},
+		{"empty window", remarshal(func(b *protocol.Batch) { b.Records[0].WindowEnd = b.Records[0].WindowStart }), nil, ledger.ErrInvalidRecord},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

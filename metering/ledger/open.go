@@ -12,8 +12,8 @@ import (
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // KeyLookup finds a registered key by key id: its public key, the node it
@@ -26,53 +26,53 @@ type KeyLookup func(keyID string) (pub ed25519.PublicKey, node string, revoked b
 // Open verifies envelope and then decodes its batch (see the package doc for
 // the checks and their order). It returns the batch and the exact payload
 // bytes (whose Hash is the batch hash).
-func Open(ctx context.Context, envelope []byte, keys KeyLookup) (Batch, []byte, error) {
+func Open(ctx context.Context, envelope []byte, keys KeyLookup) (protocol.Batch, []byte, error) {
 	env, payload, err := parseEnvelope(envelope)
 	if err != nil {
-		return Batch{}, nil, fmt.Errorf("open batch: %w", err)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: %w", err)
 	}
 	keyID := env.Signatures[0].KeyID
 	if keyID == "" {
-		return Batch{}, nil, fmt.Errorf("open batch: %w: signature has no keyid", ErrUnknownKey)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: %w: signature has no keyid", ErrUnknownKey)
 	}
 	pub, node, revoked, err := keys(keyID)
 	switch {
 	case errors.Is(err, ErrUnknownKey):
-		return Batch{}, nil, fmt.Errorf("open batch: key %q: %w", keyID, err)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: key %q: %w", keyID, err)
 	case err != nil:
-		return Batch{}, nil, fmt.Errorf("open batch: look up key %q: %w", keyID, err)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: look up key %q: %w", keyID, err)
 	case len(pub) != ed25519.PublicKeySize:
-		return Batch{}, nil, fmt.Errorf("open batch: key %q: lookup returned a %d-byte public key", keyID, len(pub))
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: key %q: lookup returned a %d-byte public key", keyID, len(pub))
 	case revoked:
-		return Batch{}, nil, fmt.Errorf("open batch: %w: key %q of node %q", ErrRevokedKey, keyID, node)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: %w: key %q of node %q", ErrRevokedKey, keyID, node)
 	}
 
 	v, err := signing.NewVerifier(pub)
 	if err != nil {
-		return Batch{}, nil, fmt.Errorf("open batch: key %q: %w", keyID, err)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: key %q: %w", keyID, err)
 	}
 	ev, err := dsse.NewEnvelopeVerifier(v)
 	if err != nil {
-		return Batch{}, nil, fmt.Errorf("open batch: build verifier: %w", err)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: build verifier: %w", err)
 	}
 	if _, verified, err := ev.VerifyAndDecode(ctx, env); err != nil {
-		return Batch{}, nil, fmt.Errorf("open batch: %w: key %q: %v", ErrBadSignature, keyID, err)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: %w: key %q: %v", ErrBadSignature, keyID, err)
 	} else if !bytes.Equal(verified, payload) {
 		// Cannot happen with standard base64 (checked above); refuse
 		// rather than parse bytes other than the verified ones.
-		return Batch{}, nil, fmt.Errorf("open batch: %w: verified payload differs from decoded payload", ErrMalformed)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: %w: verified payload differs from decoded payload", ErrMalformed)
 	}
 
 	// Only now, with the bytes authenticated, parse them.
-	var b Batch
+	var b protocol.Batch
 	if err := strictUnmarshal(payload, &b); err != nil {
-		return Batch{}, nil, fmt.Errorf("open batch: %w: payload: %v", ErrMalformed, err)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: %w: payload: %v", ErrMalformed, err)
 	}
 	if b.KeyID != keyID {
-		return Batch{}, nil, fmt.Errorf("open batch: %w: payload key_id %q, signature keyid %q", ErrMalformed, b.KeyID, keyID)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: %w: payload key_id %q, signature keyid %q", ErrMalformed, b.KeyID, keyID)
 	}
 	if err := checkBatch(&b, node); err != nil {
-		return Batch{}, nil, fmt.Errorf("open batch: %w", err)
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: %w", err)
 	}
 	return b, payload, nil
 }
@@ -84,8 +84,8 @@ func parseEnvelope(data []byte) (*dsse.Envelope, []byte, error) {
 	if err := strictUnmarshal(data, &env); err != nil {
 		return nil, nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
 	}
-	if env.PayloadType != PayloadType {
-		return nil, nil, fmt.Errorf("%w: payloadType %q, want %q", ErrMalformed, env.PayloadType, PayloadType)
+	if env.PayloadType != protocol.PayloadType {
+		return nil, nil, fmt.Errorf("%w: payloadType %q, want %q", ErrMalformed, env.PayloadType, protocol.PayloadType)
 	}
 	if len(env.Signatures) != 1 {
 		return nil, nil, fmt.Errorf("%w: %d signatures, want 1", ErrMalformed, len(env.Signatures))
@@ -117,13 +117,13 @@ func strictUnmarshal(data []byte, v any) error {
 
 // checkBatch is the structure every batch must have, whoever checks it:
 // node is the node the signing key belongs to.
-func checkBatch(b *Batch, node string) error {
+func checkBatch(b *protocol.Batch, node string) error {
 	if b.Node != node {
 		return fmt.Errorf("%w: batch node %q, key's node %q", ErrNodeMismatch, b.Node, node)
 	}
 	n := len(b.Records)
-	if n < 1 || n > MaxRecordsPerBatch {
-		return fmt.Errorf("%w: %d records, want 1..%d", ErrInvalidRecord, n, MaxRecordsPerBatch)
+	if n < 1 || n > protocol.MaxRecordsPerBatch {
+		return fmt.Errorf("%w: %d records, want 1..%d", ErrInvalidRecord, n, protocol.MaxRecordsPerBatch)
 	}
 	if b.FirstSeq < 1 {
 		return fmt.Errorf("%w: first_seq 0 (sequences start at 1)", ErrInvalidRecord)
@@ -150,20 +150,20 @@ func checkBatch(b *Batch, node string) error {
 // gpu_ms >= 0, usage has a tenant, window_end after window_start), as Open
 // checks it; the error wraps ErrInvalidRecord. The spool refuses such
 // records at Append, so one bad record cannot block sealing.
-func CheckRecord(r *record.Record) error {
+func CheckRecord(r *protocol.Record) error {
 	if err := checkRecord(r); err != nil {
 		return fmt.Errorf("%w: record %s: %v", ErrInvalidRecord, r.ID, err)
 	}
 	return nil
 }
 
-func checkRecord(r *record.Record) error {
+func checkRecord(r *protocol.Record) error {
 	switch r.Kind {
-	case record.KindUsage:
+	case protocol.KindUsage:
 		if r.Tenant == "" {
 			return errors.New("usage without tenant")
 		}
-	case record.KindIdle, record.KindGap:
+	case protocol.KindIdle, protocol.KindGap:
 	default:
 		return fmt.Errorf("unknown kind %q", r.Kind)
 	}

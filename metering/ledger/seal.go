@@ -9,8 +9,8 @@ import (
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Sealed is a committed-to-be batch: its sequence range, its hash (the next
@@ -63,17 +63,17 @@ func (s *Sealer) KeyID() string { return s.keyID }
 // Seal numbers recs from firstSeq (on a copy: the caller's slice is not
 // changed), signs the batch and returns it. prevHash is the hash of the
 // batch ending at firstSeq-1 ("" for firstSeq 1).
-func (s *Sealer) Seal(ctx context.Context, firstSeq uint64, prevHash string, recs []record.Record) (Sealed, error) {
+func (s *Sealer) Seal(ctx context.Context, firstSeq uint64, prevHash string, recs []protocol.Record) (Sealed, error) {
 	if err := ctx.Err(); err != nil {
 		return Sealed{}, fmt.Errorf("seal batch at seq %d: %w", firstSeq, err)
 	}
-	b := Batch{
+	b := protocol.Batch{
 		Node:     s.node,
 		KeyID:    s.keyID,
 		FirstSeq: firstSeq,
 		PrevHash: prevHash,
 		Created:  s.clock().UTC().Truncate(time.Millisecond),
-		Records:  make([]record.Record, len(recs)),
+		Records:  make([]protocol.Record, len(recs)),
 	}
 	copy(b.Records, recs)
 	for i := range b.Records {
@@ -94,7 +94,7 @@ func (s *Sealer) Seal(ctx context.Context, firstSeq uint64, prevHash string, rec
 	if err != nil {
 		return Sealed{}, fmt.Errorf("seal batch at seq %d: marshal payload: %w", firstSeq, err)
 	}
-	env, err := s.signer.SignPayload(ctx, PayloadType, payload)
+	env, err := s.signer.SignPayload(ctx, protocol.PayloadType, payload)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("seal batch at seq %d: sign: %w", firstSeq, err)
 	}
@@ -102,5 +102,5 @@ func (s *Sealer) Seal(ctx context.Context, firstSeq uint64, prevHash string, rec
 	if err != nil {
 		return Sealed{}, fmt.Errorf("seal batch at seq %d: marshal envelope: %w", firstSeq, err)
 	}
-	return Sealed{FirstSeq: b.FirstSeq, LastSeq: b.LastSeq, Hash: Hash(payload), Envelope: envJSON}, nil
+	return Sealed{FirstSeq: b.FirstSeq, LastSeq: b.LastSeq, Hash: protocol.Hash(payload), Envelope: envJSON}, nil
 }

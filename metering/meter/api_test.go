@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 func TestNewValidatesOptions(t *testing.T) {
@@ -43,7 +43,7 @@ func TestMonotonicTimeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	var recs []record.Record
+	var recs []protocol.Record
 	for ms := int64(0); ms <= 10_000; ms += 250 {
 		recs = append(recs, m.Observe(start.Add(time.Duration(ms)*time.Millisecond), obs(used(g0, "a")))...)
 	}
@@ -113,8 +113,8 @@ func TestTotalsConcurrentWithObserve(t *testing.T) {
 	close(done)
 	wg.Wait()
 	tot := m.Totals()
-	usage := tot[TotalsKey{Tenant: "a", UnitUUID: "GPU-0", Kind: record.KindUsage}]
-	idleMs := tot[TotalsKey{UnitUUID: "GPU-2", Kind: record.KindIdle}]
+	usage := tot[TotalsKey{Tenant: "a", UnitUUID: "GPU-0", Kind: protocol.KindUsage}]
+	idleMs := tot[TotalsKey{UnitUUID: "GPU-2", Kind: protocol.KindIdle}]
 	if emitted != 60_000 || usage != 90_000 || idleMs != 90_000 {
 		t.Errorf("emitted %d, totals usage %d idle %d; want 60000, 90000, 90000", emitted, usage, idleMs)
 	}

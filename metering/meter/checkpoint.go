@@ -12,7 +12,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/device"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // checkpointVersion is the encoding MarshalBinary writes and the only one
@@ -209,7 +209,7 @@ func (m *Meter) ClockBehind() time.Duration {
 // the observation's wall time. The timeline starts at c = closedUntil: the
 // checkpointed units are down on [c, p), the windows that span ends are
 // emitted, and obs is applied at p.
-func (m *Meter) startResumed(obs []attribution.Observation) []record.Record {
+func (m *Meter) startResumed(obs []attribution.Observation) []protocol.Record {
 	c, p := m.closedUntil, m.anchorMs
 	if p < c {
 		// The wall clock went back across the restart: meter on from c, so
@@ -219,7 +219,7 @@ func (m *Meter) startResumed(obs []attribution.Observation) []record.Record {
 	}
 	m.pos = c
 	m.wins = append(m.wins[:0], m.newWindow(c, floorDiv(c, m.winMs)*m.winMs+m.winMs))
-	var out []record.Record
+	var out []protocol.Record
 	for w := m.wins[0]; ; w = m.wins[0] {
 		if s, e := max(c, w.start), min(p, w.end); s < e {
 			for i := range m.resumeUnits {

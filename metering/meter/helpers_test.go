@@ -11,7 +11,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/device"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // base is aligned to a minute, so offsets of multiples of 60000 are window
@@ -64,21 +64,21 @@ func weighted(u device.Unit, shares map[string]int64) attribution.Observation {
 func obs(o ...attribution.Observation) []attribution.Observation { return o }
 
 // summary is a record in one comparable line, times as offsets from base.
-func summary(r record.Record) string {
+func summary(r protocol.Record) string {
 	s := fmt.Sprintf("%d+%d %s %s", r.WindowStart.Sub(base).Milliseconds(), r.GPUMillis, r.GPUUUID, r.Kind)
 	switch r.Kind {
-	case record.KindUsage:
+	case protocol.KindUsage:
 		s += fmt.Sprintf(" %s u%d e%d %s/%d/%s", r.Tenant, r.UtilizationPercent, r.EnergyMillijoules,
 			r.Attribution, r.SharedWith, r.SplitRule)
-	case record.KindIdle:
+	case protocol.KindIdle:
 		s += fmt.Sprintf(" u%d e%d", r.UtilizationPercent, r.EnergyMillijoules)
-	case record.KindGap:
+	case protocol.KindGap:
 		s += " " + r.GapReason
 	}
 	return s
 }
 
-func kindRank(k record.Kind) int {
+func kindRank(k protocol.Kind) int {
 	return strings.Index("usage idle  gap   ", string(k))
 }
 
@@ -86,7 +86,7 @@ func kindRank(k record.Kind) int {
 // stable and unique, record order, and the accounting invariant. cuts are
 // Unix ms instants where a window may start or end off the grid (a Stop
 // before a restart).
-func checkRecords(t *testing.T, recs []record.Record, node string, window time.Duration, cuts ...int64) {
+func checkRecords(t *testing.T, recs []protocol.Record, node string, window time.Duration, cuts ...int64) {
 	t.Helper()
 	ids := map[string]bool{}
 	sums := map[string]int64{}
@@ -105,15 +105,15 @@ func checkRecords(t *testing.T, recs []record.Record, node string, window time.D
 			t.Errorf("record %d: bad utilization or energy: %s", i, summary(r))
 		}
 		switch r.Kind {
-		case record.KindUsage:
+		case protocol.KindUsage:
 			if r.Tenant == "" || r.GapReason != "" || r.Attribution == "" {
 				t.Errorf("record %d: usage fields: %+v", i, r)
 			}
-		case record.KindIdle:
+		case protocol.KindIdle:
 			if r.Tenant != "" || r.GapReason != "" || r.Attribution != "" {
 				t.Errorf("record %d: idle fields: %+v", i, r)
 			}
-		case record.KindGap:
+		case protocol.KindGap:
 			if r.Tenant != "" || r.GapReason == "" || r.UtilizationPercent != -1 || r.EnergyMillijoules != -1 {
 				t.Errorf("record %d: gap fields: %+v", i, r)
 			}
@@ -144,7 +144,7 @@ func checkRecords(t *testing.T, recs []record.Record, node string, window time.D
 	}
 }
 
-func compareRecords(a, b record.Record) int {
+func compareRecords(a, b protocol.Record) int {
 	return cmp.Or(
 		a.WindowStart.Compare(b.WindowStart),
 		strings.Compare(a.GPUUUID, b.GPUUUID),

@@ -8,7 +8,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/device"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Defaults for Options' zero values.
@@ -33,7 +33,7 @@ type Options struct {
 type TotalsKey struct {
 	Tenant    string
 	UnitUUID  string
-	Kind      record.Kind
+	Kind      protocol.Kind
 	GapReason string
 }
 
@@ -109,7 +109,7 @@ func New(opts Options) (*Meter, error) {
 // Observe accounts the time since the previous observation and makes obs the
 // held state. It returns the records of every window that t's position
 // closes, in record order; nil when none closes. After Stop it does nothing.
-func (m *Meter) Observe(t time.Time, obs []attribution.Observation) []record.Record {
+func (m *Meter) Observe(t time.Time, obs []attribution.Observation) []protocol.Record {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopped {
@@ -144,7 +144,7 @@ func (m *Meter) Observe(t time.Time, obs []attribution.Observation) []record.Rec
 // Stop accounts the time up to t, closes the open window at t's position
 // (a partial window) and returns the records of every window it closes.
 // The meter then ignores further calls.
-func (m *Meter) Stop(t time.Time) []record.Record {
+func (m *Meter) Stop(t time.Time) []protocol.Record {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stopped || !m.started {
@@ -201,7 +201,7 @@ func (m *Meter) position(t time.Time) int64 {
 
 // closeUpTo emits and releases every window that ends at or before p, and
 // keeps an open window containing p.
-func (m *Meter) closeUpTo(p int64, out []record.Record) []record.Record {
+func (m *Meter) closeUpTo(p int64, out []protocol.Record) []protocol.Record {
 	end := m.wins[len(m.wins)-1].end
 	n := 0
 	for n < len(m.wins) && m.wins[n].end <= p {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/device"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 type step struct {
@@ -221,9 +221,9 @@ func TestMeter(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var recs []record.Record
+			var recs []protocol.Record
 			last := int64(-1 << 62)
-			collect := func(got []record.Record, pos int64) {
+			collect := func(got []protocol.Record, pos int64) {
 				for _, r := range got {
 					if end := r.WindowEnd.Sub(base).Milliseconds(); end > pos || end <= last {
 						t.Errorf("call at %d returned window ending %d (previous call at %d)", pos, end, last)
@@ -252,7 +252,7 @@ func TestMeter(t *testing.T) {
 			if tc.errMs > 0 {
 				var usage int64
 				for _, r := range recs {
-					if r.Kind == record.KindUsage {
+					if r.Kind == protocol.KindUsage {
 						usage += r.GPUMillis
 					}
 				}

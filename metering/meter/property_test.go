@@ -11,7 +11,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/device"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // TestRandomSequencesMatchReference runs random observation sequences
@@ -27,7 +27,7 @@ func TestRandomSequencesMatchReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var recs []record.Record
+			var recs []protocol.Record
 			prev := map[TotalsKey]int64{}
 			for i, s := range sc.steps {
 				recs = append(recs, m.Observe(at(s.at), s.obs)...)
@@ -139,7 +139,7 @@ func randomScenario(rng *rand.Rand, keep0 bool) scenario {
 type refKey struct {
 	start, end int64 // ms from base
 	unit       string
-	kind       record.Kind
+	kind       protocol.Kind
 	label      string // tenant or gap reason
 }
 
@@ -214,7 +214,7 @@ func refRecords(evs []refEvent, cuts []int64, stopSeen map[int64][]string, stop 
 			flush := func() {
 				if run > 0 {
 					for tn, ms := range refSplit(run, evs[runGov].obs[u].Shares) {
-						out[refKey{ws, we, u, record.KindUsage, tn}] += ms
+						out[refKey{ws, we, u, protocol.KindUsage, tn}] += ms
 					}
 				}
 				run, runGov = 0, -1
@@ -224,19 +224,19 @@ func refRecords(evs []refEvent, cuts []int64, stopSeen map[int64][]string, stop 
 					g++
 				}
 				o, present := evs[g].obs[u]
-				var kind record.Kind
+				var kind protocol.Kind
 				var label string
 				switch {
 				case evs[g].down && present:
-					kind, label = record.KindGap, record.GapAgentDown
+					kind, label = protocol.KindGap, protocol.GapAgentDown
 				case !present:
-					kind, label = record.KindGap, record.GapDeviceAbsent
+					kind, label = protocol.KindGap, protocol.GapDeviceAbsent
 				case ms-evs[g].pos >= h:
-					kind, label = record.KindGap, record.GapNoSample
+					kind, label = protocol.KindGap, protocol.GapNoSample
 				case o.Unit.Err != nil:
-					kind, label = record.KindGap, record.GapDeviceLost
+					kind, label = protocol.KindGap, protocol.GapDeviceLost
 				case len(o.Shares) == 0:
-					kind = record.KindIdle
+					kind = protocol.KindIdle
 				default:
 					if runGov != g {
 						flush()
@@ -303,7 +303,7 @@ func mergeKeys(a, b map[refKey]int64) map[refKey]bool {
 	return keys
 }
 
-func energyOf(recs []record.Record, unit string) int64 {
+func energyOf(recs []protocol.Record, unit string) int64 {
 	var e int64
 	for _, r := range recs {
 		if r.GPUUUID == unit && r.EnergyMillijoules > 0 {

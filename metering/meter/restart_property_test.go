@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // downSpan is a stretch [c, r) the agent was down, for the units named.
@@ -38,7 +38,7 @@ func TestRandomRestartsMatchReference(t *testing.T) {
 			}
 
 			var (
-				recs, segRecs []record.Record
+				recs, segRecs []protocol.Record
 				evs           []refEvent
 				cuts          []int64
 				stopSeen      = map[int64][]string{} // cut -> units observed at it before the Stop
@@ -201,7 +201,7 @@ func unitSet(uuids []string) map[string]attribution.Observation {
 }
 
 // checkTotals: after Stop, a meter's Totals are exactly its own records.
-func checkTotals(t *testing.T, m *Meter, recs []record.Record) {
+func checkTotals(t *testing.T, m *Meter, recs []protocol.Record) {
 	t.Helper()
 	sums := map[TotalsKey]int64{}
 	for _, r := range recs {
@@ -215,7 +215,7 @@ func checkTotals(t *testing.T, m *Meter, recs []record.Record) {
 // checkTiling: GPU-0, in every observation, has windows that tile
 // [from, to) with no overlap and no hole; every other unit's windows are
 // some of GPU-0's.
-func checkTiling(t *testing.T, recs []record.Record, from, to int64) {
+func checkTiling(t *testing.T, recs []protocol.Record, from, to int64) {
 	t.Helper()
 	type span struct{ s, e int64 }
 	wins := map[string]map[span]bool{}
@@ -247,11 +247,11 @@ func checkTiling(t *testing.T, recs []record.Record, from, to int64) {
 
 // checkDown: each unit's agent_down ms are exactly the down stretches'
 // length for the units their checkpoints named, counted without windows.
-func checkDown(t *testing.T, recs []record.Record, downs []downSpan) {
+func checkDown(t *testing.T, recs []protocol.Record, downs []downSpan) {
 	t.Helper()
 	got, want := map[string]int64{}, map[string]int64{}
 	for _, r := range recs {
-		if r.GapReason == record.GapAgentDown {
+		if r.GapReason == protocol.GapAgentDown {
 			got[r.GPUUUID] += r.GPUMillis
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // cpSummary is a checkpoint in one comparable line: the closed mark as an
@@ -163,7 +163,7 @@ func TestRestart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var recs []record.Record
+			var recs []protocol.Record
 			for _, s := range tc.before {
 				recs = append(recs, a.Observe(at(s.at), s.obs)...)
 			}
@@ -193,11 +193,11 @@ func TestRestart(t *testing.T) {
 			if err := b.Resume(saved); err != nil {
 				t.Fatal(err)
 			}
-			var got []record.Record
+			var got []protocol.Record
 			for i, s := range tc.after {
 				got = append(got, b.Observe(at(s.at), s.obs)...)
 				if i == 0 {
-					down := b.Totals()[TotalsKey{UnitUUID: "GPU-0", Kind: record.KindGap, GapReason: record.GapAgentDown}]
+					down := b.Totals()[TotalsKey{UnitUUID: "GPU-0", Kind: protocol.KindGap, GapReason: protocol.GapAgentDown}]
 					if down != tc.wantDown {
 						t.Errorf("agent_down total after the first observation: %d ms, want %d", down, tc.wantDown)
 					}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/device"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Gap reasons by index, in the order records list them (lexical).
@@ -22,13 +22,13 @@ const (
 func gapReason(g int) string {
 	switch g {
 	case gapDown:
-		return record.GapAgentDown
+		return protocol.GapAgentDown
 	case gapAbsent:
-		return record.GapDeviceAbsent
+		return protocol.GapDeviceAbsent
 	case gapLost:
-		return record.GapDeviceLost
+		return protocol.GapDeviceLost
 	default:
-		return record.GapNoSample
+		return protocol.GapNoSample
 	}
 }
 
@@ -160,15 +160,15 @@ func (u *unitAcc) tenant(name string) int {
 func (u *unitAcc) eachTotal(uuid string, f func(TotalsKey, int64)) {
 	for i := range u.tenants {
 		if t := &u.tenants[i]; t.ms > 0 {
-			f(TotalsKey{Tenant: t.tenant, UnitUUID: uuid, Kind: record.KindUsage}, t.ms)
+			f(TotalsKey{Tenant: t.tenant, UnitUUID: uuid, Kind: protocol.KindUsage}, t.ms)
 		}
 	}
 	if u.idle.ms > 0 {
-		f(TotalsKey{UnitUUID: uuid, Kind: record.KindIdle}, u.idle.ms)
+		f(TotalsKey{UnitUUID: uuid, Kind: protocol.KindIdle}, u.idle.ms)
 	}
 	for g, ms := range u.gaps {
 		if ms > 0 {
-			f(TotalsKey{UnitUUID: uuid, Kind: record.KindGap, GapReason: gapReason(g)}, ms)
+			f(TotalsKey{UnitUUID: uuid, Kind: protocol.KindGap, GapReason: gapReason(g)}, ms)
 		}
 	}
 }
@@ -212,14 +212,14 @@ func (m *Meter) release(w *window) {
 
 // emit appends w's records in record order, adds them to the totals and
 // moves the checkpoint's closed mark to w's end.
-func (m *Meter) emit(out []record.Record, w *window) []record.Record {
+func (m *Meter) emit(out []protocol.Record, w *window) []protocol.Record {
 	m.closedUntil, m.hasClosed = w.end, true
 	m.uuids = m.uuids[:0]
 	for uuid := range w.units {
 		m.uuids = append(m.uuids, uuid)
 	}
 	slices.Sort(m.uuids)
-	base := record.Record{
+	base := protocol.Record{
 		Node: m.node, Provider: m.provider,
 		WindowStart: time.UnixMilli(w.start).UTC(),
 		WindowEnd:   time.UnixMilli(w.end).UTC(),
@@ -236,28 +236,28 @@ func (m *Meter) emit(out []record.Record, w *window) []record.Record {
 				continue
 			}
 			r := b
-			r.Kind, r.Tenant, r.Attribution = record.KindUsage, t.tenant, t.method
+			r.Kind, r.Tenant, r.Attribution = protocol.KindUsage, t.tenant, t.method
 			r.SharedWith, r.SplitRule = t.sharedWith, t.splitRule
-			out = m.appendRecord(out, r, &t.acc, TotalsKey{Tenant: t.tenant, UnitUUID: uuid, Kind: record.KindUsage})
+			out = m.appendRecord(out, r, &t.acc, TotalsKey{Tenant: t.tenant, UnitUUID: uuid, Kind: protocol.KindUsage})
 		}
 		if u.idle.ms > 0 {
 			r := b
-			r.Kind = record.KindIdle
-			out = m.appendRecord(out, r, &u.idle, TotalsKey{UnitUUID: uuid, Kind: record.KindIdle})
+			r.Kind = protocol.KindIdle
+			out = m.appendRecord(out, r, &u.idle, TotalsKey{UnitUUID: uuid, Kind: protocol.KindIdle})
 		}
 		for g, ms := range u.gaps {
 			if ms == 0 {
 				continue
 			}
 			r := b
-			r.Kind, r.GapReason = record.KindGap, gapReason(g)
-			out = m.appendRecord(out, r, &acc{ms: ms}, TotalsKey{UnitUUID: uuid, Kind: record.KindGap, GapReason: gapReason(g)})
+			r.Kind, r.GapReason = protocol.KindGap, gapReason(g)
+			out = m.appendRecord(out, r, &acc{ms: ms}, TotalsKey{UnitUUID: uuid, Kind: protocol.KindGap, GapReason: gapReason(g)})
 		}
 	}
 	return out
 }
 
-func (m *Meter) appendRecord(out []record.Record, r record.Record, a *acc, k TotalsKey) []record.Record {
+func (m *Meter) appendRecord(out []protocol.Record, r protocol.Record, a *acc, k TotalsKey) []protocol.Record {
 	r.GPUMillis = a.ms
 	r.UtilizationPercent = -1
 	if a.utilMs > 0 {

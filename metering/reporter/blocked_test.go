@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/authority/problem"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/reporter"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // logBuffer collects log lines safely across goroutines.
@@ -39,7 +38,7 @@ func (l *logBuffer) logger() *slog.Logger {
 }
 
 // overWallTime is window i with one record claiming more than its window.
-func overWallTime(i int) []record.Record {
+func overWallTime(i int) []protocol.Record {
 	recs := window(i)
 	recs[0].GPUMillis = 61000
 	return recs
@@ -58,12 +57,12 @@ func TestRefusalDeadLettersOnceThenHolds(t *testing.T) {
 		replayable bool
 	}{
 		{name: "400 malformed", cause: "400 malformed", replayable: true,
-			wrap: refuseFrom(201, 1, http.StatusBadRequest, problem.Malformed)},
+			wrap: refuseFrom(201, 1, http.StatusBadRequest, protocol.Malformed)},
 		{name: "422 over-wall-time from the real authority", cause: "422 over-wall-time", bad: true},
 		{name: "409 fork", cause: "409 fork", fork: true, replayable: true,
-			wrap: refuseFrom(201, 1, http.StatusConflict, problem.Fork)},
+			wrap: refuseFrom(201, 1, http.StatusConflict, protocol.Fork)},
 		{name: "401 unknown-key on every later batch", cause: "401 unknown-key",
-			wrap: refuseFrom(201, 1000, http.StatusUnauthorized, problem.UnknownKey)},
+			wrap: refuseFrom(201, 1000, http.StatusUnauthorized, protocol.UnknownKey)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,7 +70,7 @@ func TestRefusalDeadLettersOnceThenHolds(t *testing.T) {
 			g := newAgent(t, a.key)
 			g.appendWindows(0, 10)
 			if tc.bad {
-				var recs []record.Record
+				var recs []protocol.Record
 				for i := 10; i < 20; i++ {
 					if i == 12 {
 						recs = append(recs, overWallTime(i)...)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // send POSTs one stored batch, as stored, and acts on the answer.
@@ -21,7 +22,7 @@ func (r *Reporter) send(ctx context.Context, b spool.Batch) (result, error) {
 		return r.failed(a, "", r.opts.RetryMax), nil
 	case a.status == http.StatusOK:
 		return r.accepted(ctx, b, a)
-	case a.status == http.StatusConflict && a.problem.Cause() == causeFork:
+	case a.status == http.StatusConflict && a.problem.Cause() == protocol.Fork:
 		return r.refused(ctx, b, a)
 	case a.status == http.StatusConflict:
 		// sequence-gap, chain-broken (or a 409 we do not know): the
@@ -91,7 +92,7 @@ func (r *Reporter) refused(ctx context.Context, b spool.Batch, a answer) (result
 	if err := r.opts.Spool.DeadLetter(ctx, b.FirstSeq, reason); err != nil {
 		return r.localFailure(ctx, "dead-letter", err)
 	}
-	fork := a.problem.Cause() == causeFork
+	fork := a.problem.Cause() == protocol.Fork
 	r.mu.Lock()
 	r.stats.DeadLetters++
 	if fork {

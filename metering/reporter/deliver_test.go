@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/authority/problem"
-	"github.com/gpumeter/gpumeter/metering/reporter"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // assertDelivered checks that the authority holds exactly the appended
@@ -109,7 +107,7 @@ func TestLostAnswerIsResentIdempotently(t *testing.T) {
 				case r.Method == http.MethodPost && dropped.CompareAndSwap(false, true):
 					dropAfterServing(w, r, next)
 				case tc.restart && dropped.Load():
-					problemAnswer(w, http.StatusServiceUnavailable, problem.Internal, "down", nil)
+					problemAnswer(w, http.StatusServiceUnavailable, protocol.Internal, "down", nil)
 				default:
 					next.ServeHTTP(w, r)
 				}
@@ -153,11 +151,11 @@ func TestOutageDrains(t *testing.T) {
 		down func(w http.ResponseWriter)
 	}{
 		{name: "503", down: func(w http.ResponseWriter) {
-			problemAnswer(w, http.StatusServiceUnavailable, problem.Internal, "maintenance", nil)
+			problemAnswer(w, http.StatusServiceUnavailable, protocol.Internal, "maintenance", nil)
 		}},
 		{name: "connection dropped", down: dropConnection},
 		{name: "500", down: func(w http.ResponseWriter) {
-			problemAnswer(w, http.StatusInternalServerError, problem.Internal, "db down", nil)
+			problemAnswer(w, http.StatusInternalServerError, protocol.Internal, "db down", nil)
 		}},
 		{name: "408", down: func(w http.ResponseWriter) { w.WriteHeader(http.StatusRequestTimeout) }},
 	}
@@ -251,8 +249,8 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 
 func TestSequenceGapResendsFromExpected(t *testing.T) {
 	tests := []struct{ name, cause string }{
-		{name: "sequence-gap", cause: problem.SequenceGap},
-		{name: "chain-broken", cause: problem.ChainBroken},
+		{name: "sequence-gap", cause: protocol.SequenceGap},
+		{name: "chain-broken", cause: protocol.ChainBroken},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -319,17 +317,5 @@ func TestHeadReconcilesAtStart(t *testing.T) {
 				t.Errorf("%d POSTs in all, want 3 (nothing resent)", p)
 			}
 		})
-	}
-}
-
-// TestProblemTypesMatchTheAuthority keeps the reporter's protocol strings
-// in step with the reference authority's.
-func TestProblemTypesMatchTheAuthority(t *testing.T) {
-	p := reporter.Problem{Type: problem.New(problem.Fork, "").Type}
-	if p.Cause() != problem.Fork {
-		t.Errorf("cause of %q = %q, want %q", p.Type, p.Cause(), problem.Fork)
-	}
-	if !strings.HasPrefix(problem.New(problem.SequenceGap, "").Type, problem.TypeBase) {
-		t.Error("problem types changed base")
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gpumeter/gpumeter/authority/store"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/reporter"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Fault injection between the reporter and the reference authority: a real
@@ -289,7 +289,7 @@ func assertUsageTotals(t *testing.T, a *authority, windows int) {
 	wantMs, wantN := map[string]int64{}, map[string]int64{}
 	for i := range windows {
 		for _, rec := range window(i) {
-			if rec.Kind == record.KindUsage {
+			if rec.Kind == protocol.KindUsage {
 				wantMs[rec.Tenant] += rec.GPUMillis
 				wantN[rec.Tenant]++
 			}

@@ -21,9 +21,9 @@ import (
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/reporter"
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // t0 is the authority's virtual now; every test window ends before it.
@@ -161,23 +161,23 @@ func readBody(r *http.Request) []byte {
 
 // window is closed minute i of the backlog (the backlog starts two days
 // before t0): per GPU, tenants t0..t3 used 10 s each and it idled 20 s.
-func window(i int) []record.Record {
+func window(i int) []protocol.Record {
 	start := t0.Add(-48 * time.Hour).Add(time.Duration(i) * time.Minute)
-	var out []record.Record
+	var out []protocol.Record
 	for u := range units {
-		base := record.Record{
+		base := protocol.Record{
 			Node: node, Provider: provider, WindowStart: start, WindowEnd: start.Add(time.Minute),
 			GPUUUID: gpu(u), ParentUUID: gpu(u), Model: "NVIDIA H100 80GB HBM3",
 			SliceNum: 1, SliceDen: 1, UtilizationPercent: -1, EnergyMillijoules: -1,
 		}
 		for tn := range 4 {
 			r := base
-			r.Kind, r.Tenant, r.GPUMillis, r.Attribution = record.KindUsage, fmt.Sprintf("t%d", tn), 10000, "cgroup"
+			r.Kind, r.Tenant, r.GPUMillis, r.Attribution = protocol.KindUsage, fmt.Sprintf("t%d", tn), 10000, "cgroup"
 			r.ID = r.ComputeID()
 			out = append(out, r)
 		}
 		r := base
-		r.Kind, r.GPUMillis = record.KindIdle, 20000
+		r.Kind, r.GPUMillis = protocol.KindIdle, 20000
 		r.ID = r.ComputeID()
 		out = append(out, r)
 	}
@@ -210,7 +210,7 @@ func newAgent(tb testing.TB, key ed25519.PrivateKey) *agent {
 // appendWindows appends windows from..to-1 in one transaction.
 func (g *agent) appendWindows(from, to int) {
 	g.t.Helper()
-	var recs []record.Record
+	var recs []protocol.Record
 	for i := from; i < to; i++ {
 		recs = append(recs, window(i)...)
 	}
@@ -308,7 +308,7 @@ func (c *waitClock) next(tb testing.TB) clockWait {
 // sealBatches seals n batches of up to max records in the spool.
 func sealBatches(tb testing.TB, g *agent, n, max int) []ledger.Sealed {
 	tb.Helper()
-	seal := func(first uint64, prev string, recs []record.Record) (ledger.Sealed, error) {
+	seal := func(first uint64, prev string, recs []protocol.Record) (ledger.Sealed, error) {
 		return g.sealer.Seal(context.Background(), first, prev, recs)
 	}
 	var out []ledger.Sealed

@@ -17,6 +17,7 @@ import (
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Defaults of Options.
@@ -130,8 +131,8 @@ func (o *Options) validate() (*url.URL, error) {
 		return nil, errors.New("negative timeout or retry wait")
 	case o.RetryWaitMax < o.RetryWaitMin:
 		return nil, fmt.Errorf("retry wait max %s below min %s", o.RetryWaitMax, o.RetryWaitMin)
-	case o.MaxBatchRecords < 0 || o.MaxBatchRecords > ledger.MaxRecordsPerBatch:
-		return nil, fmt.Errorf("max batch records %d outside 1..%d", o.MaxBatchRecords, ledger.MaxRecordsPerBatch)
+	case o.MaxBatchRecords < 0 || o.MaxBatchRecords > protocol.MaxRecordsPerBatch:
+		return nil, fmt.Errorf("max batch records %d outside 1..%d", o.MaxBatchRecords, protocol.MaxRecordsPerBatch)
 	case o.MaxInFlight < 0:
 		return nil, fmt.Errorf("negative max in flight %d", o.MaxInFlight)
 	}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // ErrBlocked: the authority cannot accept this spool's next batch until an
@@ -219,7 +219,7 @@ func (r *Reporter) pass(ctx context.Context) (result, error) {
 // sealUpTo seals pending records while fewer than MaxInFlight batches are
 // unacknowledged: beyond that the backlog stays pending, mergeable.
 func (r *Reporter) sealUpTo(ctx context.Context) error {
-	seal := func(first uint64, prev string, recs []record.Record) (ledger.Sealed, error) {
+	seal := func(first uint64, prev string, recs []protocol.Record) (ledger.Sealed, error) {
 		return r.opts.Sealer.Seal(ctx, first, prev, recs)
 	}
 	for {

@@ -11,35 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpumeter/gpumeter/protocol"
 	"github.com/hashicorp/go-retryablehttp"
-)
-
-// Problem types of docs/protocol.md the reporter acts on. They are the
-// protocol's strings, not authority/problem's constants: the agent does
-// not import the authority (a test checks they agree).
-const (
-	problemTypeBase = "https://gpumeter.dev/problems/"
-	causeFork       = "fork"
-	causeGap        = "sequence-gap"
-	causeChain      = "chain-broken"
 )
 
 // maxAnswerBytes bounds what is read of an answer: answers are small, and
 // a misbehaving peer must not make the agent buffer without limit.
 const maxAnswerBytes = 1 << 20
-
-// Problem is an RFC 9457 problem detail as the authority sends it.
-type Problem struct {
-	Type        string  `json:"type"`
-	Title       string  `json:"title"`
-	Status      int     `json:"status"`
-	Detail      string  `json:"detail"`
-	ExpectedSeq *uint64 `json:"expected_seq,omitempty"`
-}
-
-// Cause is the type's protocol suffix ("fork"), or the whole type when it
-// is not one of the protocol's, or "" without a problem body.
-func (p Problem) Cause() string { return strings.TrimPrefix(p.Type, problemTypeBase) }
 
 // answer is one request's outcome: a transport error, or a status with the
 // decoded body.
@@ -49,7 +27,7 @@ type answer struct {
 	head       uint64 // 200
 	headHash   string // 200 of GET head
 	duplicate  bool   // 200 of POST
-	problem    Problem
+	problem    protocol.Problem
 	retryAfter time.Duration // from a 429/503 Retry-After; 0 if none
 }
 
@@ -112,17 +90,19 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 		return answer{err: fmt.Errorf("read answer of %s %s (status %d): %w", method, url, resp.StatusCode, err)}
 	}
 	if a.status == http.StatusOK {
+		// BatchAnswer and HeadAnswer share these members; a 200 without
+		// a head member is no answer at all.
 		var ok struct {
-			Head      *uint64 `json:"head"`
-			HeadHash  string  `json:"head_hash"`
-			Duplicate bool    `json:"duplicate"`
+			protocol.BatchAnswer
+			HeadHash string  `json:"head_hash"`
+			HasHead  *uint64 `json:"head"`
 		}
-		if err := json.Unmarshal(data, &ok); err != nil || ok.Head == nil {
+		if err := json.Unmarshal(data, &ok); err != nil || ok.HasHead == nil {
 			// A 200 we cannot read says nothing about what was stored:
 			// a failure, after which the head is asked for.
 			return answer{err: fmt.Errorf("%s %s: 200 answer without a head: %q", method, url, truncate(data, 200))}
 		}
-		a.head, a.headHash, a.duplicate = *ok.Head, ok.HeadHash, ok.Duplicate
+		a.head, a.headHash, a.duplicate = *ok.HasHead, ok.HeadHash, ok.Duplicate
 		return a
 	}
 	// Best effort: a body that is not a problem leaves the problem empty

@@ -13,8 +13,8 @@ import (
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 func TestSignerWithDSSE(t *testing.T) {
@@ -98,11 +98,11 @@ func TestInteropWithLedger(t *testing.T) {
 		return pub, "node-01", false, nil
 	}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	rec := record.Record{Node: "node-01", Seq: 1, Kind: record.KindIdle, WindowStart: start, WindowEnd: start.Add(time.Minute), GPUMillis: 60000}
+	rec := protocol.Record{Node: "node-01", Seq: 1, Kind: protocol.KindIdle, WindowStart: start, WindowEnd: start.Add(time.Minute), GPUMillis: 60000}
 	rec.ID = rec.ComputeID()
 
 	t.Run("signing envelope opens with ledger.Open", func(t *testing.T) {
-		payload, err := json.Marshal(ledger.Batch{Node: "node-01", KeyID: signing.KeyID(pub), FirstSeq: 1, LastSeq: 1, Records: []record.Record{rec}})
+		payload, err := json.Marshal(protocol.Batch{Node: "node-01", KeyID: signing.KeyID(pub), FirstSeq: 1, LastSeq: 1, Records: []protocol.Record{rec}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +114,7 @@ func TestInteropWithLedger(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		env, err := es.SignPayload(ctx, ledger.PayloadType, payload)
+		env, err := es.SignPayload(ctx, protocol.PayloadType, payload)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +131,7 @@ func TestInteropWithLedger(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sealed, err := sealer.Seal(ctx, 1, "", []record.Record{rec})
+		sealed, err := sealer.Seal(ctx, 1, "", []protocol.Record{rec})
 		if err != nil {
 			t.Fatal(err)
 		}

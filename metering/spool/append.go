@@ -9,7 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // entry is one value of the pending bucket: the records of one window (as
@@ -18,7 +18,7 @@ import (
 // larger than a batch.
 type entry struct {
 	Merged  bool
-	Records []record.Record
+	Records []protocol.Record
 }
 
 // Stored as one flag byte, then the records' JSON array: merging skips
@@ -59,7 +59,7 @@ func decodeEntry(k, v []byte) (entry, error) {
 // the package doc); if that is not enough it returns ErrFull and stores
 // nothing, the checkpoint included. Invalid records (ledger.CheckRecord)
 // are refused, so they never block sealing.
-func (s *Spool) Append(ctx context.Context, recs []record.Record, checkpoint []byte) error {
+func (s *Spool) Append(ctx context.Context, recs []protocol.Record, checkpoint []byte) error {
 	for i := range recs {
 		if err := ledger.CheckRecord(&recs[i]); err != nil {
 			return fmt.Errorf("append to spool %s: %w", s.opts.Path, err)
@@ -113,8 +113,8 @@ func (s *Spool) Append(ctx context.Context, recs []record.Record, checkpoint []b
 
 // byWindow splits recs into runs of one window start each, in order of first
 // appearance (the meter emits windows in order).
-func byWindow(recs []record.Record) [][]record.Record {
-	var out [][]record.Record
+func byWindow(recs []protocol.Record) [][]protocol.Record {
+	var out [][]protocol.Record
 	idx := map[int64]int{}
 	for _, r := range recs {
 		k := r.WindowStart.UnixMilli()
@@ -141,7 +141,7 @@ func mergeOldest(tx *bolt.Tx, st *state, width time.Duration) (bool, error) {
 	c := tx.Bucket(bucketPending).Cursor()
 	var (
 		keys   [][]byte
-		recs   []record.Record
+		recs   []protocol.Record
 		bucket int64
 		oldLen uint64
 	)

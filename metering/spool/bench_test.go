@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // BenchmarkAppendSeal measures the durable path of one closed window of 200
@@ -35,7 +35,7 @@ func BenchmarkAppendSeal(b *testing.B) {
 // BenchmarkMerge measures merging a day of one-minute windows of 8 GPUs
 // into hours (what Append does under the cap).
 func BenchmarkMerge(b *testing.B) {
-	var in []record.Record
+	var in []protocol.Record
 	for i := range 1440 {
 		in = append(in, windowRecs(i, 8)...)
 	}

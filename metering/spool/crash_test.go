@@ -11,15 +11,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // crashEnv names the spool file a re-executed test binary appends to.
 const crashEnv = "GPUMETER_SPOOL_CRASH_CHILD"
 
 // crashRecs is what append number i stores: 1 to 3 records of window i.
-func crashRecs(i int) []record.Record {
+func crashRecs(i int) []protocol.Record {
 	return windowRecs(i, 1+i%3)[:1+i%3]
 }
 
@@ -115,7 +115,7 @@ func TestCrashRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := openAll(t, un, 1, "")
-	var want []record.Record
+	var want []protocol.Record
 	for i := 1; i <= lastCP; i++ {
 		want = append(want, crashRecs(i)...)
 	}

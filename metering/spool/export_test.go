@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // RandomWindows is the test generator shared by the internal and external
@@ -13,21 +13,21 @@ import (
 // units GPU-0..GPU-(units-1). A unit is in a window with probability 4/5;
 // its window is split into 1..4 parts among usage of tenants t0..t3, idle,
 // and three gap reasons, so every (unit, window) sums exactly to the window.
-func RandomWindows(rng *rand.Rand, node string, start time.Time, nWin, units int, w time.Duration) [][]record.Record {
+func RandomWindows(rng *rand.Rand, node string, start time.Time, nWin, units int, w time.Duration) [][]protocol.Record {
 	keys := []struct {
-		kind   record.Kind
+		kind   protocol.Kind
 		tenant string
 		gap    string
 	}{
-		{record.KindUsage, "t0", ""}, {record.KindUsage, "t1", ""}, {record.KindUsage, "t2", ""},
-		{record.KindUsage, "t3", ""}, {record.KindIdle, "", ""}, {record.KindGap, "", record.GapNoSample},
-		{record.KindGap, "", record.GapDeviceLost}, {record.KindGap, "", record.GapDeviceAbsent},
+		{protocol.KindUsage, "t0", ""}, {protocol.KindUsage, "t1", ""}, {protocol.KindUsage, "t2", ""},
+		{protocol.KindUsage, "t3", ""}, {protocol.KindIdle, "", ""}, {protocol.KindGap, "", protocol.GapNoSample},
+		{protocol.KindGap, "", protocol.GapDeviceLost}, {protocol.KindGap, "", protocol.GapDeviceAbsent},
 	}
-	var out [][]record.Record
+	var out [][]protocol.Record
 	ws := start
 	for range nWin {
 		we := ws.Truncate(w).Add(w)
-		var win []record.Record
+		var win []protocol.Record
 		length := we.Sub(ws).Milliseconds()
 		for u := range units {
 			if rng.IntN(5) == 0 {
@@ -46,20 +46,20 @@ func RandomWindows(rng *rand.Rand, node string, start time.Time, nWin, units int
 			perm := rng.Perm(len(keys))
 			for p := range parts {
 				k := keys[perm[p]]
-				r := record.Record{
+				r := protocol.Record{
 					Node: node, Provider: "prov", WindowStart: ws, WindowEnd: we,
 					Kind: k.kind, Tenant: k.tenant, GapReason: k.gap,
 					GPUUUID: fmt.Sprintf("GPU-%d", u), ParentUUID: fmt.Sprintf("GPU-%d", u), Model: "H100",
 					SliceNum: 1, SliceDen: 1, GPUMillis: bounds[p+1] - bounds[p],
 					UtilizationPercent: rng.IntN(102) - 1, EnergyMillijoules: rng.Int64N(1_000_001) - 1,
 				}
-				if k.kind == record.KindUsage {
+				if k.kind == protocol.KindUsage {
 					r.Attribution = []string{"cgroup", "user"}[rng.IntN(2)]
 					if rng.IntN(4) == 0 {
 						r.SharedWith, r.SplitRule = 1+rng.IntN(2), "equal"
 					}
 				}
-				if k.kind == record.KindGap {
+				if k.kind == protocol.KindGap {
 					r.UtilizationPercent, r.EnergyMillijoules = -1, -1
 				}
 				r.ID = r.ComputeID()

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 const node = "node-01"
@@ -40,7 +40,7 @@ func newSealFunc(tb testing.TB) spool.SealFunc {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return func(first uint64, prev string, recs []record.Record) (ledger.Sealed, error) {
+	return func(first uint64, prev string, recs []protocol.Record) (ledger.Sealed, error) {
 		return s.Seal(context.Background(), first, prev, recs)
 	}
 }
@@ -60,19 +60,19 @@ func tempPath(tb testing.TB) string { return filepath.Join(tb.TempDir(), "spool.
 
 // windowRecs is one closed minute window i for units GPU-0..GPU-(units-1):
 // tenant t<u> used 40 s of each unit, the rest was idle.
-func windowRecs(i, units int) []record.Record {
+func windowRecs(i, units int) []protocol.Record {
 	start := t0.Add(time.Duration(i) * time.Minute)
-	var out []record.Record
+	var out []protocol.Record
 	for u := range units {
-		base := record.Record{
+		base := protocol.Record{
 			Node: node, Provider: "p", WindowStart: start, WindowEnd: start.Add(time.Minute),
 			GPUUUID: fmt.Sprintf("GPU-%d", u), ParentUUID: fmt.Sprintf("GPU-%d", u), Model: "H100",
 			SliceNum: 1, SliceDen: 1, UtilizationPercent: -1, EnergyMillijoules: -1,
 		}
 		use := base
-		use.Kind, use.Tenant, use.GPUMillis, use.Attribution = record.KindUsage, fmt.Sprintf("t%d", u), 40000, "cgroup"
+		use.Kind, use.Tenant, use.GPUMillis, use.Attribution = protocol.KindUsage, fmt.Sprintf("t%d", u), 40000, "cgroup"
 		idle := base
-		idle.Kind, idle.GPUMillis = record.KindIdle, 20000
+		idle.Kind, idle.GPUMillis = protocol.KindIdle, 20000
 		use.ID, idle.ID = use.ComputeID(), idle.ComputeID()
 		out = append(out, use, idle)
 	}
@@ -97,9 +97,9 @@ func sealAll(tb testing.TB, s *spool.Spool, seal spool.SealFunc, max int) []ledg
 
 // openAll verifies unacknowledged batches in order: contiguous from first,
 // each chained to the one before. It returns their records.
-func openAll(tb testing.TB, batches []spool.Batch, first uint64, prevHash string) []record.Record {
+func openAll(tb testing.TB, batches []spool.Batch, first uint64, prevHash string) []protocol.Record {
 	tb.Helper()
-	var recs []record.Record
+	var recs []protocol.Record
 	next := first
 	for _, b := range batches {
 		got, payload, err := ledger.Open(context.Background(), b.Envelope, lookup)
@@ -112,8 +112,8 @@ func openAll(tb testing.TB, batches []spool.Batch, first uint64, prevHash string
 		if got.PrevHash != prevHash {
 			tb.Fatalf("batch %d prev_hash %q, want %q", b.FirstSeq, got.PrevHash, prevHash)
 		}
-		if ledger.Hash(payload) != b.Hash {
-			tb.Fatalf("batch %d stored hash %s, payload hash %s", b.FirstSeq, b.Hash, ledger.Hash(payload))
+		if protocol.Hash(payload) != b.Hash {
+			tb.Fatalf("batch %d stored hash %s, payload hash %s", b.FirstSeq, b.Hash, protocol.Hash(payload))
 		}
 		prevHash, next = b.Hash, b.LastSeq+1
 		recs = append(recs, got.Records...)

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // mergeBucket is the index of the aligned merge bucket t falls in.
@@ -19,7 +19,7 @@ func mergeBucket(t time.Time, width time.Duration) int64 {
 }
 
 type mergeKey struct {
-	kind   record.Kind
+	kind   protocol.Kind
 	tenant string
 	gap    string
 }
@@ -27,7 +27,7 @@ type mergeKey struct {
 type mergeGroup struct {
 	bucket int64
 	unit   string
-	recs   []record.Record
+	recs   []protocol.Record
 }
 
 // mergeRecords merges recs into one record per (unit, merge bucket of
@@ -38,7 +38,7 @@ type mergeGroup struct {
 // device_absent gap, so usage + idle + gap = window holds for the merged
 // window. Output order: bucket, unit, kind (usage, idle, gap), tenant or
 // reason.
-func mergeRecords(recs []record.Record, width time.Duration) []record.Record {
+func mergeRecords(recs []protocol.Record, width time.Duration) []protocol.Record {
 	type groupKey struct {
 		unit   string
 		bucket int64
@@ -59,7 +59,7 @@ func mergeRecords(recs []record.Record, width time.Duration) []record.Record {
 	slices.SortFunc(order, func(a, b *mergeGroup) int {
 		return cmp.Or(cmp.Compare(a.bucket, b.bucket), cmp.Compare(a.unit, b.unit))
 	})
-	var out []record.Record
+	var out []protocol.Record
 	for _, g := range order {
 		out = append(out, mergeGroupRecords(g.recs)...)
 	}
@@ -67,10 +67,10 @@ func mergeRecords(recs []record.Record, width time.Duration) []record.Record {
 }
 
 // mergeGroupRecords merges one (unit, bucket) group.
-func mergeGroupRecords(recs []record.Record) []record.Record {
+func mergeGroupRecords(recs []protocol.Record) []protocol.Record {
 	start, end := recs[0].WindowStart, recs[0].WindowEnd
 	var total int64
-	parts := map[mergeKey][]record.Record{}
+	parts := map[mergeKey][]protocol.Record{}
 	for _, r := range recs {
 		if r.WindowStart.Before(start) {
 			start = r.WindowStart
@@ -85,19 +85,19 @@ func mergeGroupRecords(recs []record.Record) []record.Record {
 	// Unit attributes (model, parent, slice) are the same for every record
 	// of a unit: take them from the first; everything else is set below.
 	f := recs[0]
-	base := record.Record{
+	base := protocol.Record{
 		Node: f.Node, Provider: f.Provider, WindowStart: start, WindowEnd: end,
 		GPUUUID: f.GPUUUID, ParentUUID: f.ParentUUID, Model: f.Model, MIGProfile: f.MIGProfile,
 		SliceNum: f.SliceNum, SliceDen: f.SliceDen,
 	}
 
-	var out []record.Record
+	var out []protocol.Record
 	absent := -1
 	for k, rs := range parts {
 		r := base
 		r.Kind, r.Tenant, r.GapReason = k.kind, k.tenant, k.gap
 		combine(&r, rs)
-		if k.kind == record.KindGap && k.gap == record.GapDeviceAbsent {
+		if k.kind == protocol.KindGap && k.gap == protocol.GapDeviceAbsent {
 			absent = len(out)
 		}
 		out = append(out, r)
@@ -105,7 +105,7 @@ func mergeGroupRecords(recs []record.Record) []record.Record {
 	if missing := end.Sub(start).Milliseconds() - total; missing > 0 {
 		if absent < 0 {
 			r := base
-			r.Kind, r.GapReason = record.KindGap, record.GapDeviceAbsent
+			r.Kind, r.GapReason = protocol.KindGap, protocol.GapDeviceAbsent
 			r.UtilizationPercent, r.EnergyMillijoules = -1, -1
 			out = append(out, r)
 			absent = len(out) - 1
@@ -115,18 +115,18 @@ func mergeGroupRecords(recs []record.Record) []record.Record {
 	for i := range out {
 		out[i].ID = out[i].ComputeID()
 	}
-	slices.SortFunc(out, func(a, b record.Record) int {
+	slices.SortFunc(out, func(a, b protocol.Record) int {
 		return cmp.Or(cmp.Compare(kindRank(a.Kind), kindRank(b.Kind)),
 			cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.GapReason, b.GapReason))
 	})
 	return out
 }
 
-func kindRank(k record.Kind) int {
+func kindRank(k protocol.Kind) int {
 	switch k {
-	case record.KindUsage:
+	case protocol.KindUsage:
 		return 0
-	case record.KindIdle:
+	case protocol.KindIdle:
 		return 1
 	default:
 		return 2
@@ -139,7 +139,7 @@ func kindRank(k record.Kind) int {
 // if none did; energy is the sum of the known parts, -1 if none was known;
 // attribution is that of the longest part (ties to the most recent),
 // split rule the last seen while shared, shared_with the most.
-func combine(r *record.Record, rs []record.Record) {
+func combine(r *protocol.Record, rs []protocol.Record) {
 	var ms, utilMs, utilSum, energy int64
 	energyKnown, utilKnown := false, false
 	var bestMs int64 = -1

@@ -10,18 +10,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 type totalKey struct {
 	unit   string
-	kind   record.Kind
+	kind   protocol.Kind
 	tenant string
 	gap    string
 }
 
-func totals(recs []record.Record) (ms, energy map[totalKey]int64) {
+func totals(recs []protocol.Record) (ms, energy map[totalKey]int64) {
 	ms, energy = map[totalKey]int64{}, map[totalKey]int64{}
 	for _, r := range recs {
 		k := totalKey{r.GPUUUID, r.Kind, r.Tenant, r.GapReason}
@@ -35,7 +35,7 @@ func totals(recs []record.Record) (ms, energy map[totalKey]int64) {
 
 // checkInvariants: per (unit, window) the records sum to the window; a
 // unit's windows do not overlap; ids are ComputeID and unique.
-func checkInvariants(t *testing.T, recs []record.Record) {
+func checkInvariants(t *testing.T, recs []protocol.Record) {
 	t.Helper()
 	type win struct {
 		unit       string
@@ -71,17 +71,17 @@ func checkInvariants(t *testing.T, recs []record.Record) {
 
 // checkTotals: every (unit, kind, tenant, reason) keeps its milliseconds and
 // known energy exactly, except device_absent gaps, which may only grow.
-func checkTotals(t *testing.T, in, out []record.Record) {
+func checkTotals(t *testing.T, in, out []protocol.Record) {
 	t.Helper()
 	inMs, inE := totals(in)
 	outMs, outE := totals(out)
 	for k, v := range outMs {
-		if _, ok := inMs[k]; !ok && k.gap != record.GapDeviceAbsent {
+		if _, ok := inMs[k]; !ok && k.gap != protocol.GapDeviceAbsent {
 			t.Fatalf("%+v: %d ms out of nothing", k, v)
 		}
 	}
 	for k, v := range inMs {
-		if k.gap == record.GapDeviceAbsent {
+		if k.gap == protocol.GapDeviceAbsent {
 			if outMs[k] < v {
 				t.Fatalf("%+v: %d ms in, %d out", k, v, outMs[k])
 			}
@@ -94,7 +94,7 @@ func checkTotals(t *testing.T, in, out []record.Record) {
 	tenants := func(m map[totalKey]int64) map[string]int64 {
 		o := map[string]int64{}
 		for k, v := range m {
-			if k.kind == record.KindUsage {
+			if k.kind == protocol.KindUsage {
 				o[k.tenant] += v
 			}
 		}
@@ -111,7 +111,7 @@ func TestMergeRecordsProperty(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 7))
 			w := []time.Duration{time.Second, time.Minute, 7 * time.Second}[seed%3]
 			start := t0.Add(time.Duration(rng.IntN(3_600_000)) * time.Millisecond)
-			var in []record.Record
+			var in []protocol.Record
 			for _, win := range spool.RandomWindows(rng, node, start, 1+rng.IntN(120), 1+rng.IntN(4), w) {
 				in = append(in, win...)
 			}
@@ -128,22 +128,22 @@ func TestMergeRecordsProperty(t *testing.T) {
 }
 
 func TestMergeRecordFields(t *testing.T) {
-	mk := func(minute int, kind record.Kind, tenant string, ms int64, util int, mj int64, attr string) record.Record {
+	mk := func(minute int, kind protocol.Kind, tenant string, ms int64, util int, mj int64, attr string) protocol.Record {
 		s := t0.Add(time.Duration(minute) * time.Minute)
-		r := record.Record{Node: node, GPUUUID: "GPU-0", ParentUUID: "GPU-0", Model: "H100", WindowStart: s, WindowEnd: s.Add(time.Minute),
+		r := protocol.Record{Node: node, GPUUUID: "GPU-0", ParentUUID: "GPU-0", Model: "H100", WindowStart: s, WindowEnd: s.Add(time.Minute),
 			Kind: kind, Tenant: tenant, GPUMillis: ms, UtilizationPercent: util, EnergyMillijoules: mj, Attribution: attr}
 		r.ID = r.ComputeID()
 		return r
 	}
-	in := []record.Record{
-		mk(0, record.KindUsage, "a", 45000, 80, 100, "user"), mk(0, record.KindIdle, "", 15000, 0, 5, ""),
+	in := []protocol.Record{
+		mk(0, protocol.KindUsage, "a", 45000, 80, 100, "user"), mk(0, protocol.KindIdle, "", 15000, 0, 5, ""),
 		// minute 1: no records for the unit (absent).
-		mk(2, record.KindUsage, "a", 15000, 21, -1, "cgroup"), mk(2, record.KindUsage, "a", 0, -1, -1, "cgroup"),
-		mk(2, record.KindIdle, "", 45000, -1, -1, ""),
+		mk(2, protocol.KindUsage, "a", 15000, 21, -1, "cgroup"), mk(2, protocol.KindUsage, "a", 0, -1, -1, "cgroup"),
+		mk(2, protocol.KindIdle, "", 45000, -1, -1, ""),
 	}
 	out := spool.MergeRecords(in, time.Hour)
 	want := []struct {
-		kind         record.Kind
+		kind         protocol.Kind
 		tenant, gap  string
 		ms           int64
 		util         int
@@ -151,9 +151,9 @@ func TestMergeRecordFields(t *testing.T) {
 		attr         string
 		start, endMs int64
 	}{
-		{record.KindUsage, "a", "", 60000, 65, 100, "user", 0, 180000}, // (80*45+21*15)/60 = 65.25
-		{record.KindIdle, "", "", 60000, 0, 5, "", 0, 180000},
-		{record.KindGap, "", record.GapDeviceAbsent, 60000, -1, -1, "", 0, 180000},
+		{protocol.KindUsage, "a", "", 60000, 65, 100, "user", 0, 180000}, // (80*45+21*15)/60 = 65.25
+		{protocol.KindIdle, "", "", 60000, 0, 5, "", 0, 180000},
+		{protocol.KindGap, "", protocol.GapDeviceAbsent, 60000, -1, -1, "", 0, 180000},
 	}
 	if len(out) != len(want) {
 		t.Fatalf("got %d records: %+v", len(out), out)
@@ -177,11 +177,11 @@ func TestCapMerges(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 11))
 			const maxBytes = 200 << 10
 			s := openSpool(t, tempPath(t), spool.Options{MaxBytes: maxBytes, MergeWindow: 30 * time.Minute})
-			var stored []record.Record
+			var stored []protocol.Record
 			windows := spool.RandomWindows(rng, node, t0.Add(1234*time.Millisecond), 240, 4, time.Minute)
 			for i := 0; i < len(windows); {
 				n := min(1+rng.IntN(5), len(windows)-i)
-				var recs []record.Record
+				var recs []protocol.Record
 				for _, w := range windows[i : i+n] {
 					recs = append(recs, w...)
 				}

@@ -8,12 +8,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // SealFunc signs records as the batch starting at firstSeq whose previous
 // batch has hash prevHash: (*ledger.Sealer).Seal with a context bound.
-type SealFunc func(firstSeq uint64, prevHash string, recs []record.Record) (ledger.Sealed, error)
+type SealFunc func(firstSeq uint64, prevHash string, recs []protocol.Record) (ledger.Sealed, error)
 
 // Batch is a sealed, unacknowledged batch as stored.
 type Batch struct {
@@ -24,14 +24,14 @@ type Batch struct {
 }
 
 // SealNext seals the oldest pending records, at most maxRecords (0 or more
-// than ledger.MaxRecordsPerBatch: ledger.MaxRecordsPerBatch), into the next
+// than protocol.MaxRecordsPerBatch: protocol.MaxRecordsPerBatch), into the next
 // batch and stores it, in one transaction: the sequence numbers are taken
 // when the batch is committed and never again. Whole pending entries
 // (windows) are taken; only an entry larger than maxRecords is split. It
 // reports false when nothing is pending. If seal fails nothing changes.
 func (s *Spool) SealNext(ctx context.Context, seal SealFunc, maxRecords int) (ledger.Sealed, bool, error) {
-	if maxRecords <= 0 || maxRecords > ledger.MaxRecordsPerBatch {
-		maxRecords = ledger.MaxRecordsPerBatch
+	if maxRecords <= 0 || maxRecords > protocol.MaxRecordsPerBatch {
+		maxRecords = protocol.MaxRecordsPerBatch
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -41,7 +41,7 @@ func (s *Spool) SealNext(ctx context.Context, seal SealFunc, maxRecords int) (le
 		pending := tx.Bucket(bucketPending)
 		var (
 			taken  [][]byte // whole entries, deleted
-			recs   []record.Record
+			recs   []protocol.Record
 			oldLen uint64
 			split  []byte // key of the entry split, if any
 			rest   entry

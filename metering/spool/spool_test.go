@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 func TestAppendCheckpointSurvivesReopen(t *testing.T) {
@@ -117,11 +117,11 @@ func TestSealNextFailureChangesNothing(t *testing.T) {
 		seal spool.SealFunc
 		want error
 	}{
-		{"sealer error", func(uint64, string, []record.Record) (ledger.Sealed, error) { return ledger.Sealed{}, boom }, boom},
-		{"wrong seqs", func(f uint64, _ string, r []record.Record) (ledger.Sealed, error) {
-			return ledger.Sealed{FirstSeq: f + 1, LastSeq: f + uint64(len(r)), Hash: ledger.Hash(nil), Envelope: []byte("{}")}, nil
+		{"sealer error", func(uint64, string, []protocol.Record) (ledger.Sealed, error) { return ledger.Sealed{}, boom }, boom},
+		{"wrong seqs", func(f uint64, _ string, r []protocol.Record) (ledger.Sealed, error) {
+			return ledger.Sealed{FirstSeq: f + 1, LastSeq: f + uint64(len(r)), Hash: protocol.Hash(nil), Envelope: []byte("{}")}, nil
 		}, nil},
-		{"bad hash", func(f uint64, _ string, r []record.Record) (ledger.Sealed, error) {
+		{"bad hash", func(f uint64, _ string, r []protocol.Record) (ledger.Sealed, error) {
 			return ledger.Sealed{FirstSeq: f, LastSeq: f + uint64(len(r)) - 1, Hash: "zz", Envelope: []byte("{}")}, nil
 		}, nil},
 	}

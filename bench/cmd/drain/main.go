@@ -25,9 +25,9 @@ import (
 	"github.com/gpumeter/gpumeter/bench/internal/authproc"
 	"github.com/gpumeter/gpumeter/bench/internal/workload"
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
 	"github.com/gpumeter/gpumeter/metering/reporter"
 	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 type config struct {
@@ -119,7 +119,7 @@ func once(ctx context.Context, c config) (d time.Duration, n int, err error) {
 	// as the meter would have while the authority was out of reach.
 	end := time.Now().UTC().Truncate(time.Minute)
 	tenants := workload.Tenants(c.tenants)
-	var recs []record.Record
+	var recs []protocol.Record
 	for i := range c.windows {
 		start := end.Add(time.Duration(i-c.windows) * time.Minute)
 		recs = append(recs, node.Window(start, time.Minute, i, tenants)...)

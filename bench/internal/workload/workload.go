@@ -13,7 +13,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Provider is every bench node's provider.
@@ -51,25 +51,25 @@ func (n Node) Public() ed25519.PublicKey { return n.Key.Public().(ed25519.Public
 // every GPU two of tenants used it (5/12 of the window each, tenants
 // rotating with g and i) and it idled the rest, so usage + idle is the
 // window exactly. tenants must hold at least two names.
-func (n Node) Window(start time.Time, width time.Duration, i int, tenants []string) []record.Record {
+func (n Node) Window(start time.Time, width time.Duration, i int, tenants []string) []protocol.Record {
 	w := width.Milliseconds()
 	use := w * 5 / 12
-	out := make([]record.Record, 0, len(n.GPUs)*RecordsPerGPU)
+	out := make([]protocol.Record, 0, len(n.GPUs)*RecordsPerGPU)
 	for g, uuid := range n.GPUs {
-		base := record.Record{
+		base := protocol.Record{
 			Node: n.ID, Provider: Provider, WindowStart: start.UTC(), WindowEnd: start.Add(width).UTC(),
 			GPUUUID: uuid, ParentUUID: uuid, Model: "NVIDIA H100 80GB HBM3",
 			SliceNum: 1, SliceDen: 1, UtilizationPercent: 80, EnergyMillijoules: 400 * w,
 		}
 		for k := range 2 {
 			r := base
-			r.Kind, r.Tenant, r.GPUMillis = record.KindUsage, tenants[(g+i+k)%len(tenants)], use
+			r.Kind, r.Tenant, r.GPUMillis = protocol.KindUsage, tenants[(g+i+k)%len(tenants)], use
 			r.Attribution, r.SharedWith, r.SplitRule = "cgroup", 1, "utilization"
 			r.ID = r.ComputeID()
 			out = append(out, r)
 		}
 		r := base
-		r.Kind, r.GPUMillis, r.UtilizationPercent, r.EnergyMillijoules = record.KindIdle, w-2*use, -1, 60*(w-2*use)
+		r.Kind, r.GPUMillis, r.UtilizationPercent, r.EnergyMillijoules = protocol.KindIdle, w-2*use, -1, 60*(w-2*use)
 		r.ID = r.ComputeID()
 		out = append(out, r)
 	}

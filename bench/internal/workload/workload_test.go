@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Every unit's records of a window must sum to the window exactly (the
@@ -44,7 +44,7 @@ func TestWindowIsWhatAMeterCloses(t *testing.T) {
 					t.Fatalf("record id %s is not its own or not unique", r.ID)
 				}
 				ids[r.ID] = true
-				if r.Kind == record.KindUsage && r.Tenant == "" {
+				if r.Kind == protocol.KindUsage && r.Tenant == "" {
 					t.Fatalf("usage without tenant: %+v", r)
 				}
 				sum[r.GPUUUID] += r.GPUMillis

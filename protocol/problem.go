@@ -1,14 +1,14 @@
-// Package problem writes the authority's errors as RFC 9457 problem
-// details (application/problem+json), one stable type URI per protocol
-// cause (docs/protocol.md).
-//
-// It must never put internal error text (SQL, file paths) into a problem
-// sent to a client: Internal carries a fixed detail, the cause is logged.
-package problem
+package protocol
+
+// Problems: the authority's errors as RFC 9457 problem details
+// (application/problem+json), one stable type URI per protocol cause.
+// A problem sent to a client must never carry internal error text (SQL,
+// file paths): Internal carries a fixed detail, the cause is logged.
 
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 )
 
 // TypeBase prefixes every problem type: TypeBase + cause.
@@ -80,17 +80,16 @@ type Problem struct {
 	Detail string `json:"detail,omitempty"`
 	// ExpectedSeq is the sequence the node should send next (409 only).
 	ExpectedSeq *uint64 `json:"expected_seq,omitempty"`
-	cause       string
 }
 
-// New builds the problem of cause with detail. An unknown cause is a
+// NewProblem builds the problem of cause with detail. An unknown cause is a
 // programming error and becomes Internal.
-func New(cause, detail string) *Problem {
+func NewProblem(cause, detail string) *Problem {
 	c, ok := causes[cause]
 	if !ok {
 		cause, c = Internal, causes[Internal]
 	}
-	return &Problem{Type: TypeBase + cause, Title: c.title, Status: c.status, Detail: detail, cause: cause}
+	return &Problem{Type: TypeBase + cause, Title: c.title, Status: c.status, Detail: detail}
 }
 
 // WithExpected sets expected_seq.
@@ -100,12 +99,14 @@ func (p *Problem) WithExpected(seq uint64) *Problem {
 }
 
 // Cause is the type suffix (for metrics and logs).
-func (p *Problem) Cause() string { return p.cause }
+// (of a problem built here or decoded from an answer alike); a type that is
+// not the protocol's is returned whole, and "" when there is none.
+func (p *Problem) Cause() string { return strings.TrimPrefix(p.Type, TypeBase) }
 
-func (p *Problem) Error() string { return p.cause + ": " + p.Detail }
+func (p *Problem) Error() string { return p.Cause() + ": " + p.Detail }
 
-// Write sends p as the response.
-func Write(w http.ResponseWriter, p *Problem) {
+// WriteProblem sends p as the response.
+func WriteProblem(w http.ResponseWriter, p *Problem) {
 	w.Header().Set("Content-Type", ContentType)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(p.Status)

@@ -1,25 +1,25 @@
-package record_test
+package protocol_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/metering/record"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 func TestComputeIDDistinguishesFields(t *testing.T) {
 	t0 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
-	base := record.Record{Node: "n1", GPUUUID: "GPU-1", WindowStart: t0, WindowEnd: t0.Add(time.Minute), Kind: record.KindUsage, Tenant: "acme"}
-	variants := map[string]func(r *record.Record){
-		"node":   func(r *record.Record) { r.Node = "n2" },
-		"unit":   func(r *record.Record) { r.GPUUUID = "GPU-2" },
-		"start":  func(r *record.Record) { r.WindowStart = r.WindowStart.Add(time.Millisecond) },
-		"end":    func(r *record.Record) { r.WindowEnd = r.WindowEnd.Add(time.Millisecond) },
-		"kind":   func(r *record.Record) { r.Kind = record.KindIdle },
-		"tenant": func(r *record.Record) { r.Tenant = "acmf" },
-		"reason": func(r *record.Record) { r.GapReason = "x" },
+	base := protocol.Record{Node: "n1", GPUUUID: "GPU-1", WindowStart: t0, WindowEnd: t0.Add(time.Minute), Kind: protocol.KindUsage, Tenant: "acme"}
+	variants := map[string]func(r *protocol.Record){
+		"node":   func(r *protocol.Record) { r.Node = "n2" },
+		"unit":   func(r *protocol.Record) { r.GPUUUID = "GPU-2" },
+		"start":  func(r *protocol.Record) { r.WindowStart = r.WindowStart.Add(time.Millisecond) },
+		"end":    func(r *protocol.Record) { r.WindowEnd = r.WindowEnd.Add(time.Millisecond) },
+		"kind":   func(r *protocol.Record) { r.Kind = protocol.KindIdle },
+		"tenant": func(r *protocol.Record) { r.Tenant = "acmf" },
+		"reason": func(r *protocol.Record) { r.GapReason = "x" },
 		// Length prefixes: moving a character between fields changes the id.
-		"boundary": func(r *record.Record) { r.Node, r.GPUUUID = "n1G", "PU-1" },
+		"boundary": func(r *protocol.Record) { r.Node, r.GPUUUID = "n1G", "PU-1" },
 	}
 	id := base.ComputeID()
 	if len(id) != 32 {
@@ -45,7 +45,7 @@ func TestComputeIDDistinguishesFields(t *testing.T) {
 
 func BenchmarkComputeID(b *testing.B) {
 	t0 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
-	r := record.Record{Node: "node-01", GPUUUID: "MIG-5c0b4f3e-1f3c-5d4e-9b7a-3c2d1e0f9a8b", WindowStart: t0, WindowEnd: t0.Add(time.Minute), Kind: record.KindUsage, Tenant: "k8s-pod-0f1e2d3c"}
+	r := protocol.Record{Node: "node-01", GPUUUID: "MIG-5c0b4f3e-1f3c-5d4e-9b7a-3c2d1e0f9a8b", WindowStart: t0, WindowEnd: t0.Add(time.Minute), Kind: protocol.KindUsage, Tenant: "k8s-pod-0f1e2d3c"}
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = r.ComputeID()
@@ -57,7 +57,7 @@ func TestFormatHours(t *testing.T) {
 		0: "0.000", 3_600_000: "1.000", 5_400_000: "1.500", 3_200_400: "0.889",
 		3_599: "0.000", 3_600: "0.001", 36_000_000_000: "10000.000", -5_400_000: "-1.500",
 	} {
-		if got := record.FormatHours(ms); got != want {
+		if got := protocol.FormatHours(ms); got != want {
 			t.Errorf("FormatHours(%d) = %s, want %s", ms, got, want)
 		}
 	}

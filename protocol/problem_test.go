@@ -1,4 +1,4 @@
-package problem
+package protocol
 
 import (
 	"encoding/json"
@@ -14,14 +14,14 @@ func TestWrite(t *testing.T) {
 		typ        string
 		wantExpect bool
 	}{
-		{"gap carries expected_seq", New(SequenceGap, "d").WithExpected(7), 409, TypeBase + "sequence-gap", true},
-		{"422 has none", New(OverWallTime, "d"), 422, TypeBase + "over-wall-time", false},
-		{"unknown cause is internal", New("no-such-cause", "d"), 500, TypeBase + "internal", false},
+		{"gap carries expected_seq", NewProblem(SequenceGap, "d").WithExpected(7), 409, TypeBase + "sequence-gap", true},
+		{"422 has none", NewProblem(OverWallTime, "d"), 422, TypeBase + "over-wall-time", false},
+		{"unknown cause is internal", NewProblem("no-such-cause", "d"), 500, TypeBase + "internal", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rr := httptest.NewRecorder()
-			Write(rr, tc.p)
+			WriteProblem(rr, tc.p)
 			var got map[string]any
 			if err := json.Unmarshal(rr.Body.Bytes(), &got); err != nil {
 				t.Fatal(err)

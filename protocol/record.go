@@ -1,10 +1,8 @@
-// Package record defines the usage record: the unit of account between the
-// agent and the voucher authority (shared/DESIGN.md §3, docs/records.md).
-//
+package protocol
+
 // A record covers one (unit, window, kind[, tenant]). For every unit and
 // every window the meter closes, the GPU-milliseconds of that unit's usage,
 // idle and gap records sum exactly to WindowEnd-WindowStart.
-package record
 
 import (
 	"crypto/sha256"

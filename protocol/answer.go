@@ -1,0 +1,17 @@
+package protocol
+
+// BatchAnswer is the authority's 200 answer to POST /v1/batches.
+type BatchAnswer struct {
+	Node string `json:"node"`
+	// Head is the highest sequence number durably stored for the node.
+	Head      uint64 `json:"head"`
+	Duplicate bool   `json:"duplicate"`
+}
+
+// HeadAnswer is the answer to GET /v1/nodes/{id}/head: head 0 and hash ""
+// when nothing is stored.
+type HeadAnswer struct {
+	Node     string `json:"node"`
+	Head     uint64 `json:"head"`
+	HeadHash string `json:"head_hash"`
+}
