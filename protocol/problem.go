@@ -33,6 +33,22 @@ const (
 	GPUNotRegistered = "gpu-not-registered"
 	GPUClaimed       = "gpu-claimed"
 	InvalidRecord    = "invalid-record"
+	// What the authority checks against facts it holds (docs/protocol.md,
+	// "Verification order"):
+	DuplicateKey     = "duplicate-key"       // a JSON object repeats a member
+	InvalidName      = "invalid-name"        // a name breaks protocol.CheckName
+	InvalidUUID      = "invalid-uuid"        // a GPU or MIG UUID not in canonical form
+	KindFields       = "kind-fields"         // usage with a gap reason, idle or gap with a tenant, ...
+	InvalidValue     = "invalid-value"       // utilization, energy or power out of range for the model
+	InvalidInventory = "invalid-inventory"   // an inventory the model table refuses
+	ModelMismatch    = "model-mismatch"      // a model other than the registered one
+	SliceMismatch    = "slice-mismatch"      // slice fields other than the model table's for the profile
+	NotInLayout      = "unit-not-in-layout"  // a unit not in its GPU's reported layout at that time
+	OverGPUTime      = "over-gpu-time"       // a physical GPU's slice-weighted time above wall time
+	BeforeActive     = "before-registration" // a window before its GPU's registration or key's activation
+	WindowTooLong    = "window-too-long"     // longer than the node's metering (or merge) window, or across one
+	WindowNotEnded   = "window-not-ended"    // ends after the authority's now: retry after Retry-After
+	NoInventory      = "no-inventory"        // usage before the node reported any inventory
 	// NotFound: no such resource (GET of an unknown node).
 	NotFound = "not-found"
 	// BadRequest: a query parameter is missing or invalid.
@@ -64,6 +80,20 @@ var causes = map[string]struct {
 	GPUNotRegistered: {http.StatusUnprocessableEntity, "GPU not registered to the node"},
 	GPUClaimed:       {http.StatusUnprocessableEntity, "GPU registered to another node"},
 	InvalidRecord:    {http.StatusUnprocessableEntity, "Invalid record"},
+	DuplicateKey:     {http.StatusBadRequest, "JSON member repeated"},
+	InvalidName:      {http.StatusUnprocessableEntity, "Invalid name"},
+	InvalidUUID:      {http.StatusUnprocessableEntity, "UUID not in canonical form"},
+	KindFields:       {http.StatusUnprocessableEntity, "Fields do not fit the record's kind"},
+	InvalidValue:     {http.StatusUnprocessableEntity, "Value out of range"},
+	InvalidInventory: {http.StatusUnprocessableEntity, "Invalid inventory"},
+	ModelMismatch:    {http.StatusUnprocessableEntity, "Model differs from the registered one"},
+	SliceMismatch:    {http.StatusUnprocessableEntity, "Slice share differs from the model table's"},
+	NotInLayout:      {http.StatusUnprocessableEntity, "Unit not in the GPU's reported layout"},
+	OverGPUTime:      {http.StatusUnprocessableEntity, "Physical GPU time exceeds wall time"},
+	BeforeActive:     {http.StatusUnprocessableEntity, "Window before registration"},
+	WindowTooLong:    {http.StatusUnprocessableEntity, "Window longer than the node's metering window"},
+	WindowNotEnded:   {http.StatusTooEarly, "Window has not ended"},
+	NoInventory:      {http.StatusUnprocessableEntity, "No inventory reported"},
 	NotFound:         {http.StatusNotFound, "Not found"},
 	BadRequest:       {http.StatusBadRequest, "Bad request"},
 	Internal:         {http.StatusInternalServerError, "Internal error"},

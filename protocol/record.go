@@ -20,6 +20,11 @@ const (
 	KindGap   Kind = "gap"   // the unit's state is not known: never billable
 )
 
+// TenantUnattributed is the tenant of usage that no attribution rule
+// claimed. It is reserved: never billable, never mapped to an entity, and
+// no attribution rule may name it.
+const TenantUnattributed = "unattributed"
+
 // Gap reasons.
 const (
 	GapDeviceLost   = "device_lost"   // GPU_IS_LOST, fell off the bus, unreadable
@@ -27,6 +32,22 @@ const (
 	GapNoSample     = "no_sample"     // no observation for longer than max_hold
 	GapAgentDown    = "agent_down"    // the agent was not running
 )
+
+// Unknown marks a utilization or energy the device does not report.
+const Unknown = -1
+
+// GapReasons are the gap reasons a record may carry.
+var GapReasons = []string{GapDeviceLost, GapDeviceAbsent, GapNoSample, GapAgentDown}
+
+// ValidGapReason reports whether s is one of GapReasons.
+func ValidGapReason(s string) bool {
+	for _, g := range GapReasons {
+		if s == g {
+			return true
+		}
+	}
+	return false
+}
 
 // Record is one usage record. Times are UTC with millisecond precision.
 type Record struct {
@@ -59,6 +80,8 @@ type Record struct {
 	SharedWith int    `json:"shared_with,omitempty"`
 	SplitRule  string `json:"split_rule,omitempty"`
 	GapReason  string `json:"gap_reason,omitempty"`
+	// Inventory is set on records of KindInventory only.
+	Inventory *Inventory `json:"inventory,omitempty"`
 }
 
 // Duration is the record's window length.
@@ -87,6 +110,9 @@ func (r Record) ComputeID() string {
 	field(string(r.Kind))
 	field(r.Tenant)
 	field(r.GapReason)
+	if r.Inventory != nil {
+		field(r.Inventory.Digest())
+	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:16])
 }

@@ -88,6 +88,8 @@ var migrations = [][]string{
 		)`,
 	},
 	2: billingMigration,
+	3: inventoryMigration,
+	// 4: the audit trail (audit_schema.go).
 }
 
 // migrate applies the migrations not yet recorded. Processes opening one
