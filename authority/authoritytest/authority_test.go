@@ -41,7 +41,7 @@ func TestAuthorityAnswers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a := authoritytest.New(t, authoritytest.Options{
-				Nodes: []authoritytest.Node{{ID: "node-01", Provider: "example-cloud", PublicKey: pub, GPUs: []string{"GPU-1"}}},
+				Nodes: []authoritytest.Node{{ID: "node-01", Provider: "example-cloud", PublicKey: pub, GPUs: []string{"GPU-00000000-0000-4000-8000-000000000001"}}},
 				TLS:   tc.tls,
 			})
 			if h := a.Head(t, "node-01"); h != 0 {
@@ -76,7 +76,7 @@ func TestAuthorityOnEachDriver(t *testing.T) {
 		}
 		a := authoritytest.New(t, authoritytest.Options{
 			Driver: driver,
-			Nodes:  []authoritytest.Node{{ID: "node-01", Provider: "example-cloud", PublicKey: pub, GPUs: []string{"GPU-1"}}},
+			Nodes:  []authoritytest.Node{{ID: "node-01", Provider: "example-cloud", PublicKey: pub, GPUs: []string{"GPU-00000000-0000-4000-8000-000000000001"}}},
 		})
 		if got := a.Store.Driver(); got != driver {
 			t.Errorf("store driver %q, want %q", got, driver)

@@ -51,7 +51,7 @@ func benchIngest(b *testing.B, driver, source string) {
 	}
 	uuids := make([]string, gpus)
 	for i := range uuids {
-		uuids[i] = fmt.Sprintf("GPU-bench-%04d", i)
+		uuids[i] = fmt.Sprintf("GPU-be7c0000-0000-4000-8000-%012d", i)
 	}
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	if err := st.RegisterNode(ctx, "n1", "p", key.Public().(ed25519.PublicKey), uuids, base); err != nil {

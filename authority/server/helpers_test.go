@@ -28,7 +28,7 @@ const (
 	provider = "example-cloud"
 	gpuA     = "GPU-aaaaaaaa-0000-0000-0000-000000000001"
 	gpuB     = "GPU-aaaaaaaa-0000-0000-0000-000000000002"
-	gpuZ     = "GPU-zzzzzzzz-0000-0000-0000-000000000009" // node-02's
+	gpuZ     = "GPU-99999999-0000-4000-8000-000000000009" // node-02's
 )
 
 // env is an authority on a real store (SQLite unless a test asks for

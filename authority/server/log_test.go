@@ -24,7 +24,7 @@ func TestRejectionLogLine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		body := e.seal(e.sealer, 1, "", rec("GPU-unknown", 5, "t1", 60000)).Envelope
+		body := e.seal(e.sealer, 1, "", rec("GPU-0000000f-0000-4000-8000-00000000000f", 5, "t1", 60000)).Envelope
 		rr := httptest.NewRecorder()
 		srv.Handler().ServeHTTP(rr, httptest.NewRequest(http.MethodPost, "/v1/batches", bytes.NewReader(body)))
 		if rr.Code != http.StatusUnprocessableEntity {

@@ -205,7 +205,7 @@ func TestRejections(t *testing.T) {
 		{
 			name: "GPU not registered",
 			body: func(e *env) []byte {
-				return e.seal(e.sealer, 1, "", rec("GPU-unknown", 5, "t1", 60000)).Envelope
+				return e.seal(e.sealer, 1, "", rec("GPU-0000000f-0000-4000-8000-00000000000f", 5, "t1", 60000)).Envelope
 			},
 			status: 422, cause: "gpu-not-registered",
 		},

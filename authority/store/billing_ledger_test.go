@@ -60,7 +60,7 @@ func TestStatementsEqualTheLedger(t *testing.T) {
 				case 1:
 					r.Model = "A100" // no card
 				case 2:
-					r.GPUUUID, r.MIGProfile, r.SliceNum, r.SliceDen = fmt.Sprintf("MIG-%d", g), "2g.20gb", 2, 7
+					r.GPUUUID, r.MIGProfile, r.SliceNum, r.SliceDen = fmt.Sprintf("MIG-00000000-0000-4000-9000-%012d", g), "2g.20gb", 2, 7
 				}
 				recs = append(recs, r)
 			}

@@ -270,7 +270,7 @@ func TestBillingRules(t *testing.T) {
 				r.GPUUUID, r.MIGProfile, r.SliceNum, r.SliceDen = unit, profile, num, 7
 				return r
 			}
-			recs := n.ingest(mig("MIG-a", "1g.10gb", 1, bt), mig("MIG-b", "3g.40gb", 3, bt), mig("MIG-b", "3g.40gb", 3, bt.Add(time.Hour))).Batch.Records
+			recs := n.ingest(mig("MIG-00000000-0000-4000-9000-00000000000a", "1g.10gb", 1, bt), mig("MIG-00000000-0000-4000-9000-00000000000b", "3g.40gb", 3, bt), mig("MIG-00000000-0000-4000-9000-00000000000b", "3g.40gb", 3, bt.Add(time.Hour))).Batch.Records
 			a := lineOf(t, s, recs[0])
 			if a.RateCard != "h100-1g" || a.Cost != 150 {
 				t.Errorf("1g record: card %q cost %d, want h100-1g 150", a.RateCard, a.Cost)

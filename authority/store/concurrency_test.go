@@ -48,7 +48,7 @@ func TestConcurrentIngestTwoStores(t *testing.T) {
 		)
 		chains := make([][]Submission, nodes)
 		for n := range nodes {
-			node, gpu := fmt.Sprintf("n%d", n), fmt.Sprintf("GPU-%d", n)
+			node, gpu := fmt.Sprintf("n%d", n), fmt.Sprintf("GPU-00000000-0000-4000-8000-%012d", n)
 			k := pubKey(t)
 			if err := stores[n%2].RegisterNode(ctx, node, "p", k, []string{gpu}, t0); err != nil {
 				t.Fatal(err)
@@ -120,7 +120,7 @@ func TestConcurrentSharedUnit(t *testing.T) {
 			id, gpu, key, prev string
 			next               uint64
 		}
-		ns := []*node{{id: "n1", gpu: "GPU-1", next: 1}, {id: "n2", gpu: "GPU-2", next: 1}}
+		ns := []*node{{id: "n1", gpu: "GPU-00000000-0000-4000-8000-000000000001", next: 1}, {id: "n2", gpu: "GPU-00000000-0000-4000-8000-000000000002", next: 1}}
 		for _, n := range ns {
 			k := pubKey(t)
 			n.key = signing.KeyID(k)
@@ -130,7 +130,7 @@ func TestConcurrentSharedUnit(t *testing.T) {
 		}
 		const rounds = 8
 		for r := range rounds {
-			unit := fmt.Sprintf("MIG-shared-%d", r)
+			unit := fmt.Sprintf("MIG-00000000-0000-4000-a000-%012d", r)
 			// Even rounds: distinct overlapping windows; odd: one window,
 			// 40 s each, 80 s in a minute together.
 			windows := [][2]int{{0, 60}, {30, 90}}
@@ -193,7 +193,7 @@ func TestConcurrentRegistry(t *testing.T) {
 			}
 		}
 		for r := range 5 {
-			g1, g2 := fmt.Sprintf("GPU-%d-1", r), fmt.Sprintf("GPU-%d-2", r)
+			g1, g2 := fmt.Sprintf("GPU-00000000-0000-4000-8001-%012d", r), fmt.Sprintf("GPU-00000000-0000-4000-8002-%012d", r)
 			var e1, e2 error
 			race(func() { e1 = a.RegisterNode(ctx, fmt.Sprintf("a%d", r), "p", pubKey(t), []string{g1, g2}, t0) },
 				func() { e2 = b.RegisterNode(ctx, fmt.Sprintf("b%d", r), "p", pubKey(t), []string{g2, g1}, t0) })

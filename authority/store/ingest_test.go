@@ -36,20 +36,20 @@ func TestIngestProtocol(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)
 		k1, k2 := pubKey(t), pubKey(t)
-		if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-1", "GPU-2"}, t0); err != nil {
+		if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-00000000-0000-4000-8000-000000000001", "GPU-00000000-0000-4000-8000-000000000002"}, t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RegisterNode(ctx, "n2", "p", k2, []string{"GPU-9"}, t0); err != nil {
+		if err := s.RegisterNode(ctx, "n2", "p", k2, []string{"GPU-00000000-0000-4000-8000-000000000009"}, t0); err != nil {
 			t.Fatal(err)
 		}
 		key := signing.KeyID(k1)
-		b1 := batchOf("n1", 1, "", key, win("GPU-1", 0, 60, "a", 60000), win("GPU-2", 0, 60, "", 60000))
-		b2 := batchOf("n1", 3, b1.Hash, key, win("GPU-1", 60, 120, "a", 1000))
-		foreignParent := win("GPU-9", 60, 120, "a", 1000)
-		foreignParent.ParentUUID = "GPU-9"
-		unknownParent := win("GPU-X", 60, 120, "a", 1000)
-		unknownParent.ParentUUID = "GPU-X"
-		otherProvider := win("GPU-1", 60, 120, "a", 1000)
+		b1 := batchOf("n1", 1, "", key, win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 60000), win("GPU-00000000-0000-4000-8000-000000000002", 0, 60, "", 60000))
+		b2 := batchOf("n1", 3, b1.Hash, key, win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 1000))
+		foreignParent := win("GPU-00000000-0000-4000-8000-000000000009", 60, 120, "a", 1000)
+		foreignParent.ParentUUID = "GPU-00000000-0000-4000-8000-000000000009"
+		unknownParent := win("GPU-0000000f-0000-4000-8000-00000000000e", 60, 120, "a", 1000)
+		unknownParent.ParentUUID = "GPU-0000000f-0000-4000-8000-00000000000e"
+		otherProvider := win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 1000)
 		otherProvider.Provider = "q"
 		steps := []struct {
 			name     string
@@ -61,17 +61,17 @@ func TestIngestProtocol(t *testing.T) {
 		}{
 			{name: "first batch", sub: b1, head: 2},
 			{name: "exact resend", sub: b1, dup: true, head: 2},
-			{name: "gap", sub: batchOf("n1", 4, b1.Hash, key, win("GPU-1", 60, 120, "a", 1)), want: ErrSequenceGap, head: 2, expected: 3},
-			{name: "broken chain", sub: batchOf("n1", 3, "nope", key, win("GPU-1", 60, 120, "a", 1)), want: ErrChainBroken, head: 2, expected: 3},
+			{name: "gap", sub: batchOf("n1", 4, b1.Hash, key, win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 1)), want: ErrSequenceGap, head: 2, expected: 3},
+			{name: "broken chain", sub: batchOf("n1", 3, "nope", key, win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 1)), want: ErrChainBroken, head: 2, expected: 3},
 			{name: "parent GPU of another node", sub: batchOf("n1", 3, b1.Hash, key, foreignParent), want: ErrGPUClaimed, head: 2},
 			{name: "parent GPU unknown", sub: batchOf("n1", 3, b1.Hash, key, unknownParent), want: ErrGPUNotRegistered, head: 2},
 			{name: "provider not the node's", sub: batchOf("n1", 3, b1.Hash, key, otherProvider), want: ErrInvalidRecord, head: 2},
 			// Same id as b1's first record; 0 ms keeps the window within wall time.
-			{name: "record already stored", sub: batchOf("n1", 3, b1.Hash, key, win("GPU-1", 0, 60, "a", 0)), want: ErrInvalidRecord, head: 2},
-			{name: "record twice in the batch", sub: batchOf("n1", 3, b1.Hash, key, win("GPU-1", 60, 120, "a", 100), win("GPU-1", 60, 120, "a", 100)), want: ErrInvalidRecord, head: 2},
+			{name: "record already stored", sub: batchOf("n1", 3, b1.Hash, key, win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 0)), want: ErrInvalidRecord, head: 2},
+			{name: "record twice in the batch", sub: batchOf("n1", 3, b1.Hash, key, win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 100), win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 100)), want: ErrInvalidRecord, head: 2},
 			{name: "next batch", sub: b2, head: 3},
-			{name: "fork", sub: batchOf("n1", 1, "", key, win("GPU-1", 0, 60, "b", 60000)), want: ErrFork, head: 3, expected: 4},
-			{name: "forked node refused", sub: batchOf("n1", 4, b2.Hash, key, win("GPU-1", 120, 180, "a", 1)), want: ErrNodeForked, head: 3, expected: 4},
+			{name: "fork", sub: batchOf("n1", 1, "", key, win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "b", 60000)), want: ErrFork, head: 3, expected: 4},
+			{name: "forked node refused", sub: batchOf("n1", 4, b2.Hash, key, win("GPU-00000000-0000-4000-8000-000000000001", 120, 180, "a", 1)), want: ErrNodeForked, head: 3, expected: 4},
 			{name: "forked node's resend still a duplicate", sub: b2, dup: true, head: 3},
 		}
 		for _, st := range steps {
@@ -124,12 +124,12 @@ func TestUsage(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)
 		k := pubKey(t)
-		if err := s.RegisterNode(ctx, "n1", "p", k, []string{"GPU-1"}, t0); err != nil {
+		if err := s.RegisterNode(ctx, "n1", "p", k, []string{"GPU-00000000-0000-4000-8000-000000000001"}, t0); err != nil {
 			t.Fatal(err)
 		}
 		sub := batchOf("n1", 1, "", signing.KeyID(k),
-			win("GPU-1", 0, 60, "a", 45000), win("GPU-1", 0, 60, "b", 15000),
-			win("GPU-1", 60, 120, "a", 20000), win("GPU-1", 60, 120, "", 40000))
+			win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 45000), win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "b", 15000),
+			win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 20000), win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "", 40000))
 		if _, err := s.Ingest(ctx, sub); err != nil {
 			t.Fatal(err)
 		}

@@ -33,7 +33,7 @@ func TestOpenTwiceAppliesMigrationsOnce(t *testing.T) {
 		ctx := context.Background()
 		src := source(t)
 		s := openSource(t, driver, src)
-		if err := s.RegisterNode(ctx, "n1", "p", pubKey(t), []string{"GPU-1"}, t0); err != nil {
+		if err := s.RegisterNode(ctx, "n1", "p", pubKey(t), []string{"GPU-00000000-0000-4000-8000-000000000001"}, t0); err != nil {
 			t.Fatal(err)
 		}
 		s2 := openSource(t, driver, src)
@@ -161,7 +161,7 @@ func testRegistry(t *testing.T, open func(t *testing.T) *Store) {
 	ctx := context.Background()
 	s := open(t)
 	k1 := pubKey(t)
-	if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-1", "GPU-2"}, t0); err != nil {
+	if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-00000000-0000-4000-8000-000000000001", "GPU-00000000-0000-4000-8000-000000000002"}, t0); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -169,10 +169,10 @@ func testRegistry(t *testing.T, open func(t *testing.T) *Store) {
 		do   func() error
 		want error
 	}{
-		{"node id again", func() error { return s.RegisterNode(ctx, "n1", "p", pubKey(t), []string{"GPU-9"}, t0) }, ErrNodeExists},
-		{"GPU of another node", func() error { return s.RegisterNode(ctx, "n2", "p", pubKey(t), []string{"GPU-3", "GPU-2"}, t0) }, ErrGPUClaimed},
-		{"key of another node", func() error { return s.RegisterNode(ctx, "n3", "p", k1, []string{"GPU-4"}, t0) }, ErrKeyExists},
-		{"GPU listed twice", func() error { return s.RegisterNode(ctx, "n4", "p", pubKey(t), []string{"GPU-5", "GPU-5"}, t0) }, nil},
+		{"node id again", func() error { return s.RegisterNode(ctx, "n1", "p", pubKey(t), []string{"GPU-00000000-0000-4000-8000-000000000009"}, t0) }, ErrNodeExists},
+		{"GPU of another node", func() error { return s.RegisterNode(ctx, "n2", "p", pubKey(t), []string{"GPU-00000000-0000-4000-8000-000000000003", "GPU-00000000-0000-4000-8000-000000000002"}, t0) }, ErrGPUClaimed},
+		{"key of another node", func() error { return s.RegisterNode(ctx, "n3", "p", k1, []string{"GPU-00000000-0000-4000-8000-000000000004"}, t0) }, ErrKeyExists},
+		{"GPU listed twice", func() error { return s.RegisterNode(ctx, "n4", "p", pubKey(t), []string{"GPU-00000000-0000-4000-8000-000000000005", "GPU-00000000-0000-4000-8000-000000000005"}, t0) }, nil},
 		{"rotate on unknown node", func() error { _, err := s.AddKey(ctx, "nobody", pubKey(t), t0); return err }, ErrNodeNotFound},
 		{"revoke unknown key", func() error { return s.RevokeKey(ctx, "ed25519:0000000000000000", t0) }, ErrKeyNotFound},
 	}
@@ -215,7 +215,7 @@ func batch(first uint64, prev, keyID string, recs ...protocol.Record) Submission
 }
 
 func win(unit string, startS, endS int, tenant string, ms int64) protocol.Record {
-	r := protocol.Record{Node: "n1", Provider: "p", Kind: protocol.KindIdle, Tenant: tenant, GPUUUID: unit, ParentUUID: "GPU-1",
+	r := protocol.Record{Node: "n1", Provider: "p", Kind: protocol.KindIdle, Tenant: tenant, GPUUUID: unit, ParentUUID: "GPU-00000000-0000-4000-8000-000000000001",
 		WindowStart: t0.Add(time.Duration(startS) * time.Second), WindowEnd: t0.Add(time.Duration(endS) * time.Second), GPUMillis: ms}
 	if tenant != "" {
 		r.Kind = protocol.KindUsage
@@ -231,25 +231,25 @@ func TestWallTimeRule(t *testing.T) {
 		next   []protocol.Record
 		want   error
 	}{
-		{"adjacent windows", []protocol.Record{win("GPU-1", 0, 60, "a", 60000)}, []protocol.Record{win("GPU-1", 60, 120, "a", 60000)}, nil},
-		{"same window fills up exactly", []protocol.Record{win("GPU-1", 0, 60, "a", 30000)},
-			[]protocol.Record{win("GPU-1", 0, 60, "b", 20000), win("GPU-1", 0, 60, "", 10000)}, nil},
-		{"same window over by 1 ms", []protocol.Record{win("GPU-1", 0, 60, "a", 30000)},
-			[]protocol.Record{win("GPU-1", 0, 60, "b", 30001)}, ErrOverWallTime},
-		{"partial window inside a stored one", []protocol.Record{win("GPU-1", 0, 60, "a", 1000)},
-			[]protocol.Record{win("GPU-1", 10, 20, "b", 1000)}, ErrOverWallTime},
-		{"window spanning a stored one", []protocol.Record{win("GPU-1", 60, 120, "a", 1000)},
-			[]protocol.Record{win("GPU-1", 0, 180, "b", 1000)}, ErrOverWallTime},
-		{"0 ms window partly overlapping a stored one", []protocol.Record{win("GPU-1", 0, 60, "a", 1000)},
-			[]protocol.Record{win("GPU-1", 10, 70, "b", 0)}, ErrOverWallTime},
-		{"stored windows before and after, new one between", []protocol.Record{win("GPU-1", 0, 60, "a", 1000), win("GPU-1", 120, 180, "a", 1000)},
-			[]protocol.Record{win("GPU-1", 60, 120, "b", 60000)}, nil},
-		{"new window reaching into the next stored one", []protocol.Record{win("GPU-1", 0, 60, "a", 1000), win("GPU-1", 120, 180, "a", 1000)},
-			[]protocol.Record{win("GPU-1", 60, 121, "b", 1000)}, ErrOverWallTime},
+		{"adjacent windows", []protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 60000)}, []protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 60000)}, nil},
+		{"same window fills up exactly", []protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 30000)},
+			[]protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "b", 20000), win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "", 10000)}, nil},
+		{"same window over by 1 ms", []protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 30000)},
+			[]protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "b", 30001)}, ErrOverWallTime},
+		{"partial window inside a stored one", []protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 1000)},
+			[]protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 10, 20, "b", 1000)}, ErrOverWallTime},
+		{"window spanning a stored one", []protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 1000)},
+			[]protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 180, "b", 1000)}, ErrOverWallTime},
+		{"0 ms window partly overlapping a stored one", []protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 1000)},
+			[]protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 10, 70, "b", 0)}, ErrOverWallTime},
+		{"stored windows before and after, new one between", []protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 1000), win("GPU-00000000-0000-4000-8000-000000000001", 120, 180, "a", 1000)},
+			[]protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "b", 60000)}, nil},
+		{"new window reaching into the next stored one", []protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 1000), win("GPU-00000000-0000-4000-8000-000000000001", 120, 180, "a", 1000)},
+			[]protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 60, 121, "b", 1000)}, ErrOverWallTime},
 		{"overlap within one batch", nil,
-			[]protocol.Record{win("GPU-1", 0, 60, "a", 1000), win("GPU-1", 30, 90, "b", 1000)}, ErrOverWallTime},
-		{"other units are independent", []protocol.Record{win("MIG-1", 0, 60, "a", 60000)},
-			[]protocol.Record{win("MIG-2", 0, 60, "a", 60000), win("MIG-2", 60, 120, "a", 1)}, nil},
+			[]protocol.Record{win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 1000), win("GPU-00000000-0000-4000-8000-000000000001", 30, 90, "b", 1000)}, ErrOverWallTime},
+		{"other units are independent", []protocol.Record{win("MIG-00000000-0000-4000-9000-000000000001", 0, 60, "a", 60000)},
+			[]protocol.Record{win("MIG-00000000-0000-4000-9000-000000000002", 0, 60, "a", 60000), win("MIG-00000000-0000-4000-9000-000000000002", 60, 120, "a", 1)}, nil},
 	}
 	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
 		for _, tc := range tests {
@@ -263,7 +263,7 @@ func TestWallTimeRule(t *testing.T) {
 func testWallTime(t *testing.T, s *Store, stored, next []protocol.Record, want error) {
 	ctx := context.Background()
 	k1 := pubKey(t)
-	if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-1"}, t0); err != nil {
+	if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-00000000-0000-4000-8000-000000000001"}, t0); err != nil {
 		t.Fatal(err)
 	}
 	prev := ""

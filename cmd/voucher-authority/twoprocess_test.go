@@ -230,7 +230,7 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gpu := fmt.Sprintf("GPU-2p000000-0000-4000-8000-%012d", n)
+		gpu := fmt.Sprintf("GPU-20000000-0000-4000-8000-%012d", n)
 		// Registered through the CLI on the same database (--db URL).
 		var out, errb bytes.Buffer
 		if code := run(ctx, []string{"node", "register", "--db", dsn, "--id", ns[n].id, "--provider", "example-cloud",

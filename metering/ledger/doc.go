@@ -21,14 +21,25 @@
 //     (ErrRevokedKey);
 //  3. the signature verifies over the DSSE PAE of the exact payload bytes
 //     (ErrBadSignature) -- nothing has been parsed from the payload yet;
-//  4. the payload decodes strictly into Batch: unknown fields and trailing
-//     data are refused (ErrMalformed), and its key_id is the signature's;
+//  4. the payload decodes strictly into Batch: a repeated member in any
+//     object is refused (ErrDuplicateKey; encoding/json would keep the last
+//     one), unknown fields and trailing data are refused (ErrMalformed), and
+//     its key_id is the signature's;
 //  5. the batch's node, and every record's node, is the key's node
 //     (ErrNodeMismatch);
 //  6. structure (ErrInvalidRecord): 1..MaxRecordsPerBatch records,
 //     first_seq >= 1, last_seq = first_seq + len - 1, record i has seq
-//     first_seq + i, and each record is valid on its own (known kind,
-//     gpu_ms >= 0, usage has a tenant, window_end > window_start).
+//     first_seq + i;
+//  7. each record on its own (check.go): node, provider and tenant follow
+//     protocol.CheckName (ErrInvalidName); a known kind, gpu_ms >= 0 and
+//     window_end > window_start (ErrInvalidRecord); usage has a tenant and
+//     no gap reason, idle and gap have no tenant, a gap has a known reason
+//     (ErrKindFields); UUIDs are canonical and a whole GPU's unit is its
+//     parent (ErrInvalidUUID); the slice is a share of one GPU, 1/1 for a
+//     whole GPU (ErrSliceMismatch); utilization is 0-100 and energy >= 0,
+//     or -1 for unknown (ErrInvalidValue); an inventory record is an instant
+//     carrying a well-formed inventory and nothing else (ErrKindFields,
+//     ErrInvalidInventory).
 //
 // Chain, sequence and per-window checks need the authority's store and are
 // the authority's job.

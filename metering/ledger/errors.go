@@ -1,6 +1,10 @@
 package ledger
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/gpumeter/gpumeter/protocol"
+)
 
 // Cause is why Open refused a batch; its value is the protocol's problem
 // type suffix (docs/protocol.md), so the authority maps it one to one.
@@ -10,12 +14,20 @@ func (c Cause) Error() string { return string(c) }
 
 // The causes Open returns, wrapped with detail.
 const (
-	ErrMalformed     Cause = "malformed"
+	ErrMalformed     Cause = protocol.Malformed
 	ErrUnknownKey    Cause = "unknown-key"
 	ErrRevokedKey    Cause = "revoked-key"
 	ErrBadSignature  Cause = "bad-signature"
 	ErrNodeMismatch  Cause = "node-mismatch"
 	ErrInvalidRecord Cause = "invalid-record"
+	// The record rules that have a cause of their own (check.go):
+	ErrDuplicateKey     Cause = protocol.DuplicateKey
+	ErrInvalidName      Cause = protocol.InvalidName
+	ErrInvalidUUID      Cause = protocol.InvalidUUID
+	ErrKindFields       Cause = protocol.KindFields
+	ErrInvalidValue     Cause = protocol.InvalidValue
+	ErrSliceMismatch    Cause = protocol.SliceMismatch
+	ErrInvalidInventory Cause = protocol.InvalidInventory
 )
 
 // CauseOf returns the Cause in err's chain, if any.

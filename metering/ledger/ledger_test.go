@@ -64,7 +64,7 @@ func records(node string, n int) []protocol.Record {
 		r := protocol.Record{
 			Node: node, Provider: "p", Kind: protocol.KindUsage, Tenant: fmt.Sprintf("t%d", i%3),
 			WindowStart: t0.Add(time.Duration(i) * time.Minute), WindowEnd: t0.Add(time.Duration(i+1) * time.Minute),
-			GPUUUID: "GPU-0", ParentUUID: "GPU-0", Model: "H100", SliceNum: 1, SliceDen: 1,
+			GPUUUID: "GPU-00000000-0000-4000-8000-000000000000", ParentUUID: "GPU-00000000-0000-4000-8000-000000000000", Model: "H100", SliceNum: 1, SliceDen: 1,
 			GPUMillis: 60000, UtilizationPercent: 50, EnergyMillijoules: 1000, Attribution: "cgroup",
 		}
 		r.ID = r.ComputeID()
@@ -265,7 +265,41 @@ func TestOpenRefuses(t *testing.T) {
 		{"last_seq wrong", remarshal(func(b *protocol.Batch) { b.LastSeq = 7 }), nil, ledger.ErrInvalidRecord},
 		{"record seq hole", remarshal(func(b *protocol.Batch) { b.Records[2].Seq = 4 }), nil, ledger.ErrInvalidRecord},
 		{"no records", remarshal(func(b *protocol.Batch) { b.Records = nil; b.LastSeq = 0 }), nil, ledger.ErrInvalidRecord},
-		{"usage without tenant", remarshal(func(b *protocol.Batch) { b.Records[0].Tenant = "" }), nil, ledger.ErrInvalidRecord},
+		{"usage without tenant", remarshal(func(b *protocol.Batch) { b.Records[0].Tenant = "" }), nil, ledger.ErrKindFields},
+		{"usage with a gap reason", remarshal(func(b *protocol.Batch) { b.Records[0].GapReason = protocol.GapAgentDown }), nil, ledger.ErrKindFields},
+		{"idle with a tenant", remarshal(func(b *protocol.Batch) { b.Records[0].Kind = protocol.KindIdle; b.Records[0].Attribution = "" }), nil, ledger.ErrKindFields},
+		{"gap with a tenant", remarshal(func(b *protocol.Batch) {
+			b.Records[0].Kind, b.Records[0].GapReason, b.Records[0].Attribution = protocol.KindGap, protocol.GapNoSample, ""
+		}), nil, ledger.ErrKindFields},
+		{"gap without a known reason", remarshal(func(b *protocol.Batch) {
+			b.Records[0].Kind, b.Records[0].Tenant, b.Records[0].Attribution, b.Records[0].GapReason = protocol.KindGap, "", "", "why not"
+		}), nil, ledger.ErrKindFields},
+		{"usage carrying an inventory", remarshal(func(b *protocol.Batch) { b.Records[0].Inventory = &protocol.Inventory{} }), nil, ledger.ErrKindFields},
+		{"utilization above 100", remarshal(func(b *protocol.Batch) { b.Records[0].UtilizationPercent = 101 }), nil, ledger.ErrInvalidValue},
+		{"utilization below -1", remarshal(func(b *protocol.Batch) { b.Records[0].UtilizationPercent = -2 }), nil, ledger.ErrInvalidValue},
+		{"negative energy", remarshal(func(b *protocol.Batch) { b.Records[0].EnergyMillijoules = -5 }), nil, ledger.ErrInvalidValue},
+		{"slice above one", remarshal(func(b *protocol.Batch) { b.Records[0].SliceNum, b.Records[0].SliceDen = 8, 7 }), nil, ledger.ErrSliceMismatch},
+		{"zero slice denominator", remarshal(func(b *protocol.Batch) { b.Records[0].SliceDen = 0 }), nil, ledger.ErrSliceMismatch},
+		{"whole GPU with a partial slice", remarshal(func(b *protocol.Batch) { b.Records[0].SliceNum, b.Records[0].SliceDen = 1, 7 }), nil, ledger.ErrSliceMismatch},
+		{"upper-case UUID", remarshal(func(b *protocol.Batch) {
+			b.Records[0].ParentUUID = "GPU-00000000-0000-4000-8000-00000000000A"
+			b.Records[0].GPUUUID = b.Records[0].ParentUUID
+		}), nil, ledger.ErrInvalidUUID},
+		{"UUID with white space", remarshal(func(b *protocol.Batch) {
+			b.Records[0].ParentUUID = " " + b.Records[0].ParentUUID
+		}), nil, ledger.ErrInvalidUUID},
+		{"made-up unit UUID", remarshal(func(b *protocol.Batch) { b.Records[0].GPUUUID = "GPU-1" }), nil, ledger.ErrInvalidUUID},
+		{"NUL in a tenant", remarshal(func(b *protocol.Batch) { b.Records[0].Tenant = "acme\x00" }), nil, ledger.ErrInvalidName},
+		{"bidi override in a tenant", remarshal(func(b *protocol.Batch) { b.Records[0].Tenant = "acme\u202egnp.exe" }), nil, ledger.ErrInvalidName},
+		{"newline in a provider", remarshal(func(b *protocol.Batch) { b.Records[0].Provider = "p\nq" }), nil, ledger.ErrInvalidName},
+		{"duplicate member in the payload", f.signRaw(t, protocol.PayloadType,
+			append(payload[:len(payload)-1:len(payload)-1], []byte(`,"node":"node-01"}`)...)), nil, ledger.ErrDuplicateKey},
+		{"duplicate member differing in case", f.signRaw(t, protocol.PayloadType,
+			append(payload[:len(payload)-1:len(payload)-1], []byte(`,"NODE":"node-01"}`)...)), nil, ledger.ErrDuplicateKey},
+		{"duplicate member in the envelope", func() []byte {
+			e := good.Envelope
+			return append(append([]byte{}, e[:len(e)-1]...), []byte(`,"payloadType":"x"}`)...)
+		}(), nil, ledger.ErrDuplicateKey},
 		{"unknown kind", remarshal(func(b *protocol.Batch) { b.Records[0].Kind = "free" }), nil, ledger.ErrInvalidRecord},
 		{"empty window", remarshal(func(b *protocol.Batch) { b.Records[0].WindowEnd = b.Records[0].WindowStart }), nil, ledger.ErrInvalidRecord},
 	}

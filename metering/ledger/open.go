@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
@@ -65,7 +63,9 @@ func Open(ctx context.Context, envelope []byte, keys KeyLookup) (protocol.Batch,
 
 	// Only now, with the bytes authenticated, parse them.
 	var b protocol.Batch
-	if err := strictUnmarshal(payload, &b); err != nil {
+	if err := strictUnmarshal(payload, &b); errors.Is(err, errDuplicateKey) {
+		return protocol.Batch{}, nil, fmt.Errorf("open batch: %w: payload: %v", ErrDuplicateKey, err)
+	} else if err != nil {
 		return protocol.Batch{}, nil, fmt.Errorf("open batch: %w: payload: %v", ErrMalformed, err)
 	}
 	if b.KeyID != keyID {
@@ -81,7 +81,9 @@ func Open(ctx context.Context, envelope []byte, keys KeyLookup) (protocol.Batch,
 // failure is ErrMalformed.
 func parseEnvelope(data []byte) (*dsse.Envelope, []byte, error) {
 	var env dsse.Envelope
-	if err := strictUnmarshal(data, &env); err != nil {
+	if err := strictUnmarshal(data, &env); errors.Is(err, errDuplicateKey) {
+		return nil, nil, fmt.Errorf("%w: envelope: %v", ErrDuplicateKey, err)
+	} else if err != nil {
 		return nil, nil, fmt.Errorf("%w: envelope: %v", ErrMalformed, err)
 	}
 	if env.PayloadType != protocol.PayloadType {
@@ -100,19 +102,6 @@ func parseEnvelope(data []byte) (*dsse.Envelope, []byte, error) {
 		return nil, nil, fmt.Errorf("%w: signature base64: %v", ErrMalformed, err)
 	}
 	return &env, payload, nil
-}
-
-// strictUnmarshal refuses unknown fields and anything after the value.
-func strictUnmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
 }
 
 // checkBatch is the structure every batch must have, whoever checks it:
@@ -140,38 +129,8 @@ func checkBatch(b *protocol.Batch, node string) error {
 			return fmt.Errorf("%w: record %d has seq %d, want %d", ErrInvalidRecord, i, r.Seq, want)
 		}
 		if err := checkRecord(r); err != nil {
-			return fmt.Errorf("%w: record seq %d: %v", ErrInvalidRecord, r.Seq, err)
+			return fmt.Errorf("record seq %d: %w", r.Seq, err)
 		}
-	}
-	return nil
-}
-
-// CheckRecord reports whether r is acceptable on its own (known kind,
-// gpu_ms >= 0, usage has a tenant, window_end after window_start), as Open
-// checks it; the error wraps ErrInvalidRecord. The spool refuses such
-// records at Append, so one bad record cannot block sealing.
-func CheckRecord(r *protocol.Record) error {
-	if err := checkRecord(r); err != nil {
-		return fmt.Errorf("%w: record %s: %v", ErrInvalidRecord, r.ID, err)
-	}
-	return nil
-}
-
-func checkRecord(r *protocol.Record) error {
-	switch r.Kind {
-	case protocol.KindUsage:
-		if r.Tenant == "" {
-			return errors.New("usage without tenant")
-		}
-	case protocol.KindIdle, protocol.KindGap:
-	default:
-		return fmt.Errorf("unknown kind %q", r.Kind)
-	}
-	if r.GPUMillis < 0 {
-		return fmt.Errorf("negative gpu_ms %d", r.GPUMillis)
-	}
-	if !r.WindowEnd.After(r.WindowStart) {
-		return fmt.Errorf("window_end %s not after window_start %s", r.WindowEnd, r.WindowStart)
 	}
 	return nil
 }

@@ -49,7 +49,7 @@ func RandomWindows(rng *rand.Rand, node string, start time.Time, nWin, units int
 				r := protocol.Record{
 					Node: node, Provider: "prov", WindowStart: ws, WindowEnd: we,
 					Kind: k.kind, Tenant: k.tenant, GapReason: k.gap,
-					GPUUUID: fmt.Sprintf("GPU-%d", u), ParentUUID: fmt.Sprintf("GPU-%d", u), Model: "H100",
+					GPUUUID: fmt.Sprintf("GPU-00000000-0000-4000-8000-%012d", u), ParentUUID: fmt.Sprintf("GPU-00000000-0000-4000-8000-%012d", u), Model: "H100",
 					SliceNum: 1, SliceDen: 1, GPUMillis: bounds[p+1] - bounds[p],
 					UtilizationPercent: rng.IntN(102) - 1, EnergyMillijoules: rng.Int64N(1_000_001) - 1,
 				}

@@ -66,7 +66,7 @@ func windowRecs(i, units int) []protocol.Record {
 	for u := range units {
 		base := protocol.Record{
 			Node: node, Provider: "p", WindowStart: start, WindowEnd: start.Add(time.Minute),
-			GPUUUID: fmt.Sprintf("GPU-%d", u), ParentUUID: fmt.Sprintf("GPU-%d", u), Model: "H100",
+			GPUUUID: fmt.Sprintf("GPU-00000000-0000-4000-8000-%012d", u), ParentUUID: fmt.Sprintf("GPU-00000000-0000-4000-8000-%012d", u), Model: "H100",
 			SliceNum: 1, SliceDen: 1, UtilizationPercent: -1, EnergyMillijoules: -1,
 		}
 		use := base

@@ -130,7 +130,7 @@ func TestMergeRecordsProperty(t *testing.T) {
 func TestMergeRecordFields(t *testing.T) {
 	mk := func(minute int, kind protocol.Kind, tenant string, ms int64, util int, mj int64, attr string) protocol.Record {
 		s := t0.Add(time.Duration(minute) * time.Minute)
-		r := protocol.Record{Node: node, GPUUUID: "GPU-0", ParentUUID: "GPU-0", Model: "H100", WindowStart: s, WindowEnd: s.Add(time.Minute),
+		r := protocol.Record{Node: node, GPUUUID: "GPU-00000000-0000-4000-8000-000000000000", ParentUUID: "GPU-00000000-0000-4000-8000-000000000000", Model: "H100", WindowStart: s, WindowEnd: s.Add(time.Minute),
 			Kind: kind, Tenant: tenant, GPUMillis: ms, UtilizationPercent: util, EnergyMillijoules: mj, Attribution: attr}
 		r.ID = r.ComputeID()
 		return r

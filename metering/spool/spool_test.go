@@ -47,8 +47,8 @@ func TestAppendRefusesInvalidRecords(t *testing.T) {
 	recs := windowRecs(0, 1)
 	recs[0].Tenant = ""
 	err := s.Append(context.Background(), recs, []byte("cp"))
-	if !errors.Is(err, ledger.ErrInvalidRecord) {
-		t.Fatalf("err = %v, want ErrInvalidRecord", err)
+	if !errors.Is(err, ledger.ErrKindFields) {
+		t.Fatalf("err = %v, want ErrKindFields", err)
 	}
 	if cp, _ := s.Checkpoint(); cp != nil || s.Stats().PendingRecords != 0 {
 		t.Fatalf("refused append stored something: checkpoint %q, stats %+v", cp, s.Stats())
