@@ -128,7 +128,7 @@ func sealedBatches(b *testing.B, st *store.Store, n int) ([][]byte, []protocol.B
 		b.Fatal(err)
 	}
 	now := time.Now().UTC()
-	if err := st.RegisterNode(ctx, node.ID, workload.Provider, node.Public(), node.GPUs, now); err != nil {
+	if err := st.RegisterNode(ctx, store.Registration{ID: node.ID, Provider: workload.Provider, Key: node.Public(), GPUs: store.GPUsOf("H100-SXM5-80GB", node.GPUs...)}, now); err != nil {
 		b.Fatal(err)
 	}
 	sealer, err := ledger.NewSealer(node.ID, node.Key, time.Now)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"time"
 )
 
 // KindInventory is the kind of a record that carries no GPU time but the
@@ -58,4 +59,24 @@ func (inv *Inventory) Digest() string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// InventoryRecord is the record that reports inv, observed at at (UTC,
+// whole milliseconds), for node of provider, with its id computed.
+func InventoryRecord(node, provider string, at time.Time, inv Inventory) Record {
+	at = at.UTC().Truncate(time.Millisecond)
+	r := Record{Node: node, Provider: provider, Kind: KindInventory, WindowStart: at, WindowEnd: at,
+		UtilizationPercent: Unknown, EnergyMillijoules: Unknown, Inventory: &inv}
+	r.ID = r.ComputeID()
+	return r
+}
+
+// WholeGPUs is an inventory of whole GPUs (MIG off) of one model, metered
+// in windows of window: what a node without MIG reports.
+func WholeGPUs(window time.Duration, model string, uuids ...string) Inventory {
+	inv := Inventory{WindowMillis: window.Milliseconds(), GPUs: make([]InventoryGPU, len(uuids))}
+	for i, u := range uuids {
+		inv.GPUs[i] = InventoryGPU{UUID: u, Model: model}
+	}
+	return inv
 }

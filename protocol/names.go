@@ -19,12 +19,16 @@ const MaxNameBytes = 128
 // and spaces: they make two names look alike or reorder what an operator
 // reads), no line or paragraph separator, no U+FFFD, and no leading or
 // trailing white space. what names the field in the error.
-func CheckName(what, s string) error {
+func CheckName(what, s string) error { return CheckText(what, s, MaxNameBytes) }
+
+// CheckText is CheckName's character rule for a label of at most maxBytes
+// (an issuer, a program's name).
+func CheckText(what, s string, maxBytes int) error {
 	switch {
 	case s == "":
 		return fmt.Errorf("%s is empty", what)
-	case len(s) > MaxNameBytes:
-		return fmt.Errorf("%s is %d bytes, at most %d", what, len(s), MaxNameBytes)
+	case len(s) > maxBytes:
+		return fmt.Errorf("%s is %d bytes, at most %d", what, len(s), maxBytes)
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%s %q is not valid UTF-8", what, s)
 	}

@@ -8,7 +8,9 @@ package protocol
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // TypeBase prefixes every problem type: TypeBase + cause.
@@ -110,6 +112,9 @@ type Problem struct {
 	Detail string `json:"detail,omitempty"`
 	// ExpectedSeq is the sequence the node should send next (409 only).
 	ExpectedSeq *uint64 `json:"expected_seq,omitempty"`
+	// RetryAfter, when positive, is sent as the Retry-After header (whole
+	// seconds): when a retry can succeed (window-not-ended).
+	RetryAfter time.Duration `json:"-"`
 }
 
 // NewProblem builds the problem of cause with detail. An unknown cause is a
@@ -139,6 +144,9 @@ func (p *Problem) Error() string { return p.Cause() + ": " + p.Detail }
 func WriteProblem(w http.ResponseWriter, p *Problem) {
 	w.Header().Set("Content-Type", ContentType)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if p.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((p.RetryAfter+time.Second-1)/time.Second), 10))
+	}
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)
 }

@@ -36,7 +36,27 @@ type Node struct {
 	ID, Provider string
 	PublicKey    ed25519.PublicKey
 	GPUs         []string
+	// Model is the GPUs' model in the authority's model table; "" is
+	// DefaultModel.
+	Model string
+	// Since is the registration time the operator attests; zero is
+	// DefaultSince, long before any test's windows, so that an honest
+	// node's first window is never before its registration.
+	Since time.Time
+	// NoInventory leaves the node without an inventory until it reports
+	// one. Otherwise it starts with one seeded at Since: its GPUs whole
+	// (MIG off), metered in 1-minute windows and merged in 1-hour ones,
+	// so that tests which send usage records without an inventory record
+	// of their own are judged as an honest agent's would be.
+	NoInventory bool
 }
+
+// DefaultModel is a Node's model when it names none: the simulator's
+// default GPU.
+const DefaultModel = "H100-SXM5-80GB"
+
+// DefaultSince is a Node's registration time when it names none.
+var DefaultSince = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // Drivers are the store drivers an authority can run on; tests that must
 // hold on every store loop over them (EachDriver).
@@ -119,7 +139,25 @@ func New(t testing.TB, opts Options) *Authority {
 		now = opts.Clock.Now
 	}
 	for _, n := range opts.Nodes {
-		if err := st.RegisterNode(ctx, n.ID, n.Provider, n.PublicKey, n.GPUs, now()); err != nil {
+		model, since := n.Model, n.Since
+		if model == "" {
+			model = DefaultModel
+		}
+		if since.IsZero() {
+			since = DefaultSince
+		}
+		reg := store.Registration{ID: n.ID, Provider: n.Provider, Key: n.PublicKey, GPUs: store.GPUsOf(model, n.GPUs...), Since: since}
+		if err := st.RegisterNode(ctx, reg, now()); err != nil {
+			t.Fatal(err)
+		}
+		if n.NoInventory {
+			continue
+		}
+		layouts := map[string]store.Layout{}
+		for _, g := range n.GPUs {
+			layouts[g] = store.Layout{Instances: map[string]string{}}
+		}
+		if err := st.SeedInventory(ctx, n.ID, since, time.Minute, time.Hour, layouts); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -13,12 +13,12 @@ import (
 func sampleLines() []Line {
 	w := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
 	return []Line{
-		{RecordID: "r1", Node: "n1", Provider: "p1", Tenant: "acme", Entity: "E1", GPUUUID: "GPU-00000000-0000-4000-8000-000000000001", Model: "H100",
+		{RecordID: "r1", Node: "n1", Provider: "p1", Tenant: "acme", Entity: "E1", GPUUUID: "GPU-00000000-0000-4000-8000-000000000001", Model: "H100-SXM5-80GB",
 			WindowStart: w, WindowEnd: w.Add(time.Minute), GPUMillis: 60_000, RateCard: "c1", PricePerHour: 250,
 			Cost: 5, Subsidy: 3, Payable: 2, Program: "P1", Grants: []Grant{{"v1", 1}, {"v2", 2}}, Note: NotePartial},
-		{RecordID: "r2", Node: "n1", Provider: "p1", Tenant: "=HYPERLINK(\"x\")", GPUUUID: "MIG-00000000-0000-4000-9000-000000000001", Model: "H100",
+		{RecordID: "r2", Node: "n1", Provider: "p1", Tenant: "=HYPERLINK(\"x\")", GPUUUID: "MIG-00000000-0000-4000-9000-000000000001", Model: "H100-SXM5-80GB",
 			MIGProfile: "1g.10gb", WindowStart: w, WindowEnd: w.Add(time.Minute), GPUMillis: 1000, Note: NoteUnpriced},
-		{RecordID: "r3", Node: "n1", Provider: "p1", Tenant: "acme", Entity: "E1", GPUUUID: "GPU-00000000-0000-4000-8000-000000000001", Model: "H100",
+		{RecordID: "r3", Node: "n1", Provider: "p1", Tenant: "acme", Entity: "E1", GPUUUID: "GPU-00000000-0000-4000-8000-000000000001", Model: "H100-SXM5-80GB",
 			WindowStart: w.Add(time.Minute), WindowEnd: w.Add(2 * time.Minute), GPUMillis: 60_000, RateCard: "c1",
 			PricePerHour: 250, Cost: 4, Subsidy: 4, Program: "P1", Grants: []Grant{{"v2", 4}}, Note: NoteSubsidized},
 	}

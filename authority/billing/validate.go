@@ -7,7 +7,9 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/gpumeter/gpumeter/authority/inventory"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // ErrInvalid is what every validation error wraps.
@@ -68,18 +70,42 @@ func validLabel(s string) string {
 	if s == "" {
 		return "required"
 	}
-	if len(s) > maxLabelLen {
-		return fmt.Sprintf("%d bytes, at most %d", len(s), maxLabelLen)
-	}
-	if strings.TrimSpace(s) != s {
-		return fmt.Sprintf("%q has leading or trailing space", s)
-	}
-	for _, c := range s {
-		if unicode.IsControl(c) || c == unicode.ReplacementChar {
-			return fmt.Sprintf("%q has a control or invalid character", s)
-		}
+	if err := protocol.CheckText("value", s, maxLabelLen); err != nil {
+		return err.Error()
 	}
 	return ""
+}
+
+// validName is validLabel for the names that cross the wire (providers,
+// tenants): protocol.CheckName, the rule the authority applies at ingest.
+func validName(s string) string {
+	if s == "" {
+		return "required"
+	}
+	if err := protocol.CheckName("name", s); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// validModel is why m is not a model of the authority's model table.
+func validModel(m string) string {
+	if why := validLabel(m); why != "" {
+		return why
+	}
+	if _, ok := inventory.Lookup(m); !ok {
+		return fmt.Sprintf("%q is not in the model table (voucher-authority models lists it)", m)
+	}
+	return ""
+}
+
+// CanonicalModel is the model table's id of m (an id or an NVML name), or
+// m itself when the table does not know it (validation then refuses it).
+func CanonicalModel(m string) string {
+	if md, ok := inventory.Lookup(m); ok {
+		return md.ID
+	}
+	return m
 }
 
 // Times are Unix ms in the store: keep them in years 1970-9999.
@@ -140,12 +166,38 @@ func ValidateEntity(e Entity) error {
 	return p.err()
 }
 
+// CanonicalProgram returns p with every model named by the model table's
+// id (a program may name a model by its NVML name), so that it matches
+// what ingest prices by: the GPU's registered model.
+func CanonicalProgram(p Program) Program {
+	if len(p.Models) > 0 {
+		ms := make([]string, len(p.Models))
+		for i, m := range p.Models {
+			ms[i] = CanonicalModel(m)
+		}
+		p.Models = ms
+	}
+	if len(p.ModelRatios) > 0 {
+		rs := make(map[string]BasisPoints, len(p.ModelRatios))
+		for m, r := range p.ModelRatios {
+			rs[CanonicalModel(m)] = r
+		}
+		p.ModelRatios = rs
+	}
+	return p
+}
+
 // ValidateProgram checks a program's every field; the error joins one
 // *FieldError per problem.
 func ValidateProgram(pr Program) error {
 	p := problems{object: "program", id: pr.ID}
 	if why := ValidID(pr.ID); why != "" {
 		p.add("id", "%s", why)
+	}
+	for i, pv := range pr.Providers {
+		if why := validName(pv); why != "" && validLabel(pv) == "" {
+			p.add(fmt.Sprintf("providers[%d]", i), "%s", why)
+		}
 	}
 	if why := validLabel(pr.Issuer); why != "" {
 		p.add("issuer", "%s", why)
@@ -169,6 +221,10 @@ func ValidateProgram(pr Program) error {
 	p.fen("cap_per_entity_year_fen", pr.CapPerYear, 1, MaxFen)
 	p.fen("cap_per_entity_lifetime_fen", pr.CapLifetime, 0, MaxFen)
 	p.labels("providers", pr.Providers, true)
+	// A program may name models outside the authority's table (chips of
+	// other makers that no node is registered with yet): such a name
+	// matches no registered GPU. Names the table knows are stored by its
+	// id (CanonicalProgram), so NVML names and ids both match.
 	p.labels("models", pr.Models, false)
 	okFrom := p.time("valid_from", pr.ValidFrom)
 	okTo := p.time("valid_to", pr.ValidTo)
@@ -255,10 +311,10 @@ func ValidateRateCard(c RateCard) error {
 	if why := ValidID(c.ID); why != "" {
 		p.add("id", "%s", why)
 	}
-	if why := validLabel(c.Provider); why != "" {
+	if why := validName(c.Provider); why != "" {
 		p.add("provider", "%s", why)
 	}
-	if why := validLabel(c.Model); why != "" {
+	if why := validModel(c.Model); why != "" {
 		p.add("model", "%s", why)
 	}
 	if c.MIGProfile != "" {
@@ -277,11 +333,13 @@ func ValidateRateCard(c RateCard) error {
 // ValidateMapping checks a tenant mapping's three names.
 func ValidateMapping(provider, tenant, entityID string) error {
 	p := problems{object: "tenant mapping", id: provider + "/" + tenant}
-	if why := validLabel(provider); why != "" {
+	if why := validName(provider); why != "" {
 		p.add("provider", "%s", why)
 	}
-	if why := validLabel(tenant); why != "" {
+	if why := validName(tenant); why != "" {
 		p.add("tenant", "%s", why)
+	} else if strings.EqualFold(strings.TrimSpace(tenant), protocol.TenantUnattributed) {
+		p.add("tenant", "%q is reserved for usage no attribution rule claimed: it is never billable", tenant)
 	}
 	if why := ValidID(entityID); why != "" {
 		p.add("entity", "%s", why)

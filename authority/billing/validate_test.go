@@ -62,7 +62,7 @@ func TestValidateProgram(t *testing.T) {
 		{"ratio above 100%", func(p *Program) { p.Ratio = 10001 }, []string{"ratio_bp"}},
 		{"negative ratio", func(p *Program) { p.Ratio = -1 }, []string{"ratio_bp"}},
 		{"model ratio above 100%", func(p *Program) { p.ModelRatios["Ascend 910B"] = 12000 }, []string{"model_ratios_bp[Ascend 910B]"}},
-		{"model ratio for a model not listed", func(p *Program) { p.Models = []string{"H100"} }, []string{"model_ratios_bp[Ascend 910B]"}},
+		{"model ratio for a model not listed", func(p *Program) { p.Models = []string{"H100-SXM5-80GB"} }, []string{"model_ratios_bp[Ascend 910B]"}},
 		{"no yearly cap", func(p *Program) { p.CapPerYear = 0 }, []string{"cap_per_entity_year_fen"}},
 		{"negative lifetime cap", func(p *Program) { p.CapLifetime = -5 }, []string{"cap_per_entity_lifetime_fen"}},
 		{"cap beyond bounds", func(p *Program) { p.CapPerYear = MaxFen + 1 }, []string{"cap_per_entity_year_fen"}},

@@ -29,7 +29,11 @@ type Config struct {
 	Admin        Admin         `yaml:"admin"`
 	MaxBodyBytes int64         `yaml:"max_body_bytes"`
 	ClockSkew    time.Duration `yaml:"clock_skew"`
-	LogLevel     string        `yaml:"log_level"`
+	// MaxWindow and MaxMergeWindow bound the metering and merge windows a
+	// node may declare in its inventory: no record is longer.
+	MaxWindow      time.Duration `yaml:"max_window"`
+	MaxMergeWindow time.Duration `yaml:"max_merge_window"`
+	LogLevel       string        `yaml:"log_level"`
 }
 
 // TLS names certificate files; all empty serves plain HTTP.
@@ -98,12 +102,14 @@ const MaxBodyLimit = 256 << 20
 // Default is the configuration before the file is applied.
 func Default() Config {
 	return Config{
-		Listen:       ":8443",
-		Store:        Store{Driver: DriverSQLite, Path: "/var/lib/voucher-authority/authority.db"},
-		Admin:        defaultAdmin(),
-		MaxBodyBytes: 8 << 20,
-		ClockSkew:    5 * time.Minute,
-		LogLevel:     "info",
+		Listen:         ":8443",
+		Store:          Store{Driver: DriverSQLite, Path: "/var/lib/voucher-authority/authority.db"},
+		Admin:          defaultAdmin(),
+		MaxBodyBytes:   8 << 20,
+		ClockSkew:      5 * time.Minute,
+		MaxWindow:      time.Hour,
+		MaxMergeWindow: 24 * time.Hour,
+		LogLevel:       "info",
 	}
 }
 
@@ -210,6 +216,13 @@ func (c Config) validate() []invalid {
 	}
 	if c.ClockSkew <= 0 || c.ClockSkew > time.Hour {
 		bad(fmt.Sprintf("%s is out of range (0, 1h]", c.ClockSkew), "clock_skew")
+	}
+	day := 24 * time.Hour
+	if c.MaxWindow < time.Second || c.MaxWindow > day || day%c.MaxWindow != 0 {
+		bad(fmt.Sprintf("%s must divide 24h and be at least 1s", c.MaxWindow), "max_window")
+	}
+	if c.MaxMergeWindow < c.MaxWindow || c.MaxMergeWindow > day || day%c.MaxMergeWindow != 0 {
+		bad(fmt.Sprintf("%s must divide 24h and be at least max_window", c.MaxMergeWindow), "max_merge_window")
 	}
 	out = append(out, c.Admin.validate(c.TLS)...)
 	switch c.LogLevel {

@@ -54,7 +54,7 @@ func benchIngest(b *testing.B, driver, source string) {
 		uuids[i] = fmt.Sprintf("GPU-be7c0000-0000-4000-8000-%012d", i)
 	}
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	if err := st.RegisterNode(ctx, "n1", "p", key.Public().(ed25519.PublicKey), uuids, base); err != nil {
+	if err := st.RegisterNode(ctx, store.Registration{ID: "n1", Provider: "p", Key: key.Public().(ed25519.PublicKey), GPUs: store.GPUsOf("H100-SXM5-80GB", uuids...)}, base); err != nil {
 		b.Fatal(err)
 	}
 	clk := clock.NewVirtual(base.Add(time.Duration(b.N*minutes+1) * time.Minute))

@@ -22,14 +22,24 @@ type Options struct {
 	Store *store.Store
 	Clock clock.Clock   // nil: the real clock
 	Skew  time.Duration // 0: DefaultClockSkew
+	// Limits bound the windows a node may declare (zero fields: defaults).
+	Limits Limits
+}
+
+// Limits bound what a node's inventory may declare: its metering window
+// and its spool's merge window. A record is never longer than these.
+type Limits struct {
+	MaxWindow      time.Duration // 0: DefaultMaxWindow
+	MaxMergeWindow time.Duration // 0: DefaultMaxMergeWindow
 }
 
 // Ingester verifies and stores batches. Safe for concurrent use: the store
 // serializes the transactions.
 type Ingester struct {
-	st    *store.Store
-	clock clock.Clock
-	skew  time.Duration
+	st     *store.Store
+	clock  clock.Clock
+	skew   time.Duration
+	limits Limits
 }
 
 // New builds an Ingester.
@@ -40,7 +50,16 @@ func New(opts Options) (*Ingester, error) {
 	if opts.Skew < 0 {
 		return nil, fmt.Errorf("new ingester: negative clock skew %s", opts.Skew)
 	}
-	in := &Ingester{st: opts.Store, clock: opts.Clock, skew: opts.Skew}
+	if opts.Limits.MaxWindow < 0 || opts.Limits.MaxMergeWindow < 0 {
+		return nil, fmt.Errorf("new ingester: negative window limit %+v", opts.Limits)
+	}
+	in := &Ingester{st: opts.Store, clock: opts.Clock, skew: opts.Skew, limits: opts.Limits}
+	if in.limits.MaxWindow == 0 {
+		in.limits.MaxWindow = DefaultMaxWindow
+	}
+	if in.limits.MaxMergeWindow == 0 {
+		in.limits.MaxMergeWindow = DefaultMaxMergeWindow
+	}
 	if in.clock == nil {
 		in.clock = clock.Real{}
 	}
@@ -79,7 +98,7 @@ func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error
 		return out, p
 	}
 	res, err := in.st.Ingest(ctx, store.Submission{
-		Batch: b, Hash: protocol.Hash(payload), Envelope: envelope, Received: now,
+		Batch: b, Hash: protocol.Hash(payload), Envelope: envelope, Received: now, Verify: in.verify,
 	})
 	if err != nil {
 		p := storeProblem(err)
@@ -111,6 +130,10 @@ func (in *Ingester) keyLookup(ctx context.Context, now time.Time) ledger.KeyLook
 // storeProblem maps the store's refusals to problems; nil means the error
 // is not a refusal.
 func storeProblem(err error) *protocol.Problem {
+	var p *protocol.Problem
+	if errors.As(err, &p) { // the verifier's refusal
+		return p
+	}
 	var se *store.SeqError
 	if errors.As(err, &se) {
 		cause := protocol.SequenceGap
@@ -127,6 +150,9 @@ func storeProblem(err error) *protocol.Problem {
 		cause string
 	}{
 		{store.ErrOverWallTime, protocol.OverWallTime},
+		{store.ErrOverGPUTime, protocol.OverGPUTime},
+		{store.ErrRevokedAtIngest, protocol.RevokedKey},
+		{store.ErrKeyNotFound, protocol.UnknownKey},
 		{store.ErrGPUNotRegistered, protocol.GPUNotRegistered},
 		{store.ErrGPUClaimed, protocol.GPUClaimed},
 		{store.ErrInvalidRecord, protocol.InvalidRecord},

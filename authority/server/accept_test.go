@@ -96,7 +96,9 @@ func TestKeyRotation(t *testing.T) {
 		e := newEnvOn(t, driver, 0)
 		ctx := context.Background()
 		k2 := newKey(t)
-		if _, err := e.Store.AddKey(ctx, node1, pub(k2), t0); err != nil {
+		// Active from an hour back: the operator rotated a node whose
+		// unsent windows began before the rotation.
+		if _, err := e.Store.AddKey(ctx, node1, pub(k2), t0.Add(-time.Hour), t0); err != nil {
 			t.Fatal(err)
 		}
 		b1 := e.seal(e.newSealer(node1, k2), 1, "", rec(gpuA, 4, "t1", 60000))

@@ -16,6 +16,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -188,3 +189,21 @@ func (e *env) metrics() string {
 }
 
 func problemType(cause string) string { return fmt.Sprintf("https://gpumeter.dev/problems/%s", cause) }
+
+// sealRaw signs a batch of recs numbered from first with key, as a
+// dishonest node would, without the sealer's own checks (ledger.Seal
+// refuses what the authority refuses; an attacker's signer does not).
+func (e *env) sealRaw(key ed25519.PrivateKey, node string, first uint64, prev string, recs ...protocol.Record) []byte {
+	e.t.Helper()
+	b := protocol.Batch{Node: node, KeyID: signing.KeyID(pub(key)), FirstSeq: first, LastSeq: first + uint64(len(recs)) - 1,
+		PrevHash: prev, Created: e.clock.Now().UTC().Truncate(time.Millisecond), Records: make([]protocol.Record, len(recs))}
+	for i, r := range recs {
+		r.Seq = first + uint64(i)
+		b.Records[i] = r
+	}
+	payload, err := json.Marshal(&b)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return signRaw(e.t, protocol.PayloadType, payload, key)
+}

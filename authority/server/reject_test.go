@@ -104,7 +104,7 @@ func TestRejections(t *testing.T) {
 			name: "revoked key",
 			body: func(e *env) []byte {
 				k := newKey(t)
-				if _, err := e.Store.AddKey(context.Background(), node1, pub(k), t0); err != nil {
+				if _, err := e.Store.AddKey(context.Background(), node1, pub(k), time.Time{}, t0); err != nil {
 					t.Fatal(err)
 				}
 				if err := e.Store.RevokeKey(context.Background(), signing.KeyID(pub(k)), t0.Add(-time.Second)); err != nil {
@@ -197,10 +197,10 @@ func TestRejections(t *testing.T) {
 			name: "unit UUID is another node's GPU",
 			body: func(e *env) []byte {
 				r := rec(gpuA, 5, "t1", 60000)
-				r.GPUUUID = gpuZ
-				return e.seal(e.sealer, 1, "", reID(r)).Envelope
+				r.GPUUUID, r.MIGProfile, r.SliceNum, r.SliceDen = gpuZ, "1g.10gb", 1, 7
+				return e.sealRaw(e.key, node1, 1, "", reID(r))
 			},
-			status: 422, cause: "gpu-claimed",
+			status: 422, cause: "invalid-uuid",
 		},
 		{
 			name: "GPU not registered",

@@ -36,10 +36,11 @@ import (
 //
 // Every transaction that takes two of these takes them in this order, so
 // none can deadlock another.
-func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch) error {
+func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch, vs []RecordVerdict, now time.Time) error {
 	type item struct {
-		u   billing.Usage
-		seq uint64
+		u    billing.Usage
+		seq  uint64
+		hold string
 	}
 	var items []item
 	for i := range b.Records {
@@ -47,8 +48,11 @@ func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch) error {
 		if r.Kind != protocol.KindUsage {
 			continue // idle and gap records are never billed
 		}
-		items = append(items, item{seq: r.Seq, u: billing.Usage{RecordID: r.ID, Provider: r.Provider, Tenant: r.Tenant,
-			Model: r.Model, MIGProfile: r.MIGProfile, SliceNum: int64(r.SliceNum), SliceDen: int64(r.SliceDen),
+		// Priced by the authority's facts (the registered model, the model
+		// table's slice), never by the record's own model and slice fields.
+		v := vs[i]
+		items = append(items, item{seq: r.Seq, hold: v.Hold, u: billing.Usage{RecordID: r.ID, Provider: r.Provider, Tenant: r.Tenant,
+			Model: v.Model, MIGProfile: r.MIGProfile, SliceNum: v.SliceNum, SliceDen: v.SliceDen,
 			WindowStart: r.WindowStart, GPUMillis: r.GPUMillis}})
 	}
 	if len(items) == 0 {
@@ -82,11 +86,50 @@ func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch) error {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
-	if err := s.saveBilling(ctx, tx, charges, book.Changes()); err != nil {
+	holds := map[string]string{}
+	for _, it := range items {
+		if it.hold != "" {
+			holds[it.u.RecordID] = it.hold
+		}
+	}
+	if err := s.saveBilling(ctx, tx, charges, book.Changes(), holds); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if err := s.holdForReview(ctx, tx, b.Node, charges, holds, now); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }
+
+// holdForReview queues the charges whose subsidy is held (held_fen is the
+// subsidy granted, which stays taken from the vouchers until an operator
+// approves or rejects it).
+func (s *Store) holdForReview(ctx context.Context, tx *sql.Tx, node string, charges []billing.Charge, holds map[string]string, now time.Time) error {
+	if len(holds) == 0 {
+		return nil
+	}
+	var rows [][]any
+	for _, c := range charges {
+		reason, ok := holds[c.RecordID]
+		if !ok {
+			continue
+		}
+		rows = append(rows, []any{c.RecordID, node, c.Provider, c.Tenant, c.Entity, c.WindowStart.UnixMilli(),
+			reason, int64(c.Subsidy), ReviewHeld, now.UnixMilli()})
+	}
+	if err := s.insertRows(ctx, tx, `INSERT INTO reviews (record_id, node_id, provider, tenant, entity_id, window_start_ms,
+		reason, held_fen, status, created) VALUES `, rows); err != nil {
+		return fmt.Errorf("queue held subsidies for review: %w", err)
+	}
+	return nil
+}
+
+// Review states of a charge (charges.review) and of a review row.
+const (
+	ReviewHeld     = "held"
+	ReviewApproved = "approved"
+	ReviewRejected = "rejected"
+)
 
 func minTime(a, b time.Time) time.Time {
 	if b.Before(a) {
@@ -346,17 +389,21 @@ func (l *billLoad) subsidyCarries(ctx context.Context, program, entity string, i
 }
 
 // saveBilling writes the charges and grants and what billing changed.
-func (s *Store) saveBilling(ctx context.Context, tx *sql.Tx, charges []billing.Charge, ch billing.Changes) error {
+func (s *Store) saveBilling(ctx context.Context, tx *sql.Tx, charges []billing.Charge, ch billing.Changes, holds map[string]string) error {
 	var crow, grow [][]any
 	for _, c := range charges {
+		review := ""
+		if _, ok := holds[c.RecordID]; ok {
+			review = ReviewHeld
+		}
 		crow = append(crow, []any{c.RecordID, c.Provider, c.Tenant, c.Entity, c.WindowStart.UnixMilli(),
-			c.RateCard, int64(c.Cost), int64(c.Subsidy), c.Program, c.Note})
+			c.RateCard, int64(c.Cost), int64(c.Subsidy), c.Program, c.Note, review})
 		for _, g := range c.Grants {
 			grow = append(grow, []any{c.RecordID, g.Voucher, int64(g.Amount)})
 		}
 	}
 	if err := s.insertRows(ctx, tx, `INSERT INTO charges (record_id, provider, tenant, entity_id, window_start_ms,
-		rate_card_id, cost_fen, subsidy_fen, program_id, note) VALUES `, crow); err != nil {
+		rate_card_id, cost_fen, subsidy_fen, program_id, note, review) VALUES `, crow); err != nil {
 		return fmt.Errorf("store charges: %w", err)
 	}
 	if err := s.insertRows(ctx, tx, `INSERT INTO grants (record_id, voucher_id, amount_fen) VALUES `, grow); err != nil {

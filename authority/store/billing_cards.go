@@ -45,6 +45,7 @@ func (s *Store) lockCardKey(ctx context.Context, tx *sql.Tx, provider, model, pr
 // (provider, model, profile) is refused, naming that card.
 func (s *Store) AddRateCard(ctx context.Context, c billing.RateCard) error {
 	what := fmt.Sprintf("add rate card %q", c.ID)
+	c.Model = billing.CanonicalModel(c.Model)
 	if err := billing.ValidateRateCard(c); err != nil {
 		return invalidBilling(what, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
+	"hash/crc32"
 	"testing"
 	"time"
 
@@ -17,8 +18,8 @@ import (
 var bt = time.Date(2026, 11, 2, 0, 0, 0, 0, cst).UTC()
 
 // billNode is a registered node of provider p1 whose chain the tests
-// extend batch by batch. Its GPUs are GPU-<node>-1..4; MIG units use
-// GPU-<node>-1 as parent.
+// extend batch by batch. Its GPUs are gpu(1..4); MIG units use
+// gpu(1) as parent.
 type billNode struct {
 	t     testing.TB
 	s     *Store
@@ -34,21 +35,25 @@ func newBillNode(t testing.TB, s *Store, id string) *billNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gpus := []string{id + "-GPU-1", id + "-GPU-2", id + "-GPU-3", id + "-GPU-4"}
-	if err := s.RegisterNode(context.Background(), id, "p1", k, gpus, t0); err != nil {
+	n := &billNode{t: t, s: s, id: id, keyID: signing.KeyID(k), next: 1}
+	gpus := []string{n.gpu(1), n.gpu(2), n.gpu(3), n.gpu(4)}
+	if err := s.RegisterNode(context.Background(), Registration{ID: id, Provider: "p1", Key: k, GPUs: GPUsOf("H100-SXM5-80GB", gpus...)}, t0); err != nil {
 		t.Fatal(err)
 	}
-	return &billNode{t: t, s: s, id: id, keyID: signing.KeyID(k), next: 1}
+	return n
 }
 
-// gpu is the node's i-th GPU (1-4).
-func (n *billNode) gpu(i int) string { return fmt.Sprintf("%s-GPU-%d", n.id, i) }
+// gpu is the node's i-th GPU (1-4): a canonical UUID derived from the
+// node id.
+func (n *billNode) gpu(i int) string {
+	return fmt.Sprintf("GPU-%08x-0000-4000-8000-%012d", crc32.ChecksumIEEE([]byte(n.id)), i)
+}
 
 // use is a usage record of tenant on the node's GPU i (whole GPU, H100)
 // for ms of the window [start, start+d).
 func (n *billNode) use(i int, start time.Time, d time.Duration, tenant string, ms int64) protocol.Record {
 	return protocol.Record{Provider: "p1", Kind: protocol.KindUsage, Tenant: tenant, GPUUUID: n.gpu(i), ParentUUID: n.gpu(i),
-		Model: "H100", SliceNum: 1, SliceDen: 1, WindowStart: start, WindowEnd: start.Add(d), GPUMillis: ms}
+		Model: "H100-SXM5-80GB", SliceNum: 1, SliceDen: 1, WindowStart: start, WindowEnd: start.Add(d), GPUMillis: ms}
 }
 
 // hour is use for a whole hour of GPU i from start.
@@ -83,7 +88,7 @@ func billSetup(t testing.TB, s *Store) {
 	for _, err := range []error{
 		s.PutEntity(ctx, billing.Entity{ID: "E1", Name: "Acme"}),
 		s.MapTenant(ctx, "p1", "acme", "E1"),
-		s.AddRateCard(ctx, billing.RateCard{ID: "h100", Provider: "p1", Model: "H100", PricePerHour: 1000, ValidFrom: y2026}),
+		s.AddRateCard(ctx, billing.RateCard{ID: "h100", Provider: "p1", Model: "H100-SXM5-80GB", PricePerHour: 1000, ValidFrom: y2026}),
 	} {
 		if err != nil {
 			t.Fatal(err)

@@ -58,7 +58,7 @@ func TestStatementsEqualTheLedger(t *testing.T) {
 				case 0:
 					r.Model = "910B"
 				case 1:
-					r.Model = "A100" // no card
+					r.Model = "A100-SXM4-80GB" // no card
 				case 2:
 					r.GPUUUID, r.MIGProfile, r.SliceNum, r.SliceDen = fmt.Sprintf("MIG-00000000-0000-4000-9000-%012d", g), "2g.20gb", 2, 7
 				}

@@ -126,6 +126,7 @@ func (s *Store) mustExist(ctx context.Context, tx *sql.Tx, table, what, id strin
 // AddProgram creates a program. Programs are immutable once created.
 func (s *Store) AddProgram(ctx context.Context, p billing.Program) error {
 	what := fmt.Sprintf("add program %q", p.ID)
+	p = billing.CanonicalProgram(p)
 	if err := billing.ValidateProgram(p); err != nil {
 		return invalidBilling(what, err)
 	}

@@ -51,13 +51,13 @@ func TestBillingOperations(t *testing.T) {
 
 		p := testProgram("hz", func(p *billing.Program) {
 			p.ModelRatios = map[string]billing.BasisPoints{"910B": 3000}
-			p.Models = []string{"H100", "910B"}
+			p.Models = []string{"H100-SXM5-80GB", "910B"}
 			p.CapLifetime = 5_000_000
 			p.Providers = []string{"p2", "p1"}
 		})
 		must(t, s.AddProgram(ctx, p))
 		ps, err := s.Programs(ctx)
-		p.Providers, p.Models = []string{"p1", "p2"}, []string{"910B", "H100"} // listed sorted
+		p.Providers, p.Models = []string{"p1", "p2"}, []string{"910B", "H100-SXM5-80GB"} // listed sorted
 		if err != nil || len(ps) != 1 || !reflect.DeepEqual(ps[0], p) {
 			t.Fatalf("Programs = %+v, %v; want %+v", ps, err, p)
 		}
@@ -83,13 +83,13 @@ func TestBillingOperations(t *testing.T) {
 		must(t, s.MapTenant(ctx, "p1", "acme", "E1"))
 		must(t, s.MapTenant(ctx, "p1", "acme", "E2")) // remapped
 
-		c1 := billing.RateCard{ID: "c1", Provider: "p1", Model: "H100", PricePerHour: 250, ValidFrom: y2026}
+		c1 := billing.RateCard{ID: "c1", Provider: "p1", Model: "H100-SXM5-80GB", PricePerHour: 250, ValidFrom: y2026}
 		must(t, s.AddRateCard(ctx, c1))
 		at := y2026.AddDate(0, 6, 0)
 		must(t, s.EndRateCard(ctx, "c1", at))
-		c2 := billing.RateCard{ID: "c2", Provider: "p1", Model: "H100", PricePerHour: 300, ValidFrom: at}
+		c2 := billing.RateCard{ID: "c2", Provider: "p1", Model: "H100-SXM5-80GB", PricePerHour: 300, ValidFrom: at}
 		must(t, s.AddRateCard(ctx, c2))
-		mig := billing.RateCard{ID: "c3", Provider: "p1", Model: "H100", MIGProfile: "1g.10gb", PricePerHour: 40, ValidFrom: y2026, ValidTo: y2028}
+		mig := billing.RateCard{ID: "c3", Provider: "p1", Model: "H100-SXM5-80GB", MIGProfile: "1g.10gb", PricePerHour: 40, ValidFrom: y2026, ValidTo: y2028}
 		must(t, s.AddRateCard(ctx, mig))
 		cs, err := s.RateCards(ctx, "p1")
 		c1.ValidTo = at
@@ -111,9 +111,9 @@ func TestBillingOperationErrors(t *testing.T) {
 		must(t, s.PutEntity(ctx, billing.Entity{ID: "E1"}))
 		must(t, s.AddProgram(ctx, testProgram("P1", nil)))
 		must(t, s.IssueVoucherAt(ctx, testVoucher("v1", "P1", "E1", 100, y2028), y2026))
-		must(t, s.AddRateCard(ctx, billing.RateCard{ID: "c1", Provider: "p1", Model: "H100", PricePerHour: 250,
+		must(t, s.AddRateCard(ctx, billing.RateCard{ID: "c1", Provider: "p1", Model: "H100-SXM5-80GB", PricePerHour: 250,
 			ValidFrom: y2026, ValidTo: y2026.AddDate(0, 6, 0)}))
-		must(t, s.AddRateCard(ctx, billing.RateCard{ID: "c2", Provider: "p1", Model: "H100", PricePerHour: 250,
+		must(t, s.AddRateCard(ctx, billing.RateCard{ID: "c2", Provider: "p1", Model: "H100-SXM5-80GB", PricePerHour: 250,
 			ValidFrom: y2026.AddDate(0, 9, 0)}))
 		later := y2026.AddDate(0, 1, 0)
 		tests := []struct {
@@ -123,20 +123,20 @@ func TestBillingOperationErrors(t *testing.T) {
 			says string
 		}{
 			{"negative price", func() error {
-				return s.AddRateCard(ctx, billing.RateCard{ID: "c9", Provider: "p1", Model: "A100", PricePerHour: -1, ValidFrom: y2026})
+				return s.AddRateCard(ctx, billing.RateCard{ID: "c9", Provider: "p1", Model: "A100-SXM4-80GB", PricePerHour: -1, ValidFrom: y2026})
 			}, ErrInvalidBilling, "price_fen_per_hour"},
 			{"ratio above 1", func() error {
 				return s.AddProgram(ctx, testProgram("P9", func(p *billing.Program) { p.Ratio = 10001 }))
 			}, ErrInvalidBilling, "ratio_bp"},
 			{"overlapping rate card", func() error {
-				return s.AddRateCard(ctx, billing.RateCard{ID: "c9", Provider: "p1", Model: "H100", PricePerHour: 1,
+				return s.AddRateCard(ctx, billing.RateCard{ID: "c9", Provider: "p1", Model: "H100-SXM5-80GB", PricePerHour: 1,
 					ValidFrom: y2026.AddDate(0, 5, 0), ValidTo: y2026.AddDate(0, 7, 0)})
 			}, ErrBillingConflict, `rate card "c1"`},
 			{"open card over a later one", func() error {
-				return s.AddRateCard(ctx, billing.RateCard{ID: "c9", Provider: "p1", Model: "H100", PricePerHour: 1, ValidFrom: y2026.AddDate(0, 7, 0)})
+				return s.AddRateCard(ctx, billing.RateCard{ID: "c9", Provider: "p1", Model: "H100-SXM5-80GB", PricePerHour: 1, ValidFrom: y2026.AddDate(0, 7, 0)})
 			}, ErrBillingConflict, `rate card "c2"`},
 			{"rate card id exists", func() error {
-				return s.AddRateCard(ctx, billing.RateCard{ID: "c1", Provider: "p1", Model: "A100", PricePerHour: 1, ValidFrom: y2026})
+				return s.AddRateCard(ctx, billing.RateCard{ID: "c1", Provider: "p1", Model: "A100-SXM4-80GB", PricePerHour: 1, ValidFrom: y2026})
 			}, ErrBillingConflict, "id exists"},
 			{"expired voucher", func() error {
 				return s.IssueVoucherAt(ctx, testVoucher("v9", "P1", "E1", 100, later), later)

@@ -251,7 +251,7 @@ func TestBillingRules(t *testing.T) {
 		{"a rate card change inside a month", func(t *testing.T, s *Store, n *billNode) {
 			change := bt.Add(10 * 24 * time.Hour)
 			must(t, s.EndRateCard(ctx, "h100", change))
-			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "h100-b", Provider: "p1", Model: "H100", PricePerHour: 2000, ValidFrom: change}))
+			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "h100-b", Provider: "p1", Model: "H100-SXM5-80GB", PricePerHour: 2000, ValidFrom: change}))
 			recs := n.ingest(n.hour(1, change.Add(-time.Hour), "acme"), n.hour(1, change, "acme"),
 				n.hour(1, change.Add(2*time.Hour), "acme")).Batch.Records
 			a, b := lineOf(t, s, recs[0]), lineOf(t, s, recs[1])
@@ -264,7 +264,7 @@ func TestBillingRules(t *testing.T) {
 			}
 		}},
 		{"MIG: a profile card, and the whole-GPU card scaled by the slice", func(t *testing.T, s *Store, n *billNode) {
-			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "h100-1g", Provider: "p1", Model: "H100", MIGProfile: "1g.10gb", PricePerHour: 150, ValidFrom: y2026}))
+			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "h100-1g", Provider: "p1", Model: "H100-SXM5-80GB", MIGProfile: "1g.10gb", PricePerHour: 150, ValidFrom: y2026}))
 			mig := func(unit, profile string, num int, start time.Time) protocol.Record {
 				r := n.hour(1, start, "acme")
 				r.GPUUUID, r.MIGProfile, r.SliceNum, r.SliceDen = unit, profile, num, 7
@@ -285,7 +285,7 @@ func TestBillingRules(t *testing.T) {
 			program(t, s, "P1", ratio(2000))
 			voucher(t, s, "v1", "P1", 100_000, y2028)
 			r := n.hour(1, bt, "acme")
-			r.Model = "A100"
+			r.Model = "A100-SXM4-80GB"
 			r = n.ingest(r).Batch.Records[0]
 			l := lineOf(t, s, r)
 			wantLine(t, l, 0, 0, "", billing.NoteUnpriced)

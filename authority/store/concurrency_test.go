@@ -50,7 +50,7 @@ func TestConcurrentIngestTwoStores(t *testing.T) {
 		for n := range nodes {
 			node, gpu := fmt.Sprintf("n%d", n), fmt.Sprintf("GPU-00000000-0000-4000-8000-%012d", n)
 			k := pubKey(t)
-			if err := stores[n%2].RegisterNode(ctx, node, "p", k, []string{gpu}, t0); err != nil {
+			if err := stores[n%2].RegisterNode(ctx, Registration{ID: node, Provider: "p", Key: k, GPUs: GPUsOf("H100-SXM5-80GB", []string{gpu}...)}, t0); err != nil {
 				t.Fatal(err)
 			}
 			prev := ""
@@ -117,18 +117,25 @@ func TestConcurrentSharedUnit(t *testing.T) {
 		src := source(t)
 		stores := []*Store{openSource(t, driver, src), openSource(t, driver, src)}
 		type node struct {
-			id, gpu, key, prev string
-			next               uint64
+			id, key, prev string
+			next          uint64
 		}
-		ns := []*node{{id: "n1", gpu: "GPU-00000000-0000-4000-8000-000000000001", next: 1}, {id: "n2", gpu: "GPU-00000000-0000-4000-8000-000000000002", next: 1}}
-		for _, n := range ns {
+		const rounds = 8
+		ns := []*node{{id: "n1", next: 1}, {id: "n2", next: 1}}
+		// A parent GPU per node and round: the rounds' windows would cross
+		// on one physical GPU, which the GPU-time rule refuses on its own.
+		parent := func(n, r int) string { return fmt.Sprintf("GPU-00000000-0000-4000-800%d-%012d", n, r) }
+		for i, n := range ns {
 			k := pubKey(t)
 			n.key = signing.KeyID(k)
-			if err := stores[0].RegisterNode(ctx, n.id, "p", k, []string{n.gpu}, t0); err != nil {
+			var gpus []string
+			for r := range rounds {
+				gpus = append(gpus, parent(i, r))
+			}
+			if err := stores[0].RegisterNode(ctx, Registration{ID: n.id, Provider: "p", Key: k, GPUs: GPUsOf("H100-SXM5-80GB", gpus...)}, t0); err != nil {
 				t.Fatal(err)
 			}
 		}
-		const rounds = 8
 		for r := range rounds {
 			unit := fmt.Sprintf("MIG-00000000-0000-4000-a000-%012d", r)
 			// Even rounds: distinct overlapping windows; odd: one window,
@@ -140,7 +147,7 @@ func TestConcurrentSharedUnit(t *testing.T) {
 			subs := make([]Submission, 2)
 			for i, n := range ns {
 				rec := win(unit, windows[i][0], windows[i][1], "t", 40000)
-				rec.ParentUUID = n.gpu
+				rec.ParentUUID = parent(i, r)
 				subs[i] = batchOf(n.id, n.next, n.prev, n.key, rec)
 			}
 			errs := make([]error, 2)
@@ -195,17 +202,25 @@ func TestConcurrentRegistry(t *testing.T) {
 		for r := range 5 {
 			g1, g2 := fmt.Sprintf("GPU-00000000-0000-4000-8001-%012d", r), fmt.Sprintf("GPU-00000000-0000-4000-8002-%012d", r)
 			var e1, e2 error
-			race(func() { e1 = a.RegisterNode(ctx, fmt.Sprintf("a%d", r), "p", pubKey(t), []string{g1, g2}, t0) },
-				func() { e2 = b.RegisterNode(ctx, fmt.Sprintf("b%d", r), "p", pubKey(t), []string{g2, g1}, t0) })
+			race(func() {
+				e1 = a.RegisterNode(ctx, Registration{ID: fmt.Sprintf("a%d", r), Provider: "p", Key: pubKey(t), GPUs: GPUsOf("H100-SXM5-80GB", g1, g2)}, t0)
+			},
+				func() {
+					e2 = b.RegisterNode(ctx, Registration{ID: fmt.Sprintf("b%d", r), Provider: "p", Key: pubKey(t), GPUs: GPUsOf("H100-SXM5-80GB", g2, g1)}, t0)
+				})
 			oneWins(fmt.Sprintf("round %d: same GPUs, other order", r), ErrGPUClaimed, e1, e2)
 
 			id := fmt.Sprintf("same-%d", r)
-			race(func() { e1 = a.RegisterNode(ctx, id, "p", pubKey(t), []string{g1 + "x"}, t0) },
-				func() { e2 = b.RegisterNode(ctx, id, "p", pubKey(t), []string{g2 + "x"}, t0) })
+			race(func() {
+				e1 = a.RegisterNode(ctx, Registration{ID: id, Provider: "p", Key: pubKey(t), GPUs: GPUsOf("H100-SXM5-80GB", fmt.Sprintf("GPU-00000000-0000-4000-8003-%012d", r))}, t0)
+			},
+				func() {
+					e2 = b.RegisterNode(ctx, Registration{ID: id, Provider: "p", Key: pubKey(t), GPUs: GPUsOf("H100-SXM5-80GB", fmt.Sprintf("GPU-00000000-0000-4000-8004-%012d", r))}, t0)
+				})
 			oneWins(fmt.Sprintf("round %d: same node id", r), ErrNodeExists, e1, e2)
 
 			k := pubKey(t)
-			if err := a.RegisterNode(ctx, fmt.Sprintf("k%d", r), "p", k, []string{g1 + "k"}, t0); err != nil {
+			if err := a.RegisterNode(ctx, Registration{ID: fmt.Sprintf("k%d", r), Provider: "p", Key: k, GPUs: GPUsOf("H100-SXM5-80GB", fmt.Sprintf("GPU-00000000-0000-4000-8005-%012d", r))}, t0); err != nil {
 				t.Fatal(err)
 			}
 			at := []time.Time{t0.Add(time.Minute), t0.Add(2 * time.Minute)}

@@ -13,16 +13,28 @@ var (
 	ErrKeyNotFound  = errors.New("key is not registered")
 	ErrKeyExists    = errors.New("key is already registered")
 	ErrKeyRevoked   = errors.New("key is already revoked")
+	// ErrInvalidRegistration: a name, UUID, model or time the registry
+	// refuses.
+	ErrInvalidRegistration = errors.New("invalid registration")
 
 	// Ingest: each is one protocol rejection cause.
-	ErrNodeForked       = errors.New("node is flagged as forked")
-	ErrFork             = errors.New("batch differs from the stored batch at its sequence")
-	ErrSequenceGap      = errors.New("batch skips sequence numbers")
-	ErrChainBroken      = errors.New("prev_hash is not the hash of the head batch")
-	ErrOverWallTime     = errors.New("GPU time exceeds wall time")
+	ErrNodeForked   = errors.New("node is flagged as forked")
+	ErrFork         = errors.New("batch differs from the stored batch at its sequence")
+	ErrSequenceGap  = errors.New("batch skips sequence numbers")
+	ErrChainBroken  = errors.New("prev_hash is not the hash of the head batch")
+	ErrOverWallTime = errors.New("GPU time exceeds wall time")
+	// ErrOverGPUTime: a physical GPU's slice-weighted time exceeds wall
+	// time, or its record intervals cross.
+	ErrOverGPUTime      = errors.New("physical GPU time exceeds wall time")
 	ErrGPUNotRegistered = errors.New("GPU is not registered to the node")
 	ErrGPUClaimed       = errors.New("GPU is registered to another node")
 	ErrInvalidRecord    = errors.New("invalid record")
+	// ErrRevokedAtIngest: the batch's key was revoked before the ingest
+	// transaction read it (a revocation that raced the request).
+	ErrRevokedAtIngest = errors.New("key is revoked")
+	// ErrLayoutOrder: an inventory gives a GPU a layout older than its
+	// latest one.
+	ErrLayoutOrder = errors.New("layout out of order")
 )
 
 // SeqError is a sequence conflict (gap, chain, fork): the node should send

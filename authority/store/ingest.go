@@ -16,6 +16,13 @@ type Submission struct {
 	Hash     string // protocol.Hash of the payload
 	Envelope []byte // the envelope exactly as received
 	Received time.Time
+	// Verify judges the batch by what the authority holds of its node (read
+	// inside the transaction, after the sequence and chain checks): it
+	// returns one verdict per record, or an error that refuses the batch
+	// and is returned as is. It applies the batch's inventory records to
+	// the facts. Nil: every record counts by its own model and slice
+	// (defaultVerdicts), which only the store's own tests rely on.
+	Verify func(f *Facts, b *protocol.Batch) ([]RecordVerdict, error)
 }
 
 // Result is the outcome of an accepted (or duplicate) submission.
@@ -72,15 +79,34 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 			return &SeqError{Err: ErrChainBroken, Expected: head + 1,
 				Detail: fmt.Sprintf("prev_hash %q, head batch hash %q", b.PrevHash, headHash)}
 		}
-		if err := s.checkRecords(ctx, tx, b, provider); err != nil {
+		facts, err := s.loadFacts(ctx, tx, b, provider, sub.Received)
+		if err != nil {
+			return err
+		}
+		verdicts := defaultVerdicts(b)
+		if sub.Verify != nil {
+			if verdicts, err = sub.Verify(facts, b); err != nil {
+				return err
+			}
+			if len(verdicts) != len(b.Records) {
+				return fmt.Errorf("ingest batch %d of node %q: %d verdicts for %d records", b.FirstSeq, b.Node, len(verdicts), len(b.Records))
+			}
+		}
+		if err := s.checkRecords(ctx, tx, b, provider, facts); err != nil {
+			return err
+		}
+		if err := s.addGPUWindows(ctx, tx, facts, b, verdicts); err != nil {
 			return err
 		}
 		if err := s.insert(ctx, tx, sub); err != nil {
 			return err
 		}
+		if err := s.saveInventories(ctx, tx, facts); err != nil {
+			return err
+		}
 		// Billing is final at ingest, in the same transaction: a batch
 		// stored once is priced and subsidized once (billing.go).
-		if err := s.bill(ctx, tx, b); err != nil {
+		if err := s.bill(ctx, tx, b, verdicts, sub.Received); err != nil {
 			return err
 		}
 		if _, err := s.exec(ctx, tx, `UPDATE nodes SET head_seq = ?, head_hash = ? WHERE id = ?`, b.LastSeq, sub.Hash, b.Node); err != nil {
@@ -127,10 +153,10 @@ func (s *Store) checkResend(ctx context.Context, tx *sql.Tx, sub Submission, hea
 // checkRecords checks GPU ownership, the provider and the wall-time rule
 // (package doc) against what is stored, and writes the new window totals.
 // On any error the caller rolls the transaction back, totals included.
-func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *protocol.Batch, provider string) error {
-	own, err := s.nodeGPUs(ctx, tx, b.Node)
-	if err != nil {
-		return err
+func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *protocol.Batch, provider string, f *Facts) error {
+	own := make(map[string]bool, len(f.GPUs))
+	for g := range f.GPUs {
+		own[g] = true
 	}
 	foreign := map[string]bool{} // UUIDs checked not to be another node's
 	sums := map[interval]int64{}
@@ -138,6 +164,9 @@ func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *protocol.Batch,
 		r := &b.Records[i]
 		if r.Provider != provider {
 			return fmt.Errorf("%w: record seq %d: provider %q, node registered with %q", ErrInvalidRecord, r.Seq, r.Provider, provider)
+		}
+		if r.Kind == protocol.KindInventory {
+			continue
 		}
 		if !own[r.ParentUUID] {
 			if err := s.notForeign(ctx, tx, r.ParentUUID, b.Node, foreign); err != nil {
@@ -159,26 +188,6 @@ func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *protocol.Batch,
 		}
 	}
 	return s.addWindows(ctx, tx, b.Node, sums, own)
-}
-
-func (s *Store) nodeGPUs(ctx context.Context, tx *sql.Tx, node string) (map[string]bool, error) {
-	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT gpu_uuid FROM node_gpus WHERE node_id = ?`), node)
-	if err != nil {
-		return nil, fmt.Errorf("read GPUs of node %q: %w", node, err)
-	}
-	defer rows.Close()
-	own := map[string]bool{}
-	for rows.Next() {
-		var g string
-		if err := rows.Scan(&g); err != nil {
-			return nil, fmt.Errorf("read GPUs of node %q: %w", node, err)
-		}
-		own[g] = true
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read GPUs of node %q: %w", node, err)
-	}
-	return own, nil
 }
 
 // notForeign returns ErrGPUClaimed if uuid is registered to a node other

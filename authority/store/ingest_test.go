@@ -36,10 +36,10 @@ func TestIngestProtocol(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)
 		k1, k2 := pubKey(t), pubKey(t)
-		if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-00000000-0000-4000-8000-000000000001", "GPU-00000000-0000-4000-8000-000000000002"}, t0); err != nil {
+		if err := s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: k1, GPUs: GPUsOf("H100-SXM5-80GB", []string{"GPU-00000000-0000-4000-8000-000000000001", "GPU-00000000-0000-4000-8000-000000000002"}...)}, t0); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RegisterNode(ctx, "n2", "p", k2, []string{"GPU-00000000-0000-4000-8000-000000000009"}, t0); err != nil {
+		if err := s.RegisterNode(ctx, Registration{ID: "n2", Provider: "p", Key: k2, GPUs: GPUsOf("H100-SXM5-80GB", []string{"GPU-00000000-0000-4000-8000-000000000009"}...)}, t0); err != nil {
 			t.Fatal(err)
 		}
 		key := signing.KeyID(k1)
@@ -124,7 +124,7 @@ func TestUsage(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)
 		k := pubKey(t)
-		if err := s.RegisterNode(ctx, "n1", "p", k, []string{"GPU-00000000-0000-4000-8000-000000000001"}, t0); err != nil {
+		if err := s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: k, GPUs: GPUsOf("H100-SXM5-80GB", []string{"GPU-00000000-0000-4000-8000-000000000001"}...)}, t0); err != nil {
 			t.Fatal(err)
 		}
 		sub := batchOf("n1", 1, "", signing.KeyID(k),

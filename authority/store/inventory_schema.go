@@ -11,6 +11,9 @@ var inventoryMigration = []string{
 	`ALTER TABLE node_gpus ADD COLUMN model TEXT NOT NULL DEFAULT ''`,
 	`ALTER TABLE node_gpus ADD COLUMN registered_ms BIGINT NOT NULL DEFAULT 0`,
 	`UPDATE node_gpus SET registered_ms = (SELECT created FROM nodes WHERE nodes.id = node_gpus.node_id)`,
+	// The longest record interval stored for the GPU: how far back the
+	// GPU-time rule must look for intervals that contain a new one.
+	`ALTER TABLE node_gpus ADD COLUMN max_span_ms BIGINT NOT NULL DEFAULT 0`,
 	// A key signs for windows from active_from_ms on.
 	`ALTER TABLE node_keys ADD COLUMN active_from_ms BIGINT NOT NULL DEFAULT 0`,
 	`UPDATE node_keys SET active_from_ms = created`,

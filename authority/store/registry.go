@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Node is a registered node.
@@ -19,16 +20,18 @@ type Node struct {
 	Forked   bool
 	HeadSeq  uint64
 	HeadHash string
-	GPUs     []string
+	GPUs     []GPU
 }
 
 // Key is a node's public key.
 type Key struct {
-	ID        string
-	Node      string
-	Public    ed25519.PublicKey
-	Created   time.Time
-	RevokedAt time.Time // zero: not revoked
+	ID      string
+	Node    string
+	Public  ed25519.PublicKey
+	Created time.Time
+	// ActiveFrom is the first instant a window signed by the key may begin.
+	ActiveFrom time.Time
+	RevokedAt  time.Time // zero: not revoked
 }
 
 // RevokedAsOf says whether the key may no longer sign at now.
@@ -36,25 +39,67 @@ func (k Key) RevokedAsOf(now time.Time) bool {
 	return !k.RevokedAt.IsZero() && !now.Before(k.RevokedAt)
 }
 
+// GPU is a GPU as the authority registers it: its canonical UUID, its
+// model (an id of the authority's model table: the caller resolves it,
+// the store refuses none but an empty one) and when it entered service.
+type GPU struct {
+	UUID  string `json:"uuid"`
+	Model string `json:"model"`
+	// Registered bounds the first window paid for the GPU; zero: the
+	// registration's Since.
+	Registered time.Time `json:"registered"`
+}
+
+// GPUsOf is len(uuids) GPUs of one model, registered at the
+// registration's Since.
+func GPUsOf(model string, uuids ...string) []GPU {
+	out := make([]GPU, len(uuids))
+	for i, u := range uuids {
+		out[i] = GPU{UUID: u, Model: model}
+	}
+	return out
+}
+
+// Registration is a node to register.
+type Registration struct {
+	ID, Provider string
+	Key          ed25519.PublicKey
+	GPUs         []GPU
+	// Since is when the node entered service, as the operator attests: the
+	// registration time of its GPUs and the activation of its first key.
+	// Zero: now. It may not be after now.
+	Since time.Time
+}
+
 // RegisterNode adds a node with its first key and its GPUs, in one
-// transaction. It refuses a node id or key already registered and a GPU
-// UUID registered to any node (ErrGPUClaimed names the owner).
+// transaction. GPU UUIDs are stored in canonical form (a case or white
+// space variant is the same GPU). It refuses an invalid node or provider
+// name, a node id or key already registered and a GPU registered to any
+// node (ErrGPUClaimed names the owner).
 //
 // The checks read before they write; on PostgreSQL a registration racing
 // past them is stopped by the unique keys (the later one waits for the
 // earlier to commit, then fails its insert), and that failure is answered
 // with the same error the check gives. GPUs are inserted in sorted order so
 // that two registrations waiting on each other's GPUs cannot deadlock.
-func (s *Store) RegisterNode(ctx context.Context, id, provider string, pub ed25519.PublicKey, gpus []string, now time.Time) error {
-	if id == "" || provider == "" || len(gpus) == 0 {
-		return fmt.Errorf("register node %q: id, provider and at least one GPU are required", id)
+func (s *Store) RegisterNode(ctx context.Context, reg Registration, now time.Time) error {
+	id := reg.ID
+	if err := protocol.CheckName("node id", id); err != nil {
+		return fmt.Errorf("register node: %w: %v", ErrInvalidRegistration, err)
 	}
-	sorted := append([]string(nil), gpus...)
-	sort.Strings(sorted)
-	for i := 1; i < len(sorted); i++ {
-		if sorted[i] == sorted[i-1] {
-			return fmt.Errorf("register node %q: GPU %s listed twice", id, sorted[i])
-		}
+	if err := protocol.CheckName("provider", reg.Provider); err != nil {
+		return fmt.Errorf("register node %q: %w: %v", id, ErrInvalidRegistration, err)
+	}
+	since, err := sinceOf(reg.Since, now)
+	if err != nil {
+		return fmt.Errorf("register node %q: %w", id, err)
+	}
+	gpus, err := canonicalGPUs(reg.GPUs, since, now)
+	if err != nil {
+		return fmt.Errorf("register node %q: %w", id, err)
+	}
+	if len(gpus) == 0 {
+		return fmt.Errorf("register node %q: %w: at least one GPU is required", id, ErrInvalidRegistration)
 	}
 	return s.writeTx(ctx, func(tx *sql.Tx) error {
 		var n int
@@ -64,36 +109,118 @@ func (s *Store) RegisterNode(ctx context.Context, id, provider string, pub ed255
 		if n > 0 {
 			return fmt.Errorf("register node %q: %w", id, ErrNodeExists)
 		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO nodes (id, provider, created) VALUES (?, ?, ?)`, id, provider, now.UnixMilli()); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO nodes (id, provider, created) VALUES (?, ?, ?)`, id, reg.Provider, now.UnixMilli()); err != nil {
 			if s.d.isUnique(err) {
 				return fmt.Errorf("register node %q: %w (concurrently)", id, ErrNodeExists)
 			}
 			return fmt.Errorf("register node %q: %w", id, err)
 		}
-		for _, g := range sorted {
-			var owner string
-			err := s.queryRowTx(ctx, tx, `SELECT node_id FROM node_gpus WHERE gpu_uuid = ?`, g).Scan(&owner)
-			switch {
-			case err == nil:
-				return fmt.Errorf("register node %q: GPU %s: %w (node %q)", id, g, ErrGPUClaimed, owner)
-			case !errors.Is(err, sql.ErrNoRows):
-				return fmt.Errorf("register node %q: GPU %s: %w", id, g, err)
-			}
-			if _, err := s.exec(ctx, tx, `INSERT INTO node_gpus (gpu_uuid, node_id) VALUES (?, ?)`, g, id); err != nil {
-				if s.d.isUnique(err) {
-					return fmt.Errorf("register node %q: GPU %s: %w (by a concurrent registration)", id, g, ErrGPUClaimed)
-				}
-				return fmt.Errorf("register node %q: GPU %s: %w", id, g, err)
-			}
+		if err := s.insertGPUs(ctx, tx, id, gpus); err != nil {
+			return fmt.Errorf("register node %q: %w", id, err)
 		}
-		return s.addKey(ctx, tx, id, pub, now)
+		return s.addKey(ctx, tx, id, reg.Key, since, now)
 	})
 }
 
-// AddKey registers another key for a node (rotation). Earlier keys stay
-// valid until revoked, so batches in flight still verify.
-func (s *Store) AddKey(ctx context.Context, node string, pub ed25519.PublicKey, now time.Time) (string, error) {
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+// AddGPUs registers more GPUs to a registered node (a GPU installed after
+// the node was registered), under the same rules as RegisterNode.
+func (s *Store) AddGPUs(ctx context.Context, node string, gpus []GPU, now time.Time) error {
+	gs, err := canonicalGPUs(gpus, now, now)
+	if err != nil {
+		return fmt.Errorf("add GPUs to node %q: %w", node, err)
+	}
+	if len(gs) == 0 {
+		return fmt.Errorf("add GPUs to node %q: %w: no GPU given", node, ErrInvalidRegistration)
+	}
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := s.queryRowTx(ctx, tx, `SELECT COUNT(*) FROM nodes WHERE id = ?`+s.d.forUpdate, node).Scan(&n); err != nil {
+			return fmt.Errorf("add GPUs to node %q: %w", node, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("add GPUs to node %q: %w", node, ErrNodeNotFound)
+		}
+		if err := s.insertGPUs(ctx, tx, node, gs); err != nil {
+			return fmt.Errorf("add GPUs to node %q: %w", node, err)
+		}
+		return nil
+	})
+}
+
+// sinceOf resolves a registration's Since: zero is now, the future is
+// refused (an operator cannot pre-date what has not happened yet).
+func sinceOf(since, now time.Time) (time.Time, error) {
+	if since.IsZero() {
+		return now, nil
+	}
+	if since.After(now) {
+		return time.Time{}, fmt.Errorf("%w: since %s is in the future", ErrInvalidRegistration, since.UTC().Format(time.RFC3339))
+	}
+	return since, nil
+}
+
+// canonicalGPUs checks and canonicalizes gpus, sorted by UUID, refusing a
+// GPU listed twice (in any spelling), one without a model, and a
+// registration time in the future.
+func canonicalGPUs(gpus []GPU, since, now time.Time) ([]GPU, error) {
+	out := make([]GPU, 0, len(gpus))
+	for _, g := range gpus {
+		u, err := protocol.CanonicalGPUUUID(g.UUID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: GPU %v", ErrInvalidRegistration, err)
+		}
+		if g.Model == "" {
+			return nil, fmt.Errorf("%w: GPU %s has no model", ErrInvalidRegistration, u)
+		}
+		at := g.Registered
+		if at.IsZero() {
+			at = since
+		}
+		if at.After(now) {
+			return nil, fmt.Errorf("%w: GPU %s registered in the future", ErrInvalidRegistration, u)
+		}
+		out = append(out, GPU{UUID: u, Model: g.Model, Registered: at})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UUID < out[j].UUID })
+	for i := 1; i < len(out); i++ {
+		if out[i].UUID == out[i-1].UUID {
+			return nil, fmt.Errorf("%w: GPU %s listed twice", ErrInvalidRegistration, out[i].UUID)
+		}
+	}
+	return out, nil
+}
+
+// insertGPUs inserts sorted, canonical gpus for node.
+func (s *Store) insertGPUs(ctx context.Context, tx *sql.Tx, node string, gpus []GPU) error {
+	for _, g := range gpus {
+		var owner string
+		err := s.queryRowTx(ctx, tx, `SELECT node_id FROM node_gpus WHERE gpu_uuid = ?`, g.UUID).Scan(&owner)
+		switch {
+		case err == nil:
+			return fmt.Errorf("GPU %s: %w (node %q)", g.UUID, ErrGPUClaimed, owner)
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("GPU %s: %w", g.UUID, err)
+		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO node_gpus (gpu_uuid, node_id, model, registered_ms) VALUES (?, ?, ?, ?)`,
+			g.UUID, node, g.Model, g.Registered.UnixMilli()); err != nil {
+			if s.d.isUnique(err) {
+				return fmt.Errorf("GPU %s: %w (by a concurrent registration)", g.UUID, ErrGPUClaimed)
+			}
+			return fmt.Errorf("GPU %s: %w", g.UUID, err)
+		}
+	}
+	return nil
+}
+
+// AddKey registers another key for a node (rotation), active for windows
+// from activeFrom on (zero: now; never after now). Earlier keys stay valid
+// until revoked, so batches in flight still verify.
+func (s *Store) AddKey(ctx context.Context, node string, pub ed25519.PublicKey, activeFrom, now time.Time) (string, error) {
+	from, err := sinceOf(activeFrom, now)
+	if err != nil {
+		return "", fmt.Errorf("add key to node %q: %w", node, err)
+	}
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := s.queryRowTx(ctx, tx, `SELECT COUNT(*) FROM nodes WHERE id = ?`, node).Scan(&n); err != nil {
 			return fmt.Errorf("add key to node %q: %w", node, err)
@@ -101,7 +228,7 @@ func (s *Store) AddKey(ctx context.Context, node string, pub ed25519.PublicKey, 
 		if n == 0 {
 			return fmt.Errorf("add key to node %q: %w", node, ErrNodeNotFound)
 		}
-		return s.addKey(ctx, tx, node, pub, now)
+		return s.addKey(ctx, tx, node, pub, from, now)
 	})
 	if err != nil {
 		return "", err
@@ -109,7 +236,7 @@ func (s *Store) AddKey(ctx context.Context, node string, pub ed25519.PublicKey, 
 	return signing.KeyID(pub), nil
 }
 
-func (s *Store) addKey(ctx context.Context, tx *sql.Tx, node string, pub ed25519.PublicKey, now time.Time) error {
+func (s *Store) addKey(ctx context.Context, tx *sql.Tx, node string, pub ed25519.PublicKey, activeFrom, now time.Time) error {
 	if len(pub) != ed25519.PublicKeySize {
 		return fmt.Errorf("add key to node %q: public key has %d bytes, want %d", node, len(pub), ed25519.PublicKeySize)
 	}
@@ -121,8 +248,8 @@ func (s *Store) addKey(ctx context.Context, tx *sql.Tx, node string, pub ed25519
 	if n > 0 {
 		return fmt.Errorf("add key %s to node %q: %w", id, node, ErrKeyExists)
 	}
-	_, err := s.exec(ctx, tx, `INSERT INTO node_keys (key_id, node_id, public_key, created) VALUES (?, ?, ?, ?)`,
-		id, node, signing.EncodePublicKey(pub), now.UnixMilli())
+	_, err := s.exec(ctx, tx, `INSERT INTO node_keys (key_id, node_id, public_key, created, active_from_ms) VALUES (?, ?, ?, ?, ?)`,
+		id, node, signing.EncodePublicKey(pub), now.UnixMilli(), activeFrom.UnixMilli())
 	if err != nil {
 		if s.d.isUnique(err) { // registered by a concurrent transaction
 			return fmt.Errorf("add key %s to node %q: %w (concurrently)", id, node, ErrKeyExists)
@@ -162,10 +289,11 @@ func (s *Store) Key(ctx context.Context, keyID string) (Key, error) {
 		k       = Key{ID: keyID}
 		b64     string
 		created int64
+		active  int64
 		revoked sql.NullInt64
 	)
-	err := s.queryRow(ctx, `SELECT node_id, public_key, created, revoked_at FROM node_keys WHERE key_id = ?`, keyID).
-		Scan(&k.Node, &b64, &created, &revoked)
+	err := s.queryRow(ctx, `SELECT node_id, public_key, created, active_from_ms, revoked_at FROM node_keys WHERE key_id = ?`, keyID).
+		Scan(&k.Node, &b64, &created, &active, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Key{}, fmt.Errorf("look up key %s: %w", keyID, ErrKeyNotFound)
 	}
@@ -178,6 +306,7 @@ func (s *Store) Key(ctx context.Context, keyID string) (Key, error) {
 	}
 	k.Public = pub
 	k.Created = time.UnixMilli(created).UTC()
+	k.ActiveFrom = time.UnixMilli(active).UTC()
 	if revoked.Valid {
 		k.RevokedAt = time.UnixMilli(revoked.Int64).UTC()
 	}
@@ -195,16 +324,20 @@ func (s *Store) Node(ctx context.Context, id string) (Node, error) {
 	if err != nil {
 		return Node{}, fmt.Errorf("read node %q: %w", id, err)
 	}
-	rows, err := s.query(ctx, `SELECT gpu_uuid FROM node_gpus WHERE node_id = ? ORDER BY gpu_uuid`, id)
+	rows, err := s.query(ctx, `SELECT gpu_uuid, model, registered_ms FROM node_gpus WHERE node_id = ? ORDER BY gpu_uuid`, id)
 	if err != nil {
 		return Node{}, fmt.Errorf("read GPUs of node %q: %w", id, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var g string
-		if err := rows.Scan(&g); err != nil {
+		var (
+			g   GPU
+			reg int64
+		)
+		if err := rows.Scan(&g.UUID, &g.Model, &reg); err != nil {
 			return Node{}, fmt.Errorf("read GPUs of node %q: %w", id, err)
 		}
+		g.Registered = time.UnixMilli(reg).UTC()
 		n.GPUs = append(n.GPUs, g)
 	}
 	if err := rows.Err(); err != nil {

@@ -33,7 +33,7 @@ func TestOpenTwiceAppliesMigrationsOnce(t *testing.T) {
 		ctx := context.Background()
 		src := source(t)
 		s := openSource(t, driver, src)
-		if err := s.RegisterNode(ctx, "n1", "p", pubKey(t), []string{"GPU-00000000-0000-4000-8000-000000000001"}, t0); err != nil {
+		if err := s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: pubKey(t), GPUs: GPUsOf("H100-SXM5-80GB", []string{"GPU-00000000-0000-4000-8000-000000000001"}...)}, t0); err != nil {
 			t.Fatal(err)
 		}
 		s2 := openSource(t, driver, src)
@@ -161,7 +161,7 @@ func testRegistry(t *testing.T, open func(t *testing.T) *Store) {
 	ctx := context.Background()
 	s := open(t)
 	k1 := pubKey(t)
-	if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-00000000-0000-4000-8000-000000000001", "GPU-00000000-0000-4000-8000-000000000002"}, t0); err != nil {
+	if err := s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: k1, GPUs: GPUsOf("H100-SXM5-80GB", []string{"GPU-00000000-0000-4000-8000-000000000001", "GPU-00000000-0000-4000-8000-000000000002"}...)}, t0); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -169,11 +169,19 @@ func testRegistry(t *testing.T, open func(t *testing.T) *Store) {
 		do   func() error
 		want error
 	}{
-		{"node id again", func() error { return s.RegisterNode(ctx, "n1", "p", pubKey(t), []string{"GPU-00000000-0000-4000-8000-000000000009"}, t0) }, ErrNodeExists},
-		{"GPU of another node", func() error { return s.RegisterNode(ctx, "n2", "p", pubKey(t), []string{"GPU-00000000-0000-4000-8000-000000000003", "GPU-00000000-0000-4000-8000-000000000002"}, t0) }, ErrGPUClaimed},
-		{"key of another node", func() error { return s.RegisterNode(ctx, "n3", "p", k1, []string{"GPU-00000000-0000-4000-8000-000000000004"}, t0) }, ErrKeyExists},
-		{"GPU listed twice", func() error { return s.RegisterNode(ctx, "n4", "p", pubKey(t), []string{"GPU-00000000-0000-4000-8000-000000000005", "GPU-00000000-0000-4000-8000-000000000005"}, t0) }, nil},
-		{"rotate on unknown node", func() error { _, err := s.AddKey(ctx, "nobody", pubKey(t), t0); return err }, ErrNodeNotFound},
+		{"node id again", func() error {
+			return s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: pubKey(t), GPUs: GPUsOf("H100-SXM5-80GB", []string{"GPU-00000000-0000-4000-8000-000000000009"}...)}, t0)
+		}, ErrNodeExists},
+		{"GPU of another node", func() error {
+			return s.RegisterNode(ctx, Registration{ID: "n2", Provider: "p", Key: pubKey(t), GPUs: GPUsOf("H100-SXM5-80GB", []string{"GPU-00000000-0000-4000-8000-000000000003", "GPU-00000000-0000-4000-8000-000000000002"}...)}, t0)
+		}, ErrGPUClaimed},
+		{"key of another node", func() error {
+			return s.RegisterNode(ctx, Registration{ID: "n3", Provider: "p", Key: k1, GPUs: GPUsOf("H100-SXM5-80GB", []string{"GPU-00000000-0000-4000-8000-000000000004"}...)}, t0)
+		}, ErrKeyExists},
+		{"GPU listed twice", func() error {
+			return s.RegisterNode(ctx, Registration{ID: "n4", Provider: "p", Key: pubKey(t), GPUs: GPUsOf("H100-SXM5-80GB", []string{"GPU-00000000-0000-4000-8000-000000000005", "GPU-00000000-0000-4000-8000-000000000005"}...)}, t0)
+		}, nil},
+		{"rotate on unknown node", func() error { _, err := s.AddKey(ctx, "nobody", pubKey(t), time.Time{}, t0); return err }, ErrNodeNotFound},
 		{"revoke unknown key", func() error { return s.RevokeKey(ctx, "ed25519:0000000000000000", t0) }, ErrKeyNotFound},
 	}
 	for _, tc := range tests {
@@ -263,7 +271,7 @@ func TestWallTimeRule(t *testing.T) {
 func testWallTime(t *testing.T, s *Store, stored, next []protocol.Record, want error) {
 	ctx := context.Background()
 	k1 := pubKey(t)
-	if err := s.RegisterNode(ctx, "n1", "p", k1, []string{"GPU-00000000-0000-4000-8000-000000000001"}, t0); err != nil {
+	if err := s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: k1, GPUs: GPUsOf("H100-SXM5-80GB", []string{"GPU-00000000-0000-4000-8000-000000000001"}...)}, t0); err != nil {
 		t.Fatal(err)
 	}
 	prev := ""

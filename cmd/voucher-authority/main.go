@@ -30,8 +30,11 @@ const usage = `voucher-authority is the reference voucher authority for gpumeter
 
 Usage:
   voucher-authority serve --config FILE
-  voucher-authority node register --db DB --id ID --provider P --public-key B64 --gpu UUID [--gpu UUID ...]
-  voucher-authority key rotate --db DB --node ID --public-key B64
+  voucher-authority node register --db DB --id ID --provider P --public-key B64
+                    --gpu UUID[=MODEL] [--gpu ...] [--model MODEL] [--since TIME]
+  voucher-authority node add-gpu --db DB --id ID --gpu UUID[=MODEL] [--gpu ...] [--model MODEL] [--since TIME]
+  voucher-authority models [--format table|json]
+  voucher-authority key rotate --db DB --node ID --public-key B64 [--active-from TIME]
   voucher-authority key revoke --db DB --key-id ID
   voucher-authority usage --db DB [--tenant T] [--node ID] --from RFC3339 --to RFC3339
   voucher-authority head --db DB --node ID
@@ -71,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdServe(ctx, sub(1), stderr)
 	case args[0] == "node" && len(args) > 1 && args[1] == "register":
 		return cmdNodeRegister(ctx, sub(2), stdout, stderr)
+	case args[0] == "node" && len(args) > 1 && args[1] == "add-gpu":
+		return cmdNodeAddGPU(ctx, sub(2), stdout, stderr)
+	case args[0] == "models":
+		return cmdModels(sub(1), stdout, stderr)
 	case args[0] == "key" && len(args) > 1 && args[1] == "rotate":
 		return cmdKeyRotate(ctx, sub(2), stdout, stderr)
 	case args[0] == "key" && len(args) > 1 && args[1] == "revoke":
@@ -147,7 +154,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
-	in, err := ingest.New(ingest.Options{Store: st, Skew: cfg.ClockSkew})
+	in, err := ingest.New(ingest.Options{Store: st, Skew: cfg.ClockSkew,
+		Limits: ingest.Limits{MaxWindow: cfg.MaxWindow, MaxMergeWindow: cfg.MaxMergeWindow}})
 	if err != nil {
 		return err
 	}

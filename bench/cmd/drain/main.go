@@ -166,7 +166,7 @@ func register(ctx context.Context, db authproc.Database, n workload.Node) error 
 		return err
 	}
 	defer st.Close()
-	return st.RegisterNode(ctx, n.ID, workload.Provider, n.Public(), n.GPUs, time.Now())
+	return st.RegisterNode(ctx, store.Registration{ID: n.ID, Provider: workload.Provider, Key: n.Public(), GPUs: store.GPUsOf("H100-SXM5-80GB", n.GPUs...)}, time.Now())
 }
 
 // countStored checks, in the database itself, that seqs 1..want are

@@ -68,7 +68,7 @@ func newFleet(ctx context.Context, c config, db authproc.Database) (*fleet, erro
 		if err != nil {
 			return nil, err
 		}
-		if err := st.RegisterNode(ctx, wn.ID, workload.Provider, wn.Public(), wn.GPUs, now); err != nil {
+		if err := st.RegisterNode(ctx, store.Registration{ID: wn.ID, Provider: workload.Provider, Key: wn.Public(), GPUs: store.GPUsOf("H100-SXM5-80GB", wn.GPUs...)}, now); err != nil {
 			return nil, err
 		}
 		s, err := ledger.NewSealer(wn.ID, wn.Key, time.Now)

@@ -1,0 +1,285 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"time"
+
+	"github.com/gpumeter/gpumeter/protocol"
+)
+
+// Facts is what the authority holds about a node, read inside the ingest
+// transaction that stores one of its batches (under the node's lock), for
+// the verifier (Submission.Verify) to judge the batch by. The verifier
+// applies the batch's inventory records to it in order (AddInventory), so
+// each record is judged by the inventory in force at its place in the
+// chain; the store then writes what they added.
+type Facts struct {
+	Node, Provider string
+	// Now is the authority's time of the request.
+	Now time.Time
+	// KeyActiveFrom is when the batch's key began to sign windows.
+	KeyActiveFrom time.Time
+	// GPUs are the node's registered GPUs by canonical UUID.
+	GPUs map[string]GPU
+	// Window and MergeWindow are the node's declared metering and merge
+	// windows (ms) of its latest inventory; Window 0: none reported yet.
+	Window, MergeWindow int64
+
+	maxSpan map[string]int64    // per GPU: node_gpus.max_span_ms
+	layouts map[string][]Layout // per GPU, by From: the one in force at the batch's first window on
+	added   []addedInventory
+}
+
+// Layout is a GPU's MIG layout from From (Unix ms) until the next one.
+type Layout struct {
+	From int64
+	MIG  bool
+	// Instances maps a MIG instance's canonical UUID to its profile.
+	Instances map[string]string
+}
+
+func (l Layout) same(o Layout) bool {
+	return l.MIG == o.MIG && maps.Equal(l.Instances, o.Instances)
+}
+
+type addedInventory struct {
+	seq      uint64
+	recordID string
+	observed int64
+	window   int64
+	merge    int64
+	layouts  map[string]Layout // the GPUs whose layout changed
+}
+
+// LayoutsDuring returns the layouts of gpu in force at some instant of
+// [start, end) (end > start), oldest first; for an instant (start == end),
+// the one in force then. None: the node never reported the GPU before end.
+func (f *Facts) LayoutsDuring(gpu string, start, end int64) []Layout {
+	ls := f.layouts[gpu]
+	var out []Layout
+	for i, l := range ls {
+		until := int64(1<<63 - 1)
+		if i+1 < len(ls) {
+			until = ls[i+1].From
+		}
+		if l.From <= start && start < until || l.From > start && l.From < end {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// Latest is the newest layout of gpu, if any.
+func (f *Facts) Latest(gpu string) (Layout, bool) {
+	ls := f.layouts[gpu]
+	if len(ls) == 0 {
+		return Layout{}, false
+	}
+	return ls[len(ls)-1], true
+}
+
+// AddInventory applies an inventory record of the batch: the node's
+// windows from now on, and for each GPU a layout from observed on, kept
+// only where it differs from the GPU's latest. layouts must name
+// registered GPUs; a layout older than the GPU's latest is refused
+// (layouts only move forward in time) with ErrLayoutOrder.
+func (f *Facts) AddInventory(seq uint64, recordID string, observed, window, merge int64, layouts map[string]Layout) error {
+	changed := map[string]Layout{}
+	for gpu, l := range layouts {
+		if _, ok := f.GPUs[gpu]; !ok {
+			return fmt.Errorf("inventory seq %d: GPU %s is not the node's", seq, gpu)
+		}
+		l.From = observed
+		if last, ok := f.Latest(gpu); ok {
+			if last.same(l) {
+				continue
+			}
+			if observed <= last.From {
+				return fmt.Errorf("%w: inventory seq %d gives GPU %s a new layout at %d, not after its layout of %d",
+					ErrLayoutOrder, seq, gpu, observed, last.From)
+			}
+		}
+		f.layouts[gpu] = append(f.layouts[gpu], l)
+		changed[gpu] = l
+	}
+	f.Window, f.MergeWindow = window, merge
+	f.added = append(f.added, addedInventory{seq: seq, recordID: recordID, observed: observed, window: window, merge: merge, layouts: changed})
+	return nil
+}
+
+// loadFacts reads the node's facts for batch b signed by keyID: the key's
+// activation (re-read here, FOR SHARE on PostgreSQL, so a revocation
+// commits either before this ingest, which then refuses the batch, or
+// after it has committed), the GPUs, the latest inventory and the layouts
+// in force from the batch's first window on.
+func (s *Store) loadFacts(ctx context.Context, tx *sql.Tx, b *protocol.Batch, provider string, now time.Time) (*Facts, error) {
+	f := &Facts{Node: b.Node, Provider: provider, Now: now, GPUs: map[string]GPU{},
+		maxSpan: map[string]int64{}, layouts: map[string][]Layout{}}
+	var (
+		active  int64
+		revoked sql.NullInt64
+	)
+	err := s.queryRowTx(ctx, tx, `SELECT active_from_ms, revoked_at FROM node_keys WHERE key_id = ? AND node_id = ?`+s.forShare(), b.KeyID, b.Node).
+		Scan(&active, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("key %s of node %q: %w", b.KeyID, b.Node, ErrKeyNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read key %s: %w", b.KeyID, err)
+	}
+	if revoked.Valid && now.UnixMilli() >= revoked.Int64 {
+		return nil, fmt.Errorf("%w: key %s of node %q, revoked at %s", ErrRevokedAtIngest, b.KeyID, b.Node,
+			time.UnixMilli(revoked.Int64).UTC().Format(time.RFC3339Nano))
+	}
+	f.KeyActiveFrom = time.UnixMilli(active).UTC()
+
+	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT gpu_uuid, model, registered_ms, max_span_ms FROM node_gpus WHERE node_id = ?`), b.Node)
+	if err != nil {
+		return nil, fmt.Errorf("read GPUs of node %q: %w", b.Node, err)
+	}
+	for rows.Next() {
+		var (
+			g         GPU
+			reg, span int64
+		)
+		if err := rows.Scan(&g.UUID, &g.Model, &reg, &span); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read GPUs of node %q: %w", b.Node, err)
+		}
+		g.Registered = time.UnixMilli(reg).UTC()
+		f.GPUs[g.UUID] = g
+		f.maxSpan[g.UUID] = span
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return nil, fmt.Errorf("read GPUs of node %q: %w", b.Node, err)
+	}
+
+	err = s.queryRowTx(ctx, tx, `SELECT window_ms, merge_window_ms FROM node_inventories WHERE node_id = ? ORDER BY seq DESC LIMIT 1`, b.Node).
+		Scan(&f.Window, &f.MergeWindow)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("read inventory of node %q: %w", b.Node, err)
+	}
+
+	from := int64(1<<63 - 1)
+	for i := range b.Records {
+		from = min(from, b.Records[i].WindowStart.UnixMilli())
+	}
+	gpus := make([]string, 0, len(f.GPUs))
+	for g := range f.GPUs {
+		gpus = append(gpus, g)
+	}
+	sort.Strings(gpus)
+	for _, g := range gpus {
+		if err := s.loadLayouts(ctx, tx, f, g, from); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// loadLayouts reads gpu's layouts from the one in force at from on.
+func (s *Store) loadLayouts(ctx context.Context, tx *sql.Tx, f *Facts, gpu string, from int64) error {
+	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT l.from_ms, l.mig_enabled, i.instance_uuid, i.profile
+		FROM gpu_layouts l LEFT JOIN gpu_layout_instances i ON i.gpu_uuid = l.gpu_uuid AND i.from_ms = l.from_ms
+		WHERE l.gpu_uuid = ? AND l.from_ms >= COALESCE((SELECT MAX(from_ms) FROM gpu_layouts WHERE gpu_uuid = ? AND from_ms <= ?), ?)
+		ORDER BY l.from_ms`), gpu, gpu, from, from)
+	if err != nil {
+		return fmt.Errorf("read layouts of GPU %s: %w", gpu, err)
+	}
+	defer rows.Close()
+	var ls []Layout
+	for rows.Next() {
+		var (
+			at      int64
+			mig     bool
+			in, pro sql.NullString
+		)
+		if err := rows.Scan(&at, &mig, &in, &pro); err != nil {
+			return fmt.Errorf("read layouts of GPU %s: %w", gpu, err)
+		}
+		if n := len(ls); n == 0 || ls[n-1].From != at {
+			ls = append(ls, Layout{From: at, MIG: mig, Instances: map[string]string{}})
+		}
+		if in.Valid {
+			ls[len(ls)-1].Instances[in.String] = pro.String
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read layouts of GPU %s: %w", gpu, err)
+	}
+	f.layouts[gpu] = ls
+	return nil
+}
+
+// saveInventories writes the inventories the verifier applied and the
+// layouts they changed.
+func (s *Store) saveInventories(ctx context.Context, tx *sql.Tx, f *Facts) error {
+	for _, a := range f.added {
+		if _, err := s.exec(ctx, tx, `INSERT INTO node_inventories (node_id, seq, observed_ms, window_ms, merge_window_ms, record_id)
+			VALUES (?, ?, ?, ?, ?, ?)`, f.Node, a.seq, a.observed, a.window, a.merge, a.recordID); err != nil {
+			return fmt.Errorf("store inventory seq %d of node %q: %w", a.seq, f.Node, err)
+		}
+		gpus := make([]string, 0, len(a.layouts))
+		for g := range a.layouts {
+			gpus = append(gpus, g)
+		}
+		sort.Strings(gpus)
+		for _, g := range gpus {
+			l := a.layouts[g]
+			if _, err := s.exec(ctx, tx, `INSERT INTO gpu_layouts (gpu_uuid, from_ms, node_id, seq, mig_enabled) VALUES (?, ?, ?, ?, ?)`,
+				g, l.From, f.Node, a.seq, l.MIG); err != nil {
+				return fmt.Errorf("store layout of GPU %s at %d: %w", g, l.From, err)
+			}
+			for in, profile := range l.Instances {
+				if _, err := s.exec(ctx, tx, `INSERT INTO gpu_layout_instances (gpu_uuid, from_ms, instance_uuid, profile) VALUES (?, ?, ?, ?)`,
+					g, l.From, in, profile); err != nil {
+					return fmt.Errorf("store layout of GPU %s at %d: %w", g, l.From, err)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// SeedInventory records an inventory for node at at as if the node had
+// reported it (seq 0): the operator's own statement of a node's windows
+// and layouts, for a node registered from a known build (and for tests
+// whose nodes send usage without an inventory of their own). layouts must
+// name the node's registered GPUs. A later inventory from the node
+// replaces it as usual.
+func (s *Store) SeedInventory(ctx context.Context, node string, at time.Time, window, merge time.Duration, layouts map[string]Layout) error {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		f := &Facts{Node: node, GPUs: map[string]GPU{}, layouts: map[string][]Layout{}}
+		rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT gpu_uuid FROM node_gpus WHERE node_id = ?`), node)
+		if err != nil {
+			return fmt.Errorf("seed inventory of node %q: %w", node, err)
+		}
+		for rows.Next() {
+			var g string
+			if err := rows.Scan(&g); err != nil {
+				rows.Close()
+				return fmt.Errorf("seed inventory of node %q: %w", node, err)
+			}
+			f.GPUs[g] = GPU{UUID: g}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return fmt.Errorf("seed inventory of node %q: %w", node, err)
+		}
+		// After the GPU rows are closed: PostgreSQL runs one statement at a
+		// time on a transaction's connection.
+		for g := range f.GPUs {
+			if err := s.loadLayouts(ctx, tx, f, g, at.UnixMilli()); err != nil {
+				return err
+			}
+		}
+		if err := f.AddInventory(0, "", at.UnixMilli(), window.Milliseconds(), merge.Milliseconds(), layouts); err != nil {
+			return fmt.Errorf("seed inventory of node %q: %w", node, err)
+		}
+		return s.saveInventories(ctx, tx, f)
+	})
+}
