@@ -128,7 +128,7 @@ func sealedBatches(b *testing.B, st *store.Store, n int) ([][]byte, []protocol.B
 		b.Fatal(err)
 	}
 	now := time.Now().UTC()
-	if err := st.RegisterNode(ctx, store.Registration{ID: node.ID, Provider: workload.Provider, Key: node.Public(), GPUs: store.GPUsOf("H100-SXM5-80GB", node.GPUs...)}, now); err != nil {
+	if err := st.RegisterNode(ctx, store.Registration{ID: node.ID, Provider: workload.Provider, Key: node.Public(), GPUs: store.GPUsOf("H100-SXM5-80GB", node.GPUs...), Since: workload.Since}, now); err != nil {
 		b.Fatal(err)
 	}
 	sealer, err := ledger.NewSealer(node.ID, node.Key, time.Now)
@@ -145,6 +145,9 @@ func sealedBatches(b *testing.B, st *store.Store, n int) ([][]byte, []protocol.B
 		for w := range ingestWindows {
 			k := i*ingestWindows + w
 			recs = append(recs, node.Window(base.Add(time.Duration(k)*time.Minute), time.Minute, k, tenants)...)
+		}
+		if i == 0 {
+			recs = append([]protocol.Record{node.Inventory(base, time.Minute)}, recs...)
 		}
 		s, err := sealer.Seal(ctx, seq, prev, recs)
 		if err != nil {

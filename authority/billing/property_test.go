@@ -19,7 +19,7 @@ type world struct {
 
 var (
 	propProviders = []string{"p1", "p2"}
-	propModels    = []string{"H100-SXM5-80GB", "A100-SXM4-80GB", "910B"}
+	propModels    = []string{"H100-SXM5-80GB", "A100-SXM4-80GB", "H20-96GB"}
 	propProfiles  = []string{"", "1g", "3g"}
 	propEntities  = []string{"E1", "E2", "E3"}
 	// The span crosses a year end: yearly caps and month carries restart.

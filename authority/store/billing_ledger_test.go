@@ -27,10 +27,10 @@ func TestStatementsEqualTheLedger(t *testing.T) {
 		billSetup(t, s)
 		must(t, s.PutEntity(ctx, billing.Entity{ID: "E2"}))
 		must(t, s.MapTenant(ctx, "p1", "globex", "E2"))
-		must(t, s.AddRateCard(ctx, billing.RateCard{ID: "910b", Provider: "p1", Model: "910B", PricePerHour: 777, ValidFrom: y2026}))
+		must(t, s.AddRateCard(ctx, billing.RateCard{ID: "910b", Provider: "p1", Model: "H20-96GB", PricePerHour: 777, ValidFrom: y2026}))
 		must(t, s.AddProgram(ctx, testProgram("P1", func(p *billing.Program) { p.Ratio, p.CapPerYear = 3000, 3_000 })))
 		must(t, s.AddProgram(ctx, testProgram("P2", func(p *billing.Program) {
-			p.Ratio, p.Rounding, p.Models = 5000, billing.RoundTruncate, []string{"910B"}
+			p.Ratio, p.Rounding, p.Models = 5000, billing.RoundTruncate, []string{"H20-96GB"}
 		})))
 		faces := map[string]billing.Fen{}
 		for _, v := range []billing.Voucher{
@@ -56,7 +56,7 @@ func TestStatementsEqualTheLedger(t *testing.T) {
 				r := n.use(g, at, 10*time.Minute, []string{"acme", "globex", "stranger"}[rng.IntN(3)], rng.Int64N(600_001))
 				switch rng.IntN(5) {
 				case 0:
-					r.Model = "910B"
+					r.Model = "H20-96GB"
 				case 1:
 					r.Model = "A100-SXM4-80GB" // no card
 				case 2:

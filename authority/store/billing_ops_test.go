@@ -50,14 +50,14 @@ func TestBillingOperations(t *testing.T) {
 		}
 
 		p := testProgram("hz", func(p *billing.Program) {
-			p.ModelRatios = map[string]billing.BasisPoints{"910B": 3000}
-			p.Models = []string{"H100-SXM5-80GB", "910B"}
+			p.ModelRatios = map[string]billing.BasisPoints{"H20-96GB": 3000}
+			p.Models = []string{"H100-SXM5-80GB", "H20-96GB"}
 			p.CapLifetime = 5_000_000
 			p.Providers = []string{"p2", "p1"}
 		})
 		must(t, s.AddProgram(ctx, p))
 		ps, err := s.Programs(ctx)
-		p.Providers, p.Models = []string{"p1", "p2"}, []string{"910B", "H100-SXM5-80GB"} // listed sorted
+		p.Providers, p.Models = []string{"p1", "p2"}, []string{"H100-SXM5-80GB", "H20-96GB"} // listed sorted
 		if err != nil || len(ps) != 1 || !reflect.DeepEqual(ps[0], p) {
 			t.Fatalf("Programs = %+v, %v; want %+v", ps, err, p)
 		}

@@ -145,11 +145,11 @@ func TestBillingRules(t *testing.T) {
 			wantLine(t, lineOf(t, s, r), 1000, 0, "", billing.NoteNoVoucher)
 		}},
 		{"ineligible GPU model", func(t *testing.T, s *Store, n *billNode) {
-			program(t, s, "P1", func(p *billing.Program) { p.Models = []string{"910B"} })
+			program(t, s, "P1", func(p *billing.Program) { p.Models = []string{"H20-96GB"} })
 			voucher(t, s, "v1", "P1", 100_000, y2028)
-			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "910b", Provider: "p1", Model: "910B", PricePerHour: 2000, ValidFrom: y2026}))
+			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "910b", Provider: "p1", Model: "H20-96GB", PricePerHour: 2000, ValidFrom: y2026}))
 			other := n.hour(2, bt, "acme")
-			other.Model = "910B"
+			other.Model = "H20-96GB"
 			recs := n.ingest(n.hour(1, bt, "acme"), other).Batch.Records
 			wantLine(t, lineOf(t, s, recs[0]), 1000, 0, "", billing.NoteNoVoucher)
 			wantLine(t, lineOf(t, s, recs[1]), 2000, 400, "v1:400", billing.NoteSubsidized)
@@ -166,19 +166,19 @@ func TestBillingRules(t *testing.T) {
 		}},
 		{"model-class ratio override", func(t *testing.T, s *Store, n *billNode) {
 			program(t, s, "P1", func(p *billing.Program) {
-				p.Ratio, p.ModelRatios = 2000, map[string]billing.BasisPoints{"910B": 3000}
+				p.Ratio, p.ModelRatios = 2000, map[string]billing.BasisPoints{"H20-96GB": 3000}
 			})
 			voucher(t, s, "v1", "P1", 100_000, y2028)
-			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "910b", Provider: "p1", Model: "910B", PricePerHour: 2000, ValidFrom: y2026}))
+			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "910b", Provider: "p1", Model: "H20-96GB", PricePerHour: 2000, ValidFrom: y2026}))
 			dom := n.hour(2, bt, "acme")
-			dom.Model = "910B"
+			dom.Model = "H20-96GB"
 			recs := n.ingest(n.hour(1, bt, "acme"), dom).Batch.Records
 			wantLine(t, lineOf(t, s, recs[0]), 1000, 200, "v1:200", billing.NoteSubsidized)
 			wantLine(t, lineOf(t, s, recs[1]), 2000, 600, "v1:600", billing.NoteSubsidized)
 		}},
 		{"rounding: half_up and truncate carry the entitlement", func(t *testing.T, s *Store, n *billNode) {
 			// 420 fen/h: a minute costs exactly 7 fen; 20% of it is 1.4 fen.
-			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "l40", Provider: "p1", Model: "L40", PricePerHour: 420, ValidFrom: y2026}))
+			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "l40", Provider: "p1", Model: "L40S-48GB", PricePerHour: 420, ValidFrom: y2026}))
 			must(t, s.PutEntity(ctx, billing.Entity{ID: "E2"}))
 			must(t, s.MapTenant(ctx, "p1", "globex", "E2"))
 			program(t, s, "PH", func(p *billing.Program) { p.Rounding = billing.RoundHalfUp })
@@ -189,7 +189,7 @@ func TestBillingRules(t *testing.T) {
 			for i := range 4 {
 				for g, tenant := range []string{"acme", "globex"} {
 					r := n.use(g+1, bt.Add(time.Duration(i)*time.Minute), time.Minute, tenant, 60_000)
-					r.Model = "L40"
+					r.Model = "L40S-48GB"
 					recs = append(recs, r)
 				}
 			}
@@ -209,13 +209,13 @@ func TestBillingRules(t *testing.T) {
 			}
 		}},
 		{"cost carry: 60 one-minute records at 250 fen/h cost 250", func(t *testing.T, s *Store, n *billNode) {
-			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "t4", Provider: "p1", Model: "T4", PricePerHour: 250, ValidFrom: y2026}))
+			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "t4", Provider: "p1", Model: "RTX4090-24GB", PricePerHour: 250, ValidFrom: y2026}))
 			// Two batches, to carry the remainder through the store.
 			for half := range 2 {
 				var recs []protocol.Record
 				for i := range 30 {
 					r := n.use(1, bt.Add(time.Duration(30*half+i)*time.Minute), time.Minute, "acme", 60_000)
-					r.Model = "T4"
+					r.Model = "RTX4090-24GB"
 					recs = append(recs, r)
 				}
 				n.ingest(recs...)

@@ -67,12 +67,12 @@ func testCommands(t *testing.T, db string) {
 	}{
 		{"no command", nil, 2, "", "Usage:"},
 		{"unknown command", []string{"frobnicate"}, 2, "", "unknown command"},
-		{"register", []string{"node", "register", "--db", db, "--id", "n1", "--provider", "p", "--public-key", b64(k1), "--gpu", "GPU-00000000-0000-4000-8000-000000000001", "--gpu", "GPU-00000000-0000-4000-8000-000000000002"},
+		{"register", []string{"node", "register", "--db", db, "--id", "n1", "--provider", "p", "--public-key", b64(k1), "--model", "H100-SXM5-80GB", "--gpu", "GPU-00000000-0000-4000-8000-000000000001", "--gpu", "GPU-00000000-0000-4000-8000-000000000002"},
 			0, "registered node n1", ""},
-		{"register claims another node's GPU", []string{"node", "register", "--db", db, "--id", "n2", "--provider", "p", "--public-key", b64(k2), "--gpu", "GPU-00000000-0000-4000-8000-000000000003", "--gpu", "GPU-00000000-0000-4000-8000-000000000002"},
-			1, "", "GPU GPU-2: GPU is registered to another node (node \"n1\")"},
+		{"register claims another node's GPU", []string{"node", "register", "--db", db, "--id", "n2", "--provider", "p", "--public-key", b64(k2), "--model", "H100-SXM5-80GB", "--gpu", "GPU-00000000-0000-4000-8000-000000000003", "--gpu", "GPU-00000000-0000-4000-8000-000000000002"},
+			1, "", "GPU GPU-00000000-0000-4000-8000-000000000002: GPU is registered to another node (node \"n1\")"},
 		{"register without GPU", []string{"node", "register", "--db", db, "--id", "n2", "--provider", "p", "--public-key", b64(k2)}, 2, "", "--gpu is required"},
-		{"register with bad key", []string{"node", "register", "--db", db, "--id", "n2", "--provider", "p", "--public-key", "abc", "--gpu", "GPU-00000000-0000-4000-8000-000000000003"}, 2, "", "--public-key"},
+		{"register with bad key", []string{"node", "register", "--db", db, "--id", "n2", "--provider", "p", "--public-key", "abc", "--model", "H100-SXM5-80GB", "--gpu", "GPU-00000000-0000-4000-8000-000000000003"}, 2, "", "--public-key"},
 		{"rotate", []string{"key", "rotate", "--db", db, "--node", "n1", "--public-key", b64(k3)}, 0, signing.KeyID(k3), ""},
 		{"rotate on unknown node", []string{"key", "rotate", "--db", db, "--node", "n9", "--public-key", b64(k2)}, 1, "", "node is not registered"},
 		{"revoke", []string{"key", "revoke", "--db", db, "--key-id", signing.KeyID(k1)}, 0, "revoked key", ""},
@@ -102,10 +102,12 @@ func testCommands(t *testing.T, db string) {
 		t.Fatal(code)
 	}
 	var head struct {
-		GPUs   []string `json:"gpus"`
-		Forked bool     `json:"forked"`
+		GPUs []struct {
+			UUID, Model string
+		} `json:"gpus"`
+		Forked bool `json:"forked"`
 	}
-	if err := json.Unmarshal(out.Bytes(), &head); err != nil || len(head.GPUs) != 2 || head.Forked {
+	if err := json.Unmarshal(out.Bytes(), &head); err != nil || len(head.GPUs) != 2 || head.Forked || head.GPUs[0].Model != "H100-SXM5-80GB" {
 		t.Errorf("head = %+v, %v", head, err)
 	}
 }

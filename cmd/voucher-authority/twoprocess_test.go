@@ -234,6 +234,7 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 		// Registered through the CLI on the same database (--db URL).
 		var out, errb bytes.Buffer
 		if code := run(ctx, []string{"node", "register", "--db", dsn, "--id", ns[n].id, "--provider", "example-cloud",
+			"--model", "H100-SXM5-80GB", "--since", base.Add(-time.Hour).Format(time.RFC3339),
 			"--public-key", signing.EncodePublicKey(pub), "--gpu", gpu}, &out, &errb); code != exitOK {
 			t.Fatalf("register %s: exit %d: %s", ns[n].id, code, errb.String())
 		}
@@ -241,23 +242,28 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		prev := ""
+		prev, seq := "", uint64(1)
 		for b := range batches {
 			recs := make([]protocol.Record, perB)
 			for i := range recs {
 				start := base.Add(time.Duration(b*perB+i) * time.Minute)
 				r := protocol.Record{Node: ns[n].id, Provider: "example-cloud", WindowStart: start, WindowEnd: start.Add(time.Minute),
 					Kind: protocol.KindUsage, Tenant: fmt.Sprintf("tenant-%d", i%3), GPUUUID: gpu, ParentUUID: gpu, Model: "NVIDIA H100 80GB HBM3",
-					SliceNum: 1, SliceDen: 1, GPUMillis: 60000, UtilizationPercent: 90, EnergyMillijoules: 1000, Attribution: "cgroup"}
+					SliceNum: 1, SliceDen: 1, GPUMillis: 60000, UtilizationPercent: 90, EnergyMillijoules: 60000 * 400, Attribution: "cgroup"}
 				r.ID = r.ComputeID()
 				recs[i] = r
 			}
-			s, err := sealer.Seal(ctx, uint64(b*perB+1), prev, recs)
+			if b == 0 { // the node reports its inventory first, as the agent does
+				inv := protocol.InventoryRecord(ns[n].id, "example-cloud", base,
+					protocol.WholeGPUs(time.Minute, "NVIDIA H100 80GB HBM3", gpu))
+				recs = append([]protocol.Record{inv}, recs...)
+			}
+			s, err := sealer.Seal(ctx, seq, prev, recs)
 			if err != nil {
 				t.Fatal(err)
 			}
 			ns[n].chain = append(ns[n].chain, s)
-			prev = s.Hash
+			prev, seq = s.Hash, s.LastSeq+1
 		}
 	}
 
@@ -341,9 +347,11 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 			rejected += metric(t, client, p.url, `gpumeter_authority_batches_rejected_total{cause="`+cause+`"}`)
 		}
 	}
-	if storedBatches != nodes*batches || dupBatches != nodes*batches*(senders-1) || records != nodes*batches*perB || rejected != 0 || internal != 0 {
+	// Each chain holds its node's inventory record besides the usage.
+	const perNode = batches*perB + 1
+	if storedBatches != nodes*batches || dupBatches != nodes*batches*(senders-1) || records != nodes*perNode || rejected != 0 || internal != 0 {
 		t.Errorf("metrics: %v batches stored, %v duplicates, %v records, %v rejected, %v internal errors; want %d, %d, %d, 0, 0",
-			storedBatches, dupBatches, records, rejected, internal, nodes*batches, nodes*batches*(senders-1), nodes*batches*perB)
+			storedBatches, dupBatches, records, rejected, internal, nodes*batches, nodes*batches*(senders-1), nodes*perNode)
 	}
 	for _, p := range procs {
 		p.stop(t)
@@ -382,8 +390,8 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 		var count, distinct, minSeq, maxSeq int64
 		err = db.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT seq), MIN(seq), MAX(seq) FROM records WHERE node_id = $1`, n.id).
 			Scan(&count, &distinct, &minSeq, &maxSeq)
-		if err != nil || count != batches*perB || distinct != count || minSeq != 1 || maxSeq != batches*perB {
-			t.Errorf("%s records: %d (%d distinct seqs, %d..%d), %v; want %d, seqs 1..%d", n.id, count, distinct, minSeq, maxSeq, err, batches*perB, batches*perB)
+		if err != nil || count != perNode || distinct != count || minSeq != 1 || maxSeq != perNode {
+			t.Errorf("%s records: %d (%d distinct seqs, %d..%d), %v; want %d, seqs 1..%d", n.id, count, distinct, minSeq, maxSeq, err, perNode, perNode)
 		}
 	}
 	var overfull int

@@ -119,7 +119,7 @@ func once(ctx context.Context, c config) (d time.Duration, n int, err error) {
 	// as the meter would have while the authority was out of reach.
 	end := time.Now().UTC().Truncate(time.Minute)
 	tenants := workload.Tenants(c.tenants)
-	var recs []protocol.Record
+	recs := []protocol.Record{node.Inventory(end.Add(-time.Duration(c.windows)*time.Minute), time.Minute)}
 	for i := range c.windows {
 		start := end.Add(time.Duration(i-c.windows) * time.Minute)
 		recs = append(recs, node.Window(start, time.Minute, i, tenants)...)
@@ -166,7 +166,7 @@ func register(ctx context.Context, db authproc.Database, n workload.Node) error 
 		return err
 	}
 	defer st.Close()
-	return st.RegisterNode(ctx, store.Registration{ID: n.ID, Provider: workload.Provider, Key: n.Public(), GPUs: store.GPUsOf("H100-SXM5-80GB", n.GPUs...)}, time.Now())
+	return st.RegisterNode(ctx, store.Registration{ID: n.ID, Provider: workload.Provider, Key: n.Public(), GPUs: store.GPUsOf("H100-SXM5-80GB", n.GPUs...), Since: workload.Since}, time.Now())
 }
 
 // countStored checks, in the database itself, that seqs 1..want are

@@ -20,6 +20,7 @@ import (
 	"github.com/gpumeter/gpumeter/bench/internal/workload"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/reporter"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // fleet is the simulated nodes and the client they share (one keep-alive
@@ -68,7 +69,7 @@ func newFleet(ctx context.Context, c config, db authproc.Database) (*fleet, erro
 		if err != nil {
 			return nil, err
 		}
-		if err := st.RegisterNode(ctx, store.Registration{ID: wn.ID, Provider: workload.Provider, Key: wn.Public(), GPUs: store.GPUsOf("H100-SXM5-80GB", wn.GPUs...)}, now); err != nil {
+		if err := st.RegisterNode(ctx, store.Registration{ID: wn.ID, Provider: workload.Provider, Key: wn.Public(), GPUs: store.GPUsOf("H100-SXM5-80GB", wn.GPUs...), Since: workload.Since}, now); err != nil {
 			return nil, err
 		}
 		s, err := ledger.NewSealer(wn.ID, wn.Key, time.Now)
@@ -256,6 +257,9 @@ func (f *fleet) oneBatch(ctx context.Context, n *node, events *[]event) error {
 		return fmt.Errorf("window %d ends at %s, in the future: the run sealed more windows than the backlog holds", n.next, end)
 	}
 	recs := n.Window(start, time.Minute, n.next, f.tenants)
+	if n.nextSeq == 1 { // a node's chain begins with its inventory
+		recs = append([]protocol.Record{n.Inventory(n.base, time.Minute)}, recs...)
+	}
 	s, err := n.sealer.Seal(ctx, n.nextSeq, n.prev, recs)
 	if err != nil {
 		return err

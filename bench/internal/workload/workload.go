@@ -16,6 +16,10 @@ import (
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
+// Since is every bench node's registration time: long before any bench
+// window, as an operator registering a fleet already in service attests.
+var Since = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // Provider is every bench node's provider.
 const Provider = "bench-cloud"
 
@@ -59,11 +63,13 @@ func (n Node) Window(start time.Time, width time.Duration, i int, tenants []stri
 		base := protocol.Record{
 			Node: n.ID, Provider: Provider, WindowStart: start.UTC(), WindowEnd: start.Add(width).UTC(),
 			GPUUUID: uuid, ParentUUID: uuid, Model: "NVIDIA H100 80GB HBM3",
-			SliceNum: 1, SliceDen: 1, UtilizationPercent: 80, EnergyMillijoules: 400 * w,
+			SliceNum: 1, SliceDen: 1, UtilizationPercent: 80,
 		}
 		for k := range 2 {
 			r := base
-			r.Kind, r.Tenant, r.GPUMillis = protocol.KindUsage, tenants[(g+i+k)%len(tenants)], use
+			// 400 W while a tenant runs: a record's energy is that of its
+			// own milliseconds, as the meter apportions it.
+			r.Kind, r.Tenant, r.GPUMillis, r.EnergyMillijoules = protocol.KindUsage, tenants[(g+i+k)%len(tenants)], use, 400*use
 			r.Attribution, r.SharedWith, r.SplitRule = "cgroup", 1, "utilization"
 			r.ID = r.ComputeID()
 			out = append(out, r)
@@ -83,4 +89,13 @@ func Tenants(n int) []string {
 		out[i] = fmt.Sprintf("tenant-%02d", i)
 	}
 	return out
+}
+
+// Inventory is the node's inventory record observed at at: its GPUs whole,
+// metered in windows of width, merged (if ever) in 1-hour buckets. An
+// agent sends one before its first window; so must a bench node.
+func (n Node) Inventory(at time.Time, width time.Duration) protocol.Record {
+	inv := protocol.WholeGPUs(width, "NVIDIA H100 80GB HBM3", n.GPUs...)
+	inv.MergeWindowMillis = time.Hour.Milliseconds()
+	return protocol.InventoryRecord(n.ID, Provider, at, inv)
 }
