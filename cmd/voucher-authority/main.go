@@ -35,7 +35,7 @@ Usage:
   voucher-authority key revoke --db DB --key-id ID
   voucher-authority usage --db DB [--tenant T] [--node ID] --from RFC3339 --to RFC3339
   voucher-authority head --db DB --node ID
-  voucher-authority version
+` + coverageUsage + `  voucher-authority version
 
 DB is the authority's database: a SQLite file (the config's store.path), or
 a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE?sslmode=... (the
@@ -79,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdUsage(ctx, sub(1), stdout, stderr)
 	case args[0] == "head":
 		return cmdHead(ctx, sub(1), stdout, stderr)
+	case args[0] == "coverage":
+		return cmdCoverage(ctx, sub(1), stdout, stderr)
 	case billingCommands[args[0]]:
 		return cmdBilling(ctx, args, stdout, stderr)
 	case args[0] == "version":
