@@ -68,7 +68,7 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 		URL: a.URL, Node: cfg.Node.ID,
 		CAFile: a.CAFile, CertFile: a.CertFile, KeyFile: a.KeyFile,
 		Timeout: a.Timeout, MaxBatchRecords: a.MaxBatchRecords,
-		Log: log, Sealer: sealer, Spool: sp,
+		Log: log, Sealer: sealer, Spool: sp, Key: key,
 	})
 	if err != nil {
 		sp.Close()

@@ -58,7 +58,7 @@ const (
 	// Internal: the authority failed; the sender may retry (500).
 	Internal = "internal"
 	// The operator API's (authority/server/admin.go):
-	Unauthorized    = "unauthorized"     // no or a wrong bearer token
+	Unauthorized    = "unauthorized"     // no or a wrong bearer token, or a read not validly signed
 	BillingInvalid  = "billing-invalid"  // a value the billing rules refuse
 	BillingConflict = "billing-conflict" // an id that exists, an overlap, a missing reference
 )
@@ -73,7 +73,7 @@ var causes = map[string]struct {
 	UnknownKey:       {http.StatusUnauthorized, "Unknown signing key"},
 	RevokedKey:       {http.StatusUnauthorized, "Revoked signing key"},
 	BadSignature:     {http.StatusUnauthorized, "Signature does not verify"},
-	NodeMismatch:     {http.StatusForbidden, "Batch node is not the key's node"},
+	NodeMismatch:     {http.StatusForbidden, "Node is not the key's node"},
 	Fork:             {http.StatusConflict, "Batch forks the node's chain"},
 	SequenceGap:      {http.StatusConflict, "Batch skips sequence numbers"},
 	ChainBroken:      {http.StatusConflict, "Batch does not extend the node's chain"},

@@ -80,11 +80,15 @@ type Options struct {
 	Driver string
 	// Nodes are registered, in order, at the clock's now.
 	Nodes []Node
-	// Clock is the ingester's clock and the registration time; nil is the
-	// real clock.
+	// Clock is the ingester's clock, the registration time, and what
+	// signed reads are checked against; nil is the real clock. A client
+	// signing reads (the reporter) must sign with the same time.
 	Clock clock.Clock
 	// MaxBodyBytes is the server's body bound; 0 is its default.
 	MaxBodyBytes int64
+	// OperatorToken, when set, reads every node's head and usage
+	// (server.Options.OperatorToken).
+	OperatorToken []byte
 	// Wrap, when set, is put in front of the authority's handler: it sees
 	// every request that reaches the authority (fault injection, counting).
 	Wrap func(http.Handler) http.Handler
@@ -166,7 +170,8 @@ func New(t testing.TB, opts Options) *Authority {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Server, err = server.New(server.Options{Ingester: a.Ingester, Store: st, MaxBodyBytes: opts.MaxBodyBytes})
+	a.Server, err = server.New(server.Options{Ingester: a.Ingester, Store: st, MaxBodyBytes: opts.MaxBodyBytes,
+		OperatorToken: opts.OperatorToken, Clock: opts.Clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // TestAuthorityAnswers: the authority answers /healthz over plain HTTP and
@@ -70,7 +72,7 @@ func TestAuthorityAnswers(t *testing.T) {
 // stores what it accepts there, and says where its database is.
 func TestAuthorityOnEachDriver(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
-		pub, _, err := ed25519.GenerateKey(rand.Reader)
+		pub, key, err := ed25519.GenerateKey(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,7 +89,13 @@ func TestAuthorityOnEachDriver(t *testing.T) {
 		if h := a.Head(t, "node-01"); h != 0 {
 			t.Fatalf("head %d of a fresh node, want 0", h)
 		}
-		resp, err := a.HTTP.Client().Get(a.URL + "/v1/nodes/node-01/head")
+		// A read of the node's head, signed with its key.
+		req, err := http.NewRequest(http.MethodGet, a.URL+"/v1/nodes/node-01/head", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", protocol.SignRead(key, signing.KeyID(pub), req.Method, req.URL.RequestURI(), time.Now()))
+		resp, err := a.HTTP.Client().Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,11 @@
 // and writes the result in the ingest transaction.
 package billing
 
-import "time"
+import (
+	"time"
+
+	"github.com/gpumeter/gpumeter/authority/coverage"
+)
 
 // Fen is an amount of money in fen (0.01 CNY). Never a float.
 type Fen int64
@@ -139,6 +143,8 @@ type Statement struct {
 	To     time.Time `json:"to"`
 	Lines  []Line    `json:"lines"`
 	Totals Totals    `json:"totals"`
+	// Coverage is that of the GPUs the lines ran on.
+	Coverage []coverage.GPU `json:"coverage"`
 }
 
 // ClaimTotal is what a provider claims from one program through one voucher.
@@ -157,4 +163,6 @@ type Claim struct {
 	Lines     []Line       `json:"lines"`
 	ByVoucher []ClaimTotal `json:"by_voucher"`
 	Totals    Totals       `json:"totals"`
+	// Coverage is that of the provider's GPUs.
+	Coverage []coverage.GPU `json:"coverage"`
 }

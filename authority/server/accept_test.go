@@ -181,7 +181,7 @@ func TestUsageSumsPerTenant(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				resp, err := e.HTTP.Client().Get(e.HTTP.URL + "/v1/usage?" + tc.query)
+				resp, err := e.HTTP.Client().Do(e.operatorGet("/v1/usage?" + tc.query))
 				if err != nil {
 					t.Fatal(err)
 				}

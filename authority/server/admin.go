@@ -33,6 +33,7 @@ import (
 //	POST /v1/admin/ratecards/{id}/end            {"at"}
 //	GET  /v1/admin/statements/{entity}?from=&to=[&format=json|csv]
 //	GET  /v1/admin/claims/{provider}?from=&to=[&format=json|csv]
+//	GET  /v1/admin/coverage?from=&to=[&provider=&node=&gpu=&entity=][&format=json|csv]
 //
 // from and to are RFC 3339 or YYYY-MM-DD (midnight China Standard Time).
 // Every request must carry the operators' bearer token; the token is
@@ -105,6 +106,7 @@ func NewAdmin(opts AdminOptions) (*Admin, error) {
 	m.HandleFunc("POST /v1/admin/ratecards/{id}/end", a.endRateCard)
 	m.HandleFunc("GET /v1/admin/statements/{entity}", a.statement)
 	m.HandleFunc("GET /v1/admin/claims/{provider}", a.claim)
+	m.HandleFunc("GET /v1/admin/coverage", a.coverage)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteProblem(w, protocol.NewProblem(protocol.NotFound, fmt.Sprintf("no operator endpoint %s %s", r.Method, r.URL.Path)))
 	})

@@ -34,7 +34,7 @@ const (
 
 // env is an authority on a real store (SQLite unless a test asks for
 // another driver) behind a real HTTP server, with node-01 (key) and
-// node-02 registered at t0.
+// node-02 registered at t0, and the operators' token adminToken.
 type env struct {
 	*authoritytest.Authority
 	t      testing.TB
@@ -58,9 +58,10 @@ func newEnvOn(t testing.TB, driver string, maxBody int64) *env {
 			{ID: node1, Provider: provider, PublicKey: pub(e.key), GPUs: []string{gpuA, gpuB}},
 			{ID: node2, Provider: provider, PublicKey: pub(newKey(t)), GPUs: []string{gpuZ}},
 		},
-		Driver:       driver,
-		Clock:        e.clock,
-		MaxBodyBytes: maxBody,
+		Driver:        driver,
+		Clock:         e.clock,
+		MaxBodyBytes:  maxBody,
+		OperatorToken: []byte(adminToken),
 	})
 	e.sealer = e.newSealer(node1, e.key)
 	return e
@@ -157,13 +158,21 @@ func (e *env) post(body []byte) answer {
 	return e.do(req)
 }
 
+// get reads path with the operators' token.
 func (e *env) get(path string) answer {
+	e.t.Helper()
+	return e.do(e.operatorGet(path))
+}
+
+// operatorGet is a GET of path with the operators' token.
+func (e *env) operatorGet(path string) *http.Request {
 	e.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, e.HTTP.URL+path, nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return e.do(req)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	return req
 }
 
 // mustAccept posts and fails unless the batch is stored.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/authority/ingest"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -25,6 +27,13 @@ type Options struct {
 	Store        *store.Store
 	Logger       *slog.Logger // nil: discard
 	MaxBodyBytes int64        // 0: DefaultMaxBodyBytes
+	// OperatorToken is the operators' bearer token (LoadAdminToken), which
+	// reads every node's usage and head (read_auth.go); nil: only signed
+	// reads are accepted.
+	OperatorToken []byte
+	// Clock is what signed reads' timestamps and key revocations are
+	// checked against; nil: the real clock.
+	Clock clock.Clock
 }
 
 // Server holds the handlers and the metrics.
@@ -35,6 +44,9 @@ type Server struct {
 	maxBody int64
 	m       *metrics
 	mux     *http.ServeMux
+	clock   clock.Clock
+	// tokenSum is OperatorToken's SHA-256 (nil: none), as in Admin.
+	tokenSum *[sha256.Size]byte
 }
 
 // New builds a Server.
@@ -45,7 +57,17 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("new server: negative max body size %d", opts.MaxBodyBytes)
 	}
-	s := &Server{in: opts.Ingester, st: opts.Store, log: opts.Logger, maxBody: opts.MaxBodyBytes, m: newMetrics()}
+	s := &Server{in: opts.Ingester, st: opts.Store, log: opts.Logger, maxBody: opts.MaxBodyBytes, m: newMetrics(), clock: opts.Clock}
+	if opts.OperatorToken != nil {
+		if len(opts.OperatorToken) < MinAdminTokenLen {
+			return nil, fmt.Errorf("new server: operator token has %d characters, want at least %d", len(opts.OperatorToken), MinAdminTokenLen)
+		}
+		sum := sha256.Sum256(opts.OperatorToken)
+		s.tokenSum = &sum
+	}
+	if s.clock == nil {
+		s.clock = clock.Real{}
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -119,7 +141,15 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (s *Server) getHead(w http.ResponseWriter, r *http.Request) {
+	rd, ok := s.authRead(w, r)
+	if !ok {
+		return
+	}
 	id := r.PathValue("id")
+	if !rd.mayRead(id) {
+		s.forbidden(w, r, rd, id)
+		return
+	}
 	n, err := s.st.Node(r.Context(), id)
 	if errors.Is(err, store.ErrNodeNotFound) {
 		protocol.WriteProblem(w, protocol.NewProblem(protocol.NotFound, fmt.Sprintf("node %q is not registered", id)))
@@ -166,13 +196,25 @@ func ParsePeriod(from, to string) (time.Time, time.Time, error) {
 }
 
 func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
+	rd, ok := s.authRead(w, r)
+	if !ok {
+		return
+	}
 	q := r.URL.Query()
+	node := q.Get("node")
+	switch {
+	case node == "" && !rd.operator:
+		node = rd.node // a node reads its own usage
+	case node != "" && !rd.mayRead(node):
+		s.forbidden(w, r, rd, node)
+		return
+	}
 	from, to, err := ParsePeriod(q.Get("from"), q.Get("to"))
 	if err != nil {
 		protocol.WriteProblem(w, protocol.NewProblem(protocol.BadRequest, err.Error()))
 		return
 	}
-	f := store.UsageFilter{Tenant: q.Get("tenant"), Node: q.Get("node"), From: from, To: to}
+	f := store.UsageFilter{Tenant: q.Get("tenant"), Node: node, From: from, To: to}
 	rows, err := s.st.Usage(r.Context(), f)
 	if err != nil {
 		s.internal(w, r, err)

@@ -11,7 +11,8 @@ import (
 )
 
 // Statement is an entity's statement for [from, to): a line per usage
-// record billed to it whose window starts in the period, and their totals.
+// record billed to it whose window starts in the period, their totals, and
+// the coverage of the GPUs they ran on.
 func (s *Store) Statement(ctx context.Context, entityID string, from, to time.Time) (billing.Statement, error) {
 	what := fmt.Sprintf("statement of entity %q", entityID)
 	if why := billing.ValidID(entityID); why != "" {
@@ -31,12 +32,17 @@ func (s *Store) Statement(ctx context.Context, entityID string, from, to time.Ti
 	if err != nil {
 		return billing.Statement{}, fmt.Errorf("%s: %w", what, err)
 	}
-	return billing.Statement{Entity: entityID, From: from, To: to, Lines: lines, Totals: billing.Sum(lines)}, nil
+	// Coverage of a period not over yet expects only the time until now.
+	cov, err := s.Coverage(ctx, CoverageFilter{Entity: entityID, From: from, To: to, Now: time.Now()})
+	if err != nil {
+		return billing.Statement{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return billing.Statement{Entity: entityID, From: from, To: to, Lines: lines, Totals: billing.Sum(lines), Coverage: cov}, nil
 }
 
 // Claim is a provider's claim for [from, to): a line per usage record of
-// the provider whose window starts in the period, and what it claims from
-// each program through each voucher.
+// the provider whose window starts in the period, what it claims from
+// each program through each voucher, and the coverage of its GPUs.
 func (s *Store) Claim(ctx context.Context, provider string, from, to time.Time) (billing.Claim, error) {
 	what := fmt.Sprintf("claim of provider %q", provider)
 	if provider == "" {
@@ -49,8 +55,12 @@ func (s *Store) Claim(ctx context.Context, provider string, from, to time.Time) 
 	if err != nil {
 		return billing.Claim{}, fmt.Errorf("%s: %w", what, err)
 	}
+	cov, err := s.Coverage(ctx, CoverageFilter{Provider: provider, From: from, To: to, Now: time.Now()})
+	if err != nil {
+		return billing.Claim{}, fmt.Errorf("%s: %w", what, err)
+	}
 	return billing.Claim{Provider: provider, From: from, To: to, Lines: lines,
-		ByVoucher: billing.SumByVoucher(lines), Totals: billing.Sum(lines)}, nil
+		ByVoucher: billing.SumByVoucher(lines), Totals: billing.Sum(lines), Coverage: cov}, nil
 }
 
 func checkPeriod(what string, from, to time.Time) error {

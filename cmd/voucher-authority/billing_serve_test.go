@@ -53,8 +53,9 @@ func adminConfig(t *testing.T, admin string, tokenMode os.FileMode) string {
 }
 
 // TestServeStartsTheOperatorAPI runs serve with admin.listen set: the
-// operator API answers on its own listener, with the token only, and
-// stops with serve.
+// operator API answers on its own listener, with the token only, the
+// token reads usage on the nodes' API (on loopback), and both stop with
+// serve.
 func TestServeStartsTheOperatorAPI(t *testing.T) {
 	cfg := adminConfig(t, "127.0.0.1:0", 0o600)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -63,13 +64,16 @@ func TestServeStartsTheOperatorAPI(t *testing.T) {
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, io.Discard, &logs) }()
 
-	addr := ""
+	addr, nodesAddr := "", ""
 	for deadline := time.Now().Add(20 * time.Second); addr == "" && time.Now().Before(deadline); {
 		sc := bufio.NewScanner(strings.NewReader(logs.String()))
 		for sc.Scan() {
 			var l struct{ Msg, Addr string }
 			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "operator API serving" {
 				addr = l.Addr
+			}
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "voucher authority serving" {
+				nodesAddr = l.Addr
 			}
 		}
 		select {
@@ -81,23 +85,19 @@ func TestServeStartsTheOperatorAPI(t *testing.T) {
 	if addr == "" {
 		t.Fatalf("no operator API in the log: %s", logs.String())
 	}
-	get := func(token string) int {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/admin/programs", nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	get := func(token string) int { return getWith(t, "http://"+addr+"/v1/admin/programs", token) }
 	if code := get(""); code != http.StatusUnauthorized {
 		t.Errorf("without the token: %d", code)
 	}
 	if code := get(serveToken); code != http.StatusOK {
 		t.Errorf("with the token: %d", code)
+	}
+	usage := "http://" + nodesAddr + "/v1/usage?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z"
+	if code := getWith(t, usage, ""); code != http.StatusUnauthorized {
+		t.Errorf("usage on the nodes' API without the token: %d", code)
+	}
+	if code := getWith(t, usage, serveToken); code != http.StatusOK {
+		t.Errorf("usage on the nodes' API with the operators' token: %d", code)
 	}
 	cancel()
 	select {
@@ -114,6 +114,21 @@ func TestServeStartsTheOperatorAPI(t *testing.T) {
 	if !strings.Contains(logs.String(), "bearer token") {
 		t.Error("the refused request was not logged")
 	}
+}
+
+// getWith GETs url with a bearer token ("" = none) and returns the status.
+func getWith(t *testing.T, url, token string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 func TestServeRefusesAnUnsafeOperatorAPI(t *testing.T) {

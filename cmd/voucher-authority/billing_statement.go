@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,7 +28,10 @@ func cmdStatement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			if s.Lines == nil {
 				s.Lines = []billing.Line{}
 			}
-			return linesReport{s.Lines, func(w io.Writer) error { return statementTable(w, s) }, s}, err
+			table := func(w io.Writer) error {
+				return errors.Join(statementTable(w, s), coverageSection(w, "the GPUs the usage ran on", s.Coverage))
+			}
+			return linesReport{s.Lines, table, s}, err
 		})
 }
 
@@ -41,7 +45,10 @@ func cmdClaim(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			if c.ByVoucher == nil {
 				c.ByVoucher = []billing.ClaimTotal{}
 			}
-			return linesReport{c.Lines, func(w io.Writer) error { return claimTable(w, c) }, c}, err
+			table := func(w io.Writer) error {
+				return errors.Join(claimTable(w, c), coverageSection(w, "the provider's GPUs", c.Coverage))
+			}
+			return linesReport{c.Lines, table, c}, err
 		})
 }
 

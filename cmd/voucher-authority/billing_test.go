@@ -163,18 +163,24 @@ func testBillingCommands(t *testing.T, db string, a *authoritytest.Authority, ke
 	if st.Totals != want || len(st.Lines) != 3 {
 		t.Fatalf("statement totals %+v, %d lines; want %+v", st.Totals, len(st.Lines), want)
 	}
+	if len(st.Coverage) != 1 || st.Coverage[0].GPU != testGPU || st.Coverage[0].ExpectedMillis <= 0 ||
+		st.Coverage[0].CoveredMillis > st.Coverage[0].ExpectedMillis {
+		t.Errorf("statement coverage %+v, want the one GPU the usage ran on", st.Coverage)
+	}
 	rows, err := csv.NewReader(strings.NewReader(output(t, append([]string{"statement", "--entity", "acme", "--format", "csv"}, period...)...))).ReadAll()
 	if err != nil || len(rows) != 4 || rows[0][0] != "record_id" {
 		t.Fatalf("statement CSV: %q, %v", rows, err)
 	}
 	table := output(t, append([]string{"statement", "--entity", "acme", "--format", "table"}, period...)...)
-	for _, w := range []string{"statement of acme", "t1", "h100-a", "0.050", "3.00", "1.20", "1.80", "v1"} {
+	for _, w := range []string{"statement of acme", "t1", "h100-a", "0.050", "3.00", "1.20", "1.80", "v1",
+		"coverage of the GPUs the usage ran on", testGPU} {
 		if !strings.Contains(table, w) {
 			t.Errorf("statement table lacks %q:\n%s", w, table)
 		}
 	}
 	claim := output(t, append([]string{"claim", "--provider", testProvider, "--format", "table"}, period...)...)
-	for _, w := range []string{"claim of " + testProvider, "p1", "v1", "1.20", "cost 3.00 CNY = subsidy 1.20 CNY"} {
+	for _, w := range []string{"claim of " + testProvider, "p1", "v1", "1.20", "cost 3.00 CNY = subsidy 1.20 CNY",
+		"coverage of the provider's GPUs", testGPU} {
 		if !strings.Contains(claim, w) {
 			t.Errorf("claim table lacks %q:\n%s", w, claim)
 		}

@@ -38,7 +38,7 @@ Usage:
   voucher-authority key revoke --db DB --key-id ID
   voucher-authority usage --db DB [--tenant T] [--node ID] --from RFC3339 --to RFC3339
   voucher-authority head --db DB --node ID
-  voucher-authority version
+` + coverageUsage + `  voucher-authority version
 
 DB is the authority's database: a SQLite file (the config's store.path), or
 a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE?sslmode=... (the
@@ -86,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdUsage(ctx, sub(1), stdout, stderr)
 	case args[0] == "head":
 		return cmdHead(ctx, sub(1), stdout, stderr)
+	case args[0] == "coverage":
+		return cmdCoverage(ctx, sub(1), stdout, stderr)
 	case billingCommands[args[0]]:
 		return cmdBilling(ctx, args, stdout, stderr)
 	case args[0] == "version":
@@ -159,7 +161,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{Ingester: in, Store: st, Logger: log, MaxBodyBytes: cfg.MaxBodyBytes})
+	token, err := readToken(cfg, log)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Options{Ingester: in, Store: st, Logger: log, MaxBodyBytes: cfg.MaxBodyBytes, OperatorToken: token})
 	if err != nil {
 		return err
 	}

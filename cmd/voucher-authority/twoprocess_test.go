@@ -152,6 +152,26 @@ func call(c *http.Client, method, u string, body []byte) (answer, error) {
 	return a, nil
 }
 
+// signedHead asks GET /v1/nodes/{id}/head, signed with the node's key.
+func signedHead(c *http.Client, base, id string, key ed25519.PrivateKey) (answer, error) {
+	req, err := http.NewRequest(http.MethodGet, base+"/v1/nodes/"+id+"/head", nil)
+	if err != nil {
+		return answer{}, err
+	}
+	keyID := signing.KeyID(key.Public().(ed25519.PublicKey))
+	req.Header.Set("Authorization", protocol.SignRead(key, keyID, req.Method, req.URL.RequestURI(), time.Now()))
+	resp, err := c.Do(req)
+	if err != nil {
+		return answer{}, err
+	}
+	defer resp.Body.Close()
+	a := answer{status: resp.StatusCode}
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+		return answer{}, fmt.Errorf("head of %s: %d: %w", id, resp.StatusCode, err)
+	}
+	return a, nil
+}
+
 // metric reads one series' value from a /metrics page (0 if absent).
 func metric(t *testing.T, c *http.Client, base, series string) float64 {
 	t.Helper()
@@ -221,6 +241,7 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 	base := time.Now().UTC().Truncate(time.Minute).Add(-time.Duration(batches*perB+60) * time.Minute)
 	type node struct {
 		id    string
+		key   ed25519.PrivateKey // signs its head reads
 		chain []ledger.Sealed
 	}
 	ns := make([]node, nodes)
@@ -230,6 +251,7 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		ns[n].key = key
 		gpu := fmt.Sprintf("GPU-20000000-0000-4000-8000-%012d", n)
 		// Registered through the CLI on the same database (--db URL).
 		var out, errb bytes.Buffer
@@ -329,7 +351,7 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 		}
 		last := n.chain[batches-1]
 		for _, p := range procs {
-			h, err := call(client, http.MethodGet, p.url+"/v1/nodes/"+n.id+"/head", nil)
+			h, err := signedHead(client, p.url, n.id, n.key)
 			if err != nil || h.status != http.StatusOK || h.Head != last.LastSeq || h.HeadHash != last.Hash {
 				t.Errorf("%s head from %s: %+v, %v; want %d %s", n.id, p.url, h, err, last.LastSeq, last.Hash)
 			}

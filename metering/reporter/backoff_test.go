@@ -40,6 +40,7 @@ func TestRetryAfter(t *testing.T) {
 	}{
 		{name: "seconds on 429", status: 429, header: "7", want: 7 * time.Second},
 		{name: "seconds on 503", status: 503, header: "2", want: 2 * time.Second},
+		{name: "seconds on 425 (window not ended)", status: 425, header: "30", want: 30 * time.Second},
 		{name: "HTTP date", status: 429, header: now.Add(90 * time.Second).Format(http.TimeFormat), want: 90 * time.Second},
 		{name: "date in the past", status: 429, header: now.Add(-time.Minute).Format(http.TimeFormat), want: 0},
 		{name: "bounded", status: 429, header: "86400", want: MaxRetryAfter},

@@ -17,7 +17,9 @@
 // then POST the lowest unacknowledged batch. Idle, Run waits for Notify;
 // after a failure it waits a backoff on Options.Clock.
 //
-// The first pass asks GET /v1/nodes/{node}/head and reconciles: a head at
+// The first pass asks GET /v1/nodes/{node}/head, a read signed with the
+// node's key (Options.Key, protocol.SignRead, at Options.Clock's now and
+// again on each retry), and reconciles: a head at
 // or beyond a batch's last_seq acknowledges it (it was stored but the
 // answer was lost); a head behind the spool's acknowledged mark means the
 // authority lost data it had acknowledged, which is logged as an error and
@@ -32,10 +34,12 @@
 //	    chain-broken (any 409)   head+1, after a short backoff so an authority
 //	                             that keeps answering 409 is not hammered
 //	409 fork                   dead letter, logged at error level
-//	408, 429, 5xx, network     retried with jittered exponential backoff
-//	                             (go-retryablehttp, Options.RetryMax times within
-//	                             one send, then by the loop); Retry-After on 429
-//	                             and 503 is honoured, up to MaxRetryAfter
+//	408, 425, 429, 5xx,        retried with jittered exponential backoff
+//	    network                  (go-retryablehttp, Options.RetryMax times within
+//	                             one send, then by the loop); Retry-After on 425,
+//	                             429 and 503 is honoured, up to MaxRetryAfter.
+//	                             425 is window-not-ended: a record's window ends
+//	                             after the authority's clock; it never dead-letters
 //	any other 4xx              dead letter, with "<status> <cause>: <detail>"
 //
 // Problem bodies (RFC 9457) are parsed for the cause, detail and

@@ -191,6 +191,7 @@ type agent struct {
 	t      testing.TB
 	spool  *spool.Spool
 	sealer *ledger.Sealer
+	key    ed25519.PrivateKey
 }
 
 func newAgent(tb testing.TB, key ed25519.PrivateKey) *agent {
@@ -204,7 +205,7 @@ func newAgent(tb testing.TB, key ed25519.PrivateKey) *agent {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &agent{t: tb, spool: sp, sealer: se}
+	return &agent{t: tb, spool: sp, sealer: se, key: key}
 }
 
 // appendWindows appends windows from..to-1 in one transaction.
@@ -219,10 +220,10 @@ func (g *agent) appendWindows(from, to int) {
 	}
 }
 
-// options are fast-retrying defaults for tests.
+// options are fast-retrying defaults for tests, on the node's clock.
 func (g *agent) options(url string) reporter.Options {
 	return reporter.Options{
-		URL: url, Sealer: g.sealer, Spool: g.spool,
+		URL: url, Sealer: g.sealer, Spool: g.spool, Key: g.key, Clock: nodeClock{},
 		Timeout: 5 * time.Second, RetryWaitMin: time.Millisecond, RetryWaitMax: 20 * time.Millisecond,
 		MaxBatchRecords: 10 * recsPerWindow, MaxInFlight: 2,
 	}
@@ -263,6 +264,14 @@ func eventually(tb testing.TB, what string, cond func() bool) {
 		time.Sleep(2 * time.Millisecond) // poll interval, not a wait for an event
 	}
 }
+
+// nodeClock is the node's clock in these tests: it reads t0, the
+// authority's virtual now (so the reads it signs are on time there), and
+// waits in real time.
+type nodeClock struct{}
+
+func (nodeClock) Now() time.Time                         { return t0 }
+func (nodeClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // waitClock is a clock.Clock whose After calls the test answers: each is
 // reported on waits, and fires only when the test sends on its channel.

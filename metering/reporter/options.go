@@ -1,6 +1,7 @@
 package reporter
 
 import (
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
+	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/metering/spool"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -67,6 +69,10 @@ type Options struct {
 	// owns (and closes) the spool.
 	Sealer *ledger.Sealer
 	Spool  *spool.Spool
+	// Key is the node's private key, the Sealer's: it signs the reads the
+	// reporter makes (GET head, protocol.SignRead), which the authority
+	// answers for the key's node only. Required.
+	Key ed25519.PrivateKey
 	// Clock times the loop's backoff waits and stamps Stats (nil: real).
 	// Retries within one send wait on real timers (go-retryablehttp's).
 	Clock clock.Clock
@@ -104,6 +110,12 @@ func (o *Options) setDefaults() {
 func (o *Options) validate() (*url.URL, error) {
 	if o.Sealer == nil || o.Spool == nil {
 		return nil, errors.New("sealer and spool are required")
+	}
+	if len(o.Key) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("key has %d bytes, want an Ed25519 private key (%d): it signs the reporter's reads", len(o.Key), ed25519.PrivateKeySize)
+	}
+	if id := signing.KeyID(o.Key.Public().(ed25519.PublicKey)); id != o.Sealer.KeyID() {
+		return nil, fmt.Errorf("key %s is not the sealer's key %s", id, o.Sealer.KeyID())
 	}
 	if o.Node == "" {
 		o.Node = o.Sealer.Node()
@@ -180,6 +192,7 @@ func (r *Reporter) newClient(cfg *tls.Config) *retryablehttp.Client {
 		RetryMax:     r.opts.RetryMax,
 		CheckRetry:   r.checkRetry,
 		Backoff:      r.backoff,
+		PrepareRetry: r.prepareRetry,
 		ErrorHandler: retryablehttp.PassthroughErrorHandler,
 	}
 }

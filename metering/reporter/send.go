@@ -28,17 +28,19 @@ type answer struct {
 	headHash   string // 200 of GET head
 	duplicate  bool   // 200 of POST
 	problem    protocol.Problem
-	retryAfter time.Duration // from a 429/503 Retry-After; 0 if none
+	retryAfter time.Duration // from a 425/429/503 Retry-After; 0 if none
 }
 
 // transient reports whether the answer is retried rather than judged:
-// network errors, 408, 429 and 5xx.
+// network errors, 408, 425, 429 and 5xx. 425 is the authority's
+// window-not-ended: a record's window ends after its clock, so the batch
+// is sent again once it has (Retry-After), never dead-lettered.
 func (a answer) transient() bool {
 	return a.err != nil || transientStatus(a.status)
 }
 
 func transientStatus(s int) bool {
-	return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
+	return s == http.StatusRequestTimeout || s == http.StatusTooEarly || s == http.StatusTooManyRequests || s >= 500
 }
 
 // String is "<status> <cause>: <detail>" for logs, Stats and dead letters.
@@ -74,6 +76,7 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json, application/problem+json")
+	r.signRead(req.Request)
 	resp, err := r.client.Do(req)
 	if err != nil {
 		// The pass-through error handler may return the last response
@@ -120,7 +123,8 @@ func truncate(b []byte, n int) string {
 
 // retryPolicy is go-retryablehttp's CheckRetry: stop when the context is
 // done, retry transport errors (except those the library knows are
-// permanent: TLS verification, bad scheme, redirects) and 408, 429, 5xx.
+// permanent: TLS verification, bad scheme, redirects) and 408, 425, 429,
+// 5xx.
 // It never returns an error for a retryable answer, so that the last
 // answer reaches the caller through the pass-through error handler.
 func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
@@ -148,8 +152,8 @@ func (r *Reporter) checkRetry(ctx context.Context, resp *http.Response, err erro
 	return retry, perr
 }
 
-// backoff is go-retryablehttp's Backoff: Retry-After when a 429 or 503
-// carries one (up to MaxRetryAfter), else min·2^attempt capped at max,
+// backoff is go-retryablehttp's Backoff: Retry-After when a 425, 429 or
+// 503 carries one (up to MaxRetryAfter), else min·2^attempt capped at max,
 // with "equal jitter" (a uniform draw from the upper half), never below
 // min. Jitter spreads a fleet's retries after an authority outage.
 func (r *Reporter) backoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
@@ -176,10 +180,15 @@ func jittered(min, max time.Duration, attempt int) time.Duration {
 	return d
 }
 
-// retryAfter reads Retry-After (seconds or an HTTP date) of a 429 or 503,
-// bounded by MaxRetryAfter; 0 when absent or not in the future.
+// retryAfter reads Retry-After (seconds or an HTTP date) of a 425, 429 or
+// 503, bounded by MaxRetryAfter; 0 when absent or not in the future.
 func retryAfter(resp *http.Response, now time.Time) time.Duration {
-	if resp == nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+	if resp == nil {
+		return 0
+	}
+	switch resp.StatusCode {
+	case http.StatusTooEarly, http.StatusTooManyRequests, http.StatusServiceUnavailable:
+	default:
 		return 0
 	}
 	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
@@ -202,4 +211,22 @@ func retryAfter(resp *http.Response, now time.Time) time.Duration {
 		return 0
 	}
 	return min(d, MaxRetryAfter)
+}
+
+// signRead signs a GET (the head) with the node's key at the reporter's
+// clock, as protocol.SignRead: the authority answers a node's data only to
+// its key. Batches carry their own signature and are not signed again.
+func (r *Reporter) signRead(req *http.Request) {
+	if req.Method != http.MethodGet {
+		return
+	}
+	req.Header.Set("Authorization", protocol.SignRead(r.opts.Key, r.opts.Sealer.KeyID(), req.Method, req.URL.RequestURI(), r.clock.Now()))
+}
+
+// prepareRetry is go-retryablehttp's PrepareRetry: a retried read is
+// signed again, so that waits (up to MaxRetryAfter each) never carry its
+// timestamp out of the authority's protocol.ReadSkew.
+func (r *Reporter) prepareRetry(req *http.Request) error {
+	r.signRead(req)
+	return nil
 }

@@ -97,6 +97,8 @@ func TestNewRefusesBadOptions(t *testing.T) {
 		{name: "URL with a query", edit: func(o *reporter.Options) { o.URL = "https://authority/?x=1" }, wantErr: "no user info, query"},
 		{name: "node not the sealer's", edit: func(o *reporter.Options) { o.Node = "node-02" }, wantErr: `node "node-02" is not the sealer's`},
 		{name: "no spool", edit: func(o *reporter.Options) { o.Spool = nil }, wantErr: "sealer and spool are required"},
+		{name: "no key", edit: func(o *reporter.Options) { o.Key = nil }, wantErr: "signs the reporter's reads"},
+		{name: "key not the sealer's", edit: func(o *reporter.Options) { o.Key = newKey(t) }, wantErr: "is not the sealer's key"},
 		{name: "retry bounds inverted", edit: func(o *reporter.Options) { o.RetryWaitMin, o.RetryWaitMax = time.Second, time.Millisecond }, wantErr: "below min"},
 		{name: "batch too large", edit: func(o *reporter.Options) { o.MaxBatchRecords = 10001 }, wantErr: "max batch records"},
 	}

@@ -141,7 +141,7 @@ func once(ctx context.Context, c config) (d time.Duration, n int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	rep, err := reporter.New(reporter.Options{URL: proc.URL, Sealer: sealer, Spool: sp})
+	rep, err := reporter.New(reporter.Options{URL: proc.URL, Sealer: sealer, Spool: sp, Key: node.Key})
 	if err != nil {
 		return 0, 0, err
 	}

@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/gpumeter/gpumeter/bench/internal/authproc"
+	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // checkResult is the end-of-run reckoning: every node's seqs 1..acked
@@ -124,7 +128,7 @@ func (f *fleet) check(ctx context.Context, db authproc.Database) (*checkResult, 
 			r.headMismatches++
 			continue
 		}
-		served, err := f.head(ctx, n.ID)
+		served, err := f.head(ctx, n.ID, n.Key)
 		if err != nil {
 			return nil, err
 		}
@@ -142,12 +146,15 @@ func (f *fleet) check(ctx context.Context, db authproc.Database) (*checkResult, 
 	return r, nil
 }
 
-// head asks the authority for a node's head.
-func (f *fleet) head(ctx context.Context, id string) (uint64, error) {
+// head asks the authority for a node's head, in a read signed with the
+// node's key.
+func (f *fleet) head(ctx context.Context, id string, key ed25519.PrivateKey) (uint64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url+"/v1/nodes/"+url.PathEscape(id)+"/head", nil)
 	if err != nil {
 		return 0, err
 	}
+	keyID := signing.KeyID(key.Public().(ed25519.PublicKey))
+	req.Header.Set("Authorization", protocol.SignRead(key, keyID, req.Method, req.URL.RequestURI(), time.Now()))
 	resp, err := f.client.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("head of %s: %w", id, err)
