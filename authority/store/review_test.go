@@ -3,12 +3,14 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // reviewSetup bills four hours of acme's usage at 1000 fen, half
@@ -32,6 +34,30 @@ func reviewSetup(t *testing.T, s *Store) []string {
 	return ids
 }
 
+// recordOf is a record with just its id, for lineOf.
+func recordOf(id string) protocol.Record { return protocol.Record{ID: id} }
+
+// checkStatement checks E1's statement totals over 2026-2027 and p1's
+// claim per voucher ("program/voucher:records:fen", space separated).
+func checkStatement(t *testing.T, s *Store, want billing.Totals, byVoucher string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := s.Statement(ctx, "E1", y2026, y2028)
+	must(t, err)
+	if st.Totals != want {
+		t.Errorf("statement totals %+v, want %+v", st.Totals, want)
+	}
+	c, err := s.Claim(ctx, "p1", y2026, y2028)
+	must(t, err)
+	var got []string
+	for _, v := range c.ByVoucher {
+		got = append(got, fmt.Sprintf("%s/%s:%d:%d", v.Program, v.Voucher, v.Records, v.Amount))
+	}
+	if strings.Join(got, " ") != byVoucher || c.Totals != want {
+		t.Errorf("claim: by voucher %v, totals %+v; want %s, %+v", got, c.Totals, byVoucher, want)
+	}
+}
+
 func TestReviewDecisions(t *testing.T) {
 	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
 		ctx := context.Background()
@@ -49,6 +75,14 @@ func TestReviewDecisions(t *testing.T) {
 		if !maps.Equal(before.balances, wantBefore.balances) || !maps.Equal(before.granted, wantBefore.granted) ||
 			!maps.Equal(before.grants, wantBefore.grants) {
 			t.Fatalf("ledger as billed: %+v, want %+v", before, wantBefore)
+		}
+
+		// Held subsidies are apart from paid ones: not claimable, not owed.
+		checkStatement(t, s, billing.Totals{Records: 4, GPUMillis: 4 * 3_600_000, Cost: 4000, Subsidy: 500, Held: 1500,
+			Payable: 2000, HeldRecords: 3}, "P1/v1:1:500")
+		if l := lineOf(t, s, recordOf(ids[1])); l.Review != billing.ReviewHeld || l.Held != 500 || l.Subsidy != 0 ||
+			l.Payable != 500 || grantsString(l.Grants) != "v1:200;v2:300" {
+			t.Errorf("held line: %+v", l)
 		}
 
 		held, err := s.ListReviews(ctx, ReviewFilter{Status: billing.ReviewHeld})
@@ -169,6 +203,16 @@ func TestReviewDecisions(t *testing.T) {
 		}
 		if strings.Join(states, ",") != "rejected,approved,rejected" {
 			t.Errorf("review states, oldest first: %v", states)
+		}
+
+		checkStatement(t, s, billing.Totals{Records: 4, GPUMillis: 4 * 3_600_000, Cost: 4000, Subsidy: 1000,
+			Payable: 3000, RejectedRecords: 2}, "P1/v1:1:500 P1/v2:1:500")
+		if l := lineOf(t, s, recordOf(ids[1])); l.Review != billing.ReviewRejected || l.Held != 0 || l.Subsidy != 0 ||
+			l.Payable != 1000 || len(l.Grants) != 0 {
+			t.Errorf("rejected line: %+v", l)
+		}
+		if l := lineOf(t, s, recordOf(ids[2])); l.Review != billing.ReviewApproved || l.Subsidy != 500 || l.Payable != 500 {
+			t.Errorf("approved line: %+v", l)
 		}
 
 		// What a rejection returned pays again: the next hour takes v1's
