@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -144,5 +145,27 @@ func TestAuditFailureKeepsTheAnswer(t *testing.T) {
 	srv2.Handler().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/v1/batches", bytes.NewReader(sealed.Envelope)))
 	if w.Code != http.StatusInternalServerError || count.calls.Load() != 0 {
 		t.Errorf("closed store: %d, %d audited; want 500 and none", w.Code, count.calls.Load())
+	}
+}
+
+// TestMetricsReadTheStore: /metrics reads the live store at each scrape.
+func TestMetricsReadTheStore(t *testing.T) {
+	e := newEnv(t, 0)
+	m := e.metrics()
+	for _, want := range []string{`gpumeter_authority_collector_success{collector="store"} 1`,
+		`gpumeter_authority_node_forked{node="node-01"} 0`, `gpumeter_authority_node_forked{node="node-02"} 0`,
+		`gpumeter_authority_held_subsidy_fen 0`, `gpumeter_authority_reviews{status="held"} 0`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(m, "gpumeter_authority_node_last_batch_timestamp_seconds{") {
+		t.Error("a last batch time before any batch")
+	}
+	e.mustAccept(e.seal(e.sealer, 1, "", rec(gpuA, 5, "acme", 60000)))
+	// Received at the ingester's (virtual) now.
+	want := `gpumeter_authority_node_last_batch_timestamp_seconds{node="node-01"} ` + strconv.FormatFloat(float64(t0.Unix()), 'e', -1, 64)
+	if m := e.metrics(); !strings.Contains(m, want) {
+		t.Errorf("metrics lack %s", want)
 	}
 }

@@ -10,6 +10,12 @@
 // refusals); failing to keep it is logged and counted, and never changes
 // the answer. Answers 500 (the authority's own failures) are not refusals.
 //
+// /metrics also reads the store at each scrape (storeCollector, one
+// indexed read per table): held subsidies, reviews by status, and per node
+// and GPU what was delivered and what is covered, for the alert rules of
+// packaging/prometheus/authority-alerts.yml. A failed read is counted,
+// never a failed scrape.
+//
 // It must never log or answer with key material or internal error text,
 // and never answer 500 for something the sender got wrong.
 package server

@@ -55,6 +55,7 @@ func New(opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.m.reg.MustRegister(newStoreCollector(opts.Store.Health, s.log))
 	if s.maxBody == 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
