@@ -35,7 +35,7 @@ type storeCollector struct {
 	errors atomic.Uint64
 
 	success, duration, errorsTotal                  *prometheus.Desc
-	held, reviews                                   *prometheus.Desc
+	held, oldestHeld, reviews                       *prometheus.Desc
 	forked, lastBatch, window, nodeCovered, covered *prometheus.Desc
 }
 
@@ -51,6 +51,8 @@ func newStoreCollector(read func(context.Context) (store.Health, error), log *sl
 			"Reads of the collector that failed (that scrape lacks its series).", col, nil),
 		held: prometheus.NewDesc("gpumeter_authority_held_subsidy_fen",
 			"Subsidy held for review, in fen (0.01 CNY): taken from vouchers, neither claimable nor owed until an operator decides.", nil, nil),
+		oldestHeld: prometheus.NewDesc("gpumeter_authority_oldest_held_review_timestamp_seconds",
+			"When the oldest review still held was created (absent when none is held).", nil, nil),
 		reviews: prometheus.NewDesc("gpumeter_authority_reviews",
 			"Reviews of held subsidies, by status (held, approved, rejected).", []string{"status"}, nil),
 		forked: prometheus.NewDesc("gpumeter_authority_node_forked",
@@ -68,7 +70,7 @@ func newStoreCollector(read func(context.Context) (store.Health, error), log *sl
 
 // Describe implements prometheus.Collector.
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.success, c.duration, c.errorsTotal, c.held, c.reviews,
+	for _, d := range []*prometheus.Desc{c.success, c.duration, c.errorsTotal, c.held, c.oldestHeld, c.reviews,
 		c.forked, c.lastBatch, c.window, c.nodeCovered, c.covered} {
 		ch <- d
 	}
@@ -94,6 +96,9 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.held, prometheus.GaugeValue, float64(h.HeldFen))
+	if !h.OldestHeld.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.oldestHeld, prometheus.GaugeValue, unixSeconds(h.OldestHeld))
+	}
 	for _, st := range []string{billing.ReviewHeld, billing.ReviewApproved, billing.ReviewRejected} {
 		ch <- prometheus.MustNewConstMetric(c.reviews, prometheus.GaugeValue, float64(h.Reviews[st]), st)
 	}

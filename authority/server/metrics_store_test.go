@@ -25,8 +25,9 @@ var update = flag.Bool("update", false, "rewrite golden files")
 var goldenHealth = func() store.Health {
 	at := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
 	return store.Health{
-		HeldFen: 1234,
-		Reviews: map[string]int64{"held": 2, "approved": 0, "rejected": 1},
+		HeldFen:    1234,
+		OldestHeld: at.Add(-26 * time.Hour),
+		Reviews:    map[string]int64{"held": 2, "approved": 0, "rejected": 1},
 		Nodes: []store.NodeHealth{
 			{ID: "node-a", LastBatch: at.Add(1500 * time.Millisecond), Window: time.Minute, CoveredUntil: at,
 				GPUs: []store.GPUHealth{

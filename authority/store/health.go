@@ -18,6 +18,9 @@ import (
 type Health struct {
 	// HeldFen is the subsidy held for review, summed.
 	HeldFen billing.Fen
+	// OldestHeld is when the oldest review still held was created; zero
+	// when none is held.
+	OldestHeld time.Time
 	// Reviews counts reviews by status; every status is present.
 	Reviews map[string]int64
 	Nodes   []NodeHealth // by id
@@ -50,11 +53,18 @@ type GPUHealth struct {
 // Health reads the store's Health.
 func (s *Store) Health(ctx context.Context) (Health, error) {
 	h := Health{Reviews: map[string]int64{}}
-	var held int64
-	if err := s.queryRow(ctx, `SELECT COALESCE(SUM(held_fen), 0) FROM reviews WHERE status = ?`, billing.ReviewHeld).Scan(&held); err != nil {
+	var (
+		held   int64
+		oldest sql.NullInt64
+	)
+	if err := s.queryRow(ctx, `SELECT COALESCE(SUM(held_fen), 0), MIN(created) FROM reviews WHERE status = ?`,
+		billing.ReviewHeld).Scan(&held, &oldest); err != nil {
 		return Health{}, fmt.Errorf("read held subsidies: %w", err)
 	}
 	h.HeldFen = billing.Fen(held)
+	if oldest.Valid {
+		h.OldestHeld = msTime(oldest.Int64)
+	}
 	for _, st := range []string{billing.ReviewHeld, billing.ReviewApproved, billing.ReviewRejected} {
 		var n int64
 		if err := s.queryRow(ctx, `SELECT COUNT(*) FROM reviews WHERE status = ?`, st).Scan(&n); err != nil {

@@ -16,7 +16,7 @@ func TestHealth(t *testing.T) {
 		s := open(t)
 		h, err := s.Health(ctx)
 		must(t, err)
-		if h.HeldFen != 0 || len(h.Nodes) != 0 || !reflect.DeepEqual(h.Reviews, map[string]int64{"held": 0, "approved": 0, "rejected": 0}) {
+		if h.HeldFen != 0 || !h.OldestHeld.IsZero() || len(h.Nodes) != 0 || !reflect.DeepEqual(h.Reviews, map[string]int64{"held": 0, "approved": 0, "rejected": 0}) {
 			t.Errorf("empty store: %+v", h)
 		}
 
@@ -56,6 +56,9 @@ func TestHealth(t *testing.T) {
 
 		h, err = s.Health(ctx)
 		must(t, err)
+		if !h.OldestHeld.Equal(t0) {
+			t.Errorf("oldest held review created %s, want %s", h.OldestHeld, t0)
+		}
 		if h.HeldFen != 1000 || !reflect.DeepEqual(h.Reviews, map[string]int64{billing.ReviewHeld: 2, billing.ReviewApproved: 0, billing.ReviewRejected: 1}) {
 			t.Errorf("review queue: held %d fen, %v", h.HeldFen, h.Reviews)
 		}
