@@ -51,6 +51,7 @@ var shipped = map[string]struct {
 			"/usr/share/doc/voucher-authority/copyright":           "-rw-r--r--",
 			"/usr/share/doc/voucher-authority/changelog.Debian.gz": "-rw-r--r--",
 			"/usr/share/doc/voucher-authority/operations.md":       "-rw-r--r--",
+			"/usr/share/voucher-authority/prometheus/alerts.yml":   "-rw-r--r--",
 			"/usr/share/lintian/overrides/voucher-authority":       "-rw-r--r--",
 		},
 		conffiles: []string{"/etc/voucher-authority/authority.yaml"},

@@ -19,20 +19,31 @@ func Sum(lines []Line) Totals {
 		t.GPUMillis += l.GPUMillis
 		t.Cost += l.Cost
 		t.Subsidy += l.Subsidy
+		t.Held += l.Held
 		t.Payable += l.Payable
 		if l.Note == NoteUnpriced {
 			t.Unpriced++
+		}
+		switch l.Review {
+		case ReviewHeld:
+			t.HeldRecords++
+		case ReviewRejected:
+			t.RejectedRecords++
 		}
 	}
 	return t
 }
 
-// SumByVoucher totals the grants of lines per program and voucher, sorted
-// by program then voucher: what a provider claims from each issuer.
+// SumByVoucher totals the grants of paid lines per program and voucher,
+// sorted by program then voucher: what a provider claims from each issuer.
+// A held line's grants are not claimable until approved.
 func SumByVoucher(lines []Line) []ClaimTotal {
 	type key struct{ program, voucher string }
 	by := map[key]*ClaimTotal{}
 	for _, l := range lines {
+		if !Paid(l.Review) {
+			continue
+		}
 		for _, g := range l.Grants {
 			k := key{l.Program, g.Voucher}
 			ct := by[k]
@@ -80,13 +91,16 @@ func WriteClaimJSON(w io.Writer, c Claim) error {
 var LinesCSVHeader = []string{
 	"record_id", "node", "provider", "tenant", "entity", "gpu_uuid", "model", "mig_profile",
 	"window_start", "window_end", "gpu_ms", "rate_card", "price_fen_per_hour",
-	"cost_fen", "subsidy_fen", "payable_fen", "program", "grants", "note",
+	"cost_fen", "subsidy_fen", "held_subsidy_fen", "payable_fen", "program", "grants", "note", "review",
 }
 
 // WriteLinesCSV writes statement or claim lines as CSV (RFC 4180): the
 // header, then one row per usage record. Money is integer fen, times RFC
 // 3339 UTC, grants "voucher:fen" pairs joined by ';' (ids cannot hold ':'
-// or ';'). Totals are not a row: the rows sum to them exactly.
+// or ';'). A held line shows its subsidy in held_subsidy_fen and review
+// "held" (its grants are listed, not yet claimable); a rejected one
+// subsidy 0 and review "rejected". Totals are not a row: the rows sum to
+// them exactly.
 //
 // Names that nodes send (node, provider, tenant, GPU, model, profile) and
 // that begin with = + - @ or a tab get a leading "'", so that a
@@ -112,7 +126,7 @@ func WriteLinesCSV(w io.Writer, lines []Line) error {
 		row = append(row[:0], l.RecordID, cell(l.Node), cell(l.Provider), cell(l.Tenant), l.Entity,
 			cell(l.GPUUUID), cell(l.Model), cell(l.MIGProfile), csvTime(l.WindowStart), csvTime(l.WindowEnd),
 			strconv.FormatInt(l.GPUMillis, 10), l.RateCard, fen(l.PricePerHour), fen(l.Cost), fen(l.Subsidy),
-			fen(l.Payable), l.Program, grants.String(), l.Note)
+			fen(l.Held), fen(l.Payable), l.Program, grants.String(), l.Note, l.Review)
 		if err := cw.Write(row); err != nil {
 			return err
 		}

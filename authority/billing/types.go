@@ -119,21 +119,36 @@ type Line struct {
 	RateCard     string    `json:"rate_card,omitempty"`
 	PricePerHour Fen       `json:"price_fen_per_hour"`
 	Cost         Fen       `json:"cost_fen"`
-	Subsidy      Fen       `json:"subsidy_fen"`
-	Payable      Fen       `json:"payable_fen"`
-	Program      string    `json:"program,omitempty"`
-	Grants       []Grant   `json:"grants,omitempty"`
-	Note         string    `json:"note"`
+	// Subsidy is what the program pays: the grants, when the line's
+	// review state is paid (ReviewNone or ReviewApproved); 0 otherwise.
+	Subsidy Fen `json:"subsidy_fen"`
+	// Held is the subsidy held for review (ReviewHeld): its grants were
+	// taken, but neither the provider may claim it nor the tenant owes it
+	// yet. 0 in any other state; a rejected line has no grants left.
+	Held Fen `json:"held_subsidy_fen"`
+	// Payable is what the tenant owes: Cost - Subsidy - Held.
+	Payable Fen     `json:"payable_fen"`
+	Program string  `json:"program,omitempty"`
+	Grants  []Grant `json:"grants,omitempty"`
+	Note    string  `json:"note"`
+	// Review is the charge's review state (ReviewNone, ReviewHeld,
+	// ReviewApproved, ReviewRejected).
+	Review string `json:"review"`
 }
 
-// Totals sums lines.
+// Totals sums lines: Cost = Subsidy (paid) + Held + Payable.
 type Totals struct {
 	Records   int   `json:"records"`
 	GPUMillis int64 `json:"gpu_ms"`
 	Cost      Fen   `json:"cost_fen"`
-	Subsidy   Fen   `json:"subsidy_fen"`
+	Subsidy   Fen   `json:"subsidy_fen"`      // paid: claimable
+	Held      Fen   `json:"held_subsidy_fen"` // waiting for review
 	Payable   Fen   `json:"payable_fen"`
 	Unpriced  int   `json:"unpriced_records"`
+	// HeldRecords and RejectedRecords count the lines in review states
+	// ReviewHeld and ReviewRejected.
+	HeldRecords     int `json:"held_records"`
+	RejectedRecords int `json:"rejected_records"`
 }
 
 // Statement is an entity's bill for [From, To).
@@ -147,7 +162,8 @@ type Statement struct {
 	Coverage []coverage.GPU `json:"coverage"`
 }
 
-// ClaimTotal is what a provider claims from one program through one voucher.
+// ClaimTotal is what a provider claims from one program through one
+// voucher: the grants of paid lines only.
 type ClaimTotal struct {
 	Program string `json:"program"`
 	Voucher string `json:"voucher"`

@@ -17,8 +17,9 @@ import (
 
 // The operator API (docs/billing.md): entities, tenant mappings, programs,
 // vouchers, rate cards, statements and claims, on a listener of its own
-// (config admin.listen). Bodies and answers are JSON with money in integer
-// fen and times in RFC 3339 (the authority/billing types):
+// (config admin.listen), and the audit trail of refused batches and the
+// review queue of held subsidies. Bodies and answers are JSON with money in
+// integer fen and times in RFC 3339 (the authority/billing types):
 //
 //	GET  /v1/admin/entities                      {"entities": [...]}
 //	PUT  /v1/admin/entities/{id}                 {"name", "related_providers"}
@@ -34,16 +35,24 @@ import (
 //	GET  /v1/admin/statements/{entity}?from=&to=[&format=json|csv]
 //	GET  /v1/admin/claims/{provider}?from=&to=[&format=json|csv]
 //	GET  /v1/admin/coverage?from=&to=[&provider=&node=&gpu=&entity=][&format=json|csv]
+//	GET  /v1/admin/refusals[?node=&unauthenticated=true&cause=&since=&until=&limit=]
+//	                                             {"refusals": [...]}, newest first, without envelopes
+//	GET  /v1/admin/refusals/{id}                 one refusal with its envelope (base64, the first 64 KiB)
+//	GET  /v1/admin/reviews[?status=held|approved|rejected&provider=&entity=&node=&limit=]
+//	                                             {"reviews": [...]}, oldest first
+//	POST /v1/admin/reviews/{record}/approve      {"by", "note"}: the review as decided
+//	POST /v1/admin/reviews/{record}/reject       {"by", "note" (required)}: the review as decided
 //
-// from and to are RFC 3339 or YYYY-MM-DD (midnight China Standard Time).
+// from, to, since and until are RFC 3339 or YYYY-MM-DD (midnight China
+// Standard Time); limit is a whole number, 1 to 10000.
 // Every request must carry the operators' bearer token; the token is
 // compared in constant time and never logged, and each change is logged
 // once at info level for the audit trail. Errors are RFC 9457 problems:
 // billing-invalid (400: a value the rules refuse, the field named),
 // billing-conflict (409: an id that exists, an overlapping rate card, a
 // program or entity named in the body that does not exist, a revoked
-// voucher's status), not-found (404: the voucher, rate card or entity of
-// the path),
+// voucher's status, a review decided already), not-found (404: the
+// voucher, rate card, entity, refusal or review of the path),
 // bad-request (400: a body or query that does not parse), unauthorized
 // (401).
 
@@ -107,6 +116,11 @@ func NewAdmin(opts AdminOptions) (*Admin, error) {
 	m.HandleFunc("GET /v1/admin/statements/{entity}", a.statement)
 	m.HandleFunc("GET /v1/admin/claims/{provider}", a.claim)
 	m.HandleFunc("GET /v1/admin/coverage", a.coverage)
+	m.HandleFunc("GET /v1/admin/refusals", a.listRefusals)
+	m.HandleFunc("GET /v1/admin/refusals/{id}", a.getRefusal)
+	m.HandleFunc("GET /v1/admin/reviews", a.listReviews)
+	m.HandleFunc("POST /v1/admin/reviews/{record}/approve", a.approveReview)
+	m.HandleFunc("POST /v1/admin/reviews/{record}/reject", a.rejectReview)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteProblem(w, protocol.NewProblem(protocol.NotFound, fmt.Sprintf("no operator endpoint %s %s", r.Method, r.URL.Path)))
 	})

@@ -7,6 +7,14 @@ import (
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
+// batchCauses are the causes POST /v1/batches may answer (docs/protocol.md).
+var batchCauses = []string{protocol.BodyTooLarge, protocol.Malformed, protocol.UnknownKey, protocol.RevokedKey,
+	protocol.BadSignature, protocol.NodeMismatch, protocol.Fork, protocol.SequenceGap, protocol.ChainBroken,
+	protocol.FutureWindow, protocol.OverWallTime, protocol.GPUNotRegistered, protocol.GPUClaimed, protocol.InvalidRecord,
+	protocol.DuplicateKey, protocol.InvalidName, protocol.InvalidUUID, protocol.KindFields, protocol.InvalidValue,
+	protocol.InvalidInventory, protocol.ModelMismatch, protocol.SliceMismatch, protocol.NotInLayout, protocol.OverGPUTime,
+	protocol.BeforeActive, protocol.WindowTooLong, protocol.WindowNotEnded, protocol.NoInventory}
+
 // metrics are the authority's counters, on a registry of their own.
 type metrics struct {
 	reg       *prometheus.Registry
@@ -15,6 +23,8 @@ type metrics struct {
 	records   prometheus.Counter
 	forks     prometheus.Counter
 	internals prometheus.Counter
+	// unrecorded counts refusals the audit trail failed to keep.
+	unrecorded prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -40,17 +50,19 @@ func newMetrics() *metrics {
 			Name: "gpumeter_authority_internal_errors_total",
 			Help: "Requests that failed on the authority's side (answered 500).",
 		}),
+		unrecorded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpumeter_authority_refusals_unrecorded_total",
+			Help: "Refused batches the audit trail failed to keep (the refusal was answered and logged all the same).",
+		}),
 	}
-	m.reg.MustRegister(m.accepted, m.rejected, m.records, m.forks, m.internals,
+	m.reg.MustRegister(m.accepted, m.rejected, m.records, m.forks, m.internals, m.unrecorded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Start every series at 0 so rates and alerts see a cause before its
 	// first occurrence.
 	for _, r := range []string{"stored", "duplicate"} {
 		m.accepted.WithLabelValues(r)
 	}
-	for _, c := range []string{protocol.BodyTooLarge, protocol.Malformed, protocol.UnknownKey, protocol.RevokedKey,
-		protocol.BadSignature, protocol.NodeMismatch, protocol.Fork, protocol.SequenceGap, protocol.ChainBroken,
-		protocol.FutureWindow, protocol.OverWallTime, protocol.GPUNotRegistered, protocol.GPUClaimed, protocol.InvalidRecord} {
+	for _, c := range batchCauses {
 		m.rejected.WithLabelValues(c)
 	}
 	return m

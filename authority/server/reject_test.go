@@ -304,6 +304,7 @@ func TestRejections(t *testing.T) {
 				if m := e.metrics(); !strings.Contains(m, want) {
 					t.Errorf("metrics lack %s", want)
 				}
+				checkAudited(t, e, tc.cause, body, tc.maxB)
 			})
 		})
 	}

@@ -34,6 +34,8 @@ type Options struct {
 	// Clock is what signed reads' timestamps and key revocations are
 	// checked against; nil: the real clock.
 	Clock clock.Clock
+	// Auditor keeps every refused batch (audit.go); nil: the Store.
+	Auditor Auditor
 }
 
 // Server holds the handlers and the metrics.
@@ -47,6 +49,7 @@ type Server struct {
 	clock   clock.Clock
 	// tokenSum is OperatorToken's SHA-256 (nil: none), as in Admin.
 	tokenSum *[sha256.Size]byte
+	aud      Auditor
 }
 
 // New builds a Server.
@@ -57,7 +60,7 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("new server: negative max body size %d", opts.MaxBodyBytes)
 	}
-	s := &Server{in: opts.Ingester, st: opts.Store, log: opts.Logger, maxBody: opts.MaxBodyBytes, m: newMetrics(), clock: opts.Clock}
+	s := &Server{in: opts.Ingester, st: opts.Store, log: opts.Logger, maxBody: opts.MaxBodyBytes, m: newMetrics(), clock: opts.Clock, aud: opts.Auditor}
 	if opts.OperatorToken != nil {
 		if len(opts.OperatorToken) < MinAdminTokenLen {
 			return nil, fmt.Errorf("new server: operator token has %d characters, want at least %d", len(opts.OperatorToken), MinAdminTokenLen)
@@ -68,9 +71,13 @@ func New(opts Options) (*Server, error) {
 	if s.clock == nil {
 		s.clock = clock.Real{}
 	}
+	if s.aud == nil {
+		s.aud = opts.Store
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.m.reg.MustRegister(newStoreCollector(opts.Store.Health, s.log))
 	if s.maxBody == 0 {
 		s.maxBody = DefaultMaxBodyBytes
 	}
@@ -91,18 +98,18 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			s.reject(w, r, ingest.Outcome{}, protocol.NewProblem(protocol.BodyTooLarge,
+			s.reject(w, r, ingest.Outcome{}, body, protocol.NewProblem(protocol.BodyTooLarge,
 				fmt.Sprintf("body exceeds %d bytes", s.maxBody)))
 			return
 		}
-		s.reject(w, r, ingest.Outcome{}, protocol.NewProblem(protocol.Malformed, "reading the body failed"))
+		s.reject(w, r, ingest.Outcome{}, body, protocol.NewProblem(protocol.Malformed, "reading the body failed"))
 		return
 	}
 	out, err := s.in.Ingest(r.Context(), body)
 	var p *protocol.Problem
 	switch {
 	case errors.As(err, &p):
-		s.reject(w, r, out, p)
+		s.reject(w, r, out, body, p)
 		return
 	case err != nil:
 		s.internal(w, r, err)
@@ -117,8 +124,9 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, protocol.BatchAnswer{Node: out.Node, Head: out.Head, Duplicate: out.Duplicate})
 }
 
-// reject answers p and logs it once, with what is known of the batch.
-func (s *Server) reject(w http.ResponseWriter, r *http.Request, out ingest.Outcome, p *protocol.Problem) {
+// reject answers p and logs it once, with what is known of the batch, and
+// keeps it in the audit trail with body (what was read of it).
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, out ingest.Outcome, body []byte, p *protocol.Problem) {
 	s.m.rejected.WithLabelValues(p.Cause()).Inc()
 	attrs := []any{
 		slog.String("cause", p.Cause()), slog.String("node", out.Node),
@@ -131,6 +139,7 @@ func (s *Server) reject(w http.ResponseWriter, r *http.Request, out ingest.Outco
 	} else {
 		s.log.Warn("batch rejected", attrs...)
 	}
+	s.audit(r, out, body, p)
 	protocol.WriteProblem(w, p)
 }
 

@@ -45,8 +45,11 @@ func newBillNode(t testing.TB, s *Store, id string) *billNode {
 
 // gpu is the node's i-th GPU (1-4): a canonical UUID derived from the
 // node id.
-func (n *billNode) gpu(i int) string {
-	return fmt.Sprintf("GPU-%08x-0000-4000-8000-%012d", crc32.ChecksumIEEE([]byte(n.id)), i)
+func (n *billNode) gpu(i int) string { return billGPU(n.id, i) }
+
+// billGPU is GPU i of the bill node with id node.
+func billGPU(node string, i int) string {
+	return fmt.Sprintf("GPU-%08x-0000-4000-8000-%012d", crc32.ChecksumIEEE([]byte(node)), i)
 }
 
 // use is a usage record of tenant on the node's GPU i (whole GPU, H100)

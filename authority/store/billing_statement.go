@@ -12,7 +12,9 @@ import (
 
 // Statement is an entity's statement for [from, to): a line per usage
 // record billed to it whose window starts in the period, their totals, and
-// the coverage of the GPUs they ran on.
+// the coverage of the GPUs they ran on. Each line carries its review
+// state; a held subsidy is in Held, apart from the paid Subsidy, and not
+// in Payable (billing.Line).
 func (s *Store) Statement(ctx context.Context, entityID string, from, to time.Time) (billing.Statement, error) {
 	what := fmt.Sprintf("statement of entity %q", entityID)
 	if why := billing.ValidID(entityID); why != "" {
@@ -42,7 +44,8 @@ func (s *Store) Statement(ctx context.Context, entityID string, from, to time.Ti
 
 // Claim is a provider's claim for [from, to): a line per usage record of
 // the provider whose window starts in the period, what it claims from
-// each program through each voucher, and the coverage of its GPUs.
+// each program through each voucher — paid subsidies only (a held one is
+// claimable once approved) — and the coverage of its GPUs.
 func (s *Store) Claim(ctx context.Context, provider string, from, to time.Time) (billing.Claim, error) {
 	what := fmt.Sprintf("claim of provider %q", provider)
 	if provider == "" {
@@ -79,7 +82,7 @@ func checkPeriod(what string, from, to time.Time) error {
 func (s *Store) lines(ctx context.Context, cond, arg string, from, to time.Time) ([]billing.Line, error) {
 	rows, err := s.query(ctx, `SELECT c.record_id, r.node_id, r.seq, c.provider, c.tenant, c.entity_id, r.gpu_uuid, r.model,
 			r.mig_profile, r.window_start_ms, r.window_end_ms, r.gpu_ms, c.rate_card_id, COALESCE(rc.price_fen_per_hour, 0),
-			c.cost_fen, c.subsidy_fen, c.program_id, c.note, g.voucher_id, g.amount_fen, v.expires_ms
+			c.cost_fen, c.subsidy_fen, c.program_id, c.note, c.review, g.voucher_id, g.amount_fen, v.expires_ms
 		FROM charges c
 		JOIN records r ON r.record_id = c.record_id
 		LEFT JOIN rate_cards rc ON rc.id = c.rate_card_id
@@ -107,7 +110,7 @@ func (s *Store) lines(ctx context.Context, cond, arg string, from, to time.Time)
 			amount, expires  sql.NullInt64
 		)
 		if err := rows.Scan(&l.RecordID, &l.Node, &seq, &l.Provider, &l.Tenant, &l.Entity, &l.GPUUUID, &l.Model,
-			&l.MIGProfile, &ws, &we, &l.GPUMillis, &l.RateCard, &price, &cost, &sub, &l.Program, &l.Note,
+			&l.MIGProfile, &ws, &we, &l.GPUMillis, &l.RateCard, &price, &cost, &sub, &l.Program, &l.Note, &l.Review,
 			&voucher, &amount, &expires); err != nil {
 			return nil, fmt.Errorf("read charges: %w", err)
 		}
@@ -115,7 +118,12 @@ func (s *Store) lines(ctx context.Context, cond, arg string, from, to time.Time)
 		if k == nil {
 			l.WindowStart, l.WindowEnd = msTime(ws), msTime(we)
 			l.PricePerHour, l.Cost, l.Subsidy = billing.Fen(price), billing.Fen(cost), billing.Fen(sub)
-			l.Payable = l.Cost - l.Subsidy
+			if !billing.Paid(l.Review) {
+				// Held: taken from the vouchers, not claimable, not owed.
+				// Rejected: already 0, its grants returned.
+				l.Subsidy, l.Held = 0, billing.Fen(sub)
+			}
+			l.Payable = l.Cost - l.Subsidy - l.Held
 			k = &keyed{line: l, seq: seq}
 			by[l.RecordID] = k
 			out = append(out, k)

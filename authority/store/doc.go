@@ -64,6 +64,20 @@
 //
 // It must never decide protocol policy beyond these invariants (signature
 // and record validity are checked before a batch reaches it), and never
-// store any part of a rejected batch; the one write a rejection makes is
-// flagging a node as forked.
+// store any part of a rejected batch among the accepted ones; the one
+// write a rejection makes to them is flagging a node as forked. A refused
+// batch goes to the audit trail only (audit.go: table refusals, its first
+// 64 KiB, bounded per node), which nothing reads to decide anything.
+//
+// # Review queue
+//
+// A charge whose subsidy is held (charges.review 'held', a reviews row)
+// keeps its grants: the vouchers paid it and the yearly counters count it
+// until an operator decides (review.go). Approving changes no money.
+// Rejecting returns each grant to its voucher and takes it off the yearly
+// counter of the charge's program, entity and year, deletes the grants and
+// sets the charge's subsidy to 0, in one transaction that locks the entity
+// first, then its vouchers, then its carries: billing's order (billing.go),
+// so it cannot deadlock with an ingest billing the same entity. A review is
+// decided once.
 package store

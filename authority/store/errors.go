@@ -57,3 +57,10 @@ var (
 	ErrBillingConflict = errors.New("billing conflict")
 	ErrBillingNotFound = errors.New("billing object not found")
 )
+
+// Audit trail and review queue errors (audit.go, review.go).
+var (
+	ErrRefusalNotFound = errors.New("refusal not found")
+	ErrReviewNotFound  = errors.New("review not found")
+	ErrReviewDecided   = errors.New("review is already decided")
+)

@@ -11,7 +11,8 @@ import (
 // migrations is the schema history. Migration i (1-based) is applied once,
 // in its own transaction, and recorded in schema_migrations. Never edit a
 // released migration: append a new one. Types are portable (BIGINT, TEXT,
-// BOOLEAN); {{bytes}} is the dialect's byte string type.
+// BOOLEAN); {{bytes}} is the dialect's byte string type, {{serial}} its
+// database-assigned BIGINT primary key.
 var migrations = [][]string{
 	1: {
 		`CREATE TABLE nodes (
@@ -89,7 +90,7 @@ var migrations = [][]string{
 	},
 	2: billingMigration,
 	3: inventoryMigration,
-	// 4: the audit trail (audit_schema.go).
+	4: auditMigration,
 }
 
 // migrate applies the migrations not yet recorded. Processes opening one
@@ -125,7 +126,7 @@ func (s *Store) migrate(ctx context.Context) error {
 				return nil
 			}
 			for _, stmt := range migrations[v] {
-				if _, err := s.exec(ctx, tx, strings.ReplaceAll(stmt, "{{bytes}}", s.d.blobType)); err != nil {
+				if _, err := s.exec(ctx, tx, strings.NewReplacer("{{bytes}}", s.d.blobType, "{{serial}}", s.d.serialKey).Replace(stmt)); err != nil {
 					return fmt.Errorf("statement %.60q: %w", stmt, err)
 				}
 			}

@@ -39,6 +39,7 @@ const (
 var postgresDialect = dialect{
 	name:      DriverPostgres,
 	blobType:  "BYTEA",
+	serialKey: "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
 	dollar:    true,
 	forUpdate: " FOR UPDATE",
 	// A literal: the statement runs before schema_migrations exists, and

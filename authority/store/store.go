@@ -35,6 +35,9 @@ type Store struct {
 	r  *sql.DB
 	d  dialect
 	id string // where, for errors and logs: never a password
+	// refusalCap bounds the audit trail per node; 0 is
+	// MaxRefusalsPerNode (tests lower it).
+	refusalCap int
 }
 
 // dialect is what differs between SQL engines: placeholders, the byte
@@ -44,6 +47,9 @@ type dialect struct {
 	name string
 	// blobType replaces {{bytes}} in migrations.
 	blobType string
+	// serialKey replaces {{serial}} in migrations: a BIGINT primary key
+	// the database assigns, increasing, never reused.
+	serialKey string
 	// dollar rebinds '?' to $1, $2, ... (PostgreSQL).
 	dollar bool
 	// forUpdate is appended to a SELECT that reads rows a transaction will
@@ -61,8 +67,9 @@ type dialect struct {
 }
 
 var sqliteDialect = dialect{
-	name:     DriverSQLite,
-	blobType: "BLOB",
+	name:      DriverSQLite,
+	blobType:  "BLOB",
+	serialKey: "INTEGER PRIMARY KEY AUTOINCREMENT",
 	isUnique: func(err error) bool {
 		var se *sqlite.Error
 		if !errors.As(err, &se) {

@@ -94,21 +94,22 @@ func cmdLines(ctx context.Context, args []string, stdout, stderr io.Writer, name
 
 // lineGroup sums the lines of one row of a statement table.
 type lineGroup struct {
-	key                    [7]string // tenant, provider, model, MIG profile, rate card, program, note
-	records                int
-	gpuMs                  int64
-	cost, subsidy, payable billing.Fen
+	key                          [8]string // tenant, provider, model, MIG profile, rate card, program, note, review
+	records                      int
+	gpuMs                        int64
+	cost, subsidy, held, payable billing.Fen
 }
 
 // statementTable prints a statement summed per tenant, provider, model,
-// rate card, program and note, then what each voucher paid, in GPU-hours
-// and CNY (integer arithmetic throughout).
+// rate card, program, note and review state, then what each voucher paid,
+// in GPU-hours and CNY (integer arithmetic throughout). Held subsidies are
+// a column of their own, in neither the subsidy nor the payable.
 func statementTable(w io.Writer, s billing.Statement) error {
 	fmt.Fprintf(w, "statement of %s, %s to %s (UTC+8)\n", s.Entity, formatTime(s.From), formatTime(s.To))
-	groups := map[[7]string]*lineGroup{}
+	groups := map[[8]string]*lineGroup{}
 	byVoucher := map[string]billing.Fen{}
 	for _, l := range s.Lines {
-		k := [7]string{l.Tenant, l.Provider, l.Model, l.MIGProfile, l.RateCard, l.Program, l.Note}
+		k := [8]string{l.Tenant, l.Provider, l.Model, l.MIGProfile, l.RateCard, l.Program, l.Note, l.Review}
 		g := groups[k]
 		if g == nil {
 			g = &lineGroup{key: k}
@@ -118,7 +119,11 @@ func statementTable(w io.Writer, s billing.Statement) error {
 		g.gpuMs += l.GPUMillis
 		g.cost += l.Cost
 		g.subsidy += l.Subsidy
+		g.held += l.Held
 		g.payable += l.Payable
+		if !billing.Paid(l.Review) {
+			continue // held grants are listed apart; rejected ones are gone
+		}
 		for _, gr := range l.Grants {
 			byVoucher[gr.Voucher] += gr.Amount
 		}
@@ -136,21 +141,20 @@ func statementTable(w io.Writer, s billing.Statement) error {
 		return false
 	})
 	tw := newTable(w)
-	fmt.Fprintln(tw, "tenant\tprovider\tmodel\trate card\tprogram\tnote\trecords\tGPU-hours\tcost CNY\tsubsidy CNY\tpayable CNY")
+	fmt.Fprintln(tw, "tenant\tprovider\tmodel\trate card\tprogram\tnote\treview\trecords\tGPU-hours\tcost CNY\tsubsidy CNY\theld CNY\tpayable CNY")
 	for _, g := range rows {
 		k := g.key
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", k[0], k[1], k[2]+profileSuffix(k[3]), dash(k[4]), dash(k[5]),
-			k[6], g.records, protocol.FormatHours(g.gpuMs), billing.FormatYuan(g.cost), billing.FormatYuan(g.subsidy), billing.FormatYuan(g.payable))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", k[0], k[1], k[2]+profileSuffix(k[3]), dash(k[4]), dash(k[5]),
+			k[6], dash(k[7]), g.records, protocol.FormatHours(g.gpuMs), billing.FormatYuan(g.cost), billing.FormatYuan(g.subsidy),
+			billing.FormatYuan(g.held), billing.FormatYuan(g.payable))
 	}
 	t := s.Totals
-	fmt.Fprintf(tw, "total\t\t\t\t\t\t%d\t%s\t%s\t%s\t%s\n", t.Records, protocol.FormatHours(t.GPUMillis),
-		billing.FormatYuan(t.Cost), billing.FormatYuan(t.Subsidy), billing.FormatYuan(t.Payable))
+	fmt.Fprintf(tw, "total\t\t\t\t\t\t\t%d\t%s\t%s\t%s\t%s\t%s\n", t.Records, protocol.FormatHours(t.GPUMillis),
+		billing.FormatYuan(t.Cost), billing.FormatYuan(t.Subsidy), billing.FormatYuan(t.Held), billing.FormatYuan(t.Payable))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if t.Unpriced > 0 {
-		fmt.Fprintf(w, "%d usage records had no rate card in force: unpriced, cost 0\n", t.Unpriced)
-	}
+	reviewNotes(w, t)
 	if len(byVoucher) > 0 {
 		ids := make([]string, 0, len(byVoucher))
 		for id := range byVoucher {
@@ -183,12 +187,25 @@ func claimTable(w io.Writer, c billing.Claim) error {
 		return err
 	}
 	t := c.Totals
-	fmt.Fprintf(w, "%d usage records, %s GPU-hours: cost %s CNY = subsidy %s CNY (from programs) + payable %s CNY (from tenants)\n",
-		t.Records, protocol.FormatHours(t.GPUMillis), billing.FormatYuan(t.Cost), billing.FormatYuan(t.Subsidy), billing.FormatYuan(t.Payable))
+	fmt.Fprintf(w, "%d usage records, %s GPU-hours: cost %s CNY = subsidy %s CNY (from programs) + held %s CNY (in review) + payable %s CNY (from tenants)\n",
+		t.Records, protocol.FormatHours(t.GPUMillis), billing.FormatYuan(t.Cost), billing.FormatYuan(t.Subsidy),
+		billing.FormatYuan(t.Held), billing.FormatYuan(t.Payable))
+	reviewNotes(w, t)
+	return nil
+}
+
+// reviewNotes says what the totals leave unpriced, held or rejected.
+func reviewNotes(w io.Writer, t billing.Totals) {
 	if t.Unpriced > 0 {
 		fmt.Fprintf(w, "%d usage records had no rate card in force: unpriced, cost 0\n", t.Unpriced)
 	}
-	return nil
+	if t.HeldRecords > 0 {
+		fmt.Fprintf(w, "%d usage records have their subsidy (%s CNY) held for review: neither claimable nor owed until decided (voucher-authority review list)\n",
+			t.HeldRecords, billing.FormatYuan(t.Held))
+	}
+	if t.RejectedRecords > 0 {
+		fmt.Fprintf(w, "%d usage records had their subsidy rejected in review: subsidy 0, the tenant owes the cost\n", t.RejectedRecords)
+	}
 }
 
 func dash(s string) string {

@@ -44,7 +44,7 @@ DB is the authority's database: a SQLite file (the config's store.path), or
 a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE?sslmode=... (the
 config's store.dsn). Give the PostgreSQL password in PGPASSWORD or
 ~/.pgpass rather than in the URL, where other users can see it in ps.
-` + billingUsage
+` + billingUsage + auditUsage
 
 // dbUsage is the help text of every --db flag.
 const dbUsage = "database: a SQLite file, or a postgres:// URL (password from PGPASSWORD or ~/.pgpass)"
@@ -90,6 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdCoverage(ctx, sub(1), stdout, stderr)
 	case billingCommands[args[0]]:
 		return cmdBilling(ctx, args, stdout, stderr)
+	case args[0] == "audit" || args[0] == "review":
+		return cmdAudit(ctx, args, stdout, stderr)
 	case args[0] == "version":
 		fmt.Fprintln(stdout, version)
 		return exitOK

@@ -1,6 +1,7 @@
 package prometheus
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"regexp"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"gopkg.in/yaml.v3"
 
 	"github.com/gpumeter/gpumeter/internal/testenv"
@@ -16,7 +18,11 @@ import (
 const (
 	rulesFile     = "alerts.yml"
 	rulesTestFile = "alerts_test.yml"
-	operationsDoc = "../../docs/operations.md"
+	// The authority's rules, and its /metrics as its tests pin it.
+	authorityRulesFile     = "authority-alerts.yml"
+	authorityRulesTestFile = "authority-alerts_test.yml"
+	authorityGolden        = "../../authority/server/testdata/metrics.golden"
+	operationsDoc          = "../../docs/operations.md"
 	// runbookBase is where every alert's runbook_url points, followed by
 	// "#" and the alert's name in lower case: the GitHub anchor of a
 	// heading that is the alert's name.
@@ -40,22 +46,35 @@ type rule struct {
 	Annotations map[string]string `yaml:"annotations"`
 }
 
+// ruleSets are the rule files (the agent's, the authority's) and their
+// promtool unit tests: every test below runs on each.
+var ruleSets = []struct{ rules, tests string }{
+	{rulesFile, rulesTestFile},
+	{authorityRulesFile, authorityRulesTestFile},
+}
+
+// loadRules reads the agent's rules.
 func loadRules(t *testing.T) []rule {
 	t.Helper()
-	b, err := os.ReadFile(rulesFile)
+	return loadRulesFile(t, rulesFile)
+}
+
+func loadRulesFile(t *testing.T, file string) []rule {
+	t.Helper()
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var f ruleFile
 	if err := yaml.Unmarshal(b, &f); err != nil {
-		t.Fatalf("%s: %v", rulesFile, err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	var out []rule
 	for _, g := range f.Groups {
 		out = append(out, g.Rules...)
 	}
 	if len(out) == 0 {
-		t.Fatalf("%s holds no rule", rulesFile)
+		t.Fatalf("%s holds no rule", file)
 	}
 	return out
 }
@@ -64,44 +83,95 @@ func loadRules(t *testing.T) []rule {
 // expression is valid PromQL, every template parses.
 func TestPromtoolCheckRules(t *testing.T) {
 	promtool := testenv.Tool(t, "promtool")
-	out, err := exec.Command(promtool, "check", "rules", rulesFile).CombinedOutput()
-	if err != nil {
-		t.Fatalf("promtool check rules %s: %v\n%s", rulesFile, err, out)
-	}
-	want := "SUCCESS: " + strconv.Itoa(len(loadRules(t))) + " rules found"
-	if !strings.Contains(string(out), want) {
-		t.Errorf("promtool check rules: want %q in\n%s", want, out)
+	for _, set := range ruleSets {
+		out, err := exec.Command(promtool, "check", "rules", set.rules).CombinedOutput()
+		if err != nil {
+			t.Fatalf("promtool check rules %s: %v\n%s", set.rules, err, out)
+		}
+		want := "SUCCESS: " + strconv.Itoa(len(loadRulesFile(t, set.rules))) + " rules found"
+		if !strings.Contains(string(out), want) {
+			t.Errorf("promtool check rules %s: want %q in\n%s", set.rules, want, out)
+		}
 	}
 }
 
-// TestPromtoolTestRules runs the alerts' unit tests (alerts_test.yml).
+// TestPromtoolTestRules runs the alerts' unit tests (alerts_test.yml,
+// authority-alerts_test.yml).
 func TestPromtoolTestRules(t *testing.T) {
 	promtool := testenv.Tool(t, "promtool")
-	out, err := exec.Command(promtool, "test", "rules", rulesTestFile).CombinedOutput()
-	if err != nil {
-		t.Fatalf("promtool test rules %s: %v\n%s", rulesTestFile, err, out)
+	for _, set := range ruleSets {
+		out, err := exec.Command(promtool, "test", "rules", set.tests).CombinedOutput()
+		if err != nil {
+			t.Fatalf("promtool test rules %s: %v\n%s", set.tests, err, out)
+		}
+		if !strings.Contains(string(out), "SUCCESS") {
+			t.Errorf("promtool test rules %s: no SUCCESS in\n%s", set.tests, out)
+		}
 	}
-	if !strings.Contains(string(out), "SUCCESS") {
-		t.Errorf("promtool test rules: no SUCCESS in\n%s", out)
+}
+
+// TestAuthorityRulesNameExportedMetrics: the authority's /metrics (as its
+// golden file pins it) passes `promtool check metrics`, and every
+// expression of authority-alerts.yml names a metric in it. (The agent's
+// rules are checked against a running agent: e2e_test.go.)
+func TestAuthorityRulesNameExportedMetrics(t *testing.T) {
+	b, err := os.ReadFile(authorityGolden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fams, err := parseExposition(b)
+	if err != nil {
+		t.Fatalf("%s: %v", authorityGolden, err)
+	}
+	exported := map[string]dto.MetricType{}
+	for name, f := range fams {
+		exported[name] = f.GetType()
+	}
+	for _, r := range loadRulesFile(t, authorityRulesFile) {
+		sels, err := selectors(r.Expr)
+		if err != nil {
+			t.Errorf("%s %s: %v", authorityRulesFile, r.Alert, err)
+			continue
+		}
+		for _, s := range sels {
+			if !isExported(s.name, exported) {
+				t.Errorf("%s %s: %q names %s, which the authority does not export", authorityRulesFile, r.Alert, r.Expr, s.name)
+			}
+		}
+	}
+	promtool := testenv.Tool(t, "promtool")
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = bytes.NewReader(b)
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics on %s: %v\n%s", authorityGolden, err, out)
 	}
 }
 
 // TestAlertsConventions checks what promtool does not: each alert has a
 // severity an Alertmanager route can match, a summary, a description and a
-// runbook under docs/operations.md; and alerts_test.yml has, for each
-// alert, a case where it fires and one where it must not.
+// runbook under docs/operations.md; its name is unique across the rule
+// files; and its file's tests have, for each alert, a case where it fires
+// and one where it must not.
 func TestAlertsConventions(t *testing.T) {
-	rules := loadRules(t)
+	all := map[string]bool{}
+	for _, set := range ruleSets {
+		t.Run(set.rules, func(t *testing.T) { checkConventions(t, set.rules, set.tests, all) })
+	}
+}
+
+func checkConventions(t *testing.T, rulesFile, rulesTestFile string, all map[string]bool) {
+	rules := loadRulesFile(t, rulesFile)
 	seen := map[string]bool{}
 	for _, r := range rules {
 		if r.Alert == "" {
 			t.Errorf("rule %q is not an alert: this file holds alerts only", r.Record)
 			continue
 		}
-		if seen[r.Alert] {
+		if seen[r.Alert] || all[r.Alert] {
 			t.Errorf("alert %s defined twice", r.Alert)
 		}
-		seen[r.Alert] = true
+		seen[r.Alert], all[r.Alert] = true, true
 		if !strings.HasPrefix(r.Alert, "Gpumeter") {
 			t.Errorf("alert %s: name must start with Gpumeter", r.Alert)
 		}
