@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Config is the attribution section of the agent's configuration.
@@ -290,8 +292,28 @@ func compileRule(r Rule, index int) (*compiledRule, error) {
 	if err != nil {
 		return nil, fail(fieldTenant, err)
 	}
+	if lit, ok := t.literal(); ok {
+		if err := checkTenant(lit); err != nil {
+			return nil, fail(fieldTenant, err)
+		}
+	}
 	c.tenant = t
 	return c, nil
+}
+
+// errReservedTenant is a tenant spelled like protocol.TenantUnattributed.
+var errReservedTenant = errors.New("reserved: it names the usage no rule claims, never billable")
+
+// checkTenant is the rule every tenant a rule yields must follow: the
+// wire's name rule (protocol.CheckName), and not the reserved
+// "unattributed" in any case or spacing, since the authority refuses or
+// never bills such a record. A literal tenant is checked once, at load; a
+// templated one each time it is filled (Attributor.match).
+func checkTenant(name string) error {
+	if strings.EqualFold(strings.TrimSpace(name), protocol.TenantUnattributed) {
+		return fmt.Errorf("tenant %q is %w", name, errReservedTenant)
+	}
+	return protocol.CheckName("tenant", name)
 }
 
 // template is a tenant template: literal text and ${group} references,
@@ -345,6 +367,14 @@ func parseTemplate(s string, groups []string) (template, error) {
 		s = s[i+end+1:]
 	}
 	return t, nil
+}
+
+// literal is the template's text when it names no group.
+func (t template) literal() (string, bool) {
+	if len(t.parts) == 1 && t.parts[0].group < 0 {
+		return t.parts[0].lit, true
+	}
+	return "", false
 }
 
 // expand fills the template with the matcher's group values. It returns ""
