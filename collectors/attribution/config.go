@@ -253,7 +253,9 @@ func compileRule(r Rule, index int) (*compiledRule, error) {
 		if !strings.HasPrefix(r.GPU, "GPU-") && !strings.HasPrefix(r.GPU, "MIG-") {
 			return nil, fail(fieldGPU, fmt.Errorf("%q is not a GPU-… or MIG-… UUID", r.GPU))
 		}
-		c.kind, c.gpu, c.method = kindGPU, r.GPU, string(MethodStatic)
+		// Units carry canonical UUIDs (the collector's): match the rule's
+		// in that form too, whatever its case.
+		c.kind, c.gpu, c.method = kindGPU, canonicalUnitUUID(r.GPU), string(MethodStatic)
 	case r.Cgroup != "":
 		p, ok := lookupPreset(r.Cgroup)
 		if !ok {
@@ -299,6 +301,19 @@ func compileRule(r Rule, index int) (*compiledRule, error) {
 	}
 	c.tenant = t
 	return c, nil
+}
+
+// canonicalUnitUUID is uuid in canonical form when it has one, else as
+// given (it then matches no unit the collector reports).
+func canonicalUnitUUID(uuid string) string {
+	canon := protocol.CanonicalGPUUUID
+	if strings.HasPrefix(uuid, "MIG-") {
+		canon = protocol.CanonicalMIGUUID
+	}
+	if c, err := canon(uuid); err == nil {
+		return c
+	}
+	return uuid
 }
 
 // errReservedTenant is a tenant spelled like protocol.TenantUnattributed.

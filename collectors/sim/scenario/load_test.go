@@ -110,6 +110,7 @@ func TestLoadErrors(t *testing.T) {
 		{"fault gpu out of range", head + "faults:\n  - gpu: 9 #<\n    lost_at: 10m\n", "fault 1: gpu 9 out of range"},
 		{"unknown model", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus:\n  - model: V100 #<\ntenants: {a: {}}\n", `"V100" is not simulated`},
 		{"unknown MIG profile", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus:\n  - mig: [1g.10gb, 5g.50gb] #<\ntenants: {a: {}}\n", `mig 1: "5g.50gb" is not a MIG profile`},
+		{"gpu uuid not a UUID", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus:\n  - uuid: GPU-given #<\ntenants: {a: {}}\n", "gpu 0: uuid: \"GPU-given\": not a canonical UUID"},
 		{"too many slices", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus:\n  - mig: [4g.40gb, 4g.40gb] #<\ntenants: {a: {}}\n", "take 8 slices"},
 		{"no start", "duration: 1h\ngpus: [{}]\ntenants: {a: {}}\n", "start: required"},
 		{"user without uid", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus: [{}]\ntenants:\n  a:\n    user: alice #<\n", "user alice needs a uid"},

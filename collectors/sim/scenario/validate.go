@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/collectors/sim"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // TotalSlices is the number of compute slices of the GPUs the simulator
@@ -101,8 +102,12 @@ func (s *Scenario) validateGPU(i int) error {
 		return s.fail(at("model"), "gpu %d: model: %q is not simulated (want one of %s)",
 			i, g.Model, strings.Join(sim.Models(), ", "))
 	}
-	if g.UUID != "" && !strings.HasPrefix(g.UUID, "GPU-") {
-		return s.fail(at("uuid"), "gpu %d: uuid: %q does not start with GPU-", i, g.UUID)
+	if g.UUID != "" {
+		// The collector reports canonical UUIDs; one without a canonical
+		// form would leave the GPU out of the simulation.
+		if _, err := protocol.CanonicalGPUUUID(g.UUID); err != nil {
+			return s.fail(at("uuid"), "gpu %d: uuid: %v", i, err)
+		}
 	}
 	used := 0
 	for m, p := range g.MIG {
