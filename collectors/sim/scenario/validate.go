@@ -68,6 +68,9 @@ func (s *Scenario) validate() error {
 			return err
 		}
 	}
+	if err := s.validateReconfigure(); err != nil {
+		return err
+	}
 	if len(s.Tenants) == 0 {
 		return s.fail([]string{"tenants"}, "tenants: at least one tenant is required")
 	}
@@ -79,7 +82,10 @@ func (s *Scenario) validate() error {
 			return err
 		}
 	}
-	return s.validateFaults()
+	if err := s.validateFaults(); err != nil {
+		return err
+	}
+	return s.reconfigureWhileLost()
 }
 
 // checkTime refuses sub-millisecond times: all accounting is in whole ms.
@@ -97,8 +103,7 @@ func (s *Scenario) validateGPU(i int) error {
 	if strings.TrimSpace(g.Model) == "" {
 		g.Model = sim.DefaultModel
 	}
-	profiles, err := sim.Profiles(g.Model)
-	if err != nil {
+	if _, err := sim.Profiles(g.Model); err != nil {
 		return s.fail(at("model"), "gpu %d: model: %q is not simulated (want one of %s)",
 			i, g.Model, strings.Join(sim.Models(), ", "))
 	}
@@ -109,18 +114,98 @@ func (s *Scenario) validateGPU(i int) error {
 			return s.fail(at("uuid"), "gpu %d: uuid: %v", i, err)
 		}
 	}
+	return s.checkLayout(fmt.Sprintf("gpu %d", i), key, g.Model, g.MIG)
+}
+
+// checkLayout checks a MIG layout for a model as the simulator applies it;
+// what starts the messages ("gpu 0", "reconfigure 2") and key is the YAML
+// key holding the mig list.
+func (s *Scenario) checkLayout(what, key, model string, layout []string) error {
+	profiles, err := sim.Profiles(model)
+	if err != nil {
+		return s.fail([]string{key}, "%s: %v", what, err)
+	}
 	used := 0
-	for m, p := range g.MIG {
+	for m, p := range layout {
 		n, ok := profileSlices(p)
 		if !ok || !slices.Contains(profiles, p) {
 			return s.fail([]string{key + ".mig." + strconv.Itoa(m), key + ".mig"},
-				"gpu %d: mig %d: %q is not a MIG profile of %s (want one of %s)",
-				i, m, p, g.Model, strings.Join(profiles, ", "))
+				"%s: mig %d: %q is not a MIG profile of %s (want one of %s)",
+				what, m, p, model, strings.Join(profiles, ", "))
 		}
 		used += n
 	}
 	if used > TotalSlices {
-		return s.fail(at("mig"), "gpu %d: mig: the profiles take %d slices, a GPU has %d", i, used, TotalSlices)
+		return s.fail([]string{key + ".mig", key}, "%s: mig: the profiles take %d slices, a GPU has %d", what, used, TotalSlices)
+	}
+	// Instance counts per profile, as SetMIG checks them.
+	if err := sim.CheckLayout(model, layout); err != nil {
+		return s.fail([]string{key + ".mig", key}, "%s: mig: %v", what, err)
+	}
+	return nil
+}
+
+// validateReconfigure checks the reconfigurations and builds each GPU's
+// layouts: that of gpus from 0, then one per reconfiguration, which must
+// be listed in time order per GPU, strictly inside the run.
+func (s *Scenario) validateReconfigure() error {
+	s.layouts = make([][]layoutSpan, len(s.GPUs))
+	for i := range s.GPUs {
+		key := "gpus." + strconv.Itoa(i)
+		s.layouts[i] = []layoutSpan{{from: 0, to: s.Duration, mig: s.GPUs[i].MIG, line: s.line(key+".mig", key)}}
+	}
+	for i := range s.Reconfigure {
+		rc := &s.Reconfigure[i]
+		key := "reconfigure." + strconv.Itoa(i)
+		at := func(f string) []string { return []string{key + "." + f, key} }
+		fail := func(f, format string, args ...any) error {
+			return s.fail(at(f), "reconfigure %d: "+format, append([]any{i + 1}, args...)...)
+		}
+		if rc.GPU < 0 || rc.GPU >= len(s.GPUs) {
+			return fail("gpu", "gpu %d out of range (the scenario has %d)", rc.GPU, len(s.GPUs))
+		}
+		if _, ok := s.lines[key+".at"]; !ok {
+			return fail("at", "at: required (when, from the start)")
+		}
+		if rc.At <= 0 || rc.At >= s.Duration {
+			return fail("at", "at: %v is not inside the scenario (after 0, before %v; the layout at 0 is gpus' mig)", rc.At, s.Duration)
+		}
+		if rc.At%time.Millisecond != 0 {
+			return fail("at", "at: %v is not a whole number of milliseconds", rc.At)
+		}
+		if _, ok := s.lines[key+".mig"]; !ok {
+			return fail("mig", "mig: required: the new layout ([] turns MIG off)")
+		}
+		spans := s.layouts[rc.GPU]
+		prev := &spans[len(spans)-1]
+		if rc.At <= prev.from {
+			return fail("at", "at %v is not after gpu %d's previous reconfiguration at %v (line %d): list a GPU's reconfigurations in time order",
+				rc.At, rc.GPU, prev.from, prev.line)
+		}
+		if len(rc.MIG) == 0 && len(prev.mig) == 0 {
+			return fail("mig", "gpu %d is not in MIG mode at %v: nothing to turn off", rc.GPU, rc.At)
+		}
+		if err := s.checkLayout(fmt.Sprintf("reconfigure %d", i+1), key, s.GPUs[rc.GPU].Model, rc.MIG); err != nil {
+			return err
+		}
+		prev.to = rc.At
+		rc.layout = len(spans)
+		s.layouts[rc.GPU] = append(spans, layoutSpan{from: rc.At, to: s.Duration, mig: rc.MIG, line: s.line(key)})
+	}
+	return nil
+}
+
+// reconfigureWhileLost refuses a reconfiguration of a GPU that a fault
+// makes lost at that instant: a GPU off the bus cannot be reconfigured.
+func (s *Scenario) reconfigureWhileLost() error {
+	for i, rc := range s.Reconfigure {
+		for k, f := range s.Faults {
+			if f.GPU == rc.GPU && f.LostAt <= rc.At && rc.At < f.BackAt {
+				key := "reconfigure." + strconv.Itoa(i)
+				return s.fail([]string{key + ".at", key}, "reconfigure %d: gpu %d is lost at %v (fault %d, line %d): a lost GPU cannot be reconfigured",
+					i+1, rc.GPU, rc.At, k+1, s.line("faults."+strconv.Itoa(k)))
+			}
+		}
 	}
 	return nil
 }
@@ -204,14 +289,26 @@ func (s *Scenario) validateJob(i int) error {
 	if j.GPU < 0 || j.GPU >= len(s.GPUs) {
 		return fail("gpu", "gpu %d out of range (the scenario has %d)", j.GPU, len(s.GPUs))
 	}
-	layout := s.GPUs[j.GPU].MIG
+	// The layout in force at the job's start; below, the job must end by
+	// the next reconfiguration.
+	spans := s.layoutsOf(j.GPU)
+	k := 0
+	for k+1 < len(spans) && spans[k+1].from <= j.Start {
+		k++
+	}
+	j.layout = k
+	layout := spans[k].mig
+	when := ""
+	if k > 0 {
+		when = fmt.Sprintf(" from %v (line %d)", spans[k].from, spans[k].line)
+	}
 	switch {
 	case len(layout) > 0 && j.MIG == nil:
-		return fail("gpu", "gpu %d is in MIG mode: name the instance with mig (0-%d)", j.GPU, len(layout)-1)
+		return fail("gpu", "gpu %d is in MIG mode%s: name the instance with mig (0-%d)", j.GPU, when, len(layout)-1)
 	case len(layout) == 0 && j.MIG != nil:
-		return fail("mig", "gpu %d is not in MIG mode", j.GPU)
+		return fail("mig", "gpu %d is not in MIG mode%s", j.GPU, when)
 	case j.MIG != nil && (*j.MIG < 0 || *j.MIG >= len(layout)):
-		return fail("mig", "mig %d out of range (gpu %d has %d instances)", *j.MIG, j.GPU, len(layout))
+		return fail("mig", "mig %d out of range (gpu %d has %d instances%s)", *j.MIG, j.GPU, len(layout), when)
 	}
 	for _, f := range []struct {
 		name string
@@ -229,6 +326,10 @@ func (s *Scenario) validateJob(i int) error {
 	}
 	if j.End > s.Duration {
 		return fail("end", "end %v is after the scenario's duration %v", j.End, s.Duration)
+	}
+	if k+1 < len(spans) && spans[k+1].from < j.End {
+		return fail("end", "end %v is after gpu %d's reconfiguration at %v (line %d): the driver refuses to reconfigure a busy GPU, so a job ends by then",
+			j.End, j.GPU, spans[k+1].from, spans[k+1].line)
 	}
 	if j.Processes < 1 {
 		return fail("processes", "processes: want at least 1, got %d", j.Processes)
