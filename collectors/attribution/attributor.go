@@ -297,37 +297,6 @@ func (a *Attributor) match(ctx context.Context, pid uint32) (cacheEntry, error) 
 	}, nil
 }
 
-// maxRefusedLogged bounds the (rule, tenant) pairs remembered as logged:
-// the values come from paths on the host, which may be many.
-const maxRefusedLogged = 1024
-
-type refusedKey struct {
-	rule   int
-	tenant string
-}
-
-// logRefused warns once per (rule, value) that a templated tenant was not
-// a valid tenant name, so its processes are unattributed: the process is
-// re-resolved at every poll (unattributed is not cached), the log line is
-// not repeated.
-func (a *Attributor) logRefused(ctx context.Context, r *compiledRule, tenant string, err error) {
-	k := refusedKey{r.index, tenant}
-	if a.refused[k] {
-		return
-	}
-	if len(a.refused) >= maxRefusedLogged {
-		if !a.refusedFull {
-			a.refusedFull = true
-			a.log.WarnContext(ctx, "more rules' tenants are not valid tenant names; no longer logged, their processes are metered as unattributed",
-				"logged", len(a.refused))
-		}
-		return
-	}
-	a.refused[k] = true
-	a.log.WarnContext(ctx, "a rule gave a tenant that is not a valid tenant name: its processes are metered as unattributed",
-		"rule", r.index, "rule_name", r.name, "tenant", tenant, "err", err)
-}
-
 // matchUser returns the tenant of a user or uid rule for a process of uid,
 // or "" when the rule does not match.
 func (a *Attributor) matchUser(ctx context.Context, r *compiledRule, uid uint32) string {

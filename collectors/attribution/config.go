@@ -316,21 +316,6 @@ func canonicalUnitUUID(uuid string) string {
 	return uuid
 }
 
-// errReservedTenant is a tenant spelled like protocol.TenantUnattributed.
-var errReservedTenant = errors.New("reserved: it names the usage no rule claims, never billable")
-
-// checkTenant is the rule every tenant a rule yields must follow: the
-// wire's name rule (protocol.CheckName), and not the reserved
-// "unattributed" in any case or spacing, since the authority refuses or
-// never bills such a record. A literal tenant is checked once, at load; a
-// templated one each time it is filled (Attributor.match).
-func checkTenant(name string) error {
-	if strings.EqualFold(strings.TrimSpace(name), protocol.TenantUnattributed) {
-		return fmt.Errorf("tenant %q is %w", name, errReservedTenant)
-	}
-	return protocol.CheckName("tenant", name)
-}
-
 // template is a tenant template: literal text and ${group} references,
 // resolved to indexes into the matcher's group values at compile time so
 // that expanding it does no lookups.

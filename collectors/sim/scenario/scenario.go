@@ -118,28 +118,6 @@ type Job struct {
 	layout int // the index of its GPU's layout in force during the job
 }
 
-// Reconfig sets a GPU's MIG layout at an instant, as an operator does with
-// nvidia-smi mig on an idle GPU: its MIG instances are destroyed and those
-// of MIG created, all with new UUIDs; an empty MIG turns MIG mode off. No
-// job on the GPU may run across it (the driver refuses to reconfigure a
-// busy GPU), and the GPU may not be lost then.
-type Reconfig struct {
-	GPU int           `yaml:"gpu"`
-	At  time.Duration `yaml:"at"`
-	// MIG is the new layout (profiles, as in GPU.MIG); required, [] for
-	// MIG off.
-	MIG []string `yaml:"mig"`
-
-	layout int // the index of the layout it starts in its GPU's layouts
-}
-
-// layoutSpan is one MIG layout of a GPU and when it is in force.
-type layoutSpan struct {
-	from, to time.Duration // [from, to), offsets from Start
-	mig      []string      // empty: MIG off
-	line     int           // where it was set, for messages
-}
-
 // Fault makes a GPU lost (GPU_IS_LOST on every NVML call) on [LostAt, BackAt).
 type Fault struct {
 	GPU    int           `yaml:"gpu"`
@@ -206,24 +184,6 @@ func (s *Scenario) Units() []Unit {
 		}
 	}
 	return us
-}
-
-// Span is when the unit exists: [from, to), offsets from Start, the time
-// its layout is in force ([0, Duration) without reconfiguration).
-func (s *Scenario) Span(u Unit) (from, to time.Duration) {
-	ls := s.layoutsOf(u.GPU)
-	if u.Layout < 0 || u.Layout >= len(ls) {
-		return 0, 0
-	}
-	return ls[u.Layout].from, ls[u.Layout].to
-}
-
-// layoutsOf is GPU g's layouts; before validation, its one of gpus.
-func (s *Scenario) layoutsOf(g int) []layoutSpan {
-	if g < len(s.layouts) {
-		return s.layouts[g]
-	}
-	return []layoutSpan{{from: 0, to: s.Duration, mig: s.GPUs[g].MIG}}
 }
 
 // End is the virtual instant the scenario ends.
