@@ -93,7 +93,9 @@ func New(cfg *config.Config, log *slog.Logger, version string, opts ...Option) (
 	}
 	d.metrics.Watch(mt)
 	d.metrics.WatchDelivery(d.delivery)
-	d.pipeline = &Pipeline{Collector: src.collector, Attributor: attr, Meter: mt, Clock: src.clock, Metrics: d.metrics, Log: log}
+	d.pipeline = &Pipeline{Collector: src.collector, Attributor: attr, Meter: mt, Clock: src.clock, Metrics: d.metrics, Log: log,
+		Inventory: InventoryOptions{Node: cfg.Node.ID, Provider: cfg.Node.Provider, Window: cfg.Metering.Window,
+			MergeWindow: mergeWindow(cfg), Agent: version}}
 	if p := cfg.Output.RecordsFile; p != "" {
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 		if err != nil {
@@ -108,6 +110,15 @@ func New(cfg *config.Config, log *slog.Logger, version string, opts ...Option) (
 	d.listener = ln
 	d.metrics.configLoaded(true, time.Now())
 	return d, nil
+}
+
+// mergeWindow is the merge window the node's inventory reports: the
+// spool merges only under a cap, so without one it never merges (0).
+func mergeWindow(cfg *config.Config) time.Duration {
+	if cfg.Spool.MaxBytes == 0 {
+		return 0
+	}
+	return cfg.Spool.MergeWindow
 }
 
 // config is the running config.

@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -218,4 +219,51 @@ func readRecords(t *testing.T, path string) []protocol.Record {
 		recs = append(recs, r)
 	}
 	return recs
+}
+
+// TestDaemonReportsInventoryAtEveryStart: the agent's first record is its
+// inventory, and a restarted agent reports it again at its first
+// observation (it cannot know what changed while it was down), after
+// everything the first run metered.
+func TestDaemonReportsInventoryAtEveryStart(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "records.jsonl")
+	cfg := simConfig(t, out)
+	// Counted on the file's whole lines: the daemon may be writing one.
+	inventories := func() int {
+		data, _ := os.ReadFile(out)
+		whole := data[:bytes.LastIndexByte(data, '\n')+1]
+		return bytes.Count(whole, []byte(`"kind":"inventory"`))
+	}
+	for run := 1; run <= 2; run++ {
+		r := startDaemon(t, cfg)
+		poll(t, fmt.Sprintf("run %d's inventory", run), 20*time.Second, func() bool { return inventories() == run })
+		if err := r.stop(t); err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+	}
+	recs := readRecords(t, out)
+	if recs[0].Kind != protocol.KindInventory {
+		t.Fatalf("first record is %s, want the inventory", recs[0].Kind)
+	}
+	var lastEnd time.Time
+	for i, r := range recs {
+		if r.Kind != protocol.KindInventory {
+			lastEnd = r.WindowEnd
+			continue
+		}
+		if i > 0 && r.WindowStart.Before(lastEnd) {
+			t.Errorf("inventory at %s comes after a record ending %s", r.WindowStart, lastEnd)
+		}
+		var gpus []string
+		for _, g := range r.Inventory.GPUs {
+			if g.MIGEnabled || g.Model != "NVIDIA H100 80GB HBM3" {
+				t.Errorf("inventory GPU %+v, want a whole H100", g)
+			}
+			gpus = append(gpus, g.UUID)
+		}
+		if fmt.Sprint(gpus) != fmt.Sprint(demoGPUs) || r.Inventory.Agent != "test" || r.Inventory.WindowMillis != 60_000 ||
+			r.Inventory.MergeWindowMillis != time.Hour.Milliseconds() {
+			t.Errorf("inventory %+v, want the demo's GPUs, build test, 1 min windows merged into 1 h", r.Inventory)
+		}
+	}
 }

@@ -31,6 +31,9 @@ type Pipeline struct {
 	Clock      clock.Clock
 	Metrics    *Metrics // may be nil
 	Log        *slog.Logger
+	// Inventory, when its Window is set, makes Cycle return the node's
+	// inventory records (see inventory).
+	Inventory InventoryOptions
 
 	// next is an attributor waiting for its window (see SetAttributor);
 	// nextFrom is that window's start on the meter's timeline (Unix ms).
@@ -39,6 +42,8 @@ type Pipeline struct {
 	// t0 is the time of the meter's first observation, which anchors its
 	// timeline.
 	t0 time.Time
+	// inv tracks the inventory last reported.
+	inv inventory
 }
 
 // SetAttributor hands the pipeline reloaded rules. They take over at the
@@ -83,7 +88,9 @@ func floorDiv(a, b int64) int64 {
 }
 
 // Cycle collects, attributes and meters once at the clock's current time,
-// and returns the records of the windows this cycle closed.
+// and returns the records of the windows this cycle closed, followed by an
+// inventory record when one is due (at the first observation, and when the
+// GPUs or their MIG layouts change; see inventory for why after them).
 //
 // A failed collection is not fatal: the meter is not fed, so the units'
 // hold runs out and their time becomes a no_sample gap rather than invented
@@ -112,6 +119,14 @@ func (p *Pipeline) Cycle(ctx context.Context) ([]protocol.Record, error) {
 	recs := p.Meter.Observe(start, obs)
 	if p.Metrics != nil {
 		p.Metrics.observeCycle(snap, obs, recs, time.Since(began), start)
+	}
+	if p.Inventory.Window > 0 {
+		p.inv.opts, p.inv.log = p.Inventory, p.Log
+		// After Observe: the position needs ClockBehind, known from the
+		// first observation after a resume.
+		if r, ok := p.inv.observe(snap, p.position(start)); ok {
+			recs = append(recs[:len(recs):len(recs)], r)
+		}
 	}
 	return recs, nil
 }

@@ -23,7 +23,11 @@ type SimOptions struct {
 	// Window is the meter's window; 0 means one minute.
 	Window time.Duration
 	Log    *slog.Logger
-	// Emit receives each batch of records as windows close, in order.
+	// Agent is the build version the inventory records name.
+	Agent string
+	// Emit receives each batch of records as windows close, in order,
+	// inventory records (protocol.KindInventory) included: one at the
+	// start and one at every MIG reconfiguration of the scenario.
 	Emit func([]protocol.Record) error
 }
 
@@ -74,7 +78,9 @@ func Simulate(ctx context.Context, sc *scenario.Scenario, opts SimOptions) error
 	if err != nil {
 		return err
 	}
-	p := &Pipeline{Collector: &drivenCollector{drv: drv, c: col, clock: vclock}, Attributor: attr, Meter: mt, Clock: vclock, Log: opts.Log}
+	// No spool, so nothing merges: the inventory says so (merge window 0).
+	p := &Pipeline{Collector: &drivenCollector{drv: drv, c: col, clock: vclock}, Attributor: attr, Meter: mt, Clock: vclock, Log: opts.Log,
+		Inventory: InventoryOptions{Node: opts.Node, Provider: opts.Provider, Window: opts.Window, Agent: opts.Agent}}
 	end := sc.Start.Add(duration)
 	for t := sc.Start; t.Before(end); t = t.Add(sc.PollInterval) {
 		if err := ctx.Err(); err != nil {

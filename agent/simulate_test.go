@@ -1,8 +1,10 @@
 package agent_test
 
 import (
+	"cmp"
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -28,13 +30,15 @@ func simulate(t *testing.T, sc *scenario.Scenario) []protocol.Record {
 
 // checkWindows asserts the accounting invariant: for every unit and every
 // record window, usage + idle + gap = the window's length, exactly; and a
-// unit's windows never overlap.
+// unit's windows never overlap. Inventory records carry no GPU time and
+// are left out (inventory_test.go checks them).
 func checkWindows(t *testing.T, recs []protocol.Record) {
 	t.Helper()
 	type key struct {
 		unit       string
 		start, end int64
 	}
+	recs = usageRecords(recs)
 	sum := map[key]int64{}
 	for _, r := range recs {
 		if r.GPUMillis <= 0 {
@@ -58,6 +62,17 @@ func checkWindows(t *testing.T, recs []protocol.Record) {
 		}
 		lastEnd[r.GPUUUID] = r.WindowEnd.UnixMilli()
 	}
+}
+
+// usageRecords is recs without inventory records.
+func usageRecords(recs []protocol.Record) []protocol.Record {
+	var out []protocol.Record
+	for _, r := range recs {
+		if r.Kind != protocol.KindInventory {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // prevStart lets records of the same window (several kinds and tenants)
@@ -147,12 +162,49 @@ func TestShippedScenariosMeterWhatTheyImply(t *testing.T) {
 					t.Errorf("tenant %s metered %d ms but has no job in the scenario", tenant, got[tenant])
 				}
 			}
-			// Every unit is accounted for over the whole run.
-			if units := int64(len(s.Units())); total != units*s.Duration.Milliseconds() {
-				t.Errorf("all records sum to %d ms, want %d units x %d ms", total, units, s.Duration.Milliseconds())
+			// Every unit is accounted for over the whole of its span.
+			if want := unitMillis(s, time.Minute); total != want {
+				t.Errorf("all records sum to %d ms, want %d (%d units over their spans)", total, want, len(s.Units()))
 			}
 		})
 	}
+}
+
+// unitMillis is what all records of a run of s sum to: each unit is
+// metered in whole windows over its span (the run, unless a MIG
+// reconfiguration bounds it), since a unit first seen mid-window is
+// device_absent from the window's start and one gone mid-window is until
+// the window's end; the run's first and last windows are cut at its start
+// and end. A whole GPU is one unit in every layout that has MIG off.
+func unitMillis(s *scenario.Scenario, window time.Duration) int64 {
+	type key struct{ gpu, layout, mig int }
+	w, start, end := window.Milliseconds(), s.Start.UnixMilli(), s.End().UnixMilli()
+	spans := map[key][][2]int64{}
+	for _, u := range s.Units() {
+		from, to := s.Span(u)
+		a := max(start, (start+from.Milliseconds())/w*w)
+		b := min(end, (start+to.Milliseconds()+w-1)/w*w)
+		k := key{u.GPU, u.Layout, u.MIG}
+		if u.MIG < 0 {
+			k = key{u.GPU, -1, -1}
+		}
+		spans[k] = append(spans[k], [2]int64{a, b})
+	}
+	var total int64
+	for _, ss := range spans {
+		slices.SortFunc(ss, func(x, y [2]int64) int { return cmp.Compare(x[0], y[0]) })
+		cur := ss[0]
+		for _, sp := range ss[1:] {
+			if sp[0] <= cur[1] {
+				cur[1] = max(cur[1], sp[1])
+				continue
+			}
+			total += cur[1] - cur[0]
+			cur = sp
+		}
+		total += cur[1] - cur[0]
+	}
+	return total
 }
 
 func sc(t *testing.T, path string) *scenario.Scenario {

@@ -311,6 +311,11 @@ func (c *Config) validate(line func(string) int) error {
 	}
 	if c.Spool.MergeWindow < c.Metering.Window || (24*time.Hour)%c.Spool.MergeWindow != 0 {
 		bad("spool.merge_window", "%s must be at least metering.window and divide 24h", c.Spool.MergeWindow)
+	} else if c.Metering.Window > 0 && c.Spool.MergeWindow%c.Metering.Window != 0 {
+		// A merged record must cover whole windows: the inventory reports
+		// both, and the authority refuses a merge window that is not a
+		// multiple of the window.
+		bad("spool.merge_window", "%s must be a multiple of metering.window (%s)", c.Spool.MergeWindow, c.Metering.Window)
 	}
 	c.validateAuthority(bad)
 	return errors.Join(errs...)

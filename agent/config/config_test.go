@@ -148,6 +148,7 @@ func TestBadConfigs(t *testing.T) {
 		{"client cert without key", "node:\n  id: n\n  provider: p\nauthority:\n  url: https://a.example\n  cert_file: /c.pem\n", []string{":6: authority.cert_file:"}},
 		{"batch too large", "node:\n  id: n\n  provider: p\nauthority:\n  max_batch_records: 20000\n", []string{":5: authority.max_batch_records:"}},
 		{"merge window", "node:\n  id: n\n  provider: p\nspool:\n  merge_window: 7m\n", []string{":5: spool.merge_window:"}},
+		{"merge window not whole windows", "node:\n  id: n\n  provider: p\nmetering:\n  window: 45m\nspool:\n  merge_window: 1h\n", []string{":7: spool.merge_window:", "multiple of metering.window"}},
 		{"remote listen without TLS", "node:\n  id: n\n  provider: p\nhttp:\n  listen: 0.0.0.0:9410\n", []string{":5: http.listen:", "loopback", "web_config_file", "allow_plaintext"}},
 		{"all interfaces without TLS", "node:\n  id: n\n  provider: p\nhttp:\n  listen: ':9410'\n", []string{":5: http.listen:", "loopback"}},
 		{"listen without port", "node:\n  id: n\n  provider: p\nhttp:\n  listen: localhost\n", []string{":5: http.listen:", "host:port"}},

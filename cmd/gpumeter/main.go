@@ -163,7 +163,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	path := fs.String("scenario", "", "scenario file (YAML)")
 	duration := fs.Duration("duration", 0, "virtual time to meter (default: the scenario's duration)")
 	window := fs.Duration("window", time.Minute, "metering window")
-	format := fs.String("format", "json", "output: json (one record per line) or summary (per-tenant table)")
+	format := fs.String("format", "json", "output: json (one record per line, inventory records included) or summary (per-tenant table)")
 	node := fs.String("node", "sim-node", "node id written into records")
 	provider := fs.String("provider", "sim-provider", "provider written into records")
 	if err := fs.Parse(args); err != nil {
@@ -184,7 +184,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	enc := json.NewEncoder(stdout)
 	sum := newSummary()
-	opts := agent.SimOptions{Node: *node, Provider: *provider, Duration: *duration, Window: *window,
+	opts := agent.SimOptions{Node: *node, Provider: *provider, Duration: *duration, Window: *window, Agent: version,
 		Emit: func(recs []protocol.Record) error {
 			for i := range recs {
 				if *format == "json" {
@@ -231,6 +231,9 @@ func newSummary() *summary {
 }
 
 func (s *summary) add(r *protocol.Record) {
+	if r.Kind == protocol.KindInventory {
+		return // no GPU time: not a row of the table, nor a record counted
+	}
 	s.n++
 	s.kind[r.Kind] += r.GPUMillis
 	if r.Kind == protocol.KindUsage {

@@ -132,6 +132,44 @@ func TestSimulateJSON(t *testing.T) {
 	}
 }
 
+// TestSimulateInventory: the json output holds the node's inventory
+// records (the start, the MIG reconfiguration at 0:30), and the summary
+// leaves them out of its table and its record count.
+func TestSimulateInventory(t *testing.T) {
+	const sc = "../../configs/scenarios/mig-reconfigure.yaml"
+	code, out, errOut := runCLI("simulate", "--scenario", sc, "--format", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var inventories []protocol.Record
+	for _, l := range lines {
+		var r protocol.Record
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Kind == protocol.KindInventory {
+			inventories = append(inventories, r)
+		}
+	}
+	if len(inventories) != 2 || len(inventories[0].Inventory.GPUs[0].Instances) != 7 ||
+		len(inventories[1].Inventory.GPUs[0].Instances) != 2 || inventories[1].Inventory.Agent != version {
+		t.Fatalf("inventory records %+v, want the 7-instance layout then the 2-instance one, naming build %q", inventories, version)
+	}
+	code, out, errOut = runCLI("simulate", "--scenario", sc, "--format", "summary")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"acme  5550000", "globex  3750000", fmt.Sprintf("\n%d records\n", len(lines)-2)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "inventory") {
+		t.Errorf("summary shows inventory records:\n%s", out)
+	}
+}
+
 // TestSIGTERMClosesTheOpenWindow runs the agent as a real process on a
 // simulated node and stops it with SIGTERM: it must exit 0 having written
 // the open window, cut at the stop instant, to its records file.

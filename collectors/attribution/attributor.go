@@ -36,6 +36,9 @@ type Attributor struct {
 	cache map[uint32]cacheEntry
 	gen   uint64   // Attribute calls so far: marks cache entries as seen
 	vals  []string // scratch for a matcher's group values
+	// refused are the templated tenants already logged as invalid.
+	refused     map[refusedKey]bool
+	refusedFull bool
 }
 
 // cacheEntry is a process's attribution, valid while the PID keeps the
@@ -66,10 +69,11 @@ func New(cfg Config, hostRoot string, opts ...Option) (*Attributor, error) {
 		return nil, fmt.Errorf("attribution host root %s: not a directory", hostRoot)
 	}
 	a := &Attributor{
-		proc:  newHostProc(hostRoot),
-		log:   slog.Default(),
-		users: passwd{path: filepath.Join(hostRoot, "etc", "passwd")},
-		cache: map[uint32]cacheEntry{},
+		proc:    newHostProc(hostRoot),
+		log:     slog.Default(),
+		users:   passwd{path: filepath.Join(hostRoot, "etc", "passwd")},
+		cache:   map[uint32]cacheEntry{},
+		refused: map[refusedKey]bool{},
 	}
 	for _, o := range opts {
 		o(a)
@@ -275,11 +279,18 @@ func (a *Attributor) match(ctx context.Context, pid uint32) (cacheEntry, error) 
 			}
 			tenant = a.matchUser(ctx, r, uid)
 		}
-		if tenant != "" {
-			a.log.DebugContext(ctx, "process attributed", "pid", pid, "tenant", tenant,
-				"method", r.method, "rule", r.index, "rule_name", r.name)
-			return cacheEntry{tenant: tenant, method: r.method, rule: r.index}, nil
+		if tenant == "" {
+			continue
 		}
+		if err := checkTenant(tenant); err != nil {
+			// The rule claims the process, but with a name no record may
+			// carry: metered, as unattributed, rather than refused later.
+			a.logRefused(ctx, r, tenant, err)
+			break
+		}
+		a.log.DebugContext(ctx, "process attributed", "pid", pid, "tenant", tenant,
+			"method", r.method, "rule", r.index, "rule_name", r.name)
+		return cacheEntry{tenant: tenant, method: r.method, rule: r.index}, nil
 	}
 	return cacheEntry{
 		tenant: Unattributed, method: string(MethodUnattributed), rule: len(a.static) + len(a.rules),

@@ -354,3 +354,17 @@ func TestGoneProcessIsLoggedAtDebug(t *testing.T) {
 		t.Errorf("log record %+v, want a DEBUG record about pid 99999 having exited", rec)
 	}
 }
+
+// TestStaticRuleMatchesCanonicalUUID: the collector reports canonical
+// UUIDs, so a gpu rule written in upper case still names its unit.
+func TestStaticRuleMatchesCanonicalUUID(t *testing.T) {
+	cfg := mustConfig(t, "rules:\n  - gpu: GPU-5C9D0A8E-1F3B-4C7E-9A2D-6E8F0B1C2D3E\n    tenant: acme\n")
+	a, err := New(cfg, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := a.Attribute(context.Background(), snapshot(wholeGPU("GPU-5c9d0a8e-1f3b-4c7e-9a2d-6e8f0b1c2d3e", proc(7, 50))))
+	if got, want := render(obs), "GPU-5c9d0a8e-1f3b-4c7e-9a2d-6e8f0b1c2d3e: [acme static w=1 pids=[7]]\n"; got != want {
+		t.Errorf("got %s want %s", got, want)
+	}
+}

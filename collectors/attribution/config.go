@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // Config is the attribution section of the agent's configuration.
@@ -251,7 +253,9 @@ func compileRule(r Rule, index int) (*compiledRule, error) {
 		if !strings.HasPrefix(r.GPU, "GPU-") && !strings.HasPrefix(r.GPU, "MIG-") {
 			return nil, fail(fieldGPU, fmt.Errorf("%q is not a GPU-… or MIG-… UUID", r.GPU))
 		}
-		c.kind, c.gpu, c.method = kindGPU, r.GPU, string(MethodStatic)
+		// Units carry canonical UUIDs (the collector's): match the rule's
+		// in that form too, whatever its case.
+		c.kind, c.gpu, c.method = kindGPU, canonicalUnitUUID(r.GPU), string(MethodStatic)
 	case r.Cgroup != "":
 		p, ok := lookupPreset(r.Cgroup)
 		if !ok {
@@ -290,8 +294,26 @@ func compileRule(r Rule, index int) (*compiledRule, error) {
 	if err != nil {
 		return nil, fail(fieldTenant, err)
 	}
+	if lit, ok := t.literal(); ok {
+		if err := checkTenant(lit); err != nil {
+			return nil, fail(fieldTenant, err)
+		}
+	}
 	c.tenant = t
 	return c, nil
+}
+
+// canonicalUnitUUID is uuid in canonical form when it has one, else as
+// given (it then matches no unit the collector reports).
+func canonicalUnitUUID(uuid string) string {
+	canon := protocol.CanonicalGPUUUID
+	if strings.HasPrefix(uuid, "MIG-") {
+		canon = protocol.CanonicalMIGUUID
+	}
+	if c, err := canon(uuid); err == nil {
+		return c
+	}
+	return uuid
 }
 
 // template is a tenant template: literal text and ${group} references,
@@ -345,6 +367,14 @@ func parseTemplate(s string, groups []string) (template, error) {
 		s = s[i+end+1:]
 	}
 	return t, nil
+}
+
+// literal is the template's text when it names no group.
+func (t template) literal() (string, bool) {
+	if len(t.parts) == 1 && t.parts[0].group < 0 {
+		return t.parts[0].lit, true
+	}
+	return "", false
 }
 
 // expand fills the template with the matcher's group values. It returns ""

@@ -143,6 +143,39 @@ func TestDecodeConfigErrors(t *testing.T) {
 			want: `line 3: attribution rule: tenant: unterminated ${ in "c-${container_id"`,
 		},
 		{
+			name: "literal tenant is the reserved unattributed",
+			yaml: `rules:
+  - name: catch-all
+    uid: 0
+    tenant: Unattributed
+`,
+			want: `line 4: attribution rule "catch-all": tenant: tenant "Unattributed" is reserved: it names the usage no rule claims, never billable`,
+		},
+		{
+			name: "static rule's tenant is the reserved unattributed, spaced",
+			yaml: `rules:
+  - gpu: GPU-1
+    tenant: " unattributed "
+`,
+			want: `line 3: attribution rule: tenant: tenant "unattributed" is reserved: it names the usage no rule claims, never billable`,
+		},
+		{
+			name: "literal tenant with an invisible character",
+			yaml: `rules:
+  - user: bob
+    tenant: "acme\u200b-lab"
+`,
+			want: `line 3: attribution rule: tenant: tenant "acme\u200b-lab" has a format (bidirectional or invisible) character (U+200B) at byte 4`,
+		},
+		{
+			name: "literal tenant too long",
+			yaml: `rules:
+  - user: bob
+    tenant: ` + strings.Repeat("x", 129) + `
+`,
+			want: `line 3: attribution rule: tenant: tenant is 129 bytes, at most 128`,
+		},
+		{
 			name: "rule not a mapping",
 			yaml: `rules:
   - kubernetes

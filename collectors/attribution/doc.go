@@ -60,6 +60,17 @@
 // tried: a half-filled name is never a tenant. User and uid rules have the groups ${user} (the name in
 // /etc/passwd, or the decimal uid when the uid has none) and ${uid}.
 //
+// Every tenant must be a name the authority accepts (protocol.CheckName:
+// 1-128 bytes of printable UTF-8, no control or format characters, no
+// leading or trailing space) and must not be "unattributed" in any case
+// or spacing (protocol.TenantUnattributed, reserved). A rule whose tenant
+// is literal text breaking this is a config error naming its line and the
+// tenant field. A template is checked each time it is filled: a value that
+// breaks it (a cgroup path holding "unattributed", a zero-width space)
+// makes the process unattributed (method unattributed), with a warning
+// logged once per rule and value, so the agent never writes a record the
+// authority would refuse.
+//
 // # cgroup rules
 //
 // The process's /proc/<pid>/cgroup is read; each line's path (cgroup v2
@@ -126,9 +137,11 @@
 // # Unattributed, and processes that are gone
 //
 // A process no rule matches is metered under the tenant "unattributed"
-// (method unattributed), as is a process that NVML reported but whose /proc
-// entry is gone by the time it is read (it exited between the two reads;
-// logged at debug): its GPU time was used, so it is never dropped or idle.
+// (method unattributed), as is one whose rule's template gave an invalid
+// tenant (see Tenant templates), and one that NVML reported but whose
+// /proc entry is gone by the time it is read (it exited between the two
+// reads; logged at debug): its GPU time was used, so it is never dropped
+// or idle.
 //
 // # Shared units
 //

@@ -1,6 +1,9 @@
 package attribution
 
-import "github.com/gpumeter/gpumeter/collectors/device"
+import (
+	"github.com/gpumeter/gpumeter/collectors/device"
+	"github.com/gpumeter/gpumeter/protocol"
+)
 
 // Method says how a tenant was found, and is carried into usage records so
 // the authority can weigh how much to trust the attribution.
@@ -13,9 +16,10 @@ const (
 	MethodUnattributed Method = "unattributed" // no rule matched: still metered
 )
 
-// Unattributed is the tenant of processes no rule matched. Their GPU time
-// is metered under this name, never dropped and never idle.
-const Unattributed = "unattributed"
+// Unattributed is the tenant of processes no rule matched, or whose rule
+// gave a name that is not a valid tenant. Their GPU time is metered under
+// this name, never dropped and never idle. No rule may name it.
+const Unattributed = protocol.TenantUnattributed
 
 // Share is one tenant's part of a unit at one observation.
 type Share struct {

@@ -6,9 +6,16 @@
 package device
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
+
+// ErrNotEnumerated is a Device.Err: a GPU seen in an earlier cycle is no
+// longer enumerated by the driver (fell off the bus, removed, driver
+// reloaded without it). Unlike a GPU that is listed but unreadable, it is
+// not part of the node's inventory while it is gone.
+var ErrNotEnumerated = errors.New("GPU no longer enumerated by NVML")
 
 // Unknown marks an integer reading that the device does not report
 // (ERROR_NOT_SUPPORTED) or that was not sampled this cycle.

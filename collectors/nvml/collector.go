@@ -22,8 +22,9 @@ var (
 	ErrClosed = errors.New("NVML collector closed")
 	// ErrNotEnumerated is a Device.Err: a GPU seen in an earlier cycle is
 	// no longer enumerated by NVML (fell off the bus, removed, driver
-	// reloaded without it).
-	ErrNotEnumerated = errors.New("GPU no longer enumerated by NVML")
+	// reloaded without it). It is device.ErrNotEnumerated, which the agent
+	// reads without knowing which collector made the snapshot.
+	ErrNotEnumerated = device.ErrNotEnumerated
 	// ErrNoGPU is returned by Start when the driver answers but sees no
 	// GPU: nothing to meter, most often GPUs hidden from this process.
 	ErrNoGPU = errors.New("NVML sees no GPU on this node (check nvidia-smi -L, and that the service may open /dev/nvidia*)")

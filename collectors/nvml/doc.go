@@ -48,6 +48,11 @@
 //     only new samples; a process's SMUtil is the mean of its new samples,
 //     each clamped to 0-100 because garbage values have been seen. It is
 //     not supported on MIG handles, so MIG processes have Unknown SMUtil.
+//   - UUIDs are reported in their canonical form (protocol.CanonicalGPUUUID,
+//     CanonicalMIGUUID: lower-case, trimmed), the authority's key, so that
+//     records and the inventory name a unit alike. A GPU or MIG instance
+//     whose UUID has no canonical form is a read error, never metered
+//     under a name the authority would refuse.
 //   - NVML reports host PIDs, whatever PID namespace the agent runs in;
 //     attribution reads the host's /proc. A process that starts and ends
 //     between two polls is never seen.

@@ -7,6 +7,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // readDevice reads GPU idx. On error the returned Device carries whatever
@@ -17,10 +18,17 @@ func (c *Collector) readDevice(idx int) (device.Device, error) {
 	if ret != nvml.SUCCESS {
 		return d, fmt.Errorf("GPU %d: get handle: %w", idx, ret)
 	}
-	if d.UUID, ret = h.GetUUID(); ret != nvml.SUCCESS {
-		d.UUID = ""
+	raw, ret := h.GetUUID()
+	if ret != nvml.SUCCESS {
 		return d, fmt.Errorf("GPU %d: get UUID: %w", idx, ret)
 	}
+	// Records and the inventory name a GPU by its canonical UUID, the
+	// authority's key; one that has none cannot be metered.
+	uuid, err := protocol.CanonicalGPUUUID(raw)
+	if err != nil {
+		return d, fmt.Errorf("GPU %d: UUID: %w", idx, err)
+	}
+	d.UUID = uuid
 	fail := func(what string, ret nvml.Return) (device.Device, error) {
 		return d, fmt.Errorf("GPU %d (%s): %s: %w", idx, d.UUID, what, ret)
 	}
@@ -148,10 +156,15 @@ func (c *Collector) readInstances(h nvml.Device, d *device.Device) error {
 
 func readInstance(mh nvml.Device, totalSlices int, gpuMemoryBytes uint64) (device.Instance, error) {
 	var in device.Instance
-	var ret nvml.Return
-	if in.UUID, ret = mh.GetUUID(); ret != nvml.SUCCESS {
+	raw, ret := mh.GetUUID()
+	if ret != nvml.SUCCESS {
 		return in, fmt.Errorf("get UUID: %w", ret)
 	}
+	uuid, err := protocol.CanonicalMIGUUID(raw)
+	if err != nil {
+		return in, fmt.Errorf("UUID: %w", err)
+	}
+	in.UUID = uuid
 	if in.GPUInstanceID, ret = mh.GetGpuInstanceId(); ret != nvml.SUCCESS {
 		return in, fmt.Errorf("%s: get GPU instance id: %w", in.UUID, ret)
 	}

@@ -106,6 +106,22 @@ func Profiles(modelName string) ([]string, error) {
 	return m.profileNames(), nil
 }
 
+// CheckLayout reports whether a MIG layout (profile names, in layout
+// order) fits a model as SetMIG would apply it: every profile known, none
+// used more often than the model allows, and the slices within the GPU.
+// An empty layout (MIG off) always fits.
+func CheckLayout(modelName string, profiles []string) error {
+	m, err := lookupModel(models(), modelName)
+	if err != nil {
+		return err
+	}
+	if len(profiles) == 0 {
+		return nil
+	}
+	_, err = m.layout(profiles)
+	return err
+}
+
 func lookupModel(ms map[string]*model, name string) (*model, error) {
 	if name == "" {
 		name = DefaultModel

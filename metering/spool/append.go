@@ -13,9 +13,9 @@ import (
 )
 
 // entry is one value of the pending bucket: the records of one window (as
-// the meter closed it), or of one merged bucket. SealNext takes whole
-// entries, so a window is split across batches only when it alone is
-// larger than a batch.
+// the meter closed it), one inventory record, or one merged run. SealNext
+// takes whole entries, so a window is split across batches only when it
+// alone is larger than a batch.
 type entry struct {
 	Merged  bool
 	Records []protocol.Record
@@ -111,20 +111,22 @@ func (s *Spool) Append(ctx context.Context, recs []protocol.Record, checkpoint [
 	return nil
 }
 
-// byWindow splits recs into runs of one window start each, in order of first
-// appearance (the meter emits windows in order).
+// byWindow splits recs into entries: runs of consecutive records with one
+// window start (the meter emits windows in order, so a run is one window),
+// and each inventory record alone, in its place. An inventory record is an
+// instant (window start == end) that must stay ahead of the records that
+// follow it; an entry of its own keeps it out of any window's entry and
+// lets merging see it (mergeRecords passes it through untouched).
 func byWindow(recs []protocol.Record) [][]protocol.Record {
 	var out [][]protocol.Record
-	idx := map[int64]int{}
-	for _, r := range recs {
-		k := r.WindowStart.UnixMilli()
-		i, ok := idx[k]
-		if !ok {
-			i = len(out)
-			idx[k] = i
-			out = append(out, nil)
+	for i, r := range recs {
+		n := len(out)
+		if r.Kind == protocol.KindInventory || n == 0 || out[n-1][0].Kind == protocol.KindInventory ||
+			!out[n-1][0].WindowStart.Equal(r.WindowStart) {
+			out = append(out, recs[i:i+1:i+1])
+			continue
 		}
-		out[i] = append(out[i], r)
+		out[n-1] = append(out[n-1], r)
 	}
 	return out
 }

@@ -19,8 +19,8 @@
 //	            counters (pending records/bytes, batches/bytes, dead letters)
 //	pending     key: 8-byte big-endian entry number; value: a flag byte
 //	            (0 window, 1 merged) and the JSON array of one window's
-//	            records as the meter closed it (or of one merged bucket),
-//	            unsealed and unnumbered
+//	            records as the meter closed it, or of one inventory
+//	            record, or of one merged run; unsealed and unnumbered
 //	batches     key: 8-byte big-endian first_seq; value: last_seq (8 bytes),
 //	            sha256 hash (32 bytes), the DSSE envelope JSON as signed
 //	deadletter  key: first_seq; value: JSON of the batch, reason and time
@@ -33,7 +33,9 @@
 // Append stores records and the meter's opaque checkpoint in one
 // transaction: after a crash the file has both or neither, so a restarted
 // meter resumes from a checkpoint that matches exactly the records stored,
-// and the caller records the time since that checkpoint as a gap.
+// and the caller records the time since that checkpoint as a gap. Records
+// keep the order they were given in, through sealing: an inventory record
+// (an instant, window start == end) stays ahead of the records after it.
 //
 // SealNext takes the oldest pending entries, whole (a window is split only
 // when it alone exceeds a batch), numbers them from next_seq, chains them to
@@ -65,7 +67,9 @@
 // so usage + idle + gap = window holds for the merged window too. Record ids
 // are recomputed. Only a consecutive run is merged, so merged windows
 // never overlap other records of the same unit. Sealed batches are never
-// merged or deleted to make room.
+// merged or deleted to make room. Inventory records are never merged: a
+// run that holds one keeps it exactly, in its place, and the records before
+// and after it are merged apart, so no record crosses an inventory.
 //
 // If merging is not enough, Append returns ErrFull and stores nothing, the
 // checkpoint included (the merges of that attempt are rolled back too and

@@ -38,7 +38,27 @@ type mergeGroup struct {
 // device_absent gap, so usage + idle + gap = window holds for the merged
 // window. Output order: bucket, unit, kind (usage, idle, gap), tenant or
 // reason.
+//
+// Inventory records are never merged: each is passed through as it is, in
+// its place, and the records on either side of it are merged separately
+// (the authority reads the inventory in force before the records after
+// it, so none of those may move ahead of it, nor any before it behind).
 func mergeRecords(recs []protocol.Record, width time.Duration) []protocol.Record {
+	var out []protocol.Record
+	from := 0
+	for i := range recs {
+		if recs[i].Kind != protocol.KindInventory {
+			continue
+		}
+		out = append(out, mergeRun(recs[from:i], width)...)
+		out = append(out, recs[i])
+		from = i + 1
+	}
+	return append(out, mergeRun(recs[from:], width)...)
+}
+
+// mergeRun is mergeRecords on records with no inventory among them.
+func mergeRun(recs []protocol.Record, width time.Duration) []protocol.Record {
 	type groupKey struct {
 		unit   string
 		bucket int64

@@ -1,6 +1,6 @@
 // Package scenario describes a simulated GPU node over time and drives it:
 // a scenario file (YAML) names the GPUs, the tenants, their jobs with
-// churn, and faults; a Driver applies the scenario's state at any virtual
+// churn, faults and MIG reconfigurations; a Driver applies the scenario's state at any virtual
 // instant to a sim.Machine and to a fake host root (proc/, etc/passwd)
 // that attribution reads; Expected computes, from the file alone, the
 // GPU-milliseconds each tenant should be metered for.
@@ -16,8 +16,8 @@
 //
 //	configs/scenarios/x.yaml:17: job 3: end 1h0m0s is not after start 2h0m0s
 //
-// Jobs and faults are numbered from 1 in file order; GPUs and MIG instances
-// are indexes from 0. Durations are Go durations ("90m", "1h30m0.5s", "0s";
+// Jobs, faults and reconfigurations are numbered from 1 in file order;
+// GPUs and MIG instances are indexes from 0. Durations are Go durations ("90m", "1h30m0.5s", "0s";
 // a bare 0 is not a duration) in whole milliseconds.
 //
 //	name: demo                      # default: the file's base name
@@ -51,8 +51,25 @@
 //	  - gpu: 3
 //	    lost_at: 5h                 # GPU_IS_LOST on [lost_at, back_at)
 //	    back_at: 6h                 # default: the end (lost for good)
+//	reconfigure:                    # MIG layout changes, in time order per GPU
+//	  - gpu: 1
+//	    at: 30m                     # inside (0, duration)
+//	    mig: [3g.40gb, 4g.40gb]     # required: the new layout; []: MIG off
 //	attribution:                    # the node's rules (attribution.Config)
 //	  rules: [...]
+//
+// # MIG reconfiguration
+//
+// A GPU's layout is that of gpus from the start, then each of its
+// reconfigure entries' from its at: the simulator destroys the GPU's MIG
+// instances and creates the new ones with new UUIDs (or turns MIG off), as
+// nvidia-smi mig does. The driver refuses to reconfigure a busy GPU, so a
+// job on the GPU must end by the reconfiguration (it may end at that very
+// instant, and one may start on the new layout at it), and a lost GPU
+// cannot be reconfigured. A job's mig indexes the layout in force at its
+// start. Each layout's units are distinct (Unit.Layout) and exist only
+// while it is in force (Scenario.Span); Driver.UnitUUID knows a unit's
+// UUID once its layout has been applied.
 //
 // # Process identities
 //
@@ -91,7 +108,8 @@
 //
 // # The simulated devices
 //
-// Apply sets each unit's processes (PID, memory, SM utilization), each
+// Apply sets the MIG layouts in force, each unit's processes (PID, memory,
+// SM utilization), each
 // GPU's utilization (the sum over its processes, at most 100; MIG
 // instances weighted by slices), power (the hungriest running job's, idle
 // 70 W, 0 while lost) and energy (power integrated between Apply calls),
@@ -104,5 +122,6 @@
 // ExpectedUnits documents the rule; it mirrors attribution's weights and
 // the meter's per-sample largest-remainder split, and is exact when change
 // points fall on poll ticks, within one poll interval per job start, job
-// end or fault edge otherwise.
+// end or fault edge otherwise. Each unit is expected over its span: a
+// reconfiguration ends the old layout's units and starts the new one's.
 package scenario

@@ -19,9 +19,10 @@ type Driver struct {
 	host *hostRoot
 
 	units    []Unit
-	unitUUID []string
+	unitUUID []string // "" for a unit of a layout not applied yet
 	unitOf   map[Unit]int
 	slices   []int // per unit: MIG slices, TotalSlices for a whole GPU
+	layout   []int // per GPU: the index of its layout in force
 
 	// events are the scenario's change points in time order; next is the
 	// first not yet applied. Apply only moves forward, so a call with no
@@ -43,10 +44,13 @@ type eventKind int
 
 // At one instant, processes end before faults change and new processes
 // start, so a PID handed from an ending process to a starting one (PID
-// reuse) is free when the new one starts.
+// reuse) is free when the new one starts; a reconfiguration comes after
+// the jobs on the old layout end (and a fault ends) and before those on
+// the new one start.
 const (
 	evEnd eventKind = iota
 	evBack
+	evReconfig
 	evLost
 	evStart
 )
@@ -54,7 +58,7 @@ const (
 type event struct {
 	at   time.Duration // offset from Scenario.Start
 	kind eventKind
-	ref  int // index into s.procs (evStart, evEnd) or s.Faults
+	ref  int // index into s.procs (evStart, evEnd), s.Faults or s.Reconfigure
 }
 
 // NewDriver builds the scenario's machine (one sim.GPUSpec per GPU) and
@@ -75,16 +79,18 @@ func NewDriver(s *Scenario, hostRoot string) (*Driver, error) {
 		return nil, fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
 	d := &Driver{s: s, m: m, host: h, units: s.Units(), unitOf: map[Unit]int{},
-		lost: make([]bool, len(s.GPUs)), dirtyGPU: make([]bool, len(s.GPUs))}
+		lost: make([]bool, len(s.GPUs)), dirtyGPU: make([]bool, len(s.GPUs)), layout: make([]int, len(s.GPUs))}
 	for i, u := range d.units {
 		d.unitOf[u] = i
-		uuid, n := m.GPUUUID(u.GPU), TotalSlices
+		n := TotalSlices
 		if u.MIG >= 0 {
-			uuid = m.MIGUUIDs(u.GPU)[u.MIG]
-			n, _ = profileSlices(s.GPUs[u.GPU].MIG[u.MIG])
+			n, _ = profileSlices(s.layoutsOf(u.GPU)[u.Layout].mig[u.MIG])
 		}
-		d.unitUUID = append(d.unitUUID, uuid)
+		d.unitUUID = append(d.unitUUID, "")
 		d.slices = append(d.slices, n)
+	}
+	for g := range s.GPUs {
+		d.nameUnits(g)
 	}
 	d.active = make([][]int, len(d.units))
 	d.dirtyUnit = make([]bool, len(d.units))
@@ -93,6 +99,9 @@ func NewDriver(s *Scenario, hostRoot string) (*Driver, error) {
 	}
 	for i, f := range s.Faults {
 		d.events = append(d.events, event{f.LostAt, evLost, i}, event{f.BackAt, evBack, i})
+	}
+	for i, rc := range s.Reconfigure {
+		d.events = append(d.events, event{rc.At, evReconfig, i})
 	}
 	sort.SliceStable(d.events, func(a, b int) bool {
 		ea, eb := &d.events[a], &d.events[b]
@@ -117,7 +126,25 @@ func (d *Driver) HostRoot() string { return d.host.root }
 // Scenario is the scenario being driven.
 func (d *Driver) Scenario() *Scenario { return d.s }
 
-// UnitUUID is the GPU-… or MIG-… UUID of a unit ("" if it has none).
+// nameUnits gives the units of GPU g's layout in force their UUIDs, as
+// the machine made them (a MIG instance's is new at every layout).
+func (d *Driver) nameUnits(g int) {
+	migs := d.m.MIGUUIDs(g)
+	for i, u := range d.units {
+		if u.GPU != g || u.Layout != d.layout[g] {
+			continue
+		}
+		if u.MIG < 0 {
+			d.unitUUID[i] = d.m.GPUUUID(g)
+		} else {
+			d.unitUUID[i] = migs[u.MIG]
+		}
+	}
+}
+
+// UnitUUID is the GPU-… or MIG-… UUID of a unit: "" if it has none, or
+// while its layout has not been applied (MIG instances get their UUIDs
+// when they are created).
 func (d *Driver) UnitUUID(u Unit) string {
 	if i, ok := d.unitOf[u]; ok {
 		return d.unitUUID[i]
@@ -126,8 +153,9 @@ func (d *Driver) UnitUUID(u Unit) string {
 }
 
 // Apply brings the machine and the host root to the scenario's state at
-// t: the processes running at t are on their units and in proc/, faults
-// active at t make their GPUs lost, and every GPU's energy counter has
+// t: each GPU has the MIG layout in force at t, the processes running at t
+// are on their units and in proc/, faults active at t make their GPUs
+// lost, and every GPU's energy counter has
 // integrated its power since the previous Apply. Times must not go
 // backwards (energy only accumulates); before the start and after the end
 // nothing runs. A call with no change point since the last one costs one
@@ -188,6 +216,22 @@ func (d *Driver) handle(e *event) error {
 		d.lost[g] = e.kind == evLost
 		d.m.SetLost(g, d.lost[g])
 		d.dirtyGPU[g] = true
+	case evReconfig:
+		rc := &d.s.Reconfigure[e.ref]
+		// Validation keeps jobs off the GPU now: no process is dropped.
+		if err := d.m.SetMIG(rc.GPU, rc.MIG); err != nil {
+			return err
+		}
+		for u, unit := range d.units {
+			if unit.GPU == rc.GPU {
+				// The old layout's units are gone (a job that ended at this
+				// instant left its unit dirty): nothing to set on them.
+				d.dirtyUnit[u] = false
+			}
+		}
+		d.layout[rc.GPU] = rc.layout
+		d.nameUnits(rc.GPU)
+		d.dirtyGPU[rc.GPU] = true
 	}
 	return nil
 }

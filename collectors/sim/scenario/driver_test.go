@@ -66,7 +66,7 @@ func TestDriverApply(t *testing.T) {
 	if ret := lib.Init(); ret != nvml.SUCCESS {
 		t.Fatalf("Init: %v", ret)
 	}
-	wholeGPU, mig0, mig1 := Unit{0, -1}, Unit{1, 0}, Unit{1, 1}
+	wholeGPU, mig0, mig1 := Unit{GPU: 0, MIG: -1}, Unit{GPU: 1, MIG: 0}, Unit{GPU: 1, MIG: 1}
 	tests := []struct {
 		name  string
 		at    time.Duration
@@ -341,4 +341,74 @@ func procSM(t *testing.T, dev nvml.Device) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, " ")
+}
+
+const reconfigYAML = `start: 2026-11-23T00:00:00Z
+duration: 1h
+gpus:
+  - mig: [1g.10gb, 1g.10gb]
+reconfigure:
+  - {gpu: 0, at: 20m, mig: [3g.40gb]}
+  - {gpu: 0, at: 40m, mig: []}
+tenants: {a: {uid: 1}}
+jobs:
+  - {tenant: a, gpu: 0, mig: 1, start: 0s, end: 20m}
+  - {tenant: a, gpu: 0, mig: 0, start: 20m, end: 40m}
+  - {tenant: a, gpu: 0, start: 40m, end: 1h}
+faults: [{gpu: 0, lost_at: 10m, back_at: 20m}]
+`
+
+// TestDriverReconfigures: at each reconfiguration the machine takes the
+// new layout (new MIG UUIDs, or MIG off), its units get their UUIDs then,
+// and a job that ends at that instant on the old layout and one that
+// starts on the new one both land where they belong.
+func TestDriverReconfigures(t *testing.T) {
+	s, err := Parse("reconfig.yaml", []byte(reconfigYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := NewDriver(s, filepath.Join(t.TempDir(), "host"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib := d.Machine().Interface()
+	if ret := lib.Init(); ret != nvml.SUCCESS {
+		t.Fatalf("Init: %v", ret)
+	}
+	old0, old1 := Unit{GPU: 0, MIG: 0}, Unit{GPU: 0, MIG: 1}
+	big, whole := Unit{GPU: 0, MIG: 0, Layout: 1}, Unit{GPU: 0, MIG: -1, Layout: 2}
+	first := d.UnitUUID(old0)
+	if first == "" || d.UnitUUID(old1) == "" || d.UnitUUID(big) != "" || d.UnitUUID(whole) != "" {
+		t.Fatalf("before any reconfiguration: UUIDs %q %q %q %q, want only the first layout's",
+			first, d.UnitUUID(old1), d.UnitUUID(big), d.UnitUUID(whole))
+	}
+	steps := []struct {
+		at   time.Duration
+		unit Unit
+		pids []uint32
+		migs int // MIG instances on the machine; 0: MIG off
+	}{
+		{0, old1, []uint32{20000}, 2},
+		{20 * time.Minute, big, []uint32{20001}, 1},
+		{40 * time.Minute, whole, []uint32{20002}, 0},
+	}
+	for _, st := range steps {
+		if err := d.Apply(s.Start.Add(st.at)); err != nil {
+			t.Fatalf("at %v: %v", st.at, err)
+		}
+		if n := len(d.Machine().MIGUUIDs(0)); n != st.migs {
+			t.Errorf("at %v: %d MIG instances, want %d", st.at, n, st.migs)
+		}
+		got, ret := unitPIDs(lib, st.unit)
+		if ret != nvml.SUCCESS || !slices.Equal(got, st.pids) {
+			t.Errorf("at %v: %v has PIDs %v (%v), want %v", st.at, st.unit, got, ret, st.pids)
+		}
+		uuid := d.UnitUUID(st.unit)
+		if st.unit.MIG >= 0 && (uuid == "" || uuid == first || uuid != d.Machine().MIGUUIDs(0)[st.unit.MIG]) {
+			t.Errorf("at %v: %v is %q, want the machine's new instance (not %s)", st.at, st.unit, uuid, first)
+		}
+	}
+	if got := d.UnitUUID(whole); got != d.Machine().GPUUUID(0) {
+		t.Errorf("MIG off: whole GPU unit is %q, want %s", got, d.Machine().GPUUUID(0))
+	}
 }

@@ -5,10 +5,13 @@ import (
 	"time"
 )
 
-// UnitUsage is what a unit's milliseconds over the whole scenario should be
-// metered as. Usage, Idle and Gap sum to the scenario's duration in ms.
+// UnitUsage is what a unit's milliseconds over its span (Scenario.Span:
+// the whole scenario, unless a reconfiguration of its GPU bounds it)
+// should be metered as. Usage, Idle and Gap sum to the span in ms.
 type UnitUsage struct {
 	Unit Unit
+	// From and To are the unit's span, offsets from the start.
+	From, To time.Duration
 	// Usage is GPU-milliseconds per tenant (only tenants with usage).
 	Usage map[string]int64
 	// Idle is time the unit was readable and ran no job.
@@ -29,9 +32,11 @@ func Expected(s *Scenario) map[string]int64 {
 	return out
 }
 
-// ExpectedUnits computes, from the scenario's job intervals and faults
-// alone (never from meter code), how each unit's time over [0, Duration)
-// divides into tenants' usage, idle and gap.
+// ExpectedUnits computes, from the scenario's job intervals, faults and
+// reconfigurations alone (never from meter code), how each unit's time
+// over its span divides into tenants' usage, idle and gap. A unit exists
+// only while its layout is in force: the instances of a layout replaced at
+// a reconfiguration are metered until it, those of the new one from it.
 //
 // Between consecutive change points (job starts and ends, faults) the set
 // of jobs on a unit is fixed. Such an interval counts for nobody (Gap)
@@ -60,12 +65,13 @@ func ExpectedUnits(s *Scenario) []UnitUsage {
 }
 
 func expectUnit(s *Scenario, u Unit) UnitUsage {
-	res := UnitUsage{Unit: u, Usage: map[string]int64{}}
+	from, to := s.Span(u)
+	res := UnitUsage{Unit: u, From: from, To: to, Usage: map[string]int64{}}
 	var jobs []*Job
-	points := []time.Duration{0, s.Duration}
+	points := []time.Duration{from, to}
 	for i := range s.Jobs {
 		if j := &s.Jobs[i]; j.Unit() == u {
-			jobs = append(jobs, j)
+			jobs = append(jobs, j) // validation keeps it inside the span
 			points = append(points, j.Start, j.End)
 		}
 	}
@@ -73,7 +79,7 @@ func expectUnit(s *Scenario, u Unit) UnitUsage {
 	for i := range s.Faults {
 		if f := &s.Faults[i]; f.GPU == u.GPU {
 			faults = append(faults, f)
-			points = append(points, f.LostAt, f.BackAt)
+			points = append(points, min(max(f.LostAt, from), to), min(max(f.BackAt, from), to))
 		}
 	}
 	sort.Slice(points, func(a, b int) bool { return points[a] < points[b] })

@@ -141,8 +141,9 @@ func TestExpected(t *testing.T) {
 }
 
 // checkUnitSums asserts the accounting invariant on the expectation
-// itself: every unit's usage, idle and gap sum to the duration, and
-// Expected is the per-tenant sum of ExpectedUnits.
+// itself: every unit's usage, idle and gap sum to its span (the duration
+// without reconfiguration), and Expected is the per-tenant sum of
+// ExpectedUnits.
 func checkUnitSums(t *testing.T, s *Scenario, all []UnitUsage) {
 	t.Helper()
 	if len(all) != len(s.Units()) {
@@ -155,8 +156,9 @@ func checkUnitSums(t *testing.T, s *Scenario, all []UnitUsage) {
 			total += ms
 			sums[tenant] += ms
 		}
-		if total != s.Duration.Milliseconds() {
-			t.Errorf("unit %v: usage+idle+gap = %d ms, want %d", u.Unit, total, s.Duration.Milliseconds())
+		from, to := s.Span(u.Unit)
+		if u.From != from || u.To != to || total != (to-from).Milliseconds() {
+			t.Errorf("unit %v over [%v, %v): usage+idle+gap = %d ms, want its span [%v, %v)", u.Unit, u.From, u.To, total, from, to)
 		}
 	}
 	if got := Expected(s); !maps.Equal(got, sums) {
@@ -178,6 +180,10 @@ func TestExpectedShipped(t *testing.T) {
 			// GPU 2 MIG 5 from 13:00:00.5 (off-tick) and GPU 4 MIG 0 for 12 h.
 			"massive-dynamic": 8*3_600_000 - 500 + 12*3_600_000,
 			"unattributed":    2*3_600_000 + 3_600_000,
+		}},
+		{shipped[2], map[string]int64{
+			"acme":   (25+25+15)*60_000 - 150_000 + 30*60_000,
+			"globex": (10+30)*60_000 + 150_000 + 20*60_000,
 		}},
 	}
 	for _, tt := range tests {
@@ -220,4 +226,32 @@ func TestApportion(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExpectedReconfigured: each layout's units are expected over their
+// own span only, and a fault before a reconfiguration counts for the
+// units of the layout in force then.
+func TestExpectedReconfigured(t *testing.T) {
+	s, err := Parse("reconfig.yaml", []byte(reconfigYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const m = 60_000
+	want := map[Unit]string{
+		{GPU: 0, MIG: 0}:             "[0s,20m0s) usage map[] idle 600000 gap 600000",
+		{GPU: 0, MIG: 1}:             fmt.Sprintf("[0s,20m0s) usage map[a:%d] idle 0 gap %d", 10*m, 10*m),
+		{GPU: 0, MIG: 0, Layout: 1}:  fmt.Sprintf("[20m0s,40m0s) usage map[a:%d] idle 0 gap 0", 20*m),
+		{GPU: 0, MIG: -1, Layout: 2}: fmt.Sprintf("[40m0s,1h0m0s) usage map[a:%d] idle 0 gap 0", 20*m),
+	}
+	all := ExpectedUnits(s)
+	if len(all) != len(want) {
+		t.Fatalf("%d units expected, want %d", len(all), len(want))
+	}
+	for _, u := range all {
+		got := fmt.Sprintf("[%v,%v) usage %v idle %d gap %d", u.From, u.To, u.Usage, u.Idle, u.Gap)
+		if got != want[u.Unit] {
+			t.Errorf("%v: %s, want %s", u.Unit, got, want[u.Unit])
+		}
+	}
+	checkUnitSums(t, s, all)
 }

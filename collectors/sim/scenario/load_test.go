@@ -16,6 +16,7 @@ import (
 var shipped = []string{
 	"../../../configs/scenarios/demo.yaml",
 	"../../../configs/scenarios/dgx-h100-day.yaml",
+	"../../../configs/scenarios/mig-reconfigure.yaml",
 }
 
 func TestLoadShipped(t *testing.T) {
@@ -30,6 +31,8 @@ func TestLoadShipped(t *testing.T) {
 	}{
 		{shipped[0], "demo", 2 * time.Hour, 2, 2, 3, 4, 0, 3, false},
 		{shipped[1], "dgx-h100-day", 24 * time.Hour, 8, 18, 10, 27, 1, 6, true},
+		// 7 instances until 0:30, then 2 (units of each layout).
+		{shipped[2], "mig-reconfigure", time.Hour, 1, 9, 2, 8, 0, 2, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,6 +113,7 @@ func TestLoadErrors(t *testing.T) {
 		{"fault gpu out of range", head + "faults:\n  - gpu: 9 #<\n    lost_at: 10m\n", "fault 1: gpu 9 out of range"},
 		{"unknown model", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus:\n  - model: V100 #<\ntenants: {a: {}}\n", `"V100" is not simulated`},
 		{"unknown MIG profile", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus:\n  - mig: [1g.10gb, 5g.50gb] #<\ntenants: {a: {}}\n", `mig 1: "5g.50gb" is not a MIG profile`},
+		{"gpu uuid not a UUID", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus:\n  - uuid: GPU-given #<\ntenants: {a: {}}\n", "gpu 0: uuid: \"GPU-given\": not a canonical UUID"},
 		{"too many slices", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus:\n  - mig: [4g.40gb, 4g.40gb] #<\ntenants: {a: {}}\n", "take 8 slices"},
 		{"no start", "duration: 1h\ngpus: [{}]\ntenants: {a: {}}\n", "start: required"},
 		{"user without uid", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus: [{}]\ntenants:\n  a:\n    user: alice #<\n", "user alice needs a uid"},
@@ -118,6 +122,24 @@ func TestLoadErrors(t *testing.T) {
 		{"bad attribution rule", head + "attribution:\n  rules:\n    - cgroup: kuberentes #<\n      tenant: x\n", `cgroup: unknown preset "kuberentes"`},
 		{"unknown attribution key", head + "attribution:\n  rules: []\n  default: x #<\n", "field default not found"},
 		{"yaml syntax", head + "jobs: [ #<\n", "did not find expected node content"},
+		{"reconfigure gpu out of range", head + "reconfigure:\n  - gpu: 5 #<\n    at: 1h\n    mig: []\n", "reconfigure 1: gpu 5 out of range"},
+		{"reconfigure without at", head + "reconfigure:\n  - gpu: 1 #<\n    mig: []\n", "reconfigure 1: at: required"},
+		{"reconfigure at the start", head + "reconfigure:\n  - {gpu: 1, at: 0s, mig: []} #<\n", "at: 0s is not inside the scenario"},
+		{"reconfigure after the end", head + "reconfigure:\n  - gpu: 1\n    at: 3h #<\n    mig: []\n", "at: 3h0m0s is not inside the scenario"},
+		{"reconfigure without mig", head + "reconfigure:\n  - {gpu: 1, at: 1h} #<\n", "mig: required: the new layout ([] turns MIG off)"},
+		{"reconfigure MIG off twice", head + "reconfigure:\n  - {gpu: 0, at: 1h, mig: []} #<\n", "gpu 0 is not in MIG mode at 1h0m0s: nothing to turn off"},
+		{"reconfigure to an unknown profile", head + "reconfigure:\n  - gpu: 1\n    at: 1h\n    mig: [1g.10gb, 9g.90gb] #<\n", `reconfigure 1: mig 1: "9g.90gb" is not a MIG profile`},
+		{"reconfigure over a profile's count", head + "reconfigure:\n  - gpu: 1\n    at: 1h\n    mig: [1g.20gb, 1g.20gb, 1g.20gb, 1g.20gb, 1g.20gb] #<\n", `reconfigure 1: mig: MIG profile "1g.20gb" used 5 times`},
+		{"reconfigurations out of order", head + "reconfigure:\n  - {gpu: 1, at: 1h, mig: []}\n  - {gpu: 1, at: 30m, mig: [3g.40gb]} #<\n", "reconfigure 2: at 30m0s is not after gpu 1's previous reconfiguration at 1h0m0s"},
+		{"unknown reconfigure key", head + "reconfigure:\n  - {gpu: 1, at: 1h, mig: [], when: 2h} #<\n", "field when not found"},
+		{"job across a reconfiguration", head + "reconfigure:\n  - {gpu: 1, at: 1h, mig: [3g.40gb]}\njobs:\n  - tenant: acme\n    gpu: 1\n    mig: 0\n    start: 30m\n    end: 90m #<\n",
+			"job 1: end 1h30m0s is after gpu 1's reconfiguration at 1h0m0s"},
+		{"job on an instance the new layout lacks", head + "reconfigure:\n  - {gpu: 1, at: 1h, mig: [3g.40gb]}\njobs:\n  - tenant: acme\n    gpu: 1\n    mig: 1 #<\n    start: 1h\n    end: 2h\n",
+			"job 1: mig 1 out of range (gpu 1 has 1 instances from 1h0m0s (line"},
+		{"job on a MIG instance after MIG off", head + "reconfigure:\n  - {gpu: 1, at: 1h, mig: []}\njobs:\n  - tenant: acme\n    gpu: 1\n    mig: 0 #<\n    start: 1h\n    end: 2h\n",
+			"job 1: gpu 1 is not in MIG mode from 1h0m0s"},
+		{"reconfigure a lost GPU", head + "faults:\n  - {gpu: 1, lost_at: 50m, back_at: 70m}\nreconfigure:\n  - gpu: 1\n    at: 1h #<\n    mig: []\n",
+			"reconfigure 1: gpu 1 is lost at 1h0m0s (fault 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -31,15 +31,20 @@ type Scenario struct {
 	Duration time.Duration `yaml:"duration"`
 	// PollInterval is the sampling tick a simulation uses (default 1s); the
 	// expected usage is exact for change points on its ticks.
-	PollInterval time.Duration      `yaml:"poll_interval"`
-	GPUs         []GPU              `yaml:"gpus"`
-	Tenants      map[string]Tenant  `yaml:"tenants"`
-	Jobs         []Job              `yaml:"jobs"`
-	Faults       []Fault            `yaml:"faults"`
-	Attribution  attribution.Config `yaml:"attribution"`
+	PollInterval time.Duration     `yaml:"poll_interval"`
+	GPUs         []GPU             `yaml:"gpus"`
+	Tenants      map[string]Tenant `yaml:"tenants"`
+	Jobs         []Job             `yaml:"jobs"`
+	Faults       []Fault           `yaml:"faults"`
+	// Reconfigure changes GPUs' MIG layouts during the run.
+	Reconfigure []Reconfig         `yaml:"reconfigure"`
+	Attribution attribution.Config `yaml:"attribution"`
 
 	// procs are the process instances of every job's runs, see expand.
 	procs []procSpec
+	// layouts are, per GPU, its MIG layouts in time order: that of gpus
+	// from 0, then one per reconfiguration (validateReconfigure).
+	layouts [][]layoutSpan
 	// lines maps dotted keys ("jobs.2.end") to their line in the file.
 	lines map[string]int
 }
@@ -109,6 +114,8 @@ type Job struct {
 	PowerWatts int `yaml:"power_watts"`
 	// MemoryMiB is each process's GPU memory (default 1024).
 	MemoryMiB int `yaml:"memory_mib"`
+
+	layout int // the index of its GPU's layout in force during the job
 }
 
 // Fault makes a GPU lost (GPU_IS_LOST on every NVML call) on [LostAt, BackAt).
@@ -130,37 +137,50 @@ const (
 )
 
 // Unit names a metered unit by position: a whole GPU (MIG == -1) or one MIG
-// instance of a GPU. Driver.UnitUUID gives its UUID.
+// instance of a GPU, in one of the GPU's MIG layouts. Driver.UnitUUID
+// gives its UUID; Span, when it exists.
 type Unit struct {
 	GPU int
 	MIG int
+	// Layout is the index of the GPU's layout: 0 for that of gpus, k after
+	// the GPU's k-th reconfiguration. The instances of two layouts are
+	// different units even at the same index (new UUIDs).
+	Layout int
 }
 
 func (u Unit) String() string {
-	if u.MIG < 0 {
-		return fmt.Sprintf("gpu %d", u.GPU)
+	l := ""
+	if u.Layout > 0 {
+		l = fmt.Sprintf(" layout %d", u.Layout)
 	}
-	return fmt.Sprintf("gpu %d mig %d", u.GPU, u.MIG)
+	if u.MIG < 0 {
+		return fmt.Sprintf("gpu %d%s", u.GPU, l)
+	}
+	return fmt.Sprintf("gpu %d%s mig %d", u.GPU, l, u.MIG)
 }
 
-// Unit is the unit the job runs on.
+// Unit is the unit the job runs on: in the layout of its GPU in force at
+// its start (validation makes it the one in force throughout).
 func (j *Job) Unit() Unit {
 	if j.MIG == nil {
-		return Unit{GPU: j.GPU, MIG: -1}
+		return Unit{GPU: j.GPU, MIG: -1, Layout: j.layout}
 	}
-	return Unit{GPU: j.GPU, MIG: *j.MIG}
+	return Unit{GPU: j.GPU, MIG: *j.MIG, Layout: j.layout}
 }
 
-// Units lists every metered unit in device order.
+// Units lists every metered unit in device order, each GPU's layouts in
+// time order: a unit of a reconfigured layout exists only during its Span.
 func (s *Scenario) Units() []Unit {
 	var us []Unit
-	for i, g := range s.GPUs {
-		if len(g.MIG) == 0 {
-			us = append(us, Unit{GPU: i, MIG: -1})
-			continue
-		}
-		for m := range g.MIG {
-			us = append(us, Unit{GPU: i, MIG: m})
+	for i := range s.GPUs {
+		for k, l := range s.layoutsOf(i) {
+			if len(l.mig) == 0 {
+				us = append(us, Unit{GPU: i, MIG: -1, Layout: k})
+				continue
+			}
+			for m := range l.mig {
+				us = append(us, Unit{GPU: i, MIG: m, Layout: k})
+			}
 		}
 	}
 	return us

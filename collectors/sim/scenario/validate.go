@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/collectors/sim"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // TotalSlices is the number of compute slices of the GPUs the simulator
@@ -67,6 +68,9 @@ func (s *Scenario) validate() error {
 			return err
 		}
 	}
+	if err := s.validateReconfigure(); err != nil {
+		return err
+	}
 	if len(s.Tenants) == 0 {
 		return s.fail([]string{"tenants"}, "tenants: at least one tenant is required")
 	}
@@ -78,7 +82,10 @@ func (s *Scenario) validate() error {
 			return err
 		}
 	}
-	return s.validateFaults()
+	if err := s.validateFaults(); err != nil {
+		return err
+	}
+	return s.reconfigureWhileLost()
 }
 
 // checkTime refuses sub-millisecond times: all accounting is in whole ms.
@@ -96,26 +103,44 @@ func (s *Scenario) validateGPU(i int) error {
 	if strings.TrimSpace(g.Model) == "" {
 		g.Model = sim.DefaultModel
 	}
-	profiles, err := sim.Profiles(g.Model)
-	if err != nil {
+	if _, err := sim.Profiles(g.Model); err != nil {
 		return s.fail(at("model"), "gpu %d: model: %q is not simulated (want one of %s)",
 			i, g.Model, strings.Join(sim.Models(), ", "))
 	}
-	if g.UUID != "" && !strings.HasPrefix(g.UUID, "GPU-") {
-		return s.fail(at("uuid"), "gpu %d: uuid: %q does not start with GPU-", i, g.UUID)
+	if g.UUID != "" {
+		// The collector reports canonical UUIDs; one without a canonical
+		// form would leave the GPU out of the simulation.
+		if _, err := protocol.CanonicalGPUUUID(g.UUID); err != nil {
+			return s.fail(at("uuid"), "gpu %d: uuid: %v", i, err)
+		}
+	}
+	return s.checkLayout(fmt.Sprintf("gpu %d", i), key, g.Model, g.MIG)
+}
+
+// checkLayout checks a MIG layout for a model as the simulator applies it;
+// what starts the messages ("gpu 0", "reconfigure 2") and key is the YAML
+// key holding the mig list.
+func (s *Scenario) checkLayout(what, key, model string, layout []string) error {
+	profiles, err := sim.Profiles(model)
+	if err != nil {
+		return s.fail([]string{key}, "%s: %v", what, err)
 	}
 	used := 0
-	for m, p := range g.MIG {
+	for m, p := range layout {
 		n, ok := profileSlices(p)
 		if !ok || !slices.Contains(profiles, p) {
 			return s.fail([]string{key + ".mig." + strconv.Itoa(m), key + ".mig"},
-				"gpu %d: mig %d: %q is not a MIG profile of %s (want one of %s)",
-				i, m, p, g.Model, strings.Join(profiles, ", "))
+				"%s: mig %d: %q is not a MIG profile of %s (want one of %s)",
+				what, m, p, model, strings.Join(profiles, ", "))
 		}
 		used += n
 	}
 	if used > TotalSlices {
-		return s.fail(at("mig"), "gpu %d: mig: the profiles take %d slices, a GPU has %d", i, used, TotalSlices)
+		return s.fail([]string{key + ".mig", key}, "%s: mig: the profiles take %d slices, a GPU has %d", what, used, TotalSlices)
+	}
+	// Instance counts per profile, as SetMIG checks them.
+	if err := sim.CheckLayout(model, layout); err != nil {
+		return s.fail([]string{key + ".mig", key}, "%s: mig: %v", what, err)
 	}
 	return nil
 }
@@ -199,14 +224,26 @@ func (s *Scenario) validateJob(i int) error {
 	if j.GPU < 0 || j.GPU >= len(s.GPUs) {
 		return fail("gpu", "gpu %d out of range (the scenario has %d)", j.GPU, len(s.GPUs))
 	}
-	layout := s.GPUs[j.GPU].MIG
+	// The layout in force at the job's start; below, the job must end by
+	// the next reconfiguration.
+	spans := s.layoutsOf(j.GPU)
+	k := 0
+	for k+1 < len(spans) && spans[k+1].from <= j.Start {
+		k++
+	}
+	j.layout = k
+	layout := spans[k].mig
+	when := ""
+	if k > 0 {
+		when = fmt.Sprintf(" from %v (line %d)", spans[k].from, spans[k].line)
+	}
 	switch {
 	case len(layout) > 0 && j.MIG == nil:
-		return fail("gpu", "gpu %d is in MIG mode: name the instance with mig (0-%d)", j.GPU, len(layout)-1)
+		return fail("gpu", "gpu %d is in MIG mode%s: name the instance with mig (0-%d)", j.GPU, when, len(layout)-1)
 	case len(layout) == 0 && j.MIG != nil:
-		return fail("mig", "gpu %d is not in MIG mode", j.GPU)
+		return fail("mig", "gpu %d is not in MIG mode%s", j.GPU, when)
 	case j.MIG != nil && (*j.MIG < 0 || *j.MIG >= len(layout)):
-		return fail("mig", "mig %d out of range (gpu %d has %d instances)", *j.MIG, j.GPU, len(layout))
+		return fail("mig", "mig %d out of range (gpu %d has %d instances%s)", *j.MIG, j.GPU, len(layout), when)
 	}
 	for _, f := range []struct {
 		name string
@@ -224,6 +261,10 @@ func (s *Scenario) validateJob(i int) error {
 	}
 	if j.End > s.Duration {
 		return fail("end", "end %v is after the scenario's duration %v", j.End, s.Duration)
+	}
+	if k+1 < len(spans) && spans[k+1].from < j.End {
+		return fail("end", "end %v is after gpu %d's reconfiguration at %v (line %d): the driver refuses to reconfigure a busy GPU, so a job ends by then",
+			j.End, j.GPU, spans[k+1].from, spans[k+1].line)
 	}
 	if j.Processes < 1 {
 		return fail("processes", "processes: want at least 1, got %d", j.Processes)
