@@ -145,29 +145,20 @@ func TestCheckLayoutAgreesWithSimulator(t *testing.T) {
 	}
 }
 
-// simOverMax are the simulated models on which a simulated job can draw
-// more than the real board's maximum power: the simulator draws up to
-// scenario.MaxPowerWatts on every model, and the table keeps the real
-// part's figure. Records at such power are refused on these models until
-// the simulator caps power per model. The test fails when this list goes
-// stale either way.
-var simOverMax = map[string]bool{
-	"A100-SXM4-40GB": true, // 400 W board
-	"A100-SXM4-80GB": true, // 500 W (custom-thermal SKU)
-}
-
 func TestSimulatedPowerFitsModel(t *testing.T) {
 	idleMW := int64(scenario.IdlePowerWatts) * 1000
-	// The simulator's job power at utilization u (scenario.Job's default).
-	jobMW := func(u int64) int64 {
-		return (scenario.IdlePowerWatts + (scenario.MaxPowerWatts-scenario.IdlePowerWatts)*u/100) * 1000
-	}
-	if maxMW := int64(scenario.MaxPowerWatts) * 1000; jobMW(100) != maxMW {
-		t.Fatalf("a simulated job at 100%% draws %d mW, the simulator's maximum is %d mW", jobMW(100), maxMW)
-	}
 	for _, id := range sim.Models() {
 		t.Run(id, func(t *testing.T) {
 			m := mustLookup(t, id)
+			simMax, err := sim.MaxPowerWatts(id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The simulator's job power at utilization u (scenario.Job's
+			// default), up to the model's limit.
+			jobMW := func(u int64) int64 {
+				return (scenario.IdlePowerWatts + (int64(simMax)-scenario.IdlePowerWatts)*u/100) * 1000
+			}
 			for _, ms := range []int64{1, 1000, 10_000, 3_600_000, 86_400_000} {
 				if !m.AtOrBelowIdle(idleMW*ms/1000, ms) {
 					t.Errorf("a simulated idle GPU (%d mW) over %d ms is not at or below the floor %d mW",
@@ -180,15 +171,8 @@ func TestSimulatedPowerFitsModel(t *testing.T) {
 					}
 				}
 			}
-			over := int64(scenario.MaxPowerWatts)*1000 > m.MaxPowerMilliwatts
-			if over != simOverMax[id] {
-				t.Fatalf("simulated maximum %d W, model maximum %d mW: over %v, simOverMax says %v",
-					scenario.MaxPowerWatts, m.MaxPowerMilliwatts, over, simOverMax[id])
-			}
-			if over {
-				t.Logf("KNOWN CONFLICT: simulated jobs draw up to %d W, %s's maximum is %d W",
-					scenario.MaxPowerWatts, id, m.MaxPowerMilliwatts/1000)
-				return
+			if int64(simMax)*1000 > m.MaxPowerMilliwatts {
+				t.Fatalf("simulated jobs draw up to %d W, %s's maximum is %d mW", simMax, id, m.MaxPowerMilliwatts)
 			}
 			for _, ms := range []int64{1, 1000, 10_000, 3_600_000, 86_400_000} {
 				if e := jobMW(100) * ms / 1000; e > m.MaxEnergyMillijoules(ms) {

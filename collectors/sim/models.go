@@ -86,6 +86,33 @@ func ProfileName(slices int, memoryMB, gpuMemoryBytes uint64) string {
 	return fmt.Sprintf("%dg.%dgb", slices, (eighths*totalGB+4)/8)
 }
 
+// maxPowerWatts is each simulated model's board power limit, the
+// datasheets' figures: no simulated job draws more (the authority refuses
+// energy above a model's maximum power).
+var maxPowerWatts = map[string]int{
+	"H100-SXM5-80GB":  700,
+	"H200-SXM5-141GB": 700,
+	"A100-SXM4-80GB":  400,
+	"A100-SXM4-40GB":  400,
+}
+
+// MaxPowerWatts is the board power limit of a simulated model ("" is
+// DefaultModel), or an error for a model NewMachine does not accept.
+func MaxPowerWatts(modelName string) (int, error) {
+	if modelName == "" {
+		modelName = DefaultModel
+	}
+	w, ok := maxPowerWatts[modelName]
+	if !ok {
+		_, err := lookupModel(models(), modelName)
+		if err == nil {
+			err = fmt.Errorf("no power limit for GPU model %q", modelName)
+		}
+		return 0, err
+	}
+	return w, nil
+}
+
 // Models lists the model names NewMachine accepts, sorted.
 func Models() []string {
 	ms := models()

@@ -98,7 +98,9 @@ func TestInteropWithLedger(t *testing.T) {
 		return pub, "node-01", false, nil
 	}
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	rec := protocol.Record{Node: "node-01", Seq: 1, Kind: protocol.KindIdle, WindowStart: start, WindowEnd: start.Add(time.Minute), GPUMillis: 60000}
+	rec := protocol.Record{Node: "node-01", Provider: "p", Seq: 1, Kind: protocol.KindIdle, WindowStart: start, WindowEnd: start.Add(time.Minute), GPUMillis: 60000,
+		GPUUUID: "GPU-00000000-0000-4000-8000-000000000000", ParentUUID: "GPU-00000000-0000-4000-8000-000000000000", SliceNum: 1, SliceDen: 1,
+		UtilizationPercent: -1, EnergyMillijoules: -1}
 	rec.ID = rec.ComputeID()
 
 	t.Run("signing envelope opens with ledger.Open", func(t *testing.T) {

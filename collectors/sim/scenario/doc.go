@@ -45,7 +45,7 @@
 //	    reuse_pids: true            # restarted processes keep their PIDs (new start time)
 //	    pid: 31337                  # pin the first process's PID (next ones +1, +2, …)
 //	    job_id: 4242                # {job} in the cgroup template; default the job's number
-//	    power_watts: 500            # board power while running; default 70 + 630 × util/100
+//	    power_watts: 500            # board power while running (at most the model's limit); default 70 W + util × (limit − 70 W)
 //	    memory_mib: 20480           # GPU memory per process; default 1024
 //	faults:
 //	  - gpu: 3

@@ -254,7 +254,8 @@ func (d *Driver) processes(u int) []device.Process {
 // Utilization: a unit's is the sum of its processes' (time-slicing adds up),
 // at most 100; a MIG GPU's is its instances' weighted by their slices.
 // Power is deliberately simple: the draw of the hungriest running job
-// (Job.PowerWatts, by default 70 W + 630 W × utilization), idle power when
+// (Job.PowerWatts, by default 70 W plus utilization's share of the rest
+// up to the model's power limit), idle power when
 // nothing runs, and 0 while the GPU is lost (nothing is metered then).
 func (d *Driver) updateGPU(g int) {
 	util, power := 0, 0
@@ -266,7 +267,7 @@ func (d *Driver) updateGPU(g int) {
 		for _, i := range d.active[u] {
 			j := &d.s.Jobs[d.s.procs[i].job]
 			sum += j.Utilization
-			power = max(power, j.power())
+			power = max(power, j.power(d.s.GPUs[g].maxPower))
 		}
 		util += min(sum, 100) * d.slices[u]
 	}
@@ -280,10 +281,11 @@ func (d *Driver) updateGPU(g int) {
 	d.m.SetPower(g, int64(power)*1000)
 }
 
-// power is the job's board power in watts while it runs.
-func (j *Job) power() int {
+// power is the job's board power in watts while it runs, on a GPU whose
+// power limit is maxW.
+func (j *Job) power(maxW int) int {
 	if j.PowerWatts > 0 {
 		return j.PowerWatts
 	}
-	return IdlePowerWatts + (MaxPowerWatts-IdlePowerWatts)*j.Utilization/100
+	return IdlePowerWatts + (maxW-IdlePowerWatts)*j.Utilization/100
 }

@@ -53,6 +53,8 @@ type Scenario struct {
 type GPU struct {
 	// Model is passed to sim.GPUSpec.Model (e.g. H100-SXM5-80GB).
 	Model string `yaml:"model"`
+	// maxPower is the model's power limit in watts (set by validation).
+	maxPower int
 	// UUID is optional; the simulator derives a deterministic one otherwise.
 	UUID string `yaml:"uuid"`
 	// MIG lists MIG profiles (e.g. 3g.40gb) in layout order; empty: MIG off.
@@ -109,8 +111,9 @@ type Job struct {
 	// JobID is {job} in the tenant's cgroup template (default: the job's
 	// 1-based position in the file).
 	JobID int `yaml:"job_id"`
-	// PowerWatts is the board power while the job runs (default
-	// 70 + 630 × Utilization / 100).
+	// PowerWatts is the board power while the job runs (default 70 W plus
+	// Utilization's share of the rest up to the GPU model's power limit:
+	// 70 + 630 × Utilization / 100 on an H100); at most that limit.
 	PowerWatts int `yaml:"power_watts"`
 	// MemoryMiB is each process's GPU memory (default 1024).
 	MemoryMiB int `yaml:"memory_mib"`
@@ -132,7 +135,7 @@ const (
 	DefaultUtilization  = 100
 	DefaultMemoryMiB    = 1024
 	IdlePowerWatts      = 70
-	MaxPowerWatts       = 700
+	MaxPowerWatts       = 700 // the highest of the simulated models' limits (sim.MaxPowerWatts)
 	defaultCgroup       = "/user.slice/user-{uid}.slice/session-{job}.scope"
 )
 

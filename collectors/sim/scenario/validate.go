@@ -107,6 +107,11 @@ func (s *Scenario) validateGPU(i int) error {
 		return s.fail(at("model"), "gpu %d: model: %q is not simulated (want one of %s)",
 			i, g.Model, strings.Join(sim.Models(), ", "))
 	}
+	maxW, err := sim.MaxPowerWatts(g.Model)
+	if err != nil {
+		return s.fail(at("model"), "gpu %d: model: %v", i, err)
+	}
+	g.maxPower = maxW
 	if g.UUID != "" {
 		// The collector reports canonical UUIDs; one without a canonical
 		// form would leave the GPU out of the simulation.
@@ -286,8 +291,8 @@ func (s *Scenario) validateJob(i int) error {
 	if j.JobID < 0 {
 		return fail("job_id", "job_id: want a positive number, got %d", j.JobID)
 	}
-	if j.PowerWatts < 0 || j.PowerWatts > MaxPowerWatts {
-		return fail("power_watts", "power_watts: want 0-%d, got %d", MaxPowerWatts, j.PowerWatts)
+	if maxW := s.GPUs[j.GPU].maxPower; j.PowerWatts < 0 || j.PowerWatts > maxW {
+		return fail("power_watts", "power_watts: want 0-%d (the power limit of the GPU's model), got %d", maxW, j.PowerWatts)
 	}
 	if j.MemoryMiB < 0 {
 		return fail("memory_mib", "memory_mib: want a non-negative number, got %d", j.MemoryMiB)
