@@ -57,6 +57,15 @@ func benchIngest(b *testing.B, driver, source string) {
 	if err := st.RegisterNode(ctx, store.Registration{ID: "n1", Provider: "p", Key: key.Public().(ed25519.PublicKey), GPUs: store.GPUsOf("H100-SXM5-80GB", uuids...)}, base); err != nil {
 		b.Fatal(err)
 	}
+	// The node's inventory, seeded so that every timed batch is the same
+	// 200 usage records as before the authority checked against it.
+	layouts := map[string]store.Layout{}
+	for _, g := range uuids {
+		layouts[g] = store.Layout{Instances: map[string]string{}}
+	}
+	if err := st.SeedInventory(ctx, "n1", base, time.Minute, time.Hour, layouts); err != nil {
+		b.Fatal(err)
+	}
 	clk := clock.NewVirtual(base.Add(time.Duration(b.N*minutes+1) * time.Minute))
 	sealer, err := ledger.NewSealer("n1", key, clk.Now)
 	if err != nil {
@@ -70,8 +79,8 @@ func benchIngest(b *testing.B, driver, source string) {
 			start := base.Add(time.Duration(i*minutes+m) * time.Minute)
 			for _, g := range uuids {
 				r := protocol.Record{Node: "n1", Provider: "p", WindowStart: start, WindowEnd: start.Add(time.Minute),
-					Kind: protocol.KindUsage, Tenant: "tenant-" + g[len(g)-1:], GPUUUID: g, ParentUUID: g, Model: "H100",
-					SliceNum: 1, SliceDen: 1, GPUMillis: 60000, UtilizationPercent: 80, EnergyMillijoules: 1000, Attribution: "cgroup"}
+					Kind: protocol.KindUsage, Tenant: "tenant-" + g[len(g)-1:], GPUUUID: g, ParentUUID: g, Model: "NVIDIA H100 80GB HBM3",
+					SliceNum: 1, SliceDen: 1, GPUMillis: 60000, UtilizationPercent: 80, EnergyMillijoules: 400 * 60000, Attribution: "cgroup"}
 				r.ID = r.ComputeID()
 				recs = append(recs, r)
 			}
