@@ -124,8 +124,12 @@ func (s *Store) loadFacts(ctx context.Context, tx *sql.Tx, b *protocol.Batch, pr
 		active  int64
 		revoked sql.NullInt64
 	)
-	err := s.queryRowTx(ctx, tx, `SELECT active_from_ms, revoked_at FROM node_keys WHERE key_id = ? AND node_id = ?`+s.forShare(), b.KeyID, b.Node).
-		Scan(&active, &revoked)
+	// The node's declared windows come with the key's row: one round trip.
+	err := s.queryRowTx(ctx, tx, `SELECT k.active_from_ms, k.revoked_at,
+		COALESCE((SELECT i.window_ms FROM node_inventories i WHERE i.node_id = k.node_id ORDER BY i.seq DESC LIMIT 1), 0),
+		COALESCE((SELECT i.merge_window_ms FROM node_inventories i WHERE i.node_id = k.node_id ORDER BY i.seq DESC LIMIT 1), 0)
+		FROM node_keys k WHERE k.key_id = ? AND k.node_id = ?`+s.forShare(), b.KeyID, b.Node).
+		Scan(&active, &revoked, &f.Window, &f.MergeWindow)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("key %s of node %q: %w", b.KeyID, b.Node, ErrKeyNotFound)
 	}
@@ -159,60 +163,76 @@ func (s *Store) loadFacts(ctx context.Context, tx *sql.Tx, b *protocol.Batch, pr
 		return nil, fmt.Errorf("read GPUs of node %q: %w", b.Node, err)
 	}
 
-	err = s.queryRowTx(ctx, tx, `SELECT window_ms, merge_window_ms FROM node_inventories WHERE node_id = ? ORDER BY seq DESC LIMIT 1`, b.Node).
-		Scan(&f.Window, &f.MergeWindow)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("read inventory of node %q: %w", b.Node, err)
-	}
-
+	// Layouts of the GPUs the batch names (its records' and inventories'),
+	// from the one in force at its first window on.
 	from := int64(1<<63 - 1)
+	named := map[string]bool{}
 	for i := range b.Records {
-		from = min(from, b.Records[i].WindowStart.UnixMilli())
+		r := &b.Records[i]
+		from = min(from, r.WindowStart.UnixMilli())
+		if r.Inventory != nil {
+			for _, g := range r.Inventory.GPUs {
+				named[g.UUID] = true
+			}
+		} else {
+			named[r.ParentUUID] = true
+		}
 	}
-	gpus := make([]string, 0, len(f.GPUs))
-	for g := range f.GPUs {
-		gpus = append(gpus, g)
+	var gpus []string
+	for g := range named {
+		if _, ok := f.GPUs[g]; ok {
+			gpus = append(gpus, g)
+		}
 	}
 	sort.Strings(gpus)
-	for _, g := range gpus {
-		if err := s.loadLayouts(ctx, tx, f, g, from); err != nil {
-			return nil, err
-		}
+	if err := s.loadLayouts(ctx, tx, f, gpus, from); err != nil {
+		return nil, err
 	}
 	return f, nil
 }
 
-// loadLayouts reads gpu's layouts from the one in force at from on.
-func (s *Store) loadLayouts(ctx context.Context, tx *sql.Tx, f *Facts, gpu string, from int64) error {
-	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT l.from_ms, l.mig_enabled, i.instance_uuid, i.profile
+// loadLayouts reads the layouts of gpus from the one in force at from on,
+// in one statement (on PostgreSQL each is a round trip).
+func (s *Store) loadLayouts(ctx context.Context, tx *sql.Tx, f *Facts, gpus []string, from int64) error {
+	if len(gpus) == 0 {
+		return nil
+	}
+	args := make([]any, 0, len(gpus)+2)
+	args = append(args, from, from)
+	for _, g := range gpus {
+		args = append(args, g)
+	}
+	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT l.gpu_uuid, l.from_ms, l.mig_enabled, i.instance_uuid, i.profile
 		FROM gpu_layouts l LEFT JOIN gpu_layout_instances i ON i.gpu_uuid = l.gpu_uuid AND i.from_ms = l.from_ms
-		WHERE l.gpu_uuid = ? AND l.from_ms >= COALESCE((SELECT MAX(from_ms) FROM gpu_layouts WHERE gpu_uuid = ? AND from_ms <= ?), ?)
-		ORDER BY l.from_ms`), gpu, gpu, from, from)
+		WHERE l.from_ms >= COALESCE((SELECT MAX(x.from_ms) FROM gpu_layouts x WHERE x.gpu_uuid = l.gpu_uuid AND x.from_ms <= ?), ?)
+		AND l.gpu_uuid IN `+inList(len(gpus))+`
+		ORDER BY l.gpu_uuid, l.from_ms`), args...)
 	if err != nil {
-		return fmt.Errorf("read layouts of GPU %s: %w", gpu, err)
+		return fmt.Errorf("read layouts of GPUs %v: %w", gpus, err)
 	}
 	defer rows.Close()
-	var ls []Layout
 	for rows.Next() {
 		var (
+			gpu     string
 			at      int64
 			mig     bool
 			in, pro sql.NullString
 		)
-		if err := rows.Scan(&at, &mig, &in, &pro); err != nil {
-			return fmt.Errorf("read layouts of GPU %s: %w", gpu, err)
+		if err := rows.Scan(&gpu, &at, &mig, &in, &pro); err != nil {
+			return fmt.Errorf("read layouts of GPUs %v: %w", gpus, err)
 		}
+		ls := f.layouts[gpu]
 		if n := len(ls); n == 0 || ls[n-1].From != at {
 			ls = append(ls, Layout{From: at, MIG: mig, Instances: map[string]string{}})
 		}
 		if in.Valid {
 			ls[len(ls)-1].Instances[in.String] = pro.String
 		}
+		f.layouts[gpu] = ls
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read layouts of GPU %s: %w", gpu, err)
+		return fmt.Errorf("read layouts of GPUs %v: %w", gpus, err)
 	}
-	f.layouts[gpu] = ls
 	return nil
 }
 
@@ -272,10 +292,13 @@ func (s *Store) SeedInventory(ctx context.Context, node string, at time.Time, wi
 		}
 		// After the GPU rows are closed: PostgreSQL runs one statement at a
 		// time on a transaction's connection.
+		gpus := make([]string, 0, len(f.GPUs))
 		for g := range f.GPUs {
-			if err := s.loadLayouts(ctx, tx, f, g, at.UnixMilli()); err != nil {
-				return err
-			}
+			gpus = append(gpus, g)
+		}
+		sort.Strings(gpus)
+		if err := s.loadLayouts(ctx, tx, f, gpus, at.UnixMilli()); err != nil {
+			return err
 		}
 		if err := f.AddInventory(0, "", at.UnixMilli(), window.Milliseconds(), merge.Milliseconds(), layouts); err != nil {
 			return fmt.Errorf("seed inventory of node %q: %w", node, err)

@@ -72,22 +72,28 @@ func (s *Store) addGPUWindows(ctx context.Context, tx *sql.Tx, f *Facts, b *prot
 		gpus = append(gpus, g)
 	}
 	sort.Strings(gpus)
-	var all []gpuInterval
-	for _, g := range gpus {
+	// An interval that contains a new one starts at most the longest span
+	// before it and ends at most that far after: reading that range of
+	// each GPU reads every stored interval a new one can touch. One
+	// statement for all the batch's GPUs.
+	ranges := make([]gpuRange, len(gpus))
+	for i, g := range gpus {
 		ivs := byGPU[g]
 		lo, hi := ivs[0].start, ivs[0].end
 		for _, iv := range ivs[1:] {
 			lo, hi = min(lo, iv.start), max(hi, iv.end)
 		}
-		// An interval that contains a new one starts at most the longest
-		// span before it and ends at most that far after: reading that
-		// range reads every stored interval a new one can touch.
 		reach := max(f.maxSpan[g], span[g])
-		stored, err := s.storedGPUWindows(ctx, tx, g, lo-reach, hi+reach)
-		if err != nil {
-			return err
-		}
-		if err := checkGPUWindows(g, stored, ivs, sums); err != nil {
+		ranges[i] = gpuRange{gpu: g, from: lo - reach, to: hi + reach}
+	}
+	stored, err := s.storedGPUWindows(ctx, tx, ranges)
+	if err != nil {
+		return err
+	}
+	var all []gpuInterval
+	for _, g := range gpus {
+		ivs := byGPU[g]
+		if err := checkGPUWindows(g, stored[g], ivs, sums); err != nil {
 			return err
 		}
 		if span[g] > f.maxSpan[g] {
@@ -107,24 +113,46 @@ func (s *Store) addGPUWindows(ctx context.Context, tx *sql.Tx, f *Facts, b *prot
 	return nil
 }
 
-// storedGPUWindows reads gpu's stored intervals that start in [from, to).
-func (s *Store) storedGPUWindows(ctx context.Context, tx *sql.Tx, gpu string, from, to int64) ([]gpuNode, error) {
-	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT window_start_ms, window_end_ms, total_scaled FROM gpu_windows
-		WHERE gpu_uuid = ? AND window_start_ms >= ? AND window_start_ms < ?`), gpu, from, to)
+// gpuRange is the window starts [from, to) of one GPU to read.
+type gpuRange struct {
+	gpu      string
+	from, to int64
+}
+
+// storedGPUWindows reads, per GPU, its stored intervals that start in its
+// range.
+func (s *Store) storedGPUWindows(ctx context.Context, tx *sql.Tx, ranges []gpuRange) (map[string][]gpuNode, error) {
+	out := map[string][]gpuNode{}
+	if len(ranges) == 0 { // a batch of inventory records only
+		return out, nil
+	}
+	var q strings.Builder
+	q.WriteString(`SELECT gpu_uuid, window_start_ms, window_end_ms, total_scaled FROM gpu_windows WHERE `)
+	args := make([]any, 0, 3*len(ranges))
+	for i, r := range ranges {
+		if i > 0 {
+			q.WriteString(" OR ")
+		}
+		q.WriteString("(gpu_uuid = ? AND window_start_ms >= ? AND window_start_ms < ?)")
+		args = append(args, r.gpu, r.from, r.to)
+	}
+	rows, err := tx.QueryContext(ctx, s.d.rebind(q.String()), args...)
 	if err != nil {
-		return nil, fmt.Errorf("read windows of GPU %s: %w", gpu, err)
+		return nil, fmt.Errorf("read GPU windows: %w", err)
 	}
 	defer rows.Close()
-	var out []gpuNode
 	for rows.Next() {
-		var n gpuNode
-		if err := rows.Scan(&n.start, &n.end, &n.own); err != nil {
-			return nil, fmt.Errorf("read windows of GPU %s: %w", gpu, err)
+		var (
+			g string
+			n gpuNode
+		)
+		if err := rows.Scan(&g, &n.start, &n.end, &n.own); err != nil {
+			return nil, fmt.Errorf("read GPU windows: %w", err)
 		}
-		out = append(out, n)
+		out[g] = append(out[g], n)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read windows of GPU %s: %w", gpu, err)
+		return nil, fmt.Errorf("read GPU windows: %w", err)
 	}
 	return out, nil
 }

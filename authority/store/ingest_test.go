@@ -157,3 +157,22 @@ func TestUsage(t *testing.T) {
 		}
 	})
 }
+
+// TestIngestInventoryOnly: a batch of nothing but an inventory record (an
+// agent that started and has closed no window yet) is stored.
+func TestIngestInventoryOnly(t *testing.T) {
+	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
+		s := open(t)
+		ctx := context.Background()
+		k := pubKey(t)
+		const gpu = "GPU-00000000-0000-4000-8000-000000000001"
+		if err := s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: k, GPUs: GPUsOf("H100-SXM5-80GB", gpu)}, t0); err != nil {
+			t.Fatal(err)
+		}
+		inv := protocol.InventoryRecord("n1", "p", t0, protocol.WholeGPUs(time.Minute, "NVIDIA H100 80GB HBM3", gpu))
+		res, err := s.Ingest(ctx, batchOf("n1", 1, "", signing.KeyID(k), inv))
+		if err != nil || res.Head != 1 {
+			t.Fatalf("Ingest = %+v, %v; want head 1", res, err)
+		}
+	})
+}
