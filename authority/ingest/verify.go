@@ -39,6 +39,7 @@ const (
 // refuses it next, with gpu-not-registered or gpu-claimed.
 func (in *Ingester) verify(f *store.Facts, b *protocol.Batch) ([]store.RecordVerdict, error) {
 	vs := make([]store.RecordVerdict, len(b.Records))
+	mt := modelCache{}
 	for i := range b.Records {
 		r := &b.Records[i]
 		if r.Kind == protocol.KindInventory {
@@ -51,7 +52,7 @@ func (in *Ingester) verify(f *store.Facts, b *protocol.Batch) ([]store.RecordVer
 		if !ok {
 			continue
 		}
-		v, p := in.judge(f, g, r)
+		v, p := in.judge(f, g, r, mt)
 		if p != nil {
 			return nil, p
 		}
@@ -61,13 +62,13 @@ func (in *Ingester) verify(f *store.Facts, b *protocol.Batch) ([]store.RecordVer
 }
 
 // judge checks one usage, idle or gap record of a registered GPU g.
-func (in *Ingester) judge(f *store.Facts, g store.GPU, r *protocol.Record) (store.RecordVerdict, *protocol.Problem) {
+func (in *Ingester) judge(f *store.Facts, g store.GPU, r *protocol.Record, mt modelCache) (store.RecordVerdict, *protocol.Problem) {
 	seq := "record seq " + strconv.FormatUint(r.Seq, 10) + ": "
 	start, end := r.WindowStart.UnixMilli(), r.WindowEnd.UnixMilli()
 	if f.Window == 0 {
 		return store.RecordVerdict{}, protocol.NewProblem(protocol.NoInventory, seq+"the node has reported no inventory (its GPUs, layout and metering window) before its usage")
 	}
-	m, ok := inventory.Lookup(r.Model)
+	m, ok := mt.lookup(r.Model)
 	if !ok || m.ID != g.Model {
 		return store.RecordVerdict{}, protocol.NewProblem(protocol.ModelMismatch,
 			fmt.Sprintf("%smodel %q, but GPU %s is registered as %s", seq, r.Model, g.UUID, g.Model))
@@ -123,6 +124,24 @@ func (in *Ingester) judge(f *store.Facts, g store.GPU, r *protocol.Record) (stor
 		}
 	}
 	return v, nil
+}
+
+// modelCache remembers the model table's answer per model name within a
+// batch: every record of a GPU names the same model, and a lookup copies
+// the model.
+type modelCache map[string]*inventory.Model
+
+func (c modelCache) lookup(name string) (*inventory.Model, bool) {
+	if m, ok := c[name]; ok {
+		return m, m != nil
+	}
+	m, ok := inventory.Lookup(name)
+	if !ok {
+		c[name] = nil
+		return nil, false
+	}
+	c[name] = &m
+	return &m, true
 }
 
 // inLayout: a whole-GPU record needs MIG off, a MIG record its instance

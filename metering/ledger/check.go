@@ -192,52 +192,76 @@ func strictUnmarshal(data []byte, v any) error {
 // errDuplicateKey marks a repeated member (a Cause of its own).
 var errDuplicateKey = errors.New("repeated member")
 
-// noDuplicateKeys walks data's tokens and refuses an object whose member
-// names repeat (compared after unescaping, as the decoder compares them;
-// the decoder matches struct fields case-insensitively, so names are
-// compared case-folded too). Malformed JSON is left to the decoder.
+// noDuplicateKeys scans data and refuses an object whose member names
+// repeat. Names are compared after unescaping and case-folded, as the
+// decoder matches them to struct fields ("gpu_ms" and "GPU_MS" name one
+// field). It is a byte scanner, not json.Decoder.Token: it runs on every
+// payload before the strict decode, and tokens cost an allocation each.
+// Malformed JSON is left to the decoder, which reports it.
 func noDuplicateKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
 	type frame struct {
-		object bool
-		keys   map[string]bool
-		expect bool // object: the next token is a member name
+		object    bool
+		expectKey bool     // object: a member name comes next
+		keys      [][]byte // object: the names so far (unescaped)
 	}
 	var stack []frame
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil // EOF or malformed: the strict decode reports it
-		}
-		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expect {
-			if name, ok := tok.(string); ok {
-				k := foldKey(name)
-				if stack[n-1].keys[k] {
-					return fmt.Errorf("%w %q in a JSON object", errDuplicateKey, name)
-				}
-				stack[n-1].keys[k] = true
-				stack[n-1].expect = false
-				continue
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '{':
+			if n := len(stack); n < cap(stack) {
+				stack = stack[:n+1] // reuse that depth's slice of names
+				stack[n].object, stack[n].expectKey, stack[n].keys = true, true, stack[n].keys[:0]
+			} else {
+				stack = append(stack, frame{object: true, expectKey: true})
 			}
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, frame{object: true, keys: map[string]bool{}, expect: true})
-			continue
-		case json.Delim('['):
-			stack = append(stack, frame{})
-			continue
-		case json.Delim('}'), json.Delim(']'):
+		case '[':
+			if n := len(stack); n < cap(stack) {
+				stack = stack[:n+1]
+				stack[n].object, stack[n].expectKey = false, false
+			} else {
+				stack = append(stack, frame{})
+			}
+		case '}', ']':
+			if len(stack) == 0 {
+				return nil
+			}
 			stack = stack[:len(stack)-1]
-		}
-		if n := len(stack); n > 0 && stack[n-1].object {
-			stack[n-1].expect = true // a value ended: a name comes next
+		case ',':
+			if n := len(stack); n > 0 && stack[n-1].object {
+				stack[n-1].expectKey = true
+			}
+		case '"':
+			j, escaped := i+1, false
+			for j < len(data) && data[j] != '"' {
+				if data[j] == '\\' {
+					escaped = true
+					j++
+				}
+				j++
+			}
+			if j >= len(data) {
+				return nil // unterminated: malformed
+			}
+			if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expectKey {
+				name := data[i+1 : j]
+				if escaped {
+					var s string
+					if err := json.Unmarshal(data[i:j+1], &s); err != nil {
+						return nil
+					}
+					name = []byte(s)
+				}
+				f := &stack[n-1]
+				for _, k := range f.keys {
+					if bytes.EqualFold(k, name) {
+						return fmt.Errorf("%w %q in a JSON object", errDuplicateKey, name)
+					}
+				}
+				f.keys = append(f.keys, name)
+				f.expectKey = false
+			}
+			i = j
 		}
 	}
+	return nil
 }
-
-// foldKey is the case folding encoding/json uses to match member names to
-// fields (ASCII and Unicode simple folding); lower-casing is enough to
-// catch "gpu_ms" and "GPU_MS" naming one field.
-func foldKey(s string) string { return string(bytes.ToLower([]byte(s))) }
