@@ -85,11 +85,25 @@ type Outcome struct {
 // *protocol.Problem; any other error is the authority's own failure.
 func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error) {
 	now := in.clock.Now()
-	b, payload, err := ledger.Open(ctx, envelope, in.keyLookup(ctx, now))
+	var signer Outcome // the key's node, once the key is known
+	lookup := in.keyLookup(ctx, now)
+	b, payload, err := ledger.Open(ctx, envelope, func(keyID string) (ed25519.PublicKey, string, bool, error) {
+		pub, node, revoked, err := lookup(keyID)
+		if err == nil {
+			signer.Node, signer.KeyID = node, keyID
+		}
+		return pub, node, revoked, err
+	})
 	if err != nil {
 		if c, ok := ledger.CauseOf(err); ok {
-			// ledger.Cause values are the protocol's type suffixes.
-			return Outcome{}, protocol.NewProblem(string(c), err.Error())
+			// ledger.Cause values are the protocol's type suffixes. A cause
+			// found after the signature verified names the signing node,
+			// for the audit trail; before, nobody is known.
+			out := Outcome{}
+			if afterVerification[c] {
+				out = signer
+			}
+			return out, protocol.NewProblem(string(c), err.Error())
 		}
 		return Outcome{}, fmt.Errorf("ingest: %w", err)
 	}
@@ -110,6 +124,14 @@ func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error
 	}
 	out.Head, out.Duplicate, out.Records = res.Head, res.Duplicate, res.Records
 	return out, nil
+}
+
+// afterVerification are the causes ledger.Open finds only in a payload
+// whose signature verified.
+var afterVerification = map[ledger.Cause]bool{
+	ledger.ErrNodeMismatch: true, ledger.ErrInvalidRecord: true, ledger.ErrInvalidName: true,
+	ledger.ErrInvalidUUID: true, ledger.ErrKindFields: true, ledger.ErrInvalidValue: true,
+	ledger.ErrSliceMismatch: true, ledger.ErrInvalidInventory: true,
 }
 
 // keyLookup adapts the store's registry to ledger.KeyLookup. A key counts
