@@ -12,7 +12,7 @@ import (
 )
 
 // maxExposure is the highest `systemd-analyze security` exposure a unit
-// may have (issue 5).
+// may have (docs/operations.md quotes the scores).
 const maxExposure = 2.5
 
 // unit is one systemd unit shipped in packaging/systemd.

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpumeter/gpumeter/internal/yamlerr"
 	"gopkg.in/yaml.v3"
 )
 
@@ -128,7 +129,7 @@ func Parse(name string, data []byte) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, yamlError(name, err)
+		return Config{}, yamlerr.Rewrite(name, err)
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -173,24 +174,6 @@ func readPassword(path string) (Secret, error) {
 		return "", fmt.Errorf("%s has more than one line", path)
 	}
 	return Secret(pw), nil
-}
-
-// yamlError rewrites yaml.v3's "line N: msg" errors as "name:N: msg".
-func yamlError(name string, err error) error {
-	var te *yaml.TypeError
-	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	for i, m := range msgs {
-		var n int
-		if _, serr := fmt.Sscanf(m, "line %d:", &n); serr == nil {
-			msgs[i] = fmt.Sprintf("%s:%d:%s", name, n, strings.SplitN(m, ":", 2)[1])
-		} else {
-			msgs[i] = name + ": " + m
-		}
-	}
-	return errors.New(strings.Join(msgs, "\n"))
 }
 
 type invalid struct {

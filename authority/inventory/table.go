@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gpumeter/gpumeter/internal/yamlerr"
 	"gopkg.in/yaml.v3"
 )
 
@@ -79,7 +80,7 @@ func parse(name string, data []byte) (*modelTable, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: empty model table", name)
 		}
-		return nil, decodeError(name, err)
+		return nil, yamlerr.Rewrite(name, err)
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -221,25 +222,6 @@ func (r modelYAML) checkMIG(fail failFunc) error {
 type failFunc func(path []string, format string, args ...any) error
 
 func field(path ...string) []string { return path }
-
-// decodeError turns yaml.v3's "line N: ..." messages into "name:N: ...",
-// the voice of the other config errors.
-func decodeError(name string, err error) error {
-	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	for i, m := range msgs {
-		var n int
-		if _, serr := fmt.Sscanf(m, "line %d:", &n); serr == nil {
-			msgs[i] = fmt.Sprintf("%s:%d:%s", name, n, strings.SplitN(m, ":", 2)[1])
-		} else {
-			msgs[i] = name + ": " + m
-		}
-	}
-	return errors.New(strings.Join(msgs, "\n"))
-}
 
 // modelNodes finds the mapping node of each entry under "models", for
 // line numbers; nil where the document has another shape (the strict

@@ -23,7 +23,7 @@ type billingRule struct {
 	run  func(t *testing.T, s *Store, n *billNode)
 }
 
-// TestBillingRules: issue 4's rules, case by case, on both stores.
+// TestBillingRules: the billing rules of docs/billing.md, case by case, on both stores.
 func TestBillingRules(t *testing.T) {
 	ctx := context.Background()
 	program := func(t *testing.T, s *Store, id string, change func(p *billing.Program)) {

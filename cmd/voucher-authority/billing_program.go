@@ -17,6 +17,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/yamlerr"
 )
 
 // programFile is a program definition (configs/programs/*.yaml). Money is
@@ -97,7 +98,7 @@ func parseProgram(name string, data []byte) (billing.Program, programDoc, error)
 		if errors.Is(err, io.EOF) {
 			return billing.Program{}, doc, fmt.Errorf("%s: no program in the file", name)
 		}
-		return billing.Program{}, doc, yamlErr(name, err)
+		return billing.Program{}, doc, yamlerr.Rewrite(name, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -105,7 +106,7 @@ func parseProgram(name string, data []byte) (billing.Program, programDoc, error)
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return billing.Program{}, doc, yamlErr(name, err)
+		return billing.Program{}, doc, yamlerr.Rewrite(name, err)
 	}
 	if root.Kind == yaml.DocumentNode && len(root.Content) > 0 {
 		doc.root = root.Content[0]
@@ -146,24 +147,6 @@ func parseProgram(name string, data []byte) (billing.Program, programDoc, error)
 		return p, doc, doc.errorf([]string{"valid_to"}, "%v", err)
 	}
 	return p, doc, nil
-}
-
-// yamlErr rewrites yaml.v3's "line N: msg" errors as "name:N: msg".
-func yamlErr(name string, err error) error {
-	msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	for i, m := range msgs {
-		var n int
-		if _, serr := fmt.Sscanf(m, "line %d:", &n); serr == nil {
-			msgs[i] = fmt.Sprintf("%s:%d:%s", name, n, strings.SplitN(m, ":", 2)[1])
-		} else {
-			msgs[i] = name + ": " + m
-		}
-	}
-	return errors.New(strings.Join(msgs, "\n"))
 }
 
 // placeErrors puts the rules' refusal of the program (one

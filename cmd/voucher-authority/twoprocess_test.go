@@ -193,7 +193,7 @@ func metric(t *testing.T, c *http.Client, base, series string) float64 {
 	return 0
 }
 
-// TestTwoProcessesOnePostgres is issue 4's must-show for the store: two
+// TestTwoProcessesOnePostgres is what the store must hold under load: two
 // authority processes on one PostgreSQL database, with several nodes'
 // chains posted to both at once, each batch several times. Every batch and
 // record is stored exactly once, every other answer is a duplicate,
