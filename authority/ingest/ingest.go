@@ -100,7 +100,7 @@ func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error
 			// found after the signature verified names the signing node,
 			// for the audit trail; before, nobody is known.
 			out := Outcome{}
-			if afterVerification[c] {
+			if c.AfterVerification() {
 				out = signer
 			}
 			return out, protocol.NewProblem(string(c), err.Error())
@@ -124,14 +124,6 @@ func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error
 	}
 	out.Head, out.Duplicate, out.Records = res.Head, res.Duplicate, res.Records
 	return out, nil
-}
-
-// afterVerification are the causes ledger.Open finds only in a payload
-// whose signature verified.
-var afterVerification = map[ledger.Cause]bool{
-	ledger.ErrNodeMismatch: true, ledger.ErrInvalidRecord: true, ledger.ErrInvalidName: true,
-	ledger.ErrInvalidUUID: true, ledger.ErrKindFields: true, ledger.ErrInvalidValue: true,
-	ledger.ErrSliceMismatch: true, ledger.ErrInvalidInventory: true,
 }
 
 // keyLookup adapts the store's registry to ledger.KeyLookup. A key counts

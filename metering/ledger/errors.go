@@ -30,6 +30,18 @@ const (
 	ErrInvalidInventory Cause = protocol.InvalidInventory
 )
 
+// AfterVerification reports whether Open finds c only in a payload whose
+// signature verified (so the signing key, and its node, are known).
+// ErrMalformed and ErrDuplicateKey are found in the envelope too, before.
+func (c Cause) AfterVerification() bool {
+	switch c {
+	case ErrNodeMismatch, ErrInvalidRecord, ErrInvalidName, ErrInvalidUUID, ErrKindFields,
+		ErrInvalidValue, ErrSliceMismatch, ErrInvalidInventory:
+		return true
+	}
+	return false
+}
+
 // CauseOf returns the Cause in err's chain, if any.
 func CauseOf(err error) (Cause, bool) {
 	var c Cause

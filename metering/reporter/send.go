@@ -93,19 +93,19 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 		return answer{err: fmt.Errorf("read answer of %s %s (status %d): %w", method, url, resp.StatusCode, err)}
 	}
 	if a.status == http.StatusOK {
-		// BatchAnswer and HeadAnswer share these members; a 200 without
-		// a head member is no answer at all.
+		// The members of protocol.BatchAnswer and protocol.HeadAnswer;
+		// Head is a pointer so that a 200 without one is told from head 0.
 		var ok struct {
-			protocol.BatchAnswer
-			HeadHash string  `json:"head_hash"`
-			HasHead  *uint64 `json:"head"`
+			Head      *uint64 `json:"head"`
+			HeadHash  string  `json:"head_hash"`
+			Duplicate bool    `json:"duplicate"`
 		}
-		if err := json.Unmarshal(data, &ok); err != nil || ok.HasHead == nil {
+		if err := json.Unmarshal(data, &ok); err != nil || ok.Head == nil {
 			// A 200 we cannot read says nothing about what was stored:
 			// a failure, after which the head is asked for.
 			return answer{err: fmt.Errorf("%s %s: 200 answer without a head: %q", method, url, truncate(data, 200))}
 		}
-		a.head, a.headHash, a.duplicate = *ok.HasHead, ok.HeadHash, ok.Duplicate
+		a.head, a.headHash, a.duplicate = *ok.Head, ok.HeadHash, ok.Duplicate
 		return a
 	}
 	// Best effort: a body that is not a problem leaves the problem empty
