@@ -1,5 +1,7 @@
 package protocol
 
+import "time"
+
 // BatchAnswer is the authority's 200 answer to POST /v1/batches.
 type BatchAnswer struct {
 	Node string `json:"node"`
@@ -14,4 +16,8 @@ type HeadAnswer struct {
 	Node     string `json:"node"`
 	Head     uint64 `json:"head"`
 	HeadHash string `json:"head_hash"`
+	// LastWindowEnd is the latest window end among the node's stored
+	// records (absent when none): where a node that lost its spool
+	// starts its spool_lost gap.
+	LastWindowEnd *time.Time `json:"last_window_end,omitempty"`
 }

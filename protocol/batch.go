@@ -20,7 +20,13 @@ type Batch struct {
 	LastSeq  uint64    `json:"last_seq"`
 	PrevHash string    `json:"prev_hash"`
 	Created  time.Time `json:"created"`
-	Records  []Record  `json:"records"`
+	// Instance names the copy of the agent that sealed the batch: a random
+	// id generated at first start and kept with the host facts it was made
+	// on, so that a copied disk image gets its own. It is what a
+	// second-signer refusal and the authority's flag name; it is not a
+	// credential (the key is).
+	Instance string   `json:"instance,omitempty"`
+	Records  []Record `json:"records"`
 }
 
 // Hash is the chain hash of a batch: hex sha256 of its exact payload bytes.

@@ -51,6 +51,12 @@ const (
 	WindowTooLong    = "window-too-long"     // longer than the node's metering (or merge) window, or across one
 	WindowNotEnded   = "window-not-ended"    // ends after the authority's now: retry after Retry-After
 	NoInventory      = "no-inventory"        // usage before the node reported any inventory
+	// SecondSigner: a batch at a sequence the authority already holds with
+	// different content, signed by the node's key: a second copy of the node
+	// (a cloned VM image, a restored disk) is signing. The chain stored
+	// first is kept and goes on; the node is flagged until an operator
+	// clears it (docs/operations.md, "Cloned node").
+	SecondSigner = "second-signer"
 	// NotFound: no such resource (GET of an unknown node).
 	NotFound = "not-found"
 	// BadRequest: a query parameter is missing or invalid.
@@ -62,6 +68,29 @@ const (
 	BillingInvalid  = "billing-invalid"  // a value the billing rules refuse
 	BillingConflict = "billing-conflict" // an id that exists, an overlap, a missing reference
 )
+
+// held are the refusals that time or an operator can fix without the
+// batch changing: a key or GPU registered late, a GPU registered to the
+// wrong node, usage before the node's inventory arrived, a window the
+// authority's clock has not reached. The agent keeps such a batch and
+// sends it again with a long backoff, raising an alert, and never
+// dead-letters it: once the authority's facts allow it, the same signed
+// bytes are accepted. Every other 4xx is final: the batch is dead-lettered
+// as evidence.
+var held = map[string]bool{
+	UnknownKey:       true,
+	RevokedKey:       true,
+	GPUNotRegistered: true,
+	GPUClaimed:       true,
+	NoInventory:      true,
+	BeforeActive:     true,
+	FutureWindow:     true,
+	WindowNotEnded:   true,
+}
+
+// Held reports whether a refusal of cause is one that time or an operator
+// fixes (the batch is kept and retried), rather than final.
+func Held(cause string) bool { return held[cause] }
 
 // causes maps each cause to its status and title.
 var causes = map[string]struct {
@@ -96,6 +125,7 @@ var causes = map[string]struct {
 	WindowTooLong:    {http.StatusUnprocessableEntity, "Window longer than the node's metering window"},
 	WindowNotEnded:   {http.StatusTooEarly, "Window has not ended"},
 	NoInventory:      {http.StatusUnprocessableEntity, "No inventory reported"},
+	SecondSigner:     {http.StatusConflict, "A second copy of the node is signing"},
 	NotFound:         {http.StatusNotFound, "Not found"},
 	BadRequest:       {http.StatusBadRequest, "Bad request"},
 	Internal:         {http.StatusInternalServerError, "Internal error"},
@@ -115,6 +145,13 @@ type Problem struct {
 	// RetryAfter, when positive, is sent as the Retry-After header (whole
 	// seconds): when a retry can succeed (window-not-ended).
 	RetryAfter time.Duration `json:"-"`
+	// Hold is true on a held refusal (Held): the sender keeps the batch
+	// and retries it; an agent that does not know the cause goes by this.
+	Hold bool `json:"hold,omitempty"`
+	// AuthorityTime is the authority's clock when it answered, on every
+	// problem of the delivery API: a node compares it with its own clock
+	// (future-window, window-not-ended) and says by how much they differ.
+	AuthorityTime *time.Time `json:"authority_time,omitempty"`
 }
 
 // NewProblem builds the problem of cause with detail. An unknown cause is a
@@ -124,7 +161,7 @@ func NewProblem(cause, detail string) *Problem {
 	if !ok {
 		cause, c = Internal, causes[Internal]
 	}
-	return &Problem{Type: TypeBase + cause, Title: c.title, Status: c.status, Detail: detail}
+	return &Problem{Type: TypeBase + cause, Title: c.title, Status: c.status, Detail: detail, Hold: held[cause]}
 }
 
 // WithExpected sets expected_seq.

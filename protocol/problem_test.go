@@ -38,3 +38,16 @@ func TestWrite(t *testing.T) {
 		})
 	}
 }
+
+// A held refusal says so on the wire, so that an agent that does not know
+// the cause still keeps the batch; a final one does not.
+func TestHeld(t *testing.T) {
+	for cause, want := range map[string]bool{
+		GPUNotRegistered: true, UnknownKey: true, FutureWindow: true, WindowNotEnded: true,
+		BadSignature: false, Malformed: false, OverGPUTime: false, Fork: false, SecondSigner: false,
+	} {
+		if Held(cause) != want || NewProblem(cause, "d").Hold != want {
+			t.Errorf("%s: Held = %v, Problem.Hold = %v, want %v", cause, Held(cause), NewProblem(cause, "d").Hold, want)
+		}
+	}
+}

@@ -31,13 +31,17 @@ const (
 	GapDeviceAbsent = "device_absent" // unit did not exist (MIG reconfiguration, hot-plug)
 	GapNoSample     = "no_sample"     // no observation for longer than max_hold
 	GapAgentDown    = "agent_down"    // the agent was not running
+	// GapSpoolLost: the node's spool was lost or damaged and replaced by a
+	// new one that continues the chain from the authority's head; what the
+	// lost spool held after that head is unknown.
+	GapSpoolLost = "spool_lost"
 )
 
 // Unknown marks a utilization or energy the device does not report.
 const Unknown = -1
 
 // GapReasons are the gap reasons a record may carry.
-var GapReasons = []string{GapDeviceLost, GapDeviceAbsent, GapNoSample, GapAgentDown}
+var GapReasons = []string{GapDeviceLost, GapDeviceAbsent, GapNoSample, GapAgentDown, GapSpoolLost}
 
 // ValidGapReason reports whether s is one of GapReasons.
 func ValidGapReason(s string) bool {
