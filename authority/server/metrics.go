@@ -72,6 +72,9 @@ func newMetrics() *metrics {
 	}
 	for _, c := range batchCauses {
 		m.rejected.WithLabelValues(c)
+		if protocol.Held(c) {
+			m.held.WithLabelValues("", c)
+		}
 	}
 	return m
 }
