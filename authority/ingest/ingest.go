@@ -117,7 +117,7 @@ func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error
 		return out, p
 	}
 	res, err := in.st.Ingest(ctx, store.Submission{
-		Batch: b, Hash: protocol.Hash(payload), Envelope: envelope, Received: now, Verify: in.verify,
+		Batch: b, Hash: protocol.Hash(payload), Envelope: envelope, Received: now, Now: in.clock.Now, Verify: in.verify,
 	})
 	if err != nil {
 		p := storeProblem(err, b.Instance)

@@ -117,7 +117,7 @@ func (f *Facts) AddInventory(seq uint64, recordID string, observed, window, merg
 // commits either before this ingest, which then refuses the batch, or
 // after it has committed), the GPUs, the latest inventory and the layouts
 // in force from the batch's first window on.
-func (s *Store) loadFacts(ctx context.Context, tx *sql.Tx, b *protocol.Batch, provider string, now time.Time) (*Facts, error) {
+func (s *Store) loadFacts(ctx context.Context, tx *sql.Tx, b *protocol.Batch, provider string, now time.Time, clock func() time.Time) (*Facts, error) {
 	f := &Facts{Node: b.Node, Provider: provider, Now: now, GPUs: map[string]GPU{},
 		maxSpan: map[string]int64{}, layouts: map[string][]Layout{}}
 	var (
@@ -136,7 +136,14 @@ func (s *Store) loadFacts(ctx context.Context, tx *sql.Tx, b *protocol.Batch, pr
 	if err != nil {
 		return nil, fmt.Errorf("read key %s: %w", b.KeyID, err)
 	}
-	if revoked.Valid && now.UnixMilli() >= revoked.Int64 {
+	keyNow := now
+	if clock != nil {
+		// The key row is read (and, on PostgreSQL, share-locked) by now.
+		if c := clock(); c.After(now) {
+			keyNow = c
+		}
+	}
+	if revoked.Valid && keyNow.UnixMilli() >= revoked.Int64 {
 		return nil, fmt.Errorf("%w: key %s of node %q, revoked at %s", ErrRevokedAtIngest, b.KeyID, b.Node,
 			time.UnixMilli(revoked.Int64).UTC().Format(time.RFC3339Nano))
 	}

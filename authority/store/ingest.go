@@ -16,6 +16,12 @@ type Submission struct {
 	Hash     string // protocol.Hash of the payload
 	Envelope []byte // the envelope exactly as received
 	Received time.Time
+	// Now is the ingester's clock, read once the transaction holds the
+	// node's key row: a revocation that committed before that moment
+	// refuses the batch even if the batch was received before it, so that
+	// what was stored when a revocation commits is all that is ever
+	// stored. Nil: Received.
+	Now func() time.Time
 	// Verify judges the batch by what the authority holds of its node (read
 	// inside the transaction, after the sequence and chain checks): it
 	// returns one verdict per record, or an error that refuses the batch
@@ -81,7 +87,7 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 			return s.secondSigner(ctx, tx, sub, head, head,
 				fmt.Sprintf("prev_hash %q is not the hash %q of the head batch", b.PrevHash, headHash))
 		}
-		facts, err := s.loadFacts(ctx, tx, b, provider, sub.Received)
+		facts, err := s.loadFacts(ctx, tx, b, provider, sub.Received, sub.Now)
 		if err != nil {
 			return err
 		}
