@@ -190,6 +190,25 @@ func testBillingCommands(t *testing.T, db string, a *authoritytest.Authority, ke
 		len(vs) != 1 || vs[0].Balance != 0 || vs[0].Face != 120 {
 		t.Errorf("vouchers after the usage: %+v, %v", vs, err)
 	}
+	var tenants []tenantListJSON
+	if err := json.Unmarshal([]byte(output(t, "tenant", "list", "--db", db, "--format", "json")), &tenants); err != nil ||
+		len(tenants) != 1 || tenants[0].Provider != testProvider || tenants[0].Tenant != "t1" || tenants[0].Entity != "acme" ||
+		tenants[0].EntityName != "Acme Robotics Ltd." || len(tenants[0].Vouchers) != 1 || !strings.HasPrefix(tenants[0].Vouchers[0], "v1 (p1, 0.00 CNY, active)") {
+		t.Errorf("tenant list: %+v, %v", tenants, err)
+	}
+	if tl := output(t, "tenant", "list", "--db", db, "--provider", "another-cloud"); strings.Contains(tl, "t1") {
+		t.Errorf("tenant list of another provider:\n%s", tl)
+	}
+	if tl := output(t, "tenant", "list", "--db", db); !strings.Contains(tl, "t1") || !strings.Contains(tl, "Acme Robotics Ltd.") {
+		t.Errorf("tenant list table:\n%s", tl)
+	}
+	// The node's head advanced with the records: node list shows the
+	// last window's end.
+	var nodes []nodeListJSON
+	if err := json.Unmarshal([]byte(output(t, "node", "list", "--db", db, "--format", "json")), &nodes); err != nil ||
+		len(nodes) != 1 || nodes[0].HeadSeq == 0 || nodes[0].LastWindowEnd == nil || nodes[0].LastWindowEnd.Before(base) {
+		t.Errorf("node list after delivery: %+v, %v", nodes, err)
+	}
 }
 
 func usageRecord(start time.Time, tenant string, ms int64) protocol.Record {

@@ -79,6 +79,8 @@ func testCommands(t *testing.T, db string) {
 		{"revoke again", []string{"key", "revoke", "--db", db, "--key-id", signing.KeyID(k1)}, 1, "", "already revoked"},
 		{"head", []string{"head", "--db", db, "--node", "n1"}, 0, `"head": 0`, ""},
 		{"head of unknown node", []string{"head", "--db", db, "--node", "n9"}, 1, "", "not registered"},
+		{"node list", []string{"node", "list", "--db", db}, 0, "GPU-00000000-0000-4000-8000-000000000002 (H100-SXM5-80GB)", ""},
+		{"node list in XML", []string{"node", "list", "--db", db, "--format", "xml"}, exitUsage, "", `node list: --format "xml": want table, json`},
 		{"usage", []string{"usage", "--db", db, "--from", "2026-01-01T00:00:00Z", "--to", "2026-02-01T00:00:00Z"}, 0, `"total_gpu_ms": 0`, ""},
 		{"usage without period", []string{"usage", "--db", db}, exitUsage, "", `required flag(s) "from", "to" not set`},
 		{"usage with bad period", []string{"usage", "--db", db, "--from", "2026-02-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z"}, exitUsage, "", "not after"},
@@ -109,6 +111,28 @@ func testCommands(t *testing.T, db string) {
 	}
 	if err := json.Unmarshal(out.Bytes(), &head); err != nil || len(head.GPUs) != 2 || head.Forked || head.GPUs[0].Model != "H100-SXM5-80GB" {
 		t.Errorf("head = %+v, %v", head, err)
+	}
+	// node list: k1 was revoked, k3 added; no record yet.
+	out.Reset()
+	if code := run(context.Background(), []string{"node", "list", "--db", db, "--format", "json"}, &out, &bytes.Buffer{}); code != 0 {
+		t.Fatal(code)
+	}
+	var nodes []nodeListJSON
+	if err := json.Unmarshal(out.Bytes(), &nodes); err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 1 || nodes[0].ID != "n1" || nodes[0].Provider != "p" || len(nodes[0].GPUs) != 2 ||
+		len(nodes[0].ActiveKeys) != 1 || nodes[0].ActiveKeys[0] != signing.KeyID(k3) || nodes[0].HeadSeq != 0 ||
+		nodes[0].Flagged || nodes[0].LastWindowEnd != nil {
+		t.Errorf("node list = %s", out.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"node", "list", "--db", db}, &out, &bytes.Buffer{}); code != 0 {
+		t.Fatal(code)
+	}
+	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 2 ||
+		!strings.Contains(lines[1], signing.KeyID(k3)) || strings.Contains(lines[1], signing.KeyID(k1)) {
+		t.Errorf("node list table:\n%s", out.String())
 	}
 }
 
