@@ -8,27 +8,45 @@ import (
 )
 
 // NodeSummary is a node as `voucher-authority node list` shows it: the
-// node with its GPUs, the ids of its keys not revoked, and the end of the
-// window of its head record (zero before its first record).
+// node with its GPUs (those whose registration ended included, with
+// Retired), the copies of its agent the authority heard from, and the ids
+// of its keys not revoked.
 type NodeSummary struct {
 	Node
-	ActiveKeys    []string
-	LastWindowEnd time.Time
+	ActiveKeys []string
 }
 
-// Nodes lists every node in id order, read-only. A key revoked at or
-// before now is not active.
+// Nodes lists every node in id order. A key revoked at or before now is
+// not active.
+//
+// It reads a fixed number of queries whatever the number of nodes (not
+// one per node), in one read-only transaction, so the nodes, their GPUs,
+// instances and keys are one snapshot: a node registered or a GPU moved
+// meanwhile is listed wholly before or wholly after.
 func (s *Store) Nodes(ctx context.Context, now time.Time) ([]NodeSummary, error) {
-	rows, err := s.query(ctx, `SELECT id, provider, forked, head_seq, head_hash FROM nodes ORDER BY id`)
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	query := func(q string) (*sql.Rows, error) { return tx.QueryContext(ctx, s.d.rebind(q)) }
+
+	rows, err := query(`SELECT id, provider, forked, head_seq, head_hash, last_window_end_ms FROM nodes ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	var out []NodeSummary
 	at := map[string]int{}
 	err = scanAll(rows, func() error {
-		var n NodeSummary
-		if err := rows.Scan(&n.ID, &n.Provider, &n.Forked, &n.HeadSeq, &n.HeadHash); err != nil {
+		var (
+			n    NodeSummary
+			last int64
+		)
+		if err := rows.Scan(&n.ID, &n.Provider, &n.Forked, &n.HeadSeq, &n.HeadHash, &last); err != nil {
 			return err
+		}
+		if last > 0 {
+			n.LastWindowEnd = msTime(last)
 		}
 		at[n.ID] = len(out)
 		out = append(out, n)
@@ -37,19 +55,23 @@ func (s *Store) Nodes(ctx context.Context, now time.Time) ([]NodeSummary, error)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
-	if rows, err = s.query(ctx, `SELECT node_id, gpu_uuid, model, registered_ms FROM node_gpus ORDER BY node_id, gpu_uuid`); err != nil {
+	if rows, err = query(`SELECT node_id, gpu_uuid, model, registered_ms, retired_ms FROM node_gpus ORDER BY node_id, gpu_uuid`); err != nil {
 		return nil, fmt.Errorf("list nodes' GPUs: %w", err)
 	}
 	err = scanAll(rows, func() error {
 		var (
-			node string
-			g    GPU
-			reg  int64
+			node    string
+			g       GPU
+			reg     int64
+			retired sql.NullInt64
 		)
-		if err := rows.Scan(&node, &g.UUID, &g.Model, &reg); err != nil {
+		if err := rows.Scan(&node, &g.UUID, &g.Model, &reg, &retired); err != nil {
 			return err
 		}
-		g.Registered = time.UnixMilli(reg).UTC()
+		g.Registered = msTime(reg)
+		if retired.Valid {
+			g.Retired = msTime(retired.Int64)
+		}
 		if i, ok := at[node]; ok {
 			out[i].GPUs = append(out[i].GPUs, g)
 		}
@@ -58,7 +80,29 @@ func (s *Store) Nodes(ctx context.Context, now time.Time) ([]NodeSummary, error)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes' GPUs: %w", err)
 	}
-	if rows, err = s.query(ctx, `SELECT node_id, key_id, revoked_at FROM node_keys ORDER BY node_id, created, key_id`); err != nil {
+	if rows, err = query(`SELECT node_id, instance, first_seen_ms, last_seen_ms, accepted_batches, refused_batches
+		FROM node_instances ORDER BY node_id, first_seen_ms, instance`); err != nil {
+		return nil, fmt.Errorf("list nodes' instances: %w", err)
+	}
+	err = scanAll(rows, func() error {
+		var (
+			node        string
+			in          Instance
+			first, last int64
+		)
+		if err := rows.Scan(&node, &in.ID, &first, &last, &in.Accepted, &in.Refused); err != nil {
+			return err
+		}
+		in.FirstSeen, in.LastSeen = msTime(first), msTime(last)
+		if i, ok := at[node]; ok {
+			out[i].Instances = append(out[i].Instances, in)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes' instances: %w", err)
+	}
+	if rows, err = query(`SELECT node_id, key_id, revoked_at FROM node_keys ORDER BY node_id, created, key_id`); err != nil {
 		return nil, fmt.Errorf("list nodes' keys: %w", err)
 	}
 	err = scanAll(rows, func() error {
@@ -69,35 +113,13 @@ func (s *Store) Nodes(ctx context.Context, now time.Time) ([]NodeSummary, error)
 		if err := rows.Scan(&node, &id, &revoked); err != nil {
 			return err
 		}
-		if i, ok := at[node]; ok && (!revoked.Valid || now.Before(time.UnixMilli(revoked.Int64))) {
+		if i, ok := at[node]; ok && (!revoked.Valid || now.Before(msTime(revoked.Int64))) {
 			out[i].ActiveKeys = append(out[i].ActiveKeys, id)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list nodes' keys: %w", err)
-	}
-	// The head record is the node's last: (node_id, seq) is unique and
-	// indexed, so this reads one row a node.
-	if rows, err = s.query(ctx, `SELECT n.id, r.window_end_ms FROM nodes n
-		JOIN records r ON r.node_id = n.id AND r.seq = n.head_seq`); err != nil {
-		return nil, fmt.Errorf("list nodes' last windows: %w", err)
-	}
-	err = scanAll(rows, func() error {
-		var (
-			node string
-			end  int64
-		)
-		if err := rows.Scan(&node, &end); err != nil {
-			return err
-		}
-		if i, ok := at[node]; ok {
-			out[i].LastWindowEnd = time.UnixMilli(end).UTC()
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list nodes' last windows: %w", err)
 	}
 	return out, nil
 }

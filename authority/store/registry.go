@@ -30,7 +30,7 @@ type Node struct {
 	// ended (Retired) included while no other node holds them.
 	GPUs []GPU
 	// Instances are the copies of the node's agent the authority heard
-	// from (ListNodes and NodeInstances fill it; Node does not).
+	// from (Nodes and NodeInstances fill it; Node does not).
 	Instances []Instance
 }
 

@@ -169,39 +169,6 @@ func (s *Store) instances(ctx context.Context, tx *sql.Tx, node string) ([]Insta
 	return out, rows.Err()
 }
 
-// ListNodes reads every registered node with its GPUs and instances,
-// by id (node list).
-func (s *Store) ListNodes(ctx context.Context) ([]Node, error) {
-	rows, err := s.query(ctx, `SELECT id FROM nodes ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("list nodes: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
-	out := make([]Node, 0, len(ids))
-	for _, id := range ids {
-		n, err := s.Node(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("list nodes: %w", err)
-		}
-		if n.Instances, err = s.NodeInstances(ctx, id); err != nil {
-			return nil, fmt.Errorf("list nodes: %w", err)
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
-
 // noteInstance counts a batch of node's instance as accepted or refused,
 // at now.
 func (s *Store) noteInstance(ctx context.Context, tx *sql.Tx, node, instance string, now time.Time, accepted bool) error {

@@ -112,7 +112,7 @@ func TestSecondSigner(t *testing.T) {
 			t.Fatalf("copy behind at head+1: %v, want second signer", err)
 		}
 
-		ns, err := s.ListNodes(ctx)
+		ns, err := s.Nodes(ctx, t0.Add(time.Hour))
 		if err != nil || len(ns) != 1 || !ns[0].Forked {
 			t.Fatalf("node list: %+v, %v; want n1 flagged", ns, err)
 		}
@@ -196,6 +196,12 @@ func TestRemoveGPU(t *testing.T) {
 		}
 		if n, _ := s.Node(ctx, "n1"); len(n.GPUs) != 2 || !n.GPUs[0].Retired.Equal(t0.Add(2*time.Minute)) || !n.GPUs[1].Retired.IsZero() {
 			t.Errorf("n1's GPUs %+v, want %s retired at +2m", n.GPUs, gpuA)
+		}
+		// The listing shows the retirement too, and n1's active key.
+		if ns, err := s.Nodes(ctx, now); err != nil || len(ns) != 2 || ns[0].ID != "n1" || len(ns[0].GPUs) != 2 ||
+			!ns[0].GPUs[0].Retired.Equal(t0.Add(2*time.Minute)) || !ns[0].GPUs[1].Retired.IsZero() ||
+			len(ns[0].ActiveKeys) != 1 || ns[0].ActiveKeys[0] != key1 || len(ns[0].Instances) != 1 {
+			t.Errorf("node list after remove-gpu: %+v, %v", ns, err)
 		}
 		// Registered elsewhere before the removal: refused.
 		early := []GPU{{UUID: gpuA, Model: "H100-SXM5-80GB", Registered: t0.Add(time.Minute)}}

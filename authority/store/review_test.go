@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -195,6 +196,34 @@ func TestReviewDecisions(t *testing.T) {
 				t.Errorf("approve %s (not in review): %v, want ErrReviewNotFound", id, err)
 			}
 		}
+		// Each decision is in the operator-action audit trail, with the
+		// record, who decided, and the OS user who ran it; the refused
+		// ones above are not.
+		for _, tc := range []struct {
+			action  string
+			records []string
+			by      string
+		}{
+			{ActionReviewReject, []string{ids[3], ids[1]}, "alice"}, // newest first
+			{ActionReviewApprove, []string{ids[2]}, "bob"},
+		} {
+			acts, err := s.OperatorActions(ctx, ActionFilter{Action: tc.action})
+			must(t, err)
+			if len(acts) != len(tc.records) {
+				t.Fatalf("%s: %d audit rows, want %d: %+v", tc.action, len(acts), len(tc.records), acts)
+			}
+			for i, a := range acts {
+				var d struct {
+					Record string `json:"record"`
+					By     string `json:"by"`
+				}
+				if err := json.Unmarshal(a.Details, &d); err != nil || d.Record != tc.records[i] || d.By != tc.by ||
+					a.Node != "n1" || !a.At.Equal(now) || !strings.HasPrefix(a.Actor, "user:") {
+					t.Errorf("%s audit row %+v (%+v, %v), want record %s by %s", tc.action, a, d, err, tc.records[i], tc.by)
+				}
+			}
+		}
+
 		rev, err := s.ListReviews(ctx, ReviewFilter{})
 		must(t, err)
 		var states []string
