@@ -18,10 +18,11 @@ import (
 )
 
 // auditCmd is the audit trail: refused requests, newest first (the store
-// keeps each node's newest 10 000, and the first 64 KiB of each body).
+// keeps each node's newest 10 000, and the first 64 KiB of each body), and
+// the operator actions (audit_actions.go).
 func auditCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "audit", Short: "the audit trail of refused requests (docs/operations.md)"})
-	c.AddCommand(auditListCmd(), auditShowCmd())
+	c := group(&cobra.Command{Use: "audit", Short: "the audit trail of refused requests and operator actions (docs/operations.md)"})
+	c.AddCommand(auditListCmd(), auditShowCmd(), auditActionsCmd())
 	return c
 }
 

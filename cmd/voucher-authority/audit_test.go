@@ -127,6 +127,8 @@ func TestAuditAndReviewCommands(t *testing.T) {
 			{"approve", []string{"review", "approve", "--db", db, "--record", recs[1].ID, "--by", "bob"}, 0, "approved by bob", ""},
 			{"approve a record not held", []string{"review", "approve", "--db", db, "--record", recs[2].ID, "--by", "bob"}, 1, "", "review not found"},
 			{"review list after", []string{"review", "list", "--db", db}, 0, "0.00 CNY of them still held", ""},
+			{"audit actions: the rejection", []string{"audit", "actions", "--db", db, "--action", "review reject"}, 0, recs[0].ID, ""},
+			{"audit actions: the approval", []string{"audit", "actions", "--db", db, "--action", "review approve", "--node", "n1"}, 0, recs[1].ID, ""},
 			{"statement after", append([]string{"statement", "--entity", "acme", "--format", "table"}, period...), 0, "subsidy rejected in review", ""},
 		})
 		if b, err := os.ReadFile(envFile); err != nil || !bytes.Equal(b, garbage) {

@@ -20,16 +20,20 @@ type nodeListJSON struct {
 	GPUs       []store.GPU `json:"gpus"`
 	ActiveKeys []string    `json:"active_keys"`
 	HeadSeq    uint64      `json:"head_seq"`
-	// Flagged: the node forked its chain; its records are refused until
-	// an operator resolves it.
+	// Flagged: a second copy of the node signed (second-signer); the
+	// chain stored first keeps delivering, and node unfork clears the
+	// flag once the copy is stopped.
 	Flagged       bool       `json:"flagged"`
 	LastWindowEnd *time.Time `json:"last_window_end"` // null before the first record
+	// Instances are the copies of the node's agent the authority heard
+	// from (node instances shows them alone).
+	Instances []store.Instance `json:"instances"`
 }
 
 // nodeListCmd lists the registry: what the authority accepts records
 // from, and how far each node's chain has come.
 func nodeListCmd() *cobra.Command {
-	c := leaf("list", "list the registered nodes: GPUs, active keys, chain head, flags")
+	c := leaf("list", "list the registered nodes: GPUs (retired ones marked), active keys, chain head, flag")
 	db := dbFlag(c)
 	format := formatFlag(c, "table", "json")
 	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
@@ -45,7 +49,7 @@ func nodeListCmd() *cobra.Command {
 				out := make([]nodeListJSON, len(nodes))
 				for i, n := range nodes {
 					out[i] = nodeListJSON{ID: n.ID, Provider: n.Provider, GPUs: nonNil(n.GPUs), ActiveKeys: nonNil(n.ActiveKeys),
-						HeadSeq: n.HeadSeq, Flagged: n.Forked}
+						HeadSeq: n.HeadSeq, Flagged: n.Forked, Instances: nonNil(n.Instances)}
 					if !n.LastWindowEnd.IsZero() {
 						out[i].LastWindowEnd = &n.LastWindowEnd
 					}
@@ -58,10 +62,13 @@ func nodeListCmd() *cobra.Command {
 				gpus := make([]string, len(n.GPUs))
 				for i, g := range n.GPUs {
 					gpus[i] = g.UUID + " (" + g.Model + ")"
+					if !g.Retired.IsZero() {
+						gpus[i] = g.UUID + " (" + g.Model + ", retired " + formatSeconds(g.Retired) + ")"
+					}
 				}
 				flagged := "-"
 				if n.Forked {
-					flagged = "forked"
+					flagged = fmt.Sprintf("second signer (%d instances heard from)", len(n.Instances))
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(n.ID), oneLine(n.Provider), dash(strings.Join(gpus, ", ")),
 					dash(strings.Join(n.ActiveKeys, ", ")), strconv.FormatUint(n.HeadSeq, 10), flagged, dash(formatSeconds(n.LastWindowEnd)))

@@ -21,8 +21,8 @@ import (
 // nodeCmd is the node registry: which nodes, keys and GPUs the authority
 // accepts records from.
 func nodeCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "node", Short: "register nodes and their GPUs, list them"})
-	c.AddCommand(nodeRegisterCmd(), nodeAddGPUCmd(), nodeListCmd())
+	c := group(&cobra.Command{Use: "node", Short: "register nodes and their GPUs, move GPUs, clear flags, list them"})
+	c.AddCommand(nodeRegisterCmd(), nodeAddGPUCmd(), nodeRemoveGPUCmd(), nodeUnforkCmd(), nodeInstancesCmd(), nodeListCmd())
 	return c
 }
 
@@ -113,7 +113,7 @@ func nodeRegisterCmd() *cobra.Command {
 			fmt.Fprintf(stderr, "node register: --public-key: %v\n", err)
 			return exitUsage
 		}
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+		return withRegistry(ctx, *db, stderr, func(st *store.Store) error {
 			reg := store.Registration{ID: *id, Provider: *provider, Key: pub, GPUs: gpus, Since: since}
 			if err := st.RegisterNode(ctx, reg, time.Now()); err != nil {
 				return err
@@ -136,7 +136,7 @@ func nodeAddGPUCmd() *cobra.Command {
 			fmt.Fprintln(stderr, err)
 			return exitUsage
 		}
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+		return withRegistry(ctx, *db, stderr, func(st *store.Store) error {
 			if err := st.AddGPUs(ctx, *id, gpus, time.Now()); err != nil {
 				return err
 			}
@@ -166,7 +166,7 @@ func keyRotateCmd() *cobra.Command {
 				return exitUsage
 			}
 		}
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+		return withRegistry(ctx, *db, stderr, func(st *store.Store) error {
 			id, err := st.AddKey(ctx, *node, pub, from, time.Now())
 			if err != nil {
 				return err

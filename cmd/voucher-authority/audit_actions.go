@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gpumeter/gpumeter/authority/store"
+)
+
+// operatorActions are the actions the audit trail of operator actions
+// names (audit actions --action).
+var operatorActions = []string{
+	store.ActionRegister, store.ActionAddGPU, store.ActionRemoveGPU, store.ActionUnfork,
+	store.ActionKeyRotate, store.ActionKeyRevoke, store.ActionReviewApprove, store.ActionReviewReject,
+}
+
+func auditActionsCmd() *cobra.Command {
+	c := leaf("actions", "list operator actions (registry changes, review decisions), newest first")
+	db := dbFlag(c)
+	fs := c.Flags()
+	node := fs.String("node", "", "only this node's")
+	act := fs.String("action", "", `only this action: "`+strings.Join(operatorActions, `", "`)+`"`)
+	limit := fs.String("limit", "", fmt.Sprintf("at most this many, newest first (default and most %d)", store.MaxActionLimit))
+	format := formatFlag(c, "table", "json")
+	_ = c.RegisterFlagCompletionFunc("action", cobra.FixedCompletions(operatorActions, cobra.ShellCompDirectiveNoFileComp))
+	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+		if !checkFormat(stderr, "audit actions", *format, "table", "json") {
+			return exitUsage
+		}
+		f := store.ActionFilter{Node: *node, Action: *act}
+		if f.Action != "" && !knownAction(f.Action) {
+			fmt.Fprintf(stderr, "audit actions: --action %q: want one of %q\n", f.Action, operatorActions)
+			return exitUsage
+		}
+		var err error
+		if f.Limit, err = limitFlag(*limit, store.MaxActionLimit); err != nil {
+			fmt.Fprintf(stderr, "audit actions: %v\n", err)
+			return exitUsage
+		}
+		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+			as, err := st.OperatorActions(ctx, f)
+			if err != nil {
+				return err
+			}
+			if *format == "json" {
+				return printJSON(stdout, nonNil(as))
+			}
+			tw := newTable(stdout)
+			fmt.Fprintln(tw, "id\tat (UTC+8)\tactor\taction\tnode\tdetails")
+			for _, a := range as {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.ID, formatSeconds(a.At), oneLine(a.Actor), a.Action,
+					dash(oneLine(a.Node)), oneLine(string(a.Details)))
+			}
+			return tw.Flush()
+		})
+	})
+}
+
+func knownAction(a string) bool {
+	for _, k := range operatorActions {
+		if a == k {
+			return true
+		}
+	}
+	return false
+}
