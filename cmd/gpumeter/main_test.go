@@ -51,7 +51,7 @@ func TestCheckConfig(t *testing.T) {
 		want     string // in stdout for 0, stderr otherwise
 	}{
 		{"good", "node: {id: n1, provider: p}\n", 0, ": OK"},
-		{"unknown key", "node: {id: n1, provider: p}\nmetering:\n  windw: 1m\n", 2, ":3: field windw not found"},
+		{"unknown key", "node: {id: n1, provider: p}\nmetering:\n  windw: 1m\n", 2, ":3: metering.windw: unknown field (did you mean window?)"},
 		{"wrong type", "node: {id: n1, provider: p}\nmetering:\n  window: [1m]\n", 2, ":3:"},
 		{"bad pattern", "node: {id: n1, provider: p}\nattribution:\n  rules:\n    - cgroup_pattern: '(?P<x'\n      tenant: t\n", 2, ":4:"},
 		{"bad window", "node: {id: n1, provider: p}\nmetering:\n  window: 13s\n", 2, ":3: metering.window:"},

@@ -82,7 +82,7 @@ func testCommands(t *testing.T, db string) {
 		{"usage", []string{"usage", "--db", db, "--from", "2026-01-01T00:00:00Z", "--to", "2026-02-01T00:00:00Z"}, 0, `"total_gpu_ms": 0`, ""},
 		{"usage without period", []string{"usage", "--db", db}, 2, "", "is required"},
 		{"usage with bad period", []string{"usage", "--db", db, "--from", "2026-02-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z"}, 2, "", "not after"},
-		{"serve with unknown config key", []string{"serve", "--config", badCfg}, 2, "", "bad.yaml:5: field max_body not found"},
+		{"serve with unknown config key", []string{"serve", "--config", badCfg}, 2, "", "bad.yaml:5: max_body: unknown field"},
 		{"serve without config file", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, 2, "", "read config"},
 	}
 	for _, s := range steps {
