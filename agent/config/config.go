@@ -219,7 +219,12 @@ func Parse(path string, data []byte) (*Config, error) {
 		return nil, located(path, err)
 	}
 	if err := cfg.validate(func(field string) int { return lineOf(&root, field) }); err != nil {
-		return nil, fmt.Errorf("%s:%w", path, err)
+		// One "path:LINE: field: message" line per error.
+		var lines []string
+		for _, l := range strings.Split(err.Error(), "\n") {
+			lines = append(lines, path+":"+l)
+		}
+		return nil, errors.New(strings.Join(lines, "\n"))
 	}
 	cfg.root = &root
 	if cfg.Metering.MaxHold == 0 {
@@ -244,7 +249,7 @@ func (e *fieldError) Error() string {
 	if e.line > 0 {
 		return fmt.Sprintf("%d: %s: %s", e.line, e.field, e.msg)
 	}
-	return fmt.Sprintf(" %s: %s", e.field, e.msg)
+	return fmt.Sprintf(" %s: %s", e.field, e.msg) // "path:" goes in front
 }
 
 func (c *Config) validate(line func(string) int) error {
