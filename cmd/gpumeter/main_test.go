@@ -231,6 +231,14 @@ wait:
 	if !strings.Contains(strings.Join(log, "\n"), "closed the open window") {
 		t.Errorf("log does not say the open window was closed:\n%s", strings.Join(log, "\n"))
 	}
+	// exporter-toolkit's lines go through the daemon's handler too.
+	if !strings.Contains(strings.Join(log, "\n"), `level=INFO msg="Listening on" address=127.0.0.1:`) {
+		t.Errorf("exporter-toolkit's listening line is not in the daemon's log format:\n%s", strings.Join(log, "\n"))
+	}
+	// The log says why it stopped, in the daemon's own format.
+	if !strings.Contains(strings.Join(log, "\n"), `level=INFO msg="signal received; stopping" signal=terminated`) {
+		t.Errorf("log does not name the signal that stopped the agent:\n%s", strings.Join(log, "\n"))
+	}
 	data, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
