@@ -14,12 +14,18 @@ import (
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
-// Placeholders the shipped configs/agent.yaml carries: left in a node's
-// config, they would bill under another node's or nobody's name.
+// Placeholders the shipped configs/agent.yaml carries (its example rules
+// commented out): left in a node's config, they would bill under another
+// node's name, or a tenant for a GPU or user that is not theirs.
 var placeholders = map[string]string{
 	"node.id":       "gpu-node-01",
 	"node.provider": "example-cloud",
 }
+
+const (
+	placeholderGPU  = "GPU-00000000-0000-0000-0000-000000000000"
+	placeholderUser = "alice"
+)
 
 // preflight is every check of a loaded config that "run" makes before it
 // starts anything and that needs no GPU: the files the config names
@@ -56,6 +62,23 @@ func preflight(cfg *config.Config) (warnings []string, err error) {
 		}
 	}
 
+	for _, field := range []string{"node.id", "node.provider"} {
+		v := cfg.Node.ID
+		if field == "node.provider" {
+			v = cfg.Node.Provider
+		}
+		if v == placeholders[field] {
+			warnings = append(warnings, fmt.Sprintf("%s: %s: %q is the shipped example's placeholder: set this node's own", cfg.Where(field), field, v))
+		}
+	}
+	for i, r := range cfg.Attribution.Rules {
+		switch {
+		case r.GPU == placeholderGPU:
+			warnings = append(warnings, fmt.Sprintf("%s: attribution.rules[%d].gpu: %s is the shipped example's placeholder: use a UUID from gpumeter devices", cfg.Where("attribution.rules"), i, r.GPU))
+		case r.User == placeholderUser:
+			warnings = append(warnings, fmt.Sprintf("%s: attribution.rules[%d].user: %q is the shipped example's placeholder: use a real user of this node", cfg.Where("attribution.rules"), i, r.User))
+		}
+	}
 	if cfg.Authority.URL == "" {
 		warnings = append(warnings, fmt.Sprintf("%s: authority.url: not set: records are metered and spooled, never reported or paid for", cfg.Where("authority.url")))
 	} else {
@@ -74,15 +97,6 @@ func preflight(cfg *config.Config) (warnings []string, err error) {
 		}
 	}
 
-	for _, field := range []string{"node.id", "node.provider"} {
-		v := cfg.Node.ID
-		if field == "node.provider" {
-			v = cfg.Node.Provider
-		}
-		if v == placeholders[field] {
-			warnings = append(warnings, fmt.Sprintf("%s: %s: %q is the shipped example's placeholder: set this node's own", cfg.Where(field), field, v))
-		}
-	}
 	return warnings, errors.Join(errs...)
 }
 

@@ -189,6 +189,17 @@ func TestShippedConfigWarnings(t *testing.T) {
 	if n := len(examples.Attribution.Rules); n != 5 {
 		t.Errorf("uncommented, the examples are %d rules, want 5", n)
 	}
+	examples.StateDir = t.TempDir()
+	exWarnings, err := preflight(examples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	joined := strings.Join(exWarnings, "\n")
+	for _, want := range []string{"attribution.rules[0].gpu: GPU-00000000-", `attribution.rules[4].user: "alice" is the shipped example's placeholder`} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("uncommented examples: warnings lack %q:\n%s", want, joined)
+		}
+	}
 
 	cfg.StateDir = t.TempDir() // /var/lib/gpumeter is the package's to create
 	warnings, err := preflight(cfg)
