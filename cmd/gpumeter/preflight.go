@@ -47,6 +47,14 @@ func preflight(cfg *config.Config) (warnings []string, err error) {
 		errs = append(errs, err)
 	}
 
+	// On a node, attribution reads <host_root>/proc and etc/passwd (a
+	// simulated node's root is its scenario's).
+	if cfg.Devices.Source == "nvml" {
+		if st, err := os.Stat(filepath.Join(cfg.Attribution.HostRoot, "proc")); err != nil || !st.IsDir() {
+			bad("attribution.host_root", "%s has no proc directory: use / on a node, or where the host's / is mounted in a container", cfg.Attribution.HostRoot)
+		}
+	}
+
 	// The directories run creates or writes, in the order it does.
 	if err := writableDir(cfg.StateDir); err != nil {
 		bad("state_dir", "%v", err)

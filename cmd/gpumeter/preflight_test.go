@@ -62,6 +62,9 @@ func preflightCases() []preflightCase {
 			}
 			return fmt.Sprintf("http: {web_config_file: %q}\n", web)
 		}, "http.web_config_file", "tls.crt"},
+		{"host root without proc", func(t *testing.T, dir string) string {
+			return fmt.Sprintf("devices: {source: nvml}\nattribution: {host_root: %q}\n", dir)
+		}, "attribution.host_root", "has no proc directory"},
 		{"web config misspelt", func(t *testing.T, dir string) string {
 			web := filepath.Join(dir, "web.yml")
 			if err := os.WriteFile(web, []byte("tls_server_config:\n  cert_fil: x\n"), 0o600); err != nil {
@@ -80,7 +83,10 @@ func writeAgentConfig(t *testing.T, dir, extra string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := fmt.Sprintf("node: {id: n1, provider: p}\ndevices: {source: simulated, scenario: %q}\n", scenario)
+	body := "node: {id: n1, provider: p}\n"
+	if !strings.Contains(extra, "devices:") {
+		body += fmt.Sprintf("devices: {source: simulated, scenario: %q}\n", scenario)
+	}
 	if !strings.Contains(extra, "http:") {
 		body += "http: {listen: '127.0.0.1:0'}\n"
 	}
