@@ -1,7 +1,6 @@
 package packaging
 
 import (
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -9,30 +8,6 @@ import (
 	"testing"
 	"time"
 )
-
-// sectionSettings parses one [section] of a unit file: key → values in
-// order (a key may repeat).
-func sectionSettings(t *testing.T, path, section string) map[string][]string {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	settings := map[string][]string{}
-	cur := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case line == "" || strings.HasPrefix(line, "#"):
-		case strings.HasPrefix(line, "["):
-			cur = line
-		case cur == "["+section+"]":
-			k, v, _ := strings.Cut(line, "=")
-			settings[k] = append(settings[k], v)
-		}
-	}
-	return settings
-}
 
 // exitCause is how a service's main process ended, in the terms of the
 // table in systemd.service(5) under Restart=.
@@ -43,11 +18,11 @@ type exitCause struct {
 	watchdog bool   // killed for a watchdog timeout
 }
 
-// restarts decides, as systemd does, whether a service with these
+// restartsAfter decides, as systemd does, whether a service with these
 // [Service] settings is restarted after cause: Restart= by the man page's
 // table, then RestartPreventExitStatus= (exit statuses and signal names)
 // vetoes it. SuccessExitStatus= makes a status clean.
-func restarts(t *testing.T, s map[string][]string, c exitCause) bool {
+func restartsAfter(t *testing.T, s map[string][]string, c exitCause) bool {
 	t.Helper()
 	fields := func(key string) []string {
 		var out []string
@@ -105,7 +80,8 @@ func restarts(t *testing.T, s map[string][]string, c exitCause) bool {
 // loop ends in the failed state.
 func TestAgentUnitRestartsWhatARestartCanFix(t *testing.T) {
 	path := filepath.Join("systemd", "gpumeter.service")
-	s := sectionSettings(t, path, "Service")
+	sections := sectionSettings(t, path)
+	s := sections["Service"]
 	for _, c := range []struct {
 		exitCause
 		want bool
@@ -121,7 +97,7 @@ func TestAgentUnitRestartsWhatARestartCanFix(t *testing.T) {
 		{exitCause{name: "clean stop", code: 0}, false},
 		{exitCause{name: "stopped by SIGTERM", signal: "SIGTERM"}, false},
 	} {
-		if got := restarts(t, s, c.exitCause); got != c.want {
+		if got := restartsAfter(t, s, c.exitCause); got != c.want {
 			t.Errorf("%s: restarted=%v, want %v (Restart=%q RestartPreventExitStatus=%q)",
 				c.name, got, c.want, s["Restart"], s["RestartPreventExitStatus"])
 		}
@@ -129,7 +105,7 @@ func TestAgentUnitRestartsWhatARestartCanFix(t *testing.T) {
 
 	// A crash loop must end: the start limit, in [Unit] (systemd ignores
 	// it in [Service] since v230), must be reachable at the restart pace.
-	u := sectionSettings(t, path, "Unit")
+	u := sections["Unit"]
 	if len(u["StartLimitIntervalSec"]) != 1 || len(u["StartLimitBurst"]) != 1 {
 		t.Fatalf("[Unit] StartLimitIntervalSec=%q StartLimitBurst=%q: want one of each", u["StartLimitIntervalSec"], u["StartLimitBurst"])
 	}

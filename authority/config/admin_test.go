@@ -18,7 +18,7 @@ func TestAdmin(t *testing.T) {
 		{name: "both set", yaml: "admin:\n  listen: '[::1]:8444'\n  token_file: /run/secrets/admin\n",
 			want: Admin{Listen: "[::1]:8444", TokenFile: "/run/secrets/admin"}},
 		{name: "token file without listen stays off", yaml: "admin:\n  token_file: /x\n", want: Admin{TokenFile: "/x"}},
-		{name: "listen without port", yaml: "listen: :1\nadmin:\n  listen: localhost\n", wantErr: `cfg.yaml:3: admin.listen: "localhost" is not host:port`},
+		{name: "listen without port", yaml: "listen: 127.0.0.1:1\nadmin:\n  listen: localhost\n", wantErr: `cfg.yaml:3: admin.listen: "localhost" is not host:port`},
 		{name: "listen with a bad port", yaml: "admin:\n  listen: 127.0.0.1:http\n", wantErr: "cfg.yaml:2: admin.listen"},
 		{name: "listen on a port number too large", yaml: "admin:\n  listen: 127.0.0.1:65536\n", wantErr: "no valid port"},
 		{name: "listen with the token file emptied", yaml: "admin:\n  listen: 127.0.0.1:8444\n  token_file: \"\"\n",

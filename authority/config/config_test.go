@@ -30,7 +30,7 @@ func TestParse(t *testing.T) {
 				t.Errorf("got %+v", c)
 			}
 		}},
-		{name: "unknown key names its line", yaml: "listen: :1\nstore:\n  driver: sqlite\n  paht: x\n", wantErr: "cfg.yaml:4: store.paht: unknown field (did you mean path?)"},
+		{name: "unknown key names its line", yaml: "listen: 127.0.0.1:1\nstore:\n  driver: sqlite\n  paht: x\n", wantErr: "cfg.yaml:4: store.paht: unknown field (did you mean path?)"},
 		{name: "wrong type", yaml: "max_body_bytes: lots\n", wantErr: `cfg.yaml:1: max_body_bytes: "lots" is not an integer`},
 		{name: "bad duration", yaml: "clock_skew: soon\n", wantErr: "cfg.yaml:1: "},
 		{name: "unsupported driver", yaml: "store:\n  driver: mysql\n", wantErr: "cfg.yaml:2: store.driver"},
@@ -39,7 +39,7 @@ func TestParse(t *testing.T) {
 				t.Errorf("got %+v, source %q", c.Store, c.Store.Source())
 			}
 		}},
-		{name: "postgres without dsn", yaml: "listen: :1\nstore:\n  driver: postgres\n", wantErr: "cfg.yaml:2: store.dsn: must not be empty"},
+		{name: "postgres without dsn", yaml: "listen: 127.0.0.1:1\nstore:\n  driver: postgres\n", wantErr: "cfg.yaml:2: store.dsn: must not be empty"},
 		{name: "postgres dsn not a URL", yaml: "store:\n  driver: postgres\n  dsn: host=db user=va\n", wantErr: "cfg.yaml:3: store.dsn: must be a postgres:// URL"},
 		{name: "postgres dsn with password", yaml: "store:\n  driver: postgres\n  dsn: postgres://va:hunter2@db/authority\n", wantErr: "cfg.yaml:3: store.dsn: must not hold the password"},
 		{name: "postgres dsn with password parameter", yaml: "store:\n  driver: postgres\n  dsn: postgres://va@db/authority?password=hunter2\n", wantErr: "cfg.yaml:3: store.dsn: must not hold the password"},
@@ -48,10 +48,33 @@ func TestParse(t *testing.T) {
 		{name: "password file with sqlite", yaml: "store:\n  password_file: /pw\n", wantErr: "cfg.yaml:2: store.password_file: is for driver postgres"},
 		{name: "missing password file", yaml: "store:\n  driver: postgres\n  dsn: postgres://va@db/authority\n  password_file: /nonexistent/pw\n", wantErr: "cfg.yaml:4: store.password_file: "},
 		{name: "cert without key", yaml: "tls:\n  cert_file: a.pem\n", wantErr: "cfg.yaml:2: tls.cert_file"},
-		{name: "client CA without TLS", yaml: "listen: :1\ntls:\n  client_ca_file: ca.pem\n", wantErr: "cfg.yaml:3: tls.client_ca_file"},
+		{name: "client CA without TLS", yaml: "listen: 127.0.0.1:1\ntls:\n  client_ca_file: ca.pem\n", wantErr: "cfg.yaml:3: tls.client_ca_file"},
 		{name: "body limit too small", yaml: "\n\nmax_body_bytes: 10\n", wantErr: "cfg.yaml:3: max_body_bytes"},
 		{name: "negative skew", yaml: "clock_skew: -1s\n", wantErr: "cfg.yaml:1: clock_skew"},
-		{name: "bad log level", yaml: "log_level: loud\n", wantErr: "log_level"},
+		{name: "bad log level", yaml: "log:\n  level: loud\n", wantErr: `cfg.yaml:2: log.level: "loud" is not one of`},
+		{name: "bad log format", yaml: "log: {format: xml}\n", wantErr: `cfg.yaml:1: log.format: "xml" is not one of json, text`},
+		{name: "log format text", yaml: "log: {level: debug, format: text}\n", check: func(t *testing.T, c Config) {
+			if c.Log != (Log{Level: "debug", Format: "text"}) {
+				t.Errorf("log %+v", c.Log)
+			}
+		}},
+		{name: "old log_level key", yaml: "\nlog_level: info\n", wantErr: "cfg.yaml:2: log_level: renamed to log.level"},
+		{name: "listen off loopback without TLS", yaml: "listen: 0.0.0.0:8443\n",
+			wantErr: `cfg.yaml:1: listen: "0.0.0.0:8443" is not a loopback address: secure it with tls.cert_file and tls.key_file (TLS), or set allow_plaintext: true`},
+		{name: "listen on every interface without TLS", yaml: "listen: :8443\n", wantErr: "is not a loopback address"},
+		{name: "listen off loopback, plaintext allowed", yaml: "listen: :8443\nallow_plaintext: true\n", check: func(t *testing.T, c Config) {
+			if c.Listen != ":8443" || !c.AllowPlaintext {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "listen off loopback with TLS", yaml: "listen: :8443\ntls: {cert_file: c.pem, key_file: k.pem}\n", check: func(t *testing.T, c Config) {
+			if c.Listen != ":8443" || c.TLS.CertFile != "c.pem" {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "listen on localhost", yaml: "listen: localhost:8443\n", check: func(t *testing.T, c Config) {}},
+		{name: "listen without port", yaml: "listen: 127.0.0.1\n", wantErr: `cfg.yaml:1: listen: "127.0.0.1" is not host:port`},
+		{name: "listen with a bad port", yaml: "listen: 127.0.0.1:99999\n", wantErr: "no valid port"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -77,8 +77,13 @@ type Outcome struct {
 	LastSeq   uint64
 	Head      uint64 // accepted: the node's head after the batch
 	Duplicate bool
-	Records   int  // records stored
-	Forked    bool // this refusal flagged the node as forked
+	Records   int // records stored
+	// Flagged: this refusal came from a second copy of the node
+	// (second-signer, or fork to an agent that sends no instance id) and
+	// flagged the node for review.
+	Flagged bool
+	// Instance is the batch's instance id, once it was opened.
+	Instance string
 }
 
 // Ingest verifies envelope and stores its batch. A refusal returns a
@@ -107,19 +112,19 @@ func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error
 		}
 		return Outcome{}, fmt.Errorf("ingest: %w", err)
 	}
-	out := Outcome{Node: b.Node, KeyID: b.KeyID, FirstSeq: b.FirstSeq, LastSeq: b.LastSeq}
+	out := Outcome{Node: b.Node, KeyID: b.KeyID, FirstSeq: b.FirstSeq, LastSeq: b.LastSeq, Instance: b.Instance}
 	if p := checkRecords(&b, now, in.skew); p != nil {
 		return out, p
 	}
 	res, err := in.st.Ingest(ctx, store.Submission{
-		Batch: b, Hash: protocol.Hash(payload), Envelope: envelope, Received: now, Verify: in.verify,
+		Batch: b, Hash: protocol.Hash(payload), Envelope: envelope, Received: now, Now: in.clock.Now, Verify: in.verify,
 	})
 	if err != nil {
-		p := storeProblem(err)
+		p := storeProblem(err, b.Instance)
 		if p == nil {
 			return out, fmt.Errorf("ingest batch %d of node %q: %w", b.FirstSeq, b.Node, err)
 		}
-		out.Forked = errors.Is(err, store.ErrFork)
+		out.Flagged = errors.Is(err, store.ErrSecondSigner)
 		return out, p
 	}
 	out.Head, out.Duplicate, out.Records = res.Head, res.Duplicate, res.Records
@@ -142,8 +147,11 @@ func (in *Ingester) keyLookup(ctx context.Context, now time.Time) ledger.KeyLook
 }
 
 // storeProblem maps the store's refusals to problems; nil means the error
-// is not a refusal.
-func storeProblem(err error) *protocol.Problem {
+// is not a refusal. instance is the refused batch's instance id: a second
+// signer is answered second-signer, but fork to an agent that sends no
+// instance id (one older than second-signer, which stops on fork and
+// would otherwise retry an unknown 409 for ever; docs/protocol.md).
+func storeProblem(err error, instance string) *protocol.Problem {
 	var p *protocol.Problem
 	if errors.As(err, &p) { // the verifier's refusal
 		return p
@@ -151,11 +159,11 @@ func storeProblem(err error) *protocol.Problem {
 	var se *store.SeqError
 	if errors.As(err, &se) {
 		cause := protocol.SequenceGap
-		switch {
-		case errors.Is(se.Err, store.ErrFork), errors.Is(se.Err, store.ErrNodeForked):
-			cause = protocol.Fork
-		case errors.Is(se.Err, store.ErrChainBroken):
-			cause = protocol.ChainBroken
+		if errors.Is(se.Err, store.ErrSecondSigner) {
+			cause = protocol.SecondSigner
+			if instance == "" {
+				cause = protocol.Fork
+			}
 		}
 		return protocol.NewProblem(cause, se.Error()).WithExpected(se.Expected)
 	}

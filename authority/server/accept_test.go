@@ -68,25 +68,36 @@ func TestExactResendIsDuplicate(t *testing.T) {
 	})
 }
 
-func TestForkFlagsNode(t *testing.T) {
+// TestSecondSignerFlagsNode: a copy of the node signing at a stored seq is
+// refused (fork, to an agent that sends no instance id), flags the node,
+// and the original's chain goes on; problems carry the authority's time,
+// the head its last window end.
+func TestSecondSignerFlagsNode(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		e := newEnvOn(t, driver, 0)
 		b1 := e.seal(e.sealer, 1, "", rec(gpuA, 3, "t1", 60000))
 		e.mustAccept(b1)
-		if a := e.post(e.seal(e.sealer, 1, "", rec(gpuA, 3, "t9", 60000)).Envelope); a.Type != problemType("fork") {
-			t.Fatalf("fork: %+v", a)
+		a := e.post(e.seal(e.sealer, 1, "", rec(gpuA, 3, "t9", 60000)).Envelope)
+		if a.status != http.StatusConflict || a.Type != problemType("fork") || a.Hold || a.AuthorityTime == nil ||
+			!strings.Contains(a.Detail, "second copy") {
+			t.Fatalf("second signer: %d %+v", a.status, a)
 		}
-		// The node stays refused, even for a batch that would extend the chain.
-		a := e.post(e.seal(e.sealer, 2, b1.Hash, rec(gpuA, 2, "t1", 60000)).Envelope)
-		if a.status != http.StatusConflict || a.Type != problemType("fork") {
-			t.Fatalf("batch of a forked node: %d %+v", a.status, a)
-		}
+		// The original's next batch is accepted while the node is flagged.
+		b2 := e.seal(e.sealer, 2, b1.Hash, rec(gpuA, 2, "t1", 60000))
+		e.mustAccept(b2)
 		n, err := e.Store.Node(context.Background(), node1)
-		if err != nil || !n.Forked || n.HeadSeq != 1 {
-			t.Fatalf("node = %+v, %v; want forked, head 1", n, err)
+		if err != nil || !n.Forked || n.HeadSeq != 2 {
+			t.Fatalf("node = %+v, %v; want flagged, head 2", n, err)
 		}
 		if m := e.metrics(); !strings.Contains(m, "gpumeter_authority_forks_flagged_total 1") {
 			t.Errorf("forks metric wrong")
+		}
+		h := e.get("/v1/nodes/" + node1 + "/head")
+		if h.status != 200 || h.LastWindowEnd == nil || !h.LastWindowEnd.Equal(n.LastWindowEnd) || n.LastWindowEnd.IsZero() {
+			t.Errorf("head %+v, node's last window end %s", h, n.LastWindowEnd)
+		}
+		if nf := e.get("/v1/nodes/nobody/head"); nf.AuthorityTime == nil {
+			t.Errorf("not-found without the authority's time: %+v", nf)
 		}
 	})
 }

@@ -138,9 +138,15 @@ func (a *Admin) Handler() http.Handler {
 			protocol.WriteProblem(w, protocol.NewProblem(CauseUnauthorized, "send the operator token as Authorization: Bearer TOKEN"))
 			return
 		}
-		a.mux.ServeHTTP(w, r)
+		// Every change the API makes is audited as the token's caller,
+		// by address (the token is one for all operators).
+		a.mux.ServeHTTP(w, r.WithContext(store.WithActor(r.Context(), AdminActor(r.RemoteAddr))))
 	})
 }
+
+// AdminActor is how the audit trail of operator actions names a caller of
+// the operator API: "admin-token@" and its address.
+func AdminActor(remote string) string { return "admin-token@" + remote }
 
 func (a *Admin) authorized(r *http.Request) bool {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")

@@ -117,17 +117,20 @@ func (e *env) seal(s *ledger.Sealer, first uint64, prev string, recs ...protocol
 
 // answer is a decoded response: the 200 answer or a problem.
 type answer struct {
-	status      int
-	contentType string
-	Node        string  `json:"node"`
-	Head        uint64  `json:"head"`
-	HeadHash    string  `json:"head_hash"`
-	Duplicate   bool    `json:"duplicate"`
-	Type        string  `json:"type"`
-	Title       string  `json:"title"`
-	Status      int     `json:"status"`
-	Detail      string  `json:"detail"`
-	ExpectedSeq *uint64 `json:"expected_seq"`
+	status        int
+	contentType   string
+	Node          string     `json:"node"`
+	Head          uint64     `json:"head"`
+	HeadHash      string     `json:"head_hash"`
+	Duplicate     bool       `json:"duplicate"`
+	Type          string     `json:"type"`
+	Title         string     `json:"title"`
+	Status        int        `json:"status"`
+	Detail        string     `json:"detail"`
+	ExpectedSeq   *uint64    `json:"expected_seq"`
+	Hold          bool       `json:"hold"`
+	AuthorityTime *time.Time `json:"authority_time"`
+	LastWindowEnd *time.Time `json:"last_window_end"`
 }
 
 func (e *env) do(req *http.Request) answer {

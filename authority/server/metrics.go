@@ -13,14 +13,18 @@ var batchCauses = []string{protocol.BodyTooLarge, protocol.Malformed, protocol.U
 	protocol.FutureWindow, protocol.OverWallTime, protocol.GPUNotRegistered, protocol.GPUClaimed, protocol.InvalidRecord,
 	protocol.DuplicateKey, protocol.InvalidName, protocol.InvalidUUID, protocol.KindFields, protocol.InvalidValue,
 	protocol.InvalidInventory, protocol.ModelMismatch, protocol.SliceMismatch, protocol.NotInLayout, protocol.OverGPUTime,
-	protocol.BeforeActive, protocol.WindowTooLong, protocol.WindowNotEnded, protocol.NoInventory}
+	protocol.BeforeActive, protocol.WindowTooLong, protocol.WindowNotEnded, protocol.NoInventory, protocol.SecondSigner}
 
 // metrics are the authority's counters, on a registry of their own.
 type metrics struct {
-	reg       *prometheus.Registry
-	accepted  *prometheus.CounterVec
-	rejected  *prometheus.CounterVec
-	records   prometheus.Counter
+	reg      *prometheus.Registry
+	accepted *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	records  prometheus.Counter
+	// held counts held refusals (protocol.Held) by node and cause: the
+	// node keeps such a batch and sends it again until the authority's
+	// facts allow it (a GPU or key registered, its clock caught up).
+	held      *prometheus.CounterVec
 	forks     prometheus.Counter
 	internals prometheus.Counter
 	// unrecorded counts refusals the audit trail failed to keep.
@@ -42,9 +46,13 @@ func newMetrics() *metrics {
 			Name: "gpumeter_authority_records_stored_total",
 			Help: "Usage, idle and gap records stored.",
 		}),
+		held: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gpumeter_authority_batches_held_total",
+			Help: "Held refusals (the node keeps the batch and sends it again), by node (\"\" before the batch was authenticated) and cause.",
+		}, []string{"node", "cause"}),
 		forks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gpumeter_authority_forks_flagged_total",
-			Help: "Batches that conflicted with a stored batch and flagged their node as forked.",
+			Help: "Batches from a second copy of a node (second-signer, or fork to an old agent) that flagged their node for review.",
 		}),
 		internals: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gpumeter_authority_internal_errors_total",
@@ -55,7 +63,7 @@ func newMetrics() *metrics {
 			Help: "Refused batches the audit trail failed to keep (the refusal was answered and logged all the same).",
 		}),
 	}
-	m.reg.MustRegister(m.accepted, m.rejected, m.records, m.forks, m.internals, m.unrecorded,
+	m.reg.MustRegister(m.accepted, m.rejected, m.records, m.held, m.forks, m.internals, m.unrecorded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Start every series at 0 so rates and alerts see a cause before its
 	// first occurrence.
@@ -64,6 +72,9 @@ func newMetrics() *metrics {
 	}
 	for _, c := range batchCauses {
 		m.rejected.WithLabelValues(c)
+		if protocol.Held(c) {
+			m.held.WithLabelValues("", c)
+		}
 	}
 	return m
 }

@@ -56,7 +56,7 @@ func newStoreCollector(read func(context.Context) (store.Health, error), log *sl
 		reviews: prometheus.NewDesc("gpumeter_authority_reviews",
 			"Reviews of held subsidies, by status (held, approved, rejected).", []string{"status"}, nil),
 		forked: prometheus.NewDesc("gpumeter_authority_node_forked",
-			"Whether the node is flagged as forked (1): its batches are refused until an operator resolves it.", []string{"node"}, nil),
+			"Whether the node is flagged for review (1): a second copy of it signed batches (refused); its stored chain keeps delivering until an operator clears the flag (node unfork).", []string{"node"}, nil),
 		lastBatch: prometheus.NewDesc("gpumeter_authority_node_last_batch_timestamp_seconds",
 			"When the node's latest stored batch was received (absent before its first).", []string{"node"}, nil),
 		window: prometheus.NewDesc("gpumeter_authority_node_window_seconds",

@@ -73,7 +73,7 @@ func (s *Server) authRead(w http.ResponseWriter, r *http.Request) (reader, bool)
 		if s.tokenSum != nil {
 			w.Header().Add("WWW-Authenticate", `Bearer realm="gpumeter"`)
 		}
-		protocol.WriteProblem(w, protocol.NewProblem(protocol.Unauthorized,
+		s.writeProblem(w, protocol.NewProblem(protocol.Unauthorized,
 			why+": sign the read with the node's key ("+protocol.ReadScheme+"), or send the operators' bearer token"))
 		return reader{}, false
 	}
@@ -122,6 +122,6 @@ func (s *Server) signedRead(r *http.Request, h string) (rd reader, why string, e
 func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, rd reader, node string) {
 	s.log.Warn("read refused: another node's data", slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr),
 		slog.String("key_id", rd.keyID), slog.String("key_node", rd.node), slog.String("node", node))
-	protocol.WriteProblem(w, protocol.NewProblem(protocol.NodeMismatch,
+	s.writeProblem(w, protocol.NewProblem(protocol.NodeMismatch,
 		fmt.Sprintf("key %s is node %q's: it reads that node's data only", rd.keyID, rd.node)))
 }

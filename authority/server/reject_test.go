@@ -140,12 +140,15 @@ func TestRejections(t *testing.T) {
 			status: 409, cause: "sequence-gap", expect: u(2),
 		},
 		{
-			name:   "broken chain",
+			// A batch at head+1 that does not chain to the head, from an
+			// agent that sends no instance id: a second signer, answered
+			// fork (what such an agent understands).
+			name:   "second signer at head+1, old agent",
 			before: func(e *env) { e.mustAccept(e.seal(e.sealer, 1, "", rec(gpuA, 5, "t1", 60000))) },
 			body: func(e *env) []byte {
 				return e.seal(e.sealer, 2, strings.Repeat("0", 64), rec(gpuA, 4, "t1", 60000)).Envelope
 			},
-			status: 409, cause: "chain-broken", expect: u(2),
+			status: 409, cause: "fork", expect: u(2),
 		},
 		{
 			name: "window in the future",

@@ -128,25 +128,41 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 // keeps it in the audit trail with body (what was read of it).
 func (s *Server) reject(w http.ResponseWriter, r *http.Request, out ingest.Outcome, body []byte, p *protocol.Problem) {
 	s.m.rejected.WithLabelValues(p.Cause()).Inc()
+	if p.Hold {
+		s.m.held.WithLabelValues(out.Node, p.Cause()).Inc()
+	}
 	attrs := []any{
 		slog.String("cause", p.Cause()), slog.String("node", out.Node),
 		slog.String("key_id", out.KeyID), slog.Uint64("first_seq", out.FirstSeq),
 		slog.String("remote", r.RemoteAddr), slog.String("detail", p.Detail),
 	}
-	if out.Forked {
+	switch {
+	case out.Flagged:
 		s.m.forks.Inc()
-		s.log.Error("batch forks the node's chain; node flagged", attrs...)
-	} else {
+		s.log.Error("a second copy of the node signed a batch that conflicts with its stored chain; node flagged, its stored chain goes on",
+			append(attrs, slog.String("instance", out.Instance))...)
+	case p.Hold:
+		s.log.Warn("batch held: the node keeps it and sends it again once the authority's facts allow it", attrs...)
+	default:
 		s.log.Warn("batch rejected", attrs...)
 	}
 	s.audit(r, out, body, p)
+	s.writeProblem(w, p)
+}
+
+// writeProblem answers p with the authority's time (Problem.AuthorityTime):
+// every problem of the delivery API carries it, so a node can tell its
+// clock's skew.
+func (s *Server) writeProblem(w http.ResponseWriter, p *protocol.Problem) {
+	now := s.clock.Now().UTC()
+	p.AuthorityTime = &now
 	protocol.WriteProblem(w, p)
 }
 
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
 	s.m.internals.Inc()
 	s.log.Error("request failed", slog.String("path", r.URL.Path), slog.Any("err", err))
-	protocol.WriteProblem(w, protocol.NewProblem(protocol.Internal, "the authority failed to process the request; retry later"))
+	s.writeProblem(w, protocol.NewProblem(protocol.Internal, "the authority failed to process the request; retry later"))
 }
 
 func (s *Server) getHead(w http.ResponseWriter, r *http.Request) {
@@ -161,14 +177,18 @@ func (s *Server) getHead(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := s.st.Node(r.Context(), id)
 	if errors.Is(err, store.ErrNodeNotFound) {
-		protocol.WriteProblem(w, protocol.NewProblem(protocol.NotFound, fmt.Sprintf("node %q is not registered", id)))
+		s.writeProblem(w, protocol.NewProblem(protocol.NotFound, fmt.Sprintf("node %q is not registered", id)))
 		return
 	}
 	if err != nil {
 		s.internal(w, r, err)
 		return
 	}
-	writeJSON(w, protocol.HeadAnswer{Node: n.ID, Head: n.HeadSeq, HeadHash: n.HeadHash})
+	ans := protocol.HeadAnswer{Node: n.ID, Head: n.HeadSeq, HeadHash: n.HeadHash}
+	if !n.LastWindowEnd.IsZero() {
+		ans.LastWindowEnd = &n.LastWindowEnd
+	}
+	writeJSON(w, ans)
 }
 
 // UsageReport is the answer of GET /v1/usage (and the CLI's usage).
@@ -220,7 +240,7 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request) {
 	}
 	from, to, err := ParsePeriod(q.Get("from"), q.Get("to"))
 	if err != nil {
-		protocol.WriteProblem(w, protocol.NewProblem(protocol.BadRequest, err.Error()))
+		s.writeProblem(w, protocol.NewProblem(protocol.BadRequest, err.Error()))
 		return
 	}
 	f := store.UsageFilter{Tenant: q.Get("tenant"), Node: node, From: from, To: to}

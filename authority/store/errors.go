@@ -18,10 +18,10 @@ var (
 	ErrInvalidRegistration = errors.New("invalid registration")
 
 	// Ingest: each is one protocol rejection cause.
-	ErrNodeForked   = errors.New("node is flagged as forked")
-	ErrFork         = errors.New("batch differs from the stored batch at its sequence")
+	// ErrSecondSigner: a batch whose signature verified but that does not
+	// link into the stored chain: a second copy of the node signs.
+	ErrSecondSigner = errors.New("a second copy of the node signed a batch that conflicts with the stored chain")
 	ErrSequenceGap  = errors.New("batch skips sequence numbers")
-	ErrChainBroken  = errors.New("prev_hash is not the hash of the head batch")
 	ErrOverWallTime = errors.New("GPU time exceeds wall time")
 	// ErrOverGPUTime: a physical GPU's slice-weighted time exceeds wall
 	// time, or its record intervals cross.
@@ -37,12 +37,16 @@ var (
 	ErrLayoutOrder = errors.New("layout out of order")
 )
 
-// SeqError is a sequence conflict (gap, chain, fork): the node should send
-// from Expected next.
+// SeqError is a sequence conflict (a gap, a second signer): the node
+// should send from Expected next.
 type SeqError struct {
-	Err      error // ErrSequenceGap, ErrChainBroken, ErrFork or ErrNodeForked
+	Err      error // ErrSequenceGap or ErrSecondSigner
 	Expected uint64
 	Detail   string
+	// Instance and StoredInstance (ErrSecondSigner): the instance id the
+	// refused batch carries and that of the stored batch it conflicts
+	// with ("" when none was sent).
+	Instance, StoredInstance string
 }
 
 func (e *SeqError) Error() string {

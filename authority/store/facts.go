@@ -117,7 +117,7 @@ func (f *Facts) AddInventory(seq uint64, recordID string, observed, window, merg
 // commits either before this ingest, which then refuses the batch, or
 // after it has committed), the GPUs, the latest inventory and the layouts
 // in force from the batch's first window on.
-func (s *Store) loadFacts(ctx context.Context, tx *sql.Tx, b *protocol.Batch, provider string, now time.Time) (*Facts, error) {
+func (s *Store) loadFacts(ctx context.Context, tx *sql.Tx, b *protocol.Batch, provider string, now time.Time, clock func() time.Time) (*Facts, error) {
 	f := &Facts{Node: b.Node, Provider: provider, Now: now, GPUs: map[string]GPU{},
 		maxSpan: map[string]int64{}, layouts: map[string][]Layout{}}
 	var (
@@ -136,13 +136,31 @@ func (s *Store) loadFacts(ctx context.Context, tx *sql.Tx, b *protocol.Batch, pr
 	if err != nil {
 		return nil, fmt.Errorf("read key %s: %w", b.KeyID, err)
 	}
-	if revoked.Valid && now.UnixMilli() >= revoked.Int64 {
+	keyNow := now
+	if clock != nil {
+		// The key row is read (and, on PostgreSQL, share-locked) by now.
+		if c := clock(); c.After(now) {
+			keyNow = c
+		}
+	}
+	if revoked.Valid && keyNow.UnixMilli() >= revoked.Int64 {
 		return nil, fmt.Errorf("%w: key %s of node %q, revoked at %s", ErrRevokedAtIngest, b.KeyID, b.Node,
 			time.UnixMilli(revoked.Int64).UTC().Format(time.RFC3339Nano))
 	}
 	f.KeyActiveFrom = time.UnixMilli(active).UTC()
 
-	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT gpu_uuid, model, registered_ms, max_span_ms FROM node_gpus WHERE node_id = ?`), b.Node)
+	// The node's GPUs, and those whose registration to it ended before
+	// another node registered them (gpu_past_registrations): the node's
+	// records of that time stay valid. A GPU registered to the node now
+	// (first) wins over its past registrations; of those, the latest.
+	var owners []string
+	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT gpu_uuid, model, registered_ms, retired_ms, max_span_ms, '' AS past FROM node_gpus WHERE node_id = ?
+		UNION ALL
+		SELECT p.gpu_uuid, p.model, p.registered_ms, p.retired_ms,
+			COALESCE((SELECT g.max_span_ms FROM node_gpus g WHERE g.gpu_uuid = p.gpu_uuid), 0),
+			COALESCE((SELECT g.node_id FROM node_gpus g WHERE g.gpu_uuid = p.gpu_uuid), '') AS past
+		FROM gpu_past_registrations p WHERE p.node_id = ?
+		ORDER BY past, registered_ms DESC`), b.Node, b.Node)
 	if err != nil {
 		return nil, fmt.Errorf("read GPUs of node %q: %w", b.Node, err)
 	}
@@ -150,17 +168,42 @@ func (s *Store) loadFacts(ctx context.Context, tx *sql.Tx, b *protocol.Batch, pr
 		var (
 			g         GPU
 			reg, span int64
+			retired   sql.NullInt64
+			owner     string // of a past registration: the GPU's node now
 		)
-		if err := rows.Scan(&g.UUID, &g.Model, &reg, &span); err != nil {
+		if err := rows.Scan(&g.UUID, &g.Model, &reg, &retired, &span, &owner); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read GPUs of node %q: %w", b.Node, err)
 		}
+		if _, ok := f.GPUs[g.UUID]; ok {
+			continue
+		}
 		g.Registered = time.UnixMilli(reg).UTC()
+		if retired.Valid {
+			g.Retired = msTime(retired.Int64)
+		}
 		f.GPUs[g.UUID] = g
 		f.maxSpan[g.UUID] = span
+		if owner != "" && owner != b.Node {
+			owners = append(owners, owner)
+		}
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return nil, fmt.Errorf("read GPUs of node %q: %w", b.Node, err)
+	}
+	// A GPU's per-GPU totals are written under its node's lock; a GPU that
+	// moved on to another node is written by both, so on PostgreSQL this
+	// ingest takes that node's lock too (SQLite's one writer needs none).
+	if s.d.forUpdate != "" && len(owners) > 0 {
+		sort.Strings(owners)
+		for i, o := range owners {
+			if i > 0 && owners[i-1] == o {
+				continue
+			}
+			if err := s.lockNode(ctx, tx, o); err != nil {
+				return nil, fmt.Errorf("lock node %q, which holds a GPU of node %q now: %w", o, b.Node, err)
+			}
+		}
 	}
 
 	// Layouts of the GPUs the batch names (its records' and inventories'),

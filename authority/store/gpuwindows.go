@@ -50,7 +50,9 @@ type gpuNode struct {
 // addGPUWindows applies the GPU-time rule (package doc) to the batch's
 // records and writes the new totals. Every GPU is one node's (node_gpus'
 // primary key), so the node's lock, taken first by Ingest, serializes all
-// writers of these rows: no lock of their own is needed.
+// writers of these rows: no lock of their own is needed. (A GPU that moved
+// to another node is also written by its old node, which then takes the
+// new node's lock as well: loadFacts.)
 func (s *Store) addGPUWindows(ctx context.Context, tx *sql.Tx, f *Facts, b *protocol.Batch, vs []RecordVerdict) error {
 	sums := map[gpuInterval]int64{}
 	span := map[string]int64{}

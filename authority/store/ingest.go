@@ -16,6 +16,12 @@ type Submission struct {
 	Hash     string // protocol.Hash of the payload
 	Envelope []byte // the envelope exactly as received
 	Received time.Time
+	// Now is the ingester's clock, read once the transaction holds the
+	// node's key row: a revocation that committed before that moment
+	// refuses the batch even if the batch was received before it, so that
+	// what was stored when a revocation commits is all that is ever
+	// stored. Nil: Received.
+	Now func() time.Time
 	// Verify judges the batch by what the authority holds of its node (read
 	// inside the transaction, after the sequence and chain checks): it
 	// returns one verdict per record, or an error that refuses the batch
@@ -35,17 +41,22 @@ type Result struct {
 
 // Ingest stores a batch if it continues the node's chain and keeps every
 // unit within wall time, all in one transaction. An exact resend answers
-// Duplicate. A different batch at a stored sequence is a fork: the node is
-// flagged (that flag is committed) and ErrFork returned. Every other
-// rejection writes nothing.
+// Duplicate. A batch that does not link into the stored chain, though its
+// signature verified (one at a stored sequence with different content, or
+// one at head+1 whose prev_hash is not the head's hash), comes from a
+// second copy of the node: the chain stored first is kept, the node is
+// flagged for review and the copy's instance counted (that is committed),
+// and ErrSecondSigner returned. The flag refuses nothing: batches that
+// extend the head are accepted as ever. Every other rejection writes
+// nothing.
 func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 	b := &sub.Batch
 	var res Result
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		var (
 			provider, headHash string
-			forked             bool
 			head               uint64
+			lastEnd            int64
 		)
 		// The head is re-read under the node's lock (SQLite's write lock;
 		// the row lock FOR UPDATE takes on PostgreSQL, where a second
@@ -53,8 +64,8 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 		// then reads the head the first committed): whatever raced us has
 		// committed or not, and this is the truth we extend. This is the
 		// first lock an ingest takes; unit locks come after (checkRecords).
-		err := s.queryRowTx(ctx, tx, `SELECT provider, forked, head_seq, head_hash FROM nodes WHERE id = ?`+s.d.forUpdate, b.Node).
-			Scan(&provider, &forked, &head, &headHash)
+		err := s.queryRowTx(ctx, tx, `SELECT provider, head_seq, head_hash, last_window_end_ms FROM nodes WHERE id = ?`+s.d.forUpdate, b.Node).
+			Scan(&provider, &head, &headHash, &lastEnd)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("ingest batch of node %q: %w", b.Node, ErrNodeNotFound)
 		}
@@ -62,24 +73,21 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 			return fmt.Errorf("ingest batch of node %q: read head: %w", b.Node, err)
 		}
 		res = Result{Node: b.Node, Head: head}
-		// Resends first: an exact resend is answered as a duplicate even for
-		// a forked node (it changes nothing), a different one is a fork.
 		if b.FirstSeq <= head {
 			return s.checkResend(ctx, tx, sub, head, &res)
-		}
-		if forked {
-			return &SeqError{Err: ErrNodeForked, Expected: head + 1,
-				Detail: "an operator must resolve the fork before the node's batches are accepted again"}
 		}
 		if b.FirstSeq > head+1 {
 			return &SeqError{Err: ErrSequenceGap, Expected: head + 1,
 				Detail: fmt.Sprintf("first_seq %d, but the head is %d", b.FirstSeq, head)}
 		}
 		if b.PrevHash != headHash {
-			return &SeqError{Err: ErrChainBroken, Expected: head + 1,
-				Detail: fmt.Sprintf("prev_hash %q, head batch hash %q", b.PrevHash, headHash)}
+			// One signer never does this: its next batch chains to the
+			// batch it stored at head. A copy that fell behind does, once
+			// its sequence numbers catch up with the original's.
+			return s.secondSigner(ctx, tx, sub, head, head,
+				fmt.Sprintf("prev_hash %q is not the hash %q of the head batch", b.PrevHash, headHash))
 		}
-		facts, err := s.loadFacts(ctx, tx, b, provider, sub.Received)
+		facts, err := s.loadFacts(ctx, tx, b, provider, sub.Received, sub.Now)
 		if err != nil {
 			return err
 		}
@@ -109,8 +117,17 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 		if err := s.bill(ctx, tx, b, verdicts, sub.Received); err != nil {
 			return err
 		}
-		if _, err := s.exec(ctx, tx, `UPDATE nodes SET head_seq = ?, head_hash = ? WHERE id = ?`, b.LastSeq, sub.Hash, b.Node); err != nil {
+		for i := range b.Records {
+			if r := &b.Records[i]; r.Kind != protocol.KindInventory {
+				lastEnd = max(lastEnd, r.WindowEnd.UnixMilli())
+			}
+		}
+		if _, err := s.exec(ctx, tx, `UPDATE nodes SET head_seq = ?, head_hash = ?, last_window_end_ms = ? WHERE id = ?`,
+			b.LastSeq, sub.Hash, lastEnd, b.Node); err != nil {
 			return fmt.Errorf("ingest batch %d of node %q: advance head: %w", b.FirstSeq, b.Node, err)
+		}
+		if err := s.noteInstance(ctx, tx, b.Node, b.Instance, sub.Received, true); err != nil {
+			return err
 		}
 		res.Head, res.Records = b.LastSeq, len(b.Records)
 		return nil
@@ -121,33 +138,62 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 	return res, nil
 }
 
-// checkResend handles first_seq <= head: an identical batch is a duplicate,
-// anything else a fork, which flags the node (committed via keepError).
+// checkResend handles first_seq <= head: an identical batch is a
+// duplicate, anything else a second signer.
 func (s *Store) checkResend(ctx context.Context, tx *sql.Tx, sub Submission, head uint64, res *Result) error {
 	b := &sub.Batch
 	var storedHash string
-	var storedLast uint64
-	err := s.queryRowTx(ctx, tx, `SELECT hash, last_seq FROM batches WHERE node_id = ? AND first_seq = ?`, b.Node, b.FirstSeq).
-		Scan(&storedHash, &storedLast)
+	err := s.queryRowTx(ctx, tx, `SELECT hash FROM batches WHERE node_id = ? AND first_seq = ?`, b.Node, b.FirstSeq).Scan(&storedHash)
 	switch {
 	case err == nil && storedHash == sub.Hash:
 		res.Duplicate = true
 		return nil
 	case err == nil:
-		err = &SeqError{Err: ErrFork, Expected: head + 1,
-			Detail: fmt.Sprintf("batch at first_seq %d has hash %s, the stored one %s", b.FirstSeq, sub.Hash, storedHash)}
+		return s.secondSigner(ctx, tx, sub, head, b.FirstSeq,
+			fmt.Sprintf("batch at first_seq %d has hash %s, the stored one %s", b.FirstSeq, sub.Hash, storedHash))
 	case errors.Is(err, sql.ErrNoRows):
-		// Stored seqs are split differently: the node re-cut committed
-		// batches, which the protocol forbids.
-		err = &SeqError{Err: ErrFork, Expected: head + 1,
-			Detail: fmt.Sprintf("first_seq %d is stored inside another batch", b.FirstSeq)}
+		// Stored seqs are split differently: cut by another copy (one
+		// signer never re-cuts a committed batch).
+		return s.secondSigner(ctx, tx, sub, head, b.FirstSeq,
+			fmt.Sprintf("first_seq %d is stored inside another batch", b.FirstSeq))
 	default:
 		return fmt.Errorf("ingest batch %d of node %q: read stored batch: %w", b.FirstSeq, b.Node, err)
 	}
-	if _, uerr := s.exec(ctx, tx, `UPDATE nodes SET forked = ? WHERE id = ?`, true, b.Node); uerr != nil {
-		return fmt.Errorf("ingest batch %d of node %q: flag fork: %w", b.FirstSeq, b.Node, uerr)
+}
+
+// secondSigner refuses sub, which conflicts with the stored batch that
+// holds seq: it flags the node, counts the refusal against the batch's
+// instance and names both instances; that is committed (keepError), the
+// batch is not.
+func (s *Store) secondSigner(ctx context.Context, tx *sql.Tx, sub Submission, head, seq uint64, detail string) error {
+	b := &sub.Batch
+	var (
+		storedFirst uint64
+		storedInst  string
+	)
+	err := s.queryRowTx(ctx, tx, `SELECT first_seq, instance FROM batches WHERE node_id = ? AND first_seq <= ? ORDER BY first_seq DESC LIMIT 1`,
+		b.Node, seq).Scan(&storedFirst, &storedInst)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("ingest batch %d of node %q: read stored batch: %w", b.FirstSeq, b.Node, err)
 	}
-	return &keepError{err: err}
+	if _, err := s.exec(ctx, tx, `UPDATE nodes SET forked = ? WHERE id = ?`, true, b.Node); err != nil {
+		return fmt.Errorf("ingest batch %d of node %q: flag the node: %w", b.FirstSeq, b.Node, err)
+	}
+	if err := s.noteInstance(ctx, tx, b.Node, b.Instance, sub.Received, false); err != nil {
+		return err
+	}
+	return &keepError{err: &SeqError{Err: ErrSecondSigner, Expected: head + 1, Instance: b.Instance, StoredInstance: storedInst,
+		Detail: fmt.Sprintf("%s: instance %s signed it, the stored batch at first_seq %d is instance %s's; the chain stored first is kept",
+			detail, instanceName(b.Instance), storedFirst, instanceName(storedInst))}}
+}
+
+// instanceName quotes an instance id for a message; an agent that sends
+// none is "(none)".
+func instanceName(id string) string {
+	if id == "" {
+		return "(none)"
+	}
+	return fmt.Sprintf("%q", id)
 }
 
 // checkRecords checks GPU ownership, the provider and the wall-time rule
@@ -167,6 +213,10 @@ func (s *Store) checkRecords(ctx context.Context, tx *sql.Tx, b *protocol.Batch,
 		}
 		if r.Kind == protocol.KindInventory {
 			continue
+		}
+		if g, ok := f.GPUs[r.ParentUUID]; ok && !g.Retired.IsZero() && r.WindowEnd.After(g.Retired) {
+			return fmt.Errorf("%w: record seq %d: window ends %s, after the registration of GPU %s to the node ended (%s)",
+				ErrGPUNotRegistered, r.Seq, r.WindowEnd.UTC().Format(time.RFC3339Nano), r.ParentUUID, g.Retired.Format(time.RFC3339Nano))
 		}
 		if !own[r.ParentUUID] {
 			if err := s.notForeign(ctx, tx, r.ParentUUID, b.Node, foreign); err != nil {

@@ -27,9 +27,9 @@ func batchOf(node string, first uint64, prev, keyID string, recs ...protocol.Rec
 }
 
 // TestIngestProtocol walks one node's chain through every outcome the
-// store decides: accept, duplicate, gap, broken chain, GPU checks, a
-// record stored twice, a fork (whose flag is committed) and what a forked
-// node may still do. Each rejection must leave the rows and head as they
+// store decides: accept, duplicate, gap, GPU checks, a record stored
+// twice, a second signer (at a stored seq and at head+1; its flag is
+// committed) and that a flagged node's chain goes on. Each rejection must leave the rows and head as they
 // were.
 func TestIngestProtocol(t *testing.T) {
 	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
@@ -58,11 +58,11 @@ func TestIngestProtocol(t *testing.T) {
 			dup      bool   // want a duplicate
 			head     uint64 // head after the step
 			expected uint64 // SeqError.Expected, when want is one
+			flagged  bool   // the node is flagged after the step
 		}{
 			{name: "first batch", sub: b1, head: 2},
 			{name: "exact resend", sub: b1, dup: true, head: 2},
 			{name: "gap", sub: batchOf("n1", 4, b1.Hash, key, win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 1)), want: ErrSequenceGap, head: 2, expected: 3},
-			{name: "broken chain", sub: batchOf("n1", 3, "nope", key, win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 1)), want: ErrChainBroken, head: 2, expected: 3},
 			{name: "parent GPU of another node", sub: batchOf("n1", 3, b1.Hash, key, foreignParent), want: ErrGPUClaimed, head: 2},
 			{name: "parent GPU unknown", sub: batchOf("n1", 3, b1.Hash, key, unknownParent), want: ErrGPUNotRegistered, head: 2},
 			{name: "provider not the node's", sub: batchOf("n1", 3, b1.Hash, key, otherProvider), want: ErrInvalidRecord, head: 2},
@@ -70,9 +70,10 @@ func TestIngestProtocol(t *testing.T) {
 			{name: "record already stored", sub: batchOf("n1", 3, b1.Hash, key, win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "a", 0)), want: ErrInvalidRecord, head: 2},
 			{name: "record twice in the batch", sub: batchOf("n1", 3, b1.Hash, key, win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 100), win("GPU-00000000-0000-4000-8000-000000000001", 60, 120, "a", 100)), want: ErrInvalidRecord, head: 2},
 			{name: "next batch", sub: b2, head: 3},
-			{name: "fork", sub: batchOf("n1", 1, "", key, win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "b", 60000)), want: ErrFork, head: 3, expected: 4},
-			{name: "forked node refused", sub: batchOf("n1", 4, b2.Hash, key, win("GPU-00000000-0000-4000-8000-000000000001", 120, 180, "a", 1)), want: ErrNodeForked, head: 3, expected: 4},
-			{name: "forked node's resend still a duplicate", sub: b2, dup: true, head: 3},
+			{name: "second signer at a stored seq", sub: batchOf("n1", 1, "", key, win("GPU-00000000-0000-4000-8000-000000000001", 0, 60, "b", 60000)), want: ErrSecondSigner, head: 3, expected: 4, flagged: true},
+			{name: "second signer at head+1", sub: batchOf("n1", 4, "nope", key, win("GPU-00000000-0000-4000-8000-000000000001", 120, 180, "a", 1)), want: ErrSecondSigner, head: 3, expected: 4, flagged: true},
+			{name: "flagged node's next batch accepted", sub: batchOf("n1", 4, b2.Hash, key, win("GPU-00000000-0000-4000-8000-000000000001", 120, 180, "a", 1)), head: 4, flagged: true},
+			{name: "flagged node's resend still a duplicate", sub: b2, dup: true, head: 4, flagged: true},
 		}
 		for _, st := range steps {
 			before, err := s.Count(ctx)
@@ -110,8 +111,8 @@ func TestIngestProtocol(t *testing.T) {
 			if stored && after.Records != before.Records+int64(len(st.sub.Batch.Records)) {
 				t.Errorf("%s: records %d -> %d", st.name, before.Records, after.Records)
 			}
-			if wantForked := st.head == 3 && st.name != "next batch"; n.Forked != wantForked {
-				t.Errorf("%s: forked = %v, want %v", st.name, n.Forked, wantForked)
+			if n.Forked != st.flagged {
+				t.Errorf("%s: flagged = %v, want %v", st.name, n.Forked, st.flagged)
 			}
 		}
 	})

@@ -35,9 +35,9 @@ func (s *Store) insert(ctx context.Context, tx *sql.Tx, sub Submission) error {
 		}
 		seqOf[r.ID] = r.Seq
 	}
-	_, err := s.exec(ctx, tx, `INSERT INTO batches (node_id, first_seq, last_seq, hash, key_id, received_at, envelope)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		b.Node, b.FirstSeq, b.LastSeq, sub.Hash, b.KeyID, sub.Received.UnixMilli(), sub.Envelope)
+	_, err := s.exec(ctx, tx, `INSERT INTO batches (node_id, first_seq, last_seq, hash, key_id, received_at, envelope, instance)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.Node, b.FirstSeq, b.LastSeq, sub.Hash, b.KeyID, sub.Received.UnixMilli(), sub.Envelope, b.Instance)
 	if err != nil {
 		return fmt.Errorf("store batch %d of node %q: %w", b.FirstSeq, b.Node, err)
 	}

@@ -91,6 +91,7 @@ var migrations = [][]string{
 	2: billingMigration,
 	3: inventoryMigration,
 	4: auditMigration,
+	5: registryMigration,
 }
 
 // migrate applies the migrations not yet recorded. Processes opening one

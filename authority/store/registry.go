@@ -17,10 +17,31 @@ import (
 type Node struct {
 	ID       string
 	Provider string
+	// Forked: the node is flagged for review because a second copy of it
+	// signed (docs/protocol.md, "Second signers"). Its stored chain keeps
+	// delivering; node unfork clears the flag.
 	Forked   bool
 	HeadSeq  uint64
 	HeadHash string
-	GPUs     []GPU
+	// LastWindowEnd is the latest window end of the node's stored usage,
+	// idle and gap records (zero: none).
+	LastWindowEnd time.Time
+	// GPUs are the GPUs registered to the node, those whose registration
+	// ended (Retired) included while no other node holds them.
+	GPUs []GPU
+	// Instances are the copies of the node's agent the authority heard
+	// from (ListNodes and NodeInstances fill it; Node does not).
+	Instances []Instance
+}
+
+// Instance is one copy of a node's agent, by the instance id its batches
+// carry ("" for agents that send none).
+type Instance struct {
+	ID        string    `json:"instance"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Accepted  int64     `json:"accepted_batches"`
+	Refused   int64     `json:"refused_batches"`
 }
 
 // Key is a node's public key.
@@ -48,6 +69,9 @@ type GPU struct {
 	// Registered bounds the first window paid for the GPU; zero: the
 	// registration's Since.
 	Registered time.Time `json:"registered"`
+	// Retired ends the registration (node remove-gpu): the node's records
+	// ending after it are refused. Zero: registered.
+	Retired time.Time `json:"retired,omitzero"`
 }
 
 // GPUsOf is len(uuids) GPUs of one model, registered at the
@@ -118,7 +142,11 @@ func (s *Store) RegisterNode(ctx context.Context, reg Registration, now time.Tim
 		if err := s.insertGPUs(ctx, tx, id, gpus); err != nil {
 			return fmt.Errorf("register node %q: %w", id, err)
 		}
-		return s.addKey(ctx, tx, id, reg.Key, since, now)
+		if err := s.addKey(ctx, tx, id, reg.Key, since, now); err != nil {
+			return err
+		}
+		return s.recordAction(ctx, tx, ActionRegister, id, map[string]any{
+			"provider": reg.Provider, "key_id": signing.KeyID(reg.Key), "since": since.UTC(), "gpus": gpus}, now)
 	})
 }
 
@@ -133,17 +161,15 @@ func (s *Store) AddGPUs(ctx context.Context, node string, gpus []GPU, now time.T
 		return fmt.Errorf("add GPUs to node %q: %w: no GPU given", node, ErrInvalidRegistration)
 	}
 	return s.writeTx(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := s.queryRowTx(ctx, tx, `SELECT COUNT(*) FROM nodes WHERE id = ?`+s.d.forUpdate, node).Scan(&n); err != nil {
+		// Lock the node's row (PostgreSQL refuses FOR UPDATE with an
+		// aggregate such as COUNT).
+		if err := s.lockNode(ctx, tx, node); err != nil {
 			return fmt.Errorf("add GPUs to node %q: %w", node, err)
-		}
-		if n == 0 {
-			return fmt.Errorf("add GPUs to node %q: %w", node, ErrNodeNotFound)
 		}
 		if err := s.insertGPUs(ctx, tx, node, gs); err != nil {
 			return fmt.Errorf("add GPUs to node %q: %w", node, err)
 		}
-		return nil
+		return s.recordAction(ctx, tx, ActionAddGPU, node, map[string]any{"gpus": gs}, now)
 	})
 }
 
@@ -193,11 +219,21 @@ func canonicalGPUs(gpus []GPU, since, now time.Time) ([]GPU, error) {
 // insertGPUs inserts sorted, canonical gpus for node.
 func (s *Store) insertGPUs(ctx context.Context, tx *sql.Tx, node string, gpus []GPU) error {
 	for _, g := range gpus {
-		var owner string
-		err := s.queryRowTx(ctx, tx, `SELECT node_id FROM node_gpus WHERE gpu_uuid = ?`, g.UUID).Scan(&owner)
+		var (
+			owner, model string
+			reg          int64
+			retired      sql.NullInt64
+		)
+		err := s.queryRowTx(ctx, tx, `SELECT node_id, model, registered_ms, retired_ms FROM node_gpus WHERE gpu_uuid = ?`+s.d.forUpdate, g.UUID).
+			Scan(&owner, &model, &reg, &retired)
 		switch {
-		case err == nil:
+		case err == nil && !retired.Valid:
 			return fmt.Errorf("GPU %s: %w (node %q)", g.UUID, ErrGPUClaimed, owner)
+		case err == nil:
+			if err := s.reRegisterGPU(ctx, tx, node, g, owner, model, reg, retired.Int64); err != nil {
+				return fmt.Errorf("GPU %s: %w", g.UUID, err)
+			}
+			continue
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("GPU %s: %w", g.UUID, err)
 		}
@@ -228,7 +264,11 @@ func (s *Store) AddKey(ctx context.Context, node string, pub ed25519.PublicKey, 
 		if n == 0 {
 			return fmt.Errorf("add key to node %q: %w", node, ErrNodeNotFound)
 		}
-		return s.addKey(ctx, tx, node, pub, from, now)
+		if err := s.addKey(ctx, tx, node, pub, from, now); err != nil {
+			return err
+		}
+		return s.recordAction(ctx, tx, ActionKeyRotate, node, map[string]any{
+			"key_id": signing.KeyID(pub), "active_from": from.UTC()}, now)
 	})
 	if err != nil {
 		return "", err
@@ -265,8 +305,11 @@ func (s *Store) addKey(ctx context.Context, tx *sql.Tx, node string, pub ed25519
 // on PostgreSQL the second sees the first's time).
 func (s *Store) RevokeKey(ctx context.Context, keyID string, at time.Time) error {
 	return s.writeTx(ctx, func(tx *sql.Tx) error {
-		var revoked sql.NullInt64
-		err := s.queryRowTx(ctx, tx, `SELECT revoked_at FROM node_keys WHERE key_id = ?`+s.d.forUpdate, keyID).Scan(&revoked)
+		var (
+			node    string
+			revoked sql.NullInt64
+		)
+		err := s.queryRowTx(ctx, tx, `SELECT node_id, revoked_at FROM node_keys WHERE key_id = ?`+s.d.forUpdate, keyID).Scan(&node, &revoked)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("revoke key %s: %w", keyID, ErrKeyNotFound)
 		}
@@ -279,7 +322,7 @@ func (s *Store) RevokeKey(ctx context.Context, keyID string, at time.Time) error
 		if _, err := s.exec(ctx, tx, `UPDATE node_keys SET revoked_at = ? WHERE key_id = ?`, at.UnixMilli(), keyID); err != nil {
 			return fmt.Errorf("revoke key %s: %w", keyID, err)
 		}
-		return nil
+		return s.recordAction(ctx, tx, ActionKeyRevoke, node, map[string]any{"key_id": keyID, "revoked_at": at.UTC()}, at)
 	})
 }
 
@@ -316,28 +359,36 @@ func (s *Store) Key(ctx context.Context, keyID string) (Key, error) {
 // Node reads a node with its GPUs (ErrNodeNotFound if unknown).
 func (s *Store) Node(ctx context.Context, id string) (Node, error) {
 	n := Node{ID: id}
-	err := s.queryRow(ctx, `SELECT provider, forked, head_seq, head_hash FROM nodes WHERE id = ?`, id).
-		Scan(&n.Provider, &n.Forked, &n.HeadSeq, &n.HeadHash)
+	var last int64
+	err := s.queryRow(ctx, `SELECT provider, forked, head_seq, head_hash, last_window_end_ms FROM nodes WHERE id = ?`, id).
+		Scan(&n.Provider, &n.Forked, &n.HeadSeq, &n.HeadHash, &last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Node{}, fmt.Errorf("read node %q: %w", id, ErrNodeNotFound)
 	}
 	if err != nil {
 		return Node{}, fmt.Errorf("read node %q: %w", id, err)
 	}
-	rows, err := s.query(ctx, `SELECT gpu_uuid, model, registered_ms FROM node_gpus WHERE node_id = ? ORDER BY gpu_uuid`, id)
+	if last > 0 {
+		n.LastWindowEnd = msTime(last)
+	}
+	rows, err := s.query(ctx, `SELECT gpu_uuid, model, registered_ms, retired_ms FROM node_gpus WHERE node_id = ? ORDER BY gpu_uuid`, id)
 	if err != nil {
 		return Node{}, fmt.Errorf("read GPUs of node %q: %w", id, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var (
-			g   GPU
-			reg int64
+			g       GPU
+			reg     int64
+			retired sql.NullInt64
 		)
-		if err := rows.Scan(&g.UUID, &g.Model, &reg); err != nil {
+		if err := rows.Scan(&g.UUID, &g.Model, &reg, &retired); err != nil {
 			return Node{}, fmt.Errorf("read GPUs of node %q: %w", id, err)
 		}
 		g.Registered = time.UnixMilli(reg).UTC()
+		if retired.Valid {
+			g.Retired = msTime(retired.Int64)
+		}
 		n.GPUs = append(n.GPUs, g)
 	}
 	if err := rows.Err(); err != nil {

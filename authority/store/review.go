@@ -228,7 +228,12 @@ func (s *Store) decide(ctx context.Context, recordID, by, note string, now time.
 		}
 		r.Status, r.Decided, r.DecidedBy, r.Note = status, msTime(now.UnixMilli()), by, note
 		out = r
-		return nil
+		action := ActionReviewApprove
+		if status == billing.ReviewRejected {
+			action = ActionReviewReject
+		}
+		return s.recordAction(ctx, tx, action, r.Node, map[string]any{
+			"record": recordID, "by": by, "note": note, "held_fen": int64(r.Held)}, now)
 	})
 	return out, err
 }

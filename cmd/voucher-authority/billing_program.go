@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
@@ -211,41 +211,43 @@ func fileField(field string) []string {
 	return []string{name}
 }
 
-func cmdProgramAdd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("program add", flag.ContinueOnError)
-	db := dbFlag(fs)
-	file := fs.String("file", "", "program definition (YAML; examples in configs/programs/)")
-	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "file": *file}) {
-		return exitUsage
-	}
-	p, doc, err := loadProgram(*file)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitUsage
-	}
-	// The rules checked here first, to name the file's lines; the store
-	// checks them again.
-	if err := billing.ValidateProgram(p); err != nil {
-		fmt.Fprintln(stderr, doc.placeErrors(err))
-		return exitUsage
-	}
-	return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-		if err := st.AddProgram(ctx, p); err != nil {
-			if errors.Is(err, store.ErrInvalidBilling) || errors.Is(err, store.ErrBillingConflict) {
-				return doc.placeErrors(err)
-			}
-			return err
+func programAddCmd() *cobra.Command {
+	c := leaf("add", "add a program from its definition file")
+	db := dbFlag(c)
+	file := c.Flags().String("file", "", "program definition (YAML; examples in configs/programs/, installed in /usr/share/doc/voucher-authority/examples/programs/)")
+	required(c, "file")
+	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+		p, doc, err := loadProgram(*file)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitUsage
 		}
-		fmt.Fprintf(stdout, "added program %s (%s, %s): %s of cost, at most %s CNY per entity a year\n",
-			p.ID, p.Name, p.Issuer, formatPercent(p.Ratio), billing.FormatYuan(p.CapPerYear))
-		return nil
+		// The rules checked here first, to name the file's lines; the store
+		// checks them again.
+		if err := billing.ValidateProgram(p); err != nil {
+			fmt.Fprintln(stderr, doc.placeErrors(err))
+			return exitUsage
+		}
+		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
+			if err := st.AddProgram(ctx, p); err != nil {
+				if errors.Is(err, store.ErrInvalidBilling) || errors.Is(err, store.ErrBillingConflict) {
+					return doc.placeErrors(err)
+				}
+				return err
+			}
+			fmt.Fprintf(stdout, "added program %s (%s, %s): %s of cost, at most %s CNY per entity a year\n",
+				p.ID, p.Name, p.Issuer, formatPercent(p.Ratio), billing.FormatYuan(p.CapPerYear))
+			return nil
+		})
 	})
 }
 
-func cmdProgramList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func programListCmd() *cobra.Command {
 	return listCommand[billing.Program]{
-		name: "program list",
-		load: func(st *store.Store, _ string) ([]billing.Program, error) { return st.Programs(ctx) },
+		use: "list", short: "list the programs",
+		load: func(ctx context.Context, st *store.Store, _ string) ([]billing.Program, error) {
+			return st.Programs(ctx)
+		},
 		header: []string{"id", "issuer", "ratio", "by model", "cap/entity/year CNY", "lifetime cap CNY",
 			"providers", "models", "valid from (UTC+8)", "valid to", "rounding", "settlement"},
 		row: func(p billing.Program) []string {
@@ -261,7 +263,7 @@ func cmdProgramList(ctx context.Context, args []string, stdout, stderr io.Writer
 				billing.FormatYuan(p.CapPerYear), lifetime, strings.Join(p.Providers, ","), models,
 				formatTime(p.ValidFrom), formatTime(p.ValidTo), p.Rounding, p.Settlement}
 		},
-	}.run(ctx, args, stdout, stderr)
+	}.command()
 }
 
 func modelRatios(m map[string]billing.BasisPoints) string {

@@ -48,7 +48,7 @@ func adminConfig(t *testing.T, admin string, tokenMode os.FileMode) string {
 	}
 	cfg := filepath.Join(dir, "authority.yaml")
 	writeFile(t, cfg, "listen: 127.0.0.1:0\nstore: {driver: sqlite, path: "+filepath.Join(dir, "a.db")+"}\n"+
-		"log_level: info\nadmin:\n  listen: \""+admin+"\"\n  token_file: "+tokenFile+"\n")
+		"log: {level: info}\nadmin:\n  listen: \""+admin+"\"\n  token_file: "+tokenFile+"\n")
 	return cfg
 }
 
@@ -139,10 +139,10 @@ func TestServeRefusesAnUnsafeOperatorAPI(t *testing.T) {
 		code  int
 		want  string
 	}{
-		{"token readable by others", "127.0.0.1:0", 0o644, exitFailure, "has mode 0644"},
+		{"token readable by others", "127.0.0.1:0", 0o644, exitConfig, "error: admin.token_file: admin token file"},
 		// Config errors: refused before anything listens, naming the line.
-		{"plain HTTP off loopback", "0.0.0.0:0", 0o600, exitUsage, "authority.yaml:5: admin.listen"},
-		{"plain HTTP on every interface", ":0", 0o600, exitUsage, "is not a loopback address"},
+		{"plain HTTP off loopback", "0.0.0.0:0", 0o600, exitConfig, "authority.yaml:5: admin.listen"},
+		{"plain HTTP on every interface", ":0", 0o600, exitConfig, "is not a loopback address"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

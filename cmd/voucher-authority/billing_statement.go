@@ -3,11 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/authority/server"
@@ -15,15 +16,17 @@ import (
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
-// periodFlags registers --from and --to.
-func periodFlags(fs *flag.FlagSet) (from, to *string) {
-	return fs.String("from", "", "period start TIME (RFC 3339, or YYYY-MM-DD: midnight UTC+8)"),
-		fs.String("to", "", "period end TIME, exclusive (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
+// periodFlags registers --from and --to, both required.
+func periodFlags(c *cobra.Command) (from, to *string) {
+	from = c.Flags().String("from", "", "period start TIME (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
+	to = c.Flags().String("to", "", "period end TIME, exclusive (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
+	required(c, "from", "to")
+	return from, to
 }
 
-func cmdStatement(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return cmdLines(ctx, args, stdout, stderr, "statement", "entity", "entity id",
-		func(st *store.Store, entity string, from, to time.Time) (linesReport, error) {
+func statementCmd() *cobra.Command {
+	return linesCmd("statement", "what an entity owes in a period, and what its vouchers paid", "entity", "entity id",
+		func(ctx context.Context, st *store.Store, entity string, from, to time.Time) (linesReport, error) {
 			s, err := st.Statement(ctx, entity, from, to)
 			if s.Lines == nil {
 				s.Lines = []billing.Line{}
@@ -35,9 +38,9 @@ func cmdStatement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		})
 }
 
-func cmdClaim(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return cmdLines(ctx, args, stdout, stderr, "claim", "provider", "provider",
-		func(st *store.Store, provider string, from, to time.Time) (linesReport, error) {
+func claimCmd() *cobra.Command {
+	return linesCmd("claim", "what a provider claims from each program in a period", "provider", "provider",
+		func(ctx context.Context, st *store.Store, provider string, from, to time.Time) (linesReport, error) {
 			c, err := st.Claim(ctx, provider, from, to)
 			if c.Lines == nil {
 				c.Lines = []billing.Line{}
@@ -59,36 +62,37 @@ type linesReport struct {
 	json  any                   // json
 }
 
-// cmdLines runs statement or claim: --db, --KEY, --from, --to, --format.
-func cmdLines(ctx context.Context, args []string, stdout, stderr io.Writer, name, key, keyHelp string,
-	load func(st *store.Store, key string, from, to time.Time) (linesReport, error)) int {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	db := dbFlag(fs)
-	keyVal := fs.String(key, "", keyHelp)
-	from, to := periodFlags(fs)
-	format := formatFlag(fs, "json", "csv", "table")
-	if !parse(fs, args, stderr) ||
-		!required(stderr, fs.Name(), map[string]string{"db": *db, key: *keyVal, "from": *from, "to": *to}) ||
-		!checkFormat(stderr, fs.Name(), *format, "json", "csv", "table") {
-		return exitUsage
-	}
-	f, t, err := server.ParseBillingPeriod(*from, *to)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
-		return exitUsage
-	}
-	return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-		r, err := load(st, *keyVal, f, t)
+// linesCmd is statement or claim: --db, --KEY, --from, --to, --format.
+func linesCmd(name, short, key, keyHelp string,
+	load func(ctx context.Context, st *store.Store, key string, from, to time.Time) (linesReport, error)) *cobra.Command {
+	c := leaf(name, short)
+	db := dbFlag(c)
+	keyVal := c.Flags().String(key, "", keyHelp)
+	from, to := periodFlags(c)
+	format := formatFlag(c, "json", "csv", "table")
+	required(c, key)
+	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+		if !checkFormat(stderr, name, *format, "json", "csv", "table") {
+			return exitUsage
+		}
+		f, t, err := server.ParseBillingPeriod(*from, *to)
 		if err != nil {
-			return err
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return exitUsage
 		}
-		switch *format {
-		case "csv":
-			return billing.WriteLinesCSV(stdout, r.lines)
-		case "table":
-			return r.table(stdout)
-		}
-		return printJSON(stdout, r.json)
+		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
+			r, err := load(ctx, st, *keyVal, f, t)
+			if err != nil {
+				return err
+			}
+			switch *format {
+			case "csv":
+				return billing.WriteLinesCSV(stdout, r.lines)
+			case "table":
+				return r.table(stdout)
+			}
+			return printJSON(stdout, r.json)
+		})
 	})
 }
 

@@ -106,15 +106,15 @@ func testBillingCommands(t *testing.T, db string, a *authoritytest.Authority, ke
 	runSteps(t, []step{
 		{"entity", []string{"entity", "put", "--db", db, "--id", "acme", "--name", "Acme Robotics Ltd."}, 0, "entity acme", ""},
 		{"related entity", []string{"entity", "put", "--db", db, "--id", "own", "--name", "Cloud's sister", "--related-provider", testProvider}, 0, "related party of " + testProvider, ""},
-		{"entity with a bad id", []string{"entity", "put", "--db", db, "--id", "a b", "--name", "x"}, 2, "", "id"},
+		{"entity with a bad id", []string{"entity", "put", "--db", db, "--id", "a b", "--name", "x"}, exitUsage, "", "id"},
 		{"entity list", []string{"entity", "list", "--db", db}, 0, "Acme Robotics Ltd.", ""},
 		{"tenant", []string{"tenant", "map", "--db", db, "--provider", testProvider, "--tenant", "t1", "--entity", "acme"}, 0, "tenant t1", ""},
 		{"tenant of an unknown entity", []string{"tenant", "map", "--db", db, "--provider", testProvider, "--tenant", "t2", "--entity", "nobody"}, 1, "", "nobody"},
 		{"program", []string{"program", "add", "--db", db, "--file", program}, 0, "added program p1", ""},
 		{"program again", []string{"program", "add", "--db", db, "--file", program}, 1, "", program + ":1: "},
-		{"program with an unknown key", []string{"program", "add", "--db", db, "--file", badKey}, 2, "", badKey + ":4: ratio: unknown field"},
-		{"program over 100%", []string{"program", "add", "--db", db, "--file", badRatio}, 2, "", badRatio + ":4: ratio_percent: 10001 bp"},
-		{"program without file", []string{"program", "add", "--db", db, "--file", filepath.Join(dir, "none.yaml")}, 2, "", "none.yaml"},
+		{"program with an unknown key", []string{"program", "add", "--db", db, "--file", badKey}, exitUsage, "", badKey + ":4: ratio: unknown field"},
+		{"program over 100%", []string{"program", "add", "--db", db, "--file", badRatio}, exitUsage, "", badRatio + ":4: ratio_percent: 10001 bp"},
+		{"program without file", []string{"program", "add", "--db", db, "--file", filepath.Join(dir, "none.yaml")}, exitUsage, "", "none.yaml"},
 		{"program list", []string{"program", "list", "--db", db}, 0, "50%", ""},
 		// 60 CNY per GPU-hour: 1.00 CNY a full minute.
 		{"rate card", []string{"ratecard", "add", "--db", db, "--id", "h100-a", "--provider", testProvider, "--model", testModel,
@@ -122,28 +122,28 @@ func testBillingCommands(t *testing.T, db string, a *authoritytest.Authority, ke
 		{"overlapping rate card", []string{"ratecard", "add", "--db", db, "--id", "h100-b", "--provider", testProvider, "--model", testModel,
 			"--price-fen-per-hour", "5000", "--from", rfc(base)}, 1, "", "h100-a"},
 		{"negative price", []string{"ratecard", "add", "--db", db, "--id", "h100-c", "--provider", testProvider, "--model", testModel,
-			"--price-yuan-per-hour", "-1", "--from", from}, 2, "", "--price-yuan-per-hour: -1 is negative"},
+			"--price-yuan-per-hour", "-1", "--from", from}, exitUsage, "", "--price-yuan-per-hour: -1 is negative"},
 		{"price in a tenth of a fen", []string{"ratecard", "add", "--db", db, "--id", "h100-c", "--provider", testProvider, "--model", testModel,
-			"--price-yuan-per-hour", "2.505", "--from", from}, 2, "", "more than 2 decimals"},
+			"--price-yuan-per-hour", "2.505", "--from", from}, exitUsage, "", "more than 2 decimals"},
 		{"rate card with a bad date", []string{"ratecard", "add", "--db", db, "--id", "h100-c", "--provider", testProvider, "--model", testModel,
-			"--price-fen-per-hour", "1", "--from", "yesterday"}, 2, "", "--from"},
+			"--price-fen-per-hour", "1", "--from", "yesterday"}, exitUsage, "", "--from"},
 		{"rate card list", []string{"ratecard", "list", "--db", db, "--provider", testProvider}, 0, "60.00", ""},
 		// 1.20 CNY: 50% of three minutes is 1.50, so it runs out.
 		{"voucher", []string{"voucher", "issue", "--db", db, "--id", "v1", "--program", "p1", "--holder", "acme",
 			"--face-yuan", "1.20", "--issued", from, "--expires", to}, 0, "issued voucher v1", ""},
 		{"expired voucher", []string{"voucher", "issue", "--db", db, "--id", "v-old", "--program", "p1", "--holder", "acme",
-			"--face-yuan", "1", "--issued", from, "--expires", rfc(now.Add(-time.Hour))}, 2, "", "expires"},
+			"--face-yuan", "1", "--issued", from, "--expires", rfc(now.Add(-time.Hour))}, exitUsage, "", "expires"},
 		{"voucher of an unknown program", []string{"voucher", "issue", "--db", db, "--id", "v-x", "--program", "nope", "--holder", "acme",
 			"--face-fen", "100", "--issued", from, "--expires", to}, 1, "", "nope"},
 		{"voucher with both faces", []string{"voucher", "issue", "--db", db, "--id", "v-x", "--program", "p1", "--holder", "acme",
-			"--face-fen", "100", "--face-yuan", "1", "--issued", from, "--expires", to}, 2, "", "exclusive"},
+			"--face-fen", "100", "--face-yuan", "1", "--issued", from, "--expires", to}, exitUsage, "", "exclusive"},
 		{"suspend", []string{"voucher", "suspend", "--db", db, "--id", "v1"}, 0, "suspended", ""},
 		{"resume", []string{"voucher", "resume", "--db", db, "--id", "v1"}, 0, "v1 is active", ""},
 		{"revoke unknown", []string{"voucher", "revoke", "--db", db, "--id", "v-none"}, 1, "", "v-none"},
-		{"no subcommand", []string{"voucher"}, 2, "", "subcommand is required"},
-		{"unknown subcommand", []string{"ratecard", "delete"}, 2, "", `unknown command "ratecard delete"`},
-		{"statement with a bad format", []string{"statement", "--db", db, "--entity", "acme", "--from", from, "--to", to, "--format", "xml"}, 2, "", "--format"},
-		{"statement backwards", []string{"statement", "--db", db, "--entity", "acme", "--from", to, "--to", from}, 2, "", "not after"},
+		{"no subcommand", []string{"voucher"}, exitUsage, "", "subcommand is required"},
+		{"unknown subcommand", []string{"ratecard", "delete"}, exitUsage, "", `unknown command "delete" for "voucher-authority ratecard"`},
+		{"statement with a bad format", []string{"statement", "--db", db, "--entity", "acme", "--from", from, "--to", to, "--format", "xml"}, exitUsage, "", "--format"},
+		{"statement backwards", []string{"statement", "--db", db, "--entity", "acme", "--from", to, "--to", from}, exitUsage, "", "not after"},
 	})
 
 	// Three minutes of t1 and one idle minute, delivered to the authority.
@@ -189,6 +189,25 @@ func testBillingCommands(t *testing.T, db string, a *authoritytest.Authority, ke
 	if err := json.Unmarshal([]byte(output(t, "voucher", "list", "--db", db, "--holder", "acme", "--format", "json")), &vs); err != nil ||
 		len(vs) != 1 || vs[0].Balance != 0 || vs[0].Face != 120 {
 		t.Errorf("vouchers after the usage: %+v, %v", vs, err)
+	}
+	var tenants []tenantListJSON
+	if err := json.Unmarshal([]byte(output(t, "tenant", "list", "--db", db, "--format", "json")), &tenants); err != nil ||
+		len(tenants) != 1 || tenants[0].Provider != testProvider || tenants[0].Tenant != "t1" || tenants[0].Entity != "acme" ||
+		tenants[0].EntityName != "Acme Robotics Ltd." || len(tenants[0].Vouchers) != 1 || !strings.HasPrefix(tenants[0].Vouchers[0], "v1 (p1, 0.00 CNY, active)") {
+		t.Errorf("tenant list: %+v, %v", tenants, err)
+	}
+	if tl := output(t, "tenant", "list", "--db", db, "--provider", "another-cloud"); strings.Contains(tl, "t1") {
+		t.Errorf("tenant list of another provider:\n%s", tl)
+	}
+	if tl := output(t, "tenant", "list", "--db", db); !strings.Contains(tl, "t1") || !strings.Contains(tl, "Acme Robotics Ltd.") {
+		t.Errorf("tenant list table:\n%s", tl)
+	}
+	// The node's head advanced with the records: node list shows the
+	// last window's end.
+	var nodes []nodeListJSON
+	if err := json.Unmarshal([]byte(output(t, "node", "list", "--db", db, "--format", "json")), &nodes); err != nil ||
+		len(nodes) != 1 || nodes[0].HeadSeq == 0 || nodes[0].LastWindowEnd == nil || nodes[0].LastWindowEnd.Before(base) {
+		t.Errorf("node list after delivery: %+v, %v", nodes, err)
 	}
 }
 

@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/gpumeter/gpumeter/authority/coverage"
 	"github.com/gpumeter/gpumeter/authority/server"
@@ -13,51 +14,47 @@ import (
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
-// coverageUsage is the coverage command's line of the help.
-const coverageUsage = `  voucher-authority coverage --db DB [--provider P] [--node ID] [--gpu UUID] [--entity ID]
-                    --from TIME --to TIME [--format table|json|csv]
-`
-
-// cmdCoverage prints how much of a period each selected GPU's records
+// coverageCmd prints how much of a period each selected GPU's records
 // cover, until now, and the holes (GET /v1/admin/coverage from the
 // database).
-func cmdCoverage(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("coverage", flag.ContinueOnError)
-	db := dbFlag(fs)
+func coverageCmd() *cobra.Command {
+	c := leaf("coverage", "how much of a period each GPU's records cover, and the holes")
+	db := dbFlag(c)
+	fs := c.Flags()
 	provider := fs.String("provider", "", "only this provider's GPUs")
 	node := fs.String("node", "", "only this node's GPUs")
 	gpu := fs.String("gpu", "", "only this GPU (UUID)")
 	entity := fs.String("entity", "", "only the GPUs the entity's usage ran on in the period (its statement's)")
-	from, to := periodFlags(fs)
-	format := formatFlag(fs, "table", "json", "csv")
-	if !parse(fs, args, stderr) ||
-		!required(stderr, fs.Name(), map[string]string{"db": *db, "from": *from, "to": *to}) ||
-		!checkFormat(stderr, fs.Name(), *format, "table", "json", "csv") {
-		return exitUsage
-	}
-	f, t, err := server.ParseBillingPeriod(*from, *to)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
-		return exitUsage
-	}
-	filter, err := server.NewCoverageFilter(*provider, *node, *gpu, *entity, f, t, time.Now())
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: --gpu: %v\n", fs.Name(), err)
-		return exitUsage
-	}
-	return withStore(ctx, *db, stderr, func(st *store.Store) error {
-		gpus, err := st.Coverage(ctx, filter)
+	from, to := periodFlags(c)
+	format := formatFlag(c, "table", "json", "csv")
+	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+		if !checkFormat(stderr, "coverage", *format, "table", "json", "csv") {
+			return exitUsage
+		}
+		f, t, err := server.ParseBillingPeriod(*from, *to)
 		if err != nil {
-			return err
+			fmt.Fprintf(stderr, "%s: %v\n", "coverage", err)
+			return exitUsage
 		}
-		switch *format {
-		case "csv":
-			return coverage.WriteCSV(stdout, gpus)
-		case "json":
-			return printJSON(stdout, server.NewCoverageReport(filter, gpus))
+		filter, err := server.NewCoverageFilter(*provider, *node, *gpu, *entity, f, t, time.Now())
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: --gpu: %v\n", "coverage", err)
+			return exitUsage
 		}
-		fmt.Fprintf(stdout, "coverage of %s to %s (UTC+8), until %s\n", formatTime(f), formatTime(t), formatTime(filter.Now))
-		return coverageTable(stdout, gpus)
+		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+			gpus, err := st.Coverage(ctx, filter)
+			if err != nil {
+				return err
+			}
+			switch *format {
+			case "csv":
+				return coverage.WriteCSV(stdout, gpus)
+			case "json":
+				return printJSON(stdout, server.NewCoverageReport(filter, gpus))
+			}
+			fmt.Fprintf(stdout, "coverage of %s to %s (UTC+8), until %s\n", formatTime(f), formatTime(t), formatTime(filter.Now))
+			return coverageTable(stdout, gpus)
+		})
 	})
 }
 

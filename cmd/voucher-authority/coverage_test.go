@@ -80,9 +80,9 @@ func testCoverageCommand(t *testing.T, db, sqlDriver string, dollar bool) {
 		t.Errorf("coverage CSV of GPU B: %q, %v", rows, err)
 	}
 	runSteps(t, []step{
-		{"coverage without a period", []string{"coverage", "--db", db}, 2, "", "is required"},
-		{"coverage backwards", []string{"coverage", "--db", db, "--from", "2026-01-02", "--to", "2026-01-01"}, 2, "", "not after"},
-		{"coverage of a bad GPU UUID", append([]string{"coverage", "--gpu", "GPU-1"}, period...), 2, "", "--gpu"},
-		{"coverage in XML", append([]string{"coverage", "--format", "xml"}, period...), 2, "", "--format"},
+		{"coverage without a period", []string{"coverage", "--db", db}, exitUsage, "", `required flag(s) "from", "to" not set`},
+		{"coverage backwards", []string{"coverage", "--db", db, "--from", "2026-01-02", "--to", "2026-01-01"}, exitUsage, "", "not after"},
+		{"coverage of a bad GPU UUID", append([]string{"coverage", "--gpu", "GPU-1"}, period...), exitUsage, "", "--gpu"},
+		{"coverage in XML", append([]string{"coverage", "--format", "xml"}, period...), exitUsage, "", "--format"},
 	})
 }

@@ -1,190 +1,195 @@
 // Command voucher-authority is the reference voucher authority: it serves
-// the delivery protocol (serve), keeps the node registry (node register,
-// key rotate, key revoke) and answers usage and head queries from the
-// database (usage, head).
+// the delivery protocol (serve), checks its configuration (check-config),
+// keeps the node registry (node, key), answers usage and head queries from
+// the database, and keeps billing (entity, tenant, program, voucher,
+// ratecard, statement, claim) and the audit trail (audit, review).
+//
+// The command line is github.com/spf13/cobra: each command group is one
+// file with a constructor returning its *cobra.Command, and newRoot below
+// lists the groups. To add a command, write its constructor (leaf, its
+// flags, required, action) in a file of its own and add it to its group's
+// AddCommand list.
 package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
-	"time"
 
-	"github.com/gpumeter/gpumeter/authority/config"
-	"github.com/gpumeter/gpumeter/authority/ingest"
-	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/spf13/cobra"
+
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/exitcode"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
-const usage = `voucher-authority is the reference voucher authority for gpumeter.
+// Exit statuses (internal/exitcode): a bad command line is 64, every
+// configuration failure of serve and check-config 78, a runtime failure 1.
+// 2 is never used: Go exits 2 on a panic, which must be restarted.
+const (
+	exitOK      = exitcode.OK
+	exitFailure = exitcode.Failure
+	exitUsage   = exitcode.Usage
+	exitConfig  = exitcode.Config
+)
 
-Usage:
-  voucher-authority serve --config FILE
-  voucher-authority node register --db DB --id ID --provider P --public-key B64
-                    --gpu UUID[=MODEL] [--gpu ...] [--model MODEL] [--since TIME]
-  voucher-authority node add-gpu --db DB --id ID --gpu UUID[=MODEL] [--gpu ...] [--model MODEL] [--since TIME]
-  voucher-authority models [--format table|json]
-  voucher-authority key rotate --db DB --node ID --public-key B64 [--active-from TIME]
-  voucher-authority key revoke --db DB --key-id ID
-  voucher-authority usage --db DB [--tenant T] [--node ID] --from RFC3339 --to RFC3339
-  voucher-authority head --db DB --node ID
-` + coverageUsage + `  voucher-authority version
+const rootLong = `voucher-authority is the reference voucher authority for gpumeter.
 
-DB is the authority's database: a SQLite file (the config's store.path), or
-a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE?sslmode=... (the
-config's store.dsn). Give the PostgreSQL password in PGPASSWORD or
-~/.pgpass rather than in the URL, where other users can see it in ps.
-` + billingUsage + auditUsage
+DB (--db) is the authority's database: a SQLite file (the config's store.path),
+or a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE?sslmode=... (the
+config's store.dsn). Give the PostgreSQL password in PGPASSWORD or ~/.pgpass
+rather than in the URL, where other users can see it in ps.
+
+TIME is RFC 3339 (2026-11-23T08:00:00Z) or a date YYYY-MM-DD, meaning that
+day's midnight China Standard Time (UTC+8). Money is CNY: --*-yuan takes a
+decimal with at most 2 places, --*-fen a whole number of fen.
+
+Billing set-up and the rules: docs/billing.md (installed with the package
+in /usr/share/doc/voucher-authority/, with example programs in examples/).
+
+Exit status: 0 success; 1 a runtime failure (the store refused or is
+unreachable, an unknown id, a conflict); 64 a bad command line or input the
+rules refuse; 78 a configuration serve cannot start with.`
 
 // dbUsage is the help text of every --db flag.
 const dbUsage = "database: a SQLite file, or a postgres:// URL (password from PGPASSWORD or ~/.pgpass)"
 
-// Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
-const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
-)
-
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run dispatches a command line; it is main without the process.
+// newRoot builds the command tree.
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "voucher-authority",
+		Short:         "the reference voucher authority for gpumeter",
+		Long:          rootLong,
+		SilenceErrors: true, // run prints errors, with the exit status
+		SilenceUsage:  true,
+	}
+	group(root)
+	root.AddCommand(
+		serveCmd(), checkConfigCmd(),
+		nodeCmd(), modelsCmd(), keyCmd(), usageCmd(), headCmd(), coverageCmd(),
+		entityCmd(), tenantCmd(), programCmd(), voucherCmd(), ratecardCmd(), statementCmd(), claimCmd(),
+		auditCmd(), reviewCmd(),
+		versionCmd(),
+	)
+	return root
+}
+
+// run runs a command line; it is main without the process, and returns
+// the exit status.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
+	root := newRoot()
+	if args == nil {
+		args = []string{} // nil would make cobra read os.Args
 	}
-	sub := func(n int) []string { return args[n:] }
-	switch {
-	case args[0] == "serve":
-		return cmdServe(ctx, sub(1), stderr)
-	case args[0] == "node" && len(args) > 1 && args[1] == "register":
-		return cmdNodeRegister(ctx, sub(2), stdout, stderr)
-	case args[0] == "node" && len(args) > 1 && args[1] == "add-gpu":
-		return cmdNodeAddGPU(ctx, sub(2), stdout, stderr)
-	case args[0] == "models":
-		return cmdModels(sub(1), stdout, stderr)
-	case args[0] == "key" && len(args) > 1 && args[1] == "rotate":
-		return cmdKeyRotate(ctx, sub(2), stdout, stderr)
-	case args[0] == "key" && len(args) > 1 && args[1] == "revoke":
-		return cmdKeyRevoke(ctx, sub(2), stdout, stderr)
-	case args[0] == "usage":
-		return cmdUsage(ctx, sub(1), stdout, stderr)
-	case args[0] == "head":
-		return cmdHead(ctx, sub(1), stdout, stderr)
-	case args[0] == "coverage":
-		return cmdCoverage(ctx, sub(1), stdout, stderr)
-	case billingCommands[args[0]]:
-		return cmdBilling(ctx, args, stdout, stderr)
-	case args[0] == "audit" || args[0] == "review":
-		return cmdAudit(ctx, args, stdout, stderr)
-	case args[0] == "version":
-		fmt.Fprintln(stdout, version)
-		return exitOK
-	case args[0] == "-h" || args[0] == "--help" || args[0] == "help":
-		fmt.Fprint(stdout, usage)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+	var st exitStatus
+	if errors.As(err, &st) {
+		return int(st)
+	}
+	// Anything else is cobra's: an unknown command or flag, a missing
+	// required flag, an argument where none is taken.
+	path := root.Name()
+	if cmd != nil {
+		path = cmd.CommandPath()
+	}
+	fmt.Fprintf(stderr, "Error: %v\nRun '%s --help' for usage.\n", err, path)
 	return exitUsage
 }
 
-// parse parses fs and refuses positional arguments; a false return is a
-// usage error already reported.
-func parse(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return false
+// exitStatus is a command's exit status other than 0; the command has
+// printed its message.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// group makes c a command group: run alone, or with an unknown
+// subcommand, it is a usage error that prints its usage to stderr.
+func group(c *cobra.Command) *cobra.Command {
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		stderr := cmd.ErrOrStderr()
+		if len(args) == 0 {
+			fmt.Fprintf(stderr, "Error: %s: a subcommand is required\n\n", cmd.CommandPath())
+		} else {
+			fmt.Fprintf(stderr, "Error: unknown command %q for %q\n\n", args[0], cmd.CommandPath())
+		}
+		fmt.Fprint(stderr, cmd.UsageString())
+		return exitStatus(exitUsage)
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return false
-	}
-	return true
+	return c
 }
 
-// required reports the first empty required flag.
-func required(stderr io.Writer, cmd string, flags map[string]string) bool {
-	for name, v := range flags {
-		if v == "" {
-			fmt.Fprintf(stderr, "%s: --%s is required\n", cmd, name)
-			return false
+// leaf is a command that takes flags and no arguments.
+func leaf(use, short string) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Args: cobra.NoArgs}
+}
+
+// required marks flags of c required: cobra reports every missing one,
+// in order, before the command runs.
+func required(c *cobra.Command, names ...string) {
+	for _, n := range names {
+		if err := c.MarkFlagRequired(n); err != nil {
+			panic(err) // a flag not defined: a bug in the command
 		}
 	}
-	return true
 }
 
-func cmdServe(ctx context.Context, args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	cfgPath := fs.String("config", "/etc/voucher-authority/authority.yaml", "configuration file")
-	if !parse(fs, args, stderr) {
-		return exitUsage
+// action makes body c's action. body prints what it has to say and
+// returns the exit status.
+func action(c *cobra.Command, body func(ctx context.Context, stdout, stderr io.Writer) int) *cobra.Command {
+	c.RunE = func(cmd *cobra.Command, _ []string) error {
+		if code := body(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr()); code != exitOK {
+			return exitStatus(code)
+		}
+		return nil
 	}
-	cfg, err := config.Load(*cfgPath)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitUsage
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitUsage
-	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if err := serve(ctx, cfg, log); err != nil {
-		log.Error("voucher authority stopped", slog.Any("err", err))
-		return exitFailure
-	}
-	return exitOK
+	return c
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	st, err := store.Open(ctx, cfg.Store.Driver, cfg.Store.Source())
-	if err != nil {
-		return err
+// dbFlag is the required --db flag.
+func dbFlag(c *cobra.Command) *string {
+	db := c.Flags().String("db", "", dbUsage)
+	required(c, "db")
+	return db
+}
+
+// formatFlag is --format with its allowed values, the first the default.
+func formatFlag(c *cobra.Command, allowed ...string) *string {
+	f := c.Flags().String("format", allowed[0], strings.Join(allowed, " or "))
+	_ = c.RegisterFlagCompletionFunc("format", cobra.FixedCompletions(allowed, cobra.ShellCompDirectiveNoFileComp))
+	return f
+}
+
+// checkFormat reports a --format outside allowed.
+func checkFormat(stderr io.Writer, cmd, format string, allowed ...string) bool {
+	for _, a := range allowed {
+		if format == a {
+			return true
+		}
 	}
-	defer st.Close()
-	in, err := ingest.New(ingest.Options{Store: st, Skew: cfg.ClockSkew,
-		Limits: ingest.Limits{MaxWindow: cfg.MaxWindow, MaxMergeWindow: cfg.MaxMergeWindow}})
-	if err != nil {
-		return err
-	}
-	token, err := readToken(cfg, log)
-	if err != nil {
-		return err
-	}
-	srv, err := server.New(server.Options{Ingester: in, Store: st, Logger: log, MaxBodyBytes: cfg.MaxBodyBytes, OperatorToken: token})
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
-	tlsFiles := server.TLSFiles{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile, ClientCAFile: cfg.TLS.ClientCAFile}
-	log.Info("voucher authority serving", slog.String("addr", ln.Addr().String()), slog.Bool("tls", tlsFiles.Enabled()),
-		slog.Bool("client_certs", cfg.TLS.ClientCAFile != ""), slog.String("store", st.String()), slog.String("version", version))
-	err = serveWithAdmin(ctx, cfg, st, log, func(ctx context.Context) error {
-		return server.Serve(ctx, ln, srv.Handler(), tlsFiles, 30*time.Second)
+	fmt.Fprintf(stderr, "%s: --format %q: want %s\n", cmd, format, strings.Join(allowed, ", "))
+	return false
+}
+
+func versionCmd() *cobra.Command {
+	return action(leaf("version", "print the version"), func(_ context.Context, stdout, _ io.Writer) int {
+		fmt.Fprintln(stdout, version)
+		return exitOK
 	})
-	if err == nil {
-		log.Info("voucher authority stopped")
-	}
-	return err
 }
 
 // withStore opens the database named by a --db value (dbSource) for a

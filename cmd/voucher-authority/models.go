@@ -1,28 +1,33 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/gpumeter/gpumeter/authority/inventory"
 )
 
-// cmdModels prints the authority's model table: what a GPU may be
+// modelsCmd prints the authority's model table: what a GPU may be
 // registered as, the MIG profiles and slice shares it pays by, and the
 // power figures its plausibility checks use.
-func cmdModels(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("models", flag.ContinueOnError)
-	format := fs.String("format", "table", "table or json")
-	if !parse(fs, args, stderr) {
-		return exitUsage
-	}
+func modelsCmd() *cobra.Command {
+	c := leaf("models", "the model table: what a GPU may be registered as")
+	format := formatFlag(c, "table", "json")
+	return action(c, func(_ context.Context, stdout, stderr io.Writer) int {
+		return printModels(stdout, stderr, *format)
+	})
+}
+
+func printModels(stdout, stderr io.Writer, format string) int {
 	ms := inventory.Models()
-	switch *format {
+	switch format {
 	case "json":
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -33,7 +38,7 @@ func cmdModels(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "table":
 	default:
-		fmt.Fprintf(stderr, "models: --format %q: want table or json\n", *format)
+		fmt.Fprintf(stderr, "models: --format %q: want table or json\n", format)
 		return exitUsage
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)

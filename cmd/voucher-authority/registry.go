@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/gpumeter/gpumeter/authority/inventory"
 	"github.com/gpumeter/gpumeter/authority/server"
@@ -17,10 +18,26 @@ import (
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
-// listFlag collects a repeated flag.
+// nodeCmd is the node registry: which nodes, keys and GPUs the authority
+// accepts records from.
+func nodeCmd() *cobra.Command {
+	c := group(&cobra.Command{Use: "node", Short: "register nodes and their GPUs, list them"})
+	c.AddCommand(nodeRegisterCmd(), nodeAddGPUCmd(), nodeListCmd())
+	return c
+}
+
+// keyCmd rotates and revokes node keys.
+func keyCmd() *cobra.Command {
+	c := group(&cobra.Command{Use: "key", Short: "rotate and revoke node keys"})
+	c.AddCommand(keyRotateCmd(), keyRevokeCmd())
+	return c
+}
+
+// listFlag collects a repeated flag (a pflag.Value).
 type listFlag []string
 
 func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Type() string   { return "string" }
 func (l *listFlag) Set(v string) error {
 	if v == "" {
 		return fmt.Errorf("empty value")
@@ -37,11 +54,12 @@ type gpuFlags struct {
 	since *string
 }
 
-func addGPUFlags(fs *flag.FlagSet) *gpuFlags {
+func addGPUFlags(c *cobra.Command) *gpuFlags {
 	g := &gpuFlags{}
-	fs.Var(&g.gpus, "gpu", "GPU UUID the node owns, optionally UUID=MODEL (repeat for each GPU)")
-	g.model = fs.String("model", "", "model of every --gpu given without =MODEL: an id or NVML name of the model table (voucher-authority models)")
-	g.since = fs.String("since", "", "when the GPUs entered service, as you attest (RFC 3339 or YYYY-MM-DD, China Standard Time; default now): no window before it is paid")
+	c.Flags().Var(&g.gpus, "gpu", "`UUID[=MODEL]` of a GPU the node owns (repeat for each GPU)")
+	g.model = c.Flags().String("model", "", "model of every --gpu given without =MODEL: an id or NVML name of the model table (voucher-authority models)")
+	g.since = c.Flags().String("since", "", "when the GPUs entered service, as you attest (`TIME`; default now): no window before it is paid")
+	required(c, "gpu")
 	return g
 }
 
@@ -76,157 +94,154 @@ func (g *gpuFlags) resolve(cmd string) ([]store.GPU, time.Time, error) {
 	return out, since, nil
 }
 
-func cmdNodeRegister(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("node register", flag.ContinueOnError)
-	db := fs.String("db", "", dbUsage)
-	id := fs.String("id", "", "node id (as in the agent's node.id)")
-	provider := fs.String("provider", "", "provider the node belongs to")
-	pubB64 := fs.String("public-key", "", "the node's Ed25519 public key (base64, as printed by gpumeter keygen)")
-	gf := addGPUFlags(fs)
-	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "id": *id, "provider": *provider, "public-key": *pubB64}) {
-		return exitUsage
-	}
-	gpus, since, err := gf.resolve(fs.Name())
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitUsage
-	}
-	pub, err := signing.DecodePublicKey(*pubB64)
-	if err != nil {
-		fmt.Fprintf(stderr, "node register: --public-key: %v\n", err)
-		return exitUsage
-	}
-	return withStore(ctx, *db, stderr, func(st *store.Store) error {
-		reg := store.Registration{ID: *id, Provider: *provider, Key: pub, GPUs: gpus, Since: since}
-		if err := st.RegisterNode(ctx, reg, time.Now()); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "registered node %s (provider %s) with key %s and %d GPUs\n", *id, *provider, signing.KeyID(pub), len(gpus))
-		return nil
-	})
-}
-
-func cmdNodeAddGPU(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("node add-gpu", flag.ContinueOnError)
-	db := fs.String("db", "", dbUsage)
-	id := fs.String("id", "", "node id")
-	gf := addGPUFlags(fs)
-	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "id": *id}) {
-		return exitUsage
-	}
-	gpus, _, err := gf.resolve(fs.Name())
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitUsage
-	}
-	return withStore(ctx, *db, stderr, func(st *store.Store) error {
-		if err := st.AddGPUs(ctx, *id, gpus, time.Now()); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "added %d GPUs to node %s\n", len(gpus), *id)
-		return nil
-	})
-}
-
-func cmdKeyRotate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("key rotate", flag.ContinueOnError)
-	db := fs.String("db", "", dbUsage)
-	node := fs.String("node", "", "node id")
-	pubB64 := fs.String("public-key", "", "the node's new Ed25519 public key (base64)")
-	activeFrom := fs.String("active-from", "", "first instant a window signed by the new key may begin (RFC 3339 or YYYY-MM-DD; default now; set it back to the oldest window still unsent when a node rotates with a backlog)")
-	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "node": *node, "public-key": *pubB64}) {
-		return exitUsage
-	}
-	pub, err := signing.DecodePublicKey(*pubB64)
-	if err != nil {
-		fmt.Fprintf(stderr, "key rotate: --public-key: %v\n", err)
-		return exitUsage
-	}
-	var from time.Time
-	if *activeFrom != "" {
-		if from, err = server.ParseBillingTime(*activeFrom); err != nil {
-			fmt.Fprintf(stderr, "key rotate: --active-from: %v\n", err)
+func nodeRegisterCmd() *cobra.Command {
+	c := leaf("register", "register a node: its provider, public key and GPUs")
+	db := dbFlag(c)
+	id := c.Flags().String("id", "", "node id (as in the agent's node.id)")
+	provider := c.Flags().String("provider", "", "provider the node belongs to")
+	pubB64 := c.Flags().String("public-key", "", "the node's Ed25519 public key (base64, as printed by gpumeter keygen)")
+	gf := addGPUFlags(c)
+	required(c, "id", "provider", "public-key")
+	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+		gpus, since, err := gf.resolve("node register")
+		if err != nil {
+			fmt.Fprintln(stderr, err)
 			return exitUsage
 		}
-	}
-	return withStore(ctx, *db, stderr, func(st *store.Store) error {
-		id, err := st.AddKey(ctx, *node, pub, from, time.Now())
+		pub, err := signing.DecodePublicKey(*pubB64)
 		if err != nil {
-			return err
+			fmt.Fprintf(stderr, "node register: --public-key: %v\n", err)
+			return exitUsage
 		}
-		fmt.Fprintf(stdout, "added key %s to node %s; earlier keys stay valid until revoked\n", id, *node)
-		return nil
+		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+			reg := store.Registration{ID: *id, Provider: *provider, Key: pub, GPUs: gpus, Since: since}
+			if err := st.RegisterNode(ctx, reg, time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "registered node %s (provider %s) with key %s and %d GPUs\n", *id, *provider, signing.KeyID(pub), len(gpus))
+			return nil
+		})
 	})
 }
 
-func cmdKeyRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("key revoke", flag.ContinueOnError)
-	db := fs.String("db", "", dbUsage)
-	keyID := fs.String("key-id", "", "key id (ed25519:...)")
-	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "key-id": *keyID}) {
-		return exitUsage
-	}
-	return withStore(ctx, *db, stderr, func(st *store.Store) error {
-		if err := st.RevokeKey(ctx, *keyID, time.Now()); err != nil {
-			return err
+func nodeAddGPUCmd() *cobra.Command {
+	c := leaf("add-gpu", "add GPUs to a registered node")
+	db := dbFlag(c)
+	id := c.Flags().String("id", "", "node id")
+	gf := addGPUFlags(c)
+	required(c, "id")
+	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+		gpus, _, err := gf.resolve("node add-gpu")
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return exitUsage
 		}
-		fmt.Fprintf(stdout, "revoked key %s\n", *keyID)
-		return nil
+		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+			if err := st.AddGPUs(ctx, *id, gpus, time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "added %d GPUs to node %s\n", len(gpus), *id)
+			return nil
+		})
 	})
 }
 
-func cmdUsage(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("usage", flag.ContinueOnError)
-	db := fs.String("db", "", dbUsage)
-	tenant := fs.String("tenant", "", "only this tenant")
-	node := fs.String("node", "", "only this node")
-	from := fs.String("from", "", "period start (RFC 3339)")
-	to := fs.String("to", "", "period end (RFC 3339, exclusive)")
-	format := fs.String("format", "json", "json or table")
-	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "from": *from, "to": *to}) {
-		return exitUsage
-	}
-	if *format != "json" && *format != "table" {
-		fmt.Fprintf(stderr, "usage: --format %q: want json or table\n", *format)
-		return exitUsage
-	}
-	f, t, err := server.ParsePeriod(*from, *to)
-	if err != nil {
-		fmt.Fprintf(stderr, "usage: %v\n", err)
-		return exitUsage
-	}
-	return withStore(ctx, *db, stderr, func(st *store.Store) error {
-		filter := store.UsageFilter{Tenant: *tenant, Node: *node, From: f, To: t}
-		rows, err := st.Usage(ctx, filter)
+func keyRotateCmd() *cobra.Command {
+	c := leaf("rotate", "add a node's new key; earlier keys stay valid until revoked")
+	db := dbFlag(c)
+	node := c.Flags().String("node", "", "node id")
+	pubB64 := c.Flags().String("public-key", "", "the node's new Ed25519 public key (base64)")
+	activeFrom := c.Flags().String("active-from", "", "first instant a window signed by the new key may begin (`TIME`; default now; set it back to the oldest window still unsent when a node rotates with a backlog)")
+	required(c, "node", "public-key")
+	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+		pub, err := signing.DecodePublicKey(*pubB64)
 		if err != nil {
-			return err
+			fmt.Fprintf(stderr, "key rotate: --public-key: %v\n", err)
+			return exitUsage
 		}
-		rep := server.NewUsageReport(filter, rows)
-		if *format == "table" {
-			return usageTable(stdout, rep)
+		var from time.Time
+		if *activeFrom != "" {
+			if from, err = server.ParseBillingTime(*activeFrom); err != nil {
+				fmt.Fprintf(stderr, "key rotate: --active-from: %v\n", err)
+				return exitUsage
+			}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+			id, err := st.AddKey(ctx, *node, pub, from, time.Now())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "added key %s to node %s; earlier keys stay valid until revoked\n", id, *node)
+			return nil
+		})
 	})
 }
 
-func cmdHead(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("head", flag.ContinueOnError)
-	db := fs.String("db", "", dbUsage)
-	node := fs.String("node", "", "node id")
-	if !parse(fs, args, stderr) || !required(stderr, fs.Name(), map[string]string{"db": *db, "node": *node}) {
-		return exitUsage
-	}
-	return withStore(ctx, *db, stderr, func(st *store.Store) error {
-		n, err := st.Node(ctx, *node)
-		if err != nil {
-			return err
+func keyRevokeCmd() *cobra.Command {
+	c := leaf("revoke", "revoke a node key")
+	db := dbFlag(c)
+	keyID := c.Flags().String("key-id", "", "key id (ed25519:...)")
+	required(c, "key-id")
+	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+			if err := st.RevokeKey(ctx, *keyID, time.Now()); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "revoked key %s\n", *keyID)
+			return nil
+		})
+	})
+}
+
+func usageCmd() *cobra.Command {
+	c := leaf("usage", "accepted usage per tenant and node in a period")
+	db := dbFlag(c)
+	tenant := c.Flags().String("tenant", "", "only this tenant")
+	node := c.Flags().String("node", "", "only this node")
+	from := c.Flags().String("from", "", "period start (RFC 3339)")
+	to := c.Flags().String("to", "", "period end (RFC 3339, exclusive)")
+	format := formatFlag(c, "json", "table")
+	required(c, "from", "to")
+	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+		if !checkFormat(stderr, "usage", *format, "json", "table") {
+			return exitUsage
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"node": n.ID, "provider": n.Provider, "head": n.HeadSeq, "head_hash": n.HeadHash,
-			"forked": n.Forked, "gpus": n.GPUs})
+		f, t, err := server.ParsePeriod(*from, *to)
+		if err != nil {
+			fmt.Fprintf(stderr, "usage: %v\n", err)
+			return exitUsage
+		}
+		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+			filter := store.UsageFilter{Tenant: *tenant, Node: *node, From: f, To: t}
+			rows, err := st.Usage(ctx, filter)
+			if err != nil {
+				return err
+			}
+			rep := server.NewUsageReport(filter, rows)
+			if *format == "table" {
+				return usageTable(stdout, rep)
+			}
+			return printJSON(stdout, rep)
+		})
+	})
+}
+
+func headCmd() *cobra.Command {
+	c := leaf("head", "a node's chain head, keys' state and GPUs (JSON)")
+	db := dbFlag(c)
+	node := c.Flags().String("node", "", "node id")
+	required(c, "node")
+	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+		return withStore(ctx, *db, stderr, func(st *store.Store) error {
+			n, err := st.Node(ctx, *node)
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(map[string]any{"node": n.ID, "provider": n.Provider, "head": n.HeadSeq, "head_hash": n.HeadHash,
+				"forked": n.Forked, "gpus": n.GPUs})
+		})
 	})
 }
 

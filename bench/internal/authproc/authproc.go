@@ -145,7 +145,7 @@ func Start(ctx context.Context, bin, dir string, db Database) (*Process, error) 
 			return nil, err
 		}
 	}
-	cfg := fmt.Sprintf("listen: %s\nstore: %s\nlog_level: warn\n", addr, store)
+	cfg := fmt.Sprintf("listen: %s\nstore: %s\nlog: {level: warn}\n", addr, store)
 	cfgPath := filepath.Join(dir, "authority.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, fmt.Errorf("write authority config: %w", err)

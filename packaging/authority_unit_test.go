@@ -1,0 +1,108 @@
+package packaging
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// sectionSettings reads a unit file's key=value lines, per section
+// ("Unit", "Service", ...), each key with its values in order.
+func sectionSettings(t *testing.T, path string) map[string]map[string][]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string][]string{}
+	section := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]"):
+			section = strings.Trim(line, "[]")
+			out[section] = map[string][]string{}
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || section == "" {
+				t.Fatalf("%s: %q is not key=value in a section", path, line)
+			}
+			out[section][k] = append(out[section][k], v)
+		}
+	}
+	return out
+}
+
+// restarts says whether systemd restarts a service that ended as given
+// (an exit status, or killed by a signal), per systemd.service(5):
+// Restart=on-failure restarts on an unclean exit status and on a signal
+// other than the clean ones (SIGHUP, SIGINT, SIGTERM, SIGPIPE), unless
+// RestartPreventExitStatus lists the status or signal.
+func restarts(svc map[string][]string, exit int, signal string) bool {
+	if last(svc["Restart"]) != "on-failure" {
+		return false
+	}
+	var prevent []string
+	for _, v := range svc["RestartPreventExitStatus"] {
+		prevent = append(prevent, strings.Fields(v)...)
+	}
+	if signal != "" {
+		clean := []string{"SIGHUP", "SIGINT", "SIGTERM", "SIGPIPE"}
+		return !slices.Contains(clean, signal) && !slices.Contains(prevent, signal)
+	}
+	return exit != 0 && !slices.Contains(prevent, strconv.Itoa(exit))
+}
+
+func last(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[len(vs)-1]
+}
+
+// TestAuthorityUnitRestarts: the authority's unit restarts what a restart
+// may cure (a runtime failure, a panic, a crash by signal) and not a
+// usage or configuration error (internal/exitcode), checks the config
+// before serve, and stops a crash loop.
+func TestAuthorityUnitRestarts(t *testing.T) {
+	s := sectionSettings(t, filepath.Join("systemd", "voucher-authority.service"))
+	svc, unit := s["Service"], s["Unit"]
+	for _, tc := range []struct {
+		what   string
+		exit   int
+		signal string
+		want   bool
+	}{
+		{"a runtime failure (exit 1)", 1, "", true},
+		{"a panic (Go exits 2)", 2, "", true},
+		{"a crash (SIGSEGV)", 0, "SIGSEGV", true},
+		{"an abort (SIGABRT, GOTRACEBACK=crash)", 0, "SIGABRT", true},
+		{"killed (SIGKILL, the OOM killer)", 0, "SIGKILL", true},
+		{"a usage error (64)", 64, "", false},
+		{"a configuration error (78)", 78, "", false},
+		{"a clean stop (0)", 0, "", false},
+		{"stopped by SIGTERM", 0, "SIGTERM", false},
+	} {
+		if got := restarts(svc, tc.exit, tc.signal); got != tc.want {
+			t.Errorf("%s: restarted %v, want %v (Restart=%q RestartPreventExitStatus=%q)", tc.what, got, tc.want,
+				svc["Restart"], svc["RestartPreventExitStatus"])
+		}
+	}
+	const check = "/usr/bin/voucher-authority check-config --config /etc/voucher-authority/authority.yaml"
+	if got := svc["ExecStartPre"]; len(got) != 1 || got[0] != check {
+		t.Errorf("ExecStartPre=%q, want %s", got, check)
+	}
+	// StartLimit* belong in [Unit]; in [Service] systemd ignores them.
+	for _, k := range []string{"StartLimitIntervalSec", "StartLimitBurst"} {
+		if len(unit[k]) != 1 || unit[k][0] == "" || unit[k][0] == "0" || unit[k][0] == "infinity" {
+			t.Errorf("[Unit] %s=%q: want a limit, so a crash loop stops", k, unit[k])
+		}
+		if _, ok := svc[k]; ok {
+			t.Errorf("%s in [Service]: systemd ignores it there", k)
+		}
+	}
+}
