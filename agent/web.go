@@ -1,7 +1,9 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -9,9 +11,9 @@ import (
 	"strings"
 
 	"github.com/prometheus/exporter-toolkit/web"
-	"gopkg.in/yaml.v3"
 
 	"github.com/gpumeter/gpumeter/agent/config"
+	"github.com/gpumeter/gpumeter/internal/yamlerr"
 )
 
 // serve runs the HTTP endpoint on the daemon's listener through
@@ -40,16 +42,19 @@ func checkWebConfig(cfg *config.Config, log *slog.Logger) error {
 		return nil
 	}
 	where := cfg.Where("http.web_config_file")
-	if err := web.Validate(path); err != nil {
-		return fmt.Errorf("%s: http.web_config_file: %s", where, locateWebErr(path, err))
-	}
+	// Decoded strictly here first, so that a misspelt or mistyped key reads
+	// as every other config error; web.Validate then checks what only the
+	// toolkit knows (the certificate and key, the bcrypt hashes).
 	var wc web.Config
 	b, err := os.ReadFile(path)
-	if err == nil {
-		err = yaml.Unmarshal(b, &wc)
-	}
 	if err != nil {
 		return fmt.Errorf("%s: http.web_config_file: %s: %w", where, path, err)
+	}
+	if err := yamlerr.Decode(path, b, &wc); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: http.web_config_file:\n%w", where, err)
+	}
+	if err := web.Validate(path); err != nil {
+		return fmt.Errorf("%s: http.web_config_file: %s", where, locateWebErr(path, err))
 	}
 	tls := wc.TLSConfig.IsEnabled()
 	if !tls && !cfg.ListenIsLoopback() && !cfg.HTTP.AllowPlaintext {

@@ -415,8 +415,8 @@ func checkInstall(t *testing.T, ctx context.Context, root string, b built) {
 	if members, _ := groupMembers(t, root, "video"); !slices.Contains(members, "gpumeter") {
 		t.Errorf("video group members %q lack gpumeter", members)
 	}
-	// The shipped config passes the shipped binary's check, as the unit's
-	// ExecStartPre runs it.
+	// The shipped config passes the shipped binary's check (with warnings
+	// for its placeholders), as run makes it before starting.
 	chrootCmd(t, ctx, root, "/usr/bin/gpumeter", "check-config", "/etc/gpumeter/agent.yaml")
 	agentYAML, err := os.ReadFile("../configs/agent.yaml")
 	if err != nil {

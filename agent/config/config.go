@@ -8,7 +8,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
+	"github.com/gpumeter/gpumeter/internal/yamlerr"
 )
 
 // Config is the agent's whole configuration.
@@ -208,20 +208,23 @@ func Load(path string) (*Config, error) {
 func Parse(path string, data []byte) (*Config, error) {
 	cfg := Default()
 	cfg.path = path
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil {
+	if err := yamlerr.Decode(path, data, &cfg); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: empty config: node.id and node.provider are required", path)
 		}
-		return nil, located(path, err)
+		return nil, err
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, located(path, err)
 	}
 	if err := cfg.validate(func(field string) int { return lineOf(&root, field) }); err != nil {
-		return nil, fmt.Errorf("%s:%w", path, err)
+		// One "path:LINE: field: message" line per error.
+		var lines []string
+		for _, l := range strings.Split(err.Error(), "\n") {
+			lines = append(lines, path+":"+l)
+		}
+		return nil, errors.New(strings.Join(lines, "\n"))
 	}
 	cfg.root = &root
 	if cfg.Metering.MaxHold == 0 {
@@ -246,7 +249,7 @@ func (e *fieldError) Error() string {
 	if e.line > 0 {
 		return fmt.Sprintf("%d: %s: %s", e.line, e.field, e.msg)
 	}
-	return fmt.Sprintf(" %s: %s", e.field, e.msg)
+	return fmt.Sprintf(" %s: %s", e.field, e.msg) // "path:" goes in front
 }
 
 func (c *Config) validate(line func(string) int) error {

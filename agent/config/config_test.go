@@ -130,8 +130,8 @@ func TestBadConfigs(t *testing.T) {
 		body string
 		want []string // substrings of the error after the file name
 	}{
-		{"unknown key", "node:\n  id: n\n  provider: p\n  colour: red\n", []string{":4: field colour not found"}},
-		{"unknown top-level key", "node:\n  id: n\n  provider: p\nmeterng:\n  window: 1m\n", []string{":4: field meterng not found"}},
+		{"unknown key", "node:\n  id: n\n  provider: p\n  colour: red\n", []string{":4: node.colour: unknown field"}},
+		{"unknown top-level key", "node:\n  id: n\n  provider: p\nmeterng:\n  window: 1m\n", []string{":4: meterng: unknown field (did you mean metering?)"}},
 		{"wrong type", "node:\n  id: n\n  provider: p\nmetering:\n  poll_interval: often\n", []string{":5:", "often"}},
 		{"missing node id", "node:\n  provider: p\n", []string{":1: node.id: is required"}},
 		{"bad node id", "node:\n  id: 'a b'\n  provider: p\n", []string{":2: node.id:", "a b"}},

@@ -28,7 +28,7 @@ func TestAdmin(t *testing.T) {
 		{name: "plain HTTP on every interface", yaml: "admin:\n  listen: :8444\n", wantErr: "not a loopback address"},
 		{name: "TLS off loopback", yaml: "tls:\n  cert_file: /c.pem\n  key_file: /k.pem\nadmin:\n  listen: :8444\n",
 			want: Admin{Listen: ":8444", TokenFile: "/etc/voucher-authority/admin.token"}},
-		{name: "unknown key", yaml: "admin:\n  token: abc\n", wantErr: "cfg.yaml:2: field token not found"},
+		{name: "unknown key", yaml: "admin:\n  token: abc\n", wantErr: "cfg.yaml:2: admin.token: unknown field"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

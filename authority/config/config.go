@@ -8,7 +8,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -143,10 +142,8 @@ func Load(path string) (Config, error) {
 // Parse decodes data (named name in errors) over Default and validates it.
 func Parse(name string, data []byte) (Config, error) {
 	cfg := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, yamlerr.Rewrite(name, err)
+	if err := yamlerr.Decode(name, data, &cfg); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, err
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {

@@ -30,8 +30,8 @@ func TestParse(t *testing.T) {
 				t.Errorf("got %+v", c)
 			}
 		}},
-		{name: "unknown key names its line", yaml: "listen: 127.0.0.1:1\nstore:\n  driver: sqlite\n  paht: x\n", wantErr: "cfg.yaml:4: field paht not found"},
-		{name: "wrong type", yaml: "max_body_bytes: lots\n", wantErr: "cfg.yaml:1: cannot unmarshal"},
+		{name: "unknown key names its line", yaml: "listen: 127.0.0.1:1\nstore:\n  driver: sqlite\n  paht: x\n", wantErr: "cfg.yaml:4: store.paht: unknown field (did you mean path?)"},
+		{name: "wrong type", yaml: "max_body_bytes: lots\n", wantErr: `cfg.yaml:1: max_body_bytes: "lots" is not an integer`},
 		{name: "bad duration", yaml: "clock_skew: soon\n", wantErr: "cfg.yaml:1: "},
 		{name: "unsupported driver", yaml: "store:\n  driver: mysql\n", wantErr: "cfg.yaml:2: store.driver"},
 		{name: "postgres", yaml: "store:\n  driver: postgres\n  dsn: postgres://va@db.internal:5432/authority?sslmode=verify-full\n", check: func(t *testing.T, c Config) {

@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -74,13 +73,11 @@ var (
 // validates it; errors name the file, the line and the field.
 func parse(name string, data []byte) (*modelTable, error) {
 	var f fileYAML
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
+	if err := yamlerr.Decode(name, data, &f); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: empty model table", name)
 		}
-		return nil, yamlerr.Rewrite(name, err)
+		return nil, err
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {

@@ -120,7 +120,7 @@ func TestParseRefuses(t *testing.T) {
 		edit func(string) string
 		say  []string // the error must contain each
 	}{
-		{"unknown key", repl("    mig: true\n", "    mig: true\n    tdp: 3\n"), []string{"t.yaml:5: field tdp not found"}},
+		{"unknown key", repl("    mig: true\n", "    mig: true\n    tdp: 3\n"), []string{"t.yaml:5: models[0].tdp: unknown field"}},
 		{"bad id", repl("X100-80GB", "x100 80gb"), []string{"t.yaml:2:", "id:", "x100 80gb"}},
 		{"no names", repl(`["NVIDIA X100"]`, `[]`), []string{"t.yaml:3:", "names: no NVML names"}},
 		{"padded name", repl(`"NVIDIA X100"`, `" NVIDIA X100"`), []string{"t.yaml:3:", "names:"}},
@@ -143,7 +143,7 @@ func TestParseRefuses(t *testing.T) {
 			return s + strings.NewReplacer("X100-80GB", "Y100-80GB", "NVIDIA X100", "x100-80gb").Replace(validEntry)
 		}, []string{"names:", `"x100-80gb" is already models[0]'s`}},
 		{"name twice", repl(`["NVIDIA X100"]`, `["NVIDIA X100", "nvidia x100"]`), []string{"is listed twice"}},
-		{"not a list", func(string) string { return "models: 3\n" }, []string{"t.yaml:1: cannot unmarshal"}},
+		{"not a list", func(string) string { return "models: 3\n" }, []string{"t.yaml:1: models: 3 is a single value, want a list"}},
 		{"bad syntax", func(string) string { return "models: [\n" }, []string{"t.yaml:1: did not find expected"}},
 		{"empty", func(string) string { return "" }, []string{"t.yaml: empty model table"}},
 		{"no models", func(string) string { return "models: []\n" }, []string{"no models"}},

@@ -37,7 +37,7 @@ func cmdDevices(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		cfg, err := config.Load(*path)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
-			return exitUsage
+			return exitConfig
 		}
 		attrCfg, hostRoot = cfg.AttributionConfig(), cfg.Attribution.HostRoot
 	}
@@ -53,7 +53,7 @@ func cmdDevices(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	attr, err := attribution.New(attrCfg, hostRoot, attribution.WithLogger(log))
 	if err != nil {
 		fmt.Fprintln(stderr, "gpumeter devices:", err)
-		return exitUsage
+		return exitConfig
 	}
 	var snap device.Snapshot
 	durs := make([]time.Duration, 0, *count)

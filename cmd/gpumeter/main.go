@@ -20,6 +20,8 @@ import (
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
+	"github.com/gpumeter/gpumeter/internal/exitcode"
+	"github.com/gpumeter/gpumeter/internal/logging"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -39,17 +41,22 @@ Usage:
 Run 'gpumeter COMMAND -h' for a command's flags.
 `
 
-// Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad config.
+// Exit statuses (internal/exitcode): 0 success, 1 a runtime failure
+// (restarting may help), 64 a bad command line, 78 an unusable
+// configuration (restarting cannot help: the unit's
+// RestartPreventExitStatus names 64 and 78). 2 is never used: the Go
+// runtime exits 2 on a panic, and that must be restarted.
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK      = exitcode.OK
+	exitFailure = exitcode.Failure
+	exitUsage   = exitcode.Usage
+	exitConfig  = exitcode.Config
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	// Each command catches SIGTERM and SIGINT itself: run logs the signal
+	// through its own logger.
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -61,12 +68,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "run":
 		return cmdRun(ctx, args[1:], stderr)
 	case "simulate":
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
 		return cmdSimulate(ctx, args[1:], stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(args[1:], stdout, stderr)
 	case "keygen":
 		return cmdKeygen(args[1:], stdout, stderr)
 	case "devices":
+		ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
 		return cmdDevices(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "gpumeter %s\n", version)
@@ -96,12 +107,15 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return exitUsage
+		return exitConfig
 	}
-	// The files the config names: the scenario, the web config file.
-	if err := agent.CheckFiles(cfg); err != nil {
+	warnings, err := preflight(cfg)
+	for _, w := range warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return exitUsage
+		return exitConfig
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
 	return exitOK
@@ -121,12 +135,32 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: gpumeter run [--config FILE]")
+		return exitUsage
+	}
 	cfg, err := config.Load(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return exitUsage
+		return exitConfig
 	}
-	log, level := newLogger(stderr, cfg.Log)
+	// Everything check-config checks, before anything starts: a config
+	// that cannot work exits 78 here, which systemd does not restart.
+	warnings, err := preflight(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	level := new(slog.LevelVar)
+	if l, err := logging.ParseLevel(cfg.Log.Level); err == nil { // config.Load has validated it
+		level.Set(l)
+	}
+	log := logging.New(stderr, cfg.Log.Format, level)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
+	ctx, stop := logging.NotifyContext(ctx, log, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	d, err := agent.New(cfg, log, version, agent.WithLogLevel(level))
 	if err != nil {
 		log.Error("cannot start", "err", err)
@@ -180,7 +214,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	sc, err := scenario.Load(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return exitUsage
+		return exitConfig
 	}
 	enc := json.NewEncoder(stdout)
 	sum := newSummary()
@@ -205,18 +239,6 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		sum.print(stdout)
 	}
 	return exitOK
-}
-
-// newLogger builds the daemon's logger; the level variable lets a reload
-// change log.level.
-func newLogger(w io.Writer, c config.Log) (*slog.Logger, *slog.LevelVar) {
-	level := new(slog.LevelVar)
-	_ = level.UnmarshalText([]byte(c.Level)) // config.Load has validated it
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), level
-	}
-	return slog.New(slog.NewTextHandler(w, opts)), level
 }
 
 // summary totals records per tenant and per kind, in integer milliseconds.

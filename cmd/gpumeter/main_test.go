@@ -51,13 +51,13 @@ func TestCheckConfig(t *testing.T) {
 		want     string // in stdout for 0, stderr otherwise
 	}{
 		{"good", "node: {id: n1, provider: p}\n", 0, ": OK"},
-		{"unknown key", "node: {id: n1, provider: p}\nmetering:\n  windw: 1m\n", 2, ":3: field windw not found"},
-		{"wrong type", "node: {id: n1, provider: p}\nmetering:\n  window: [1m]\n", 2, ":3:"},
-		{"bad pattern", "node: {id: n1, provider: p}\nattribution:\n  rules:\n    - cgroup_pattern: '(?P<x'\n      tenant: t\n", 2, ":4:"},
-		{"bad window", "node: {id: n1, provider: p}\nmetering:\n  window: 13s\n", 2, ":3: metering.window:"},
-		{"remote listen in plain HTTP", "node: {id: n1, provider: p}\nhttp: {listen: '0.0.0.0:9410'}\n", 2, ":2: http.listen:"},
-		{"web config missing", "node: {id: n1, provider: p}\nhttp:\n  web_config_file: /nonexistent/web.yml\n", 2, ":3: http.web_config_file: /nonexistent/web.yml"},
-		{"scenario missing", "node: {id: n1, provider: p}\ndevices: {source: simulated, scenario: /nonexistent.yaml}\n", 2, "nonexistent.yaml"},
+		{"unknown key", "node: {id: n1, provider: p}\nmetering:\n  windw: 1m\n", 78, ":3: metering.windw: unknown field (did you mean window?)"},
+		{"wrong type", "node: {id: n1, provider: p}\nmetering:\n  window: [1m]\n", 78, ":3:"},
+		{"bad pattern", "node: {id: n1, provider: p}\nattribution:\n  rules:\n    - cgroup_pattern: '(?P<x'\n      tenant: t\n", 78, ":4:"},
+		{"bad window", "node: {id: n1, provider: p}\nmetering:\n  window: 13s\n", 78, ":3: metering.window:"},
+		{"remote listen in plain HTTP", "node: {id: n1, provider: p}\nhttp: {listen: '0.0.0.0:9410'}\n", 78, ":2: http.listen:"},
+		{"web config missing", "node: {id: n1, provider: p}\nhttp:\n  web_config_file: /nonexistent/web.yml\n", 78, ":3: http.web_config_file: /nonexistent/web.yml"},
+		{"scenario missing", "node: {id: n1, provider: p}\ndevices: {source: simulated, scenario: /nonexistent.yaml}\n", 78, "nonexistent.yaml"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,8 +89,8 @@ func TestCheckConfig(t *testing.T) {
 func TestRunRefusesBadConfigBeforeStarting(t *testing.T) {
 	p := writeFile(t, "agent.yaml", "node: {id: n1}\nhttp: {listen: '127.0.0.1:0'}\n")
 	code, _, errOut := runCLI("run", "--config", p)
-	if code != exitUsage || !strings.Contains(errOut, "node.provider: is required") {
-		t.Fatalf("exit %d, stderr %q: want exit 2 naming node.provider", code, errOut)
+	if code != exitConfig || !strings.Contains(errOut, "node.provider: is required") {
+		t.Fatalf("exit %d, stderr %q: want exit 78 naming node.provider", code, errOut)
 	}
 }
 
@@ -231,6 +231,14 @@ wait:
 	if !strings.Contains(strings.Join(log, "\n"), "closed the open window") {
 		t.Errorf("log does not say the open window was closed:\n%s", strings.Join(log, "\n"))
 	}
+	// exporter-toolkit's lines go through the daemon's handler too.
+	if !strings.Contains(strings.Join(log, "\n"), `level=INFO msg="Listening on" address=127.0.0.1:`) {
+		t.Errorf("exporter-toolkit's listening line is not in the daemon's log format:\n%s", strings.Join(log, "\n"))
+	}
+	// The log says why it stopped, in the daemon's own format.
+	if !strings.Contains(strings.Join(log, "\n"), `level=INFO msg="signal received; stopping" signal=terminated`) {
+		t.Errorf("log does not name the signal that stopped the agent:\n%s", strings.Join(log, "\n"))
+	}
 	data, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -289,8 +297,8 @@ authority: {url: "http://127.0.0.1:1"}
 state_dir: %q
 `, scenario, state))
 	code, _, errOut := runCLI("run", "--config", cfg)
-	if code != exitFailure || !strings.Contains(errOut, key) || !strings.Contains(errOut, "0640") {
-		t.Fatalf("exit %d, stderr %q: want exit 1 naming %s and its mode 0640", code, errOut, key)
+	if code != exitConfig || !strings.Contains(errOut, key) || !strings.Contains(errOut, "0640") {
+		t.Fatalf("exit %d, stderr %q: want exit 78 naming %s and its mode 0640", code, errOut, key)
 	}
 }
 

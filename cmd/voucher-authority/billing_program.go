@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -92,17 +91,11 @@ func loadProgram(path string) (billing.Program, programDoc, error) {
 func parseProgram(name string, data []byte) (billing.Program, programDoc, error) {
 	doc := programDoc{name: name}
 	var f programFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
+	if err := yamlerr.Decode(name, data, &f); err != nil {
 		if errors.Is(err, io.EOF) {
 			return billing.Program{}, doc, fmt.Errorf("%s: no program in the file", name)
 		}
-		return billing.Program{}, doc, yamlerr.Rewrite(name, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return billing.Program{}, doc, fmt.Errorf("%s:%d: one program per file: a second YAML document starts here", name, extra.Line)
+		return billing.Program{}, doc, err
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {

@@ -51,7 +51,7 @@ func TestParseProgramErrorsNameTheLine(t *testing.T) {
 		return strings.Replace(goodProgram, old, new, 1)
 	}
 	tests := []struct{ name, yaml, want string }{
-		{"unknown key", replace("ratio_percent: 50", "ratio: 50"), "p.yaml:5: field ratio not found"},
+		{"unknown key", replace("ratio_percent: 50", "ratio: 50"), "p.yaml:5: ratio: unknown field"},
 		{"wrong type", replace("providers: [cloud-a, cloud-b]", "providers: {a: 1}"), "p.yaml:10:"},
 		{"three decimals", replace("ratio_percent: 50", "ratio_percent: 50.125"), `p.yaml:5: ratio_percent: "50.125" has more than 2 decimals`},
 		{"money with a unit", replace("cap_per_entity_year_yuan: 10000000", "cap_per_entity_year_yuan: 10M"), `p.yaml:8: cap_per_entity_year_yuan: "10M" is not a decimal`},
@@ -59,7 +59,7 @@ func TestParseProgramErrorsNameTheLine(t *testing.T) {
 		{"model ratio", replace("30.5", "thirty"), "p.yaml:7: model_ratios_percent.Ascend 910B"},
 		{"bad date", replace("valid_from: 2026-01-01", "valid_from: 2026/01/01"), "p.yaml:11: valid_from"},
 		{"missing rounding", replace("rounding: truncate\n", ""), "p.yaml:1: rounding: is required"},
-		{"two documents", goodProgram + "---\nid: p2\n", "p.yaml:15: one program per file"},
+		{"two documents", goodProgram + "---\nid: p2\n", "p.yaml:15: a second YAML document starts here: one document per file"},
 		{"not YAML", "id: [\n", "p.yaml:"},
 		{"empty", "", "no program"},
 	}

@@ -112,7 +112,7 @@ func testBillingCommands(t *testing.T, db string, a *authoritytest.Authority, ke
 		{"tenant of an unknown entity", []string{"tenant", "map", "--db", db, "--provider", testProvider, "--tenant", "t2", "--entity", "nobody"}, 1, "", "nobody"},
 		{"program", []string{"program", "add", "--db", db, "--file", program}, 0, "added program p1", ""},
 		{"program again", []string{"program", "add", "--db", db, "--file", program}, 1, "", program + ":1: "},
-		{"program with an unknown key", []string{"program", "add", "--db", db, "--file", badKey}, exitUsage, "", badKey + ":4: field ratio not found"},
+		{"program with an unknown key", []string{"program", "add", "--db", db, "--file", badKey}, exitUsage, "", badKey + ":4: ratio: unknown field"},
 		{"program over 100%", []string{"program", "add", "--db", db, "--file", badRatio}, exitUsage, "", badRatio + ":4: ratio_percent: 10001 bp"},
 		{"program without file", []string{"program", "add", "--db", db, "--file", filepath.Join(dir, "none.yaml")}, exitUsage, "", "none.yaml"},
 		{"program list", []string{"program", "list", "--db", db}, 0, "50%", ""},

@@ -84,7 +84,7 @@ func testCommands(t *testing.T, db string) {
 		{"usage", []string{"usage", "--db", db, "--from", "2026-01-01T00:00:00Z", "--to", "2026-02-01T00:00:00Z"}, 0, `"total_gpu_ms": 0`, ""},
 		{"usage without period", []string{"usage", "--db", db}, exitUsage, "", `required flag(s) "from", "to" not set`},
 		{"usage with bad period", []string{"usage", "--db", db, "--from", "2026-02-01T00:00:00Z", "--to", "2026-01-01T00:00:00Z"}, exitUsage, "", "not after"},
-		{"serve with unknown config key", []string{"serve", "--config", badCfg}, exitConfig, "", "bad.yaml:5: field max_body not found"},
+		{"serve with unknown config key", []string{"serve", "--config", badCfg}, exitConfig, "", "bad.yaml:5: max_body: unknown field"},
 		{"serve without config file", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, exitConfig, "", "read config"},
 	}
 	for _, s := range steps {

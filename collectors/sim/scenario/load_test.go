@@ -91,10 +91,10 @@ func TestLoadErrors(t *testing.T) {
 		yaml string
 		want string // in the message after "bad.yaml:<line>: "
 	}{
-		{"unknown top-level key", head + "colour: blue #<\n", "field colour not found"},
-		{"unknown job key", head + "jobs:\n  - tenant: acme\n    gpu: 0\n    start: 0s\n    end: 1h\n    cores: 4 #<\n", "field cores not found"},
-		{"bad duration", head + "jobs:\n  - {tenant: acme, gpu: 0, start: 0s, end: 10x} #<\n", "into time.Duration"},
-		{"bare zero is no duration", head + "jobs:\n  - {tenant: acme, gpu: 0, start: 0, end: 1h} #<\n", "into time.Duration"},
+		{"unknown top-level key", head + "colour: blue #<\n", "colour: unknown field"},
+		{"unknown job key", head + "jobs:\n  - tenant: acme\n    gpu: 0\n    start: 0s\n    end: 1h\n    cores: 4 #<\n", "jobs[0].cores: unknown field"},
+		{"bad duration", head + "jobs:\n  - {tenant: acme, gpu: 0, start: 0s, end: 10x} #<\n", `jobs[0].end: "10x" is not a duration (e.g. 1s)`},
+		{"bare zero is no duration", head + "jobs:\n  - {tenant: acme, gpu: 0, start: 0, end: 1h} #<\n", "jobs[0].start: 0 is not a duration (e.g. 1s)"},
 		{"repeated key", head + "duration: 3h #<\n", "already defined"},
 		{"end before start", head + "jobs:\n  - tenant: acme\n    gpu: 0\n    start: 1h\n    end: 30m #<\n", "job 1: end 30m0s is not after start 1h0m0s"},
 		{"end after duration", head + "jobs:\n  - tenant: acme\n    gpu: 0\n    start: 1h\n    end: 3h #<\n", "after the scenario's duration"},
@@ -120,7 +120,7 @@ func TestLoadErrors(t *testing.T) {
 		{"unknown placeholder", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus: [{}]\ntenants:\n  a:\n    cgroup: /x/{slurm_job} #<\n", "unknown placeholder {slurm_job}"},
 		{"pod uid placeholder without pod_uid", "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus: [{}]\ntenants:\n  a:\n    cgroup: /kubepods/pod{pod_uid} #<\n", "{pod_uid} needs pod_uid"},
 		{"bad attribution rule", head + "attribution:\n  rules:\n    - cgroup: kuberentes #<\n      tenant: x\n", `cgroup: unknown preset "kuberentes"`},
-		{"unknown attribution key", head + "attribution:\n  rules: []\n  default: x #<\n", "field default not found"},
+		{"unknown attribution key", head + "attribution:\n  rules: []\n  default: x #<\n", "attribution.default: unknown field"},
 		{"yaml syntax", head + "jobs: [ #<\n", "did not find expected node content"},
 		{"reconfigure gpu out of range", head + "reconfigure:\n  - gpu: 5 #<\n    at: 1h\n    mig: []\n", "reconfigure 1: gpu 5 out of range"},
 		{"reconfigure without at", head + "reconfigure:\n  - gpu: 1 #<\n    mig: []\n", "reconfigure 1: at: required"},
@@ -131,7 +131,7 @@ func TestLoadErrors(t *testing.T) {
 		{"reconfigure to an unknown profile", head + "reconfigure:\n  - gpu: 1\n    at: 1h\n    mig: [1g.10gb, 9g.90gb] #<\n", `reconfigure 1: mig 1: "9g.90gb" is not a MIG profile`},
 		{"reconfigure over a profile's count", head + "reconfigure:\n  - gpu: 1\n    at: 1h\n    mig: [1g.20gb, 1g.20gb, 1g.20gb, 1g.20gb, 1g.20gb] #<\n", `reconfigure 1: mig: MIG profile "1g.20gb" used 5 times`},
 		{"reconfigurations out of order", head + "reconfigure:\n  - {gpu: 1, at: 1h, mig: []}\n  - {gpu: 1, at: 30m, mig: [3g.40gb]} #<\n", "reconfigure 2: at 30m0s is not after gpu 1's previous reconfiguration at 1h0m0s"},
-		{"unknown reconfigure key", head + "reconfigure:\n  - {gpu: 1, at: 1h, mig: [], when: 2h} #<\n", "field when not found"},
+		{"unknown reconfigure key", head + "reconfigure:\n  - {gpu: 1, at: 1h, mig: [], when: 2h} #<\n", "reconfigure[0].when: unknown field"},
 		{"job across a reconfiguration", head + "reconfigure:\n  - {gpu: 1, at: 1h, mig: [3g.40gb]}\njobs:\n  - tenant: acme\n    gpu: 1\n    mig: 0\n    start: 30m\n    end: 90m #<\n",
 			"job 1: end 1h30m0s is after gpu 1's reconfiguration at 1h0m0s"},
 		{"job on an instance the new layout lacks", head + "reconfigure:\n  - {gpu: 1, at: 1h, mig: [3g.40gb]}\njobs:\n  - tenant: acme\n    gpu: 1\n    mig: 1 #<\n    start: 1h\n    end: 2h\n",

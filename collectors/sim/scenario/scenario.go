@@ -1,7 +1,6 @@
 package scenario
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
+	"github.com/gpumeter/gpumeter/internal/yamlerr"
 )
 
 // Scenario is a loaded, validated scenario file. Times in jobs and faults
@@ -228,10 +228,19 @@ func Parse(path string, data []byte) (*Scenario, error) {
 		return nil, &Error{Path: path, Err: errors.New("empty scenario")}
 	}
 	s := &Scenario{Path: path}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(s); err != nil {
-		return nil, yamlError(path, err)
+	if err := yamlerr.Decode(path, data, s); err != nil {
+		var re *attribution.RuleError
+		if errors.As(err, &re) {
+			return nil, yamlError(path, re)
+		}
+		var errs []error
+		for _, e := range yamlerr.List(err) {
+			errs = append(errs, &Error{Path: path, Line: e.Line, Err: errors.New(e.Msg)})
+		}
+		if len(errs) == 1 {
+			return nil, errs[0]
+		}
+		return nil, errors.Join(errs...)
 	}
 	s.lines = map[string]int{}
 	indexLines(root.Content[0], "", s.lines)
