@@ -23,7 +23,8 @@ func (r *Reporter) send(ctx context.Context, b spool.Batch) (result, error) {
 	case a.status == http.StatusOK:
 		return r.accepted(ctx, b, a)
 	case a.held():
-		return r.held(b, a), nil
+		return r.held(a, "authority holds the batch back; it stays in the spool and is sent again until accepted",
+			slog.Uint64("first_seq", b.FirstSeq), slog.Uint64("last_seq", b.LastSeq)), nil
 	case a.transient():
 		return r.failed(a, ""), nil
 	case a.status == http.StatusConflict && a.problem.Cause() == protocol.SecondSigner:
@@ -93,7 +94,7 @@ func (r *Reporter) accepted(ctx context.Context, b spool.Batch, a answer) (resul
 // held handles a held refusal: the batch stays unacknowledged and is sent
 // again, as stored, after Retry-After or about RetryWaitMax. The log says,
 // on entry and whenever the cause changes, what fixes it.
-func (r *Reporter) held(b spool.Batch, a answer) result {
+func (r *Reporter) held(a answer, msg string, where ...any) result {
 	cause := a.problem.Cause()
 	now := r.clock.Now()
 	r.mu.Lock()
@@ -106,13 +107,12 @@ func (r *Reporter) held(b spool.Batch, a answer) result {
 	r.stats.LastError, r.stats.LastErrorCause = a.String(), cause
 	instance := r.stats.Instance
 	r.mu.Unlock()
-	attrs := []any{
-		slog.Uint64("first_seq", b.FirstSeq), slog.Uint64("last_seq", b.LastSeq),
+	attrs := append(where,
 		slog.Int("status", a.status), slog.String("cause", cause), slog.String("detail", a.problem.Detail),
 		slog.String("action", heldAction(cause, r.opts.Node, instance)),
-	}
+	)
 	if !was || wasCause != cause {
-		r.log.Warn("authority holds the batch back; it stays in the spool and is sent again until accepted", attrs...)
+		r.log.Warn(msg, attrs...)
 	} else {
 		r.log.Debug("batch still held", attrs...)
 	}
@@ -134,6 +134,8 @@ func heldAction(cause, node, instance string) string {
 		return "register the GPU named in the detail at the authority: voucher-authority node add-gpu --id " + node + " --gpu UUID --model MODEL"
 	case protocol.GPUClaimed:
 		return "the GPU is registered to another node at the authority: correct the registration there (the GPU belongs to " + node + ")"
+	case protocol.Unauthorized:
+		return "the authority refuses this node's signed reads: its key is not registered or was revoked; register it (voucher-authority key rotate --node " + node + " --public-key ...) or point signing.key_file at the registered key"
 	case protocol.UnknownKey:
 		return "register this node's public key at the authority (voucher-authority key rotate --node " + node + " --public-key ...), or point signing.key_file at the registered key"
 	case protocol.RevokedKey:
@@ -145,7 +147,11 @@ func heldAction(cause, node, instance string) string {
 	case protocol.FutureWindow, protocol.WindowNotEnded:
 		return "the window ends after the authority's clock: check both hosts' time synchronisation (gpumeter_authority_clock_offset_seconds)"
 	default:
-		return "the authority holds the batch back (" + cause + "); fix the cause at the authority, instance " + instance
+		a := "a held refusal this version does not know (" + cause + "): fix the cause at the authority"
+		if instance != "" {
+			a += " (this is instance " + instance + ")"
+		}
+		return a
 	}
 }
 
@@ -216,8 +222,25 @@ func (r *Reporter) reconcile(ctx context.Context) (res result, ok bool, err erro
 		return result{kind: backoff}, false, nil
 	}
 	r.observeClock(a)
+	if a.err == nil && (a.status == http.StatusUnauthorized || a.status == http.StatusForbidden) {
+		// The authority answers a node's reads only to a registered,
+		// unrevoked key of the node: an operator fixes this at the
+		// authority, like a held batch.
+		if a.problem.Type == "" {
+			a.problem.Type = protocol.TypeBase + protocol.Unauthorized
+		}
+		r.heldRead = true
+		return r.held(a, "authority refuses this node's signed reads; delivery waits, keeping every batch, until it answers them", slog.String("request", "GET head")), false, nil
+	}
 	if a.err != nil || a.status != http.StatusOK {
 		return r.failed(a, ""), false, nil
+	}
+	if r.heldRead {
+		r.heldRead = false
+		r.mu.Lock()
+		r.stats.Held, r.stats.HeldCause, r.stats.HeldSince = false, "", time.Time{}
+		r.mu.Unlock()
+		r.log.Info("the authority answers this node's signed reads again")
 	}
 	r.mu.Lock()
 	r.stats.AuthorityHead = a.head

@@ -92,6 +92,9 @@ type Reporter struct {
 	// blocked delivery: the authority's head cannot end such a block, only
 	// a change of the spool (a requeue or re-anchor) or a restart can.
 	sticky *spoolMark
+	// heldRead: the authority refused the signed head read (401/403):
+	// Stats.Held, until a read is answered.
+	heldRead bool
 
 	mu    sync.Mutex // guards stats
 	stats Stats
