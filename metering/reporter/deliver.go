@@ -15,7 +15,7 @@ import (
 // send POSTs one stored batch, as stored, and acts on the answer.
 func (r *Reporter) send(ctx context.Context, b spool.Batch) (result, error) {
 	a := r.do(ctx, http.MethodPost, r.batchesURL, b.Envelope)
-	if ctx.Err() != nil {
+	if cancelled(ctx, a) {
 		return result{kind: backoff}, nil
 	}
 	r.observeClock(a)
@@ -45,6 +45,13 @@ func (r *Reporter) send(ctx context.Context, b spool.Batch) (result, error) {
 		// 1xx, 3xx, other 2xx: not the protocol; try again later.
 		return r.failed(a, ""), nil
 	}
+}
+
+// cancelled: ctx ended and the request with it. An answer (or a transport
+// error of its own) that came before is still acted on, so that Stats say
+// what the last attempt met.
+func cancelled(ctx context.Context, a answer) bool {
+	return ctx.Err() != nil && (a.err == nil && a.status == 0 || a.err != nil && (errors.Is(a.err, context.Canceled) || errors.Is(a.err, context.DeadlineExceeded)))
 }
 
 // accepted handles a 200: the authority holds everything up to head.
@@ -218,7 +225,7 @@ func (r *Reporter) secondSigner(ctx context.Context, b spool.Batch, a answer) (r
 // or while the spool cannot continue the authority's chain (blocked).
 func (r *Reporter) reconcile(ctx context.Context) (res result, ok bool, err error) {
 	a := r.do(ctx, http.MethodGet, r.headURL, nil)
-	if ctx.Err() != nil {
+	if cancelled(ctx, a) {
 		return result{kind: backoff}, false, nil
 	}
 	r.observeClock(a)

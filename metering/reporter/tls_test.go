@@ -50,7 +50,7 @@ func TestTLS(t *testing.T) {
 			opts := g.options(a.URL)
 			opts.CAFile, opts.CertFile, opts.KeyFile = tc.caFile, tc.certFile, tc.keyFile
 			r := g.reporter(opts)
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			err := r.Flush(ctx)
 			if tc.wantDelivered {
