@@ -28,6 +28,9 @@ type delivery struct {
 	log      *slog.Logger
 	spool    *spool.Spool
 	reporter *reporter.Reporter // nil when no authority is configured
+	instance string             // this copy's instance id (agent/instance.go)
+	// maxClockOffset is authority.max_clock_offset, for its gauge.
+	maxClockOffset time.Duration
 
 	mu   sync.Mutex
 	held []protocol.Record // records the spool could not take yet
@@ -44,13 +47,21 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", cfg.SpoolPath(), err)
 	}
-	d := &delivery{log: log, spool: sp}
+	d := &delivery{log: log, spool: sp, maxClockOffset: cfg.Authority.MaxClockOffset}
 	if err := d.resume(mt); err != nil {
 		sp.Close()
 		return nil, err
 	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	if d.instance, err = loadInstance(cfg.StateDir, currentHostFacts(), time.Now(), log); err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
 	if cfg.Authority.URL == "" {
-		log.Warn("no authority.url: records are metered and spooled, not reported")
+		log.Warn("no authority.url: records are metered and spooled, not reported", "instance", d.instance)
 		return d, nil
 	}
 	key, err := signing.LoadKeyFile(cfg.KeyFile())
@@ -59,6 +70,9 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 		return nil, fmt.Errorf("signing.key_file: %w", err)
 	}
 	sealer, err := ledger.NewSealer(cfg.Node.ID, key, time.Now)
+	if err == nil {
+		sealer, err = sealer.WithInstance(d.instance)
+	}
 	if err != nil {
 		sp.Close()
 		return nil, err
@@ -67,14 +81,14 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 	d.reporter, err = reporter.New(reporter.Options{
 		URL: a.URL, Node: cfg.Node.ID,
 		CAFile: a.CAFile, CertFile: a.CertFile, KeyFile: a.KeyFile,
-		Timeout: a.Timeout, MaxBatchRecords: a.MaxBatchRecords,
+		Timeout: a.Timeout, MaxBatchRecords: a.MaxBatchRecords, MaxClockOffset: a.MaxClockOffset,
 		Log: log, Sealer: sealer, Spool: sp, Key: key,
 	})
 	if err != nil {
 		sp.Close()
 		return nil, fmt.Errorf("authority: %w", err)
 	}
-	log.Info("reporting to the voucher authority", "url", a.URL, "key_id", sealer.KeyID())
+	log.Info("reporting to the voucher authority", "url", a.URL, "key_id", sealer.KeyID(), "instance", d.instance)
 	return d, nil
 }
 

@@ -1,7 +1,11 @@
 package agent
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gpumeter/gpumeter/metering/reporter"
 )
 
 // Delivery metrics: the spool's depth and the reporter's progress, read at
@@ -44,6 +48,21 @@ var (
 		"1 while delivery waits for an operator (a refused batch, or an authority that lost or holds data this spool does not).", nil, nil)
 	descReportLastSuccess = prometheus.NewDesc(namespace+"_report_last_success_timestamp_seconds",
 		"When the authority last accepted a batch (0: never).", nil, nil)
+
+	descDeliveryHeld = prometheus.NewDesc(namespace+"_delivery_held",
+		"1 while the authority holds the next batch back for a reason an operator or time fixes (the batch is kept and sent again, never dead-lettered).", nil, nil)
+	descDeliveryHeldInfo = prometheus.NewDesc(namespace+"_delivery_held_info",
+		"1 while delivery is held, with the authority's cause (gpu-not-registered, unknown-key, window-not-ended, ...); absent otherwise.", []string{"cause"}, nil)
+	descDeliveryHeldSince = prometheus.NewDesc(namespace+"_delivery_held_since_timestamp_seconds",
+		"When the current hold began (0: not held).", nil, nil)
+	descSecondSigner = prometheus.NewDesc(namespace+"_delivery_second_signer",
+		"1 while delivery is blocked because another copy of this node signs with its key (the authority answered second-signer).", nil, nil)
+	descClockOffset = prometheus.NewDesc(namespace+"_authority_clock_offset_seconds",
+		"The authority's clock minus this host's, from the last answer (a problem's authority_time, else the Date header to the second); absent until an answer.", nil, nil)
+	descClockOffsetMax = prometheus.NewDesc(namespace+"_authority_clock_offset_max_seconds",
+		"authority.max_clock_offset: past this offset the agent logs a warning.", nil, nil)
+	descInstance = prometheus.NewDesc(namespace+"_instance_info",
+		"1, with this copy's instance id (made at first start, renewed on a copied disk image); batches carry it.", []string{"instance"}, nil)
 )
 
 type deliveryCollector struct{ m *Metrics }
@@ -52,7 +71,9 @@ func (c deliveryCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSpoolPending, descSpoolPendingBytes, descSpoolUnacked,
 		descSpoolUnackedBytes, descSpoolDead, descSpoolFile, descSpoolMax, descSpoolHeld, descAckedSeq, descSealedSeq,
 		descReportBatches, descReportRecords, descReportDuplicates, descReportFailures, descReportConsecutive,
-		descReportDead, descReportBlocked, descReportLastSuccess} {
+		descReportDead, descReportBlocked, descReportLastSuccess,
+		descDeliveryHeld, descDeliveryHeldInfo, descDeliveryHeldSince, descSecondSigner,
+		descClockOffset, descClockOffsetMax, descInstance} {
 		ch <- d
 	}
 }
@@ -83,10 +104,14 @@ func (c deliveryCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(v.desc, prometheus.GaugeValue, v.val)
 	}
+	if d.instance != "" {
+		ch <- prometheus.MustNewConstMetric(descInstance, prometheus.GaugeValue, 1, d.instance)
+	}
 	if d.reporter == nil {
 		return
 	}
 	rs := d.reporter.Stats()
+	c.collectDelivery(ch, rs, d.maxClockOffset)
 	blocked, last := 0.0, 0.0
 	if rs.Blocked {
 		blocked = 1
@@ -109,6 +134,26 @@ func (c deliveryCollector) Collect(ch chan<- prometheus.Metric) {
 		{descReportLastSuccess, prometheus.GaugeValue, last},
 	} {
 		ch <- prometheus.MustNewConstMetric(v.desc, v.typ, v.val)
+	}
+}
+
+// collectDelivery sends the held, second-signer and clock metrics.
+func (c deliveryCollector) collectDelivery(ch chan<- prometheus.Metric, rs reporter.Stats, maxOffset time.Duration) {
+	held, since, second := 0.0, 0.0, 0.0
+	if rs.Held {
+		held = 1
+		since = float64(rs.HeldSince.UnixMilli()) / 1000
+		ch <- prometheus.MustNewConstMetric(descDeliveryHeldInfo, prometheus.GaugeValue, 1, rs.HeldCause)
+	}
+	if rs.SecondSigner {
+		second = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descDeliveryHeld, prometheus.GaugeValue, held)
+	ch <- prometheus.MustNewConstMetric(descDeliveryHeldSince, prometheus.GaugeValue, since)
+	ch <- prometheus.MustNewConstMetric(descSecondSigner, prometheus.GaugeValue, second)
+	ch <- prometheus.MustNewConstMetric(descClockOffsetMax, prometheus.GaugeValue, maxOffset.Seconds())
+	if rs.ClockOffsetKnown {
+		ch <- prometheus.MustNewConstMetric(descClockOffset, prometheus.GaugeValue, rs.ClockOffset.Seconds())
 	}
 }
 

@@ -125,6 +125,10 @@ type Authority struct {
 	KeyFile         string        `yaml:"key_file"`
 	Timeout         time.Duration `yaml:"timeout"`
 	MaxBatchRecords int           `yaml:"max_batch_records"`
+	// MaxClockOffset: past this difference between the authority's clock
+	// and the node's, the agent logs a warning (metering/reporter,
+	// DefaultMaxClockOffset says why 2s).
+	MaxClockOffset time.Duration `yaml:"max_clock_offset"`
 }
 
 // Default is the configuration every loaded file starts from.
@@ -136,7 +140,7 @@ func Default() Config {
 		HTTP:        HTTP{Listen: "127.0.0.1:9410"},
 		Log:         Log{Level: "info", Format: "text"},
 		Spool:       Spool{MaxBytes: 1 << 30, MergeWindow: time.Hour},
-		Authority:   Authority{Timeout: 10 * time.Second, MaxBatchRecords: 1000},
+		Authority:   Authority{Timeout: 10 * time.Second, MaxBatchRecords: 1000, MaxClockOffset: 2 * time.Second},
 		StateDir:    "/var/lib/gpumeter",
 	}
 }
@@ -353,6 +357,9 @@ func (c *Config) validateAuthority(bad func(field, format string, a ...any)) {
 	}
 	if a.MaxBatchRecords < 1 || a.MaxBatchRecords > 10000 {
 		bad("authority.max_batch_records", "%d must be 1 to 10000", a.MaxBatchRecords)
+	}
+	if a.MaxClockOffset <= 0 || a.MaxClockOffset > time.Hour {
+		bad("authority.max_clock_offset", "%s must be positive and at most 1h", a.MaxClockOffset)
 	}
 	if (a.CertFile == "") != (a.KeyFile == "") {
 		bad("authority.cert_file", "cert_file and key_file go together (client certificate)")

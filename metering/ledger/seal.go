@@ -29,6 +29,8 @@ type Sealer struct {
 	keyID  string
 	signer *dsse.EnvelopeSigner
 	clock  func() time.Time
+	// instance is stamped into every batch (protocol.Batch.Instance).
+	instance string
 }
 
 // NewSealer builds a Sealer for node with key; clock stamps Batch.Created.
@@ -54,6 +56,33 @@ func NewSealer(node string, key ed25519.PrivateKey, clock func() time.Time) (*Se
 	return &Sealer{node: node, keyID: keyID, signer: es, clock: clock}, nil
 }
 
+// WithInstance returns a copy of s that stamps instance (the agent's
+// instance id: a copy of the node on another disk image gets another) into
+// every batch it seals. An instance id is 1 to 64 characters of [0-9a-z-].
+func (s *Sealer) WithInstance(instance string) (*Sealer, error) {
+	if err := checkInstance(instance); err != nil {
+		return nil, fmt.Errorf("sealer for node %s: %w", s.node, err)
+	}
+	c := *s
+	c.instance = instance
+	return &c, nil
+}
+
+// Instance is the instance id the Sealer stamps ("" when none).
+func (s *Sealer) Instance() string { return s.instance }
+
+func checkInstance(id string) error {
+	if id == "" || len(id) > 64 {
+		return fmt.Errorf("instance id %q: want 1 to 64 characters", id)
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-') {
+			return fmt.Errorf("instance id %q: only 0-9, a-z and '-' allowed", id)
+		}
+	}
+	return nil
+}
+
 // Node is the node the Sealer signs for.
 func (s *Sealer) Node() string { return s.node }
 
@@ -73,6 +102,7 @@ func (s *Sealer) Seal(ctx context.Context, firstSeq uint64, prevHash string, rec
 		FirstSeq: firstSeq,
 		PrevHash: prevHash,
 		Created:  s.clock().UTC().Truncate(time.Millisecond),
+		Instance: s.instance,
 		Records:  make([]protocol.Record, len(recs)),
 	}
 	copy(b.Records, recs)

@@ -115,7 +115,6 @@ func TestLostAnswerIsResentIdempotently(t *testing.T) {
 			opts := g.options(a.URL)
 			opts.MaxBatchRecords = 5 * recsPerWindow
 			if tc.restart {
-				opts.RetryMax = -1
 				ctx, cancel := context.WithCancel(context.Background())
 				stop := make(chan error, 1)
 				r1 := g.reporter(opts)

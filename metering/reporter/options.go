@@ -13,8 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-retryablehttp"
-
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
@@ -27,7 +25,6 @@ const (
 	DefaultTimeout         = 10 * time.Second
 	DefaultRetryWaitMin    = 500 * time.Millisecond
 	DefaultRetryWaitMax    = 30 * time.Second
-	DefaultRetryMax        = 3
 	DefaultMaxBatchRecords = 1000
 	DefaultMaxInFlight     = 4
 )
@@ -51,13 +48,14 @@ type Options struct {
 	// Timeout bounds each HTTP attempt (default DefaultTimeout).
 	Timeout time.Duration
 	// RetryWaitMin and RetryWaitMax bound the jittered exponential backoff
-	// (defaults DefaultRetryWaitMin, DefaultRetryWaitMax). While blocked the
-	// reporter probes about every RetryWaitMax.
+	// between attempts (defaults DefaultRetryWaitMin, DefaultRetryWaitMax).
+	// While blocked or held, and after a permanent transport error, the
+	// reporter tries about every RetryWaitMax. Each request is one attempt:
+	// the loop is the only place that retries (package doc).
 	RetryWaitMin, RetryWaitMax time.Duration
-	// RetryMax is the number of retries within one send (default
-	// DefaultRetryMax; -1: none); after that the loop backs off and sends
-	// again, for ever.
-	RetryMax int
+	// MaxClockOffset: when the authority's clock and Clock differ by more,
+	// a warning is logged (default DefaultMaxClockOffset).
+	MaxClockOffset time.Duration
 	// MaxBatchRecords is passed to spool.SealNext (default DefaultMaxBatchRecords).
 	MaxBatchRecords int
 	// MaxInFlight: a new batch is sealed only while fewer than this many
@@ -73,8 +71,8 @@ type Options struct {
 	// reporter makes (GET head, protocol.SignRead), which the authority
 	// answers for the key's node only. Required.
 	Key ed25519.PrivateKey
-	// Clock times the loop's backoff waits and stamps Stats (nil: real).
-	// Retries within one send wait on real timers (go-retryablehttp's).
+	// Clock times every wait (there is no other) and stamps Stats and the
+	// reads it signs (nil: real).
 	Clock clock.Clock
 }
 
@@ -88,10 +86,8 @@ func (o *Options) setDefaults() {
 	if o.RetryWaitMax == 0 {
 		o.RetryWaitMax = DefaultRetryWaitMax
 	}
-	if o.RetryMax == 0 {
-		o.RetryMax = DefaultRetryMax
-	} else if o.RetryMax < 0 {
-		o.RetryMax = 0
+	if o.MaxClockOffset == 0 {
+		o.MaxClockOffset = DefaultMaxClockOffset
 	}
 	if o.MaxBatchRecords == 0 {
 		o.MaxBatchRecords = DefaultMaxBatchRecords
@@ -139,8 +135,8 @@ func (o *Options) validate() (*url.URL, error) {
 		return nil, fmt.Errorf("authority URL %q is plain http but TLS files are configured", o.URL)
 	}
 	switch {
-	case o.Timeout < 0, o.RetryWaitMin < 0, o.RetryWaitMax < 0:
-		return nil, errors.New("negative timeout or retry wait")
+	case o.Timeout < 0, o.RetryWaitMin < 0, o.RetryWaitMax < 0, o.MaxClockOffset < 0:
+		return nil, errors.New("negative timeout, retry wait or max clock offset")
 	case o.RetryWaitMax < o.RetryWaitMin:
 		return nil, fmt.Errorf("retry wait max %s below min %s", o.RetryWaitMax, o.RetryWaitMin)
 	case o.MaxBatchRecords < 0 || o.MaxBatchRecords > protocol.MaxRecordsPerBatch:
@@ -179,20 +175,10 @@ func tlsConfig(o Options) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// newClient builds the retrying client. CheckRetry and Backoff are the
-// reporter's (retryPolicy, backoff); the ErrorHandler passes the last
-// answer through so a refusal's problem body can be read.
-func (r *Reporter) newClient(cfg *tls.Config) *retryablehttp.Client {
+// newClient builds the HTTP client: one attempt per request, bounded by
+// Options.Timeout; retries are the loop's.
+func (r *Reporter) newClient(cfg *tls.Config) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = cfg
-	return &retryablehttp.Client{
-		HTTPClient:   &http.Client{Transport: tr, Timeout: r.opts.Timeout},
-		RetryWaitMin: r.opts.RetryWaitMin,
-		RetryWaitMax: r.opts.RetryWaitMax,
-		RetryMax:     r.opts.RetryMax,
-		CheckRetry:   r.checkRetry,
-		Backoff:      r.backoff,
-		PrepareRetry: r.prepareRetry,
-		ErrorHandler: retryablehttp.PassthroughErrorHandler,
-	}
+	return &http.Client{Transport: tr, Timeout: r.opts.Timeout}
 }

@@ -13,58 +13,45 @@ import (
 )
 
 // TestWindowNotEndedIsRetried: 425 window-not-ended (a record's window
-// ends after the authority's clock) is transient: the batch is sent again
-// after Retry-After, within one send or by the loop, and never
+// ends after the authority's clock) is a held refusal: the batch is sent
+// again after Retry-After, waited on the injected clock, and never
 // dead-lettered.
 func TestWindowNotEndedIsRetried(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		retryMax int
-	}{
-		{name: "retried within the send", retryMax: 0},
-		{name: "retried by the loop", retryMax: -1},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 2)
-			var mu sync.Mutex
-			var times []time.Time
-			a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-				if r.Method != http.MethodPost {
-					next.ServeHTTP(w, r)
-					return
-				}
-				mu.Lock()
-				times = append(times, time.Now())
-				first := len(times) == 1
-				mu.Unlock()
-				if first {
-					w.Header().Set("Retry-After", "1")
-					problemAnswer(w, http.StatusTooEarly, protocol.WindowNotEnded, "window ends after the authority's now", nil)
-					return
-				}
-				next.ServeHTTP(w, r)
-			})
-			opts := g.options(a.URL)
-			opts.RetryMax = tc.retryMax
-			r := g.reporter(opts)
-			if err := r.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			assertDelivered(t, a, g, 2*recsPerWindow)
-			mu.Lock()
-			defer mu.Unlock()
-			if len(times) != 2 {
-				t.Fatalf("%d POSTs, want 2 (one 425, one accepted)", len(times))
-			}
-			if gap := times[1].Sub(times[0]); gap < time.Second {
-				t.Errorf("resent %s after a 425 with Retry-After: 1, want at least 1s", gap)
-			}
-			if st := r.Stats(); st.DeadLetters != 0 || st.Blocked {
-				t.Errorf("stats %+v: a 425 dead-lettered or blocked delivery", st)
-			}
-		})
+	a := newAuthority(t)
+	g := newAgent(t, a.key)
+	g.appendWindows(0, 2)
+	var posts atomic.Int64
+	a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPost && posts.Add(1) == 1 {
+			w.Header().Set("Retry-After", "7")
+			problemAnswer(w, http.StatusTooEarly, protocol.WindowNotEnded, "window ends after the authority's now", nil)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	wc := newWaitClock(t)
+	opts := g.options(a.URL)
+	opts.Clock = wc
+	r := g.reporter(opts)
+	done := make(chan error, 1)
+	go func() { done <- r.Flush(context.Background()) }()
+	w := wc.next(t)
+	if w.d != 7*time.Second {
+		t.Errorf("waits %s after a 425 with Retry-After: 7, want 7s", w.d)
+	}
+	if st := r.Stats(); !st.Held || st.HeldCause != protocol.WindowNotEnded || st.DeadLetters != 0 || st.Blocked {
+		t.Errorf("stats while held %+v", st)
+	}
+	if p := posts.Load(); p != 1 {
+		t.Errorf("%d POSTs before the wait ended, want 1", p)
+	}
+	w.fire <- t0
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	assertDelivered(t, a, g, 2*recsPerWindow)
+	if st := r.Stats(); st.Held || st.DeadLetters != 0 || st.Blocked {
+		t.Errorf("stats after delivery %+v", st)
 	}
 }
 

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/ledger"
@@ -18,9 +17,17 @@ import (
 )
 
 // ErrBlocked: the authority cannot accept this spool's next batch until an
-// operator acts (a batch was dead-lettered, or the authority lost or holds
-// data this spool does not); Flush returns it rather than wait.
+// operator acts (a batch was dead-lettered, the authority lost or holds
+// data this spool does not, or another copy of the node signs with its
+// key); Flush returns it rather than wait.
 var ErrBlocked = errors.New("delivery blocked until an operator acts")
+
+// ErrHeld: the authority holds the next batch back for a reason an
+// operator fixes at the authority (protocol.Held: an unregistered key or
+// GPU, ...); the batch is kept and sent again. Flush returns it rather
+// than wait; a held refusal that time fixes (window-not-ended,
+// future-window) is waited for.
+var ErrHeld = errors.New("delivery held until the authority accepts the batch")
 
 // Stats describe delivery for metrics and alerts.
 type Stats struct {
@@ -40,6 +47,25 @@ type Stats struct {
 	// Blocked: see ErrBlocked; BlockedReason says why.
 	Blocked       bool
 	BlockedReason string
+	// Held: the authority refused the lowest batch with a held cause
+	// (protocol.Held, or Problem.Hold): the batch is kept and sent again
+	// about every RetryWaitMax (or after Retry-After) until accepted.
+	// HeldCause is the cause, HeldSince when the hold began.
+	Held      bool
+	HeldCause string
+	HeldSince time.Time
+	// SecondSigner: the authority answered second-signer: another copy of
+	// this node (a cloned image, a restored disk) signs with its key and
+	// the authority kept the other copy's chain. Blocked is set too.
+	SecondSigner bool
+	// Instance is the sealer's instance id (protocol.Batch.Instance).
+	Instance string
+	// ClockOffset is the authority's clock minus Options.Clock, from the
+	// last answer that told it (ClockOffsetKnown), measured from
+	// ClockOffsetSource (ClockSourceProblem or ClockSourceDate).
+	ClockOffset       time.Duration
+	ClockOffsetKnown  bool
+	ClockOffsetSource string
 	// LastError is the last failure as "<status> <cause>: <detail>" or
 	// "network: ..."; LastErrorCause its problem cause, "network", or
 	// "status <n>" for an answer without a problem body.
@@ -53,14 +79,22 @@ type Reporter struct {
 	opts       Options
 	batchesURL string
 	headURL    string
-	client     *retryablehttp.Client
+	client     *http.Client
 	clock      clock.Clock
 	log        *slog.Logger
 	notify     chan struct{}
+	wake       chan struct{}
 
 	passMu   sync.Mutex // held for a whole pass; guards the fields below
 	needHead bool       // ask GET head before the next send
 	ahead    bool       // the authority holds more than this spool sealed: neither seal nor send
+	// sticky, while set, is the spool's state when a fork or second-signer
+	// blocked delivery: the authority's head cannot end such a block, only
+	// a change of the spool (a requeue or re-anchor) or a restart can.
+	sticky *spoolMark
+	// heldRead: the authority refused the signed head read (401/403):
+	// Stats.Held, until a read is answered.
+	heldRead bool
 
 	mu    sync.Mutex // guards stats
 	stats Stats
@@ -86,8 +120,10 @@ func New(opts Options) (*Reporter, error) {
 		clock:      opts.Clock,
 		log:        opts.Log.With(slog.String("authority", u.Redacted()), slog.String("node", opts.Node)),
 		notify:     make(chan struct{}, 1),
+		wake:       make(chan struct{}, 1),
 		needHead:   true,
 	}
+	r.stats.Instance = opts.Sealer.Instance()
 	r.client = r.newClient(cfg)
 	return r, nil
 }
@@ -96,6 +132,15 @@ func New(opts Options) (*Reporter, error) {
 func (r *Reporter) Notify() {
 	select {
 	case r.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Wake cuts a blocked or held wait short: the next pass starts at once
+// (after an operator acted, for example). It never blocks.
+func (r *Reporter) Wake() {
+	select {
+	case r.wake <- struct{}{}:
 	default:
 	}
 }
@@ -127,6 +172,7 @@ func (r *Reporter) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-r.clock.After(res.wait):
+			case <-r.wake:
 			}
 		}
 	}
@@ -152,6 +198,8 @@ func (r *Reporter) Flush(ctx context.Context) error {
 		case backoff:
 			if st := r.Stats(); st.Blocked {
 				return fmt.Errorf("flush to %s: %w: %s", r.batchesURL, ErrBlocked, st.BlockedReason)
+			} else if st.Held && !heldByTime(st.HeldCause) {
+				return fmt.Errorf("flush to %s: %w: %s (%s)", r.batchesURL, ErrHeld, st.LastError, heldAction(st.HeldCause, r.opts.Node, st.Instance))
 			}
 			select {
 			case <-ctx.Done():
@@ -195,7 +243,23 @@ type result struct {
 func (r *Reporter) pass(ctx context.Context) (result, error) {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
-	if r.needHead {
+	if r.sticky != nil {
+		m, err := r.mark(ctx)
+		if err != nil {
+			return r.localFailure(ctx, "read the spool's state", err)
+		}
+		if m == *r.sticky {
+			return r.blockedWait(), nil
+		}
+		r.log.Info("the spool changed while delivery was blocked (requeue or re-anchor): asking the authority's head and trying again")
+		r.sticky = nil
+		r.unblock()
+		r.needHead = true
+	}
+	// While blocked, every pass asks the head (a cheap signed read) and
+	// sends nothing unless the spool continues the authority's chain
+	// again: so a blocked reporter refuses, and dead-letters, nothing more.
+	if r.needHead || r.Stats().Blocked {
 		if res, ok, err := r.reconcile(ctx); !ok || err != nil {
 			return res, err
 		}
@@ -233,6 +297,30 @@ func (r *Reporter) sealUpTo(ctx context.Context) error {
 	}
 }
 
+// spoolMark is what an operator's requeue or re-anchor changes in the
+// spool, and what a blocked reporter (which neither seals nor acknowledges)
+// does not.
+type spoolMark struct {
+	acked, sealed uint64
+	lastHash      string
+	deadLetters   int64
+	lowest        string // hash of the lowest unacknowledged batch, "" if none
+}
+
+func (r *Reporter) mark(ctx context.Context) (spoolMark, error) {
+	var m spoolMark
+	m.acked, m.sealed, m.lastHash = r.opts.Spool.Head()
+	m.deadLetters = r.opts.Spool.Stats().DeadLetters
+	bs, err := r.opts.Spool.Unacked(ctx, 1)
+	if err != nil {
+		return m, err
+	}
+	if len(bs) > 0 {
+		m.lowest = bs[0].Hash
+	}
+	return m, nil
+}
+
 // localFailure handles a spool or sealer error: fatal when the spool is
 // closed, else logged and retried after a backoff.
 func (r *Reporter) localFailure(ctx context.Context, what string, err error) (result, error) {
@@ -243,5 +331,5 @@ func (r *Reporter) localFailure(ctx context.Context, what string, err error) (re
 		return result{}, fmt.Errorf("reporter: %s: %w", what, err)
 	}
 	r.log.Error("reporter cannot "+what+"; retrying", slog.Any("err", err))
-	return r.failed(answer{err: fmt.Errorf("%s: %w", what, err)}, "local", 0), nil
+	return r.failed(answer{err: fmt.Errorf("%s: %w", what, err)}, "local"), nil
 }

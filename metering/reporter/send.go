@@ -1,8 +1,12 @@
 package reporter
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,7 +16,6 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/protocol"
-	"github.com/hashicorp/go-retryablehttp"
 )
 
 // maxAnswerBytes bounds what is read of an answer: answers are small, and
@@ -22,25 +25,42 @@ const maxAnswerBytes = 1 << 20
 // answer is one request's outcome: a transport error, or a status with the
 // decoded body.
 type answer struct {
-	err        error
+	err error
+	// permanent: err is one that sending again soon cannot fix (the
+	// authority's certificate does not verify, an unsupported scheme, a
+	// redirect loop): the loop waits about RetryWaitMax, not the short
+	// backoff, and logs at error level.
+	permanent  bool
 	status     int
 	head       uint64 // 200
 	headHash   string // 200 of GET head
 	duplicate  bool   // 200 of POST
 	problem    protocol.Problem
 	retryAfter time.Duration // from a 425/429/503 Retry-After; 0 if none
+	// sent and received are the local clock around the exchange; date is
+	// the answer's Date header (zero if none): with problem.AuthorityTime
+	// they give the authority's clock offset.
+	sent, received time.Time
+	date           time.Time
 }
 
 // transient reports whether the answer is retried rather than judged:
-// network errors, 408, 425, 429 and 5xx. 425 is the authority's
-// window-not-ended: a record's window ends after its clock, so the batch
-// is sent again once it has (Retry-After), never dead-lettered.
+// network errors, 408, 429, 5xx, and a 425 without a held problem (an
+// authority older than the held/final distinction). A 425 window-not-ended
+// with a problem body is a held refusal (Options and the package doc).
 func (a answer) transient() bool {
 	return a.err != nil || transientStatus(a.status)
 }
 
 func transientStatus(s int) bool {
 	return s == http.StatusRequestTimeout || s == http.StatusTooEarly || s == http.StatusTooManyRequests || s >= 500
+}
+
+// held reports whether the answer is a held refusal: the authority says so
+// (Problem.Hold), or the cause is one this version knows to be held, so
+// that an authority older or newer than this agent is judged right.
+func (a answer) held() bool {
+	return a.err == nil && a.status >= 400 && a.status < 500 && (a.problem.Hold || protocol.Held(a.problem.Cause()))
 }
 
 // String is "<status> <cause>: <detail>" for logs, Stats and dead letters.
@@ -61,36 +81,39 @@ func (a answer) String() string {
 	return s
 }
 
-// do sends one request through the retrying client and decodes the answer.
-// body is nil for GET; a []byte body is replayed on every retry.
+// do makes exactly one request and decodes the answer. It never retries:
+// every retry is the loop's (package doc, "One retry layer"). body is nil
+// for GET.
 func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answer {
-	var raw any
+	var rd io.Reader
 	if body != nil {
-		raw = body
+		rd = bytes.NewReader(body)
 	}
-	req, err := retryablehttp.NewRequestWithContext(ctx, method, url, raw)
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
-		return answer{err: fmt.Errorf("build %s %s: %w", method, url, err)}
+		return answer{err: fmt.Errorf("build %s %s: %w", method, url, err), permanent: true}
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json, application/problem+json")
-	r.signRead(req.Request)
+	r.signRead(req)
+	sent := r.clock.Now()
 	resp, err := r.client.Do(req)
+	received := r.clock.Now()
 	if err != nil {
-		// The pass-through error handler may return the last response
-		// with the error (a context ended after an answer): close it.
-		if resp != nil {
-			_ = resp.Body.Close()
-		}
-		return answer{err: err}
+		r.countAttempt()
+		return answer{err: err, permanent: permanentError(err), sent: sent, received: received}
 	}
 	defer resp.Body.Close()
-	a := answer{status: resp.StatusCode, retryAfter: retryAfter(resp, r.clock.Now())}
+	a := answer{status: resp.StatusCode, retryAfter: retryAfter(resp, received), sent: sent, received: received}
+	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		a.date = d
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 	if err != nil {
-		return answer{err: fmt.Errorf("read answer of %s %s (status %d): %w", method, url, resp.StatusCode, err)}
+		r.countAttempt()
+		return answer{err: fmt.Errorf("read answer of %s %s (status %d): %w", method, url, resp.StatusCode, err), sent: sent, received: received, date: a.date}
 	}
 	if a.status == http.StatusOK {
 		// The members of protocol.BatchAnswer and protocol.HeadAnswer;
@@ -103,15 +126,45 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 		if err := json.Unmarshal(data, &ok); err != nil || ok.Head == nil {
 			// A 200 we cannot read says nothing about what was stored:
 			// a failure, after which the head is asked for.
-			return answer{err: fmt.Errorf("%s %s: 200 answer without a head: %q", method, url, truncate(data, 200))}
+			r.countAttempt()
+			return answer{err: fmt.Errorf("%s %s: 200 answer without a head: %q", method, url, truncate(data, 200)), sent: sent, received: received, date: a.date}
 		}
 		a.head, a.headHash, a.duplicate = *ok.Head, ok.HeadHash, ok.Duplicate
 		return a
+	}
+	if transientStatus(a.status) {
+		r.countAttempt()
 	}
 	// Best effort: a body that is not a problem leaves the problem empty
 	// and the status still decides.
 	_ = json.Unmarshal(data, &a.problem)
 	return a
+}
+
+// countAttempt counts one failed request for Stats.FailedAttempts.
+func (r *Reporter) countAttempt() {
+	r.mu.Lock()
+	r.stats.FailedAttempts++
+	r.mu.Unlock()
+}
+
+// permanentError tells the transport errors that a quick retry cannot fix
+// (what go-retryablehttp's default policy knew, when the reporter used it):
+// the authority's certificate does not verify, the URL's scheme is not
+// supported, a redirect loop, an invalid header. Timeouts, refused and
+// reset connections are transient.
+func permanentError(err error) bool {
+	var unknownCA x509.UnknownAuthorityError
+	var verify *tls.CertificateVerificationError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &verify), errors.As(err, &hostname), errors.As(err, &invalid):
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "unsupported protocol scheme") || strings.Contains(msg, "stopped after") && strings.Contains(msg, "redirects") ||
+		strings.Contains(msg, "invalid header")
 }
 
 func truncate(b []byte, n int) string {
@@ -121,48 +174,9 @@ func truncate(b []byte, n int) string {
 	return string(b)
 }
 
-// retryPolicy is go-retryablehttp's CheckRetry: stop when the context is
-// done, retry transport errors (except those the library knows are
-// permanent: TLS verification, bad scheme, redirects) and 408, 425, 429,
-// 5xx.
-// It never returns an error for a retryable answer, so that the last
-// answer reaches the caller through the pass-through error handler.
-func retryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
-	if err != nil {
-		retry, perr := retryablehttp.DefaultRetryPolicy(ctx, resp, err)
-		if perr != nil {
-			return false, nil // permanent: the caller sees err
-		}
-		return retry, nil
-	}
-	return transientStatus(resp.StatusCode), nil
-}
-
-// checkRetry counts each transient attempt for Stats.
-func (r *Reporter) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	retry, perr := retryPolicy(ctx, resp, err)
-	if retry {
-		r.mu.Lock()
-		r.stats.FailedAttempts++
-		r.mu.Unlock()
-	}
-	return retry, perr
-}
-
-// backoff is go-retryablehttp's Backoff: Retry-After when a 425, 429 or
-// 503 carries one (up to MaxRetryAfter), else min·2^attempt capped at max,
-// with "equal jitter" (a uniform draw from the upper half), never below
-// min. Jitter spreads a fleet's retries after an authority outage.
-func (r *Reporter) backoff(min, max time.Duration, attempt int, resp *http.Response) time.Duration {
-	if d := retryAfter(resp, r.clock.Now()); d > 0 {
-		return d
-	}
-	return jittered(min, max, attempt)
-}
-
+// jittered is min·2^attempt capped at max, with "equal jitter" (a uniform
+// draw from the upper half), never below min. Jitter spreads a fleet's
+// retries after an authority outage.
 func jittered(min, max time.Duration, attempt int) time.Duration {
 	d := min
 	for i := 0; i < attempt && d < max; i++ {
@@ -216,17 +230,11 @@ func retryAfter(resp *http.Response, now time.Time) time.Duration {
 // signRead signs a GET (the head) with the node's key at the reporter's
 // clock, as protocol.SignRead: the authority answers a node's data only to
 // its key. Batches carry their own signature and are not signed again.
+// Each attempt is a new request, signed at its own time, so waits never
+// carry a read's timestamp out of the authority's protocol.ReadSkew.
 func (r *Reporter) signRead(req *http.Request) {
 	if req.Method != http.MethodGet {
 		return
 	}
 	req.Header.Set("Authorization", protocol.SignRead(r.opts.Key, r.opts.Sealer.KeyID(), req.Method, req.URL.RequestURI(), r.clock.Now()))
-}
-
-// prepareRetry is go-retryablehttp's PrepareRetry: a retried read is
-// signed again, so that waits (up to MaxRetryAfter each) never carry its
-// timestamp out of the authority's protocol.ReadSkew.
-func (r *Reporter) prepareRetry(req *http.Request) error {
-	r.signRead(req)
-	return nil
 }

@@ -33,13 +33,14 @@ func TestTLS(t *testing.T) {
 		certFile, keyFile string
 		wantDelivered     bool
 		wantErr           string // in Stats.LastError when not delivered
+		wantCause         string // Stats.LastErrorCause when not delivered
 	}{
 		{name: "CA file", caFile: caFile, wantDelivered: true},
 		{name: "CA file and client certificate", requireClientCert: true, caFile: caFile,
 			certFile: cliCert, keyFile: cliKey, wantDelivered: true},
-		{name: "wrong CA", caFile: otherCAFile, wantErr: "certificate"},
-		{name: "system roots do not know the test CA", wantErr: "certificate"},
-		{name: "client certificate missing", requireClientCert: true, caFile: caFile, wantErr: "network"},
+		{name: "wrong CA", caFile: otherCAFile, wantErr: "certificate", wantCause: "permanent"},
+		{name: "system roots do not know the test CA", wantErr: "certificate", wantCause: "permanent"},
+		{name: "client certificate missing", requireClientCert: true, caFile: caFile, wantErr: "network", wantCause: "network"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,7 +50,7 @@ func TestTLS(t *testing.T) {
 			opts := g.options(a.URL)
 			opts.CAFile, opts.CertFile, opts.KeyFile = tc.caFile, tc.certFile, tc.keyFile
 			r := g.reporter(opts)
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
 			err := r.Flush(ctx)
 			if tc.wantDelivered {
@@ -62,8 +63,8 @@ func TestTLS(t *testing.T) {
 			if err == nil {
 				t.Fatal("Flush succeeded, want a TLS failure")
 			}
-			if st := r.Stats(); !strings.Contains(st.LastError, tc.wantErr) || st.ConsecutiveFailures == 0 {
-				t.Errorf("stats %+v, want a failure mentioning %q", st, tc.wantErr)
+			if st := r.Stats(); !strings.Contains(st.LastError, tc.wantErr) || st.ConsecutiveFailures == 0 || st.LastErrorCause != tc.wantCause {
+				t.Errorf("stats %+v, want a %s failure mentioning %q", st, tc.wantCause, tc.wantErr)
 			}
 			if a.head() != 0 {
 				t.Errorf("authority head %d, want nothing delivered", a.head())

@@ -1,0 +1,245 @@
+package reporter_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gpumeter/gpumeter/metering/reporter"
+	"github.com/gpumeter/gpumeter/protocol"
+)
+
+// TestHeldRefusalKeepsTheBatch: a held refusal (a cause this version
+// knows to be held, or one it does not know that carries "hold": true)
+// keeps the batch unacknowledged; it is sent again, byte for byte, about
+// every RetryWaitMax, never dead-lettered, and delivered once the
+// authority accepts it.
+func TestHeldRefusalKeepsTheBatch(t *testing.T) {
+	const perBatch = 10 * recsPerWindow
+	for _, tc := range []struct {
+		name, cause, action string
+		status              int
+		hold                bool
+	}{
+		{name: "gpu-not-registered", cause: protocol.GPUNotRegistered, status: http.StatusUnprocessableEntity,
+			action: "voucher-authority node add-gpu --id node-01"},
+		{name: "unknown-key", cause: protocol.UnknownKey, status: http.StatusUnauthorized,
+			action: "register this node's public key"},
+		{name: "a cause this version does not know, flagged hold", cause: "registration-pending", hold: true,
+			status: http.StatusUnprocessableEntity, action: "fix the cause at the authority"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAuthority(t)
+			g := newAgent(t, a.key)
+			g.appendWindows(0, 30)
+			var refusing atomic.Bool
+			refusing.Store(true)
+			var mu sync.Mutex
+			var refused [][]byte
+			a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+				if r.Method == http.MethodPost && refusing.Load() {
+					body := readBody(r)
+					if batchFirstSeq(body) >= perBatch+1 {
+						mu.Lock()
+						refused = append(refused, body)
+						mu.Unlock()
+						w.Header().Set("Content-Type", protocol.ContentType)
+						w.WriteHeader(tc.status)
+						fmt.Fprintf(w, `{"type":%q,"title":"t","status":%d,"detail":"GPU-x not registered","hold":%t}`,
+							protocol.TypeBase+tc.cause, tc.status, tc.hold)
+						return
+					}
+				}
+				next.ServeHTTP(w, r)
+			})
+			var logs logBuffer
+			opts := g.options(a.URL)
+			opts.Log = logs.logger()
+			r := g.reporter(opts)
+			if err := r.Flush(context.Background()); !errors.Is(err, reporter.ErrHeld) || !strings.Contains(err.Error(), tc.action) {
+				t.Fatalf("Flush = %v, want ErrHeld naming %q", err, tc.action)
+			}
+			st := r.Stats()
+			if !st.Held || st.HeldCause != tc.cause || st.Blocked || st.DeadLetters != 0 || st.AckedHead != perBatch {
+				t.Errorf("stats while held %+v", st)
+			}
+
+			wc := newWaitClock(t)
+			opts.Clock, opts.RetryWaitMax = wc, time.Second
+			r2 := g.reporter(opts)
+			stop := run(t, r2)
+			for probe := range 3 {
+				w := wc.next(t)
+				if w.d < opts.RetryWaitMax/2 || w.d > opts.RetryWaitMax {
+					t.Errorf("probe %d: a held reporter waits %s, want %s..%s", probe, w.d, opts.RetryWaitMax/2, opts.RetryWaitMax)
+				}
+				if sp := g.spool.Stats(); sp.DeadLetters != 0 {
+					t.Fatalf("probe %d: %d dead letters, want none", probe, sp.DeadLetters)
+				}
+				if probe == 2 {
+					refusing.Store(false) // the operator registered the GPU
+				}
+				w.fire <- t0
+			}
+			eventually(t, "delivery after the operator acted", func() bool { acked, _, _ := g.spool.Head(); return acked == 30*recsPerWindow })
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			if st := r2.Stats(); st.Held || st.HeldCause != "" || st.DeadLetters != 0 || st.Blocked {
+				t.Errorf("stats after delivery %+v", st)
+			}
+			if c := a.counts(); c.Records != 30*recsPerWindow {
+				t.Errorf("authority stores %d records, want %d", c.Records, 30*recsPerWindow)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(refused) < 4 {
+				t.Fatalf("%d refused POSTs, want at least 4 (Flush and three probes)", len(refused))
+			}
+			for i, b := range refused[1:] {
+				if !bytes.Equal(b, refused[0]) {
+					t.Errorf("refused POST %d differs from the first: a held batch must be resent as stored", i+1)
+				}
+			}
+			out := logs.String()
+			if n := strings.Count(out, "authority holds the batch back"); n != 2 || !strings.Contains(out, tc.action) {
+				t.Errorf("%d held log lines (want 2, one per reporter, naming %q):\n%s", n, tc.action, out)
+			}
+		})
+	}
+}
+
+// TestSecondSignerBlocks: a second-signer refusal blocks without
+// dead-lettering; the blocked reporter sends nothing, logs once, and
+// leaves the state when the spool changes.
+func TestSecondSignerBlocks(t *testing.T) {
+	const perBatch = 10 * recsPerWindow
+	a := newAuthority(t)
+	g := newAgent(t, a.key)
+	sealer, err := g.sealer.WithInstance("0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.sealer = sealer
+	g.appendWindows(0, 30)
+	a.setWrap(refuseFrom(perBatch+1, 1000, http.StatusConflict, protocol.SecondSigner))
+	var logs logBuffer
+	opts := g.options(a.URL)
+	opts.Log = logs.logger()
+	r := g.reporter(opts)
+	if err := r.Flush(context.Background()); !errors.Is(err, reporter.ErrBlocked) {
+		t.Fatalf("Flush = %v, want ErrBlocked", err)
+	}
+	st := r.Stats()
+	if !st.SecondSigner || !st.Blocked || !strings.Contains(st.BlockedReason, "instance 0123456789abcdef") ||
+		st.DeadLetters != 0 || st.Instance != "0123456789abcdef" {
+		t.Errorf("stats %+v", st)
+	}
+
+	// A running reporter: nothing sent, nothing dead-lettered.
+	posts := a.posts.Load()
+	wc := newWaitClock(t)
+	opts.Clock, opts.RetryWaitMax = wc, time.Second
+	r2 := g.reporter(opts)
+	stop := run(t, r2)
+	for range 3 {
+		w := wc.next(t)
+		w.fire <- t0
+	}
+	wc.next(t) // waiting again, having sent nothing
+	if p := a.posts.Load(); p != posts+1 {
+		t.Errorf("%d POSTs by the running reporter, want 1 (answered second-signer, then nothing)", p-posts)
+	}
+	if sp := g.spool.Stats(); sp.DeadLetters != 0 {
+		t.Errorf("%d dead letters, want none", sp.DeadLetters)
+	}
+	if st := r2.Stats(); !st.SecondSigner || !st.Blocked {
+		t.Errorf("stats of the running reporter %+v", st)
+	}
+	// The spool changes (here a dead letter stands for an operator's
+	// re-anchor): the reporter leaves the second-signer state at the next
+	// pass, which Wake starts at once, and asks the authority's head.
+	gets := a.gets.Load()
+	if err := g.spool.DeadLetter(context.Background(), perBatch+1, "retired by the operator"); err != nil {
+		t.Fatal(err)
+	}
+	r2.Wake()
+	wc.next(t)
+	if st := r2.Stats(); st.SecondSigner {
+		t.Errorf("still second-signer after the spool changed: %+v", st)
+	}
+	if g := a.gets.Load(); g != gets+1 {
+		t.Errorf("%d head reads after the spool changed, want 1", g-gets)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(logs.String(), "ANOTHER COPY"); n != 2 {
+		t.Errorf("%d second-signer log lines, want 2 (one per reporter):\n%s", n, logs.String())
+	}
+}
+
+// TestClockOffset: the offset comes from a problem's authority_time when
+// one is given, is kept when a later Date header agrees with it, and from
+// the Date header (to the second) otherwise; past MaxClockOffset it is
+// logged.
+func TestClockOffset(t *testing.T) {
+	httpDate := func(d time.Duration) string { return t0.Add(d).UTC().Format(http.TimeFormat) }
+	for _, tc := range []struct {
+		name       string
+		firstAt    *time.Duration // authority_time of a first 503; nil: no 503
+		date       time.Duration  // Date of every answer, from t0
+		want       time.Duration
+		wantSource string
+		warned     bool
+	}{
+		{name: "authority_time, Date agrees", firstAt: ptr(1234 * time.Millisecond), date: time.Second,
+			want: 1234 * time.Millisecond, wantSource: reporter.ClockSourceProblem},
+		{name: "authority_time, Date disagrees", firstAt: ptr(1234 * time.Millisecond), date: 10 * time.Second,
+			want: 10500 * time.Millisecond, wantSource: reporter.ClockSourceDate, warned: true},
+		{name: "Date only, behind", date: -5 * time.Second,
+			want: -4500 * time.Millisecond, wantSource: reporter.ClockSourceDate, warned: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAuthority(t)
+			g := newAgent(t, a.key)
+			g.appendWindows(0, 2)
+			var first atomic.Bool
+			first.Store(tc.firstAt != nil)
+			a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+				w.Header().Set("Date", httpDate(tc.date))
+				if r.Method == http.MethodPost && first.CompareAndSwap(true, false) {
+					w.Header().Set("Content-Type", protocol.ContentType)
+					w.WriteHeader(http.StatusServiceUnavailable)
+					fmt.Fprintf(w, `{"type":%q,"title":"t","status":503,"authority_time":%q}`,
+						protocol.TypeBase+protocol.Internal, t0.Add(*tc.firstAt).Format(time.RFC3339Nano))
+					return
+				}
+				next.ServeHTTP(w, r)
+			})
+			var logs logBuffer
+			opts := g.options(a.URL)
+			opts.Log = logs.logger()
+			r := g.reporter(opts)
+			if err := r.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			st := r.Stats()
+			if !st.ClockOffsetKnown || st.ClockOffset != tc.want || st.ClockOffsetSource != tc.wantSource {
+				t.Errorf("offset %s from %q (known %t), want %s from %q", st.ClockOffset, st.ClockOffsetSource, st.ClockOffsetKnown, tc.want, tc.wantSource)
+			}
+			if warned := strings.Contains(logs.String(), "check this host's time synchronisation"); warned != tc.warned {
+				t.Errorf("warned %t, want %t:\n%s", warned, tc.warned, logs.String())
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
