@@ -195,6 +195,9 @@ type result struct {
 func (r *Reporter) pass(ctx context.Context) (result, error) {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
+	if res, ok := r.anchorIfNeeded(ctx); !ok {
+		return res, nil
+	}
 	if r.needHead {
 		if res, ok, err := r.reconcile(ctx); !ok || err != nil {
 			return res, err

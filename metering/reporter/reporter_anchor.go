@@ -1,0 +1,78 @@
+package reporter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/hashicorp/go-retryablehttp"
+
+	"github.com/gpumeter/gpumeter/metering/spool"
+	"github.com/gpumeter/gpumeter/protocol"
+)
+
+// anchorIfNeeded anchors a spool in the needs-anchor state (it replaced a
+// damaged file, or quarantined a damaged batch) on the authority's head:
+// the chain continues from head+1 and the time from the authority's last
+// window end to the first window pending is recorded as spool_lost gaps
+// (spool.Anchor). ok is false when the pass must stop here (the head could
+// not be read: backoff).
+func (r *Reporter) anchorIfNeeded(ctx context.Context) (res result, ok bool) {
+	if !r.opts.Spool.NeedsAnchor() {
+		return result{}, true
+	}
+	h, a := r.getHead(ctx)
+	if ctx.Err() != nil {
+		return result{kind: backoff}, false
+	}
+	if a.err != nil || a.status != http.StatusOK {
+		return r.failed(a, "", r.opts.RetryMax), false
+	}
+	got, err := r.opts.Spool.Anchor(ctx, h.Head, h.HeadHash, h.LastWindowEnd, spool.AnchorOptions{})
+	if err != nil {
+		r.log.Error("cannot anchor the spool on the authority's head; retrying", slog.Any("err", err))
+		return r.failed(answer{err: err}, "local", 0), false
+	}
+	r.log.Warn("spool anchored on the authority's head: the chain continues there, the time the spool lost is recorded as spool_lost gaps",
+		slog.Uint64("head", got.Head), slog.Int("acknowledged_batches", got.AckedBatches),
+		slog.Int("resealed_batches", got.UnsealedBatches), slog.Int("lost_batches", got.LostBatches),
+		slog.Time("gap_from", got.GapFrom), slog.Int("gap_records", got.GapRecords), slog.Bool("gap_waits_for_first_window", got.GapPending))
+	r.needHead = true
+	return result{kind: progressed}, true
+}
+
+// getHead is GET head decoded in full (last_window_end included).
+func (r *Reporter) getHead(ctx context.Context) (protocol.HeadAnswer, answer) {
+	var h protocol.HeadAnswer
+	req, err := retryablehttp.NewRequestWithContext(ctx, http.MethodGet, r.headURL, nil)
+	if err != nil {
+		return h, answer{err: fmt.Errorf("build GET %s: %w", r.headURL, err)}
+	}
+	req.Header.Set("Accept", "application/json, application/problem+json")
+	r.signRead(req.Request)
+	resp, err := r.client.Do(req)
+	if err != nil {
+		if resp != nil {
+			_ = resp.Body.Close()
+		}
+		return h, answer{err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
+	if err != nil {
+		return h, answer{err: fmt.Errorf("read answer of GET %s: %w", r.headURL, err)}
+	}
+	a := answer{status: resp.StatusCode}
+	if a.status != http.StatusOK {
+		_ = json.Unmarshal(data, &a.problem)
+		return h, a
+	}
+	if err := json.Unmarshal(data, &h); err != nil {
+		return h, answer{err: fmt.Errorf("GET %s: unreadable head: %q", r.headURL, truncate(data, 200))}
+	}
+	a.head, a.headHash = h.Head, h.HeadHash
+	return h, a
+}
