@@ -68,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdKeygen(args[1:], stdout, stderr)
 	case "devices":
 		return cmdDevices(ctx, args[1:], stdout, stderr)
+	case "spool":
+		return cmdSpool(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "gpumeter %s\n", version)
 		return exitOK

@@ -76,3 +76,13 @@ func (r *Reporter) getHead(ctx context.Context) (protocol.HeadAnswer, answer) {
 	a.head, a.headHash = h.Head, h.HeadHash
 	return h, a
 }
+
+// Head asks the authority for the node's head with a signed GET, as the
+// reporter does (gpumeter spool re-anchor).
+func (r *Reporter) Head(ctx context.Context) (protocol.HeadAnswer, error) {
+	h, a := r.getHead(ctx)
+	if a.err != nil || a.status != http.StatusOK {
+		return h, fmt.Errorf("GET %s: %s", r.headURL, a.String())
+	}
+	return h, nil
+}
