@@ -284,7 +284,9 @@ func (d *Daemon) loop(ctx context.Context, srvDone <-chan struct{}) error {
 		}
 		d.lastCycle.Store(time.Now().UnixNano())
 		if err := d.emit(ctx, recs); err != nil {
-			// The records are held in memory and offered again next cycle.
+			// A spool refusal is held and logged (rate-limited) by the
+			// delivery; what is left here is the records file or the
+			// checkpoint encoding.
 			d.log.Error("store records", "err", err)
 		}
 	}
@@ -306,17 +308,20 @@ func (d *Daemon) emit(ctx context.Context, recs []protocol.Record) error {
 		return nil
 	}
 	d.log.Debug("windows closed", "records", len(recs))
-	full, err := d.delivery.store(ctx, recs, d.pipeline.Meter.Checkpoint())
+	// The records file gets exactly what the spool stored, when it stored
+	// it: records held in memory (spool full, disk full) are written once
+	// they are durable, never before and never twice.
+	stored, full, err := d.delivery.store(ctx, recs, d.pipeline.Meter.Checkpoint())
 	d.metrics.setSpoolFull(full)
 	if err != nil {
 		return err
 	}
-	if len(recs) == 0 || d.out == nil {
+	if len(stored) == 0 || d.out == nil {
 		return nil
 	}
 	enc := json.NewEncoder(d.out)
-	for i := range recs {
-		if err := enc.Encode(&recs[i]); err != nil {
+	for i := range stored {
+		if err := enc.Encode(&stored[i]); err != nil {
 			return fmt.Errorf("records file: %w", err)
 		}
 	}

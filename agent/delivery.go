@@ -34,7 +34,20 @@ type delivery struct {
 
 	mu   sync.Mutex
 	held []protocol.Record // records the spool could not take yet
+	// Append failures (ENOSPC, I/O errors, full): failing is the gauge;
+	// the error line is logged at the first failure, then at most once per
+	// appendLogEvery with the count since (appendLog).
+	failing    bool
+	failures   int64 // since the last success
+	suppressed int64 // failures not logged since the last line
+	lastLog    time.Time
+	now        func() time.Time
 }
+
+// appendLogEvery bounds the append-failure log lines to one a minute: a
+// full disk fails every cycle, and thousands of identical lines would
+// bury everything else.
+const appendLogEvery = time.Minute
 
 // openDelivery opens the spool (creating the state directory owner-only),
 // loads the signing key when an authority is configured, and resumes the
@@ -43,11 +56,16 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 	if err := os.MkdirAll(filepath.Dir(cfg.SpoolPath()), 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	sp, err := spool.Open(spool.Options{Path: cfg.SpoolPath(), MaxBytes: cfg.Spool.MaxBytes, MergeWindow: cfg.Spool.MergeWindow})
+	sp, err := spool.Open(spool.Options{Path: cfg.SpoolPath(), MaxBytes: cfg.Spool.MaxBytes,
+		MergeWindow: cfg.Spool.MergeWindow, Window: cfg.Metering.Window})
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", cfg.SpoolPath(), err)
 	}
-	d := &delivery{log: log, spool: sp, maxClockOffset: cfg.Authority.MaxClockOffset}
+	if moved, cause := sp.QuarantinedFile(); moved != "" {
+		log.Error("spool file was damaged: moved aside as evidence, and a new spool started; it continues the chain from the authority's head, and the time lost is recorded as spool_lost",
+			"quarantined_as", moved, "cause", cause)
+	}
+	d := &delivery{log: log, spool: sp, now: time.Now, maxClockOffset: cfg.Authority.MaxClockOffset}
 	if err := d.resume(mt); err != nil {
 		sp.Close()
 		return nil, err
@@ -115,38 +133,65 @@ func (d *delivery) resume(mt *meter.Meter) error {
 }
 
 // store appends records with the checkpoint that matches them. It returns
-// whether the spool was full (the records are then held in memory).
-func (d *delivery) store(ctx context.Context, recs []protocol.Record, cp meter.Checkpoint) (full bool, err error) {
+// the records stored now (those held from earlier cycles first, then recs):
+// only these go to the records file, so it has every record once, when it
+// is durable. Whatever the spool refuses (full, or any I/O error such as
+// ENOSPC) is held in memory and offered again with the next windows; full
+// says the spool was full.
+func (d *delivery) store(ctx context.Context, recs []protocol.Record, cp meter.Checkpoint) (stored []protocol.Record, full bool, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(recs) == 0 && len(d.held) == 0 {
-		return false, nil
+		return nil, false, nil
 	}
 	raw, err := cp.MarshalBinary()
 	if err != nil {
-		return false, fmt.Errorf("encode checkpoint: %w", err)
+		return nil, false, fmt.Errorf("encode checkpoint: %w", err)
 	}
 	all := append(d.held, recs...)
-	switch err := d.spool.Append(ctx, all, raw); {
-	case errors.Is(err, spool.ErrFull):
-		if d.held == nil {
-			d.log.Error("spool full even after merging old windows: metering continues in memory; a crash now loses the time since the last checkpoint (recorded as agent_down)",
-				"held_records", len(all))
-		}
+	if err := d.spool.Append(ctx, all, raw); err != nil {
 		d.held = all
-		return true, nil
-	case err != nil:
-		d.held = all
-		return false, fmt.Errorf("append to spool: %w", err)
+		full = errors.Is(err, spool.ErrFull)
+		d.appendFailed(err, len(all), full)
+		return nil, full, nil
 	}
-	if d.held != nil {
-		d.log.Info("spool accepts records again", "records", len(all))
+	if d.failing {
+		d.log.Info("spool accepts records again", "records", len(all), "failed_appends", d.failures)
 	}
+	d.failing, d.failures, d.suppressed = false, 0, 0
 	d.held = nil
 	if d.reporter != nil {
 		d.reporter.Notify()
 	}
-	return false, nil
+	return all, false, nil
+}
+
+// appendFailed notes a failed append: the gauge at once, the log line
+// rate-limited. The caller holds d.mu.
+func (d *delivery) appendFailed(err error, held int, full bool) {
+	d.failing = true
+	d.failures++
+	now := time.Now()
+	if d.now != nil {
+		now = d.now()
+	}
+	if d.failures > 1 && now.Sub(d.lastLog) < appendLogEvery {
+		d.suppressed++
+		return
+	}
+	msg := "cannot store records in the spool (disk full or I/O error): metering continues in memory; a crash now loses the time since the last checkpoint (recorded as agent_down)"
+	if full {
+		msg = "spool full even after merging old windows: metering continues in memory; a crash now loses the time since the last checkpoint (recorded as agent_down)"
+	}
+	d.log.Error(msg, "err", err, "held_records", held, "failed_appends", d.failures, "not_logged_since_last_line", d.suppressed)
+	d.lastLog, d.suppressed = now, 0
+}
+
+// appendFailing is the gpumeter_spool_append_failing gauge.
+func (d *delivery) appendFailing() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.failing
 }
 
 // heldRecords is how many records wait in memory for room in the spool.

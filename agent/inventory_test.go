@@ -162,7 +162,7 @@ func TestFullSpoolKeepsInventoryInPlace(t *testing.T) {
 	}
 	var want []protocol.Record
 	for _, batch := range [][]protocol.Record{window(0), append(window(1), inv)} {
-		isFull, err := d.store(ctx, batch, meter.Checkpoint{})
+		_, isFull, err := d.store(ctx, batch, meter.Checkpoint{})
 		if err != nil || !isFull {
 			t.Fatalf("store into a full spool: full %v, err %v", isFull, err)
 		}
@@ -177,7 +177,7 @@ func TestFullSpoolKeepsInventoryInPlace(t *testing.T) {
 	}
 	defer roomy.Close()
 	d.spool = roomy
-	if isFull, err := d.store(ctx, window(2), meter.Checkpoint{}); err != nil || isFull {
+	if _, isFull, err := d.store(ctx, window(2), meter.Checkpoint{}); err != nil || isFull {
 		t.Fatalf("store with room: full %v, err %v", isFull, err)
 	}
 	want = append(want, window(2)...)

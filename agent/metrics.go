@@ -102,7 +102,7 @@ func NewMetrics(version string) *Metrics {
 	reg.MustRegister(m.cycleDuration, m.collectorSuccess, m.collectorDuration,
 		m.collectorErrors, m.recordsTotal, m.lastCycle, m.spoolFull, buildInfo,
 		m.reloadOK, m.reloadOKTime,
-		(*stateCollector)(m), deliveryCollector{m},
+		(*stateCollector)(m), deliveryCollector{m}, spoolCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -243,6 +243,9 @@ type result struct {
 func (r *Reporter) pass(ctx context.Context) (result, error) {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
+	if res, ok := r.anchorIfNeeded(ctx); !ok {
+		return res, nil
+	}
 	if r.sticky != nil {
 		m, err := r.mark(ctx)
 		if err != nil {

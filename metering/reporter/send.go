@@ -34,7 +34,9 @@ type answer struct {
 	status     int
 	head       uint64 // 200
 	headHash   string // 200 of GET head
-	duplicate  bool   // 200 of POST
+	// lastWindowEnd is the head answer's last_window_end (nil if none).
+	lastWindowEnd *time.Time
+	duplicate     bool // 200 of POST
 	problem    protocol.Problem
 	retryAfter time.Duration // from a 425/429/503 Retry-After; 0 if none
 	// sent and received are the local clock around the exchange; date is
@@ -120,8 +122,9 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 		// Head is a pointer so that a 200 without one is told from head 0.
 		var ok struct {
 			Head      *uint64 `json:"head"`
-			HeadHash  string  `json:"head_hash"`
-			Duplicate bool    `json:"duplicate"`
+			HeadHash      string     `json:"head_hash"`
+			LastWindowEnd *time.Time `json:"last_window_end"`
+			Duplicate     bool       `json:"duplicate"`
 		}
 		if err := json.Unmarshal(data, &ok); err != nil || ok.Head == nil {
 			// A 200 we cannot read says nothing about what was stored:
@@ -129,7 +132,7 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 			r.countAttempt()
 			return answer{err: fmt.Errorf("%s %s: 200 answer without a head: %q", method, url, truncate(data, 200)), sent: sent, received: received, date: a.date}
 		}
-		a.head, a.headHash, a.duplicate = *ok.Head, ok.HeadHash, ok.Duplicate
+		a.head, a.headHash, a.lastWindowEnd, a.duplicate = *ok.Head, ok.HeadHash, ok.LastWindowEnd, ok.Duplicate
 		return a
 	}
 	if transientStatus(a.status) {

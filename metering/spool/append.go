@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -40,13 +41,22 @@ func encodeEntry(e entry) ([]byte, error) {
 	return append([]byte{flag}, js...), nil
 }
 
+// errUndecodable is wrapped by decodeEntry's errors: the entry's bytes are
+// damaged (scrubPending quarantines it).
+var errUndecodable = errors.New("undecodable pending entry")
+
 func decodeEntry(k, v []byte) (entry, error) {
 	if len(v) < 1 || v[0] > flagMerged {
-		return entry{}, fmt.Errorf("pending entry %d: unknown format", u64(k))
+		return entry{}, fmt.Errorf("%w %d: unknown format", errUndecodable, u64(k))
 	}
 	e := entry{Merged: v[0] == flagMerged}
 	if err := json.Unmarshal(v[1:], &e.Records); err != nil {
-		return entry{}, fmt.Errorf("decode pending entry %d: %w", u64(k), err)
+		return entry{}, fmt.Errorf("%w %d: %v", errUndecodable, u64(k), err)
+	}
+	for i := range e.Records {
+		if err := ledger.CheckRecord(&e.Records[i]); err != nil {
+			return entry{}, fmt.Errorf("%w %d: %v", errUndecodable, u64(k), err)
+		}
 	}
 	return e, nil
 }
@@ -92,8 +102,18 @@ func (s *Spool) Append(ctx context.Context, recs []protocol.Record, checkpoint [
 				return fmt.Errorf("store checkpoint: %w", err)
 			}
 		}
+		if _, err := s.insertLostGap(tx, st); err != nil {
+			return err
+		}
 		for s.opts.MaxBytes > 0 && st.storedBytes() > s.opts.MaxBytes {
 			merged, err := mergeOldest(tx, st, s.opts.MergeWindow)
+			if errors.Is(err, errUndecodable) {
+				// Quarantine the damaged entry, then merge on.
+				if _, err := s.scrubPending(tx, st); err != nil {
+					return err
+				}
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -191,4 +211,37 @@ func mergeOldest(tx *bolt.Tx, st *state, width time.Duration) (bool, error) {
 	st.pendingRecords = st.pendingRecords - uint64(len(recs)) + uint64(len(out))
 	st.pendingBytes = st.pendingBytes - oldLen + uint64(len(v))
 	return true, nil
+}
+
+// scrubPending moves every pending entry that does not decode to the
+// quarantine bucket, so that one damaged entry never wedges sealing or
+// merging, and recounts the pending counters from what is left. It
+// returns the number quarantined. It decodes every entry, so callers run
+// it only after a decode failed (errUndecodable).
+func (s *Spool) scrubPending(tx *bolt.Tx, st *state) (int, error) {
+	type bad struct {
+		k, v   []byte
+		reason string
+	}
+	var bads []bad
+	var recs, bytes uint64
+	c := tx.Bucket(bucketPending).Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		e, err := decodeEntry(k, v)
+		if err != nil {
+			bads = append(bads, bad{append([]byte{}, k...), append([]byte{}, v...), err.Error()})
+			continue
+		}
+		recs += uint64(len(e.Records))
+		bytes += uint64(len(v))
+	}
+	for _, b := range bads {
+		if err := s.quarantine(tx, st, bucketPending, "pending", b.k, b.v, b.reason); err != nil {
+			return 0, err
+		}
+	}
+	if len(bads) > 0 {
+		st.pendingRecords, st.pendingBytes = recs, bytes
+	}
+	return len(bads), nil
 }

@@ -24,6 +24,9 @@
 //	batches     key: 8-byte big-endian first_seq; value: last_seq (8 bytes),
 //	            sha256 hash (32 bytes), the DSSE envelope JSON as signed
 //	deadletter  key: first_seq; value: JSON of the batch, reason and time
+//	            (and when its records were sealed again by a re-anchor)
+//	quarantine  key: sequence; value: JSON of a damaged pending entry or
+//	            batch as found, where it was, why and when
 //
 // Every counter changes in the same transaction as the data it counts, so
 // Stats and Head need no I/O and are never out of step with the file.
@@ -76,6 +79,27 @@
 // redone next time). The caller keeps metering in memory, raises its alert
 // metric, and retries; after a restart it records a gap from the last
 // durable checkpoint.
+//
+// # Damage and anchoring
+//
+// Open runs bbolt's consistency check (after checking the file is as long
+// as its meta page says, and with bbolt's panics and faults recovered). A
+// damaged file is renamed <path>.corrupt-<UTC time>, kept as evidence
+// (QuarantinedFile), and a new spool starts in the needs-anchor state.
+// A pending entry that does not decode into valid records is moved to the
+// quarantine bucket when sealing or merging reaches it, and the rest goes
+// on; a batch whose bytes no longer hash to its stored hash is moved there
+// when Unacked reaches it, and the spool needs an anchor (ErrNeedsAnchor).
+//
+// Anchor(head, head_hash, last_window_end) continues the chain from the
+// authority's head: batches it holds are acknowledged, the records of
+// those after it go back to pending to be sealed again (and, for the
+// operator's re-anchor, those of dead letters), and the time from the
+// authority's last window end to the first window still pending is stored
+// as spool_lost gap records, one per unit and metering window
+// (Options.Window); when nothing is pending yet, with the next Append.
+// Requeue moves dead letters back among the unacknowledged batches, byte
+// for byte. Verify checks all of it without changing anything.
 //
 // # Compaction
 //

@@ -35,10 +35,14 @@ func (s *Spool) SealNext(ctx context.Context, seal SealFunc, maxRecords int) (le
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.st.needsAnchor {
+		return ledger.Sealed{}, false, fmt.Errorf("seal next batch in spool %s: %w", s.opts.Path, ErrNeedsAnchor)
+	}
 	var sealed ledger.Sealed
 	var ok bool
 	err := s.update(ctx, func(tx *bolt.Tx, st *state) error {
 		pending := tx.Bucket(bucketPending)
+	scan:
 		var (
 			taken  [][]byte // whole entries, deleted
 			recs   []protocol.Record
@@ -50,7 +54,12 @@ func (s *Spool) SealNext(ctx context.Context, seal SealFunc, maxRecords int) (le
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			e, err := decodeEntry(k, v)
 			if err != nil {
-				return err
+				// A damaged entry must not wedge sealing: quarantine
+				// it (and any other) and take the entries again.
+				if _, err := s.scrubPending(tx, st); err != nil {
+					return err
+				}
+				goto scan
 			}
 			if len(recs)+len(e.Records) <= maxRecords {
 				taken = append(taken, append([]byte{}, k...))

@@ -18,6 +18,7 @@ var (
 	bucketPending    = []byte("pending")
 	bucketBatches    = []byte("batches")
 	bucketDeadLetter = []byte("deadletter")
+	bucketQuarantine = []byte("quarantine")
 
 	keyVersion        = []byte("version")
 	keyNextSeq        = []byte("next_seq")
@@ -30,6 +31,9 @@ var (
 	keyBatchCount     = []byte("batch_count")
 	keyBatchBytes     = []byte("batch_bytes")
 	keyDeadLetters    = []byte("dead_letters")
+	keyQuarantined    = []byte("quarantined")
+	keyNeedsAnchor    = []byte("needs_anchor")
+	keyLostFrom       = []byte("lost_from")
 )
 
 const formatVersion = 1
@@ -50,6 +54,13 @@ var (
 	ErrLocked = errors.New("spool file is locked by another process (is another gpumeter agent running?)")
 	// ErrClosed: the spool was closed.
 	ErrClosed = errors.New("spool closed")
+	// ErrNeedsAnchor: the spool replaced a damaged one (or quarantined a
+	// sealed batch) and seals nothing until Anchor places its chain on the
+	// authority's head.
+	ErrNeedsAnchor = errors.New("spool needs anchoring on the authority's head before it seals")
+	// ErrFormat: the file was written in a format version this agent does
+	// not read (a newer agent's file); it is not damage and is left alone.
+	ErrFormat = errors.New("unknown spool file format")
 )
 
 // Options configure a Spool.
@@ -61,8 +72,16 @@ type Options struct {
 	// MergeWindow is the width of the aligned buckets records are merged
 	// into when over MaxBytes (default 1h).
 	MergeWindow time.Duration
-	// Now stamps dead letters (default time.Now).
+	// Now stamps dead letters, quarantined entries and the name of a
+	// quarantined file (default time.Now).
 	Now func() time.Time
+	// Window is the metering window: the spool_lost gap Anchor records is
+	// cut on its aligned boundaries, one record per unit and window as the
+	// meter does for agent_down (0: one record per unit for the whole gap).
+	Window time.Duration
+	// NoRepair: Open returns ErrDamaged for a damaged file instead of
+	// quarantining it (gpumeter spool verify).
+	NoRepair bool
 }
 
 // Stats are the spool's gauges for metrics.
@@ -72,7 +91,13 @@ type Stats struct {
 	UnackedBatches int64
 	UnackedBytes   int64
 	DeadLetters    int64
-	FileBytes      int64
+	// Quarantined counts entries moved to the quarantine bucket (an
+	// undecodable pending entry, a batch whose bytes no longer match its
+	// hash) since the file was created.
+	Quarantined int64
+	// NeedsAnchor: nothing is sealed until Anchor (see ErrNeedsAnchor).
+	NeedsAnchor bool
+	FileBytes   int64
 	// MaxBytes is Options.MaxBytes: the cap on PendingBytes+UnackedBytes
 	// past which old pending records are merged (0: no cap).
 	MaxBytes int64
@@ -90,6 +115,10 @@ type state struct {
 	batchCount     uint64
 	batchBytes     uint64
 	deadLetters    uint64
+	quarantined    uint64
+	needsAnchor    bool
+	lostFrom       int64 // unix ms where the spool_lost gap starts; valid if hasLostFrom
+	hasLostFrom    bool
 }
 
 func (st *state) storedBytes() int64 { return int64(st.pendingBytes + st.batchBytes) }
@@ -102,6 +131,10 @@ type Spool struct {
 	mu sync.Mutex
 	db *bolt.DB // nil once closed
 	st state
+
+	// Set by Open when it quarantined a damaged file (see integrity.go).
+	quarantinedFile  string
+	quarantinedCause error
 }
 
 // Open opens (creating if needed) the spool at opts.Path. It waits at most
@@ -123,14 +156,9 @@ func Open(opts Options) (*Spool, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	db, err := openDB(opts.Path)
-	if err != nil {
+	s := &Spool{opts: opts}
+	if err := s.openVerified(); err != nil {
 		return nil, err
-	}
-	s := &Spool{opts: opts, db: db}
-	if err := db.Update(func(tx *bolt.Tx) error { return s.init(tx) }); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("open spool %s: %w", opts.Path, err)
 	}
 	if s.bloated() {
 		if err := s.Compact(context.Background()); err != nil {
@@ -141,10 +169,24 @@ func Open(opts Options) (*Spool, error) {
 	return s, nil
 }
 
-func openDB(path string) (*bolt.DB, error) {
+func openDB(path string) (*bolt.DB, error) { return openDBFile(path, nil) }
+
+// openDBFile is openDB; opened, when not nil, is told the file bbolt opens
+// (so that a panic inside bbolt does not leak the file and its lock).
+func openDBFile(path string, opened func(*os.File)) (*bolt.DB, error) {
 	// NoSync false (the default, stated for the reader): every commit is
 	// fsynced before Update returns; that is the spool's whole promise.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, NoSync: false})
+	o := &bolt.Options{Timeout: lockTimeout, NoSync: false}
+	if opened != nil {
+		o.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			if err == nil {
+				opened(f)
+			}
+			return f, err
+		}
+	}
+	db, err := bolt.Open(path, 0o600, o)
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("open spool %s: %w", path, ErrLocked)
 	}
@@ -156,7 +198,7 @@ func openDB(path string) (*bolt.DB, error) {
 
 // init creates the buckets of a new file and loads the state.
 func (s *Spool) init(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketMeta, bucketPending, bucketBatches, bucketDeadLetter} {
+	for _, name := range [][]byte{bucketMeta, bucketPending, bucketBatches, bucketDeadLetter, bucketQuarantine} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -168,7 +210,7 @@ func (s *Spool) init(tx *bolt.Tx) error {
 		return putState(tx, &s.st)
 	}
 	if got := u64(v); got != formatVersion {
-		return fmt.Errorf("file format version %d, this agent reads %d", got, formatVersion)
+		return fmt.Errorf("%w: version %d, this agent reads %d", ErrFormat, got, formatVersion)
 	}
 	s.st = loadState(meta)
 	return nil
@@ -185,6 +227,10 @@ func loadState(meta *bolt.Bucket) state {
 		batchCount:     u64(meta.Get(keyBatchCount)),
 		batchBytes:     u64(meta.Get(keyBatchBytes)),
 		deadLetters:    u64(meta.Get(keyDeadLetters)),
+		quarantined:    u64(meta.Get(keyQuarantined)),
+		needsAnchor:    u64(meta.Get(keyNeedsAnchor)) == 1,
+		lostFrom:       int64(u64(meta.Get(keyLostFrom))),
+		hasLostFrom:    meta.Get(keyLostFrom) != nil,
 	}
 }
 
@@ -198,6 +244,7 @@ func putState(tx *bolt.Tx, st *state) error {
 		{keyPendingKey, st.pendingKey}, {keyPendingRecords, st.pendingRecords},
 		{keyPendingBytes, st.pendingBytes}, {keyBatchCount, st.batchCount},
 		{keyBatchBytes, st.batchBytes}, {keyDeadLetters, st.deadLetters},
+		{keyQuarantined, st.quarantined}, {keyNeedsAnchor, b2u(st.needsAnchor)},
 	} {
 		if err := meta.Put(kv.k, be(kv.v)); err != nil {
 			return fmt.Errorf("write meta %s: %w", kv.k, err)
@@ -206,7 +253,23 @@ func putState(tx *bolt.Tx, st *state) error {
 	if err := meta.Put(keyLastHash, []byte(st.lastHash)); err != nil {
 		return fmt.Errorf("write meta %s: %w", keyLastHash, err)
 	}
+	var err error
+	if st.hasLostFrom {
+		err = meta.Put(keyLostFrom, be(uint64(st.lostFrom)))
+	} else {
+		err = meta.Delete(keyLostFrom)
+	}
+	if err != nil {
+		return fmt.Errorf("write meta %s: %w", keyLostFrom, err)
+	}
 	return nil
+}
+
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // update runs fn on a copy of the state in one write transaction; the copy
@@ -296,6 +359,8 @@ func (s *Spool) Stats() Stats {
 		UnackedBatches: int64(st.batchCount),
 		UnackedBytes:   int64(st.batchBytes),
 		DeadLetters:    int64(st.deadLetters),
+		Quarantined:    int64(st.quarantined),
+		NeedsAnchor:    st.needsAnchor,
 		MaxBytes:       s.opts.MaxBytes,
 	}
 	if fi, err := os.Stat(s.opts.Path); err == nil {
