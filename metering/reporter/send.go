@@ -30,15 +30,15 @@ type answer struct {
 	// authority's certificate does not verify, an unsupported scheme, a
 	// redirect loop): the loop waits about RetryWaitMax, not the short
 	// backoff, and logs at error level.
-	permanent  bool
-	status     int
-	head       uint64 // 200
-	headHash   string // 200 of GET head
+	permanent bool
+	status    int
+	head      uint64 // 200
+	headHash  string // 200 of GET head
 	// lastWindowEnd is the head answer's last_window_end (nil if none).
 	lastWindowEnd *time.Time
 	duplicate     bool // 200 of POST
-	problem    protocol.Problem
-	retryAfter time.Duration // from a 425/429/503 Retry-After; 0 if none
+	problem       protocol.Problem
+	retryAfter    time.Duration // from a 425/429/503 Retry-After; 0 if none
 	// sent and received are the local clock around the exchange; date is
 	// the answer's Date header (zero if none): with problem.AuthorityTime
 	// they give the authority's clock offset.
@@ -121,7 +121,7 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 		// The members of protocol.BatchAnswer and protocol.HeadAnswer;
 		// Head is a pointer so that a 200 without one is told from head 0.
 		var ok struct {
-			Head      *uint64 `json:"head"`
+			Head          *uint64    `json:"head"`
 			HeadHash      string     `json:"head_hash"`
 			LastWindowEnd *time.Time `json:"last_window_end"`
 			Duplicate     bool       `json:"duplicate"`
