@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/meter"
@@ -46,7 +46,7 @@ func TestMetricsGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	vclock := clock.NewVirtual(sc.Start)
-	col := nvmlcollector.New(drv.Machine().Interface(), nvmlcollector.Options{Clock: vclock})
+	col := nvml.New(drv.Machine().Interface(), nvml.Options{Clock: vclock})
 	if err := col.Start(); err != nil {
 		t.Fatal(err)
 	}

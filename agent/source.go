@@ -13,7 +13,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/device"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/clock"
 )
@@ -34,7 +34,7 @@ type source struct {
 func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 	switch cfg.Devices.Source {
 	case "nvml":
-		c := nvmlcollector.New(nvmlcollector.Open(), nvmlcollector.Options{Log: log})
+		c := nvml.New(nvml.Open(), nvml.Options{Log: log})
 		if err := c.Start(); err != nil {
 			return nil, err
 		}
@@ -65,7 +65,7 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 			os.RemoveAll(root)
 			return nil, err
 		}
-		c := nvmlcollector.New(drv.Machine().Interface(), nvmlcollector.Options{Log: log, Clock: clk})
+		c := nvml.New(drv.Machine().Interface(), nvml.Options{Log: log, Clock: clk})
 		if err := c.Start(); err != nil {
 			os.RemoveAll(root)
 			return nil, err
@@ -88,7 +88,7 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 // the clock's time, then collects through the real NVML collector code.
 type drivenCollector struct {
 	drv   *scenario.Driver
-	c     *nvmlcollector.Collector
+	c     *nvml.Collector
 	clock clock.Clock
 }
 
