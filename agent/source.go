@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/renameio/v2"
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/device"
 	"github.com/gpumeter/gpumeter/collectors/nvml"
@@ -164,7 +165,9 @@ func simClock(cfg *config.Config, sc *scenario.Scenario) (*clock.Scaled, error) 
 			return nil, fmt.Errorf("create state directory: %w", err)
 		}
 		out, _ := json.Marshal(a)
-		if err := os.WriteFile(path, out, 0o600); err != nil {
+		// Atomically: a crash mid-write must not leave a truncated
+		// anchor that blocks the next start.
+		if err := renameio.WriteFile(path, out, 0o600); err != nil {
 			return nil, fmt.Errorf("write %s: %w", path, err)
 		}
 	default:
