@@ -1,13 +1,13 @@
 package agent
 
 import (
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/device"
@@ -88,11 +88,12 @@ func NewMetrics(version string) *Metrics {
 			Help: "When a config was last loaded and applied (at start or on SIGHUP).",
 		}),
 	}
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: namespace, Name: "build_info",
-		Help: "Build of the running agent; always 1.",
-	}, []string{"version", "goversion"})
-	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	// gpumeter_build_info as node_exporter has it: revision, branch, Go
+	// version, platform (github.com/prometheus/common/version, set by the
+	// build's -ldflags). Its version label is the one the agent stamps on
+	// its records, so the two never disagree.
+	buildInfo := versioncollector.NewCollector(namespace,
+		versioncollector.WithExtraConstLabels(prometheus.Labels{"version": version}))
 	// Counters exist at zero before their first event, so rate() and
 	// alerts see them from the first scrape.
 	m.collectorErrors.WithLabelValues(collectorNVML)

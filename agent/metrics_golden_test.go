@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/meter"
@@ -46,7 +47,7 @@ func TestMetricsGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	vclock := clock.NewVirtual(sc.Start)
-	col := nvmlcollector.New(drv.Machine().Interface(), nvmlcollector.Options{Clock: vclock})
+	col := nvml.New(drv.Machine().Interface(), nvml.Options{Clock: vclock})
 	if err := col.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,4 +99,35 @@ func TestMetricsGolden(t *testing.T) {
 	if !bytes.Equal(got.Bytes(), want) {
 		t.Errorf("/metrics differs from %s (run with -update and review the diff):\n%s", golden, got.String())
 	}
+}
+
+// TestBuildInfo: gpumeter_build_info is 1, labelled with the version the
+// agent stamps on its records and the Go version it was built with.
+func TestBuildInfo(t *testing.T) {
+	fams, err := NewMetrics("v9.9.9").Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "gpumeter_build_info" {
+			continue
+		}
+		if len(f.GetMetric()) != 1 || f.GetMetric()[0].GetGauge().GetValue() != 1 {
+			t.Fatalf("gpumeter_build_info: %v, want one series of value 1", f.GetMetric())
+		}
+		got := map[string]string{}
+		for _, l := range f.GetMetric()[0].GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		for k, v := range map[string]string{"version": "v9.9.9", "goversion": runtime.Version(), "goos": runtime.GOOS, "goarch": runtime.GOARCH} {
+			if got[k] != v {
+				t.Errorf("gpumeter_build_info{%s=%q}, want %q (all: %v)", k, got[k], v, got)
+			}
+		}
+		if _, ok := got["revision"]; !ok {
+			t.Errorf("gpumeter_build_info lacks revision: %v", got)
+		}
+		return
+	}
+	t.Fatal("no gpumeter_build_info among the metrics")
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/device"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/meter"
@@ -51,7 +51,7 @@ func BenchmarkCycleDGXH100(b *testing.B) {
 		}
 	}
 	vclock := clock.NewVirtual(time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC))
-	col := nvmlcollector.New(m.Interface(), nvmlcollector.Options{Clock: vclock})
+	col := nvml.New(m.Interface(), nvml.Options{Clock: vclock})
 	if err := col.Start(); err != nil {
 		b.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/meter"
@@ -28,7 +28,7 @@ func meterDemo(t *testing.T, reloadAt time.Time) (recs []protocol.Record, from t
 		t.Fatal(err)
 	}
 	vclock := clock.NewVirtual(sc.Start)
-	col := nvmlcollector.New(drv.Machine().Interface(), nvmlcollector.Options{Clock: vclock})
+	col := nvml.New(drv.Machine().Interface(), nvml.Options{Clock: vclock})
 	if err := col.Start(); err != nil {
 		t.Fatal(err)
 	}

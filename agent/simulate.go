@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/meter"
@@ -62,7 +62,7 @@ func Simulate(ctx context.Context, sc *scenario.Scenario, opts SimOptions) error
 		return err
 	}
 	vclock := clock.NewVirtual(sc.Start)
-	col := nvmlcollector.New(drv.Machine().Interface(), nvmlcollector.Options{Log: opts.Log, Clock: vclock})
+	col := nvml.New(drv.Machine().Interface(), nvml.Options{Log: opts.Log, Clock: vclock})
 	if err := col.Start(); err != nil {
 		return err
 	}

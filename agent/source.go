@@ -11,9 +11,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/renameio/v2"
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/device"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/clock"
 )
@@ -34,7 +35,7 @@ type source struct {
 func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 	switch cfg.Devices.Source {
 	case "nvml":
-		c := nvmlcollector.New(nvmlcollector.Open(), nvmlcollector.Options{Log: log})
+		c := nvml.New(nvml.Open(), nvml.Options{Log: log})
 		if err := c.Start(); err != nil {
 			return nil, err
 		}
@@ -65,7 +66,7 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 			os.RemoveAll(root)
 			return nil, err
 		}
-		c := nvmlcollector.New(drv.Machine().Interface(), nvmlcollector.Options{Log: log, Clock: clk})
+		c := nvml.New(drv.Machine().Interface(), nvml.Options{Log: log, Clock: clk})
 		if err := c.Start(); err != nil {
 			os.RemoveAll(root)
 			return nil, err
@@ -88,7 +89,7 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 // the clock's time, then collects through the real NVML collector code.
 type drivenCollector struct {
 	drv   *scenario.Driver
-	c     *nvmlcollector.Collector
+	c     *nvml.Collector
 	clock clock.Clock
 }
 
@@ -164,7 +165,9 @@ func simClock(cfg *config.Config, sc *scenario.Scenario) (*clock.Scaled, error) 
 			return nil, fmt.Errorf("create state directory: %w", err)
 		}
 		out, _ := json.Marshal(a)
-		if err := os.WriteFile(path, out, 0o600); err != nil {
+		// Atomically: a crash mid-write must not leave a truncated
+		// anchor that blocks the next start.
+		if err := renameio.WriteFile(path, out, 0o600); err != nil {
 			return nil, fmt.Errorf("write %s: %w", path, err)
 		}
 	default:

@@ -49,7 +49,7 @@ func requireRoot(t *testing.T) {
 	if testenv.Required() {
 		t.Fatalf("needs root (and %s=1 requires it)", testenv.RequireEnv)
 	}
-	t.Skip("needs root: installs packages into a chroot")
+	t.Skip("needs root: installs packages into a chroot; to run it, run the tests as root (bash .ci/run does)")
 }
 
 // debFile is one entry of `dpkg-deb -c`.

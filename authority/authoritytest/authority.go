@@ -78,6 +78,9 @@ type Options struct {
 	// GPUMETER_TEST_POSTGRES (internal/testenv: the test skips without
 	// one, or fails under GPUMETER_TEST_REQUIRE=1).
 	Driver string
+	// DBDir is where the SQLite file goes; "" is t.TempDir(). The fuzz
+	// targets put it on a tmpfs, where fsync costs nothing.
+	DBDir string
 	// Nodes are registered, in order, at the clock's now.
 	Nodes []Node
 	// Clock is the ingester's clock, the registration time, and what
@@ -125,7 +128,11 @@ func New(t testing.TB, opts Options) *Authority {
 	)
 	switch opts.Driver {
 	case "", store.DriverSQLite:
-		a.DBPath = filepath.Join(t.TempDir(), "authority.db")
+		dir := opts.DBDir
+		if dir == "" {
+			dir = t.TempDir()
+		}
+		a.DBPath = filepath.Join(dir, "authority.db")
 		st, err = store.Open(ctx, store.DriverSQLite, a.DBPath)
 	case store.DriverPostgres:
 		a.DSN = testenv.PostgresDSN(t)

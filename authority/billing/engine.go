@@ -233,9 +233,16 @@ func (b *Book) Bill(u Usage) (Charge, error) {
 	b.subsidy[sk] = sc
 	b.movedSubsidy[sk] = true
 	b.lifetime[progEntity{prog.ID, entity}] += grant
-	ch.Note = NoteSubsidized
-	if grant < ent {
+	switch {
+	case ent == 0:
+		// Nothing was due (the program's fraction is in the carry): not
+		// "subsidized", or a statement would count a record that no
+		// voucher paid for and that the provider's claim leaves out.
+		ch.Note = NoteUnderOneFen
+	case grant < ent:
 		ch.Note = NotePartial
+	default:
+		ch.Note = NoteSubsidized
 	}
 	return ch, nil
 }

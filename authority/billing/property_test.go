@@ -452,6 +452,13 @@ func checkCharges(t *testing.T, seed uint64, w world, charges []Charge) {
 		subsidized[sk] += ch.Subsidy
 		switch ch.Note {
 		case NoteSubsidized:
+			if ch.Subsidy == 0 {
+				fail(i, "noted subsidized with no subsidy")
+			}
+		case NoteUnderOneFen:
+			if ch.Subsidy != 0 || len(ch.Grants) != 0 {
+				fail(i, "noted %s with subsidy %d from %v", ch.Note, ch.Subsidy, ch.Grants)
+			}
 		case NotePartial:
 			cut[sk] = true
 			// Something bound: a cap, or every voucher of the program.

@@ -40,9 +40,15 @@ const (
 const (
 	NoteSubsidized = "subsidized"
 	NotePartial    = "partial"
-	NoteNoEntity   = "no_entity"
-	NoteNoVoucher  = "no_voucher"
-	NoteUnpriced   = "unpriced"
+	// NoteUnderOneFen: a program covers the record, but its share of the
+	// cost is under one fen (a zero cost, or a fraction carried on to the
+	// entity's next record), so no voucher pays anything for it. Neither
+	// a statement's subsidized lines nor a claim count it: both count the
+	// records a voucher paid for.
+	NoteUnderOneFen = "under_one_fen"
+	NoteNoEntity    = "no_entity"
+	NoteNoVoucher   = "no_voucher"
+	NoteUnpriced    = "unpriced"
 	// NoteRelatedParty: the entity is a related party of the provider, so
 	// no program subsidizes this usage.
 	NoteRelatedParty = "related_party"

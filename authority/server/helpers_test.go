@@ -51,6 +51,12 @@ func newEnv(t testing.TB, maxBody int64) *env {
 // newEnvOn is newEnv on the store driver (authoritytest.Drivers).
 func newEnvOn(t testing.TB, driver string, maxBody int64) *env {
 	t.Helper()
+	return newEnvIn(t, driver, "", maxBody)
+}
+
+// newEnvIn is newEnvOn with the SQLite file in dir ("" is t.TempDir()).
+func newEnvIn(t testing.TB, driver, dir string, maxBody int64) *env {
+	t.Helper()
 	e := &env{t: t, clock: clock.NewVirtual(t0)}
 	e.key = newKey(t)
 	e.Authority = authoritytest.New(t, authoritytest.Options{
@@ -59,6 +65,7 @@ func newEnvOn(t testing.TB, driver string, maxBody int64) *env {
 			{ID: node2, Provider: provider, PublicKey: pub(newKey(t)), GPUs: []string{gpuZ}},
 		},
 		Driver:        driver,
+		DBDir:         dir,
 		Clock:         e.clock,
 		MaxBodyBytes:  maxBody,
 		OperatorToken: []byte(adminToken),

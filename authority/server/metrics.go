@@ -3,6 +3,7 @@ package server
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -63,8 +64,11 @@ func newMetrics() *metrics {
 			Help: "Refused batches the audit trail failed to keep (the refusal was answered and logged all the same).",
 		}),
 	}
+	// voucher_authority_build_info as node_exporter has it: version,
+	// revision, branch, Go version, platform, from the build's -ldflags
+	// (github.com/prometheus/common/version).
 	m.reg.MustRegister(m.accepted, m.rejected, m.records, m.held, m.forks, m.internals, m.unrecorded,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		versioncollector.NewCollector("voucher_authority"), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Start every series at 0 so rates and alerts see a cause before its
 	// first occurrence.
 	for _, r := range []string{"stored", "duplicate"} {

@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/gpumeter/gpumeter/authority/store"
@@ -98,4 +100,44 @@ func TestStoreCollectorFailure(t *testing.T) {
 			t.Errorf("a failed read still exports %s", absent)
 		}
 	}
+}
+
+// TestBuildInfo: voucher_authority_build_info is 1 with the labels
+// node_exporter's has, the Go version among them.
+func TestBuildInfo(t *testing.T) {
+	fams, err := newMetrics().reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertBuildInfo(t, fams, "voucher_authority_build_info", map[string]string{"goversion": runtime.Version()})
+}
+
+// assertBuildInfo fails t unless fams hold name with value 1, want among
+// its labels, and every label node_exporter's build_info has.
+func assertBuildInfo(t *testing.T, fams []*dto.MetricFamily, name string, want map[string]string) {
+	t.Helper()
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		if len(f.GetMetric()) != 1 || f.GetMetric()[0].GetGauge().GetValue() != 1 {
+			t.Fatalf("%s: %v, want one series of value 1", name, f.GetMetric())
+		}
+		got := map[string]string{}
+		for _, l := range f.GetMetric()[0].GetLabel() {
+			got[l.GetName()] = l.GetValue()
+		}
+		for _, l := range []string{"version", "revision", "branch", "goversion", "goos", "goarch", "tags"} {
+			if _, ok := got[l]; !ok {
+				t.Errorf("%s lacks label %s: %v", name, l, got)
+			}
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s{%s=%q}, want %q", name, k, got[k], v)
+			}
+		}
+		return
+	}
+	t.Fatalf("no %s among the metrics", name)
 }

@@ -17,6 +17,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	promversion "github.com/prometheus/common/version"
+
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
@@ -25,8 +27,20 @@ import (
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
-// version is set at build time: -ldflags "-X main.version=v1.2.3".
+// version is set at build time: -ldflags "-X main.version=v1.2.3"
+// (packaging/build also sets github.com/prometheus/common/version's
+// variables, which build_info and `version` report).
 var version = "dev"
+
+// versionText is the `version` output: prometheus/common/version's lines
+// (revision, branch, build date, Go version) as node_exporter prints them,
+// or the bare version of a build without those -ldflags.
+func versionText(program string) string {
+	if promversion.Version == "" {
+		return program + " " + version
+	}
+	return promversion.Print(program)
+}
 
 const usage = `gpumeter meters GPU time per tenant for compute-voucher programs.
 
@@ -82,7 +96,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "spool":
 		return cmdSpool(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
-		fmt.Fprintf(stdout, "gpumeter %s\n", version)
+		fmt.Fprintln(stdout, versionText("gpumeter"))
 		return exitOK
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

@@ -19,6 +19,8 @@ import (
 	"os"
 	"strings"
 
+	promversion "github.com/prometheus/common/version"
+
 	"github.com/spf13/cobra"
 
 	"github.com/gpumeter/gpumeter/authority/store"
@@ -187,7 +189,11 @@ func checkFormat(stderr io.Writer, cmd, format string, allowed ...string) bool {
 
 func versionCmd() *cobra.Command {
 	return action(leaf("version", "print the version"), func(_ context.Context, stdout, _ io.Writer) int {
-		fmt.Fprintln(stdout, version)
+		if promversion.Version == "" {
+			fmt.Fprintln(stdout, version)
+		} else {
+			fmt.Fprintln(stdout, promversion.Print("voucher-authority"))
+		}
 		return exitOK
 	})
 }

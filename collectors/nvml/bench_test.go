@@ -1,4 +1,4 @@
-package nvmlcollector_test
+package nvml_test
 
 import (
 	"context"

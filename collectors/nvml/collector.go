@@ -1,4 +1,4 @@
-package nvmlcollector
+package nvml
 
 import (
 	"cmp"
@@ -9,7 +9,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
 	"github.com/gpumeter/gpumeter/internal/clock"
@@ -47,10 +47,10 @@ const (
 	stateClosed
 )
 
-// Collector reads every GPU on the node through an nvml.Interface, one
+// Collector reads every GPU on the node through an gonvml.Interface, one
 // Snapshot per Collect. Collect calls are serialized.
 type Collector struct {
-	lib nvml.Interface
+	lib gonvml.Interface
 	clk clock.Clock
 	log *slog.Logger
 
@@ -76,7 +76,7 @@ type Collector struct {
 
 // New returns a collector over lib (Open() for the real library, or a
 // simulated Machine's Interface()). It calls nothing until Start.
-func New(lib nvml.Interface, opts Options) *Collector {
+func New(lib gonvml.Interface, opts Options) *Collector {
 	c := &Collector{
 		lib: lib, clk: opts.Clock, log: opts.Log,
 		known: map[string]device.Device{}, byIndex: map[int]string{},
@@ -92,8 +92,8 @@ func New(lib nvml.Interface, opts Options) *Collector {
 	return c
 }
 
-// Start initializes NVML. When Init fails the error wraps the nvml.Return
-// (errors.Is(err, nvml.ERROR_LIBRARY_NOT_FOUND)) and says what to check;
+// Start initializes NVML. When Init fails the error wraps the gonvml.Return
+// (errors.Is(err, gonvml.ERROR_LIBRARY_NOT_FOUND)) and says what to check;
 // the collector then never calls NVML again, not even Shutdown: the real
 // library crashes the process on a symbol lookup after a failed Init.
 func (c *Collector) Start() error {
@@ -107,7 +107,7 @@ func (c *Collector) Start() error {
 	case stateClosed:
 		return ErrClosed
 	}
-	if ret := c.lib.Init(); ret != nvml.SUCCESS {
+	if ret := c.lib.Init(); ret != gonvml.SUCCESS {
 		c.state = stateInitFailed
 		c.initErr = fmt.Errorf("NVML init failed: %s: %w", initHint(ret), ret)
 		return c.initErr
@@ -116,10 +116,10 @@ func (c *Collector) Start() error {
 	// GPUs are hidden from this process (container, DevicePolicy). Refuse
 	// to start rather than run and report nothing.
 	n, ret := c.lib.DeviceGetCount()
-	if ret != nvml.SUCCESS || n == 0 {
+	if ret != gonvml.SUCCESS || n == 0 {
 		c.lib.Shutdown()
 		c.state = stateInitFailed
-		if ret != nvml.SUCCESS {
+		if ret != gonvml.SUCCESS {
 			c.initErr = fmt.Errorf("NVML: count GPUs: %w", ret)
 		} else {
 			c.initErr = ErrNoGPU
@@ -127,21 +127,21 @@ func (c *Collector) Start() error {
 		return c.initErr
 	}
 	c.state = stateStarted
-	if v, ret := c.lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
+	if v, ret := c.lib.SystemGetDriverVersion(); ret == gonvml.SUCCESS {
 		c.log.Info("NVML initialized", "driver_version", v)
 	}
 	return nil
 }
 
-func initHint(ret nvml.Return) string {
+func initHint(ret gonvml.Return) string {
 	switch ret {
-	case nvml.ERROR_LIBRARY_NOT_FOUND:
+	case gonvml.ERROR_LIBRARY_NOT_FOUND:
 		return "library not found (is the NVIDIA driver installed? libnvidia-ml.so.1)"
-	case nvml.ERROR_DRIVER_NOT_LOADED:
+	case gonvml.ERROR_DRIVER_NOT_LOADED:
 		return "driver not loaded (is the nvidia kernel module loaded? check nvidia-smi)"
-	case nvml.ERROR_NO_PERMISSION:
+	case gonvml.ERROR_NO_PERMISSION:
 		return "no permission (can this user open /dev/nvidia*?)"
-	case nvml.ERROR_LIB_RM_VERSION_MISMATCH:
+	case gonvml.ERROR_LIB_RM_VERSION_MISMATCH:
 		return "driver and library versions differ (reload the nvidia module or reboot after a driver upgrade)"
 	default:
 		return "unexpected NVML error"
@@ -157,7 +157,7 @@ func (c *Collector) Close() error {
 	if !wasStarted {
 		return nil
 	}
-	if ret := c.lib.Shutdown(); ret != nvml.SUCCESS {
+	if ret := c.lib.Shutdown(); ret != gonvml.SUCCESS {
 		return fmt.Errorf("NVML shutdown: %w", ret)
 	}
 	return nil
@@ -189,7 +189,7 @@ func (c *Collector) Collect(ctx context.Context) (snap device.Snapshot, err erro
 	}()
 	snap.Time = c.clk.Now()
 	count, ret := c.lib.DeviceGetCount()
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		return device.Snapshot{}, fmt.Errorf("collect: count GPUs: %w", ret)
 	}
 	snap.Devices = make([]device.Device, 0, max(count, len(c.known)))

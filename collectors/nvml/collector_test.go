@@ -1,11 +1,11 @@
-package nvmlcollector_test
+package nvml_test
 
 import (
 	"slices"
 	"testing"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim"
 )
 
@@ -256,7 +256,7 @@ func TestProfileNameMatchesDriverNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := nvmlcollector.ProfileName(tt.slices, tt.memoryMB, tt.gpu); got != tt.name {
+			if got := nvml.ProfileName(tt.slices, tt.memoryMB, tt.gpu); got != tt.name {
 				t.Errorf("ProfileName(%d, %d, %d) = %q, want %q", tt.slices, tt.memoryMB, tt.gpu, got, tt.name)
 			}
 			if got := sim.ProfileName(tt.slices, tt.memoryMB, tt.gpu); got != tt.name {

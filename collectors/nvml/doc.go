@@ -1,4 +1,4 @@
-// Package nvmlcollector reads the node's GPUs through NVML (go-nvml's
+// Package nvml reads the node's GPUs through NVML (go-nvml's
 // nvml.Interface) into a device.Snapshot: per GPU its identity, memory,
 // utilization, power and energy, its MIG instances with their profile and
 // share of the GPU, and the compute processes on every unit. The same code
@@ -56,4 +56,4 @@
 //   - NVML reports host PIDs, whatever PID namespace the agent runs in;
 //     attribution reads the host's /proc. A process that starts and ends
 //     between two polls is never seen.
-package nvmlcollector
+package nvml

@@ -1,4 +1,4 @@
-package nvmlcollector_test
+package nvml_test
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 )
 
 func TestLostGPUIsConfinedAndComesBack(t *testing.T) {
@@ -48,7 +48,7 @@ func TestLostGPUIsConfinedAndComesBack(t *testing.T) {
 					}
 					continue
 				}
-				if !errors.Is(d.Err, nvml.ERROR_GPU_IS_LOST) {
+				if !errors.Is(d.Err, gonvml.ERROR_GPU_IS_LOST) {
 					t.Errorf("lost GPU: Err %v, want GPU_IS_LOST", d.Err)
 				}
 				if d.UUID != m.GPUUUID(i) || d.Model != before.Devices[i].Model || d.Index != i {
@@ -90,7 +90,7 @@ func TestVanishedGPUIsReportedWithLastIdentity(t *testing.T) {
 			gone = append(gone, d)
 		}
 	}
-	if len(gone) != 1 || gone[0].UUID != m.GPUUUID(2) || !errors.Is(gone[0].Err, nvmlcollector.ErrNotEnumerated) {
+	if len(gone) != 1 || gone[0].UUID != m.GPUUUID(2) || !errors.Is(gone[0].Err, nvml.ErrNotEnumerated) {
 		t.Fatalf("devices with Err: %+v, want only GPU 2 with ErrNotEnumerated", gone)
 	}
 	// The GPUs after it were renumbered by NVML but keep their UUIDs.
@@ -146,19 +146,19 @@ func TestMIGReconfigurationShowsNextCycle(t *testing.T) {
 
 func TestInitFailure(t *testing.T) {
 	tests := []struct {
-		ret  nvml.Return
+		ret  gonvml.Return
 		says string
 	}{
-		{nvml.ERROR_LIBRARY_NOT_FOUND, "NVML init failed: library not found (is the NVIDIA driver installed? libnvidia-ml.so.1): ERROR_LIBRARY_NOT_FOUND"},
-		{nvml.ERROR_DRIVER_NOT_LOADED, "driver not loaded"},
-		{nvml.ERROR_NO_PERMISSION, "/dev/nvidia"},
-		{nvml.ERROR_UNKNOWN, "NVML init failed"},
+		{gonvml.ERROR_LIBRARY_NOT_FOUND, "NVML init failed: library not found (is the NVIDIA driver installed? libnvidia-ml.so.1): ERROR_LIBRARY_NOT_FOUND"},
+		{gonvml.ERROR_DRIVER_NOT_LOADED, "driver not loaded"},
+		{gonvml.ERROR_NO_PERMISSION, "/dev/nvidia"},
+		{gonvml.ERROR_UNKNOWN, "NVML init failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.ret.String(), func(t *testing.T) {
 			m := dgx(t, nil)
 			m.SetInitError(tt.ret)
-			c := nvmlcollector.New(m.Interface(), nvmlcollector.Options{})
+			c := nvml.New(m.Interface(), nvml.Options{})
 			err := c.Start()
 			if !errors.Is(err, tt.ret) || !strings.Contains(err.Error(), tt.says) {
 				t.Fatalf("Start: %v, want it to wrap %v and say %q", err, tt.ret, tt.says)
@@ -183,8 +183,8 @@ func TestInitFailure(t *testing.T) {
 
 func TestLifecycle(t *testing.T) {
 	m := dgx(t, nil)
-	c := nvmlcollector.New(m.Interface(), nvmlcollector.Options{})
-	if _, err := c.Collect(context.Background()); !errors.Is(err, nvmlcollector.ErrNotStarted) {
+	c := nvml.New(m.Interface(), nvml.Options{})
+	if _, err := c.Collect(context.Background()); !errors.Is(err, nvml.ErrNotStarted) {
 		t.Errorf("Collect before Start: %v, want ErrNotStarted", err)
 	}
 	if err := c.Start(); err != nil {
@@ -201,11 +201,11 @@ func TestLifecycle(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if _, err := c.Collect(context.Background()); !errors.Is(err, nvmlcollector.ErrClosed) {
+	if _, err := c.Collect(context.Background()); !errors.Is(err, nvml.ErrClosed) {
 		t.Errorf("Collect after Close: %v, want ErrClosed", err)
 	}
 	// Shutdown happened: the library is uninitialized again.
-	if _, ret := m.Interface().DeviceGetCount(); ret != nvml.ERROR_UNINITIALIZED {
+	if _, ret := m.Interface().DeviceGetCount(); ret != gonvml.ERROR_UNINITIALIZED {
 		t.Errorf("DeviceGetCount after Close: %v, want ERROR_UNINITIALIZED", ret)
 	}
 }
@@ -214,13 +214,13 @@ func TestLifecycle(t *testing.T) {
 // device implements nothing: every call panics inside the mock.
 func TestCollectNeverPanics(t *testing.T) {
 	lib := &mock.Interface{
-		InitFunc:                   func() nvml.Return { return nvml.SUCCESS },
-		ShutdownFunc:               func() nvml.Return { return nvml.SUCCESS },
-		SystemGetDriverVersionFunc: func() (string, nvml.Return) { return "1", nvml.SUCCESS },
-		DeviceGetCountFunc:         func() (int, nvml.Return) { return 1, nvml.SUCCESS },
-		DeviceGetHandleByIndexFunc: func(int) (nvml.Device, nvml.Return) { return &mock.Device{}, nvml.SUCCESS },
+		InitFunc:                   func() gonvml.Return { return gonvml.SUCCESS },
+		ShutdownFunc:               func() gonvml.Return { return gonvml.SUCCESS },
+		SystemGetDriverVersionFunc: func() (string, gonvml.Return) { return "1", gonvml.SUCCESS },
+		DeviceGetCountFunc:         func() (int, gonvml.Return) { return 1, gonvml.SUCCESS },
+		DeviceGetHandleByIndexFunc: func(int) (gonvml.Device, gonvml.Return) { return &mock.Device{}, gonvml.SUCCESS },
 	}
-	c := nvmlcollector.New(lib, nvmlcollector.Options{})
+	c := nvml.New(lib, nvml.Options{})
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestCollectRacesWithWriter(t *testing.T) {
 		for i, d := range s.Devices {
 			switch {
 			case i == 3: // lost every other write
-			case i == 0 && errors.Is(d.Err, nvml.ERROR_INVALID_ARGUMENT):
+			case i == 0 && errors.Is(d.Err, gonvml.ERROR_INVALID_ARGUMENT):
 				// Reconfigured more often than the collector re-enumerates.
 			case d.Err != nil:
 				t.Errorf("GPU %d: %v", i, d.Err)

@@ -1,14 +1,14 @@
-package nvmlcollector_test
+package nvml_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim"
 	"github.com/gpumeter/gpumeter/internal/clock"
 )
@@ -16,14 +16,14 @@ import (
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // started is a collector over m, started, closed at the test's end.
-func started(t testing.TB, m *sim.Machine) *nvmlcollector.Collector {
+func started(t testing.TB, m *sim.Machine) *nvml.Collector {
 	t.Helper()
 	return startedOn(t, m.Interface())
 }
 
-func startedOn(t testing.TB, lib nvml.Interface) *nvmlcollector.Collector {
+func startedOn(t testing.TB, lib gonvml.Interface) *nvml.Collector {
 	t.Helper()
-	c := nvmlcollector.New(lib, nvmlcollector.Options{Clock: clock.NewVirtual(t0)})
+	c := nvml.New(lib, nvml.Options{Clock: clock.NewVirtual(t0)})
 	if err := c.Start(); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -35,7 +35,7 @@ func startedOn(t testing.TB, lib nvml.Interface) *nvmlcollector.Collector {
 	return c
 }
 
-func collect(t testing.TB, c *nvmlcollector.Collector) device.Snapshot {
+func collect(t testing.TB, c *nvml.Collector) device.Snapshot {
 	t.Helper()
 	s, err := c.Collect(context.Background())
 	if err != nil {

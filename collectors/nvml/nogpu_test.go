@@ -1,11 +1,11 @@
-package nvmlcollector_test
+package nvml_test
 
 import (
 	"context"
 	"errors"
 	"testing"
 
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim"
 )
 
@@ -17,8 +17,8 @@ func TestStartWithNoGPUFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.SetPresent(0, false) // the driver enumerates nothing
-	c := nvmlcollector.New(m.Interface(), nvmlcollector.Options{})
-	if err := c.Start(); !errors.Is(err, nvmlcollector.ErrNoGPU) {
+	c := nvml.New(m.Interface(), nvml.Options{})
+	if err := c.Start(); !errors.Is(err, nvml.ErrNoGPU) {
 		t.Fatalf("Start with no GPU: %v, want ErrNoGPU", err)
 	}
 	if _, err := c.Collect(context.Background()); err == nil {

@@ -1,10 +1,10 @@
-package nvmlcollector
+package nvml
 
 import (
 	"errors"
 	"fmt"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
 	"github.com/gpumeter/gpumeter/protocol"
@@ -15,11 +15,11 @@ import (
 func (c *Collector) readDevice(idx int) (device.Device, error) {
 	d := device.Device{Index: idx}
 	h, ret := c.lib.DeviceGetHandleByIndex(idx)
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		return d, fmt.Errorf("GPU %d: get handle: %w", idx, ret)
 	}
 	raw, ret := h.GetUUID()
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		return d, fmt.Errorf("GPU %d: get UUID: %w", idx, ret)
 	}
 	// Records and the inventory name a GPU by its canonical UUID, the
@@ -29,25 +29,25 @@ func (c *Collector) readDevice(idx int) (device.Device, error) {
 		return d, fmt.Errorf("GPU %d: UUID: %w", idx, err)
 	}
 	d.UUID = uuid
-	fail := func(what string, ret nvml.Return) (device.Device, error) {
+	fail := func(what string, ret gonvml.Return) (device.Device, error) {
 		return d, fmt.Errorf("GPU %d (%s): %s: %w", idx, d.UUID, what, ret)
 	}
-	if d.Model, ret = h.GetName(); ret != nvml.SUCCESS {
+	if d.Model, ret = h.GetName(); ret != gonvml.SUCCESS {
 		return fail("get name", ret)
 	}
 	mem, ret := h.GetMemoryInfo()
 	switch ret {
-	case nvml.SUCCESS:
+	case gonvml.SUCCESS:
 		d.MemoryTotalBytes, d.MemoryUsedBytes = mem.Total, mem.Used
-	case nvml.ERROR_NOT_SUPPORTED:
+	case gonvml.ERROR_NOT_SUPPORTED:
 	default:
 		return fail("get memory info", ret)
 	}
 	util, ret := h.GetUtilizationRates()
 	switch ret {
-	case nvml.SUCCESS:
+	case gonvml.SUCCESS:
 		d.UtilizationPercent = clampPercent(util.Gpu)
-	case nvml.ERROR_GPU_IS_LOST:
+	case gonvml.ERROR_GPU_IS_LOST:
 		return fail("get utilization", ret)
 	default:
 		// Utilization, power and energy describe the GPU; they do not decide
@@ -57,27 +57,27 @@ func (c *Collector) readDevice(idx int) (device.Device, error) {
 	}
 	power, ret := h.GetPowerUsage()
 	switch ret {
-	case nvml.SUCCESS:
+	case gonvml.SUCCESS:
 		d.PowerMilliwatts = int64(power)
-	case nvml.ERROR_GPU_IS_LOST:
+	case gonvml.ERROR_GPU_IS_LOST:
 		return fail("get power usage", ret)
 	default:
 		d.PowerMilliwatts = device.Unknown
 	}
 	energy, ret := h.GetTotalEnergyConsumption()
 	switch ret {
-	case nvml.SUCCESS:
+	case gonvml.SUCCESS:
 		d.EnergyMillijoules = int64(energy)
-	case nvml.ERROR_GPU_IS_LOST:
+	case gonvml.ERROR_GPU_IS_LOST:
 		return fail("get total energy", ret)
 	default:
 		d.EnergyMillijoules = device.Unknown
 	}
 	mode, _, ret := h.GetMigMode()
 	switch ret {
-	case nvml.SUCCESS:
-		d.MIGEnabled = mode == nvml.DEVICE_MIG_ENABLE
-	case nvml.ERROR_NOT_SUPPORTED: // a board without MIG
+	case gonvml.SUCCESS:
+		d.MIGEnabled = mode == gonvml.DEVICE_MIG_ENABLE
+	case gonvml.ERROR_NOT_SUPPORTED: // a board without MIG
 	default:
 		return fail("get MIG mode", ret)
 	}
@@ -123,20 +123,20 @@ func (e errStaleHandle) Unwrap() error { return e.error }
 // earlier cycle may be invalid after a reconfiguration. MIG handle slots
 // can be sparse, so every slot up to the maximum is tried and empty ones
 // (NOT_FOUND, INVALID_ARGUMENT) skipped.
-func (c *Collector) readInstances(h nvml.Device, d *device.Device) error {
+func (c *Collector) readInstances(h gonvml.Device, d *device.Device) error {
 	total, err := c.gpuTotalSlices(h, d.UUID)
 	if err != nil {
 		return err
 	}
 	n, ret := h.GetMaxMigDeviceCount()
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		return fmt.Errorf("get max MIG device count: %w", ret)
 	}
 	for k := range n {
 		mh, ret := h.GetMigDeviceHandleByIndex(k)
 		switch ret {
-		case nvml.SUCCESS:
-		case nvml.ERROR_NOT_FOUND, nvml.ERROR_INVALID_ARGUMENT:
+		case gonvml.SUCCESS:
+		case gonvml.ERROR_NOT_FOUND, gonvml.ERROR_INVALID_ARGUMENT:
 			continue
 		default:
 			return fmt.Errorf("get MIG device %d: %w", k, ret)
@@ -144,7 +144,7 @@ func (c *Collector) readInstances(h nvml.Device, d *device.Device) error {
 		in, err := readInstance(mh, total, d.MemoryTotalBytes)
 		if err != nil {
 			err = fmt.Errorf("MIG device %d: %w", k, err)
-			if errors.Is(err, nvml.ERROR_INVALID_ARGUMENT) || errors.Is(err, nvml.ERROR_NOT_FOUND) {
+			if errors.Is(err, gonvml.ERROR_INVALID_ARGUMENT) || errors.Is(err, gonvml.ERROR_NOT_FOUND) {
 				return errStaleHandle{err}
 			}
 			return err
@@ -154,10 +154,10 @@ func (c *Collector) readInstances(h nvml.Device, d *device.Device) error {
 	return nil
 }
 
-func readInstance(mh nvml.Device, totalSlices int, gpuMemoryBytes uint64) (device.Instance, error) {
+func readInstance(mh gonvml.Device, totalSlices int, gpuMemoryBytes uint64) (device.Instance, error) {
 	var in device.Instance
 	raw, ret := mh.GetUUID()
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		return in, fmt.Errorf("get UUID: %w", ret)
 	}
 	uuid, err := protocol.CanonicalMIGUUID(raw)
@@ -165,21 +165,21 @@ func readInstance(mh nvml.Device, totalSlices int, gpuMemoryBytes uint64) (devic
 		return in, fmt.Errorf("UUID: %w", err)
 	}
 	in.UUID = uuid
-	if in.GPUInstanceID, ret = mh.GetGpuInstanceId(); ret != nvml.SUCCESS {
+	if in.GPUInstanceID, ret = mh.GetGpuInstanceId(); ret != gonvml.SUCCESS {
 		return in, fmt.Errorf("%s: get GPU instance id: %w", in.UUID, ret)
 	}
-	if in.ComputeInstanceID, ret = mh.GetComputeInstanceId(); ret != nvml.SUCCESS {
+	if in.ComputeInstanceID, ret = mh.GetComputeInstanceId(); ret != gonvml.SUCCESS {
 		return in, fmt.Errorf("%s: get compute instance id: %w", in.UUID, ret)
 	}
 	attr, ret := mh.GetAttributes()
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		return in, fmt.Errorf("%s: get attributes: %w", in.UUID, ret)
 	}
 	in.Slices, in.TotalSlices = int(attr.GpuInstanceSliceCount), totalSlices
 	in.MemoryBytes = attr.MemorySizeMB << 20
 	in.Profile = ProfileName(in.Slices, attr.MemorySizeMB, gpuMemoryBytes)
 	procs, ret := mh.GetComputeRunningProcesses()
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		return in, fmt.Errorf("%s: get compute processes: %w", in.UUID, ret)
 	}
 	in.Processes = make([]device.Process, len(procs))
@@ -216,24 +216,24 @@ func ProfileName(slices int, memoryMB, gpuMemoryBytes uint64) string {
 // profile (7 on A100/H100/H200): the denominator of an instance's share.
 // If the board lists no profiles, the maximum MIG device count stands in
 // (equal to the slice count on every MIG-capable board so far).
-func (c *Collector) gpuTotalSlices(h nvml.Device, uuid string) (int, error) {
+func (c *Collector) gpuTotalSlices(h gonvml.Device, uuid string) (int, error) {
 	if n, ok := c.totalSlices[uuid]; ok {
 		return n, nil
 	}
 	total := 0
-	for id := range nvml.GPU_INSTANCE_PROFILE_COUNT {
+	for id := range gonvml.GPU_INSTANCE_PROFILE_COUNT {
 		info, ret := h.GetGpuInstanceProfileInfo(id)
 		switch ret {
-		case nvml.SUCCESS:
+		case gonvml.SUCCESS:
 			total = max(total, int(info.SliceCount))
-		case nvml.ERROR_NOT_SUPPORTED, nvml.ERROR_INVALID_ARGUMENT:
+		case gonvml.ERROR_NOT_SUPPORTED, gonvml.ERROR_INVALID_ARGUMENT:
 		default:
 			return 0, fmt.Errorf("get GPU instance profile %d: %w", id, ret)
 		}
 	}
 	if total == 0 {
 		n, ret := h.GetMaxMigDeviceCount()
-		if ret != nvml.SUCCESS {
+		if ret != gonvml.SUCCESS {
 			return 0, fmt.Errorf("get max MIG device count: %w", ret)
 		}
 		total = n
@@ -244,9 +244,9 @@ func (c *Collector) gpuTotalSlices(h nvml.Device, uuid string) (int, error) {
 
 // readProcesses lists the compute processes of a whole GPU with their SM
 // utilization since the last cycle's newest sample.
-func (c *Collector) readProcesses(h nvml.Device, d *device.Device) error {
+func (c *Collector) readProcesses(h gonvml.Device, d *device.Device) error {
 	procs, ret := h.GetComputeRunningProcesses()
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		return fmt.Errorf("get compute processes: %w", ret)
 	}
 	if len(procs) == 0 {
@@ -258,11 +258,11 @@ func (c *Collector) readProcesses(h nvml.Device, d *device.Device) error {
 	}
 	samples, ret := h.GetProcessUtilization(c.lastSample[d.UUID])
 	switch ret {
-	case nvml.SUCCESS:
-	case nvml.ERROR_NOT_FOUND, nvml.ERROR_NOT_SUPPORTED:
+	case gonvml.SUCCESS:
+	case gonvml.ERROR_NOT_FOUND, gonvml.ERROR_NOT_SUPPORTED:
 		// NOT_FOUND: no sample newer than the last one; not an error.
 		return nil
-	case nvml.ERROR_GPU_IS_LOST:
+	case gonvml.ERROR_GPU_IS_LOST:
 		return fmt.Errorf("get process utilization: %w", ret)
 	default:
 		// Utilization only weighs a shared GPU's split; without it the

@@ -1,45 +1,45 @@
-package nvmlcollector_test
+package nvml_test
 
 import (
 	"context"
 	"testing"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim"
 )
 
 // brokenSensors answers power and energy with an error that is not a
 // lost GPU, as some boards do now and then.
 type brokenSensors struct {
-	nvml.Interface
-	ret *nvml.Return
+	gonvml.Interface
+	ret *gonvml.Return
 }
 
 type brokenDevice struct {
-	nvml.Device
-	ret *nvml.Return
+	gonvml.Device
+	ret *gonvml.Return
 }
 
-func (b brokenSensors) DeviceGetHandleByIndex(i int) (nvml.Device, nvml.Return) {
+func (b brokenSensors) DeviceGetHandleByIndex(i int) (gonvml.Device, gonvml.Return) {
 	d, ret := b.Interface.DeviceGetHandleByIndex(i)
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		return d, ret
 	}
 	return brokenDevice{Device: d, ret: b.ret}, ret
 }
 
-func (b brokenDevice) GetPowerUsage() (uint32, nvml.Return) {
-	if *b.ret == nvml.SUCCESS {
+func (b brokenDevice) GetPowerUsage() (uint32, gonvml.Return) {
+	if *b.ret == gonvml.SUCCESS {
 		return b.Device.GetPowerUsage()
 	}
 	return 0, *b.ret
 }
 
-func (b brokenDevice) GetTotalEnergyConsumption() (uint64, nvml.Return) {
-	if *b.ret == nvml.SUCCESS {
+func (b brokenDevice) GetTotalEnergyConsumption() (uint64, gonvml.Return) {
+	if *b.ret == gonvml.SUCCESS {
 		return b.Device.GetTotalEnergyConsumption()
 	}
 	return 0, *b.ret
@@ -50,12 +50,12 @@ func (b brokenDevice) GetTotalEnergyConsumption() (uint64, nvml.Return) {
 // GPU turns its time into a gap.
 func TestAuxiliaryReadingFailuresAreNotGaps(t *testing.T) {
 	for _, tc := range []struct {
-		ret     nvml.Return
+		ret     gonvml.Return
 		wantErr bool
 	}{
-		{nvml.ERROR_UNKNOWN, false},
-		{nvml.ERROR_TIMEOUT, false},
-		{nvml.ERROR_GPU_IS_LOST, true},
+		{gonvml.ERROR_UNKNOWN, false},
+		{gonvml.ERROR_TIMEOUT, false},
+		{gonvml.ERROR_GPU_IS_LOST, true},
 	} {
 		t.Run(tc.ret.Error(), func(t *testing.T) {
 			m, err := sim.NewMachine(sim.GPUSpec{})
@@ -65,8 +65,8 @@ func TestAuxiliaryReadingFailuresAreNotGaps(t *testing.T) {
 			if err := m.SetProcesses(m.GPUUUID(0), []device.Process{{PID: 42, SMUtil: device.Unknown}}); err != nil {
 				t.Fatal(err)
 			}
-			ret := nvml.SUCCESS
-			c := nvmlcollector.New(brokenSensors{Interface: m.Interface(), ret: &ret}, nvmlcollector.Options{})
+			ret := gonvml.SUCCESS
+			c := nvml.New(brokenSensors{Interface: m.Interface(), ret: &ret}, nvml.Options{})
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}

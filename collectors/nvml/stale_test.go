@@ -1,11 +1,11 @@
-package nvmlcollector_test
+package nvml_test
 
 import (
 	"errors"
 	"slices"
 	"testing"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/gpumeter/gpumeter/collectors/sim"
 )
@@ -13,24 +13,24 @@ import (
 // reconfiguring wraps a machine's NVML so that GPU 0 is reconfigured right
 // after handing out a MIG handle, the race a real reconfiguration can hit.
 type reconfiguring struct {
-	nvml.Interface
+	gonvml.Interface
 	fire func()
 }
 
-func (r reconfiguring) DeviceGetHandleByIndex(i int) (nvml.Device, nvml.Return) {
+func (r reconfiguring) DeviceGetHandleByIndex(i int) (gonvml.Device, gonvml.Return) {
 	h, ret := r.Interface.DeviceGetHandleByIndex(i)
-	if i == 0 && ret == nvml.SUCCESS {
+	if i == 0 && ret == gonvml.SUCCESS {
 		return reconfiguringDevice{Device: h, fire: r.fire}, ret
 	}
 	return h, ret
 }
 
 type reconfiguringDevice struct {
-	nvml.Device
+	gonvml.Device
 	fire func()
 }
 
-func (d reconfiguringDevice) GetMigDeviceHandleByIndex(k int) (nvml.Device, nvml.Return) {
+func (d reconfiguringDevice) GetMigDeviceHandleByIndex(k int) (gonvml.Device, gonvml.Return) {
 	h, ret := d.Device.GetMigDeviceHandleByIndex(k)
 	d.fire()
 	return h, ret
@@ -65,7 +65,7 @@ func TestStaleMIGHandlesAreReenumerated(t *testing.T) {
 			armed = true
 			d := collect(t, c).Devices[0]
 			if tt.wantErr {
-				if !errors.Is(d.Err, nvml.ERROR_INVALID_ARGUMENT) {
+				if !errors.Is(d.Err, gonvml.ERROR_INVALID_ARGUMENT) {
 					t.Fatalf("Err %v, want a stale-handle INVALID_ARGUMENT", d.Err)
 				}
 				if len(d.Instances) != 2 || d.Instances[0].Profile != "3g.40gb" {

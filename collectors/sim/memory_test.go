@@ -7,10 +7,10 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
-	nvmlcollector "github.com/gpumeter/gpumeter/collectors/nvml"
+	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim"
 )
 
@@ -57,7 +57,7 @@ func TestCollectDoesNotGrowMemory(t *testing.T) {
 					}
 				}
 			}
-			c := nvmlcollector.New(m.Interface(), nvmlcollector.Options{})
+			c := nvml.New(m.Interface(), nvml.Options{})
 			if err := c.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -116,7 +116,7 @@ func TestCollectorCallsLeaveNoRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	lib := m.Interface()
-	c := nvmlcollector.New(lib, nvmlcollector.Options{})
+	c := nvml.New(lib, nvml.Options{})
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -129,12 +129,12 @@ func TestCollectorCallsLeaveNoRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Close shut NVML down; Init again to take handles to inspect.
-	if ret := lib.Init(); ret != nvml.SUCCESS {
+	if ret := lib.Init(); ret != gonvml.SUCCESS {
 		t.Fatal(ret)
 	}
 	migGPU, wholeGPU := handle(t, lib, 0), handle(t, lib, 1)
 	mig, ret := migGPU.GetMigDeviceHandleByIndex(0)
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		t.Fatal(ret)
 	}
 	deviceCalls := []string{"GetUUID", "GetName", "GetMemoryInfo", "GetUtilizationRates",
@@ -175,39 +175,39 @@ func TestUnprogrammedCallsReachTheMocks(t *testing.T) {
 	_, lib := initialized(t, map[int][]string{0: {"7g.80gb"}})
 	gpu := handle(t, lib, 0)
 	mig, ret := gpu.GetMigDeviceHandleByIndex(0)
-	if ret != nvml.SUCCESS {
+	if ret != gonvml.SUCCESS {
 		t.Fatal(ret)
 	}
-	if parent, ret := mig.GetDeviceHandleFromMigDeviceHandle(); ret != nvml.SUCCESS || parent != gpu {
+	if parent, ret := mig.GetDeviceHandleFromMigDeviceHandle(); ret != gonvml.SUCCESS || parent != gpu {
 		t.Errorf("MIG parent %v (%v), want the GPU's own handle", parent, ret)
 	}
 	tests := []struct {
 		name      string
-		call      func() nvml.Return
+		call      func() gonvml.Return
 		wantPanic bool
 	}{
-		{"mock server's architecture of an H100", func() nvml.Return {
+		{"mock server's architecture of an H100", func() gonvml.Return {
 			arch, ret := gpu.GetArchitecture()
-			if ret == nvml.SUCCESS && arch != nvml.DEVICE_ARCH_HOPPER {
+			if ret == gonvml.SUCCESS && arch != gonvml.DEVICE_ARCH_HOPPER {
 				t.Errorf("architecture %v, want Hopper", arch)
 			}
 			return ret
 		}, false},
-		{"mock server's CUDA version", func() nvml.Return {
+		{"mock server's CUDA version", func() gonvml.Return {
 			v, ret := lib.SystemGetCudaDriverVersion()
-			if ret == nvml.SUCCESS && v != 12040 {
+			if ret == gonvml.SUCCESS && v != 12040 {
 				t.Errorf("CUDA driver version %d, want 12040", v)
 			}
 			return ret
 		}, false},
-		{"MIG handle's nil mock Func", func() nvml.Return { _, ret := mig.GetPciInfo(); return ret }, true},
+		{"MIG handle's nil mock Func", func() gonvml.Return { _, ret := mig.GetPciInfo(); return ret }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			panicked := true
 			func() {
 				defer func() { _ = recover() }()
-				if ret := tt.call(); ret != nvml.SUCCESS {
+				if ret := tt.call(); ret != gonvml.SUCCESS {
 					t.Errorf("answered %v, want SUCCESS", ret)
 				}
 				panicked = false

@@ -40,7 +40,16 @@ func missing(t testing.TB, format string, args ...any) {
 	if Required() {
 		t.Fatalf(format+" (and %s=1 requires it)", append(args, RequireEnv)...)
 	}
-	t.Skipf(format+" (bash .ci/run installs it)", args...)
+	t.Skipf(format+"; or run bash .ci/run, which installs and starts everything", args...)
+}
+
+// debianPackage names the Debian package that provides each program a
+// test may need, for the skip message.
+var debianPackage = map[string]string{
+	"prometheus": "prometheus", "promtool": "prometheus", "lintian": "lintian", "debootstrap": "debootstrap",
+	"rpm": "rpm", "systemd-analyze": "systemd", "prometheus-node-exporter": "prometheus-node-exporter",
+	"go": "golang-go", "gcc": "gcc", "objdump": "binutils", "objcopy": "binutils", "dpkg-deb": "dpkg",
+	"chroot": "coreutils",
 }
 
 // Tool returns the path of the program name, or skips/fails t.
@@ -48,7 +57,11 @@ func Tool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		missing(t, "%s not found in PATH", name)
+		how := "to run it, put it in PATH"
+		if pkg, ok := debianPackage[name]; ok {
+			how = "to run it: apt-get install " + pkg
+		}
+		missing(t, "%s not found in PATH: %s", name, how)
 	}
 	return p
 }
@@ -59,7 +72,7 @@ func PostgresDSN(t testing.TB) string {
 	t.Helper()
 	base := os.Getenv(PostgresEnv)
 	if base == "" {
-		missing(t, "%s is not set", PostgresEnv)
+		missing(t, "%s is not set: to run it, set it to a PostgreSQL URL whose role may create databases, e.g. %s=postgres://gpumeter:gpumeter@127.0.0.1:5432/gpumeter?sslmode=disable", PostgresEnv, PostgresEnv)
 	}
 	u, err := url.Parse(base)
 	if err != nil {
@@ -73,7 +86,7 @@ func PostgresDSN(t testing.TB) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := admin.PingContext(ctx); err != nil {
-		missing(t, "PostgreSQL at %s does not answer: %v", u.Redacted(), err)
+		missing(t, "PostgreSQL at %s does not answer: %v: start it (pg_ctlcluster <version> main start) or point %s elsewhere", u.Redacted(), err, PostgresEnv)
 	}
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/google/renameio/v2"
 )
 
 // pemType is the PEM block type of a key file (PKCS#8).
@@ -35,8 +37,9 @@ func (e *ModeError) Error() string {
 }
 
 // GenerateKeyFile writes a new Ed25519 key to path (mode 0600) and returns
-// its public key. It refuses to replace an existing file. The file and its
-// directory are fsynced before it returns.
+// its public key. It refuses to replace an existing file, and a crash
+// while it runs leaves no partial key. The file and its directory are
+// fsynced before it returns.
 func GenerateKeyFile(path string) (ed25519.PublicKey, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -46,37 +49,42 @@ func GenerateKeyFile(path string) (ed25519.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode key for %s: %w", path, err)
 	}
-	// O_EXCL: the file may be the key the authority has registered;
-	// replacing it would orphan the node.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("create key file %s (an existing key is never overwritten): %w", path, err)
-	}
-	if err := writeAndSync(f, &pem.Block{Type: pemType, Bytes: der}); err != nil {
-		// A partial key file would block the next attempt (O_EXCL) and
-		// could never be loaded: remove it.
-		_ = os.Remove(path)
-		return nil, fmt.Errorf("write key file %s: %w", path, err)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return nil, fmt.Errorf("sync directory of key file %s: %w", path, err)
+	if err := writeNewFile(path, &pem.Block{Type: pemType, Bytes: der}); err != nil {
+		return nil, err
 	}
 	return pub, nil
 }
 
-func writeAndSync(f *os.File, b *pem.Block) error {
-	if err := pem.Encode(f, b); err != nil {
-		_ = f.Close()
-		return err
+// writeNewFile writes b to path, mode 0600, all or nothing: the PEM goes to
+// a renameio temporary file in path's directory, is fsynced, and is then
+// hard-linked to path. A link, not renameio's rename, because rename
+// replaces and the file there may be the key the authority has registered:
+// replacing it would orphan the node, so an existing path is an error
+// (link(2) refuses it atomically). A crash leaves either no key or the
+// whole key, never a partial file that blocks the next attempt.
+func writeNewFile(path string, b *pem.Block) error {
+	t, err := renameio.NewPendingFile(path, renameio.WithTempDir(filepath.Dir(path)), renameio.WithStaticPermissions(0o600))
+	if err != nil {
+		return fmt.Errorf("create key file %s: %w", path, err)
 	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
+	defer func() { _ = t.Cleanup() }() // the temporary name only; path stays
+	if err := pem.Encode(t, b); err != nil {
+		return fmt.Errorf("write key file %s: %w", path, err)
 	}
-	return f.Close()
+	if err := t.Sync(); err != nil {
+		return fmt.Errorf("write key file %s: %w", path, err)
+	}
+	if err := os.Link(t.Name(), path); err != nil {
+		return fmt.Errorf("create key file %s (an existing key is never overwritten): %w", path, err)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("sync directory of key file %s: %w", path, err)
+	}
+	return nil
 }
 
-// syncDir makes a new directory entry durable.
+// syncDir makes a new directory entry durable (renameio syncs the file,
+// not its directory).
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

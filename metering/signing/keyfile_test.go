@@ -57,6 +57,18 @@ func TestGenerateRefusesOverwrite(t *testing.T) {
 	if string(before) != string(after) {
 		t.Fatal("existing key file was changed")
 	}
+	// The refused attempt's temporary file is gone: only the key is left.
+	ents, err := os.ReadDir(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || ents[0].Name() != "node.key" {
+		names := []string{}
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Fatalf("directory holds %q, want only node.key", names)
+	}
 }
 
 func TestLoadModes(t *testing.T) {

@@ -44,6 +44,12 @@ func (s *Spool) Compact(ctx context.Context) error {
 	if s.db == nil {
 		return ErrClosed
 	}
+	// Not renameio, unlike the repository's other atomic writes: bbolt
+	// opens its file by name and owns it (flock, mmap, its own fsyncs), so
+	// the temporary file must be a path bolt.Open creates, not the
+	// *os.File a renameio.PendingFile hands out. The steps are the same:
+	// write a temporary file beside the spool, fsync, rename, sync the
+	// directory.
 	tmp := s.opts.Path + ".compact"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("compact spool %s: remove stale %s: %w", s.opts.Path, tmp, err)

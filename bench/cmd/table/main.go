@@ -16,6 +16,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/google/renameio/v2"
 )
 
 var rows = []row{
@@ -123,7 +125,8 @@ func run(files, notes []string, out string, require bool, stdout io.Writer) erro
 		return err
 	}
 	if out != "" {
-		if err := os.WriteFile(out, b.Bytes(), 0o644); err != nil {
+		// Atomically: an interrupted run keeps the previous table whole.
+		if err := renameio.WriteFile(out, b.Bytes(), 0o644); err != nil {
 			return err
 		}
 	}
