@@ -71,13 +71,9 @@ func TestUnregisteredGPUIsHeldUntilRegistered(t *testing.T) {
 		return accepted || layout
 	})
 	if !accepted {
-		// The authority keeps no layout for a GPU that an inventory
-		// reported while it was not registered, so the usage of a GPU
-		// registered late stays held as no-inventory: the batch holding
-		// it can never be accepted. What the agent does (hold, never
-		// dead-letter) is checked above; the rest waits for the
-		// authority to keep that layout.
-		t.Skip("the authority holds the late GPU's usage as no-inventory: it kept no layout for the GPU from the inventory it received before add-gpu")
+		// The inventory that reported the GPU came before add-gpu and is
+		// never sent again: the authority must have kept its layout.
+		t.Fatalf("after add-gpu the held batch was refused no-inventory, not accepted:\n%s", n.Agent.Tail(40))
 	}
 	a.WaitDelivered(n, 2*time.Minute)
 	n.Agent.Stop()

@@ -185,30 +185,42 @@ func (in *Ingester) applyInventory(f *store.Facts, r *protocol.Record) *protocol
 	}
 	layouts := map[string]store.Layout{}
 	for _, g := range inv.GPUs {
-		reg, ok := f.GPUs[g.UUID]
-		if !ok {
-			// Not the node's (yet): its usage is refused anyway, and a
-			// layout is kept only for registered GPUs.
-			continue
-		}
-		m, ok := inventory.Lookup(g.Model)
-		if !ok || m.ID != reg.Model {
+		reg, registered := f.GPUs[g.UUID]
+		m, known := inventory.Lookup(g.Model)
+		if registered && (!known || m.ID != reg.Model) {
 			return protocol.NewProblem(protocol.ModelMismatch,
 				fmt.Sprintf("%sGPU %s reported as %q, registered as %s", seq, g.UUID, g.Model, reg.Model))
 		}
 		l := store.Layout{MIG: g.MIGEnabled, Instances: map[string]string{}}
+		var bad *protocol.Problem
 		if g.MIGEnabled {
 			profiles := make([]string, 0, len(g.Instances))
 			for _, i := range g.Instances {
 				profiles = append(profiles, i.Profile)
 				l.Instances[i.UUID] = i.Profile
 			}
-			if !m.MIG {
-				return protocol.NewProblem(protocol.InvalidInventory, fmt.Sprintf("%sGPU %s: %s has no MIG mode", seq, g.UUID, m.ID))
+			switch {
+			case !known:
+			case !m.MIG:
+				bad = protocol.NewProblem(protocol.InvalidInventory, fmt.Sprintf("%sGPU %s: %s has no MIG mode", seq, g.UUID, m.ID))
+			default:
+				if err := m.CheckLayout(profiles); err != nil {
+					bad = protocol.NewProblem(protocol.InvalidInventory, fmt.Sprintf("%sGPU %s: %v", seq, g.UUID, err))
+				}
 			}
-			if err := m.CheckLayout(profiles); err != nil {
-				return protocol.NewProblem(protocol.InvalidInventory, fmt.Sprintf("%sGPU %s: %v", seq, g.UUID, err))
+		}
+		if !registered {
+			// Not the node's (yet): its usage is refused for now, but a
+			// valid layout of a known model is kept apart, to become the
+			// GPU's if the operator registers it to this node later
+			// (this record is never sent again).
+			if known && bad == nil {
+				f.AddUnregistered(r.Seq, r.WindowStart.UnixMilli(), g.UUID, m.ID, l)
 			}
+			continue
+		}
+		if bad != nil {
+			return bad
 		}
 		layouts[g.UUID] = l
 	}

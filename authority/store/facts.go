@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -33,6 +34,16 @@ type Facts struct {
 	maxSpan map[string]int64    // per GPU: node_gpus.max_span_ms
 	layouts map[string][]Layout // per GPU, by From: the one in force at the batch's first window on
 	added   []addedInventory
+	// reported: layouts of GPUs the node reported but that are not
+	// registered to it, kept apart until they are (reported_layouts).
+	reported []reportedLayout
+}
+
+type reportedLayout struct {
+	seq   uint64
+	gpu   string
+	model string
+	l     Layout
 }
 
 // Layout is a GPU's MIG layout from From (Unix ms) until the next one.
@@ -110,6 +121,18 @@ func (f *Facts) AddInventory(seq uint64, recordID string, observed, window, merg
 	f.Window, f.MergeWindow = window, merge
 	f.added = append(f.added, addedInventory{seq: seq, recordID: recordID, observed: observed, window: window, merge: merge, layouts: changed})
 	return nil
+}
+
+// AddUnregistered keeps the layout an inventory record (seq, observed at
+// Unix ms observed) reported for gpu, a GPU not registered to the node,
+// whose model the node gave as model (the authority's model table id).
+// Such a layout decides nothing now, but is copied into the GPU's layout
+// history when the GPU is registered to this node (AddGPUs,
+// RegisterNode): the record that reported it came earlier in the chain
+// and is never sent again.
+func (f *Facts) AddUnregistered(seq uint64, observed int64, gpu, model string, l Layout) {
+	l.From = observed
+	f.reported = append(f.reported, reportedLayout{seq: seq, gpu: gpu, model: model, l: l})
 }
 
 // loadFacts reads the node's facts for batch b signed by keyID: the key's
@@ -279,8 +302,8 @@ func (s *Store) loadLayouts(ctx context.Context, tx *sql.Tx, f *Facts, gpus []st
 	return nil
 }
 
-// saveInventories writes the inventories the verifier applied and the
-// layouts they changed.
+// saveInventories writes the inventories the verifier applied, the
+// layouts they changed and those they reported for unregistered GPUs.
 func (s *Store) saveInventories(ctx context.Context, tx *sql.Tx, f *Facts) error {
 	for _, a := range f.added {
 		if _, err := s.exec(ctx, tx, `INSERT INTO node_inventories (node_id, seq, observed_ms, window_ms, merge_window_ms, record_id)
@@ -305,6 +328,117 @@ func (s *Store) saveInventories(ctx context.Context, tx *sql.Tx, f *Facts) error
 				}
 			}
 		}
+	}
+	return s.saveReported(ctx, tx, f)
+}
+
+// saveReported keeps the layouts of unregistered GPUs the batch's
+// inventories reported (AddUnregistered), each only where it is newer than
+// and differs from the latest the node reported for the GPU.
+func (s *Store) saveReported(ctx context.Context, tx *sql.Tx, f *Facts) error {
+	for _, r := range f.reported {
+		var (
+			from      int64
+			model     string
+			mig       bool
+			instances string
+		)
+		err := s.queryRowTx(ctx, tx, `SELECT from_ms, model, mig_enabled, instances FROM reported_layouts
+			WHERE node_id = ? AND gpu_uuid = ? ORDER BY from_ms DESC LIMIT 1`, f.Node, r.gpu).Scan(&from, &model, &mig, &instances)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("read reported layout of GPU %s: %w", r.gpu, err)
+		default:
+			var last Layout
+			if err := json.Unmarshal([]byte(instances), &last.Instances); err != nil {
+				return fmt.Errorf("read reported layout of GPU %s at %d: %w", r.gpu, from, err)
+			}
+			last.MIG = mig
+			if r.l.From <= from || model == r.model && last.same(r.l) {
+				continue
+			}
+		}
+		js, err := json.Marshal(r.l.Instances)
+		if err != nil {
+			return fmt.Errorf("keep reported layout of GPU %s: %w", r.gpu, err)
+		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO reported_layouts (node_id, gpu_uuid, from_ms, seq, model, mig_enabled, instances)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, f.Node, r.gpu, r.l.From, r.seq, r.model, r.l.MIG, string(js)); err != nil {
+			return fmt.Errorf("keep reported layout of GPU %s at %d: %w", r.gpu, r.l.From, err)
+		}
+	}
+	return nil
+}
+
+// adoptReported copies the layouts node reported for g while g was not
+// registered to it into g's layout history, in the registration's
+// transaction, and drops them from reported_layouts. Only the node's own
+// reports count (another node's word on a GPU says nothing about this
+// one), only those that gave the model g is registered as (the check an
+// inventory of a registered GPU gets), and only those after the GPU's
+// latest layout already kept (a GPU registered before, to another node,
+// keeps that node's history up to its last layout).
+func (s *Store) adoptReported(ctx context.Context, tx *sql.Tx, node string, g GPU) error {
+	var latest sql.NullInt64
+	if err := s.queryRowTx(ctx, tx, `SELECT MAX(from_ms) FROM gpu_layouts WHERE gpu_uuid = ?`, g.UUID).Scan(&latest); err != nil {
+		return fmt.Errorf("read layouts of GPU %s: %w", g.UUID, err)
+	}
+	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT from_ms, seq, model, mig_enabled, instances FROM reported_layouts
+		WHERE node_id = ? AND gpu_uuid = ? ORDER BY from_ms`), node, g.UUID)
+	if err != nil {
+		return fmt.Errorf("read reported layouts of GPU %s: %w", g.UUID, err)
+	}
+	type row struct {
+		seq int64
+		l   Layout
+	}
+	var adopt []row
+	for rows.Next() {
+		var (
+			r         row
+			model, js string
+		)
+		if err := rows.Scan(&r.l.From, &r.seq, &model, &r.l.MIG, &js); err != nil {
+			rows.Close()
+			return fmt.Errorf("read reported layouts of GPU %s: %w", g.UUID, err)
+		}
+		if err := json.Unmarshal([]byte(js), &r.l.Instances); err != nil {
+			rows.Close()
+			return fmt.Errorf("read reported layout of GPU %s at %d: %w", g.UUID, r.l.From, err)
+		}
+		if model != g.Model || latest.Valid && r.l.From <= latest.Int64 {
+			continue
+		}
+		if n := len(adopt); n > 0 && adopt[n-1].l.same(r.l) {
+			continue
+		}
+		adopt = append(adopt, r)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("read reported layouts of GPU %s: %w", g.UUID, err)
+	}
+	// After the rows are closed: PostgreSQL runs one statement at a time
+	// on a transaction's connection.
+	for _, r := range adopt {
+		if _, err := s.exec(ctx, tx, `INSERT INTO gpu_layouts (gpu_uuid, from_ms, node_id, seq, mig_enabled) VALUES (?, ?, ?, ?, ?)`,
+			g.UUID, r.l.From, node, r.seq, r.l.MIG); err != nil {
+			return fmt.Errorf("store layout of GPU %s at %d: %w", g.UUID, r.l.From, err)
+		}
+		ins := make([]string, 0, len(r.l.Instances))
+		for in := range r.l.Instances {
+			ins = append(ins, in)
+		}
+		sort.Strings(ins)
+		for _, in := range ins {
+			if _, err := s.exec(ctx, tx, `INSERT INTO gpu_layout_instances (gpu_uuid, from_ms, instance_uuid, profile) VALUES (?, ?, ?, ?)`,
+				g.UUID, r.l.From, in, r.l.Instances[in]); err != nil {
+				return fmt.Errorf("store layout of GPU %s at %d: %w", g.UUID, r.l.From, err)
+			}
+		}
+	}
+	if _, err := s.exec(ctx, tx, `DELETE FROM reported_layouts WHERE node_id = ? AND gpu_uuid = ?`, node, g.UUID); err != nil {
+		return fmt.Errorf("drop reported layouts of GPU %s: %w", g.UUID, err)
 	}
 	return nil
 }

@@ -92,6 +92,7 @@ var migrations = [][]string{
 	3: inventoryMigration,
 	4: auditMigration,
 	5: registryMigration,
+	6: reportedLayoutsMigration,
 }
 
 // migrate applies the migrations not yet recorded. Processes opening one

@@ -216,7 +216,8 @@ func canonicalGPUs(gpus []GPU, since, now time.Time) ([]GPU, error) {
 	return out, nil
 }
 
-// insertGPUs inserts sorted, canonical gpus for node.
+// insertGPUs inserts sorted, canonical gpus for node, each with the
+// layouts node reported for it before (adoptReported).
 func (s *Store) insertGPUs(ctx context.Context, tx *sql.Tx, node string, gpus []GPU) error {
 	for _, g := range gpus {
 		var (
@@ -233,6 +234,9 @@ func (s *Store) insertGPUs(ctx context.Context, tx *sql.Tx, node string, gpus []
 			if err := s.reRegisterGPU(ctx, tx, node, g, owner, model, reg, retired.Int64); err != nil {
 				return fmt.Errorf("GPU %s: %w", g.UUID, err)
 			}
+			if err := s.adoptReported(ctx, tx, node, g); err != nil {
+				return err
+			}
 			continue
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("GPU %s: %w", g.UUID, err)
@@ -243,6 +247,9 @@ func (s *Store) insertGPUs(ctx context.Context, tx *sql.Tx, node string, gpus []
 				return fmt.Errorf("GPU %s: %w (by a concurrent registration)", g.UUID, ErrGPUClaimed)
 			}
 			return fmt.Errorf("GPU %s: %w", g.UUID, err)
+		}
+		if err := s.adoptReported(ctx, tx, node, g); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -53,3 +53,23 @@ var registryMigration = []string{
 	)`,
 	`CREATE INDEX operator_actions_node ON operator_actions(node_id, id)`,
 }
+
+// reportedLayoutsMigration keeps the layouts a node's inventories report
+// for GPUs not registered to it. gpu_layouts may hold only registered
+// GPUs, and the inventory record that reported a GPU comes earlier in the
+// chain than the usage held until the operator registers it (node
+// add-gpu): without these rows that usage would lack a layout for ever.
+// Registering the GPU to the node copies the node's rows into gpu_layouts
+// and drops them. instances is a JSON object: instance UUID to profile.
+var reportedLayoutsMigration = []string{
+	`CREATE TABLE reported_layouts (
+		node_id     TEXT NOT NULL REFERENCES nodes(id),
+		gpu_uuid    TEXT NOT NULL,
+		from_ms     BIGINT NOT NULL,
+		seq         BIGINT NOT NULL,
+		model       TEXT NOT NULL,
+		mig_enabled BOOLEAN NOT NULL,
+		instances   TEXT NOT NULL,
+		PRIMARY KEY (node_id, gpu_uuid, from_ms)
+	)`,
+}
