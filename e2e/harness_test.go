@@ -366,6 +366,9 @@ type Node struct {
 	PublicKey   string
 	Scenario    *Scenario
 	Agent       *Proc // the latest agent process
+	// refusedAsSigner is set by the clone test on the copy the authority
+	// refused as a second signer.
+	refusedAsSigner bool
 }
 
 // Scenario is a simulated node's timeline (collectors/sim/scenario).
