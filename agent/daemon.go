@@ -335,10 +335,12 @@ func (d *Daemon) closeAll() {
 		}
 	}
 	if d.out != nil {
-		d.out.Close()
+		if err := d.out.Close(); err != nil {
+			d.log.Warn("close records file", "err", err)
+		}
 	}
 	if d.listener != nil {
-		d.listener.Close()
+		_ = d.listener.Close() // shutting down; nothing waits on it
 	}
 	if d.src != nil && d.src.close != nil {
 		if err := d.src.close(); err != nil {

@@ -67,15 +67,15 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 	}
 	d := &delivery{log: log, spool: sp, now: time.Now, maxClockOffset: cfg.Authority.MaxClockOffset}
 	if err := d.resume(mt); err != nil {
-		sp.Close()
+		_ = sp.Close()
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		sp.Close()
+		_ = sp.Close()
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	if d.instance, err = loadInstance(cfg.StateDir, currentHostFacts(), time.Now(), log); err != nil {
-		sp.Close()
+		_ = sp.Close()
 		return nil, fmt.Errorf("state_dir: %w", err)
 	}
 	if cfg.Authority.URL == "" {
@@ -84,7 +84,7 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 	}
 	key, err := signing.LoadKeyFile(cfg.KeyFile())
 	if err != nil {
-		sp.Close()
+		_ = sp.Close()
 		return nil, fmt.Errorf("signing.key_file: %w", err)
 	}
 	sealer, err := ledger.NewSealer(cfg.Node.ID, key, time.Now)
@@ -92,7 +92,7 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 		sealer, err = sealer.WithInstance(d.instance)
 	}
 	if err != nil {
-		sp.Close()
+		_ = sp.Close()
 		return nil, err
 	}
 	a := cfg.Authority
@@ -103,7 +103,7 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 		Log: log, Sealer: sealer, Spool: sp, Key: key,
 	})
 	if err != nil {
-		sp.Close()
+		_ = sp.Close()
 		return nil, fmt.Errorf("authority: %w", err)
 	}
 	log.Info("reporting to the voucher authority", "url", a.URL, "key_id", sealer.KeyID(), "instance", d.instance)

@@ -147,6 +147,9 @@ state_dir: %q
 		}
 		got[tenant] = ms
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	for tenant, ms := range want {
 		if got[tenant] != ms {
 			t.Errorf("tenant %s: authority has %d ms, the agent produced %d", tenant, got[tenant], ms)

@@ -66,7 +66,7 @@ func Simulate(ctx context.Context, sc *scenario.Scenario, opts SimOptions) error
 	if err := col.Start(); err != nil {
 		return err
 	}
-	defer col.Close()
+	defer func() { _ = col.Close() }()
 	attr, err := attribution.New(sc.Attribution, root)
 	if err != nil {
 		return fmt.Errorf("scenario attribution: %w", err)

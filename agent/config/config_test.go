@@ -192,14 +192,14 @@ func TestListenAddresses(t *testing.T) {
 		"10.0.0.5:9410":  false,
 		"node-1:9410":    false,
 	} {
-		cfg, err := config.Parse("a.yaml", []byte("node: {id: n, provider: p}\nhttp: {listen: '"+listen+"'}\n"))
+		_, err := config.Parse("a.yaml", []byte("node: {id: n, provider: p}\nhttp: {listen: '"+listen+"'}\n"))
 		if (err == nil) != ok {
 			t.Errorf("http.listen %s without TLS: err = %v, want ok=%v", listen, err, ok)
 		}
 		// Secured or explicitly plain, any address is accepted here
 		// (the web config file's TLS is checked when it is read).
 		for _, extra := range []string{"web_config_file: web.yml", "allow_plaintext: true"} {
-			cfg, err = config.Parse("a.yaml", []byte("node: {id: n, provider: p}\nhttp: {listen: '"+listen+"', "+extra+"}\n"))
+			cfg, err := config.Parse("a.yaml", []byte("node: {id: n, provider: p}\nhttp: {listen: '"+listen+"', "+extra+"}\n"))
 			if err != nil {
 				t.Errorf("http.listen %s with %s: %v", listen, extra, err)
 			} else if cfg.ListenIsLoopback() != ok {

@@ -17,7 +17,7 @@ func LoadAdminToken(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open admin token file: %w", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	st, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("stat admin token file %s: %w", path, err)

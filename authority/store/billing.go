@@ -263,7 +263,7 @@ func (l *billLoad) tenants(ctx context.Context, usages []billing.Usage) (map[bil
 	if err != nil {
 		return nil, fmt.Errorf("read tenant mappings: %w", err)
 	}
-	defer stmt.Close()
+	defer func() { _ = stmt.Close() }()
 	for _, u := range usages {
 		k := billing.TenantKey{Provider: u.Provider, Tenant: u.Tenant}
 		if seen[k] {

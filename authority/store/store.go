@@ -163,7 +163,7 @@ func enableWAL(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer func() { _ = db.Close() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var mode string

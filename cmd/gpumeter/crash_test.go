@@ -219,6 +219,9 @@ func checkCrashRecords(t *testing.T, st *store.Store, db *sql.DB, end time.Time)
 		}
 		recs = append(recs, r)
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	// Sequence numbers: 1..head, each once.
 	if int64(len(recs)) != int64(node.HeadSeq) {
 		t.Fatalf("%d records stored, head is %d", len(recs), node.HeadSeq)

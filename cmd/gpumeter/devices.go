@@ -49,7 +49,7 @@ func cmdDevices(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitFailure
 	}
 	initDur := time.Since(began)
-	defer col.Close()
+	defer func() { _ = col.Close() }()
 	attr, err := attribution.New(attrCfg, hostRoot, attribution.WithLogger(log))
 	if err != nil {
 		fmt.Fprintln(stderr, "gpumeter devices:", err)

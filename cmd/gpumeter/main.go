@@ -293,6 +293,6 @@ func (s *summary) print(w io.Writer) {
 	for _, k := range []protocol.Kind{protocol.KindIdle, protocol.KindGap} {
 		fmt.Fprintf(tw, "(%s)\t%d\t%s\t\n", k, s.kind[k], protocol.FormatHours(s.kind[k]))
 	}
-	tw.Flush()
+	_ = tw.Flush()
 	fmt.Fprintf(w, "%d records\n", s.n)
 }

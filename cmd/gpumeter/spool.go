@@ -67,7 +67,7 @@ func cmdSpool(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		return exitcode.Failure
 	}
-	defer sp.Close()
+	defer func() { _ = sp.Close() }()
 	switch sub {
 	case "status":
 		return spoolStatus(sp, cfg, stdout)

@@ -151,7 +151,7 @@ func parseProgram(name string, data []byte) (billing.Program, programDoc, error)
 func (d programDoc) placeErrors(err error) error {
 	var fes []*billing.FieldError
 	walkErrors(err, func(e error) {
-		if fe, ok := e.(*billing.FieldError); ok {
+		if fe, ok := e.(*billing.FieldError); ok { //nolint:errorlint // walkErrors visits every wrapped error itself
 			fes = append(fes, fe)
 		}
 	})
@@ -179,7 +179,7 @@ func walkErrors(err error, fn func(error)) {
 		return
 	}
 	fn(err)
-	switch u := err.(type) {
+	switch u := err.(type) { //nolint:errorlint // this is the walk that unwraps
 	case interface{ Unwrap() []error }:
 		for _, e := range u.Unwrap() {
 			walkErrors(e, fn)

@@ -54,7 +54,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() {
+		if err := st.Close(); err != nil {
+			log.Warn("close store", "err", err)
+		}
+	}()
 	in, err := ingest.New(ingest.Options{Store: st, Skew: cfg.ClockSkew,
 		Limits: ingest.Limits{MaxWindow: cfg.MaxWindow, MaxMergeWindow: cfg.MaxMergeWindow}})
 	if err != nil {

@@ -54,7 +54,7 @@ func (h hostProc) startTime(_ context.Context, pid uint32) (int64, error) {
 	// A stat line is about 300 bytes; the command name is at most 64.
 	var buf [1024]byte
 	n, err := io.ReadFull(f, buf[:])
-	f.Close()
+	_ = f.Close()
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return 0, fmt.Errorf("read start time of pid %d: %w", pid, err)
 	}
@@ -148,7 +148,7 @@ func (p *passwd) refresh() error {
 	if err != nil {
 		return fmt.Errorf("open %s: %w", p.path, err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	byName, byUID := map[string]uint32{}, map[uint32]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {

@@ -117,7 +117,7 @@ func (c *Collector) Start() error {
 	// to start rather than run and report nothing.
 	n, ret := c.lib.DeviceGetCount()
 	if ret != gonvml.SUCCESS || n == 0 {
-		c.lib.Shutdown()
+		_ = c.lib.Shutdown()
 		c.state = stateInitFailed
 		if ret != gonvml.SUCCESS {
 			c.initErr = fmt.Errorf("NVML: count GPUs: %w", ret)

@@ -34,7 +34,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // nil when it holds none.
 func List(err error) []*Error {
 	var one *Error
-	if errors.As(err, &one) && one == err {
+	if errors.As(err, &one) && one == err { //nolint:errorlint // identity: err is itself the one *Error
 		return []*Error{one}
 	}
 	var out []*Error

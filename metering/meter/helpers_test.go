@@ -137,7 +137,9 @@ func checkRecords(t *testing.T, recs []protocol.Record, node string, window time
 	for k, sum := range sums {
 		var uuid string
 		var s, e int64
-		fmt.Sscanf(k, "%s %d %d", &uuid, &s, &e)
+		if _, err := fmt.Sscanf(k, "%s %d %d", &uuid, &s, &e); err != nil {
+			t.Fatalf("key %q: %v", k, err)
+		}
 		if sum != e-s {
 			t.Errorf("unit %s window %d-%d: records sum to %d ms, window is %d ms", uuid, s, e, sum, e-s)
 		}

@@ -259,9 +259,9 @@ func refRecords(evs []refEvent, cuts []int64, stopSeen map[int64][]string, stop 
 // remainder first, ties to the lexically smaller tenant.
 func refSplit(d int64, shares []attribution.Share) map[string]int64 {
 	type cand struct {
-		tenant   string
-		part     int64
-		rem, idx int64
+		tenant string
+		part   int64
+		rem    int64
 	}
 	var total int64
 	for _, s := range shares {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Bucket and meta key names: the file format (formatVersion).
@@ -187,7 +188,7 @@ func openDBFile(path string, opened func(*os.File)) (*bolt.DB, error) {
 		}
 	}
 	db, err := bolt.Open(path, 0o600, o)
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open spool %s: %w", path, ErrLocked)
 	}
 	if err != nil {

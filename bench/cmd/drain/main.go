@@ -114,7 +114,7 @@ func once(ctx context.Context, c config) (d time.Duration, n int, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	defer sp.Close()
+	defer func() { _ = sp.Close() }()
 	// The backlog: the day that ended at the last whole minute, appended
 	// as the meter would have while the authority was out of reach.
 	end := time.Now().UTC().Truncate(time.Minute)
@@ -165,7 +165,7 @@ func register(ctx context.Context, db authproc.Database, n workload.Node) error 
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	return st.RegisterNode(ctx, store.Registration{ID: n.ID, Provider: workload.Provider, Key: n.Public(), GPUs: store.GPUsOf("H100-SXM5-80GB", n.GPUs...), Since: workload.Since}, time.Now())
 }
 
@@ -176,7 +176,7 @@ func countStored(ctx context.Context, db authproc.Database, node string, want in
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	var rows, distinct, maxSeq int
 	q := db.Rebind(`SELECT COUNT(*), COUNT(DISTINCT seq), COALESCE(MAX(seq), 0) FROM records WHERE node_id = ?`)
 	if err := conn.QueryRowContext(ctx, q, node).Scan(&rows, &distinct, &maxSeq); err != nil {

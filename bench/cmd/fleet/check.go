@@ -47,7 +47,7 @@ func (f *fleet) check(ctx context.Context, db authproc.Database) (*checkResult, 
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	byNode := map[string]*stored{}
 	get := func(id string) *stored {
 		if byNode[id] == nil {

@@ -53,7 +53,7 @@ func newFleet(ctx context.Context, c config, db authproc.Database) (*fleet, erro
 	if err != nil {
 		return nil, err
 	}
-	defer st.Close()
+	defer func() { _ = st.Close() }()
 	now := time.Now().UTC()
 	// Windows start 30 days back: far more than a run can seal, and all of
 	// them ended long before the authority's now.

@@ -59,7 +59,7 @@ func CreatePostgres(ctx context.Context, adminDSN string) (Database, error) {
 	}
 	u.Path = "/" + name
 	return Database{Driver: "postgres", Source: u.String(), drop: func(ctx context.Context) error {
-		defer admin.Close()
+		defer func() { _ = admin.Close() }()
 		return dropDatabase(ctx, admin, name)
 	}}, nil
 }
@@ -155,7 +155,7 @@ func Start(ctx context.Context, bin, dir string, db Database) (*Process, error) 
 	if err != nil {
 		return nil, fmt.Errorf("create authority log: %w", err)
 	}
-	defer logf.Close() // the child holds its own descriptor
+	defer func() { _ = logf.Close() }() // the child holds its own descriptor
 	p.cmd = exec.Command(bin, "serve", "--config", cfgPath)
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
