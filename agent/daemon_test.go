@@ -44,6 +44,13 @@ http: {listen: "127.0.0.1:0"}
 output: {records_file: %q}
 state_dir: %q
 `, scenario, out, t.TempDir())
+	return loadConfig(t, body)
+}
+
+// loadConfig writes an agent configuration to a 0600 file and loads it the
+// way the daemon does, so tests exercise the real parser.
+func loadConfig(t *testing.T, body string) *config.Config {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

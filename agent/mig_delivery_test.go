@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
@@ -46,14 +45,7 @@ authority: {url: %q, timeout: 5s}
 output: {records_file: %q}
 state_dir: %q
 `, scenario, auth.URL, out, state)
-	p := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadConfig(t, body)
 	r := startDaemon(t, cfg)
 	poll(t, "an hour of virtual time metered", 60*time.Second, func() bool {
 		return metrics(t, r.base)["gpumeter_last_cycle_timestamp_seconds"] >= float64(cfgStart(t, state).Add(time.Hour).Unix())
