@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
-	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -49,11 +48,7 @@ func metrics(t *testing.T, base string) map[string]float64 {
 // is back, and in the end the authority holds exactly the records the
 // agent produced (its records file): nothing lost, nothing doubled.
 func TestAuthorityOutageDrains(t *testing.T) {
-	state := t.TempDir()
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, pub := nodeState(t)
 	auth := authoritytest.New(t, authoritytest.Options{
 		Nodes: []authoritytest.Node{{ID: "test-node", Provider: "test-cloud", PublicKey: pub, GPUs: demoGPUs}},
 	})

@@ -44,11 +44,7 @@ func labelled(t *testing.T, base, name string) (labels []map[string]string, valu
 // the held batch goes through, the metric clears, and the authority holds
 // every record the agent produced.
 func TestUnregisteredKeyIsHeldNotDeadLettered(t *testing.T) {
-	state := t.TempDir()
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, pub := nodeState(t)
 	other, err := signing.GenerateKeyFile(filepath.Join(t.TempDir(), "other.key"))
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
-	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -22,11 +21,7 @@ import (
 // checks that refuse invented units.
 func TestMIGReconfigurationAccepted(t *testing.T) {
 	const gpu = "GPU-3c0f1600-0000-4000-8000-000000000000"
-	state := t.TempDir()
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, pub := nodeState(t)
 	auth := authoritytest.New(t, authoritytest.Options{
 		// No seeded inventory: the agent's own reports are the only ones.
 		Nodes: []authoritytest.Node{{ID: "mig-node", Provider: "test-cloud", PublicKey: pub, GPUs: []string{gpu}, NoInventory: true}},
