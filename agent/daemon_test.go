@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
+	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -44,6 +46,25 @@ http: {listen: "127.0.0.1:0"}
 output: {records_file: %q}
 state_dir: %q
 `, scenario, out, t.TempDir())
+	return loadConfig(t, body)
+}
+
+// nodeState makes a state directory holding a fresh node.key and answers
+// it with the key's public half, for registering the node.
+func nodeState(t *testing.T) (string, ed25519.PublicKey) {
+	t.Helper()
+	state := t.TempDir()
+	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return state, pub
+}
+
+// loadConfig writes an agent configuration to a 0600 file and loads it the
+// way the daemon does, so tests exercise the real parser.
+func loadConfig(t *testing.T, body string) *config.Config {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "agent.yaml")
 	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,9 +12,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
-	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -51,11 +48,7 @@ func metrics(t *testing.T, base string) map[string]float64 {
 // is back, and in the end the authority holds exactly the records the
 // agent produced (its records file): nothing lost, nothing doubled.
 func TestAuthorityOutageDrains(t *testing.T) {
-	state := t.TempDir()
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, pub := nodeState(t)
 	auth := authoritytest.New(t, authoritytest.Options{
 		Nodes: []authoritytest.Node{{ID: "test-node", Provider: "test-cloud", PublicKey: pub, GPUs: demoGPUs}},
 	})
@@ -74,14 +67,7 @@ authority: {url: %q, timeout: 1s}
 output: {records_file: %q}
 state_dir: %q
 `, scenario, auth.URL, out, state)
-	p := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadConfig(t, body)
 	r := startDaemon(t, cfg)
 	base := r.base
 

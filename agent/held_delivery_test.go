@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,7 +11,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/gpumeter/gpumeter/agent"
-	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
@@ -46,11 +44,7 @@ func labelled(t *testing.T, base, name string) (labels []map[string]string, valu
 // the held batch goes through, the metric clears, and the authority holds
 // every record the agent produced.
 func TestUnregisteredKeyIsHeldNotDeadLettered(t *testing.T) {
-	state := t.TempDir()
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, pub := nodeState(t)
 	other, err := signing.GenerateKeyFile(filepath.Join(t.TempDir(), "other.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -67,14 +61,7 @@ func TestUnregisteredKeyIsHeldNotDeadLettered(t *testing.T) {
 		"authority: {url: \"" + auth.URL + "\", timeout: 1s}\n" +
 		"output: {records_file: " + out + "}\n" +
 		"state_dir: " + state + "\n"
-	p := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadConfig(t, body)
 	r := startDaemon(t, cfg)
 
 	poll(t, "delivery held", 30*time.Second, func() bool { return metrics(t, r.base)["gpumeter_delivery_held"] == 1 })

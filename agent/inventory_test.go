@@ -147,14 +147,7 @@ func TestFullSpoolKeepsInventoryInPlace(t *testing.T) {
 	}
 	d := &delivery{log: slog.New(slog.DiscardHandler), spool: full}
 	start := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
-	window := func(i int) []protocol.Record {
-		s := start.Add(time.Duration(i) * time.Minute)
-		r := protocol.Record{Node: "n1", Provider: "p1", WindowStart: s, WindowEnd: s.Add(time.Minute), Kind: protocol.KindIdle,
-			GPUUUID: invGPU0, ParentUUID: invGPU0, Model: "H100", SliceNum: 1, SliceDen: 1, GPUMillis: 60_000,
-			UtilizationPercent: -1, EnergyMillijoules: -1}
-		r.ID = r.ComputeID()
-		return []protocol.Record{r}
-	}
+	window := func(i int) []protocol.Record { return idleWindow(start, i) }
 	iv := inventory{opts: InventoryOptions{Node: "n1", Provider: "p1", Window: time.Minute}}
 	inv, ok := iv.observe(invNode(1), start.Add(2*time.Minute).UnixMilli())
 	if !ok {
@@ -198,4 +191,15 @@ func TestFullSpoolKeepsInventoryInPlace(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("stored in this order:\n%+v\nwant the order metered:\n%+v", got, want)
 	}
+}
+
+// idleWindow is the i-th one-minute window after start: one idle record
+// of invGPU0 on node n1.
+func idleWindow(start time.Time, i int) []protocol.Record {
+	s := start.Add(time.Duration(i) * time.Minute)
+	r := protocol.Record{Node: "n1", Provider: "p1", WindowStart: s, WindowEnd: s.Add(time.Minute), Kind: protocol.KindIdle,
+		GPUUUID: invGPU0, ParentUUID: invGPU0, Model: "H100", SliceNum: 1, SliceDen: 1, GPUMillis: 60_000,
+		UtilizationPercent: -1, EnergyMillijoules: -1}
+	r.ID = r.ComputeID()
+	return []protocol.Record{r}
 }

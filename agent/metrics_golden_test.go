@@ -12,12 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
-
-	"github.com/gpumeter/gpumeter/collectors/attribution"
-	"github.com/gpumeter/gpumeter/collectors/nvml"
-	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
-	"github.com/gpumeter/gpumeter/internal/clock"
-	"github.com/gpumeter/gpumeter/metering/meter"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -38,31 +32,10 @@ func volatile(name string) bool {
 // families) with testdata/metrics.golden. Run with -update to rewrite it
 // after an intended change, and review the diff.
 func TestMetricsGolden(t *testing.T) {
-	sc, err := scenario.Load("../configs/scenarios/demo.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	drv, err := scenario.NewDriver(sc, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	vclock := clock.NewVirtual(sc.Start)
-	col := nvml.New(drv.Machine().Interface(), nvml.Options{Clock: vclock})
-	if err := col.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer col.Close()
-	attr, err := attribution.New(sc.Attribution, drv.HostRoot())
-	if err != nil {
-		t.Fatal(err)
-	}
-	mt, err := meter.New(meter.Options{Node: "golden", Provider: "golden", Window: time.Minute, MaxHold: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, sc, vclock, _ := demoPipeline(t, "golden")
 	m := NewMetrics("golden")
-	m.Watch(mt)
-	p := &Pipeline{Collector: &drivenCollector{drv: drv, c: col, clock: vclock}, Attributor: attr, Meter: mt, Clock: vclock, Metrics: m}
+	m.Watch(p.Meter)
+	p.Metrics = m
 	for ts := sc.Start; ts.Before(sc.Start.Add(45 * time.Minute)); ts = ts.Add(time.Second) {
 		vclock.Set(ts)
 		if _, err := p.Cycle(context.Background()); err != nil {

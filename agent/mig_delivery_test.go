@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
-	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -23,11 +21,7 @@ import (
 // checks that refuse invented units.
 func TestMIGReconfigurationAccepted(t *testing.T) {
 	const gpu = "GPU-3c0f1600-0000-4000-8000-000000000000"
-	state := t.TempDir()
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, pub := nodeState(t)
 	auth := authoritytest.New(t, authoritytest.Options{
 		// No seeded inventory: the agent's own reports are the only ones.
 		Nodes: []authoritytest.Node{{ID: "mig-node", Provider: "test-cloud", PublicKey: pub, GPUs: []string{gpu}, NoInventory: true}},
@@ -46,14 +40,7 @@ authority: {url: %q, timeout: 5s}
 output: {records_file: %q}
 state_dir: %q
 `, scenario, auth.URL, out, state)
-	p := filepath.Join(t.TempDir(), "agent.yaml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := loadConfig(t, body)
 	r := startDaemon(t, cfg)
 	poll(t, "an hour of virtual time metered", 60*time.Second, func() bool {
 		return metrics(t, r.base)["gpumeter_last_cycle_timestamp_seconds"] >= float64(cfgStart(t, state).Add(time.Hour).Unix())

@@ -19,39 +19,17 @@ import (
 // window on, as a reload does.
 func meterDemo(t *testing.T, reloadAt time.Time) (recs []protocol.Record, from time.Time) {
 	t.Helper()
-	sc, err := scenario.Load("../configs/scenarios/demo.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	drv, err := scenario.NewDriver(sc, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	vclock := clock.NewVirtual(sc.Start)
-	col := nvml.New(drv.Machine().Interface(), nvml.Options{Clock: vclock})
-	if err := col.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer col.Close()
-	attr, err := attribution.New(sc.Attribution, drv.HostRoot())
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, sc, vclock, hostRoot := demoPipeline(t, "n")
 	renamed := attribution.Config{Rules: append([]attribution.Rule(nil), sc.Attribution.Rules...)}
 	for i := range renamed.Rules {
 		if renamed.Rules[i].Tenant == "acme" {
 			renamed.Rules[i].Tenant = "acme-lab"
 		}
 	}
-	next, err := attribution.New(renamed, drv.HostRoot())
+	next, err := attribution.New(renamed, hostRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mt, err := meter.New(meter.Options{Node: "n", Provider: "p", Window: time.Minute, MaxHold: 3 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Pipeline{Collector: &drivenCollector{drv: drv, c: col, clock: vclock}, Attributor: attr, Meter: mt, Clock: vclock}
 	for ts := sc.Start; ts.Before(sc.Start.Add(20 * time.Minute)); ts = ts.Add(time.Second) {
 		vclock.Set(ts)
 		if !reloadAt.IsZero() && ts.Equal(reloadAt) {
@@ -128,4 +106,35 @@ func TestReloadedRulesTakeOverAtTheNextWindow(t *testing.T) {
 			t.Errorf("record of window %s before the reload took effect names acme-lab", r.WindowStart)
 		}
 	}
+}
+
+// demoPipeline builds a pipeline over the demo scenario in virtual time: the
+// simulated machine, the real collector and attributor, and a one-minute
+// meter for node. It returns the scenario, its clock and its host root too.
+func demoPipeline(t *testing.T, node string) (*Pipeline, *scenario.Scenario, *clock.Virtual, string) {
+	t.Helper()
+	sc, err := scenario.Load("../configs/scenarios/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv, err := scenario.NewDriver(sc, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vclock := clock.NewVirtual(sc.Start)
+	col := nvml.New(drv.Machine().Interface(), nvml.Options{Clock: vclock})
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = col.Close() })
+	attr, err := attribution.New(sc.Attribution, drv.HostRoot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := meter.New(meter.Options{Node: node, Provider: node, Window: time.Minute, MaxHold: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Pipeline{Collector: &drivenCollector{drv: drv, c: col, clock: vclock}, Attributor: attr, Meter: mt, Clock: vclock}
+	return p, sc, vclock, drv.HostRoot()
 }

@@ -30,14 +30,7 @@ func TestFailingAppendIsHeldGaugedAndLoggedSparingly(t *testing.T) {
 	_ = sp.Close() // every append now fails, as writes to a full disk do
 	ctx := context.Background()
 	start := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
-	window := func(i int) []protocol.Record {
-		s := start.Add(time.Duration(i) * time.Minute)
-		r := protocol.Record{Node: "n1", Provider: "p1", WindowStart: s, WindowEnd: s.Add(time.Minute), Kind: protocol.KindIdle,
-			GPUUUID: invGPU0, ParentUUID: invGPU0, Model: "H100", SliceNum: 1, SliceDen: 1, GPUMillis: 60_000,
-			UtilizationPercent: -1, EnergyMillijoules: -1}
-		r.ID = r.ComputeID()
-		return []protocol.Record{r}
-	}
+	window := func(i int) []protocol.Record { return idleWindow(start, i) }
 	var held int
 	for i := range 5 {
 		stored, full, err := d.store(ctx, window(i), meter.Checkpoint{})

@@ -140,7 +140,9 @@ type answer struct {
 	LastWindowEnd *time.Time `json:"last_window_end"`
 }
 
-func (e *env) do(req *http.Request) answer {
+// roundTrip sends req to the test server and answers the response with
+// its whole body read (and closed).
+func (e *env) roundTrip(req *http.Request) (*http.Response, []byte) {
 	e.t.Helper()
 	resp, err := e.HTTP.Client().Do(req)
 	if err != nil {
@@ -151,6 +153,12 @@ func (e *env) do(req *http.Request) answer {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return resp, body
+}
+
+func (e *env) do(req *http.Request) answer {
+	e.t.Helper()
+	resp, body := e.roundTrip(req)
 	a := answer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type")}
 	if err := json.Unmarshal(body, &a); err != nil {
 		e.t.Fatalf("%s %s: answer %d is not JSON: %v: %q", req.Method, req.URL.Path, resp.StatusCode, err, body)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -36,15 +35,7 @@ func (e *env) read(path, auth string) readAnswer {
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	resp, err := e.HTTP.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	resp, b := e.roundTrip(req)
 	a := readAnswer{status: resp.StatusCode, header: resp.Header, body: string(b)}
 	_ = json.Unmarshal(b, &a.answer)
 	_ = json.Unmarshal(b, &a.report)

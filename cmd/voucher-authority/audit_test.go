@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"database/sql"
 	"encoding/json"
 	"net/http"
@@ -52,17 +51,11 @@ func holdReview(t *testing.T, a *authoritytest.Authority, recordID, reason strin
 func TestAuditAndReviewCommands(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		ctx := context.Background()
-		_, key, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key := newKey(t)
 		a := authoritytest.New(t, authoritytest.Options{Driver: driver, Nodes: []authoritytest.Node{
 			{ID: "n1", Provider: testProvider, PublicKey: key.Public().(ed25519.PublicKey), GPUs: []string{testGPU}},
 		}})
-		db := a.DBPath
-		if driver == store.DriverPostgres {
-			db = a.DSN
-		}
+		db := dbArg(a, driver)
 		now := time.Now().UTC().Truncate(time.Second)
 		st := a.Store
 		must := func(err error) {

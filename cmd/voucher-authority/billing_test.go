@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/csv"
 	"encoding/json"
 	"net/http"
@@ -17,7 +16,6 @@ import (
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/authority/server"
-	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -68,17 +66,11 @@ func output(t *testing.T, args ...string) string {
 // through the CLI, on each store.
 func TestBillingCommands(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
-		_, key, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key := newKey(t)
 		a := authoritytest.New(t, authoritytest.Options{Driver: driver, Nodes: []authoritytest.Node{
 			{ID: "n1", Provider: testProvider, PublicKey: key.Public().(ed25519.PublicKey), GPUs: []string{testGPU}},
 		}})
-		db := a.DBPath
-		if driver == store.DriverPostgres {
-			db = a.DSN
-		}
+		db := dbArg(a, driver)
 		testBillingCommands(t, db, a, key)
 	})
 }

@@ -11,10 +11,30 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/testenv"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
+
+// newKey makes a node's signing key.
+func newKey(t *testing.T) ed25519.PrivateKey {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// dbArg is the --db value that reaches a's store: the SQLite file, or the
+// DSN on PostgreSQL.
+func dbArg(a *authoritytest.Authority, driver string) string {
+	if driver == store.DriverPostgres {
+		return a.DSN
+	}
+	return a.DBPath
+}
 
 func newPub(t *testing.T) ed25519.PublicKey {
 	t.Helper()
@@ -58,13 +78,7 @@ func testCommands(t *testing.T, db string) {
 		t.Fatal(err)
 	}
 	// Steps run in order against one database.
-	steps := []struct {
-		name       string
-		args       []string
-		code       int
-		wantOut    string
-		wantStderr string
-	}{
+	steps := []step{
 		{"no command", nil, exitUsage, "", "Usage:"},
 		{"unknown command", []string{"frobnicate"}, exitUsage, "", "unknown command"},
 		{"register", []string{"node", "register", "--db", db, "--id", "n1", "--provider", "p", "--public-key", b64(k1), "--model", "H100-SXM5-80GB", "--gpu", "GPU-00000000-0000-4000-8000-000000000001", "--gpu", "GPU-00000000-0000-4000-8000-000000000002"},
@@ -87,18 +101,7 @@ func testCommands(t *testing.T, db string) {
 		{"serve with unknown config key", []string{"serve", "--config", badCfg}, exitConfig, "", "bad.yaml:5: max_body: unknown field"},
 		{"serve without config file", []string{"serve", "--config", filepath.Join(dir, "none.yaml")}, exitConfig, "", "read config"},
 	}
-	for _, s := range steps {
-		t.Run(s.name, func(t *testing.T) {
-			var out, errb bytes.Buffer
-			code := run(context.Background(), s.args, &out, &errb)
-			if code != s.code {
-				t.Fatalf("exit %d, want %d; stdout %q stderr %q", code, s.code, out.String(), errb.String())
-			}
-			if !strings.Contains(out.String(), s.wantOut) || !strings.Contains(errb.String(), s.wantStderr) {
-				t.Fatalf("stdout %q (want %q), stderr %q (want %q)", out.String(), s.wantOut, errb.String(), s.wantStderr)
-			}
-		})
-	}
+	runSteps(t, steps)
 	var out bytes.Buffer
 	if code := run(context.Background(), []string{"head", "--db", db, "--node", "n1"}, &out, &bytes.Buffer{}); code != 0 {
 		t.Fatal(code)

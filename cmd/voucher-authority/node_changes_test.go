@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -26,18 +25,12 @@ import (
 func TestNodeChangeCommands(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		const gpu2, gpu3 = "GPU-b111b111-0000-4000-8000-000000000002", "GPU-b111b111-0000-4000-8000-000000000003"
-		_, key, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key := newKey(t)
 		a := authoritytest.New(t, authoritytest.Options{Driver: driver, Nodes: []authoritytest.Node{
 			{ID: "n1", Provider: testProvider, PublicKey: key.Public().(ed25519.PublicKey), GPUs: []string{testGPU, gpu2}},
 			{ID: "n2", Provider: testProvider, PublicKey: newPub(t), GPUs: []string{gpu3}},
 		}})
-		db := a.DBPath
-		if driver == store.DriverPostgres {
-			db = a.DSN
-		}
+		db := dbArg(a, driver)
 		base := time.Now().UTC().Truncate(time.Minute).Add(-10 * time.Minute)
 		deliver(t, a, key, []protocol.Record{usageRecord(base, "t1", 60000)})
 		// The copy: the same key, its own batch 1 (another tenant).

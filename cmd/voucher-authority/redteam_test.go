@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,17 +187,8 @@ settlement: after_settlement
 	storeCfg := fmt.Sprintf("store: {driver: sqlite, path: %q}", db)
 	if driver == store.DriverPostgres {
 		// The password goes in a 0600 file, as the config requires.
-		u, err := url.Parse(db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pw, _ := u.User.Password()
-		u.User = url.User(u.User.Username())
-		pwFile := filepath.Join(dir, "db-password")
-		if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		storeCfg = fmt.Sprintf("store: {driver: postgres, dsn: %q, password_file: %q}", u.String(), pwFile)
+		bare, pwFile, _ := splitPassword(t, dir, db)
+		storeCfg = fmt.Sprintf("store: {driver: postgres, dsn: %q, password_file: %q}", bare, pwFile)
 	}
 	if err := os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\n"+storeCfg+"\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -208,21 +208,12 @@ func TestTwoProcessesOnePostgres(t *testing.T) {
 
 	// The config carries the DSN without its password, which is in a 0600
 	// file, as configs/authority.yaml says to run it.
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw, _ := u.User.Password()
-	u.User = url.User(u.User.Username())
-	pwFile := filepath.Join(dir, "db-password")
-	if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	bare, pwFile, hasPw := splitPassword(t, dir, dsn)
 	cfgFile := func(name string) string {
 		p := filepath.Join(dir, name)
-		cfg := fmt.Sprintf("listen: 127.0.0.1:0\nstore:\n  driver: postgres\n  dsn: %q\n  password_file: %s\n", u.String(), pwFile)
-		if pw == "" {
-			cfg = fmt.Sprintf("listen: 127.0.0.1:0\nstore:\n  driver: postgres\n  dsn: %q\n", u.String())
+		cfg := fmt.Sprintf("listen: 127.0.0.1:0\nstore:\n  driver: postgres\n  dsn: %q\n  password_file: %s\n", bare, pwFile)
+		if !hasPw {
+			cfg = fmt.Sprintf("listen: 127.0.0.1:0\nstore:\n  driver: postgres\n  dsn: %q\n", bare)
 		}
 		if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
@@ -518,4 +509,22 @@ func checkBilling(t *testing.T, db *sql.DB, usageRecords int, faces map[string]b
 	if seen != len(faces) {
 		t.Errorf("%d vouchers, want %d", seen, len(faces))
 	}
+}
+
+// splitPassword takes the password out of a PostgreSQL DSN into a 0600 file
+// in dir, as the config requires, and answers the DSN without it, the file
+// and whether the DSN had a password.
+func splitPassword(t *testing.T, dir, dsn string) (bare, pwFile string, hasPw bool) {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := u.User.Password()
+	u.User = url.User(u.User.Username())
+	pwFile = filepath.Join(dir, "db-password")
+	if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return u.String(), pwFile, pw != ""
 }

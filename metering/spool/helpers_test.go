@@ -120,3 +120,15 @@ func openAll(tb testing.TB, batches []spool.Batch, first uint64, prevHash string
 	}
 	return recs
 }
+
+// sealAndOpen seals everything pending in s and answers the records of all
+// its unacknowledged batches, checking the chain from seq 1.
+func sealAndOpen(tb testing.TB, s *spool.Spool) []protocol.Record {
+	tb.Helper()
+	sealAll(tb, s, newSealFunc(tb), 0)
+	un, err := s.Unacked(context.Background(), 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return openAll(tb, un, 1, "")
+}

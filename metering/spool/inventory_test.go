@@ -119,12 +119,7 @@ func TestAppendKeepsInventoryAlone(t *testing.T) {
 	if st := s.Stats(); st.PendingRecords != int64(len(in)) {
 		t.Fatalf("%d records pending, want %d", st.PendingRecords, len(in))
 	}
-	sealAll(t, s, newSealFunc(t), 0)
-	un, err := s.Unacked(ctx, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := openAll(t, un, 1, "")
+	out := sealAndOpen(t, s)
 	for i := range out {
 		out[i].Seq = 0
 	}
@@ -172,12 +167,7 @@ func TestCapMergesKeepInventories(t *testing.T) {
 			if got := s.Stats().PendingRecords; got >= int64(len(stored))*2/3 {
 				t.Fatalf("%d records pending of %d appended: the cap did not force merging", got, len(stored))
 			}
-			sealAll(t, s, newSealFunc(t), 0)
-			un, err := s.Unacked(ctx, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := openAll(t, un, 1, "")
+			out := sealAndOpen(t, s)
 			for i := range out {
 				out[i].Seq = 0
 			}

@@ -203,12 +203,7 @@ func TestCapMerges(t *testing.T) {
 			if got := s.Stats().PendingRecords; got >= int64(len(stored))*2/3 {
 				t.Fatalf("%d records pending of %d appended: the cap did not force merging", got, len(stored))
 			}
-			sealAll(t, s, newSealFunc(t), 0)
-			un, err := s.Unacked(ctx, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out := openAll(t, un, 1, "")
+			out := sealAndOpen(t, s)
 			checkInvariants(t, out)
 			checkTotals(t, stored, out)
 		})
