@@ -3,8 +3,6 @@ package packaging
 import (
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -37,33 +35,6 @@ func sectionSettings(t *testing.T, path string) map[string]map[string][]string {
 	return out
 }
 
-// restarts says whether systemd restarts a service that ended as given
-// (an exit status, or killed by a signal), per systemd.service(5):
-// Restart=on-failure restarts on an unclean exit status and on a signal
-// other than the clean ones (SIGHUP, SIGINT, SIGTERM, SIGPIPE), unless
-// RestartPreventExitStatus lists the status or signal.
-func restarts(svc map[string][]string, exit int, signal string) bool {
-	if last(svc["Restart"]) != "on-failure" {
-		return false
-	}
-	var prevent []string
-	for _, v := range svc["RestartPreventExitStatus"] {
-		prevent = append(prevent, strings.Fields(v)...)
-	}
-	if signal != "" {
-		clean := []string{"SIGHUP", "SIGINT", "SIGTERM", "SIGPIPE"}
-		return !slices.Contains(clean, signal) && !slices.Contains(prevent, signal)
-	}
-	return exit != 0 && !slices.Contains(prevent, strconv.Itoa(exit))
-}
-
-func last(vs []string) string {
-	if len(vs) == 0 {
-		return ""
-	}
-	return vs[len(vs)-1]
-}
-
 // TestAuthorityUnitRestarts: the authority's unit restarts what a restart
 // may cure (a runtime failure, a panic, a crash by signal) and not a
 // usage or configuration error (internal/exitcode), checks the config
@@ -87,7 +58,7 @@ func TestAuthorityUnitRestarts(t *testing.T) {
 		{"a clean stop (0)", 0, "", false},
 		{"stopped by SIGTERM", 0, "SIGTERM", false},
 	} {
-		if got := restarts(svc, tc.exit, tc.signal); got != tc.want {
+		if got := restartsAfter(t, svc, exitCause{name: tc.what, code: tc.exit, signal: tc.signal}); got != tc.want {
 			t.Errorf("%s: restarted %v, want %v (Restart=%q RestartPreventExitStatus=%q)", tc.what, got, tc.want,
 				svc["Restart"], svc["RestartPreventExitStatus"])
 		}
