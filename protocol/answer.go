@@ -8,6 +8,9 @@ type BatchAnswer struct {
 	// Head is the highest sequence number durably stored for the node.
 	Head      uint64 `json:"head"`
 	Duplicate bool   `json:"duplicate"`
+	// Log is the batch's place in the verifiable log (absent when the
+	// authority runs without one).
+	Log *LogReceipt `json:"log,omitempty"`
 }
 
 // HeadAnswer is the answer to GET /v1/nodes/{id}/head: head 0 and hash ""
@@ -20,4 +23,8 @@ type HeadAnswer struct {
 	// records (absent when none): where a node that lost its spool
 	// starts its spool_lost gap.
 	LastWindowEnd *time.Time `json:"last_window_end,omitempty"`
+	// Log carries the authority's current checkpoint (and the consistency
+	// proof from the size in LogSizeHeader): what an agent checks before
+	// it sends again batches that a restored authority lost.
+	Log *LogReceipt `json:"log,omitempty"`
 }
