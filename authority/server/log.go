@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -22,7 +23,7 @@ func (s *Server) logRoutes() {
 	s.mux.HandleFunc("GET "+protocol.PathLogConsistency, s.getLogConsistency)
 }
 
-// noLog answers 404 when the authority keeps no log; false then.
+// hasLog answers 404 when the authority keeps no log; false then.
 func (s *Server) hasLog(w http.ResponseWriter) bool {
 	if s.logKey == nil {
 		s.writeProblem(w, protocol.NewProblem(protocol.NotFound, "this authority keeps no verifiable log"))
@@ -51,39 +52,30 @@ func (s *Server) getLogKey(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) getLogInclusion(w http.ResponseWriter, r *http.Request) {
-	if !s.hasLog(w) {
-		return
-	}
-	index, ok := s.uintParam(w, r, "index")
-	if !ok {
-		return
-	}
-	size, ok := s.uintParam(w, r, "size")
-	if !ok {
-		return
-	}
-	hs, err := s.st.InclusionProof(r.Context(), index, size)
-	s.writeProof(w, r, size, hs, err)
+	s.serveProof(w, r, "index", "size", s.st.InclusionProof)
 }
 
 func (s *Server) getLogConsistency(w http.ResponseWriter, r *http.Request) {
+	s.serveProof(w, r, "from", "to", s.st.ConsistencyProof)
+}
+
+// serveProof answers a proof of the tree of size (query parameter
+// sizeName) made by prove from it and the parameter argName, or 400 for
+// a bad parameter or a size or index beyond the tree.
+func (s *Server) serveProof(w http.ResponseWriter, r *http.Request, argName, sizeName string,
+	prove func(ctx context.Context, arg, size uint64) ([][]byte, error)) {
 	if !s.hasLog(w) {
 		return
 	}
-	from, ok := s.uintParam(w, r, "from")
+	arg, ok := s.uintParam(w, r, argName)
 	if !ok {
 		return
 	}
-	to, ok := s.uintParam(w, r, "to")
+	size, ok := s.uintParam(w, r, sizeName)
 	if !ok {
 		return
 	}
-	hs, err := s.st.ConsistencyProof(r.Context(), from, to)
-	s.writeProof(w, r, to, hs, err)
-}
-
-// writeProof answers a proof, or 400 for a size or index beyond the tree.
-func (s *Server) writeProof(w http.ResponseWriter, r *http.Request, size uint64, hs [][]byte, err error) {
+	hs, err := prove(r.Context(), arg, size)
 	switch {
 	case errors.Is(err, store.ErrLogRange):
 		s.writeProblem(w, protocol.NewProblem(protocol.BadRequest, err.Error()))

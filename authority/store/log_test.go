@@ -56,6 +56,15 @@ func openCheckpoint(t testing.TB, sg *tlog.Signer, signed []byte) log.Checkpoint
 	return cp
 }
 
+// openLogged starts a new log on s and sets up billing (billSetup).
+func openLogged(t *testing.T, s *Store) (*Store, *tlog.Signer) {
+	t.Helper()
+	sg := logSigner(t)
+	must(t, s.StartLog(context.Background(), sg))
+	billSetup(t, s)
+	return s, sg
+}
+
 // checkTree recomputes the root from the stored leaves' data alone and
 // checks every leaf's inclusion and every kept checkpoint's consistency
 // with the newest, with transparency-dev/merkle's own verifiers.
@@ -115,10 +124,7 @@ func checkTree(t *testing.T, s *Store, sg *tlog.Signer) (uint64, []LogLeaf) {
 func TestLogBatchesAndVoucherMovements(t *testing.T) {
 	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
 		ctx := context.Background()
-		s := open(t)
-		sg := logSigner(t)
-		must(t, s.StartLog(ctx, sg))
-		billSetup(t, s)
+		s, sg := openLogged(t, open(t))
 		must(t, s.AddProgram(ctx, testProgram("P1", func(p *billing.Program) { p.Ratio = 5000 })))
 		must(t, s.IssueVoucherAt(ctx, testVoucher("v1", "P1", "E1", 100_000, y2028), y2026))
 		n := newBillNode(t, s, "n1")
@@ -242,10 +248,7 @@ func TestLogNotStarted(t *testing.T) {
 func TestLogAppendFailureStoresNothing(t *testing.T) {
 	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
 		ctx := context.Background()
-		s := open(t)
-		sg := logSigner(t)
-		must(t, s.StartLog(ctx, sg))
-		billSetup(t, s)
+		s, sg := openLogged(t, open(t))
 		n := newBillNode(t, s, "n1")
 		n.ingest(n.hour(1, bt, "acme"))
 		// A failing transaction that queued a leaf.
