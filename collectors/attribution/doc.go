@@ -54,6 +54,8 @@
 //
 // # Namespace rules
 //
+//	attribution:
+//	  rules:
 //	    - namespace: research-*         # a glob (path.Match: *, ?, [a-z])
 //	      tenant: research
 //	    - namespace: '*'
