@@ -165,7 +165,7 @@ func (s *Source) UnitPods(ctx context.Context) map[string][]attribution.Pod {
 func (s *Source) refresh(ctx context.Context, now time.Time) {
 	pods, err := s.list(ctx)
 	if err != nil {
-		s.closeConn() // a new connection at the next try: the socket may be new
+		_ = s.closeConn() // a new connection at the next try: the socket may be new
 		s.failures++
 		s.next = now.Add(s.backoff())
 		msg := err.Error()

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,24 +23,6 @@ const (
 	gpu1 = "GPU-aaaaaaaa-0000-4000-8000-000000000001"
 	mig0 = "MIG-bbbbbbbb-0000-4000-8000-000000000000"
 )
-
-// syncBuffer is a log sink the race detector accepts.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // socketPath is a short path: a unix socket's is at most 107 bytes, and
 // t.TempDir's can be longer.
@@ -59,7 +40,9 @@ type fixture struct {
 	srv *simkubelet.Server
 	src *kubelet.Source
 	clk *clock.Virtual
-	log *syncBuffer
+	// log is written only by the calling goroutine: UnitPods lists
+	// synchronously, and gRPC does not write to it.
+	log *bytes.Buffer
 }
 
 func newFixture(t *testing.T, opts kubelet.Options) *fixture {
@@ -69,7 +52,7 @@ func newFixture(t *testing.T, opts kubelet.Options) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Stop)
-	f := &fixture{srv: srv, clk: clock.NewVirtual(time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)), log: &syncBuffer{}}
+	f := &fixture{srv: srv, clk: clock.NewVirtual(time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)), log: &bytes.Buffer{}}
 	opts.Socket, opts.Clock = srv.Socket(), f.clk
 	opts.Log = slog.New(slog.NewTextHandler(f.log, nil))
 	f.src = kubelet.New(opts)
