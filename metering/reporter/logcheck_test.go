@@ -234,37 +234,38 @@ func TestLogReceiptsVerifiedAndKept(t *testing.T) {
 }
 
 func TestLogKeyTrustedOnFirstUse(t *testing.T) {
-	signer := newLogSigner(t)
-	key := newKey(t)
-	a, _ := logAuthority(t, signer, key)
-	g := newAgent(t, key)
-	g.appendWindows(0, 10)
-	var logs logBuffer
-	opts := g.options(a.URL)
-	opts.Log = logs.logger()
-	if err := g.reporter(opts).Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	signer, _, _, g, logs, _ := deliveredWithLog(t, "")
 	if g.spool.LogKey() != signer.VerifierKey() || !strings.Contains(logs.String(), "trusting the log key the authority serves on first use") {
 		t.Fatalf("pinned %q; log:\n%s", g.spool.LogKey(), logs.String())
 	}
 }
 
-// conflictCase runs one delivery against a log that misbehaves after the
-// first batch, and checks that the agent holds delivery, loudly.
-func conflictCase(t *testing.T, reason string, misbehave func(l *merkleLog)) {
+// deliveredWithLog delivers 10 windows to a log authority, with the log
+// key configured (logKey != "") or trusted on first use.
+func deliveredWithLog(t *testing.T, logKey string) (*tlog.Signer, *authority, *merkleLog, *agent, *logBuffer, reporter.Options) {
 	t.Helper()
 	signer := newLogSigner(t)
 	key := newKey(t)
 	a, l := logAuthority(t, signer, key)
 	g := retainingAgent(t, key)
 	g.appendWindows(0, 10)
-	var logs logBuffer
+	logs := &logBuffer{}
 	opts := g.options(a.URL)
-	opts.LogKey, opts.Log = signer.VerifierKey(), logs.logger()
+	opts.Log = logs.logger()
+	if logKey != "" {
+		opts.LogKey = signer.VerifierKey()
+	}
 	if err := g.reporter(opts).Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return signer, a, l, g, logs, opts
+}
+
+// conflictCase runs one delivery against a log that misbehaves after the
+// first batch, and checks that the agent holds delivery, loudly.
+func conflictCase(t *testing.T, reason string, misbehave func(l *merkleLog)) {
+	t.Helper()
+	_, a, l, g, logs, opts := deliveredWithLog(t, "configured")
 	l.mu.Lock()
 	misbehave(l)
 	l.mu.Unlock()

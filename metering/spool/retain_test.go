@@ -122,7 +122,7 @@ func TestCapDropsRetainedBeforeMerging(t *testing.T) {
 	}
 	kept, _ := s2.Retained(ctx)
 	if len(kept) > 0 && kept[0].FirstSeq == 1 {
-		t.Fatalf("the oldest retained batch was kept over newer ones: %+v", kept[0].Batch.FirstSeq)
+		t.Fatalf("the oldest retained batch was kept over newer ones: %+v", kept[0].FirstSeq)
 	}
 }
 
