@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpumeter/gpumeter/internal/tlog"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
@@ -131,6 +133,10 @@ type Spool struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// MergeWindow is the coarser window merged records use.
 	MergeWindow time.Duration `yaml:"merge_window"`
+	// RetainAcked is how long acknowledged batches are kept, byte for
+	// byte, to send again to an authority restored from a backup (within
+	// max_bytes: retained batches are the first dropped). 0: not kept.
+	RetainAcked time.Duration `yaml:"retain_acked"`
 }
 
 // Authority is where batches are reported.
@@ -146,6 +152,11 @@ type Authority struct {
 	// and the node's, the agent logs a warning (metering/reporter,
 	// DefaultMaxClockOffset says why 2s).
 	MaxClockOffset time.Duration `yaml:"max_clock_offset"`
+	// LogKey is the authority's log verifier key, as the authority prints
+	// it (<name>+<hash>+<base64>). Empty: the key the authority serves is
+	// trusted on first use and pinned in the spool (a warning at start and
+	// in check-config).
+	LogKey string `yaml:"log_key"`
 }
 
 // Default is the configuration every loaded file starts from.
@@ -157,7 +168,7 @@ func Default() Config {
 			Interval: kubelet.DefaultInterval, MaxStale: kubelet.DefaultMaxStale, Timeout: kubelet.DefaultTimeout}},
 		HTTP:      HTTP{Listen: "127.0.0.1:9410"},
 		Log:       Log{Level: "info", Format: "text"},
-		Spool:     Spool{MaxBytes: 1 << 30, MergeWindow: time.Hour},
+		Spool:     Spool{MaxBytes: 1 << 30, MergeWindow: time.Hour, RetainAcked: 7 * 24 * time.Hour},
 		Authority: Authority{Timeout: 10 * time.Second, MaxBatchRecords: 1000, MaxClockOffset: 2 * time.Second},
 		StateDir:  "/var/lib/gpumeter",
 	}
@@ -343,6 +354,9 @@ func (c *Config) validate(line func(string) int) error {
 		// multiple of the window.
 		bad("spool.merge_window", "%s must be a multiple of metering.window (%s)", c.Spool.MergeWindow, c.Metering.Window)
 	}
+	if c.Spool.RetainAcked < 0 {
+		bad("spool.retain_acked", "%s must not be negative (0: acknowledged batches are not kept)", c.Spool.RetainAcked)
+	}
 	c.validateAuthority(bad)
 	return errors.Join(errs...)
 }
@@ -371,6 +385,11 @@ func (c *Config) validateHTTP(bad func(field, format string, a ...any)) {
 // records are what vouchers pay for, so they travel over TLS.
 func (c *Config) validateAuthority(bad func(field, format string, a ...any)) {
 	a := c.Authority
+	if a.LogKey != "" {
+		if _, err := tlog.NewVerifier(a.LogKey); err != nil {
+			bad("authority.log_key", "%v (give the key exactly as the authority prints it)", err)
+		}
+	}
 	if a.Timeout <= 0 {
 		bad("authority.timeout", "%s must be positive", a.Timeout)
 	}
