@@ -149,7 +149,7 @@ func (s *Store) RecordLeaves(ctx context.Context, ids []string) (map[string]Reco
 // holds, and a decision's release or return), by index.
 func (s *Store) VoucherLeavesOf(ctx context.Context, record string) ([]LogLeaf, error) {
 	// Leaf data is text; the record line is "record ID\n" (log_voucher.go).
-	like := `data LIKE ?`
+	like := `CAST(data AS TEXT) LIKE ?`
 	if s.d.name == DriverPostgres {
 		like = `convert_from(data, 'UTF8') LIKE ?`
 	}
