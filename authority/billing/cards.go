@@ -63,6 +63,10 @@ func NewCardIndex(cards []RateCard) *CardIndex {
 	return ix
 }
 
+// Bounds are the starts and ends of every card that may price u (its
+// profile's, and the whole GPU's for a MIG record).
+func (ix *CardIndex) Bounds(u Usage) []time.Time { return ix.bounds(u, nil) }
+
 // bounds appends the start and end of every card that may price u (its
 // profile's, and the whole GPU's for a MIG record) to ts.
 func (ix *CardIndex) bounds(u Usage, ts []time.Time) []time.Time {
