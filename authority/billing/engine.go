@@ -501,8 +501,9 @@ func (b *Book) candidates(e Entity, u Usage, year int) []*Voucher {
 
 // refusal is the note of usage no voucher of e pays for: the program term
 // that bit when a voucher of e could pay but for its program's provider
-// approval dates or spent budget, else NoteNoVoucher.
+// approval dates (first) or spent budget, else NoteNoVoucher.
 func (b *Book) refusal(e Entity, u Usage, year int) string {
+	note := NoteNoVoucher
 	for _, v := range b.vouchers[e.ID] {
 		p, ok := b.programs[v.Program]
 		if !ok || !v.UsableAt(u.WindowStart) || u.WindowStart.Before(p.ValidFrom) || !u.WindowStart.Before(p.ValidTo) ||
@@ -513,10 +514,10 @@ func (b *Book) refusal(e Entity, u Usage, year int) string {
 			return NoteProviderNotApproved
 		}
 		if p.BudgetPerYear > 0 && b.budget[BudgetKey{Program: p.ID, Year: year}] >= p.BudgetPerYear {
-			return NoteBudgetSpent
+			note = NoteBudgetSpent
 		}
 	}
-	return NoteNoVoucher
+	return note
 }
 
 // room is what program p may still grant the entity in sk's year, and
