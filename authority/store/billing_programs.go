@@ -181,3 +181,22 @@ func (s *Store) returnBudget(ctx context.Context, tx *sql.Tx, program string, ye
 	_, err = res.RowsAffected()
 	return err
 }
+
+// ProgramBudget is what a program granted all entities in each calendar
+// year it has a budget counter for (docs/billing.md, budgets): by year.
+func (s *Store) ProgramBudget(ctx context.Context, id string) (map[int]billing.Fen, error) {
+	rows, err := s.query(ctx, `SELECT year, granted_fen FROM program_budgets WHERE program_id = ?`, id)
+	if err != nil {
+		return nil, fmt.Errorf("read the budget of program %q: %w", id, err)
+	}
+	defer rows.Close()
+	out := map[int]billing.Fen{}
+	for rows.Next() {
+		var y, g int64
+		if err := rows.Scan(&y, &g); err != nil {
+			return nil, fmt.Errorf("read the budget of program %q: %w", id, err)
+		}
+		out[int(y)] = billing.Fen(g)
+	}
+	return out, rows.Err()
+}
