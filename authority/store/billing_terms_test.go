@@ -232,6 +232,16 @@ func TestProgramTerms(t *testing.T) {
 			if l.Limit != billing.LimitBudget || granted != 300 || statementOf(t, s).Totals.BudgetRecords != 1 {
 				t.Errorf("limit %q, budget counter %d, E1 totals %+v", l.Limit, granted, statementOf(t, s).Totals)
 			}
+			// Rejecting E1's subsidy in review gives its 200 back to the
+			// budget: E2's next hour is paid 200 again.
+			hold(t, s, recs[0].ID, "energy 0 mJ over the window")
+			_, err := s.RejectReview(ctx, recs[0].ID, "officer", "idle GPU", bt.Add(time.Hour))
+			must(t, err)
+			must(t, s.queryRow(ctx, `SELECT granted_fen FROM program_budgets WHERE program_id = 'P1' AND year = 2026`).Scan(&granted))
+			again := n.ingest(n.hour(2, bt.Add(3*time.Hour), "beta")).Batch.Records[0]
+			if wantLine(t, lineOf(t, s, again), 1000, 200, "w1:200", billing.NoteSubsidized); granted != 100 {
+				t.Errorf("budget counter after the rejection %d, want 100", granted)
+			}
 			// The next year has its own budget.
 			next := n.ingest(n.hour(1, jan2027, "acme")).Batch.Records[0]
 			wantLine(t, lineOf(t, s, next), 1000, 200, "v1:200", billing.NoteSubsidized)
