@@ -52,7 +52,7 @@ func TestTermsByCategory(t *testing.T) {
 		ratio   BasisPoints
 		capYear Fen
 	}{
-		{"H100", at(1), 4000, 200_000_000},       // small: 40 %
+		{"H100", at(1), 4000, 200_000_000},        // small: 40 %
 		{"Ascend 910B", at(1), 5000, 200_000_000}, // 40 + (30 − 20)
 		{"Ascend 910B", at(7), 10000, 7},          // early: 95 + 10, held to 100 %; its cap
 		{"H100", at(-1), 2000, 200_000_000},       // before any category
