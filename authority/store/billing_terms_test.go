@@ -47,14 +47,7 @@ func statementOf(t *testing.T, s *Store) billing.Statement {
 // 1000 fen per H100-hour, so an hour costs 1000 fen.
 func TestProgramTerms(t *testing.T) {
 	ctx := context.Background()
-	program := func(t *testing.T, s *Store, id string, change func(p *billing.Program)) {
-		t.Helper()
-		must(t, s.AddProgram(ctx, testProgram(id, change)))
-	}
-	issue := func(t *testing.T, s *Store, id, prog string, face billing.Fen, expires time.Time) {
-		t.Helper()
-		must(t, s.IssueVoucherAt(ctx, testVoucher(id, prog, "E1", face, expires), y2026))
-	}
+	program, issue := addProgram, issueE1
 	rules := []billingRule{
 		// 1. Validity per program.
 		{"a voucher longer than the program's term from issue is refused", func(t *testing.T, s *Store, _ *billNode) {
@@ -247,15 +240,7 @@ func TestProgramTerms(t *testing.T) {
 			wantLine(t, lineOf(t, s, next), 1000, 200, "v1:200", billing.NoteSubsidized)
 		}},
 	}
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		for _, r := range rules {
-			t.Run(r.name, func(t *testing.T) {
-				s := open(t)
-				billSetup(t, s)
-				r.run(t, s, newBillNode(t, s, "n1"))
-			})
-		}
-	})
+	runRules(t, rules)
 }
 
 func piecesEqual(a, b []billing.Piece) bool {

@@ -143,7 +143,7 @@ func formatTime(t time.Time) string {
 func parseCategory(spec string) (billing.Category, error) {
 	name, span, ok := strings.Cut(spec, "=")
 	if !ok || name == "" {
-		return billing.Category{}, errors.New("want NAME=FROM..TO or NAME=FROM..")
+		return billing.Category{}, errors.New("want NAME=FROM..TO, or NAME=FROM.. for an open end")
 	}
 	from, to, _ := strings.Cut(span, "..")
 	c := billing.Category{Name: name}
