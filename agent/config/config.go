@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
+	"github.com/gpumeter/gpumeter/collectors/kubelet"
 	"github.com/gpumeter/gpumeter/internal/yamlerr"
 )
 
@@ -71,6 +72,22 @@ type Attribution struct {
 	// /proc mounted elsewhere.
 	HostRoot string             `yaml:"host_root"`
 	Rules    []attribution.Rule `yaml:"rules"`
+	// Kubelet is where namespace rules learn which pod holds which GPU.
+	Kubelet Kubelet `yaml:"kubelet"`
+}
+
+// Kubelet is the kubelet's PodResources API (collectors/kubelet), asked
+// only when a rule matches on namespace.
+type Kubelet struct {
+	// Socket is the kubelet's pod-resources unix socket.
+	Socket string `yaml:"socket"`
+	// Interval is how long a list of the pods stands before the next.
+	Interval time.Duration `yaml:"interval"`
+	// MaxStale is how long the last list stands in while the kubelet
+	// cannot be reached (restart, upgrade); then process rules decide.
+	MaxStale time.Duration `yaml:"max_stale"`
+	// Timeout bounds one List call.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // HTTP is the metrics and health endpoint.
@@ -134,14 +151,15 @@ type Authority struct {
 // Default is the configuration every loaded file starts from.
 func Default() Config {
 	return Config{
-		Devices:     Devices{Source: "nvml", Speed: 1},
-		Metering:    Metering{PollInterval: time.Second, Window: time.Minute},
-		Attribution: Attribution{HostRoot: "/"},
-		HTTP:        HTTP{Listen: "127.0.0.1:9410"},
-		Log:         Log{Level: "info", Format: "text"},
-		Spool:       Spool{MaxBytes: 1 << 30, MergeWindow: time.Hour},
-		Authority:   Authority{Timeout: 10 * time.Second, MaxBatchRecords: 1000, MaxClockOffset: 2 * time.Second},
-		StateDir:    "/var/lib/gpumeter",
+		Devices:  Devices{Source: "nvml", Speed: 1},
+		Metering: Metering{PollInterval: time.Second, Window: time.Minute},
+		Attribution: Attribution{HostRoot: "/", Kubelet: Kubelet{Socket: kubelet.DefaultSocket,
+			Interval: kubelet.DefaultInterval, MaxStale: kubelet.DefaultMaxStale, Timeout: kubelet.DefaultTimeout}},
+		HTTP:      HTTP{Listen: "127.0.0.1:9410"},
+		Log:       Log{Level: "info", Format: "text"},
+		Spool:     Spool{MaxBytes: 1 << 30, MergeWindow: time.Hour},
+		Authority: Authority{Timeout: 10 * time.Second, MaxBatchRecords: 1000, MaxClockOffset: 2 * time.Second},
+		StateDir:  "/var/lib/gpumeter",
 	}
 }
 
@@ -299,6 +317,7 @@ func (c *Config) validate(line func(string) int) error {
 	if c.Attribution.HostRoot == "" {
 		bad("attribution.host_root", "must not be empty (use / on a node)")
 	}
+	c.validateKubelet(bad)
 	c.validateHTTP(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -437,4 +456,21 @@ func lineOf(root *yaml.Node, field string) int {
 		}
 	}
 	return line
+}
+
+// validateKubelet checks attribution.kubelet.
+func (c *Config) validateKubelet(bad func(field, format string, args ...any)) {
+	k := c.Attribution.Kubelet
+	if k.Socket == "" {
+		bad("attribution.kubelet.socket", "must not be empty (the kubelet's is %s)", kubelet.DefaultSocket)
+	}
+	if k.Interval < time.Second {
+		bad("attribution.kubelet.interval", "%s must be at least 1s", k.Interval)
+	}
+	if k.MaxStale < 0 {
+		bad("attribution.kubelet.max_stale", "%s must not be negative (0: drop the list at the first failure)", k.MaxStale)
+	}
+	if k.Timeout <= 0 || k.Timeout > k.Interval {
+		bad("attribution.kubelet.timeout", "%s must be positive and at most attribution.kubelet.interval (%s): the poll waits for it", k.Timeout, k.Interval)
+	}
 }

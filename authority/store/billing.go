@@ -100,6 +100,7 @@ func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch, vs []Re
 	if err := s.saveBilling(ctx, tx, charges, book.Changes(), holds); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	s.logCharges(tx, charges, holds, now)
 	if err := s.holdForReview(ctx, tx, b.Node, charges, holds, now); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

@@ -221,6 +221,8 @@ func (s *Store) IssueVoucherAt(ctx context.Context, v billing.Voucher, now time.
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
+		s.logVoucher(tx, VoucherMovement{Movement: MoveIssue, Voucher: v.ID, Entity: v.Holder, AmountFen: int64(v.Face),
+			TimeMs: now.UnixMilli(), ExpiresMs: v.Expires.UnixMilli()})
 		return nil
 	})
 }
@@ -250,7 +252,7 @@ func (s *Store) SetVoucherStatus(ctx context.Context, id, status string) error {
 		if _, err := s.exec(ctx, tx, `UPDATE vouchers SET status = ? WHERE id = ?`, status, id); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		return nil
+		return s.logVoucherStatus(ctx, tx, id, status, time.Now())
 	})
 }
 

@@ -93,7 +93,7 @@ var migrations = [][]string{
 	4: auditMigration,
 	5: registryMigration,
 	6: reportedLayoutsMigration,
-	// 7 is the verifiable log's, on its own branch.
+	7: logMigration,
 	8: programTermsMigration,
 }
 

@@ -212,6 +212,9 @@ func (s *Store) decide(ctx context.Context, recordID, by, note string, now time.
 			return fmt.Errorf("%s: %w: %w: %s by %s at %s", what, ErrBillingConflict, ErrReviewDecided,
 				r.Status, r.DecidedBy, r.Decided.Format(time.RFC3339))
 		}
+		if err := s.logDecision(ctx, tx, recordID, entity, status, now); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
 		set := `review = ?`
 		if status == billing.ReviewRejected {
 			if err := s.returnGrants(ctx, tx, recordID); err != nil {
