@@ -94,6 +94,7 @@ var migrations = [][]string{
 	5: registryMigration,
 	6: reportedLayoutsMigration,
 	7: logMigration,
+	8: programTermsMigration,
 }
 
 // migrate applies the migrations not yet recorded. Processes opening one

@@ -313,6 +313,9 @@ func (s *Store) returnGrants(ctx context.Context, tx *sql.Tx, recordID string) e
 		total, program, entity, year); err != nil {
 		return fmt.Errorf("update the %d counter of program %q, entity %q: %w", year, program, entity, err)
 	}
+	if err := s.returnBudget(ctx, tx, program, year, total); err != nil {
+		return err
+	}
 	if _, err := s.exec(ctx, tx, `DELETE FROM grants WHERE record_id = ?`, recordID); err != nil {
 		return fmt.Errorf("delete grants: %w", err)
 	}
