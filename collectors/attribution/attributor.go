@@ -30,6 +30,7 @@ type Attributor struct {
 	rules  []*compiledRule // process rules, in config order
 	proc   hostProc
 	log    *slog.Logger
+	squeue string // default command of slurm rules (WithSqueue)
 
 	mu    sync.Mutex
 	users passwd
@@ -74,6 +75,7 @@ func New(cfg Config, hostRoot string, opts ...Option) (*Attributor, error) {
 		users:   passwd{path: filepath.Join(hostRoot, "etc", "passwd")},
 		cache:   map[uint32]cacheEntry{},
 		refused: map[refusedKey]bool{},
+		squeue:  defaultSqueue,
 	}
 	for _, o := range opts {
 		o(a)
@@ -89,6 +91,9 @@ func New(cfg Config, hostRoot string, opts ...Option) (*Attributor, error) {
 			continue
 		}
 		a.rules = append(a.rules, c)
+		if sm, ok := c.paths.(*slurmMatcher); ok {
+			sm.prepare(c.tenant, a.squeue, a.log)
+		}
 		if c.paths != nil {
 			maxGroups = max(maxGroups, len(c.paths.groups()))
 		}
