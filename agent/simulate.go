@@ -67,7 +67,7 @@ func Simulate(ctx context.Context, sc *scenario.Scenario, opts SimOptions) error
 		return err
 	}
 	defer func() { _ = col.Close() }()
-	attr, err := attribution.New(sc.Attribution, root)
+	attr, err := attribution.New(sc.Attribution, root, attribution.WithSqueue(drv.Squeue()))
 	if err != nil {
 		return fmt.Errorf("scenario attribution: %w", err)
 	}

@@ -44,9 +44,15 @@ const (
 )
 
 // WithSqueue sets the squeue command of slurm rules that name none in
-// their `squeue` field (default: squeue, found through PATH). The
-// simulator points it at its fake.
-func WithSqueue(path string) Option { return func(a *Attributor) { a.squeue = path } }
+// their `squeue` field (default: squeue, found through PATH); "" keeps the
+// default. The simulator points it at its fake.
+func WithSqueue(path string) Option {
+	return func(a *Attributor) {
+		if path != "" {
+			a.squeue = path
+		}
+	}
+}
 
 // slurmJob is what the controller says about one job.
 type slurmJob struct {

@@ -30,7 +30,7 @@ func TestShippedAttribution(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, err := attribution.New(s.Attribution, root)
+			a, err := attribution.New(s.Attribution, root, attribution.WithSqueue(d.Squeue()))
 			if err != nil {
 				t.Fatal(err)
 			}
