@@ -148,16 +148,16 @@ func (a *Attributor) staticRule(u device.Unit) *compiledRule {
 // shares groups the unit's processes by tenant and weighs them (the
 // contract is on Share.Weight).
 func (a *Attributor) shares(ctx context.Context, u device.Unit) ([]Share, string) {
-	useUtil, anyBusy := true, false
+	// Weights are the processes' SM samples (device.Process.SMWeight): a
+	// process without samples adds nothing, and does not turn the others'
+	// samples into an equal split. Only when no process has a non-zero
+	// sample is the split equal.
+	useUtil := false
 	for _, p := range u.Processes {
-		if p.SMUtil < 0 {
-			useUtil = false
-		}
-		if p.SMUtil > 0 {
-			anyBusy = true
+		if p.SMWeight > 0 {
+			useUtil = true
 		}
 	}
-	useUtil = useUtil && anyBusy
 
 	var shares []Share
 	var ruleOf []int // per share: the highest-priority rule among its processes
@@ -173,7 +173,7 @@ func (a *Attributor) shares(ctx context.Context, u device.Unit) ([]Share, string
 		}
 		shares[i].PIDs = append(shares[i].PIDs, p.PID)
 		if useUtil {
-			shares[i].Weight += int64(p.SMUtil)
+			shares[i].Weight += p.SMWeight
 		}
 	}
 	split := ""

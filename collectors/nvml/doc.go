@@ -45,9 +45,14 @@
 //   - GetProcessUtilization answers NOT_FOUND when there is no sample newer
 //     than the timestamp asked for: not an error, the processes' SMUtil is
 //     Unknown. The newest timestamp seen is kept per GPU so each cycle gets
-//     only new samples; a process's SMUtil is the mean of its new samples,
-//     each clamped to 0-100 because garbage values have been seen. It is
-//     not supported on MIG handles, so MIG processes have Unknown SMUtil.
+//     only new samples. A process's SMWeight is the sum of its new
+//     samples' SM utilization, each (PID, timestamp) counted once and
+//     clamped to 0-100 (garbage values have been seen), and its SMUtil
+//     their mean; a process without new samples has weight 0 and Unknown
+//     SMUtil. Under time-slicing NVML samples the process that holds the
+//     GPU, so the sum follows how long each process held it, which the
+//     mean does not (docs/hardware.md). It is not supported on MIG
+//     handles, so MIG processes have Unknown SMUtil and weight 0.
 //   - UUIDs are reported in their canonical form (protocol.CanonicalGPUUUID,
 //     CanonicalMIGUUID: lower-case, trimmed), the authority's key, so that
 //     records and the inventory name a unit alike. A GPU or MIG instance
