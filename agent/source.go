@@ -35,7 +35,7 @@ type source struct {
 func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 	switch cfg.Devices.Source {
 	case "nvml":
-		c := nvml.New(nvml.Open(), nvml.Options{Log: log})
+		c := nvml.New(nvml.Open(), nvml.Options{Log: log, DriverDir: nvml.DriverProcDir})
 		if err := c.Start(); err != nil {
 			return nil, err
 		}

@@ -134,7 +134,7 @@ func devicesSource(cfg *config.Config, at time.Duration, log *slog.Logger, stder
 			fmt.Fprintln(stderr, "gpumeter devices: --at needs a config whose devices.source is simulated")
 			return src, exitUsage
 		}
-		src.col = nvmlcollector.New(nvmlcollector.Open(), nvmlcollector.Options{Log: log})
+		src.col = nvmlcollector.New(nvmlcollector.Open(), nvmlcollector.Options{Log: log, DriverDir: nvmlcollector.DriverProcDir})
 		return src, exitOK
 	}
 	sc, err := scenario.Load(agent.ScenarioPath(cfg))

@@ -26,7 +26,12 @@
 //     read as usual. A GPU seen before that is no longer enumerated at all
 //     is reported with its last identity and ErrNotEnumerated, so its time
 //     becomes a gap rather than vanishing. A GPU never read successfully
-//     has no identity to report and is left out (and logged).
+//     (lost before the agent's first read) has no identity of NVML's: with
+//     Options.DriverDir (/proc/driver/nvidia on a node) it is reported by
+//     the identity the kernel driver gives it (gpus/*/information: UUID
+//     and model), with its read error, from the first cycle on, so its
+//     time is a device_lost gap from the first window; without, or if the
+//     driver does not list it, it is left out (and logged).
 //   - MIG reconfiguration at run time invalidates MIG handles, so MIG
 //     instances are enumerated afresh every cycle: every slot from 0 to
 //     GetMaxMigDeviceCount-1, skipping empty slots (NOT_FOUND,
