@@ -76,7 +76,7 @@ func New(cfg *config.Config, log *slog.Logger, version string, opts ...Option) (
 		d.closeAll()
 		return nil, err
 	}
-	attr, err := attribution.New(cfg.AttributionConfig(), src.hostRoot, attribution.WithLogger(log))
+	attr, err := attribution.New(cfg.AttributionConfig(), src.hostRoot, attribution.WithLogger(log), attribution.WithSqueue(src.squeue))
 	if err != nil {
 		return fail(fmt.Errorf("attribution: %w", err))
 	}

@@ -25,6 +25,7 @@ type source struct {
 	collector Collector
 	clock     clock.Clock
 	hostRoot  string
+	squeue    string // a simulated node's fake squeue (scenario slurm_jobs), else ""
 	close     func() error
 }
 
@@ -75,6 +76,7 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 			collector: &drivenCollector{drv: drv, c: c, clock: clk},
 			clock:     clk,
 			hostRoot:  root,
+			squeue:    drv.Squeue(),
 			close: func() error {
 				err := c.Close()
 				os.RemoveAll(root)
