@@ -177,6 +177,7 @@ func refRecords(evs []refEvent, cuts []int64, stopSeen map[int64][]string, stop 
 	w, h := window.Milliseconds(), hold.Milliseconds()
 	abs := func(off int64) int64 { return base.UnixMilli() + off }
 	out := map[refKey]*big.Rat{}
+	ints := map[refKey]int64{} // per-ms counts, added to out at the end
 	add := func(k refKey, ms *big.Rat) {
 		if out[k] == nil {
 			out[k] = new(big.Rat)
@@ -246,11 +247,14 @@ func refRecords(evs []refEvent, cuts []int64, stopSeen map[int64][]string, stop 
 					continue
 				}
 				flush()
-				add(refKey{ws, we, u, kind, label}, big.NewRat(1, 1))
+				ints[refKey{ws, we, u, kind, label}]++
 			}
 			flush()
 		}
 		ws = we
+	}
+	for k, ms := range ints {
+		add(k, big.NewRat(ms, 1))
 	}
 	return out
 }
