@@ -54,7 +54,7 @@ func readDriverInfo(path string) (device.Device, error) {
 	if err != nil {
 		return device.Device{}, err
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read-only: nothing to flush
 	d := device.Device{Index: -1, UtilizationPercent: device.Unknown,
 		PowerMilliwatts: device.Unknown, EnergyMillijoules: device.Unknown}
 	sc := bufio.NewScanner(f)
