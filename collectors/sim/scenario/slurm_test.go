@@ -13,15 +13,7 @@ const slurmScenario = "start: 2026-11-23T00:00:00Z\nduration: 1h\ngpus: [{}]\n" 
 // TestSlurmJobsSqueue: the fake squeue answers for listed jobs in the
 // format the attribution asks for, and fails for others.
 func TestSlurmJobsSqueue(t *testing.T) {
-	s, err := Parse("s.yaml", []byte(slurmScenario+"slurm_jobs:\n  42: {account: physics, user: alice}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	d, err := NewDriver(s, root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, root := parsedDriver(t, slurmScenario+"slurm_jobs:\n  42: {account: physics, user: alice}\n")
 	if !strings.HasPrefix(d.Squeue(), root) {
 		t.Fatalf("squeue %q not under the host root %s", d.Squeue(), root)
 	}
@@ -34,13 +26,30 @@ func TestSlurmJobsSqueue(t *testing.T) {
 	}
 
 	// Without slurm_jobs there is no squeue.
-	s, err = Parse("s.yaml", []byte(slurmScenario))
+	if d, _ := parsedDriver(t, slurmScenario); d.Squeue() != "" {
+		t.Errorf("no slurm_jobs: squeue %q", d.Squeue())
+	}
+}
+
+// parsedDriver parses a scenario and starts its driver on a new host root.
+func parsedDriver(t *testing.T, text string) (*Driver, string) {
+	t.Helper()
+	s, err := Parse("s.yaml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d, err := NewDriver(s, t.TempDir()); err != nil || d.Squeue() != "" {
-		t.Errorf("no slurm_jobs: squeue %q, err %v", d.Squeue(), err)
+	return startDriver(t, s)
+}
+
+// startDriver starts s's driver on a new host root.
+func startDriver(t *testing.T, s *Scenario) (*Driver, string) {
+	t.Helper()
+	root := t.TempDir()
+	d, err := NewDriver(s, root)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return d, root
 }
 
 func TestSlurmJobsErrors(t *testing.T) {
