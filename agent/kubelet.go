@@ -113,8 +113,8 @@ func (k *simKubelet) stop() {
 }
 
 // attributionOptions are the options every Attributor of the daemon gets.
-func attributionOptions(log *slog.Logger, pods *kubelet.Source) []attribution.Option {
-	return []attribution.Option{attribution.WithLogger(log), attribution.WithPods(pods)}
+func attributionOptions(log *slog.Logger, pods *kubelet.Source, squeue string) []attribution.Option {
+	return []attribution.Option{attribution.WithLogger(log), attribution.WithPods(pods), attribution.WithSqueue(squeue)}
 }
 
 var _ attribution.Pods = (*kubelet.Source)(nil)

@@ -28,6 +28,7 @@ type source struct {
 	// kubeletSocket is the simulated kubelet's ("" on a real node: the
 	// config's).
 	kubeletSocket string
+	squeue        string // a simulated node's fake squeue (scenario slurm_jobs), else ""
 	close         func() error
 }
 
@@ -38,7 +39,7 @@ type source struct {
 func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 	switch cfg.Devices.Source {
 	case "nvml":
-		c := nvml.New(nvml.Open(), nvml.Options{Log: log})
+		c := nvml.New(nvml.Open(), nvml.Options{Log: log, DriverDir: nvml.DriverProcDir})
 		if err := c.Start(); err != nil {
 			return nil, err
 		}
@@ -85,6 +86,7 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 			clock:         clk,
 			hostRoot:      root,
 			kubeletSocket: kube.socket(),
+			squeue:        drv.Squeue(),
 			close: func() error {
 				err := c.Close()
 				kube.stop()

@@ -257,15 +257,27 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	return exitOK
 }
 
-// summary totals records per tenant and per kind, in integer milliseconds.
+// summary totals records per tenant and per kind. A MIG instance's time
+// counts by its share of the GPU (slice_num/slice_den), as the authority
+// weighs it, so that GPU-hours of whole GPUs and of MIG instances add up;
+// the instances' own time is totalled apart, as instance-hours.
 type summary struct {
-	tenant map[string]int64
-	kind   map[protocol.Kind]int64
+	tenant map[string]*summaryRow
+	kind   map[protocol.Kind]*summaryRow
 	n      int
 }
 
+// summaryRow is one line: GPU time in 1/sliceScale ms (exact for every
+// slice denominator from 1 to 10; MIG GPUs have 7 or 8 slices), and MIG
+// instance time in ms.
+type summaryRow struct {
+	scaled, instanceMs int64
+}
+
+const sliceScale = 2520
+
 func newSummary() *summary {
-	return &summary{tenant: map[string]int64{}, kind: map[protocol.Kind]int64{}}
+	return &summary{tenant: map[string]*summaryRow{}, kind: map[protocol.Kind]*summaryRow{}}
 }
 
 func (s *summary) add(r *protocol.Record) {
@@ -273,26 +285,61 @@ func (s *summary) add(r *protocol.Record) {
 		return // no GPU time: not a row of the table, nor a record counted
 	}
 	s.n++
-	s.kind[r.Kind] += r.GPUMillis
+	rows := []*summaryRow{rowOf(s.kind, r.Kind)}
 	if r.Kind == protocol.KindUsage {
-		s.tenant[r.Tenant] += r.GPUMillis
+		rows = append(rows, rowOf(s.tenant, r.Tenant))
 	}
+	num, den := int64(r.SliceNum), int64(r.SliceDen)
+	if den <= 0 {
+		num, den = 1, 1
+	}
+	for _, row := range rows {
+		row.scaled += r.GPUMillis * (sliceScale * num / den)
+		if r.MIGProfile != "" {
+			row.instanceMs += r.GPUMillis
+		}
+	}
+}
+
+func rowOf[K comparable](m map[K]*summaryRow, k K) *summaryRow {
+	if m[k] == nil {
+		m[k] = &summaryRow{}
+	}
+	return m[k]
 }
 
 func (s *summary) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tenant\tGPU-ms\tGPU-hours\t")
+	fmt.Fprintln(tw, "tenant\tGPU-ms\tGPU-hours\tMIG instance-hours\t")
+	line := func(name string, r *summaryRow) {
+		if r == nil {
+			r = &summaryRow{}
+		}
+		ms := r.scaled / sliceScale // truncated, as FormatHours
+		inst := "-"
+		if r.instanceMs > 0 {
+			inst = protocol.FormatHours(r.instanceMs)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t\n", name, ms, protocol.FormatHours(ms), inst)
+	}
 	names := make([]string, 0, len(s.tenant))
 	for t := range s.tenant {
 		names = append(names, t)
 	}
 	sort.Strings(names)
 	for _, t := range names {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", t, s.tenant[t], protocol.FormatHours(s.tenant[t]))
+		line(t, s.tenant[t])
 	}
 	for _, k := range []protocol.Kind{protocol.KindIdle, protocol.KindGap} {
-		fmt.Fprintf(tw, "(%s)\t%d\t%s\t\n", k, s.kind[k], protocol.FormatHours(s.kind[k]))
+		line("("+string(k)+")", s.kind[k])
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(w, "%d records\n", s.n)
+	for _, r := range s.kind {
+		if r.instanceMs > 0 {
+			fmt.Fprintln(w, "GPU-ms and GPU-hours count a MIG instance's time by its share of the GPU (slices/total);\n"+
+				"MIG instance-hours count the instances' own time, each instance hour as one.")
+			break
+		}
+	}
 }

@@ -160,8 +160,14 @@ func TestSimulateInventory(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"acme  5550000", "globex  3750000", fmt.Sprintf("\n%d records\n", len(lines)-2)} {
-		if !strings.Contains(out, want) {
+	// MIG time counts by the instance's share of the GPU: acme's 5,550,000
+	// instance-ms are 3,750,000 ms on 1/7 instances and 1,800,000 on a 3/7
+	// one, 1,307,142 GPU-ms (1.541 instance-hours apart); globex's
+	// 2,550,000 on 1/7 and 1,200,000 on 4/7, 1,050,000 GPU-ms.
+	squeezed := strings.Join(strings.Fields(out), " ")
+	for _, want := range []string{"acme 1307142 0.363 1.541", "globex 1050000 0.291 1.041",
+		fmt.Sprintf(" %d records ", len(lines)-2), "MIG instance-hours count the instances' own time"} {
+		if !strings.Contains(squeezed, want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
 	}

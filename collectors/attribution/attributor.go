@@ -34,6 +34,7 @@ type Attributor struct {
 	pods     Pods
 	proc     hostProc
 	log      *slog.Logger
+	squeue   string // default command of slurm rules (WithSqueue)
 
 	mu    sync.Mutex
 	users passwd
@@ -78,6 +79,7 @@ func New(cfg Config, hostRoot string, opts ...Option) (*Attributor, error) {
 		users:   passwd{path: filepath.Join(hostRoot, "etc", "passwd")},
 		cache:   map[uint32]cacheEntry{},
 		refused: map[refusedKey]bool{},
+		squeue:  defaultSqueue,
 	}
 	for _, o := range opts {
 		o(a)
@@ -98,6 +100,9 @@ func New(cfg Config, hostRoot string, opts ...Option) (*Attributor, error) {
 			continue
 		}
 		a.rules = append(a.rules, c)
+		if sm, ok := c.paths.(*slurmMatcher); ok {
+			sm.prepare(c.tenant, a.squeue, a.log)
+		}
 		if c.paths != nil {
 			maxGroups = max(maxGroups, len(c.paths.groups()))
 		}
@@ -160,16 +165,16 @@ func (a *Attributor) staticRule(u device.Unit) *compiledRule {
 // shares groups the unit's processes by tenant and weighs them (the
 // contract is on Share.Weight).
 func (a *Attributor) shares(ctx context.Context, u device.Unit) ([]Share, string) {
-	useUtil, anyBusy := true, false
+	// Weights are the processes' SM samples (device.Process.SMWeight): a
+	// process without samples adds nothing, and does not turn the others'
+	// samples into an equal split. Only when no process has a non-zero
+	// sample is the split equal.
+	useUtil := false
 	for _, p := range u.Processes {
-		if p.SMUtil < 0 {
-			useUtil = false
-		}
-		if p.SMUtil > 0 {
-			anyBusy = true
+		if p.SMWeight > 0 {
+			useUtil = true
 		}
 	}
-	useUtil = useUtil && anyBusy
 
 	var shares []Share
 	var ruleOf []int // per share: the highest-priority rule among its processes
@@ -185,7 +190,7 @@ func (a *Attributor) shares(ctx context.Context, u device.Unit) ([]Share, string
 		}
 		shares[i].PIDs = append(shares[i].PIDs, p.PID)
 		if useUtil {
-			shares[i].Weight += int64(p.SMUtil)
+			shares[i].Weight += p.SMWeight
 		}
 	}
 	split := ""

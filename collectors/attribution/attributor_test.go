@@ -142,7 +142,10 @@ GPU-1: [77.0.1001 cgroup:slurm w=1 pids=[52001]]
 `,
 		},
 		{
-			name: "shared unit split equally when a process has no sample or all are zero",
+			// A process without samples (NVML sampled the others, which held
+			// the GPU) adds nothing: it no longer forces an equal split on
+			// everyone; a tenant with no sample at all keeps weight 1.
+			name: "a process without samples weighs nothing; all zero splits equally",
 			tree: "slurm-node",
 			rules: `rules:
   - cgroup: slurm
@@ -151,9 +154,11 @@ GPU-1: [77.0.1001 cgroup:slurm w=1 pids=[52001]]
 			snap: snapshot(
 				wholeGPU("GPU-0", proc(51003, 10), proc(51001, -1), proc(51002, 50)),
 				wholeGPU("GPU-1", proc(51003, 0), proc(51001, 0)),
+				wholeGPU("GPU-2", proc(51003, 40), proc(51001, -1)),
 			),
-			want: `GPU-0: split=equal [slurm-4242 cgroup:slurm w=1 pids=[51001 51002]] [slurm-4250 cgroup:slurm w=1 pids=[51003]]
+			want: `GPU-0: split=utilization [slurm-4242 cgroup:slurm w=50 pids=[51001 51002]] [slurm-4250 cgroup:slurm w=10 pids=[51003]]
 GPU-1: split=equal [slurm-4242 cgroup:slurm w=1 pids=[51001]] [slurm-4250 cgroup:slurm w=1 pids=[51003]]
+GPU-2: split=utilization [slurm-4242 cgroup:slurm w=1 pids=[51001]] [slurm-4250 cgroup:slurm w=40 pids=[51003]]
 `,
 		},
 		{

@@ -46,6 +46,9 @@ type Rule struct {
 	// Tenant is a template: ${group} is replaced by the matcher's named
 	// group of that name.
 	Tenant string `yaml:"tenant"`
+	// Squeue is the absolute path of the squeue command the slurm preset
+	// asks for ${account} and ${user} (slurm.go); "": squeue through PATH.
+	Squeue string `yaml:"squeue"`
 
 	// line is where the rule starts in its YAML file (0: built in Go).
 	line int
@@ -61,6 +64,7 @@ const (
 	fieldUID           = "uid"
 	fieldTenant        = "tenant"
 	fieldNamespace     = "namespace"
+	fieldSqueue        = "squeue"
 )
 
 // RuleError is a rule that cannot be used: it names the rule, the field at
@@ -131,7 +135,7 @@ func (r *Rule) UnmarshalYAML(node *yaml.Node) error {
 		lines[k.Value] = v.Line
 		var s string
 		switch k.Value {
-		case fieldName, fieldGPU, fieldCgroup, fieldCgroupPattern, fieldUser, fieldTenant, fieldNamespace:
+		case fieldName, fieldGPU, fieldCgroup, fieldCgroupPattern, fieldUser, fieldTenant, fieldNamespace, fieldSqueue:
 			var err error
 			if s, err = scalarString(v); err != nil {
 				return fail(err)
@@ -145,7 +149,7 @@ func (r *Rule) UnmarshalYAML(node *yaml.Node) error {
 			continue
 		default:
 			return &RuleError{Line: k.Line, Name: out.Name, Field: k.Value, Err: errors.New(
-				"unknown field (want name, gpu, cgroup, cgroup_pattern, user, uid, namespace, tenant)")}
+				"unknown field (want name, gpu, cgroup, cgroup_pattern, user, uid, namespace, tenant, squeue)")}
 		}
 		switch k.Value {
 		case fieldName:
@@ -162,6 +166,8 @@ func (r *Rule) UnmarshalYAML(node *yaml.Node) error {
 			out.Tenant = s
 		case fieldNamespace:
 			out.Namespace = s
+		case fieldSqueue:
+			out.Squeue = s
 		}
 	}
 	if _, err := compileRule(out, -1); err != nil {
@@ -271,6 +277,10 @@ func compileRule(r Rule, index int) (*compiledRule, error) {
 			return nil, fail(fieldCgroup, fmt.Errorf("unknown preset %q (want one of %s)",
 				r.Cgroup, strings.Join(presetNames(), ", ")))
 		}
+		if re, ok := p.(*regexMatcher); ok && r.Cgroup == "slurm" {
+			sm := newSlurmMatcher(re)
+			sm.command, p = r.Squeue, sm
+		}
 		c.kind, c.paths = kindCgroup, p
 		c.method = string(MethodCgroup) + ":" + r.Cgroup
 		groups = p.groups()
@@ -301,6 +311,9 @@ func compileRule(r Rule, index int) (*compiledRule, error) {
 		}
 		c.kind, c.uid, c.method = kindUID, uint32(*r.UID), string(MethodUser)
 		groups = userGroups
+	}
+	if err := checkSqueue(r); err != nil {
+		return nil, fail(fieldSqueue, err)
 	}
 	if strings.TrimSpace(r.Tenant) == "" {
 		return nil, fail(fieldTenant, errors.New("required: the tenant name or a template such as ${pod_uid}"))

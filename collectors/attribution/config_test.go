@@ -57,7 +57,7 @@ func TestDecodeConfigErrors(t *testing.T) {
     cgroup: slurm
     tenant: job-${job_id}
 `,
-			want: `line 4: attribution rule "slurm": tenant: ${job_id}: the matcher has no group "job_id" (its groups: job, step, uid)`,
+			want: `line 4: attribution rule "slurm": tenant: ${job_id}: the matcher has no group "job_id" (its groups: job, step, uid, account, user)`,
 		},
 		{
 			name: "template names a group the pattern lacks",
@@ -99,7 +99,7 @@ func TestDecodeConfigErrors(t *testing.T) {
   - user: bob
     tennant: b
 `,
-			want: `line 3: attribution rule: tennant: unknown field (want name, gpu, cgroup, cgroup_pattern, user, uid, namespace, tenant)`,
+			want: `line 3: attribution rule: tennant: unknown field (want name, gpu, cgroup, cgroup_pattern, user, uid, namespace, tenant, squeue)`,
 		},
 		{
 			name: "namespace glob that does not compile",

@@ -20,7 +20,7 @@
 //	    - cgroup: kubernetes
 //	      tenant: k8s-${pod_uid}
 //	    - cgroup: slurm
-//	      tenant: slurm-${job}
+//	      tenant: ${account}            # from squeue; squeue: /path (optional)
 //	    - cgroup_pattern: '^/tenants\.slice/tenants-(?P<t>[a-z0-9]+)\.slice/'
 //	      tenant: ${t}
 //	    - user: alice
@@ -119,7 +119,15 @@
 // kubelet-kubepods slices too.
 //
 // slurm: job, step (0, batch, extern, interactive, ...), uid (cgroup v1
-// only; empty on v2).
+// only; empty on v2) from the path; account and user from the Slurm
+// controller, through `squeue --noheader --jobs=<job> --format=%A|%a|%u`
+// (the rule's squeue field, an absolute path; default squeue through
+// PATH), run only when the tenant names them. It is asked once per job
+// (cached, 4096 jobs at most, the oldest forgotten first; a failure for
+// 30 s), with a 2 s timeout. The job's environment (SLURM_JOB_ACCOUNT) is
+// never read: the job sets it. When squeue fails the rule does not match
+// and the next rule decides, e.g. a second slurm rule with slurm-${job}.
+// See slurm.go for what is trusted.
 //
 //	/system.slice/slurmstepd.scope/job_4242/step_0/user/task_0                 cgroup v2
 //	/slurm/uid_1000/job_77/step_batch/task_0                                   cgroup v1

@@ -30,8 +30,9 @@ func mustConfig(t testing.TB, text string) Config {
 	return cfg
 }
 
+// proc is a process with one utilization sample of sm (none when sm < 0).
 func proc(pid uint32, sm int) device.Process {
-	return device.Process{PID: pid, UsedMemoryBytes: 1 << 30, SMUtil: sm}
+	return device.Process{PID: pid, UsedMemoryBytes: 1 << 30, SMUtil: sm, SMWeight: int64(max(sm, 0))}
 }
 
 func wholeGPU(uuid string, procs ...device.Process) device.Device {

@@ -28,9 +28,10 @@ type Share struct {
 	// Method is e.g. "static", "cgroup:kubernetes", "cgroup:pattern", "user".
 	Method string
 	// Weight is the tenant's part for splitting a unit shared by several
-	// tenants at once: the sum of its processes' SM utilization when every
-	// process on the unit reports one and at least one is non-zero, else 1
-	// per tenant (equal split). Always >= 1.
+	// tenants at once: the sum of its processes' SM utilization samples
+	// since the previous cycle (device.Process.SMWeight) when any process
+	// on the unit has a non-zero one, else 1 per tenant (equal split).
+	// Always >= 1: a tenant without samples keeps a minimal part.
 	Weight int64
 	// PIDs are the tenant's processes on the unit (for logs and debugging).
 	PIDs []uint32

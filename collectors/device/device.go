@@ -73,8 +73,14 @@ type Process struct {
 	PID             uint32
 	UsedMemoryBytes uint64
 	// SMUtil is the process's recent SM utilization, 0-100, or Unknown
-	// (no new samples, MIG, unsupported).
+	// (no new samples, MIG, unsupported): the mean of SMWeight's samples.
 	SMUtil int
+	// SMWeight is the sum of the process's SM utilization over the
+	// distinct samples NVML took since the previous cycle (one per sample
+	// timestamp); 0 when it has none. Under time-slicing NVML samples the
+	// process that holds the GPU, so a process that ran more has more
+	// samples: this, not the mean, weighs a shared GPU's split.
+	SMWeight int64
 }
 
 // Unit is what the meter meters: a whole GPU not in MIG mode, or one MIG

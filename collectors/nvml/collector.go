@@ -36,6 +36,11 @@ type Options struct {
 	Clock clock.Clock
 	// Log receives state changes (GPU lost, back, missing); nil discards.
 	Log *slog.Logger
+	// DriverDir is the kernel driver's /proc directory (DriverProcDir on
+	// a node; "" for none, as for simulated GPUs). A GPU NVML cannot read
+	// and the collector never read is reported by the identity the driver
+	// gives it there (its UUID and model), with Err, rather than left out.
+	DriverDir string
 }
 
 type state int
@@ -50,9 +55,10 @@ const (
 // Collector reads every GPU on the node through an gonvml.Interface, one
 // Snapshot per Collect. Collect calls are serialized.
 type Collector struct {
-	lib gonvml.Interface
-	clk clock.Clock
-	log *slog.Logger
+	lib       gonvml.Interface
+	driverDir string
+	clk       clock.Clock
+	log       *slog.Logger
 
 	mu      sync.Mutex
 	state   state
@@ -72,16 +78,19 @@ type Collector struct {
 	// failing remembers which GPUs were failing, to log transitions once.
 	failing    map[string]bool
 	failingIdx map[int]bool
+	// driverNamed are the GPUs known only by the kernel driver's name for
+	// them (driverproc.go), until NVML reads them.
+	driverNamed map[string]bool
 }
 
 // New returns a collector over lib (Open() for the real library, or a
 // simulated Machine's Interface()). It calls nothing until Start.
 func New(lib gonvml.Interface, opts Options) *Collector {
 	c := &Collector{
-		lib: lib, clk: opts.Clock, log: opts.Log,
+		lib: lib, clk: opts.Clock, log: opts.Log, driverDir: opts.DriverDir,
 		known: map[string]device.Device{}, byIndex: map[int]string{},
 		lastSample: map[string]uint64{}, totalSlices: map[string]int{},
-		failing: map[string]bool{}, failingIdx: map[int]bool{},
+		failing: map[string]bool{}, failingIdx: map[int]bool{}, driverNamed: map[string]bool{},
 	}
 	if c.clk == nil {
 		c.clk = clock.Real{}
@@ -195,12 +204,14 @@ func (c *Collector) Collect(ctx context.Context) (snap device.Snapshot, err erro
 	snap.Devices = make([]device.Device, 0, max(count, len(c.known)))
 	byIndex := make(map[int]string, count)
 	reported := make(map[string]bool, count)
+	var unnamed []error // the read errors of indexes without identity
 	for idx := range count {
 		if err := ctx.Err(); err != nil {
 			return device.Snapshot{}, fmt.Errorf("collect: %w", err)
 		}
 		d, err := c.readDevice(idx)
 		if err == nil {
+			delete(c.driverNamed, d.UUID)
 			c.known[d.UUID] = identity(d)
 			c.noteOK(d.UUID)
 			delete(c.failingIdx, idx)
@@ -214,8 +225,12 @@ func (c *Collector) Collect(ctx context.Context) (snap device.Snapshot, err erro
 		}
 		last, ok := c.known[uuid]
 		if !ok || reported[uuid] {
-			// Never read successfully: there is no identity to meter a gap
-			// against, so the GPU is left out until it can be read.
+			// Never read successfully: no identity of NVML's to meter a
+			// gap against. The kernel driver may name it (learnUnreadable,
+			// below); otherwise it is left out until it can be read.
+			if !ok {
+				unnamed = append(unnamed, err)
+			}
 			if !c.failingIdx[idx] {
 				c.failingIdx[idx] = true
 				c.log.Warn("unknown GPU unreadable, left out until it reads", "index", idx, "err", err)
@@ -228,6 +243,7 @@ func (c *Collector) Collect(ctx context.Context) (snap device.Snapshot, err erro
 		snap.Devices = append(snap.Devices, last)
 	}
 	c.byIndex = byIndex
+	snap.Devices = c.reportUnnamed(snap.Devices, unnamed, reported)
 	start := len(snap.Devices)
 	for uuid, last := range c.known {
 		if !reported[uuid] {

@@ -26,7 +26,12 @@
 //     read as usual. A GPU seen before that is no longer enumerated at all
 //     is reported with its last identity and ErrNotEnumerated, so its time
 //     becomes a gap rather than vanishing. A GPU never read successfully
-//     has no identity to report and is left out (and logged).
+//     (lost before the agent's first read) has no identity of NVML's: with
+//     Options.DriverDir (/proc/driver/nvidia on a node) it is reported by
+//     the identity the kernel driver gives it (gpus/*/information: UUID
+//     and model), with its read error, from the first cycle on, so its
+//     time is a device_lost gap from the first window; without, or if the
+//     driver does not list it, it is left out (and logged).
 //   - MIG reconfiguration at run time invalidates MIG handles, so MIG
 //     instances are enumerated afresh every cycle: every slot from 0 to
 //     GetMaxMigDeviceCount-1, skipping empty slots (NOT_FOUND,
@@ -45,9 +50,14 @@
 //   - GetProcessUtilization answers NOT_FOUND when there is no sample newer
 //     than the timestamp asked for: not an error, the processes' SMUtil is
 //     Unknown. The newest timestamp seen is kept per GPU so each cycle gets
-//     only new samples; a process's SMUtil is the mean of its new samples,
-//     each clamped to 0-100 because garbage values have been seen. It is
-//     not supported on MIG handles, so MIG processes have Unknown SMUtil.
+//     only new samples. A process's SMWeight is the sum of its new
+//     samples' SM utilization, each (PID, timestamp) counted once and
+//     clamped to 0-100 (garbage values have been seen), and its SMUtil
+//     their mean; a process without new samples has weight 0 and Unknown
+//     SMUtil. Under time-slicing NVML samples the process that holds the
+//     GPU, so the sum follows how long each process held it, which the
+//     mean does not (docs/hardware.md). It is not supported on MIG
+//     handles, so MIG processes have Unknown SMUtil and weight 0.
 //   - UUIDs are reported in their canonical form (protocol.CanonicalGPUUUID,
 //     CanonicalMIGUUID: lower-case, trimmed), the authority's key, so that
 //     records and the inventory name a unit alike. A GPU or MIG instance

@@ -271,24 +271,46 @@ func (c *Collector) readProcesses(h gonvml.Device, d *device.Device) error {
 		return nil
 	}
 	last := c.lastSample[d.UUID]
-	for i := range d.Processes {
-		sum, n := 0, 0
-		for _, s := range samples {
-			if s.Pid == d.Processes[i].PID {
-				// Garbage values above 100 have been seen: clamp each one.
-				sum += clampPercent(s.SmUtil)
-				n++
-			}
-		}
-		if n > 0 {
-			d.Processes[i].SMUtil = sum / n
-		}
-	}
+	weighSamples(d.Processes, samples, last)
 	for _, s := range samples {
 		last = max(last, s.TimeStamp)
 	}
 	c.lastSample[d.UUID] = last
 	return nil
+}
+
+// weighSamples sets each process's SMWeight, the sum of its SM
+// utilization over its samples newer than last, counting a (PID,
+// timestamp) once however often NVML lists it, and its SMUtil, their
+// mean. A process with no such sample keeps SMUtil Unknown and weight 0:
+// it gets a share only from samples it has. Empty slots of NVML's buffer
+// (timestamp 0) and samples of other PIDs are ignored.
+func weighSamples(procs []device.Process, samples []gonvml.ProcessUtilizationSample, last uint64) {
+	type key struct {
+		pid uint32
+		ts  uint64
+	}
+	seen := make(map[key]bool, len(samples))
+	at := make(map[uint32]int, len(procs))
+	for i, p := range procs {
+		at[p.PID] = i
+	}
+	n := make([]int64, len(procs))
+	for _, s := range samples {
+		i, ok := at[s.Pid]
+		if !ok || s.TimeStamp == 0 || s.TimeStamp <= last || seen[key{s.Pid, s.TimeStamp}] {
+			continue
+		}
+		seen[key{s.Pid, s.TimeStamp}] = true
+		// Garbage values above 100 have been seen: clamp each one.
+		procs[i].SMWeight += int64(clampPercent(s.SmUtil))
+		n[i]++
+	}
+	for i := range procs {
+		if n[i] > 0 {
+			procs[i].SMUtil = int(procs[i].SMWeight / n[i])
+		}
+	}
 }
 
 func clampPercent(v uint32) int {

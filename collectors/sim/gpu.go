@@ -199,6 +199,9 @@ func (h *gpuHandle) GetProcessUtilization(lastSeen uint64) ([]nvml.ProcessUtiliz
 	if g.mig != nil {
 		return nil, nvml.ERROR_NOT_SUPPORTED
 	}
+	if g.samples != nil {
+		return bufferedSamples(g.samples, lastSeen)
+	}
 	ts := g.nextSample()
 	if ts <= lastSeen {
 		return nil, nvml.ERROR_NOT_FOUND
@@ -210,6 +213,26 @@ func (h *gpuHandle) GetProcessUtilization(lastSeen uint64) ([]nvml.ProcessUtiliz
 		}
 	}
 	if len(out) == 0 {
+		return nil, nvml.ERROR_NOT_FOUND
+	}
+	return out, nvml.SUCCESS
+}
+
+// bufferedSamples answers GetProcessUtilization from a set buffer (see
+// Machine.SetProcessSamples).
+func bufferedSamples(buf []nvml.ProcessUtilizationSample, lastSeen uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {
+	var out []nvml.ProcessUtilizationSample
+	newer := false
+	for _, s := range buf {
+		switch {
+		case s.TimeStamp == 0:
+			out = append(out, s)
+		case s.TimeStamp > lastSeen:
+			out = append(out, s)
+			newer = true
+		}
+	}
+	if !newer {
 		return nil, nvml.ERROR_NOT_FOUND
 	}
 	return out, nvml.SUCCESS

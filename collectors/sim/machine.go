@@ -72,6 +72,9 @@ type gpu struct {
 	// sampling while processes run, so each call has newer samples. Atomic
 	// because NVML calls hold only the read lock.
 	sampleTick atomic.Uint64
+	// samples, when non-nil, is the driver's process-utilization buffer
+	// as set by SetProcessSamples, answered instead of generated samples.
+	samples []nvml.ProcessUtilizationSample
 }
 
 // migInstance is one MIG instance (one GPU instance, one compute instance).
@@ -238,6 +241,16 @@ func (m *Machine) SetProcesses(unitUUID string, procs []device.Process) error {
 
 // SetUtilization sets GPU i's utilization (0-100); device.Unknown makes
 // GetUtilizationRates answer NOT_SUPPORTED.
+// SetProcessSamples makes GPU i's GetProcessUtilization answer from
+// samples, as NVML's sample buffer: the entries newer than the timestamp
+// asked for, as listed (duplicates too), plus empty slots (timestamp 0),
+// NOT_FOUND when none is newer. Time-sliced processes get samples at
+// different timestamps, as on hardware. nil goes back to one generated
+// sample per process and call.
+func (m *Machine) SetProcessSamples(i int, samples []nvml.ProcessUtilizationSample) {
+	m.with(i, func(g *gpu) { g.samples = slices.Clone(samples) })
+}
+
 func (m *Machine) SetUtilization(i int, pct int) {
 	m.with(i, func(g *gpu) { g.utilPct = pct })
 }

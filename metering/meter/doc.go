@@ -41,10 +41,17 @@
 //   - the unit is lost (Observation.Lost): gap device_lost;
 //   - no shares: idle;
 //   - one share: d ms of that tenant's usage;
-//   - several shares: d is split by Share.Weight with the largest-remainder
-//     method, remainder ties to the lexically smaller tenant, so the parts sum
-//     to d exactly. Each split is computed per interval (per observation and
-//     window), not per record.
+//   - several shares: tenant i's exact share is d·wᵢ/W (Share.Weight, W
+//     their sum), a rational. The shares are summed exactly per (unit,
+//     window) and rounded once, when the window closes: each tenant gets
+//     its exact sum rounded down, and the milliseconds left (the fractions
+//     add up to whole milliseconds) go one each to the largest fractions,
+//     equal fractions ordered by a hash of the window start, the unit and
+//     the tenant, never by name. So every tenant's record is less than
+//     1 ms from its exact share and the unit's usage sums to its busy time
+//     exactly (split.go). Utilization and energy of an interval are divided
+//     by its integer parts (largest remainder). Totals count a shared
+//     tenant's time rounded down until its window closes.
 //
 // A unit that the open window knows but that is missing from the latest
 // observation is a gap (device_absent) until it reappears; a unit first seen

@@ -14,6 +14,9 @@ type part struct {
 	u      *unitAcc
 	ti, si int
 	ms     int64
+	// split: the part of a shared unit, whose ms only weigh its readings
+	// (its time was added exactly by shareExact).
+	split bool
 }
 
 // fill accounts [a, p) for every unit the held state or the open window
@@ -79,7 +82,11 @@ func (m *Meter) fillUnit(h *heldUnit, a, p int64, next []attribution.Observation
 			continue
 		}
 		t := &pt.u.tenants[pt.ti]
-		t.add(pt.ms, h.util, e, known)
+		if pt.split {
+			t.addReadings(pt.ms, h.util, e, known)
+		} else {
+			t.add(pt.ms, h.util, e, known)
+		}
 		if pt.ms >= t.methodMs {
 			t.method, t.methodMs = h.shares[pt.si].method, pt.ms
 		}
@@ -103,17 +110,20 @@ func (m *Meter) holdPart(h *heldUnit, u *unitAcc, d int64) {
 	case len(h.shares) == 1:
 		m.parts = append(m.parts, part{u: u, ti: u.tenant(h.shares[0].tenant), ms: d})
 	default:
-		// Shares are sorted by tenant, so remainder ties going to the lower
-		// index go to the lexically smaller tenant.
+		// The time is split exactly per window (split.go). The integer
+		// parts below only weigh the interval's utilization and energy
+		// between the tenants; every tenant gets a part, even of 0 ms, so
+		// that its method and sharing are recorded.
 		m.weights = m.weights[:0]
+		m.tis = m.tis[:0]
 		for _, s := range h.shares {
 			m.weights = append(m.weights, s.weight)
+			m.tis = append(m.tis, u.tenant(s.tenant))
 		}
+		u.shareExact(d, h.shares, m.tis)
 		m.amounts = apportion(d, m.weights, m.amounts, &m.rems)
 		for si, ms := range m.amounts {
-			if ms > 0 {
-				m.parts = append(m.parts, part{u: u, ti: u.tenant(h.shares[si].tenant), si: si, ms: ms})
-			}
+			m.parts = append(m.parts, part{u: u, ti: m.tis[si], si: si, ms: ms, split: true})
 		}
 	}
 }

@@ -73,6 +73,7 @@ type Meter struct {
 	weights   []int64
 	amounts   []int64
 	rems      []uint64
+	tis       []int
 	uuids     []string
 	freeWins  []*window
 	freeUnits []*unitAcc

@@ -144,15 +144,15 @@ func TestMeter(t *testing.T) {
 			},
 		},
 		{
-			// 1000 ms over three equal tenants: 334/333/333, the extra ms to
-			// the lexically smallest tenant whatever the input order.
-			name:  "equal split has exact integer parts",
+			// 1000 ms over three equal tenants, 60 times: each gets its
+			// exact third of the window, not 334 ms of every second.
+			name:  "equal split is exact per window",
 			steps: ticks(0, 60000, 1000, same(used(g1, "c", "a", "b"))),
 			stop:  60000,
 			want: []string{
-				"0+20040 GPU-1 usage a u0 e-1 static/2/equal",
-				"0+19980 GPU-1 usage b u0 e-1 static/2/equal",
-				"0+19980 GPU-1 usage c u0 e-1 static/2/equal",
+				"0+20000 GPU-1 usage a u0 e-1 static/2/equal",
+				"0+20000 GPU-1 usage b u0 e-1 static/2/equal",
+				"0+20000 GPU-1 usage c u0 e-1 static/2/equal",
 			},
 		},
 		{

@@ -3,9 +3,8 @@ package meter
 import (
 	"fmt"
 	"maps"
+	"math/big"
 	"math/rand/v2"
-	"slices"
-	"sort"
 	"testing"
 	"time"
 
@@ -51,12 +50,7 @@ func TestRandomSequencesMatchReference(t *testing.T) {
 				got[refKey{r.WindowStart.Sub(base).Milliseconds(), r.WindowEnd.Sub(base).Milliseconds(), r.GPUUUID, r.Kind, label}] += r.GPUMillis
 				sums[TotalsKey{Tenant: r.Tenant, UnitUUID: r.GPUUUID, Kind: r.Kind, GapReason: r.GapReason}] += r.GPUMillis
 			}
-			want := reference(sc)
-			for k := range mergeKeys(got, want) {
-				if got[k] != want[k] {
-					t.Errorf("%+v: meter %d ms, reference %d ms", k, got[k], want[k])
-				}
-			}
+			compareReference(t, got, reference(sc))
 			if got, most := energyOf(recs, "GPU-0"), energyBound(sc, "GPU-0"); got > most {
 				t.Errorf("GPU-0 records hold %d mJ, the counter rose by at most %d mJ", got, most)
 			}
@@ -145,7 +139,7 @@ type refKey struct {
 
 // reference meters a scenario one millisecond at a time, straight from the
 // rules in doc.go, sharing no code with the meter.
-func reference(sc scenario) map[refKey]int64 {
+func reference(sc scenario) map[refKey]*big.Rat {
 	var evs []refEvent
 	for _, s := range sc.steps {
 		p := s.at
@@ -179,10 +173,17 @@ func byUnit(obs []attribution.Observation) map[string]attribution.Observation {
 // units the window knows and, per ms, the governing event. stopSeen names
 // units a window ending at a cut also knows: those observed at the very
 // position of the Stop that cut it.
-func refRecords(evs []refEvent, cuts []int64, stopSeen map[int64][]string, stop int64, window, hold time.Duration) map[refKey]int64 {
+func refRecords(evs []refEvent, cuts []int64, stopSeen map[int64][]string, stop int64, window, hold time.Duration) map[refKey]*big.Rat {
 	w, h := window.Milliseconds(), hold.Milliseconds()
 	abs := func(off int64) int64 { return base.UnixMilli() + off }
-	out := map[refKey]int64{}
+	out := map[refKey]*big.Rat{}
+	ints := map[refKey]int64{} // per-ms counts, added to out at the end
+	add := func(k refKey, ms *big.Rat) {
+		if out[k] == nil {
+			out[k] = new(big.Rat)
+		}
+		out[k].Add(out[k], ms)
+	}
 	for ws := evs[0].pos; ws < stop; {
 		we := min((abs(ws)/w+1)*w-base.UnixMilli(), stop) // base and offsets are positive
 		for _, c := range cuts {
@@ -214,7 +215,7 @@ func refRecords(evs []refEvent, cuts []int64, stopSeen map[int64][]string, stop 
 			flush := func() {
 				if run > 0 {
 					for tn, ms := range refSplit(run, evs[runGov].obs[u].Shares) {
-						out[refKey{ws, we, u, protocol.KindUsage, tn}] += ms
+						add(refKey{ws, we, u, protocol.KindUsage, tn}, ms)
 					}
 				}
 				run, runGov = 0, -1
@@ -246,61 +247,76 @@ func refRecords(evs []refEvent, cuts []int64, stopSeen map[int64][]string, stop 
 					continue
 				}
 				flush()
-				out[refKey{ws, we, u, kind, label}]++
+				ints[refKey{ws, we, u, kind, label}]++
 			}
 			flush()
 		}
 		ws = we
 	}
+	for k, ms := range ints {
+		add(k, big.NewRat(ms, 1))
+	}
 	return out
 }
 
-// refSplit divides d ms between the shares' tenants by weight, largest
-// remainder first, ties to the lexically smaller tenant.
-func refSplit(d int64, shares []attribution.Share) map[string]int64 {
-	type cand struct {
-		tenant string
-		part   int64
-		rem    int64
-	}
+// refSplit gives each share's tenant its exact part of d ms: d·w/W.
+func refSplit(d int64, shares []attribution.Share) map[string]*big.Rat {
 	var total int64
 	for _, s := range shares {
 		total += s.Weight
 	}
-	var cs []cand
-	var given int64
+	out := map[string]*big.Rat{}
 	for _, s := range shares {
-		c := cand{tenant: s.Tenant, part: d * s.Weight / total, rem: d * s.Weight % total}
-		given += c.part
-		cs = append(cs, c)
-	}
-	sort.Slice(cs, func(i, j int) bool {
-		if cs[i].rem != cs[j].rem {
-			return cs[i].rem > cs[j].rem
-		}
-		return cs[i].tenant < cs[j].tenant
-	})
-	out := map[string]int64{}
-	for i, c := range cs {
-		if int64(i) < d-given {
-			c.part++
-		}
-		if c.part > 0 {
-			out[c.tenant] = c.part
-		}
+		out[s.Tenant] = big.NewRat(d*s.Weight, total)
 	}
 	return out
 }
 
-func mergeKeys(a, b map[refKey]int64) map[refKey]bool {
+// compareReference checks the meter's milliseconds against the reference:
+// gaps and idle exactly; a tenant's usage less than 1 ms from its exact
+// rational share; and each (window, unit)'s usage summing exactly to its
+// busy time.
+func compareReference(t *testing.T, got map[refKey]int64, want map[refKey]*big.Rat) {
+	t.Helper()
+	type wu struct {
+		start, end int64
+		unit       string
+	}
+	gotBusy, wantBusy := map[wu]int64{}, map[wu]*big.Rat{}
 	keys := map[refKey]bool{}
-	for _, k := range slices.Collect(maps.Keys(a)) {
+	for k := range got {
 		keys[k] = true
 	}
-	for k := range b {
+	for k := range want {
 		keys[k] = true
 	}
-	return keys
+	for k := range keys {
+		w := want[k]
+		if w == nil {
+			w = new(big.Rat)
+		}
+		g := new(big.Rat).SetInt64(got[k])
+		if k.kind != protocol.KindUsage {
+			if g.Cmp(w) != 0 {
+				t.Errorf("%+v: meter %d ms, reference %s ms", k, got[k], w.RatString())
+			}
+			continue
+		}
+		if diff := new(big.Rat).Sub(g, w); diff.Abs(diff).Cmp(big.NewRat(1, 1)) >= 0 {
+			t.Errorf("%+v: meter %d ms, exact share %s ms: 1 ms or more apart", k, got[k], w.RatString())
+		}
+		u := wu{k.start, k.end, k.unit}
+		gotBusy[u] += got[k]
+		if wantBusy[u] == nil {
+			wantBusy[u] = new(big.Rat)
+		}
+		wantBusy[u].Add(wantBusy[u], w)
+	}
+	for u, w := range wantBusy {
+		if new(big.Rat).SetInt64(gotBusy[u]).Cmp(w) != 0 {
+			t.Errorf("%+v: usage sums to %d ms, busy time is %s ms", u, gotBusy[u], w.RatString())
+		}
+	}
 }
 
 func energyOf(recs []protocol.Record, unit string) int64 {

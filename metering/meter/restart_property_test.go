@@ -174,12 +174,7 @@ func TestRandomRestartsMatchReference(t *testing.T) {
 			for _, r := range recs {
 				gotMs[refKey{r.WindowStart.Sub(base).Milliseconds(), r.WindowEnd.Sub(base).Milliseconds(), r.GPUUUID, r.Kind, r.Tenant + r.GapReason}] += r.GPUMillis
 			}
-			want := refRecords(evs, cuts, stopSeen, stop, sc.window, sc.hold)
-			for k := range mergeKeys(gotMs, want) {
-				if gotMs[k] != want[k] {
-					t.Errorf("%+v: meter %d ms, reference %d ms", k, gotMs[k], want[k])
-				}
-			}
+			compareReference(t, gotMs, refRecords(evs, cuts, stopSeen, stop, sc.window, sc.hold))
 			checkTiling(t, recs, evs[0].pos, stop)
 			checkDown(t, recs, downs)
 			if got, most := energyOf(recs, "GPU-0"), energyBound(sc, "GPU-0"); got > most {

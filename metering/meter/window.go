@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -124,6 +125,9 @@ type tenantAcc struct {
 	methodMs   int64 // the longest part's ms, for method
 	sharedWith int
 	splitRule  string
+	// frac is the exact part below 1 ms of the tenant's shares of split
+	// intervals in this window (nil: none); see split.go.
+	frac *big.Rat
 }
 
 // unitAcc is one unit's time in one window.
@@ -132,10 +136,21 @@ type unitAcc struct {
 	tenants []tenantAcc
 	idle    acc
 	gaps    [numGaps]int64
+	// pending is the sum of the tenants' fracs: whole milliseconds of split
+	// time that settle hands out when the window closes.
+	pending int64
+	cands   []int // scratch for settle
 }
 
 func (a *acc) add(ms int64, util int, energy int64, energyKnown bool) {
 	a.ms += ms
+	a.addReadings(ms, util, energy, energyKnown)
+}
+
+// addReadings adds the utilization and energy of ms milliseconds without
+// the time itself: a split interval's time is added exactly (addExact),
+// its readings by the interval's integer parts.
+func (a *acc) addReadings(ms int64, util int, energy int64, energyKnown bool) {
 	if util >= 0 {
 		a.utilSum += int64(util) * ms
 		a.utilMs += ms
@@ -203,7 +218,7 @@ func (m *Meter) unitIn(w *window, info *unitInfo) (u *unitAcc, created bool) {
 
 func (m *Meter) release(w *window) {
 	for _, u := range w.units {
-		*u = unitAcc{tenants: u.tenants[:0]}
+		*u = unitAcc{tenants: u.tenants[:0], cands: u.cands[:0]}
 		m.freeUnits = append(m.freeUnits, u)
 	}
 	clear(w.units)
@@ -229,6 +244,7 @@ func (m *Meter) emit(out []protocol.Record, w *window) []protocol.Record {
 		b := base
 		b.GPUUUID, b.ParentUUID, b.Model = u.info.uuid, u.info.parent, u.info.model
 		b.MIGProfile, b.SliceNum, b.SliceDen = u.info.profile, u.info.sliceNum, u.info.sliceDen
+		u.settle(w.start, uuid)
 		slices.SortFunc(u.tenants, func(a, b tenantAcc) int { return strings.Compare(a.tenant, b.tenant) })
 		for i := range u.tenants {
 			t := &u.tenants[i]

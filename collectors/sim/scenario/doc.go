@@ -55,8 +55,19 @@
 //	  - gpu: 1
 //	    at: 30m                     # inside (0, duration)
 //	    mig: [3g.40gb, 4g.40gb]     # required: the new layout; []: MIG off
+//	slurm_jobs:                     # the simulated Slurm controller, by job id
+//	  4242: {account: physics, user: alice}
 //	attribution:                    # the node's rules (attribution.Config)
 //	  rules: [...]
+//
+// # Slurm accounts
+//
+// With slurm_jobs, NewDriver writes a squeue into the host root
+// (Driver.Squeue) that answers `squeue --noheader --jobs=<id>
+// --format=%A|%a|%u` from the table and fails for other jobs, as squeue
+// does for a job the controller does not know; the simulation passes it
+// to the attribution (attribution.WithSqueue), so a slurm rule's
+// ${account} and ${user} come from it (configs/scenarios/slurm-accounts.yaml).
 //
 // # MIG reconfiguration
 //

@@ -14,9 +14,10 @@ import (
 // any virtual time. Apply is called from one goroutine (not safe for
 // concurrent use); the Machine it drives may be read concurrently.
 type Driver struct {
-	s    *Scenario
-	m    *sim.Machine
-	host *hostRoot
+	s      *Scenario
+	m      *sim.Machine
+	host   *hostRoot
+	squeue string // the fake squeue's path, "" without slurm_jobs
 
 	units    []Unit
 	unitUUID []string // "" for a unit of a layout not applied yet
@@ -78,7 +79,11 @@ func NewDriver(s *Scenario, hostRoot string) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: %w", s.Name, err)
 	}
-	d := &Driver{s: s, m: m, host: h, units: s.Units(), unitOf: map[Unit]int{},
+	sq, err := writeSqueue(hostRoot, s)
+	if err != nil {
+		return nil, fmt.Errorf("scenario %s: %w", s.Name, err)
+	}
+	d := &Driver{s: s, m: m, host: h, squeue: sq, units: s.Units(), unitOf: map[Unit]int{},
 		lost: make([]bool, len(s.GPUs)), dirtyGPU: make([]bool, len(s.GPUs)), layout: make([]int, len(s.GPUs))}
 	for i, u := range d.units {
 		d.unitOf[u] = i

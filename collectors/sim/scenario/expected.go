@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"math/big"
 	"sort"
 	"time"
 )
@@ -42,18 +43,20 @@ func Expected(s *Scenario) map[string]int64 {
 // of jobs on a unit is fixed. Such an interval counts for nobody (Gap)
 // while the unit's GPU is lost, is Idle when no job runs, and otherwise
 // belongs to the tenants of the running jobs: one tenant gets all of it;
-// several split it by weight, per poll interval (the meter splits each
-// sample's hold separately, so rounding happens per tick): a tenant's
-// weight is max(1, the sum of its running processes' utilization) on a
-// whole GPU, and 1 on a MIG instance (NVML has no per-process utilization
-// there, so the split is equal). The split is by the largest-remainder
-// method, remainder ties to the lexically smaller tenant. Restarts change
-// nothing: a restarted process is replaced in the same instant.
+// several split it by weight: a tenant's exact share is d·w/W, and the
+// shares are summed exactly over the unit's span and rounded once (down,
+// the milliseconds left to the largest fractions, ties to the lexically
+// smaller tenant). A tenant's weight is max(1, the sum of its running
+// processes' utilization) on a whole GPU, and 1 on a MIG instance (NVML
+// has no per-process utilization there, so the split is equal). Restarts
+// change nothing: a restarted process is replaced in the same instant.
 //
 // This equals what the meter produces, to the millisecond, when every
-// change point falls on a poll tick (Start + k × PollInterval) and the
-// poll interval divides the meter's window; a change point off the ticks
-// is metered at the next tick instead, an error of less than one poll
+// change point falls on a poll tick (Start + k × PollInterval), the poll
+// interval divides the meter's window, and each window's split comes out
+// in whole milliseconds (the meter rounds per window: otherwise less than
+// 1 ms apart per window of shared time); a change point off the ticks is
+// metered at the next tick instead, an error of less than one poll
 // interval per job start, job end or fault edge.
 func ExpectedUnits(s *Scenario) []UnitUsage {
 	units := s.Units()
@@ -85,6 +88,7 @@ func expectUnit(s *Scenario, u Unit) UnitUsage {
 	sort.Slice(points, func(a, b int) bool { return points[a] < points[b] })
 
 	weights := map[string]int64{}
+	fracs := map[string]*big.Rat{}
 	for k := 1; k < len(points); k++ {
 		a, b := points[k-1], points[k]
 		if a == b {
@@ -119,68 +123,49 @@ func expectUnit(s *Scenario, u Unit) UnitUsage {
 				res.Usage[t] += ms
 			}
 		default:
-			splitByTicks(s.PollInterval, a, b, weights, res.Usage)
+			splitExact(ms, weights, res.Usage, fracs)
 		}
 	}
+	settleExact(res.Usage, fracs)
 	return res
 }
 
-// splitByTicks divides [a, b) among weights' tenants one poll interval at
-// a time (pieces cut at multiples of tick), adding to usage.
-func splitByTicks(tick, a, b time.Duration, weights map[string]int64, usage map[string]int64) {
-	tenants := make([]string, 0, len(weights))
-	for t := range weights {
-		tenants = append(tenants, t)
+// splitExact gives each of weights' tenants its exact share of ms: the
+// whole milliseconds to usage, the fraction to fracs.
+func splitExact(ms int64, weights map[string]int64, usage map[string]int64, fracs map[string]*big.Rat) {
+	var sum int64
+	for _, w := range weights {
+		sum += max(1, w)
 	}
-	sort.Strings(tenants)
-	ws := make([]int64, len(tenants))
-	for i, t := range tenants {
-		ws[i] = max(1, weights[t])
-	}
-	add := func(d time.Duration, times int64) {
-		for i, part := range apportion(int64(d/time.Millisecond), ws) {
-			usage[tenants[i]] += part * times
+	for t, w := range weights {
+		share := big.NewRat(ms*max(1, w), sum)
+		if fracs[t] == nil {
+			fracs[t] = new(big.Rat)
 		}
-	}
-	// Head: up to the first tick boundary at or after a.
-	if r := a % tick; r != 0 {
-		head := min(b, a-r+tick)
-		add(head-a, 1)
-		a = head
-	}
-	if n := int64((b - a) / tick); n > 0 {
-		add(tick, n)
-		a += time.Duration(n) * tick
-	}
-	if a < b {
-		add(b-a, 1)
+		fracs[t].Add(fracs[t], share)
+		whole := new(big.Int).Quo(fracs[t].Num(), fracs[t].Denom())
+		usage[t] += whole.Int64()
+		fracs[t].Sub(fracs[t], new(big.Rat).SetInt(whole))
 	}
 }
 
-// apportion splits total by weights (>= 1) with the largest-remainder
-// method, remainder ties to the lower index, so the parts sum to total.
-func apportion(total int64, weights []int64) []int64 {
-	var sum int64
-	for _, w := range weights {
-		sum += w
+// settleExact hands the milliseconds the fractions add up to, one each to
+// the largest fractions, ties to the lexically smaller tenant.
+func settleExact(usage map[string]int64, fracs map[string]*big.Rat) {
+	left := new(big.Rat)
+	tenants := make([]string, 0, len(fracs))
+	for t, f := range fracs {
+		left.Add(left, f)
+		tenants = append(tenants, t)
 	}
-	parts := make([]int64, len(weights))
-	rems := make([]int64, len(weights))
-	left := total
-	for i, w := range weights {
-		parts[i] = total * w / sum
-		rems[i] = total * w % sum
-		left -= parts[i]
-	}
-	for ; left > 0; left-- {
-		best := 0
-		for i := range rems {
-			if rems[i] > rems[best] {
-				best = i
-			}
+	sort.Slice(tenants, func(i, j int) bool {
+		if c := fracs[tenants[i]].Cmp(fracs[tenants[j]]); c != 0 {
+			return c > 0
 		}
-		parts[best]++
-		rems[best] = -1
+		return tenants[i] < tenants[j]
+	})
+	n := new(big.Int).Quo(left.Num(), left.Denom()).Int64()
+	for _, t := range tenants[:n] {
+		usage[t]++
 	}
-	return parts
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"testing"
-	"time"
 )
 
 // small is the head of the handmade scenarios: 10 s, GPU 0 whole, GPU 1
@@ -39,15 +38,16 @@ func TestExpected(t *testing.T) {
 			want: unitWant{usage: map[string]int64{"a": 5000}, idle: 5000},
 		},
 		{
-			name: "equal weights: remainder to the lexically smaller tenant, per tick",
+			// 3333⅓ each, rounded once: the odd ms to the lexically smaller.
+			name: "equal weights: exact shares, rounded once",
 			jobs: "jobs: [{tenant: c, gpu: 0, start: 0s, end: 10s}, {tenant: b, gpu: 0, start: 0s, end: 10s}, {tenant: a, gpu: 0, start: 0s, end: 10s}]",
-			want: unitWant{usage: map[string]int64{"a": 3340, "b": 3330, "c": 3330}},
+			want: unitWant{usage: map[string]int64{"a": 3334, "b": 3333, "c": 3333}},
 		},
 		{
 			name: "split 60:30 by utilization",
 			jobs: "jobs: [{tenant: a, gpu: 0, start: 0s, end: 10s, utilization: 60}, {tenant: b, gpu: 0, start: 5s, end: 10s, utilization: 30}]",
-			// 5 s alone, then 667:333 per tick.
-			want: unitWant{usage: map[string]int64{"a": 5000 + 5*667, "b": 5 * 333}},
+			// 5 s alone, then 5000 ms at 2:1: 3333⅓ and 1666⅔.
+			want: unitWant{usage: map[string]int64{"a": 5000 + 3333, "b": 1667}},
 		},
 		{
 			name: "weights sum a tenant's processes and jobs",
@@ -97,14 +97,8 @@ func TestExpected(t *testing.T) {
 		{
 			name: "odd split across a partial tick",
 			jobs: "jobs: [{tenant: a, gpu: 0, start: 0s, end: 10s}, {tenant: b, gpu: 0, start: 0s, end: 10s}, {tenant: c, gpu: 0, start: 0.999s, end: 2.001s}]",
-			// ticks 0 and 2..9: 500:500 except the 999 ms and 1 ms pieces;
-			// 0-0.999: a 500 b 499; 0.999-1: 1 ms three ways: a 1;
-			// 1-2: 334:333:333; 2-2.001: a 1; 2.001-3: a 500 b 499.
-			want: unitWant{usage: map[string]int64{
-				"a": 500 + 1 + 334 + 1 + 500 + 7*500,
-				"b": 499 + 0 + 333 + 0 + 499 + 7*500,
-				"c": 0 + 333,
-			}},
+			// 1002 ms three ways (334 each), the other 8998 ms two ways.
+			want: unitWant{usage: map[string]int64{"a": 334 + 4499, "b": 334 + 4499, "c": 334}},
 		},
 	}
 	for _, tt := range tests {
@@ -172,11 +166,11 @@ func TestExpectedShipped(t *testing.T) {
 		want map[string]int64
 	}{
 		// Hand-computed in the file's header.
-		{shipped[0], map[string]int64{"acme": 5_400_000, "globex": 3_200_400, "initech": 4_599_600}},
+		{shipped[0], map[string]int64{"acme": 5_400_000, "globex": 3_200_000, "initech": 4_600_000}},
 		{shipped[1], map[string]int64{
-			// GPU 0: 1h alone, 4h at 467:533 per s with slurm-4242, 3h alone; GPU 3 MIG 2: 4h.
-			"k8s-3f1c2a4e-8c1b-4a57-9f1e-2b8d7c6a5e41": 3_600_000 + 4*3600*467 + 10_800_000 + 14_400_000,
-			"slurm-4242": 4 * 3600 * 533,
+			// GPU 0: 1h alone, 4h at 70:80 with slurm-4242, 3h alone; GPU 3 MIG 2: 4h.
+			"k8s-3f1c2a4e-8c1b-4a57-9f1e-2b8d7c6a5e41": 3_600_000 + 14_400_000*7/15 + 10_800_000 + 14_400_000,
+			"slurm-4242": 14_400_000 * 8 / 15,
 			// GPU 2 MIG 5 from 13:00:00.5 (off-tick) and GPU 4 MIG 0 for 12 h.
 			"massive-dynamic": 8*3_600_000 - 500 + 12*3_600_000,
 			"unattributed":    2*3_600_000 + 3_600_000,
@@ -202,28 +196,6 @@ func TestExpectedShipped(t *testing.T) {
 				t.Errorf("tenants with usage %v, want all %d of the scenario's", got, len(s.Tenants))
 			}
 			checkUnitSums(t, s, ExpectedUnits(s))
-		})
-	}
-}
-
-func TestApportion(t *testing.T) {
-	tests := []struct {
-		total   int64
-		weights []int64
-		want    string
-	}{
-		{1000, []int64{1, 1, 1}, "[334 333 333]"},
-		{2, []int64{1, 1, 1}, "[1 1 0]"},
-		{1000, []int64{60, 30}, "[667 333]"},
-		{7, []int64{3, 3, 1}, "[3 3 1]"},
-		{0, []int64{5, 5}, "[0 0]"},
-		{int64(24 * time.Hour / time.Millisecond), []int64{100, 100, 100, 100, 100, 100, 100}, "[12342858 12342857 12342857 12342857 12342857 12342857 12342857]"},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprint(tt.total, tt.weights), func(t *testing.T) {
-			if got := fmt.Sprint(apportion(tt.total, tt.weights)); got != tt.want {
-				t.Errorf("apportion = %s, want %s", got, tt.want)
-			}
 		})
 	}
 }

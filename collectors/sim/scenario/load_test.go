@@ -17,6 +17,7 @@ var shipped = []string{
 	"../../../configs/scenarios/demo.yaml",
 	"../../../configs/scenarios/dgx-h100-day.yaml",
 	"../../../configs/scenarios/mig-reconfigure.yaml",
+	"../../../configs/scenarios/slurm-accounts.yaml",
 }
 
 func TestLoadShipped(t *testing.T) {
@@ -33,6 +34,7 @@ func TestLoadShipped(t *testing.T) {
 		{shipped[1], "dgx-h100-day", 24 * time.Hour, 8, 18, 10, 27, 1, 6, true},
 		// 7 instances until 0:30, then 2 (units of each layout).
 		{shipped[2], "mig-reconfigure", time.Hour, 1, 9, 2, 8, 0, 2, false},
+		{shipped[3], "slurm-accounts", 2 * time.Hour, 2, 2, 3, 5, 0, 2, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

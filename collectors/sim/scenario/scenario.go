@@ -42,6 +42,9 @@ type Scenario struct {
 	Pods        []Pod              `yaml:"pods"`
 	KubeletDown []Outage           `yaml:"kubelet_down"`
 	Attribution attribution.Config `yaml:"attribution"`
+	// SlurmJobs is the simulated Slurm controller's view, by job id: what
+	// the fake squeue (Driver.Squeue) answers for ${account} and ${user}.
+	SlurmJobs map[int]SlurmJob `yaml:"slurm_jobs"`
 
 	// procs are the process instances of every job's runs, see expand.
 	procs []procSpec

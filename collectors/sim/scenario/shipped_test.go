@@ -25,12 +25,8 @@ func TestShippedAttribution(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			root := t.TempDir()
-			d, err := NewDriver(s, root)
-			if err != nil {
-				t.Fatal(err)
-			}
-			a, err := attribution.New(s.Attribution, root)
+			d, root := startDriver(t, s)
+			a, err := attribution.New(s.Attribution, root, attribution.WithSqueue(d.Squeue()))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -88,6 +88,9 @@ func (s *Scenario) validate() error {
 	if err := s.validatePods(); err != nil {
 		return err
 	}
+	if err := s.validateSlurmJobs(); err != nil {
+		return err
+	}
 	return s.reconfigureWhileLost()
 }
 
