@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -263,7 +264,18 @@ func NewAuthority(t testing.TB, o AuthorityOptions) *Authority {
 	if o.Postgres {
 		a.driver = "pgx"
 		a.DB = testenv.PostgresDSN(t)
-		store = fmt.Sprintf("{driver: postgres, dsn: %q}", a.DB)
+		// serve refuses a password in the DSN: it goes in a 0600 file.
+		u, err := url.Parse(a.DB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw, _ := u.User.Password()
+		u.User = url.User(u.User.Username())
+		pwFile := filepath.Join(a.Dir, "postgres.password")
+		if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		store = fmt.Sprintf("{driver: postgres, dsn: %q, password_file: %q}", u.String(), pwFile)
 	}
 	a.Config = filepath.Join(a.Dir, "authority.yaml")
 	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nstore: %s\n", store)
