@@ -6,11 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -230,7 +234,11 @@ type Authority struct {
 	Config string
 	URL    string // set while serving
 	Proc   *Proc
+	// LogKey is the verifiable log's verifier key (AuthorityOptions.Log),
+	// as agents pin it in authority.log_key.
+	LogKey string
 	driver string
+	db     *sql.DB // the test's own connection (Open)
 }
 
 // AuthorityOptions configure NewAuthority.
@@ -239,6 +247,9 @@ type AuthorityOptions struct {
 	// (GPUMETER_TEST_POSTGRES; skipped, or failed under
 	// GPUMETER_TEST_REQUIRE=1, when unset). Default SQLite.
 	Postgres bool
+	// Log gives the authority a verifiable log: a key from `voucher-authority
+	// log keygen` and the verifiable_log section (Authority.LogKey).
+	Log bool
 	// Extra is appended to the authority's YAML config.
 	Extra string
 }
@@ -253,10 +264,36 @@ func NewAuthority(t testing.TB, o AuthorityOptions) *Authority {
 	if o.Postgres {
 		a.driver = "pgx"
 		a.DB = testenv.PostgresDSN(t)
-		store = fmt.Sprintf("{driver: postgres, dsn: %q}", a.DB)
+		// serve refuses a password in the DSN: it goes in a 0600 file.
+		u, err := url.Parse(a.DB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw, _ := u.User.Password()
+		u.User = url.User(u.User.Username())
+		pwFile := filepath.Join(a.Dir, "postgres.password")
+		if err := os.WriteFile(pwFile, []byte(pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		store = fmt.Sprintf("{driver: postgres, dsn: %q, password_file: %q}", u.String(), pwFile)
 	}
 	a.Config = filepath.Join(a.Dir, "authority.yaml")
-	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nstore: %s\n%s", store, o.Extra)
+	cfg := fmt.Sprintf("listen: 127.0.0.1:0\nstore: %s\n", store)
+	if o.Log {
+		const origin = "e2e.gpumeter.test/log"
+		keyFile := filepath.Join(a.Dir, "log.key")
+		out := a.MustCLI("log", "keygen", "--origin", origin, keyFile)
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, "verifier_key: "); ok {
+				a.LogKey = strings.TrimSpace(v)
+			}
+		}
+		if a.LogKey == "" {
+			t.Fatalf("no verifier_key in log keygen's output:\n%s", out)
+		}
+		cfg += fmt.Sprintf("verifiable_log: {key_file: %q, origin: %q}\n", keyFile, origin)
+	}
+	cfg += o.Extra
 	if err := os.WriteFile(a.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -299,9 +336,14 @@ func (a *Authority) MustCLI(args ...string) string {
 	return out
 }
 
-// Open opens the authority's database for the test's own queries.
+// Open opens the authority's database for the test's own queries (one
+// pool per authority, closed when the test ends or the database is
+// restored).
 func (a *Authority) Open() *sql.DB {
 	a.t.Helper()
+	if a.db != nil {
+		return a.db
+	}
 	src := a.DB
 	if a.driver == "sqlite" {
 		src = "file:" + a.DB + "?_pragma=busy_timeout(5000)"
@@ -311,6 +353,7 @@ func (a *Authority) Open() *sql.DB {
 		a.t.Fatal(err)
 	}
 	a.t.Cleanup(func() { db.Close() })
+	a.db = db
 	return db
 }
 
@@ -347,6 +390,122 @@ func (a *Authority) Stored(node string) []StoredRecord {
 	return out
 }
 
+// KeepAddress makes the next Start listen where this one does: agents
+// that keep running find a restarted authority at the URL they have.
+func (a *Authority) KeepAddress() {
+	a.t.Helper()
+	b, err := os.ReadFile(a.Config)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(a.URL, "http://")
+	cfg := strings.Replace(string(b), "listen: 127.0.0.1:0\n", "listen: "+addr+"\n", 1)
+	if err := os.WriteFile(a.Config, []byte(cfg), 0o600); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+// Head is the node's head at the authority: its sequence number and hash.
+func (a *Authority) Head(node string) (seq int64, hash string) {
+	a.t.Helper()
+	q := `SELECT head_seq, head_hash FROM nodes WHERE id = ` + placeholder(a.driver)
+	if err := a.Open().QueryRow(q, node).Scan(&seq, &hash); err != nil {
+		a.t.Fatalf("head of %s: %v", node, err)
+	}
+	return seq, hash
+}
+
+// BackupTools checks, before a test does any work, that Snapshot and
+// Restore can run: for PostgreSQL pg_dump and pg_restore, from PATH or
+// /usr/lib/postgresql/*/bin; the test is skipped (failed under
+// GPUMETER_TEST_REQUIRE=1) without them.
+func (a *Authority) BackupTools() {
+	a.t.Helper()
+	if a.driver == "pgx" {
+		pgTool(a.t, "pg_dump")
+		pgTool(a.t, "pg_restore")
+	}
+}
+
+// Snapshot backs the database up while the authority may be serving, as
+// docs/operations.md "A restored authority" says (SQLite: VACUUM INTO;
+// PostgreSQL: pg_dump -Fc), and returns the backup's path.
+func (a *Authority) Snapshot() string {
+	a.t.Helper()
+	backup := filepath.Join(a.t.TempDir(), "authority.backup")
+	if a.driver == "pgx" {
+		if out, err := exec.Command(pgTool(a.t, "pg_dump"), "-Fc", "-f", backup, a.DB).CombinedOutput(); err != nil {
+			a.t.Fatalf("pg_dump: %v\n%s", err, out)
+		}
+		return backup
+	}
+	if _, err := a.Open().Exec(`VACUUM INTO ?`, backup); err != nil {
+		a.t.Fatalf("VACUUM INTO %s: %v", backup, err)
+	}
+	return backup
+}
+
+// Restore replaces the database with a Snapshot; the authority must be
+// stopped. SQLite: the backup is copied in as the database file (its -wal
+// and -shm removed); PostgreSQL: pg_restore --clean into the same
+// database.
+func (a *Authority) Restore(backup string) {
+	a.t.Helper()
+	if a.db != nil {
+		a.db.Close()
+		a.db = nil
+	}
+	if a.driver == "pgx" {
+		out, err := exec.Command(pgTool(a.t, "pg_restore"), "--clean", "--if-exists", "--single-transaction",
+			"-d", a.DB, backup).CombinedOutput()
+		if err != nil {
+			a.t.Fatalf("pg_restore: %v\n%s", err, out)
+		}
+		return
+	}
+	b, err := os.ReadFile(backup)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	for _, f := range []string{a.DB + "-wal", a.DB + "-shm"} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			a.t.Fatal(err)
+		}
+	}
+	tmp := a.DB + ".restore"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		a.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, a.DB); err != nil {
+		a.t.Fatal(err)
+	}
+}
+
+// pgTool finds a PostgreSQL client program: in PATH, else the newest
+// /usr/lib/postgresql/VERSION/bin has it; else the test is skipped.
+func pgTool(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	found, _ := filepath.Glob(filepath.Join("/usr/lib/postgresql", "*", "bin", name))
+	if len(found) == 0 {
+		msg := fmt.Sprintf("%s not found in PATH nor in /usr/lib/postgresql/*/bin: apt-get install postgresql-client", name)
+		if testenv.Required() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	sort.Slice(found, func(i, j int) bool { return pgVersion(found[i]) < pgVersion(found[j]) })
+	return found[len(found)-1]
+}
+
+// pgVersion is the major version in /usr/lib/postgresql/VERSION/bin/NAME.
+func pgVersion(path string) int {
+	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
+	return v
+}
+
 func placeholder(driver string) string {
 	if driver == "pgx" {
 		return "$1"
@@ -365,7 +524,8 @@ type Node struct {
 	RecordsFile string
 	PublicKey   string
 	Scenario    *Scenario
-	Agent       *Proc // the latest agent process
+	Agent       *Proc  // the latest agent process
+	MetricsURL  string // the latest agent's /metrics
 	// refusedAsSigner is set by the clone test on the copy the authority
 	// refused as a second signer.
 	refusedAsSigner bool
@@ -414,6 +574,9 @@ type NodeOptions struct {
 	Unregistered []string
 	// NoRegister leaves the node unregistered.
 	NoRegister bool
+	// Authority is added to the agent's authority section (e.g.
+	// `log_key: "..."`).
+	Authority string
 	// Extra is appended to the agent's YAML config.
 	Extra string
 }
@@ -469,6 +632,9 @@ func NewNode(t testing.TB, a *Authority, o NodeOptions) *Node {
 	if err := os.WriteFile(scen, []byte(o.Scenario.YAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if o.Authority != "" {
+		o.Authority = ", " + o.Authority
+	}
 	cfg := fmt.Sprintf(`node: {id: %s, provider: %s}
 devices: {source: simulated, scenario: %q, speed: %d}
 metering: {poll_interval: 1s, window: 1m, max_hold: 1m}
@@ -477,11 +643,11 @@ attribution:
     - {user: acme, tenant: acme}
     - {user: globex, tenant: globex}
 http: {listen: "127.0.0.1:0"}
-authority: {url: %q, timeout: 5s}
+authority: {url: %q, timeout: 5s%s}
 output: {records_file: %q}
 log: {level: debug, format: json}
 state_dir: %q
-%s`, n.ID, n.Provider, scen, o.Speed, a.URL, n.RecordsFile, n.Dir, o.Extra)
+%s`, n.ID, n.Provider, scen, o.Speed, a.URL, o.Authority, n.RecordsFile, n.Dir, o.Extra)
 	if err := os.WriteFile(n.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -512,8 +678,42 @@ func (n *Node) SetAuthority(oldURL, newURL string) {
 func (n *Node) Start() *Proc {
 	n.t.Helper()
 	n.Agent = start(n.t, "gpumeter", bin.gpumeter, "run", "--config", n.Config)
-	n.Agent.WaitLog("gpumeter running", time.Minute)
+	line := n.Agent.WaitLog("gpumeter running", time.Minute)
+	var l struct{ Listen string }
+	if err := json.Unmarshal([]byte(line), &l); err == nil && l.Listen != "" {
+		n.MetricsURL = "http://" + l.Listen + "/metrics"
+	}
 	return n.Agent
+}
+
+// Metric is the sum of every series of the metric name (any labels) on the
+// running agent's /metrics; ok is false when it has none.
+func (n *Node) Metric(name string) (sum float64, ok bool) {
+	n.t.Helper()
+	if n.MetricsURL == "" {
+		n.t.Fatalf("no /metrics address in the agent's start line:\n%s", n.Agent.Tail(10))
+	}
+	resp, err := http.Get(n.MetricsURL)
+	if err != nil {
+		n.t.Fatalf("GET %s: %v", n.MetricsURL, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		n.t.Fatalf("GET %s: %d %v", n.MetricsURL, resp.StatusCode, err)
+	}
+	for _, l := range strings.Split(string(body), "\n") {
+		series, value, found := strings.Cut(l, " ")
+		if !found || (series != name && !strings.HasPrefix(series, name+"{")) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			n.t.Fatalf("%s: %q: %v", n.MetricsURL, l, err)
+		}
+		sum, ok = sum+v, true
+	}
+	return sum, ok
 }
 
 // End is the simulated timeline's end (from sim-anchor.json, written at

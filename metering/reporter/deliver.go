@@ -69,7 +69,7 @@ func (r *Reporter) accepted(ctx context.Context, b spool.Batch, a answer) (resul
 	}
 	if a.log != nil {
 		leaf := tlog.BatchLeaf(r.opts.Node, b.FirstSeq, b.LastSeq, b.Envelope)
-		if f := r.checkLog(ctx, a.log, leaf); f != nil &&
+		if f := r.checkLog(ctx, a.log, leaf, false); f != nil &&
 			r.onLogFailure(ctx, f, slog.Uint64("first_seq", b.FirstSeq), slog.Uint64("last_seq", b.LastSeq)) {
 			return r.blockedWait(), nil
 		}
@@ -260,12 +260,12 @@ func (r *Reporter) reconcile(ctx context.Context) (res result, ok bool, err erro
 	r.mu.Lock()
 	r.stats.AuthorityHead = a.head
 	r.mu.Unlock()
+	acked, sealed, _ := r.opts.Spool.Head()
 	if a.log != nil {
-		if f := r.checkLog(ctx, a.log, nil); f != nil && r.onLogFailure(ctx, f, slog.String("request", "GET head")) {
+		if f := r.checkLog(ctx, a.log, nil, a.head < acked); f != nil && r.onLogFailure(ctx, f, slog.String("request", "GET head")) {
 			return r.blockedWait(), false, nil
 		}
 	}
-	acked, sealed, _ := r.opts.Spool.Head()
 	if a.head > sealed {
 		if !r.ahead {
 			r.log.Error("authority holds more records than this spool ever sealed; sending nothing, since every batch would fork the node",

@@ -71,7 +71,15 @@ func (r *Reporter) logVerifier(ctx context.Context) (*tlog.Verifier, error) {
 // checkLog verifies a receipt: the checkpoint's signature, the inclusion
 // of leaf (nil for a head read), and consistency with the newest kept
 // checkpoint of a size at most the new one's; then keeps the checkpoint.
-func (r *Reporter) checkLog(ctx context.Context, rec *protocol.LogReceipt, leaf []byte) *logFailure {
+//
+// restored says the authority's head is behind this spool's acknowledged
+// mark (a restore). Its tree then grew again from the backup's size, and
+// other nodes' batches sent again (or new ones) may already have made it
+// larger than checkpoints kept here from the history the restore lost: a
+// kept checkpoint the tree does not extend is that lost history, dropped
+// with a WARN, and the tree must extend the newest kept one older than
+// them (else the conflict stands).
+func (r *Reporter) checkLog(ctx context.Context, rec *protocol.LogReceipt, leaf []byte, restored bool) *logFailure {
 	v, err := r.logVerifier(ctx)
 	if err != nil {
 		return &logFailure{LogUnverified, err, false}
@@ -92,6 +100,8 @@ func (r *Reporter) checkLog(ctx context.Context, rec *protocol.LogReceipt, leaf 
 	if err != nil {
 		return &logFailure{LogUnverified, err, false}
 	}
+	var lost []uint64 // kept checkpoints of the history a restore lost
+	var inconsistent *logFailure
 	for i := len(kept) - 1; i >= 0; i-- {
 		if kept[i].Size > cp.Size {
 			continue
@@ -107,9 +117,32 @@ func (r *Reporter) checkLog(ctx context.Context, rec *protocol.LogReceipt, leaf 
 			}
 		}
 		if err := tlog.VerifyConsistency(base, cp, proof); err != nil {
-			return &logFailure{LogInconsistent, fmt.Errorf("kept size %d root %x, authority's size %d root %x: %w", base.Size, base.Root, cp.Size, cp.Root, err), true}
+			if inconsistent == nil {
+				inconsistent = &logFailure{LogInconsistent, fmt.Errorf("kept size %d root %x, authority's size %d root %x: %w", base.Size, base.Root, cp.Size, cp.Root, err), true}
+			}
+			if !restored {
+				return inconsistent
+			}
+			lost = append(lost, base.Size)
+			continue
+		}
+		if base.Size > 0 || len(lost) == 0 {
+			// An empty tree is extended by any: it vouches for nothing
+			// a restore lost.
+			inconsistent = nil
 		}
 		break
+	}
+	if inconsistent != nil {
+		// Restored, but the tree extends no checkpoint kept here.
+		return inconsistent
+	}
+	if len(lost) > 0 {
+		if err := r.opts.Spool.DropCheckpoints(ctx, lost); err != nil {
+			return &logFailure{LogUnverified, err, false}
+		}
+		r.log.Warn("the restored authority's log grew again past checkpoints kept here from the history it lost; its tree extends the newest kept checkpoint before them, and they are dropped",
+			slog.Uint64("log_size", cp.Size), slog.Any("dropped_sizes", lost))
 	}
 	larger, err := r.opts.Spool.KeepCheckpoint(ctx, cp.Size, cp.Note, r.opts.LogHistory)
 	if err != nil {

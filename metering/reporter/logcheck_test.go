@@ -406,6 +406,37 @@ func TestRestoredAuthorityGetsLostBatchesByteForByte(t *testing.T) {
 	}
 }
 
+// TestRestoredAuthorityGrownAgainByOthers: before this agent reads the
+// restored authority's head, other nodes' batches (sent again, or new)
+// have grown its tree past the checkpoints this agent kept from the
+// history the restore lost. Those checkpoints are dropped, not held as a
+// conflict: the tree extends the newest one kept from before the backup,
+// and the lost batches are sent again.
+func TestRestoredAuthorityGrownAgainByOthers(t *testing.T) {
+	g, first, second, l1, l2, opts := restoredAuthority(t, 2, nil)
+	l2.mu.Lock()
+	for l2.rng.End() < l1.rng.End()+3 {
+		l2.appendLeaf([]byte("another node's batch " + strconv.FormatUint(l2.rng.End(), 10)))
+	}
+	l2.mu.Unlock()
+	var logs logBuffer
+	opts.Log = logs.logger()
+	r := g.reporter(opts)
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush: %v\n%s", err, logs.String())
+	}
+	if second.head() != first.head() {
+		t.Fatalf("restored head %d, want %d", second.head(), first.head())
+	}
+	st := r.Stats()
+	if st.Recoveries != 1 || st.LogInconsistent || st.LogVerifyFailures[reporter.LogInconsistent] != 0 {
+		t.Fatalf("stats %+v\n%s", st, logs.String())
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=\"the restored authority's log grew again past checkpoints kept here") {
+		t.Fatalf("no warning naming the dropped checkpoints:\n%s", logs.String())
+	}
+}
+
 func TestRestoredAuthorityWithContradictingLogRefused(t *testing.T) {
 	g, _, second, _, l2, opts := restoredAuthority(t, 2, func(l *merkleLog) {
 		l.appendLeaf([]byte("a leaf the first authority never had"))

@@ -170,3 +170,24 @@ func (s *Spool) setMeta(ctx context.Context, what string, fn func(st *state)) er
 	}
 	return nil
 }
+
+// DropCheckpoints deletes the kept checkpoints of the given sizes: those a
+// restored authority's regrown tree does not extend (the history it lost,
+// which other nodes' batches may have overtaken in size since).
+func (s *Spool) DropCheckpoints(ctx context.Context, sizes []uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.update(ctx, func(tx *bolt.Tx, _ *state) error {
+		b := tx.Bucket(bucketLog)
+		for _, size := range sizes {
+			if err := b.Delete(be(size)); err != nil {
+				return fmt.Errorf("drop log checkpoint of size %d: %w", size, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("spool %s: %w", s.opts.Path, err)
+	}
+	return nil
+}
