@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -458,7 +460,7 @@ func NewNode(t testing.TB, a *Authority, o NodeOptions) *Node {
 		for _, g := range o.Unregistered {
 			skip[g] = true
 		}
-		for _, g := range sortedKeys(o.Scenario.GPUs) {
+		for _, g := range slices.Sorted(maps.Keys(o.Scenario.GPUs)) {
 			if !skip[g] {
 				args = append(args, "--gpu", g+"="+o.Scenario.GPUs[g])
 			}
@@ -660,13 +662,4 @@ func UsageMillis(stored []StoredRecord) map[string]int64 {
 		}
 	}
 	return m
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

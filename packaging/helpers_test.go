@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -76,16 +75,6 @@ func debContents(t *testing.T, ctx context.Context, deb string) map[string]debFi
 		files[strings.TrimPrefix(f[5], ".")] = debFile{mode: f[0], owner: f[1]}
 	}
 	return files
-}
-
-// sortedKeys returns m's keys in order, for messages.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // passwdEntry is a line of /etc/passwd.
