@@ -1,7 +1,6 @@
 package reporter_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -11,27 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/reporter"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // logBuffer collects log lines safely across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ testutil.SyncBuffer }
 
 func (l *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
