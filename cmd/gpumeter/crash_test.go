@@ -19,6 +19,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
@@ -50,15 +51,8 @@ type agentProc struct {
 
 func startAgent(t *testing.T, cfg string) *agentProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "run", "--config", cfg)
-	cmd.Env = append(os.Environ(), "GPUMETER_TEST_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := testutil.SelfCommand("GPUMETER_TEST_MAIN", "run", "--config", cfg)
+	stderr := testutil.StartReadingStderr(t, cmd)
 	p := &agentProc{cmd: cmd, lines: make(chan string, 1024)}
 	go func() {
 		sc := bufio.NewScanner(stderr)

@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -183,15 +183,8 @@ output: {records_file: %q}
 log: {level: debug}
 state_dir: %q
 `, scenario, out, t.TempDir()))
-	cmd := exec.Command(os.Args[0], "run", "--config", cfg)
-	cmd.Env = append(os.Environ(), "GPUMETER_TEST_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := testutil.SelfCommand("GPUMETER_TEST_MAIN", "run", "--config", cfg)
+	stderr := testutil.StartReadingStderr(t, cmd)
 	// Wait (on the log, not on a sleep) until a window has closed.
 	lines := make(chan string, 100)
 	go func() {
