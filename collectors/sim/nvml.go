@@ -65,6 +65,19 @@ func (m *Machine) beginGPU(call string, g *gpu) nvml.Return {
 	return nvml.SUCCESS
 }
 
+// answer is the reply to a call that only reads: ret is what begin,
+// beginGPU or beginMIG returned (the read lock is held either way, and
+// answer releases it); when ret is SUCCESS, value computes the result
+// under the lock.
+func answer[T any](m *Machine, ret nvml.Return, value func() T) (T, nvml.Return) {
+	defer m.mu.RUnlock()
+	if ret != nvml.SUCCESS {
+		var zero T
+		return zero, ret
+	}
+	return value(), nvml.SUCCESS
+}
+
 // nvmlIndexLocked is g's NVML index: its position among present GPUs.
 func (m *Machine) nvmlIndexLocked(g *gpu) int {
 	n := 0
@@ -109,27 +122,19 @@ func (l *library) Shutdown() nvml.Return {
 func (l *library) ErrorString(r nvml.Return) string { return r.Error() }
 
 func (l *library) SystemGetDriverVersion() (string, nvml.Return) {
-	ret := l.m.begin("SystemGetDriverVersion")
-	defer l.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return "", ret
-	}
-	return l.DriverVersion, nvml.SUCCESS
+	return answer(l.m, l.m.begin("SystemGetDriverVersion"), func() string { return l.DriverVersion })
 }
 
 func (l *library) DeviceGetCount() (int, nvml.Return) {
-	ret := l.m.begin("DeviceGetCount")
-	defer l.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return 0, ret
-	}
-	n := 0
-	for _, g := range l.m.gpus {
-		if g.present {
-			n++
+	return answer(l.m, l.m.begin("DeviceGetCount"), func() int {
+		n := 0
+		for _, g := range l.m.gpus {
+			if g.present {
+				n++
+			}
 		}
-	}
-	return n, nvml.SUCCESS
+		return n
+	})
 }
 
 // DeviceGetHandleByIndex counts only present GPUs, so a removed GPU shifts
