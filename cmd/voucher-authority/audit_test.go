@@ -15,6 +15,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -24,7 +25,7 @@ import (
 func TestAuditAndReviewCommands(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		ctx := context.Background()
-		key := newKey(t)
+		key := testutil.NewKey(t)
 		a := authoritytest.New(t, authoritytest.Options{Driver: driver, Nodes: []authoritytest.Node{
 			{ID: "n1", Provider: testProvider, PublicKey: key.Public().(ed25519.PublicKey), GPUs: []string{testGPU}},
 		}})
