@@ -70,11 +70,7 @@ func TestEndToEnd(t *testing.T) {
 
 	var exposition []byte
 	poll(t, "every demo tenant on the agent's /metrics", 30*time.Second, procs, func() error {
-		b, err := get(metricsURL)
-		if err != nil {
-			return err
-		}
-		fams, err := parseExposition(b)
+		b, fams, err := scrape(metricsURL)
 		if err != nil {
 			return err
 		}
@@ -142,11 +138,7 @@ func TestEndToEnd(t *testing.T) {
 		// within 5% of the scenario's.
 		var got map[string]float64
 		poll(t, "Prometheus's per-tenant GPU-seconds equal to the agent's", 60*time.Second, procs, func() error {
-			b, err := get(metricsURL)
-			if err != nil {
-				return err
-			}
-			fams, err := parseExposition(b)
+			_, fams, err := scrape(metricsURL)
 			if err != nil {
 				return err
 			}
@@ -254,6 +246,16 @@ state_dir: %q
 		return fmt.Errorf("no \"gpumeter running\" line yet")
 	})
 	return p, addr
+}
+
+// scrape gets url's exposition and parses it.
+func scrape(url string) ([]byte, map[string]*dto.MetricFamily, error) {
+	b, err := get(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	fams, err := parseExposition(b)
+	return b, fams, err
 }
 
 func parseExposition(b []byte) (map[string]*dto.MetricFamily, error) {
