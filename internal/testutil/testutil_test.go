@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -24,5 +25,48 @@ func TestSyncBufferKeepsEveryConcurrentWrite(t *testing.T) {
 	wg.Wait()
 	if n := strings.Count(b.String(), "x\n"); n != 800 {
 		t.Fatalf("%d lines, want 800", n)
+	}
+}
+
+// recorder is a testing.TB that keeps what Errorf reports.
+type recorder struct {
+	testing.TB
+	errs []string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Errorf(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func TestCheckTiled(t *testing.T) {
+	tests := []struct {
+		name string
+		sums map[Window]int64
+		want []string // substrings of the errors, in order
+	}{
+		{"tiled", map[Window]int64{{60, 120}: 60, {0, 60}: 60}, nil},
+		{"short window", map[Window]int64{{0, 60}: 59}, []string{"records sum to 59 ms, want 60"}},
+		{"hole", map[Window]int64{{0, 60}: 60, {70, 100}: 30}, []string{"window [70,100) follows one ending 60"}},
+		{"overlap", map[Window]int64{{0, 60}: 60, {50, 100}: 50}, []string{"window [50,100) follows one ending 60"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &recorder{TB: t}
+			wins := CheckTiled(r, "GPU-0", tc.sums)
+			if len(r.errs) != len(tc.want) {
+				t.Fatalf("errors %q, want %d", r.errs, len(tc.want))
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(r.errs[i], w) {
+					t.Errorf("error %q, want %q in it", r.errs[i], w)
+				}
+			}
+			for i := 1; i < len(wins); i++ {
+				if wins[i].Start < wins[i-1].Start {
+					t.Errorf("windows not in order: %v", wins)
+				}
+			}
+		})
 	}
 }
