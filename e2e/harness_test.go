@@ -420,6 +420,17 @@ type NodeOptions struct {
 	Extra string
 }
 
+// StartOneNode starts an authority of default options and one node of o
+// delivering to it.
+func StartOneNode(t testing.TB, o NodeOptions) (*Authority, *Node) {
+	t.Helper()
+	a := NewAuthority(t, AuthorityOptions{})
+	a.Start()
+	n := NewNode(t, a, o)
+	n.Start()
+	return a, n
+}
+
 // NewNode creates a node's key (gpumeter keygen), registers it with a
 // (the operator attests the models and a service date before the
 // simulated timeline), and writes its agent config. The agent is not
