@@ -21,18 +21,16 @@ import (
 // keeps each node's newest 10 000, and the first 64 KiB of each body), and
 // the operator actions (audit_actions.go).
 func auditCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "audit", Short: "the audit trail of refused requests and operator actions (docs/operations.md)"})
-	c.AddCommand(auditListCmd(), auditShowCmd(), auditActionsCmd())
-	return c
+	return group("audit", "the audit trail of refused requests and operator actions (docs/operations.md)",
+		auditListCmd(), auditShowCmd(), auditActionsCmd())
 }
 
 // reviewCmd is the review queue of held subsidies (docs/billing.md "Held
 // subsidies"), oldest first. Rejecting returns the held subsidy to the
 // vouchers and the yearly caps; a review is decided once.
 func reviewCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "review", Short: "the review queue of held subsidies (docs/billing.md)"})
-	c.AddCommand(reviewListCmd(), reviewDecideCmd("approve"), reviewDecideCmd("reject"))
-	return c
+	return group("review", "the review queue of held subsidies (docs/billing.md)",
+		reviewListCmd(), reviewDecideCmd("approve"), reviewDecideCmd("reject"))
 }
 
 // limitFlag parses --limit: "" is 0 (the store's default), else 1 to max.
