@@ -89,12 +89,8 @@ func auditListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if *format == "json" {
-				return printJSON(stdout, nonNil(rs))
-			}
-			tw := newTable(stdout)
-			fmt.Fprintln(tw, "id\treceived (UTC+8)\tnode\tkey\tfirst seq\tcause\tremote\tbytes\tsha256\tdetail")
-			for _, r := range rs {
+			header := []string{"id", "received (UTC+8)", "node", "key", "first seq", "cause", "remote", "bytes", "sha256", "detail"}
+			return printList(stdout, *format, rs, header, func(r store.Refusal) []string {
 				node, seq, size := r.Node, "-", strconv.FormatInt(r.Size, 10)
 				if node == "" {
 					node = "(unauthenticated)"
@@ -105,10 +101,9 @@ func auditListCmd() *cobra.Command {
 				if r.Truncated {
 					size += " (cut)"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, formatSeconds(r.Received), oneLine(node), dash(oneLine(r.KeyID)),
-					seq, oneLine(r.Cause), oneLine(r.Remote), size, r.SHA256[:min(12, len(r.SHA256))], oneLine(r.Detail))
-			}
-			return tw.Flush()
+				return []string{strconv.FormatInt(r.ID, 10), formatSeconds(r.Received), oneLine(node), dash(oneLine(r.KeyID)),
+					seq, oneLine(r.Cause), oneLine(r.Remote), size, r.SHA256[:min(12, len(r.SHA256))], oneLine(r.Detail)}
+			})
 		})
 	})
 }

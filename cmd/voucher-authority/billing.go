@@ -140,17 +140,23 @@ func (l listCommand[T]) command() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if *format == "json" {
-				return printJSON(stdout, nonNil(items))
-			}
-			tw := newTable(stdout)
-			fmt.Fprintln(tw, strings.Join(l.header, "\t"))
-			for _, it := range items {
-				fmt.Fprintln(tw, strings.Join(l.row(it), "\t"))
-			}
-			return tw.Flush()
+			return printList(stdout, *format, items, l.header, l.row)
 		})
 	})
+}
+
+// printList prints items as JSON (format json) or as a table: header,
+// then row's cells for each item.
+func printList[T any](w io.Writer, format string, items []T, header []string, row func(T) []string) error {
+	if format == "json" {
+		return printJSON(w, nonNil(items))
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, it := range items {
+		fmt.Fprintln(tw, strings.Join(row(it), "\t"))
+	}
+	return tw.Flush()
 }
 
 func tenantMapCmd() *cobra.Command {
