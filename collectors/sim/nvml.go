@@ -140,39 +140,33 @@ func (l *library) DeviceGetCount() (int, nvml.Return) {
 // DeviceGetHandleByIndex counts only present GPUs, so a removed GPU shifts
 // the indices of those after it, as the real driver's enumeration does.
 func (l *library) DeviceGetHandleByIndex(k int) (nvml.Device, nvml.Return) {
-	ret := l.m.begin("DeviceGetHandleByIndex")
-	defer l.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return nil, ret
-	}
-	for _, g := range l.m.gpus {
-		if !g.present {
-			continue
-		}
-		if k == 0 {
-			if g.lost {
-				return nil, nvml.ERROR_GPU_IS_LOST
-			}
-			return g.handle, nvml.SUCCESS
-		}
+	return l.handleOf("DeviceGetHandleByIndex", nvml.ERROR_INVALID_ARGUMENT, func(*gpu) bool {
 		k--
-	}
-	return nil, nvml.ERROR_INVALID_ARGUMENT
+		return k < 0
+	})
 }
 
 func (l *library) DeviceGetHandleByUUID(id string) (nvml.Device, nvml.Return) {
-	ret := l.m.begin("DeviceGetHandleByUUID")
+	return l.handleOf("DeviceGetHandleByUUID", nvml.ERROR_NOT_FOUND, func(g *gpu) bool { return g.uuid == id })
+}
+
+// handleOf answers a call that looks a GPU up: the handle of the first
+// present GPU that match accepts (match sees present GPUs only, in
+// order), GPU_IS_LOST while that GPU is lost, or none when no GPU matches.
+func (l *library) handleOf(call string, none nvml.Return, match func(*gpu) bool) (nvml.Device, nvml.Return) {
+	ret := l.m.begin(call)
 	defer l.m.mu.RUnlock()
 	if ret != nvml.SUCCESS {
 		return nil, ret
 	}
 	for _, g := range l.m.gpus {
-		if g.uuid == id && g.present {
-			if g.lost {
-				return nil, nvml.ERROR_GPU_IS_LOST
-			}
-			return g.handle, nvml.SUCCESS
+		if !g.present || !match(g) {
+			continue
 		}
+		if g.lost {
+			return nil, nvml.ERROR_GPU_IS_LOST
+		}
+		return g.handle, nvml.SUCCESS
 	}
-	return nil, nvml.ERROR_NOT_FOUND
+	return nil, none
 }
