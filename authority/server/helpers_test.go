@@ -196,15 +196,11 @@ func (e *env) mustAccept(s ledger.Sealed) {
 
 func (e *env) metrics() string {
 	e.t.Helper()
-	resp, err := e.HTTP.Client().Get(e.HTTP.URL + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, e.HTTP.URL+"/metrics", nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	_, b := e.roundTrip(req)
 	return string(b)
 }
 
