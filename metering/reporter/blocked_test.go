@@ -179,13 +179,21 @@ func refuseFrom(firstSeq uint64, n int, status int, cause string) func(http.Resp
 	}
 }
 
-func TestAuthorityBehindAcknowledgedMark(t *testing.T) {
-	a := newAuthority(t)
+// deliveredAgent is an agent of a's node that has metered n windows and
+// delivered them to a.
+func deliveredAgent(t *testing.T, a *authority, n int) *agent {
+	t.Helper()
 	g := newAgent(t, a.key)
-	g.appendWindows(0, 20)
+	g.appendWindows(0, n)
 	if err := g.reporter(g.options(a.URL)).Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return g
+}
+
+func TestAuthorityBehindAcknowledgedMark(t *testing.T) {
+	a := newAuthority(t)
+	g := deliveredAgent(t, a, 20)
 	// The authority is restored from an empty backup (same node and key).
 	b := newAuthorityWithKey(t, a.key)
 	g.appendWindows(20, 30)
@@ -214,11 +222,7 @@ func TestAuthorityBehindAcknowledgedMark(t *testing.T) {
 
 func TestAuthorityAheadOfSpoolSendsNothing(t *testing.T) {
 	a := newAuthority(t)
-	old := newAgent(t, a.key)
-	old.appendWindows(0, 20)
-	if err := old.reporter(old.options(a.URL)).Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	deliveredAgent(t, a, 20) // the agent whose spool is then lost
 	posts := a.posts.Load()
 	// The spool was lost and a new one started from seq 1.
 	g := newAgent(t, a.key)
