@@ -16,13 +16,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
-	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -53,12 +53,7 @@ state_dir: %q
 // it with the key's public half, for registering the node.
 func nodeState(t *testing.T) (string, ed25519.PublicKey) {
 	t.Helper()
-	state := t.TempDir()
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return state, pub
+	return testutil.NodeState(t, t.TempDir())
 }
 
 // loadConfig writes an agent configuration to a 0600 file and loads it the
@@ -129,7 +124,7 @@ func startDaemonWith(t *testing.T, cfg *config.Config, log *slog.Logger, opts ..
 // lint fails the test for every metric the Prometheus linter objects to.
 func (r *running) lint(t *testing.T) {
 	t.Helper()
-	problems, err := testutil.GatherAndLint(r.d.Registry())
+	problems, err := promtestutil.GatherAndLint(r.d.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}

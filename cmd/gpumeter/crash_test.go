@@ -19,7 +19,6 @@ import (
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/testutil"
-	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
 // crashScenario: two GPUs, each used by one tenant for the whole 6 hours,
@@ -101,15 +100,7 @@ func TestSIGKILLNeverLosesOrDoublesUsage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test in -short mode")
 	}
-	dir := t.TempDir()
-	state := filepath.Join(dir, "state")
-	if err := os.Mkdir(state, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, pub := testutil.NodeState(t, t.TempDir())
 	gpus := make([]string, 0, len(crashGPUs))
 	for g := range crashGPUs {
 		gpus = append(gpus, g)

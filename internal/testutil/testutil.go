@@ -1,6 +1,7 @@
 // Package testutil holds the small set-ups that tests in several packages
-// repeat. Only _test.go files import it; it depends on nothing of this
-// module, so any package's tests may use it.
+// repeat. Only _test.go files import it. Of this module it imports only
+// metering/signing (for node keys), so the tests of any package but
+// signing's own dependencies may use it.
 package testutil
 
 import (

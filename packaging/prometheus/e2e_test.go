@@ -21,7 +21,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/testenv"
-	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 )
 
 const (
@@ -193,14 +193,7 @@ func TestEndToEnd(t *testing.T) {
 // address it serves /metrics on.
 func startAgent(t *testing.T, dir, bin string, sc *scenario.Scenario) (*proc, string) {
 	t.Helper()
-	state := filepath.Join(dir, "state")
-	if err := os.Mkdir(state, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, pub := testutil.NodeState(t, dir)
 	var gpus []string
 	for _, g := range sc.GPUs {
 		gpus = append(gpus, g.UUID)
