@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -301,35 +300,11 @@ state_dir: %q
 // applied, a broken file is refused and the agent keeps running, and each
 // reload is bracketed by RELOADING=1 (with MONOTONIC_USEC) and READY=1.
 func TestSIGHUPReloadsTheRunningAgent(t *testing.T) {
-	sockPath := filepath.Join(t.TempDir(), "notify")
-	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sock.Close()
-	t.Setenv("NOTIFY_SOCKET", sockPath)
+	sock := testutil.ListenNotify(t, 0)
 	// expect reads datagrams until one sets key=1 and returns it.
 	expect := func(key string) map[string]string {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		buf := make([]byte, 4096)
-		for {
-			if err := sock.SetReadDeadline(deadline); err != nil {
-				t.Fatal(err)
-			}
-			n, err := sock.Read(buf)
-			if err != nil {
-				t.Fatalf("waiting for %s=1 from the agent: %v", key, err)
-			}
-			msg := map[string]string{}
-			for _, l := range strings.Split(string(buf[:n]), "\n") {
-				k, v, _ := strings.Cut(l, "=")
-				msg[k] = v
-			}
-			if msg[key] == "1" {
-				return msg
-			}
-		}
+		return sock.Expect(t, key, 30*time.Second, testutil.NotifyEvents...)
 	}
 
 	scenario, _ := filepath.Abs("../../configs/scenarios/demo.yaml")

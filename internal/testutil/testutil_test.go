@@ -2,9 +2,12 @@ package testutil
 
 import (
 	"fmt"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestSyncBufferKeepsEveryConcurrentWrite(t *testing.T) {
@@ -68,5 +71,28 @@ func TestCheckTiled(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestNotifySocketReadsAssignments(t *testing.T) {
+	sock := ListenNotify(t, 2*time.Second)
+	if got := os.Getenv("WATCHDOG_USEC"); got != "2000000" {
+		t.Errorf("WATCHDOG_USEC=%q, want 2000000", got)
+	}
+	conn, err := net.Dial("unixgram", os.Getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, msg := range []string{"WATCHDOG=1", "STATUS=starting", "READY=1\nSTATUS=metering"} {
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := sock.Expect(t, "READY", 5*time.Second, "WATCHDOG"); m["STATUS"] != "metering" {
+		t.Errorf("READY came with %v", m)
+	}
+	if m := sock.Next(t, 10*time.Millisecond); m != nil {
+		t.Errorf("after the last datagram: %v, want nothing", m)
 	}
 }
