@@ -1,11 +1,9 @@
 package agent_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -186,7 +184,7 @@ func TestDaemonMetersServesMetricsAndClosesTheWindowOnStop(t *testing.T) {
 
 	// The records file holds whole windows and, last, the window closed at
 	// stop: a partial one ending off the minute.
-	recs := readRecords(t, out)
+	recs := testutil.ReadRecords(t, out)
 	if len(recs) == 0 {
 		t.Fatal("no records written")
 	}
@@ -217,26 +215,6 @@ func TestDaemonRefusesToStartOnBusyPort(t *testing.T) {
 	}
 }
 
-func readRecords(t *testing.T, path string) []protocol.Record {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var recs []protocol.Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var r protocol.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("records file line %q: %v", sc.Text(), err)
-		}
-		recs = append(recs, r)
-	}
-	return recs
-}
-
 // TestDaemonReportsInventoryAtEveryStart: the agent's first record is its
 // inventory, and a restarted agent reports it again at its first
 // observation (it cannot know what changed while it was down), after
@@ -257,7 +235,7 @@ func TestDaemonReportsInventoryAtEveryStart(t *testing.T) {
 			t.Fatalf("run %d: %v", run, err)
 		}
 	}
-	recs := readRecords(t, out)
+	recs := testutil.ReadRecords(t, out)
 	if recs[0].Kind != protocol.KindInventory {
 		t.Fatalf("first record is %s, want the inventory", recs[0].Kind)
 	}

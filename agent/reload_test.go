@@ -145,7 +145,7 @@ func TestReloadChangesARuleFromTheNextWindow(t *testing.T) {
 	}
 
 	var acmeBefore, labNext, acmeNext, labAfter int64
-	for _, rec := range readRecords(t, out) {
+	for _, rec := range testutil.ReadRecords(t, out) {
 		if rec.Kind != protocol.KindUsage || (rec.Tenant != "acme" && rec.Tenant != "acme-lab") {
 			continue
 		}
@@ -215,7 +215,7 @@ func TestReloadRefusesANodeIDChange(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	recs := readRecords(t, out)
+	recs := testutil.ReadRecords(t, out)
 	if len(recs) == 0 {
 		t.Fatal("no records")
 	}

@@ -22,6 +22,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/gpumeter/gpumeter/internal/testenv"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -548,28 +549,14 @@ func (n *Node) End() time.Time {
 // records file (inventory records are not usage and are left out).
 func (n *Node) Metered() []protocol.Record {
 	n.t.Helper()
-	f, err := os.Open(n.RecordsFile)
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(n.RecordsFile); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	defer f.Close()
 	var out []protocol.Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		var r protocol.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			n.t.Fatalf("%s: %v", n.RecordsFile, err)
-		}
+	for _, r := range testutil.ReadRecords(n.t, n.RecordsFile) {
 		if r.Kind != protocol.KindInventory {
 			out = append(out, r)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		n.t.Fatal(err)
 	}
 	return out
 }

@@ -231,15 +231,11 @@ wait:
 	if !strings.Contains(strings.Join(log, "\n"), `level=INFO msg="signal received; stopping" signal=terminated`) {
 		t.Errorf("log does not name the signal that stopped the agent:\n%s", strings.Join(log, "\n"))
 	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
+	recs := testutil.ReadRecords(t, out)
+	if len(recs) == 0 {
+		t.Fatal("no records written")
 	}
-	recs := strings.Split(strings.TrimSpace(string(data)), "\n")
-	var last protocol.Record
-	if err := json.Unmarshal([]byte(recs[len(recs)-1]), &last); err != nil {
-		t.Fatal(err)
-	}
+	last := recs[len(recs)-1]
 	if last.WindowEnd.UnixMilli()%60000 == 0 {
 		t.Errorf("last record ends on a minute boundary (%s): the open window was not cut at the stop", last.WindowEnd)
 	}
