@@ -10,7 +10,7 @@ import (
 // SelfCommand runs this test binary again as the program under test: the
 // package's TestMain runs main instead of the tests when env is "1".
 func SelfCommand(env string, args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
+	cmd := exec.Command(os.Args[0], args...) //nolint:gosec // G204: the test binary itself, with the test's own arguments
 	cmd.Env = append(os.Environ(), env+"=1")
 	return cmd
 }
