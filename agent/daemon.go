@@ -17,6 +17,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/attribution"
+	"github.com/gpumeter/gpumeter/collectors/kubelet"
 	"github.com/gpumeter/gpumeter/metering/meter"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -29,6 +30,7 @@ type Daemon struct {
 	metrics  *Metrics
 	pipeline *Pipeline
 	src      *source
+	pods     *kubelet.Source // what namespace rules read; connects only when asked
 	delivery *delivery
 	out      *os.File // records file, or nil
 	listener net.Listener
@@ -76,7 +78,11 @@ func New(cfg *config.Config, log *slog.Logger, version string, opts ...Option) (
 		d.closeAll()
 		return nil, err
 	}
-	attr, err := attribution.New(cfg.AttributionConfig(), src.hostRoot, attribution.WithLogger(log))
+	d.pods = openPods(cfg, src.clock, src.kubeletSocket, log)
+	if hasNamespaceRules(cfg.Attribution.Rules) {
+		d.metrics.watchKubelet(d.pods)
+	}
+	attr, err := attribution.New(cfg.AttributionConfig(), src.hostRoot, attributionOptions(log, d.pods)...)
 	if err != nil {
 		return fail(fmt.Errorf("attribution: %w", err))
 	}
@@ -341,6 +347,9 @@ func (d *Daemon) closeAll() {
 	}
 	if d.listener != nil {
 		_ = d.listener.Close() // shutting down; nothing waits on it
+	}
+	if d.pods != nil {
+		_ = d.pods.Close() // a local socket; nothing to flush
 	}
 	if d.src != nil && d.src.close != nil {
 		if err := d.src.close(); err != nil {

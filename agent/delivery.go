@@ -57,7 +57,7 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
 	sp, err := spool.Open(spool.Options{Path: cfg.SpoolPath(), MaxBytes: cfg.Spool.MaxBytes,
-		MergeWindow: cfg.Spool.MergeWindow, Window: cfg.Metering.Window})
+		MergeWindow: cfg.Spool.MergeWindow, Window: cfg.Metering.Window, RetainAcked: cfg.Spool.RetainAcked})
 	if err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", cfg.SpoolPath(), err)
 	}
@@ -100,13 +100,16 @@ func openDelivery(cfg *config.Config, log *slog.Logger, mt *meter.Meter) (*deliv
 		URL: a.URL, Node: cfg.Node.ID,
 		CAFile: a.CAFile, CertFile: a.CertFile, KeyFile: a.KeyFile,
 		Timeout: a.Timeout, MaxBatchRecords: a.MaxBatchRecords, MaxClockOffset: a.MaxClockOffset,
-		Log: log, Sealer: sealer, Spool: sp, Key: key,
+		Log: log, Sealer: sealer, Spool: sp, Key: key, LogKey: a.LogKey,
 	})
 	if err != nil {
 		_ = sp.Close()
 		return nil, fmt.Errorf("authority: %w", err)
 	}
 	log.Info("reporting to the voucher authority", "url", a.URL, "key_id", sealer.KeyID(), "instance", d.instance)
+	if a.LogKey == "" {
+		log.Warn("authority.log_key is not set: the authority's log key is trusted on first use and pinned in the spool", "pinned", sp.LogKey())
+	}
 	return d, nil
 }
 

@@ -61,6 +61,20 @@ var (
 		"The authority's clock minus this host's, from the last answer (a problem's authority_time, else the Date header to the second); absent until an answer.", nil, nil)
 	descClockOffsetMax = prometheus.NewDesc(namespace+"_authority_clock_offset_max_seconds",
 		"authority.max_clock_offset: past this offset the agent logs a warning.", nil, nil)
+	descSpoolAcked = prometheus.NewDesc(namespace+"_spool_retained_batches",
+		"Acknowledged batches kept (spool.retain_acked) to send again to an authority restored from a backup.", nil, nil)
+	descSpoolAckedBytes = prometheus.NewDesc(namespace+"_spool_retained_bytes",
+		"Bytes of acknowledged batches kept; they count against spool.max_bytes and are dropped first.", nil, nil)
+	descLogFailures = prometheus.NewDesc(namespace+"_log_verify_failures_total",
+		"Failed checks of the authority's verifiable log, by reason (signature, inclusion, inconsistent, head-hash, unverified).", []string{"reason"}, nil)
+	descLogInconsistent = prometheus.NewDesc(namespace+"_log_inconsistent",
+		"1 while delivery is held because the authority's log or head contradicts what this agent kept (gpumeter spool accept-log ends it).", nil, nil)
+	descLogSize = prometheus.NewDesc(namespace+"_log_checkpoint_size",
+		"Tree size of the newest checkpoint of the authority's log verified (0: none yet).", nil, nil)
+	descRecoveries = prometheus.NewDesc(namespace+"_report_recoveries_total",
+		"Times an authority restored from a backup was sent again the acknowledged batches it lost.", nil, nil)
+	descRecoveryLost = prometheus.NewDesc(namespace+"_report_recovery_lost",
+		"1 while a restored authority lacks acknowledged batches this spool no longer retains.", nil, nil)
 	descInstance = prometheus.NewDesc(namespace+"_instance_info",
 		"1, with this copy's instance id (made at first start, renewed on a copied disk image); batches carry it.", []string{"instance"}, nil)
 )
@@ -73,7 +87,9 @@ func (c deliveryCollector) Describe(ch chan<- *prometheus.Desc) {
 		descReportBatches, descReportRecords, descReportDuplicates, descReportFailures, descReportConsecutive,
 		descReportDead, descReportBlocked, descReportLastSuccess,
 		descDeliveryHeld, descDeliveryHeldInfo, descDeliveryHeldSince, descSecondSigner,
-		descClockOffset, descClockOffsetMax, descInstance} {
+		descClockOffset, descClockOffsetMax, descInstance,
+		descSpoolAcked, descSpoolAckedBytes, descLogFailures, descLogInconsistent, descLogSize,
+		descRecoveries, descRecoveryLost} {
 		ch <- d
 	}
 }
@@ -96,6 +112,8 @@ func (c deliveryCollector) Collect(ch chan<- prometheus.Metric) {
 		{descSpoolUnacked, float64(st.UnackedBatches)},
 		{descSpoolUnackedBytes, float64(st.UnackedBytes)},
 		{descSpoolDead, float64(st.DeadLetters)},
+		{descSpoolAcked, float64(st.AckedBatches)},
+		{descSpoolAckedBytes, float64(st.AckedBytes)},
 		{descSpoolFile, float64(st.FileBytes)},
 		{descSpoolMax, float64(st.MaxBytes)},
 		{descSpoolHeld, float64(d.heldRecords())},
@@ -112,6 +130,7 @@ func (c deliveryCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	rs := d.reporter.Stats()
 	c.collectDelivery(ch, rs, d.maxClockOffset)
+	collectLog(ch, rs)
 	blocked, last := 0.0, 0.0
 	if rs.Blocked {
 		blocked = 1
@@ -155,6 +174,19 @@ func (c deliveryCollector) collectDelivery(ch chan<- prometheus.Metric, rs repor
 	if rs.ClockOffsetKnown {
 		ch <- prometheus.MustNewConstMetric(descClockOffset, prometheus.GaugeValue, rs.ClockOffset.Seconds())
 	}
+}
+
+// collectLog sends the verifiable log's and recovery's metrics. Every
+// reason's counter is sent from the start, so that an alert on its
+// increase sees the first failure.
+func collectLog(ch chan<- prometheus.Metric, rs reporter.Stats) {
+	for _, reason := range []string{reporter.LogSignature, reporter.LogInclusion, reporter.LogInconsistent, reporter.LogHeadHash, reporter.LogUnverified} {
+		ch <- prometheus.MustNewConstMetric(descLogFailures, prometheus.CounterValue, float64(rs.LogVerifyFailures[reason]), reason)
+	}
+	ch <- prometheus.MustNewConstMetric(descLogInconsistent, prometheus.GaugeValue, b2f(rs.LogInconsistent))
+	ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(rs.LogCheckpointSize))
+	ch <- prometheus.MustNewConstMetric(descRecoveries, prometheus.CounterValue, float64(rs.Recoveries))
+	ch <- prometheus.MustNewConstMetric(descRecoveryLost, prometheus.GaugeValue, b2f(rs.LostRange != ""))
 }
 
 // WatchDelivery makes the spool and reporter metrics read this delivery.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
+	"github.com/gpumeter/gpumeter/collectors/kubelet"
 	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/clock"
@@ -67,7 +68,16 @@ func Simulate(ctx context.Context, sc *scenario.Scenario, opts SimOptions) error
 		return err
 	}
 	defer func() { _ = col.Close() }()
-	attr, err := attribution.New(sc.Attribution, root)
+	// A scenario with pods has a simulated kubelet, read as a node's is,
+	// listed at every tick (interval 0) so each change lands on its tick.
+	kube, err := startSimKubelet(sc, root)
+	if err != nil {
+		return err
+	}
+	defer kube.stop()
+	pods := kubelet.New(kubelet.Options{Socket: kube.socket(), MaxStale: kubelet.DefaultMaxStale, Clock: vclock, Log: opts.Log})
+	defer func() { _ = pods.Close() }()
+	attr, err := attribution.New(sc.Attribution, root, attributionOptions(opts.Log, pods)...)
 	if err != nil {
 		return fmt.Errorf("scenario attribution: %w", err)
 	}
@@ -79,7 +89,7 @@ func Simulate(ctx context.Context, sc *scenario.Scenario, opts SimOptions) error
 		return err
 	}
 	// No spool, so nothing merges: the inventory says so (merge window 0).
-	p := &Pipeline{Collector: &drivenCollector{drv: drv, c: col, clock: vclock}, Attributor: attr, Meter: mt, Clock: vclock, Log: opts.Log,
+	p := &Pipeline{Collector: &drivenCollector{drv: drv, c: col, clock: vclock, kube: kube}, Attributor: attr, Meter: mt, Clock: vclock, Log: opts.Log,
 		Inventory: InventoryOptions{Node: opts.Node, Provider: opts.Provider, Window: opts.Window, Agent: opts.Agent}}
 	end := sc.Start.Add(duration)
 	for t := sc.Start; t.Before(end); t = t.Add(sc.PollInterval) {

@@ -25,7 +25,10 @@ type source struct {
 	collector Collector
 	clock     clock.Clock
 	hostRoot  string
-	close     func() error
+	// kubeletSocket is the simulated kubelet's ("" on a real node: the
+	// config's).
+	kubeletSocket string
+	close         func() error
 }
 
 // openSource starts the configured device layer. With source: nvml it is
@@ -66,17 +69,25 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 			os.RemoveAll(root)
 			return nil, err
 		}
+		kube, err := startSimKubelet(sc, root)
+		if err != nil {
+			os.RemoveAll(root)
+			return nil, err
+		}
 		c := nvml.New(drv.Machine().Interface(), nvml.Options{Log: log, Clock: clk})
 		if err := c.Start(); err != nil {
+			kube.stop()
 			os.RemoveAll(root)
 			return nil, err
 		}
 		return &source{
-			collector: &drivenCollector{drv: drv, c: c, clock: clk},
-			clock:     clk,
-			hostRoot:  root,
+			collector:     &drivenCollector{drv: drv, c: c, clock: clk, kube: kube},
+			clock:         clk,
+			hostRoot:      root,
+			kubeletSocket: kube.socket(),
 			close: func() error {
 				err := c.Close()
+				kube.stop()
 				os.RemoveAll(root)
 				return err
 			},
@@ -91,11 +102,16 @@ type drivenCollector struct {
 	drv   *scenario.Driver
 	c     *nvml.Collector
 	clock clock.Clock
+	kube  *simKubelet // nil when the scenario has no kubelet
 }
 
 func (d *drivenCollector) Collect(ctx context.Context) (device.Snapshot, error) {
-	if err := d.drv.Apply(d.clock.Now()); err != nil {
+	now := d.clock.Now()
+	if err := d.drv.Apply(now); err != nil {
 		return device.Snapshot{}, fmt.Errorf("apply scenario: %w", err)
+	}
+	if err := d.kube.sync(d.drv, now); err != nil {
+		return device.Snapshot{}, fmt.Errorf("simulated kubelet: %w", err)
 	}
 	return d.c.Collect(ctx)
 }

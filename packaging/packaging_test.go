@@ -58,6 +58,7 @@ var shipped = map[string]struct {
 			"/usr/share/doc/voucher-authority/examples/programs/henan.yaml":    "-rw-r--r--",
 			"/usr/share/doc/voucher-authority/examples/programs/nanning.yaml":  "-rw-r--r--",
 			"/usr/share/doc/voucher-authority/examples/programs/qingyang.yaml": "-rw-r--r--",
+			"/usr/share/doc/voucher-authority/examples/programs/shanghai.yaml": "-rw-r--r--",
 			"/usr/share/doc/voucher-authority/examples/programs/shenzhen.yaml": "-rw-r--r--",
 			"/usr/share/voucher-authority/prometheus/alerts.yml":               "-rw-r--r--",
 			"/usr/share/lintian/overrides/voucher-authority":                   "-rw-r--r--",

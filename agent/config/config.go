@@ -19,9 +19,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gpumeter/gpumeter/internal/tlog"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
+	"github.com/gpumeter/gpumeter/collectors/kubelet"
 	"github.com/gpumeter/gpumeter/internal/yamlerr"
 )
 
@@ -71,6 +74,22 @@ type Attribution struct {
 	// /proc mounted elsewhere.
 	HostRoot string             `yaml:"host_root"`
 	Rules    []attribution.Rule `yaml:"rules"`
+	// Kubelet is where namespace rules learn which pod holds which GPU.
+	Kubelet Kubelet `yaml:"kubelet"`
+}
+
+// Kubelet is the kubelet's PodResources API (collectors/kubelet), asked
+// only when a rule matches on namespace.
+type Kubelet struct {
+	// Socket is the kubelet's pod-resources unix socket.
+	Socket string `yaml:"socket"`
+	// Interval is how long a list of the pods stands before the next.
+	Interval time.Duration `yaml:"interval"`
+	// MaxStale is how long the last list stands in while the kubelet
+	// cannot be reached (restart, upgrade); then process rules decide.
+	MaxStale time.Duration `yaml:"max_stale"`
+	// Timeout bounds one List call.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // HTTP is the metrics and health endpoint.
@@ -114,6 +133,10 @@ type Spool struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// MergeWindow is the coarser window merged records use.
 	MergeWindow time.Duration `yaml:"merge_window"`
+	// RetainAcked is how long acknowledged batches are kept, byte for
+	// byte, to send again to an authority restored from a backup (within
+	// max_bytes: retained batches are the first dropped). 0: not kept.
+	RetainAcked time.Duration `yaml:"retain_acked"`
 }
 
 // Authority is where batches are reported.
@@ -129,19 +152,25 @@ type Authority struct {
 	// and the node's, the agent logs a warning (metering/reporter,
 	// DefaultMaxClockOffset says why 2s).
 	MaxClockOffset time.Duration `yaml:"max_clock_offset"`
+	// LogKey is the authority's log verifier key, as the authority prints
+	// it (<name>+<hash>+<base64>). Empty: the key the authority serves is
+	// trusted on first use and pinned in the spool (a warning at start and
+	// in check-config).
+	LogKey string `yaml:"log_key"`
 }
 
 // Default is the configuration every loaded file starts from.
 func Default() Config {
 	return Config{
-		Devices:     Devices{Source: "nvml", Speed: 1},
-		Metering:    Metering{PollInterval: time.Second, Window: time.Minute},
-		Attribution: Attribution{HostRoot: "/"},
-		HTTP:        HTTP{Listen: "127.0.0.1:9410"},
-		Log:         Log{Level: "info", Format: "text"},
-		Spool:       Spool{MaxBytes: 1 << 30, MergeWindow: time.Hour},
-		Authority:   Authority{Timeout: 10 * time.Second, MaxBatchRecords: 1000, MaxClockOffset: 2 * time.Second},
-		StateDir:    "/var/lib/gpumeter",
+		Devices:  Devices{Source: "nvml", Speed: 1},
+		Metering: Metering{PollInterval: time.Second, Window: time.Minute},
+		Attribution: Attribution{HostRoot: "/", Kubelet: Kubelet{Socket: kubelet.DefaultSocket,
+			Interval: kubelet.DefaultInterval, MaxStale: kubelet.DefaultMaxStale, Timeout: kubelet.DefaultTimeout}},
+		HTTP:      HTTP{Listen: "127.0.0.1:9410"},
+		Log:       Log{Level: "info", Format: "text"},
+		Spool:     Spool{MaxBytes: 1 << 30, MergeWindow: time.Hour, RetainAcked: 7 * 24 * time.Hour},
+		Authority: Authority{Timeout: 10 * time.Second, MaxBatchRecords: 1000, MaxClockOffset: 2 * time.Second},
+		StateDir:  "/var/lib/gpumeter",
 	}
 }
 
@@ -299,6 +328,7 @@ func (c *Config) validate(line func(string) int) error {
 	if c.Attribution.HostRoot == "" {
 		bad("attribution.host_root", "must not be empty (use / on a node)")
 	}
+	c.validateKubelet(bad)
 	c.validateHTTP(bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -323,6 +353,9 @@ func (c *Config) validate(line func(string) int) error {
 		// both, and the authority refuses a merge window that is not a
 		// multiple of the window.
 		bad("spool.merge_window", "%s must be a multiple of metering.window (%s)", c.Spool.MergeWindow, c.Metering.Window)
+	}
+	if c.Spool.RetainAcked < 0 {
+		bad("spool.retain_acked", "%s must not be negative (0: acknowledged batches are not kept)", c.Spool.RetainAcked)
 	}
 	c.validateAuthority(bad)
 	return errors.Join(errs...)
@@ -352,6 +385,11 @@ func (c *Config) validateHTTP(bad func(field, format string, a ...any)) {
 // records are what vouchers pay for, so they travel over TLS.
 func (c *Config) validateAuthority(bad func(field, format string, a ...any)) {
 	a := c.Authority
+	if a.LogKey != "" {
+		if _, err := tlog.NewVerifier(a.LogKey); err != nil {
+			bad("authority.log_key", "%v (give the key exactly as the authority prints it)", err)
+		}
+	}
 	if a.Timeout <= 0 {
 		bad("authority.timeout", "%s must be positive", a.Timeout)
 	}
@@ -437,4 +475,21 @@ func lineOf(root *yaml.Node, field string) int {
 		}
 	}
 	return line
+}
+
+// validateKubelet checks attribution.kubelet.
+func (c *Config) validateKubelet(bad func(field, format string, args ...any)) {
+	k := c.Attribution.Kubelet
+	if k.Socket == "" {
+		bad("attribution.kubelet.socket", "must not be empty (the kubelet's is %s)", kubelet.DefaultSocket)
+	}
+	if k.Interval < time.Second {
+		bad("attribution.kubelet.interval", "%s must be at least 1s", k.Interval)
+	}
+	if k.MaxStale < 0 {
+		bad("attribution.kubelet.max_stale", "%s must not be negative (0: drop the list at the first failure)", k.MaxStale)
+	}
+	if k.Timeout <= 0 || k.Timeout > k.Interval {
+		bad("attribution.kubelet.timeout", "%s must be positive and at most attribution.kubelet.interval (%s): the poll waits for it", k.Timeout, k.Interval)
+	}
 }

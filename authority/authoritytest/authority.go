@@ -31,6 +31,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/internal/testenv"
+	"github.com/gpumeter/gpumeter/internal/tlog"
 )
 
 // Node is a node registered before the authority starts answering.
@@ -100,6 +101,9 @@ type Options struct {
 	// TLS, when set, serves HTTPS with this configuration (certificates,
 	// client authentication); nil serves plain HTTP.
 	TLS *tls.Config
+	// LogSigner, when set, starts the verifiable log with this key before
+	// the nodes are registered (server.Options.LogSigner); nil: no log.
+	LogSigner *tlog.Signer
 }
 
 // Authority is a started authority. Everything it opened is closed by
@@ -147,6 +151,11 @@ func New(t testing.TB, opts Options) *Authority {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	a.Store = st
+	if opts.LogSigner != nil {
+		if err := st.StartLog(ctx, opts.LogSigner); err != nil {
+			t.Fatal(err)
+		}
+	}
 	now := time.Now
 	if opts.Clock != nil {
 		now = opts.Clock.Now
@@ -180,7 +189,7 @@ func New(t testing.TB, opts Options) *Authority {
 		t.Fatal(err)
 	}
 	a.Server, err = server.New(server.Options{Ingester: a.Ingester, Store: st, MaxBodyBytes: opts.MaxBodyBytes,
-		OperatorToken: opts.OperatorToken, Clock: opts.Clock})
+		OperatorToken: opts.OperatorToken, Clock: opts.Clock, LogSigner: opts.LogSigner})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,10 @@ type Usage struct {
 	SliceNum    int64
 	SliceDen    int64
 	WindowStart time.Time
-	GPUMillis   int64
+	// WindowEnd is the window's end (exclusive); zero bills the record by
+	// its start alone (it is never split).
+	WindowEnd time.Time
+	GPUMillis int64
 }
 
 // CostKey names a cost carry: the sub-fen remainder of the running cost of
@@ -58,6 +61,25 @@ func NewCardIndex(cards []RateCard) *CardIndex {
 		sort.Slice(cs, func(i, j int) bool { return cs[i].ValidFrom.Before(cs[j].ValidFrom) })
 	}
 	return ix
+}
+
+// Bounds are the starts and ends of every card that may price u (its
+// profile's, and the whole GPU's for a MIG record).
+func (ix *CardIndex) Bounds(u Usage) []time.Time { return ix.bounds(u, nil) }
+
+// bounds appends the start and end of every card that may price u (its
+// profile's, and the whole GPU's for a MIG record) to ts.
+func (ix *CardIndex) bounds(u Usage, ts []time.Time) []time.Time {
+	keys := []cardKey{{u.Provider, u.Model, u.MIGProfile}}
+	if u.MIGProfile != "" {
+		keys = append(keys, cardKey{u.Provider, u.Model, ""})
+	}
+	for _, k := range keys {
+		for _, c := range ix.by[k] {
+			ts = append(ts, c.ValidFrom, c.ValidTo)
+		}
+	}
+	return ts
 }
 
 // find returns the card of (provider, model, profile) in force at t.

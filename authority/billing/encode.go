@@ -30,8 +30,42 @@ func Sum(lines []Line) Totals {
 		case ReviewRejected:
 			t.RejectedRecords++
 		}
+		t.TenantPaysProvider += l.TenantPaysProvider
+		t.ProviderClaims += l.ProviderClaims
+		t.Reimbursed += l.Reimbursed
+		if len(l.Pieces) > 1 {
+			t.SplitRecords++
+		}
+		switch {
+		case l.Limit == LimitYearCap || l.Limit == LimitLifetime:
+			t.CapRecords++
+		case l.Limit == LimitBudget || l.Note == NoteBudgetSpent:
+			t.BudgetRecords++
+		case l.Note == NoteProviderNotApproved:
+			t.ApprovalRecords++
+		}
 	}
 	return t
+}
+
+// Settle fills in who pays whom for l by its program's settlement
+// (docs/billing.md, "Settlement"), from its Cost, Subsidy (paid) and
+// Payable: at the point of sale the tenant pays the provider Payable and
+// the provider claims Subsidy from the issuer; after settlement the tenant
+// pays the provider the whole Cost and the issuer reimburses it Subsidy.
+// A held subsidy is owed by nobody yet at the point of sale, and is paid
+// by the tenant (reimbursed once approved) after settlement. Usage no
+// program paid for is paid in full to the provider.
+func (l *Line) Settle() {
+	l.ProviderClaims, l.Reimbursed = 0, 0
+	switch l.Settlement {
+	case SettlePointOfSale:
+		l.TenantPaysProvider, l.ProviderClaims = l.Payable, l.Subsidy
+	case SettleAfter:
+		l.TenantPaysProvider, l.Reimbursed = l.Cost, l.Subsidy
+	default:
+		l.TenantPaysProvider = l.Payable
+	}
 }
 
 // SumByVoucher totals the grants of paid lines per program and voucher,
@@ -46,9 +80,12 @@ func SumByVoucher(lines []Line) []ClaimTotal {
 		}
 		for _, g := range l.Grants {
 			k := key{l.Program, g.Voucher}
+			if g.Program != "" {
+				k.program = g.Program // a split record's pieces may have several
+			}
 			ct := by[k]
 			if ct == nil {
-				ct = &ClaimTotal{Program: l.Program, Voucher: g.Voucher}
+				ct = &ClaimTotal{Program: k.program, Voucher: g.Voucher, Settlement: l.Settlement}
 				by[k] = ct
 			}
 			ct.Records++

@@ -15,16 +15,16 @@ func sampleLines() []Line {
 	return []Line{
 		{RecordID: "r1", Node: "n1", Provider: "p1", Tenant: "acme", Entity: "E1", GPUUUID: "GPU-00000000-0000-4000-8000-000000000001", Model: "H100-SXM5-80GB",
 			WindowStart: w, WindowEnd: w.Add(time.Minute), GPUMillis: 60_000, RateCard: "c1", PricePerHour: 250,
-			Cost: 5, Subsidy: 3, Payable: 2, Program: "P1", Grants: []Grant{{"v1", 1}, {"v2", 2}}, Note: NotePartial},
+			Cost: 5, Subsidy: 3, Payable: 2, Program: "P1", Grants: []Grant{{Voucher: "v1", Amount: 1}, {Voucher: "v2", Amount: 2}}, Note: NotePartial},
 		{RecordID: "r2", Node: "n1", Provider: "p1", Tenant: "=HYPERLINK(\"x\")", GPUUUID: "MIG-00000000-0000-4000-9000-000000000001", Model: "H100-SXM5-80GB",
 			MIGProfile: "1g.10gb", WindowStart: w, WindowEnd: w.Add(time.Minute), GPUMillis: 1000, Note: NoteUnpriced},
 		{RecordID: "r3", Node: "n1", Provider: "p1", Tenant: "acme", Entity: "E1", GPUUUID: "GPU-00000000-0000-4000-8000-000000000001", Model: "H100-SXM5-80GB",
 			WindowStart: w.Add(time.Minute), WindowEnd: w.Add(2 * time.Minute), GPUMillis: 60_000, RateCard: "c1",
-			PricePerHour: 250, Cost: 4, Subsidy: 4, Program: "P1", Grants: []Grant{{"v2", 4}}, Note: NoteSubsidized},
+			PricePerHour: 250, Cost: 4, Subsidy: 4, Program: "P1", Grants: []Grant{{Voucher: "v2", Amount: 4}}, Note: NoteSubsidized},
 		// Held for review: its grant is taken but not claimable, nor owed.
 		{RecordID: "r4", Node: "n1", Provider: "p1", Tenant: "acme", Entity: "E1", GPUUUID: "GPU-2", Model: "H100",
 			WindowStart: w, WindowEnd: w.Add(time.Minute), GPUMillis: 60_000, RateCard: "c1", PricePerHour: 250,
-			Cost: 4, Held: 2, Payable: 2, Program: "P1", Grants: []Grant{{"v1", 2}}, Note: NotePartial, Review: ReviewHeld},
+			Cost: 4, Held: 2, Payable: 2, Program: "P1", Grants: []Grant{{Voucher: "v1", Amount: 2}}, Note: NotePartial, Review: ReviewHeld},
 		// Rejected: the grant went back; the tenant owes the cost.
 		{RecordID: "r5", Node: "n1", Provider: "p1", Tenant: "acme", Entity: "E1", GPUUUID: "GPU-2", Model: "H100",
 			WindowStart: w.Add(time.Minute), WindowEnd: w.Add(2 * time.Minute), GPUMillis: 60_000, RateCard: "c1", PricePerHour: 250,
@@ -32,7 +32,7 @@ func sampleLines() []Line {
 		// Approved: paid as billed.
 		{RecordID: "r6", Node: "n1", Provider: "p1", Tenant: "acme", Entity: "E1", GPUUUID: "GPU-2", Model: "H100",
 			WindowStart: w.Add(2 * time.Minute), WindowEnd: w.Add(3 * time.Minute), GPUMillis: 60_000, RateCard: "c1", PricePerHour: 250,
-			Cost: 4, Subsidy: 2, Payable: 2, Program: "P1", Grants: []Grant{{"v2", 2}}, Note: NoteSubsidized, Review: ReviewApproved},
+			Cost: 4, Subsidy: 2, Payable: 2, Program: "P1", Grants: []Grant{{Voucher: "v2", Amount: 2}}, Note: NoteSubsidized, Review: ReviewApproved},
 	}
 }
 

@@ -39,6 +39,9 @@ type Charge struct {
 	Program     string
 	Grants      []Grant // soonest-expiring voucher first
 	Note        string
+	Limit       string  // what cut a partial subsidy
+	Settlement  string  // the paying program's
+	Pieces      []Piece // two or more when the record was split
 }
 
 // Payable is what the tenant pays.
@@ -59,6 +62,15 @@ type State struct {
 	Vouchers       []Voucher
 	CostCarries    map[CostKey]int64
 	SubsidyCarries map[SubsidyKey]SubsidyCarry
+	// Budgets is what each program granted all entities in a year (the
+	// program's budget counter), for the programs with a budget.
+	Budgets map[BudgetKey]Fen
+}
+
+// BudgetKey names a program's budget counter for a calendar year.
+type BudgetKey struct {
+	Program string
+	Year    int
 }
 
 // Changes is what billing changed in a State: the new balances of the
@@ -67,6 +79,7 @@ type Changes struct {
 	Vouchers       []Voucher // by id
 	CostCarries    map[CostKey]int64
 	SubsidyCarries map[SubsidyKey]SubsidyCarry
+	Budgets        map[BudgetKey]Fen
 }
 
 type progEntity struct{ program, entity string }
@@ -83,10 +96,12 @@ type Book struct {
 	cost     map[CostKey]int64
 	subsidy  map[SubsidyKey]SubsidyCarry
 	lifetime map[progEntity]Fen
+	budget   map[BudgetKey]Fen
 
 	paid         map[string]*Voucher
 	movedCost    map[CostKey]bool
 	movedSubsidy map[SubsidyKey]bool
+	movedBudget  map[BudgetKey]bool
 }
 
 // NewBook builds a Book over a copy of st.
@@ -100,9 +115,14 @@ func NewBook(st State) *Book {
 		cost:         map[CostKey]int64{},
 		subsidy:      map[SubsidyKey]SubsidyCarry{},
 		lifetime:     map[progEntity]Fen{},
+		budget:       map[BudgetKey]Fen{},
 		paid:         map[string]*Voucher{},
 		movedCost:    map[CostKey]bool{},
 		movedSubsidy: map[SubsidyKey]bool{},
+		movedBudget:  map[BudgetKey]bool{},
+	}
+	for k, f := range st.Budgets {
+		b.budget[k] = f
 	}
 	for _, e := range st.Entities {
 		b.entities[e.ID] = e
@@ -134,10 +154,19 @@ func soonerVoucher(a, b *Voucher) bool {
 	return a.ID < b.ID
 }
 
+// Approved says whether p lists provider and approves it at t (a
+// provider without an approval period is approved whenever p is valid).
+func (p Program) Approved(provider string, t time.Time) bool {
+	if !slices.Contains(p.Providers, provider) {
+		return false
+	}
+	a, ok := p.Approvals[provider]
+	return !ok || (a.From.IsZero() || !t.Before(a.From)) && (a.To.IsZero() || t.Before(a.To))
+}
+
 // Covers says whether p subsidizes usage of model at provider at t.
 func (p Program) Covers(provider, model string, t time.Time) bool {
-	return !t.Before(p.ValidFrom) && t.Before(p.ValidTo) &&
-		slices.Contains(p.Providers, provider) &&
+	return !t.Before(p.ValidFrom) && t.Before(p.ValidTo) && p.Approved(provider, t) &&
 		(len(p.Models) == 0 || slices.Contains(p.Models, model))
 }
 
@@ -149,15 +178,59 @@ func (p Program) RatioFor(model string) BasisPoints {
 	return p.Ratio
 }
 
+// Category is the category term p grants e at t: of e's categories in
+// force at t that p names, the one with the highest ratio (ties: the
+// name first in byte order). "" and false when none applies.
+func (p Program) Category(e Entity, t time.Time) (string, CategoryTerm, bool) {
+	var (
+		name string
+		best CategoryTerm
+		ok   bool
+	)
+	for _, c := range e.Categories {
+		term, named := p.CategoryTerms[c.Name]
+		if !named || !c.In(t) {
+			continue
+		}
+		if !ok || term.Ratio > best.Ratio || term.Ratio == best.Ratio && c.Name < name {
+			name, best, ok = c.Name, term, true
+		}
+	}
+	return name, best, ok
+}
+
+// Terms are the ratio and yearly cap p applies to usage of model by e at
+// t (docs/billing.md, "Ratios and caps by category"): a category term
+// replaces the base ratio and, when it sets one, the yearly cap; a model
+// override applies on top as its difference from the base ratio, the sum
+// held to 0-100%. Without a category term the override is the ratio.
+func (p Program) Terms(e Entity, model string, t time.Time) (BasisPoints, Fen) {
+	_, term, ok := p.Category(e, t)
+	if !ok {
+		return p.RatioFor(model), p.CapPerYear
+	}
+	r := term.Ratio + p.RatioFor(model) - p.Ratio
+	capYear := p.CapPerYear
+	if term.CapPerYear > 0 {
+		capYear = term.CapPerYear
+	}
+	return min(max(r, 0), bpDen), capYear
+}
+
 // UsableAt says whether v may pay for usage at t (its program aside).
 func (v *Voucher) UsableAt(t time.Time) bool {
 	return v.Status == VoucherActive && v.Balance > 0 && !v.Issued.After(t) && t.Before(v.Expires)
 }
 
+// AddMonths is t plus n calendar months in China Standard Time, the
+// programs' calendar (a 12-month term from 2026-03-15 ends 2027-03-15).
+func AddMonths(t time.Time, n int) time.Time { return t.In(cst).AddDate(0, n, 0).UTC() }
+
 // Bill prices and subsidizes one usage record and updates the state.
 // Records must come in the order they are billed (the store: window start,
 // then node and seq); the carries make the sum of a month's costs exact
-// whatever that order.
+// whatever that order. A record whose window straddles a boundary of the
+// rules is billed in pieces (Split); the charge sums them.
 func (b *Book) Bill(u Usage) (Charge, error) {
 	if u.GPUMillis < 0 {
 		return Charge{}, fmt.Errorf("bill record %s: negative gpu_ms %d", u.RecordID, u.GPUMillis)
@@ -165,11 +238,140 @@ func (b *Book) Bill(u Usage) (Charge, error) {
 	ch := Charge{RecordID: u.RecordID, Provider: u.Provider, Tenant: u.Tenant, WindowStart: u.WindowStart}
 	entity, mapped := b.tenants[TenantKey{u.Provider, u.Tenant}]
 	ch.Entity = entity
+	parts := Split(u, b.boundaries(u, entity))
+	pieces := make([]Piece, 0, len(parts))
+	var grants []Grant
+	for _, pu := range parts {
+		pc, gs, err := b.billPiece(pu, entity, mapped)
+		if err != nil {
+			return Charge{}, fmt.Errorf("bill record %s: %w", u.RecordID, err)
+		}
+		pieces = append(pieces, pc)
+		grants = mergeGrants(grants, gs)
+	}
+	ch.Grants = grants
+	ch.Note = pieces[0].Note
+	paid, partial := false, false
+	for _, pc := range pieces {
+		ch.Cost += pc.Cost
+		ch.Subsidy += pc.Subsidy
+		if ch.RateCard == "" {
+			ch.RateCard = pc.RateCard
+		}
+		if ch.Program == "" {
+			ch.Program = pc.Program
+		}
+		if pc.Subsidy > 0 {
+			paid = true
+		}
+		if pc.Note == NotePartial && !partial {
+			partial, ch.Limit = true, pc.Limit
+		}
+		if ch.Note == NoteUnpriced && pc.Note != NoteUnpriced {
+			ch.Note = pc.Note
+		}
+	}
+	switch {
+	case partial:
+		ch.Note = NotePartial
+	case paid:
+		ch.Note = NoteSubsidized
+	}
+	if ch.Program != "" {
+		ch.Settlement = b.programs[ch.Program].Settlement
+	}
+	if len(pieces) > 1 {
+		ch.Pieces = pieces
+	}
+	return ch, nil
+}
 
+// mergeGrants adds gs to a record's grants: one per voucher, in the order
+// the vouchers first paid.
+func mergeGrants(to, gs []Grant) []Grant {
+next:
+	for _, g := range gs {
+		for i := range to {
+			if to[i].Voucher == g.Voucher {
+				to[i].Amount += g.Amount
+				continue next
+			}
+		}
+		to = append(to, g)
+	}
+	return to
+}
+
+// boundaries are the instants where the rules that may bill u change: the
+// start and end of its rate cards (and of the whole-GPU cards a MIG record
+// falls back to), of the entity's vouchers that may still pay and of
+// their programs and provider approvals, and of the entity's categories.
+// Split keeps those inside u's window.
+func (b *Book) boundaries(u Usage, entity string) []time.Time {
+	var ts []time.Time
+	ts = b.cards.bounds(u, ts)
+	for _, v := range b.vouchers[entity] {
+		if v.Status != VoucherActive || v.Balance <= 0 {
+			continue
+		}
+		p := b.programs[v.Program]
+		ts = append(ts, v.Issued, v.Expires, p.ValidFrom, p.ValidTo)
+		if a, ok := p.Approvals[u.Provider]; ok {
+			ts = append(ts, a.From, a.To)
+		}
+	}
+	for _, c := range b.entities[entity].Categories {
+		ts = append(ts, c.From, c.To)
+	}
+	return ts
+}
+
+// Split cuts u at the instants of cuts strictly inside its window
+// [WindowStart, WindowEnd), to the millisecond; a record without a window
+// end, or with no cut inside, is one piece. A piece's GPU time is its
+// share of the window's wall time, by the running floor: piece i of a
+// record of G GPU-ms over W ms ending at offset e_i gets
+// floor(G×e_i/W) − floor(G×e_(i−1)/W), so the pieces sum to G exactly.
+func Split(u Usage, cuts []time.Time) []Usage {
+	if !u.WindowEnd.After(u.WindowStart) {
+		return []Usage{u}
+	}
+	var in []time.Time
+	for _, t := range cuts {
+		t = t.Truncate(time.Millisecond)
+		if t.After(u.WindowStart) && t.Before(u.WindowEnd) {
+			in = append(in, t)
+		}
+	}
+	if len(in) == 0 {
+		return []Usage{u}
+	}
+	sort.Slice(in, func(i, j int) bool { return in[i].Before(in[j]) })
+	in = slices.CompactFunc(in, func(a, b time.Time) bool { return a.Equal(b) })
+	wall := u.WindowEnd.Sub(u.WindowStart).Milliseconds()
+	out := make([]Usage, 0, len(in)+1)
+	start, done := u.WindowStart, int64(0)
+	for _, end := range append(in, u.WindowEnd) {
+		upto, _, err := carryDiv(0, u.GPUMillis, end.Sub(u.WindowStart).Milliseconds(), 1, wall)
+		if err != nil {
+			return []Usage{u} // absurd lengths: billed whole
+		}
+		pu := u
+		pu.WindowStart, pu.WindowEnd, pu.GPUMillis = start, end, upto-done
+		out = append(out, pu)
+		start, done = end, upto
+	}
+	return out
+}
+
+// billPiece prices and subsidizes one piece of a record (a whole record
+// when it is not split), by the rules in force at its start.
+func (b *Book) billPiece(u Usage, entity string, mapped bool) (Piece, []Grant, error) {
+	pc := Piece{Start: u.WindowStart, End: u.WindowEnd, GPUMillis: u.GPUMillis}
 	pr, ok := b.cards.Price(u)
 	if !ok {
-		ch.Note = NoteUnpriced
-		return ch, nil
+		pc.Note = NoteUnpriced
+		return pc, nil, nil
 	}
 	carry, ok := b.cost[pr.Key]
 	if !ok {
@@ -177,42 +379,46 @@ func (b *Book) Bill(u Usage) (Charge, error) {
 	}
 	cost, carry, err := Cost(carry, pr.Card.PricePerHour, u.GPUMillis, pr.Num, pr.Den)
 	if err != nil {
-		return Charge{}, fmt.Errorf("bill record %s: cost of %d ms at %d fen/h: %w", u.RecordID, u.GPUMillis, pr.Card.PricePerHour, err)
+		return pc, nil, fmt.Errorf("cost of %d ms at %d fen/h: %w", u.GPUMillis, pr.Card.PricePerHour, err)
 	}
 	b.cost[pr.Key] = carry
 	b.movedCost[pr.Key] = true
-	ch.RateCard, ch.Cost = pr.Card.ID, cost
+	pc.RateCard, pc.Cost = pr.Card.ID, cost
 
 	e, known := b.entities[entity]
 	switch {
 	case !mapped || !known:
-		ch.Note = NoteNoEntity
-		return ch, nil
+		pc.Note = NoteNoEntity
+		return pc, nil, nil
 	case slices.Contains(e.RelatedProviders, u.Provider):
-		ch.Note = NoteRelatedParty
-		return ch, nil
+		pc.Note = NoteRelatedParty
+		return pc, nil, nil
 	}
 
 	year := Year(u.WindowStart)
-	cands := b.candidates(entity, u, year)
+	cands := b.candidates(e, u, year)
 	if len(cands) == 0 {
-		ch.Note = NoteNoVoucher
-		return ch, nil
+		pc.Note = b.refusal(e, u, year)
+		return pc, nil, nil
 	}
-	// One program per record: the soonest-expiring candidate's.
+	// One program per record (per piece): the soonest-expiring candidate's.
 	prog := b.programs[cands[0].Program]
+	ratio, capYear := prog.Terms(e, u.Model, u.WindowStart)
 	sk := SubsidyKey{Program: prog.ID, Entity: entity, Year: year}
 	sc, ok := b.subsidy[sk]
 	if !ok {
 		sc.Remainder = InitialSubsidyCarry(prog.Rounding)
 	}
-	ent, rem, err := Entitle(sc.Remainder, prog.RatioFor(u.Model), cost)
+	ent, rem, err := Entitle(sc.Remainder, ratio, cost)
 	if err != nil {
-		return Charge{}, fmt.Errorf("bill record %s: entitlement: %w", u.RecordID, err)
+		return pc, nil, fmt.Errorf("entitlement: %w", err)
 	}
-	grant := min(ent, b.capLeft(prog, sk, sc))
-	ch.Program = prog.ID
+	room, limit := b.room(prog, sk, capYear)
+	grant := min(ent, room)
+	pc.Program = prog.ID
 	left := grant
+	var grants []Grant
+	resort := false
 	for _, v := range cands {
 		if left == 0 {
 			break
@@ -224,36 +430,59 @@ func (b *Book) Bill(u Usage) (Charge, error) {
 		v.Balance -= take
 		left -= take
 		b.paid[v.ID] = v
-		ch.Grants = append(ch.Grants, Grant{Voucher: v.ID, Amount: take})
+		grants = append(grants, Grant{Voucher: v.ID, Program: prog.ID, Amount: take})
+		if v.FirstUse.IsZero() {
+			v.FirstUse = u.WindowStart
+			// A term from first use starts now (never past the voucher's
+			// own expiry, the last day it may be first used).
+			if prog.TermFrom == TermFromFirstUse && prog.VoucherTermMonths > 0 {
+				if end := AddMonths(u.WindowStart, prog.VoucherTermMonths); end.Before(v.Expires) {
+					v.Expires, resort = end, true
+				}
+			}
+		}
+	}
+	if resort {
+		vs := b.vouchers[entity]
+		sort.Slice(vs, func(i, j int) bool { return soonerVoucher(vs[i], vs[j]) })
 	}
 	// What the program's vouchers could not cover is not owed later.
+	if left > 0 {
+		limit = LimitBalance
+	}
 	grant -= left
-	ch.Subsidy = grant
+	pc.Subsidy = grant
 	sc.Remainder, sc.Granted = rem, sc.Granted+grant
 	b.subsidy[sk] = sc
 	b.movedSubsidy[sk] = true
 	b.lifetime[progEntity{prog.ID, entity}] += grant
+	if prog.BudgetPerYear > 0 {
+		bk := BudgetKey{Program: prog.ID, Year: year}
+		b.budget[bk] += grant
+		b.movedBudget[bk] = true
+	}
 	switch {
 	case ent == 0:
 		// Nothing was due (the program's fraction is in the carry): not
 		// "subsidized", or a statement would count a record that no
 		// voucher paid for and that the provider's claim leaves out.
-		ch.Note = NoteUnderOneFen
+		pc.Note = NoteUnderOneFen
 	case grant < ent:
-		ch.Note = NotePartial
+		pc.Note, pc.Limit = NotePartial, limit
 	default:
-		ch.Note = NoteSubsidized
+		pc.Note = NoteSubsidized
 	}
-	return ch, nil
+	return pc, grants, nil
 }
 
-// candidates are entity's vouchers that may pay for u (docs/billing.md,
+// candidates are e's vouchers that may pay for u (docs/billing.md,
 // Subsidizing a record, 1), soonest-expiring first. A program whose
-// yearly or lifetime cap for the entity is used up is no candidate: its
-// vouchers cannot pay, like empty ones, and another program's may.
-func (b *Book) candidates(entity string, u Usage, year int) []*Voucher {
+// yearly or lifetime cap for the entity, or whose budget for the year, is
+// used up is no candidate: its vouchers cannot pay, like empty ones, and
+// another program's may.
+func (b *Book) candidates(e Entity, u Usage, year int) []*Voucher {
 	var out []*Voucher
-	for _, v := range b.vouchers[entity] {
+	for _, v := range b.vouchers[e.ID] {
 		if !v.UsableAt(u.WindowStart) {
 			continue
 		}
@@ -261,8 +490,8 @@ func (b *Book) candidates(entity string, u Usage, year int) []*Voucher {
 		if !ok || !p.Covers(u.Provider, u.Model, u.WindowStart) {
 			continue
 		}
-		sk := SubsidyKey{Program: p.ID, Entity: entity, Year: year}
-		if b.capLeft(p, sk, b.subsidy[sk]) <= 0 {
+		_, capYear := p.Terms(e, u.Model, u.WindowStart)
+		if room, _ := b.room(p, SubsidyKey{Program: p.ID, Entity: e.ID, Year: year}, capYear); room <= 0 {
 			continue
 		}
 		out = append(out, v)
@@ -270,20 +499,53 @@ func (b *Book) candidates(entity string, u Usage, year int) []*Voucher {
 	return out
 }
 
-// capLeft is what program p may still grant the entity in sk's year: the
-// yearly cap less that year's grants, and the lifetime cap (if any) less
-// all years' grants.
-func (b *Book) capLeft(p Program, sk SubsidyKey, sc SubsidyCarry) Fen {
-	left := p.CapPerYear - sc.Granted
-	if p.CapLifetime > 0 {
-		left = min(left, p.CapLifetime-b.lifetime[progEntity{p.ID, sk.Entity}])
+// refusal is the note of usage no voucher of e pays for: the program term
+// that bit when a voucher of e could pay but for its program's provider
+// approval dates (first) or spent budget, else NoteNoVoucher.
+func (b *Book) refusal(e Entity, u Usage, year int) string {
+	note := NoteNoVoucher
+	for _, v := range b.vouchers[e.ID] {
+		p, ok := b.programs[v.Program]
+		if !ok || !v.UsableAt(u.WindowStart) || u.WindowStart.Before(p.ValidFrom) || !u.WindowStart.Before(p.ValidTo) ||
+			!slices.Contains(p.Providers, u.Provider) || len(p.Models) > 0 && !slices.Contains(p.Models, u.Model) {
+			continue
+		}
+		if !p.Approved(u.Provider, u.WindowStart) {
+			return NoteProviderNotApproved
+		}
+		if p.BudgetPerYear > 0 && b.budget[BudgetKey{Program: p.ID, Year: year}] >= p.BudgetPerYear {
+			note = NoteBudgetSpent
+		}
 	}
-	return max(left, 0)
+	return note
+}
+
+// room is what program p may still grant the entity in sk's year, and
+// which limit sets it: the yearly cap (capYear, the entity's category
+// may change it) less that year's grants, the lifetime cap (if any) less
+// all years' grants, and the program's budget (if any) less what it
+// granted everyone that year.
+func (b *Book) room(p Program, sk SubsidyKey, capYear Fen) (Fen, string) {
+	left, limit := capYear-b.subsidy[sk].Granted, LimitYearCap
+	if p.CapLifetime > 0 {
+		if l := p.CapLifetime - b.lifetime[progEntity{p.ID, sk.Entity}]; l < left {
+			left, limit = l, LimitLifetime
+		}
+	}
+	if p.BudgetPerYear > 0 {
+		if l := p.BudgetPerYear - b.budget[BudgetKey{Program: p.ID, Year: sk.Year}]; l < left {
+			left, limit = l, LimitBudget
+		}
+	}
+	return max(left, 0), limit
 }
 
 // Changes returns the state billing moved since NewBook.
 func (b *Book) Changes() Changes {
-	ch := Changes{CostCarries: map[CostKey]int64{}, SubsidyCarries: map[SubsidyKey]SubsidyCarry{}}
+	ch := Changes{CostCarries: map[CostKey]int64{}, SubsidyCarries: map[SubsidyKey]SubsidyCarry{}, Budgets: map[BudgetKey]Fen{}}
+	for k := range b.movedBudget {
+		ch.Budgets[k] = b.budget[k]
+	}
 	for _, v := range b.paid {
 		ch.Vouchers = append(ch.Vouchers, *v)
 	}

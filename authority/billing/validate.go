@@ -163,7 +163,27 @@ func ValidateEntity(e Entity) error {
 		p.add("name", "%d bytes, at most %d", len(e.Name), maxLabelLen)
 	}
 	p.labels("related_providers", e.RelatedProviders, false)
+	for i, c := range e.Categories {
+		field := fmt.Sprintf("categories[%d]", i)
+		if why := ValidID(c.Name); why != "" {
+			p.add(field+".name", "%s", why)
+		}
+		okFrom := p.time(field+".from", c.From)
+		if !c.To.IsZero() && p.time(field+".to", c.To) && okFrom && !c.To.After(c.From) {
+			p.add(field+".to", "%s is not after from %s", rfc(c.To), rfc(c.From))
+		}
+		for j, d := range e.Categories[:i] {
+			if d.Name == c.Name && overlaps(c.From, c.To, d.From, d.To) {
+				p.add(field, "%q overlaps categories[%d] of the same name", c.Name, j)
+			}
+		}
+	}
 	return p.err()
+}
+
+// overlaps says whether [a0, a1) and [b0, b1) meet (a zero end: open).
+func overlaps(a0, a1, b0, b1 time.Time) bool {
+	return (a1.IsZero() || b0.Before(a1)) && (b1.IsZero() || a0.Before(b1))
 }
 
 // CanonicalProgram returns p with every model named by the model table's
@@ -245,7 +265,50 @@ func ValidateProgram(pr Program) error {
 	default:
 		p.add("settlement", "%q is not %q or %q", pr.Settlement, SettleAfter, SettlePointOfSale)
 	}
+	validateTerms(&p, pr)
 	return p.err()
+}
+
+// maxTermMonths bounds a voucher term: 100 years.
+const maxTermMonths = 1200
+
+// validateTerms checks the terms a program states beyond its ratio and
+// caps: provider approvals, category terms, voucher term and face
+// bounds, and budget.
+func validateTerms(p *problems, pr Program) {
+	for _, prov := range slices.Sorted(maps.Keys(pr.Approvals)) {
+		a, field := pr.Approvals[prov], "provider_approvals["+prov+"]"
+		if !slices.Contains(pr.Providers, prov) {
+			p.add(field, "%q is not in providers", prov)
+		}
+		okFrom := a.From.IsZero() || p.time(field+".from", a.From)
+		okTo := a.To.IsZero() || p.time(field+".to", a.To)
+		if okFrom && okTo && !a.From.IsZero() && !a.To.IsZero() && !a.To.After(a.From) {
+			p.add(field+".to", "%s is not after from %s", rfc(a.To), rfc(a.From))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(pr.CategoryTerms)) {
+		t, field := pr.CategoryTerms[name], "category_terms["+name+"]"
+		if why := ValidID(name); why != "" {
+			p.add(field, "category: %s", why)
+		}
+		p.ratio(field+".ratio_bp", t.Ratio)
+		p.fen(field+".cap_per_entity_year_fen", t.CapPerYear, 0, MaxFen)
+	}
+	switch {
+	case pr.VoucherTermMonths < 0 || pr.VoucherTermMonths > maxTermMonths:
+		p.add("voucher_term_months", "%d is outside 0-%d", pr.VoucherTermMonths, maxTermMonths)
+	case pr.VoucherTermMonths > 0 && pr.TermFrom != TermFromIssue && pr.TermFrom != TermFromFirstUse:
+		p.add("voucher_term_from", "%q is not %q or %q", pr.TermFrom, TermFromIssue, TermFromFirstUse)
+	case pr.VoucherTermMonths == 0 && pr.TermFrom != "":
+		p.add("voucher_term_from", "%q without voucher_term_months", pr.TermFrom)
+	}
+	p.fen("voucher_min_fen", pr.VoucherMin, 0, MaxFen)
+	p.fen("voucher_max_fen", pr.VoucherMax, 0, MaxFen)
+	if pr.VoucherMax > 0 && pr.VoucherMin > pr.VoucherMax {
+		p.add("voucher_max_fen", "%d fen is below voucher_min_fen %d", pr.VoucherMax, pr.VoucherMin)
+	}
+	p.fen("budget_per_year_fen", pr.BudgetPerYear, 0, MaxFen)
 }
 
 // ValidateVoucher checks a voucher on its own.
@@ -300,6 +363,18 @@ func CheckIssue(v Voucher, pr Program, now time.Time) error {
 	}
 	if v.Expires.After(pr.ValidTo) {
 		p.add("expires", "%s is after program %q's valid_to %s", rfc(v.Expires), pr.ID, rfc(pr.ValidTo))
+	}
+	if pr.TermFrom == TermFromIssue && pr.VoucherTermMonths > 0 {
+		if end := AddMonths(v.Issued, pr.VoucherTermMonths); v.Expires.After(end) {
+			p.add("expires", "%s is more than program %q's voucher term of %d months after issued %s (at most %s)",
+				rfc(v.Expires), pr.ID, pr.VoucherTermMonths, rfc(v.Issued), rfc(end))
+		}
+	}
+	if pr.VoucherMin > 0 && v.Face < pr.VoucherMin {
+		p.add("face_fen", "%d fen is below program %q's minimum per voucher %d", v.Face, pr.ID, pr.VoucherMin)
+	}
+	if pr.VoucherMax > 0 && v.Face > pr.VoucherMax {
+		p.add("face_fen", "%d fen is above program %q's maximum per voucher %d", v.Face, pr.ID, pr.VoucherMax)
 	}
 	return p.err()
 }

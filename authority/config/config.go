@@ -40,6 +40,8 @@ type Config struct {
 	// choice, never the default.
 	AllowPlaintext bool `yaml:"allow_plaintext"`
 	Log            Log  `yaml:"log"`
+	// VerifiableLog is the verifiable log's key and origin (tlog.go).
+	VerifiableLog VerifiableLog `yaml:"verifiable_log"`
 	// OldLogLevel is the key log_level, renamed to log.level: kept in the
 	// struct only to refuse it with the new name rather than "not found".
 	OldLogLevel *string `yaml:"log_level"`
@@ -220,6 +222,7 @@ func (c Config) validate() []invalid {
 		bad(fmt.Sprintf("%s must divide 24h and be at least max_window", c.MaxMergeWindow), "max_merge_window")
 	}
 	out = append(out, c.Admin.validate(c.TLS)...)
+	out = append(out, c.VerifiableLog.validate()...)
 	if c.OldLogLevel != nil {
 		bad("renamed to log.level (log: {level: info, format: json})", "log_level")
 	}

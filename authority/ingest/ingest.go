@@ -84,6 +84,9 @@ type Outcome struct {
 	Flagged bool
 	// Instance is the batch's instance id, once it was opened.
 	Instance string
+	// LogIndex is the accepted batch's leaf in the verifiable log (a
+	// duplicate's: the stored batch's); nil when the log keeps none.
+	LogIndex *uint64
 }
 
 // Ingest verifies envelope and stores its batch. A refusal returns a
@@ -127,7 +130,7 @@ func (in *Ingester) Ingest(ctx context.Context, envelope []byte) (Outcome, error
 		out.Flagged = errors.Is(err, store.ErrSecondSigner)
 		return out, p
 	}
-	out.Head, out.Duplicate, out.Records = res.Head, res.Duplicate, res.Records
+	out.Head, out.Duplicate, out.Records, out.LogIndex = res.Head, res.Duplicate, res.Records, res.LogIndex
 	return out, nil
 }
 

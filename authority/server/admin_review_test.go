@@ -83,7 +83,8 @@ func TestAdminReviewsAndRefusals(t *testing.T) {
 		}
 		a.refused(400, server.CauseBillingInvalid, "GET", "/v1/admin/reviews?status=pending", nil, "status")
 		mustJSON(t, a.must(200, "GET", "/v1/admin/statements/"+entity+period, nil), &st)
-		if want := (billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 50, Held: 100, Payable: 150, HeldRecords: 2}); st.Totals != want {
+		if want := (billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 50, Held: 100, Payable: 150, HeldRecords: 2,
+			TenantPaysProvider: 300, Reimbursed: 50}); st.Totals != want {
 			t.Errorf("statement totals %+v, want %+v", st.Totals, want)
 		}
 		var c billing.Claim
@@ -116,7 +117,8 @@ func TestAdminReviewsAndRefusals(t *testing.T) {
 			t.Errorf("reviews after the decisions: %+v", revs.Reviews)
 		}
 		mustJSON(t, a.must(200, "GET", "/v1/admin/statements/"+entity+period, nil), &st)
-		if want := (billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 100, Payable: 200, RejectedRecords: 1}); st.Totals != want {
+		if want := (billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 100, Payable: 200, RejectedRecords: 1,
+			TenantPaysProvider: 300, Reimbursed: 100}); st.Totals != want {
 			t.Errorf("statement totals after the decisions %+v, want %+v", st.Totals, want)
 		}
 	})

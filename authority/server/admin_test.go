@@ -231,7 +231,8 @@ func TestAdminBilling(t *testing.T) {
 		if err := json.Unmarshal(a.must(200, "GET", "/v1/admin/statements/"+entity+"?from="+from+"&to="+to, nil).body, &st); err != nil {
 			t.Fatal(err)
 		}
-		want := billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 120, Payable: 180}
+		want := billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 120, Payable: 180,
+			TenantPaysProvider: 300, Reimbursed: 120} // after_settlement: paid in full, reimbursed
 		if st.Entity != entity || st.Totals != want || len(st.Lines) != 3 {
 			t.Fatalf("statement totals %+v with %d lines, want %+v", st.Totals, len(st.Lines), want)
 		}

@@ -57,9 +57,15 @@ func newEnvOn(t testing.TB, driver string, maxBody int64) *env {
 // newEnvIn is newEnvOn with the SQLite file in dir ("" is t.TempDir()).
 func newEnvIn(t testing.TB, driver, dir string, maxBody int64) *env {
 	t.Helper()
+	return newEnvWith(t, driver, dir, maxBody, nil)
+}
+
+// newEnvWith is newEnvIn with change applied to the authority's options.
+func newEnvWith(t testing.TB, driver, dir string, maxBody int64, change func(*authoritytest.Options)) *env {
+	t.Helper()
 	e := &env{t: t, clock: clock.NewVirtual(t0)}
 	e.key = newKey(t)
-	e.Authority = authoritytest.New(t, authoritytest.Options{
+	opts := authoritytest.Options{
 		Nodes: []authoritytest.Node{
 			{ID: node1, Provider: provider, PublicKey: pub(e.key), GPUs: []string{gpuA, gpuB}},
 			{ID: node2, Provider: provider, PublicKey: pub(newKey(t)), GPUs: []string{gpuZ}},
@@ -69,7 +75,11 @@ func newEnvIn(t testing.TB, driver, dir string, maxBody int64) *env {
 		Clock:         e.clock,
 		MaxBodyBytes:  maxBody,
 		OperatorToken: []byte(adminToken),
-	})
+	}
+	if change != nil {
+		change(&opts)
+	}
+	e.Authority = authoritytest.New(t, opts)
 	e.sealer = e.newSealer(node1, e.key)
 	return e
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/ingest"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/internal/tlog"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -36,6 +37,10 @@ type Options struct {
 	Clock clock.Clock
 	// Auditor keeps every refused batch (audit.go); nil: the Store.
 	Auditor Auditor
+	// LogSigner signs the verifiable log's checkpoints (log.go); nil: the
+	// authority keeps no log, answers carry no receipt and the log's
+	// endpoints answer 404.
+	LogSigner *tlog.Signer
 }
 
 // Server holds the handlers and the metrics.
@@ -50,6 +55,7 @@ type Server struct {
 	// tokenSum is OperatorToken's SHA-256 (nil: none), as in Admin.
 	tokenSum *[sha256.Size]byte
 	aud      Auditor
+	logKey   *tlog.Signer
 }
 
 // New builds a Server.
@@ -60,7 +66,7 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxBodyBytes < 0 {
 		return nil, fmt.Errorf("new server: negative max body size %d", opts.MaxBodyBytes)
 	}
-	s := &Server{in: opts.Ingester, st: opts.Store, log: opts.Logger, maxBody: opts.MaxBodyBytes, m: newMetrics(), clock: opts.Clock, aud: opts.Auditor}
+	s := &Server{in: opts.Ingester, st: opts.Store, log: opts.Logger, maxBody: opts.MaxBodyBytes, m: newMetrics(), clock: opts.Clock, aud: opts.Auditor, logKey: opts.LogSigner}
 	if opts.OperatorToken != nil {
 		if len(opts.OperatorToken) < MinAdminTokenLen {
 			return nil, fmt.Errorf("new server: operator token has %d characters, want at least %d", len(opts.OperatorToken), MinAdminTokenLen)
@@ -86,6 +92,7 @@ func New(opts Options) (*Server, error) {
 	s.mux.HandleFunc("GET /v1/nodes/{id}/head", s.getHead)
 	s.mux.HandleFunc("GET /v1/usage", s.getUsage)
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.logRoutes()
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{}))
 	return s, nil
 }
@@ -121,7 +128,14 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 		s.m.accepted.WithLabelValues("stored").Inc()
 		s.m.records.Add(float64(out.Records))
 	}
-	writeJSON(w, protocol.BatchAnswer{Node: out.Node, Head: out.Head, Duplicate: out.Duplicate})
+	ans := protocol.BatchAnswer{Node: out.Node, Head: out.Head, Duplicate: out.Duplicate}
+	if ans.Log, err = s.receipt(r, out.LogIndex); err != nil {
+		// The batch is stored: the agent sends it again and gets a
+		// duplicate's receipt.
+		s.internal(w, r, err)
+		return
+	}
+	writeJSON(w, ans)
 }
 
 // reject answers p and logs it once, with what is known of the batch, and
@@ -187,6 +201,10 @@ func (s *Server) getHead(w http.ResponseWriter, r *http.Request) {
 	ans := protocol.HeadAnswer{Node: n.ID, Head: n.HeadSeq, HeadHash: n.HeadHash}
 	if !n.LastWindowEnd.IsZero() {
 		ans.LastWindowEnd = &n.LastWindowEnd
+	}
+	if ans.Log, err = s.receipt(r, nil); err != nil {
+		s.internal(w, r, err)
+		return
 	}
 	writeJSON(w, ans)
 }

@@ -32,7 +32,10 @@ import (
 //     this lock alone serializes subsidies to one entity;
 //  3. their vouchers that may pay, by id, FOR UPDATE;
 //  4. their subsidy carries, FOR UPDATE;
-//  5. the cost carries, by key (upserted, which locks).
+//  5. the budget counters of their programs that have a budget, by
+//     program and year (upserted, which locks): a program's budget is
+//     shared by all its entities, so this serializes its subsidies;
+//  6. the cost carries, by key (upserted, which locks).
 //
 // Every transaction that takes two of these takes them in this order, so
 // none can deadlock another.
@@ -53,7 +56,7 @@ func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch, vs []Re
 		v := vs[i]
 		items = append(items, item{seq: r.Seq, hold: v.Hold, u: billing.Usage{RecordID: r.ID, Provider: r.Provider, Tenant: r.Tenant,
 			Model: v.Model, MIGProfile: r.MIGProfile, SliceNum: v.SliceNum, SliceDen: v.SliceDen,
-			WindowStart: r.WindowStart, GPUMillis: r.GPUMillis}})
+			WindowStart: r.WindowStart, WindowEnd: r.WindowEnd, GPUMillis: r.GPUMillis}})
 	}
 	if len(items) == 0 {
 		return nil
@@ -69,7 +72,9 @@ func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch, vs []Re
 	ld := &billLoad{s: s, tx: tx, first: items[0].u.WindowStart, last: items[0].u.WindowStart}
 	for _, it := range items {
 		ld.first = minTime(ld.first, it.u.WindowStart)
-		ld.last = maxTime(ld.last, it.u.WindowStart)
+		// A record may be split at a boundary inside its window: what is
+		// in force anywhere in it is loaded.
+		ld.last = maxTime(ld.last, maxTime(it.u.WindowStart, it.u.WindowEnd))
 	}
 	usages := make([]billing.Usage, len(items))
 	for i, it := range items {
@@ -95,6 +100,7 @@ func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch, vs []Re
 	if err := s.saveBilling(ctx, tx, charges, book.Changes(), holds); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	s.logCharges(tx, charges, holds, now)
 	if err := s.holdForReview(ctx, tx, b.Node, charges, holds, now); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
@@ -147,9 +153,11 @@ func maxTime(a, b time.Time) time.Time {
 
 // billLoad reads (and locks) a batch's billing state.
 type billLoad struct {
-	s           *Store
-	tx          *sql.Tx
-	first, last time.Time // window starts of the batch's usage
+	s  *Store
+	tx *sql.Tx
+	// first is the earliest window start of the batch's usage, last the
+	// latest window end: billing reads what is in force in between.
+	first, last time.Time
 }
 
 // forShare is the lock a row read for pricing takes: FOR SHARE on
@@ -178,13 +186,17 @@ func (l *billLoad) load(ctx context.Context, usages []billing.Usage) (billing.St
 	costKeys := map[billing.CostKey]bool{}
 	entitySet := map[string]bool{}
 	for _, u := range usages {
-		p, ok := ix.Price(u)
-		if !ok {
-			continue
-		}
-		costKeys[p.Key] = true
-		if e, ok := st.Tenants[billing.TenantKey{Provider: u.Provider, Tenant: u.Tenant}]; ok {
-			entitySet[e] = true
+		// A piece of a split record may be priced by another card, in
+		// another month: cut at every card boundary to find its keys.
+		for _, pu := range billing.Split(u, ix.Bounds(u)) {
+			p, ok := ix.Price(pu)
+			if !ok {
+				continue
+			}
+			costKeys[p.Key] = true
+			if e, ok := st.Tenants[billing.TenantKey{Provider: u.Provider, Tenant: u.Tenant}]; ok {
+				entitySet[e] = true
+			}
 		}
 	}
 	entities := make([]string, 0, len(entitySet))
@@ -226,6 +238,9 @@ func (l *billLoad) load(ctx context.Context, usages []billing.Usage) (billing.St
 		if err := l.subsidyCarries(ctx, pe[0], pe[1], st.SubsidyCarries); err != nil {
 			return st, err
 		}
+	}
+	if st.Budgets, err = l.budgets(ctx, st.Programs); err != nil {
+		return st, err
 	}
 	for _, k := range billing.SortedCostKeys(costKeys) {
 		var r int64
@@ -343,7 +358,31 @@ func (l *billLoad) entity(ctx context.Context, id string) (billing.Entity, error
 	if err := rows.Err(); err != nil {
 		return e, fmt.Errorf("read entity %q: %w", id, err)
 	}
-	return e, nil
+	rows.Close()
+	e.Categories, err = l.s.entityCategories(ctx, l.tx, id)
+	return e, err
+}
+
+// budgets locks and reads the budget counters of the programs with a
+// budget, for every year of the batch, creating those not there yet.
+func (l *billLoad) budgets(ctx context.Context, programs []billing.Program) (map[billing.BudgetKey]billing.Fen, error) {
+	out := map[billing.BudgetKey]billing.Fen{}
+	for _, p := range programs { // sorted by id
+		if p.BudgetPerYear == 0 {
+			continue
+		}
+		for y := billing.Year(l.first); y <= billing.Year(l.last); y++ {
+			var granted int64
+			err := l.s.queryRowTx(ctx, l.tx, `INSERT INTO program_budgets (program_id, year, granted_fen) VALUES (?, ?, 0)
+				ON CONFLICT (program_id, year) DO UPDATE SET granted_fen = program_budgets.granted_fen
+				RETURNING granted_fen`, p.ID, y).Scan(&granted)
+			if err != nil {
+				return nil, fmt.Errorf("lock the %d budget of program %q: %w", y, p.ID, err)
+			}
+			out[billing.BudgetKey{Program: p.ID, Year: y}] = billing.Fen(granted)
+		}
+	}
+	return out, nil
 }
 
 // vouchers locks and reads entity's vouchers that may pay for the batch:
@@ -390,28 +429,45 @@ func (l *billLoad) subsidyCarries(ctx context.Context, program, entity string, i
 
 // saveBilling writes the charges and grants and what billing changed.
 func (s *Store) saveBilling(ctx context.Context, tx *sql.Tx, charges []billing.Charge, ch billing.Changes, holds map[string]string) error {
-	var crow, grow [][]any
+	var crow, grow, prow [][]any
 	for _, c := range charges {
 		review := ""
 		if _, ok := holds[c.RecordID]; ok {
 			review = ReviewHeld
 		}
 		crow = append(crow, []any{c.RecordID, c.Provider, c.Tenant, c.Entity, c.WindowStart.UnixMilli(),
-			c.RateCard, int64(c.Cost), int64(c.Subsidy), c.Program, c.Note, review})
+			c.RateCard, int64(c.Cost), int64(c.Subsidy), c.Program, c.Note, review, c.Limit})
 		for _, g := range c.Grants {
 			grow = append(grow, []any{c.RecordID, g.Voucher, int64(g.Amount)})
 		}
+		for i, p := range c.Pieces {
+			prow = append(prow, []any{c.RecordID, i, p.Start.UnixMilli(), p.End.UnixMilli(), p.GPUMillis,
+				p.RateCard, int64(p.Cost), int64(p.Subsidy), p.Program, p.Note, p.Limit})
+		}
 	}
 	if err := s.insertRows(ctx, tx, `INSERT INTO charges (record_id, provider, tenant, entity_id, window_start_ms,
-		rate_card_id, cost_fen, subsidy_fen, program_id, note, review) VALUES `, crow); err != nil {
+		rate_card_id, cost_fen, subsidy_fen, program_id, note, review, limit_by) VALUES `, crow); err != nil {
 		return fmt.Errorf("store charges: %w", err)
+	}
+	if err := s.insertRows(ctx, tx, `INSERT INTO charge_pieces (record_id, piece, start_ms, end_ms, gpu_ms,
+		rate_card_id, cost_fen, subsidy_fen, program_id, note, limit_by) VALUES `, prow); err != nil {
+		return fmt.Errorf("store the pieces of split charges: %w", err)
 	}
 	if err := s.insertRows(ctx, tx, `INSERT INTO grants (record_id, voucher_id, amount_fen) VALUES `, grow); err != nil {
 		return fmt.Errorf("store grants: %w", err)
 	}
+	// A voucher's charge: its balance, and its first use (and the expiry
+	// a term from first use sets then).
 	for _, v := range ch.Vouchers {
-		if _, err := s.exec(ctx, tx, `UPDATE vouchers SET balance_fen = ? WHERE id = ?`, int64(v.Balance), v.ID); err != nil {
+		if _, err := s.exec(ctx, tx, `UPDATE vouchers SET balance_fen = ?, first_use_ms = ?, expires_ms = ? WHERE id = ?`,
+			int64(v.Balance), optMs(v.FirstUse), v.Expires.UnixMilli(), v.ID); err != nil {
 			return fmt.Errorf("update balance of voucher %q: %w", v.ID, err)
+		}
+	}
+	for k, f := range ch.Budgets {
+		if _, err := s.exec(ctx, tx, `UPDATE program_budgets SET granted_fen = ? WHERE program_id = ? AND year = ?`,
+			int64(f), k.Program, k.Year); err != nil {
+			return fmt.Errorf("update the %d budget of program %q: %w", k.Year, k.Program, err)
 		}
 	}
 	for k, c := range ch.SubsidyCarries {

@@ -127,8 +127,15 @@ func (s *Store) EndRateCard(ctx context.Context, id string, at time.Time) error 
 			return fmt.Errorf("%s: %w: it already ends at %s", what, ErrBillingConflict, span(to))
 		}
 		var n, first int64
-		err := s.queryRowTx(ctx, tx, `SELECT COUNT(*), COALESCE(MIN(window_start_ms), 0) FROM charges
-			WHERE rate_card_id = ? AND window_start_ms >= ?`, id, at.UnixMilli()).Scan(&n, &first)
+		// A record billed whole by the card whose window runs past at, or
+		// a piece it priced that does, was billed by it after at too.
+		err := s.queryRowTx(ctx, tx, `SELECT COUNT(*), COALESCE(MIN(s), 0) FROM (
+				SELECT c.window_start_ms AS s FROM charges c JOIN records r ON r.record_id = c.record_id
+				WHERE c.rate_card_id = ? AND r.window_end_ms > ?
+					AND NOT EXISTS (SELECT 1 FROM charge_pieces cp WHERE cp.record_id = c.record_id)
+				UNION ALL
+				SELECT start_ms AS s FROM charge_pieces WHERE rate_card_id = ? AND end_ms > ?) priced`,
+			id, at.UnixMilli(), id, at.UnixMilli()).Scan(&n, &first)
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}

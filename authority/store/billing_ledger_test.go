@@ -91,6 +91,20 @@ func TestStatementsEqualTheLedger(t *testing.T) {
 				sum.Cost += l.Cost
 				sum.Subsidy += l.Subsidy
 				sum.Payable += l.Payable
+				// after_settlement: the tenant pays the whole cost and is
+				// reimbursed the subsidy.
+				if l.Reimbursed != l.Subsidy || l.TenantPaysProvider != l.Cost || l.ProviderClaims != 0 {
+					t.Fatalf("line %+v: settlement amounts", l)
+				}
+				sum.TenantPaysProvider += l.TenantPaysProvider
+				sum.Reimbursed += l.Reimbursed
+				if len(l.Pieces) > 1 {
+					sum.SplitRecords++
+				}
+				switch l.Limit {
+				case billing.LimitYearCap, billing.LimitLifetime:
+					sum.CapRecords++
+				}
 				if l.Note == billing.NoteUnpriced {
 					sum.Unpriced++
 				}
@@ -114,8 +128,11 @@ func TestStatementsEqualTheLedger(t *testing.T) {
 				months.Records += ms.Totals.Records
 				months.Cost += ms.Totals.Cost
 				months.Subsidy += ms.Totals.Subsidy
+				months.TenantPaysProvider += ms.Totals.TenantPaysProvider
+				months.Reimbursed += ms.Totals.Reimbursed
 			}
 			months.GPUMillis, months.Payable, months.Unpriced = st.Totals.GPUMillis, st.Totals.Payable, st.Totals.Unpriced
+			months.SplitRecords, months.CapRecords = st.Totals.SplitRecords, st.Totals.CapRecords
 			if months != st.Totals {
 				t.Errorf("%s: months sum to %+v, the period is %+v", e, months, st.Totals)
 			}

@@ -46,6 +46,17 @@ func (s *Store) PutEntity(ctx context.Context, e billing.Entity) error {
 				return fmt.Errorf("%s: related provider %q: %w", what, p, err)
 			}
 		}
+		// Categories are replaced like the related providers: records
+		// already billed keep the ratio they were billed at.
+		if _, err := s.exec(ctx, tx, `DELETE FROM entity_categories WHERE entity_id = ?`, e.ID); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		for _, c := range e.Categories {
+			if _, err := s.exec(ctx, tx, `INSERT INTO entity_categories (entity_id, category, valid_from_ms, valid_to_ms) VALUES (?, ?, ?, ?)`,
+				e.ID, c.Name, c.From.UnixMilli(), optMs(c.To)); err != nil {
+				return fmt.Errorf("%s: category %q: %w", what, c.Name, err)
+			}
+		}
 		return nil
 	})
 }
@@ -82,6 +93,10 @@ func (s *Store) Entities(ctx context.Context) ([]billing.Entity, error) {
 	out := make([]billing.Entity, 0, len(by))
 	for _, e := range by {
 		sort.Strings(e.RelatedProviders)
+		var err error
+		if e.Categories, err = s.entityCategories(ctx, s.r, e.ID); err != nil {
+			return nil, fmt.Errorf("list entities: %w", err)
+		}
 		out = append(out, *e)
 	}
 	// Sorted here, not by ORDER BY: PostgreSQL's collation may order text
@@ -132,9 +147,11 @@ func (s *Store) AddProgram(ctx context.Context, p billing.Program) error {
 	}
 	return s.writeTx(ctx, func(tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO programs (id, issuer, name, ratio_bp, cap_year_fen, cap_lifetime_fen,
-			valid_from_ms, valid_to_ms, rounding, settlement, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			valid_from_ms, valid_to_ms, rounding, settlement, created, voucher_term_months, voucher_term_from,
+			voucher_min_fen, voucher_max_fen, budget_year_fen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			p.ID, p.Issuer, p.Name, int64(p.Ratio), int64(p.CapPerYear), int64(p.CapLifetime),
-			p.ValidFrom.UnixMilli(), p.ValidTo.UnixMilli(), p.Rounding, p.Settlement, time.Now().UnixMilli())
+			p.ValidFrom.UnixMilli(), p.ValidTo.UnixMilli(), p.Rounding, p.Settlement, time.Now().UnixMilli(),
+			p.VoucherTermMonths, p.TermFrom, int64(p.VoucherMin), int64(p.VoucherMax), int64(p.BudgetPerYear))
 		if s.d.isUnique(err) {
 			return fmt.Errorf("%s: %w: the id exists", what, ErrBillingConflict)
 		}
@@ -146,10 +163,8 @@ func (s *Store) AddProgram(ctx context.Context, p billing.Program) error {
 				return fmt.Errorf("%s: ratio of %q: %w", what, m, err)
 			}
 		}
-		for _, pr := range p.Providers {
-			if _, err := s.exec(ctx, tx, `INSERT INTO program_providers (program_id, provider) VALUES (?, ?)`, p.ID, pr); err != nil {
-				return fmt.Errorf("%s: provider %q: %w", what, pr, err)
-			}
+		if err := s.programTermRows(ctx, tx, p); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
 		}
 		for _, m := range p.Models {
 			if _, err := s.exec(ctx, tx, `INSERT INTO program_models (program_id, model) VALUES (?, ?)`, p.ID, m); err != nil {
@@ -206,6 +221,8 @@ func (s *Store) IssueVoucherAt(ctx context.Context, v billing.Voucher, now time.
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
+		s.logVoucher(tx, VoucherMovement{Movement: MoveIssue, Voucher: v.ID, Entity: v.Holder, AmountFen: int64(v.Face),
+			TimeMs: now.UnixMilli(), ExpiresMs: v.Expires.UnixMilli()})
 		return nil
 	})
 }
@@ -235,20 +252,21 @@ func (s *Store) SetVoucherStatus(ctx context.Context, id, status string) error {
 		if _, err := s.exec(ctx, tx, `UPDATE vouchers SET status = ? WHERE id = ?`, status, id); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		return nil
+		return s.logVoucherStatus(ctx, tx, id, status, time.Now())
 	})
 }
 
 // voucherColumns are what scanVoucher reads, in order.
-const voucherColumns = `id, program_id, entity_id, face_fen, balance_fen, issued_ms, expires_ms, status`
+const voucherColumns = `id, program_id, entity_id, face_fen, balance_fen, issued_ms, expires_ms, status, first_use_ms`
 
 func scanVoucher(rows *sql.Rows) (billing.Voucher, error) {
 	var (
-		v                 billing.Voucher
-		face, bal, is, ex int64
+		v                     billing.Voucher
+		face, bal, is, ex, fu int64
 	)
-	err := rows.Scan(&v.ID, &v.Program, &v.Holder, &face, &bal, &is, &ex, &v.Status)
+	err := rows.Scan(&v.ID, &v.Program, &v.Holder, &face, &bal, &is, &ex, &v.Status, &fu)
 	v.Face, v.Balance, v.Issued, v.Expires = billing.Fen(face), billing.Fen(bal), msTime(is), msTime(ex)
+	v.FirstUse = optTime(fu)
 	return v, err
 }
 
@@ -280,3 +298,34 @@ func (s *Store) Vouchers(ctx context.Context, entityID string) ([]billing.Vouche
 
 // msTime is a stored Unix ms time, in UTC.
 func msTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// entityCategories reads an entity's categories by name, then start.
+func (s *Store) entityCategories(ctx context.Context, q queryer, id string) ([]billing.Category, error) {
+	rows, err := q.QueryContext(ctx, s.d.rebind(`SELECT category, valid_from_ms, valid_to_ms FROM entity_categories WHERE entity_id = ?`), id)
+	if err != nil {
+		return nil, fmt.Errorf("read categories of entity %q: %w", id, err)
+	}
+	defer rows.Close()
+	var out []billing.Category
+	for rows.Next() {
+		var (
+			c        billing.Category
+			from, to int64
+		)
+		if err := rows.Scan(&c.Name, &from, &to); err != nil {
+			return nil, fmt.Errorf("read categories of entity %q: %w", id, err)
+		}
+		c.From, c.To = msTime(from), optTime(to)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read categories of entity %q: %w", id, err)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].From.Before(out[j].From)
+	})
+	return out, nil
+}

@@ -26,14 +26,7 @@ type billingRule struct {
 // TestBillingRules: the billing rules of docs/billing.md, case by case, on both stores.
 func TestBillingRules(t *testing.T) {
 	ctx := context.Background()
-	program := func(t *testing.T, s *Store, id string, change func(p *billing.Program)) {
-		t.Helper()
-		must(t, s.AddProgram(ctx, testProgram(id, change)))
-	}
-	voucher := func(t *testing.T, s *Store, id, prog string, face billing.Fen, expires time.Time) {
-		t.Helper()
-		must(t, s.IssueVoucherAt(ctx, testVoucher(id, prog, "E1", face, expires), y2026))
-	}
+	program, voucher := addProgram, issueE1
 	ratio := func(bp billing.BasisPoints) func(p *billing.Program) {
 		return func(p *billing.Program) { p.Ratio = bp }
 	}
@@ -323,6 +316,12 @@ func TestBillingRules(t *testing.T) {
 			}
 		}},
 	}
+	runRules(t, rules)
+}
+
+// runRules runs each rule on a fresh store of each driver, with billSetup
+// and node n1.
+func runRules(t *testing.T, rules []billingRule) {
 	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
 		for _, r := range rules {
 			t.Run(r.name, func(t *testing.T) {
@@ -332,4 +331,16 @@ func TestBillingRules(t *testing.T) {
 			})
 		}
 	})
+}
+
+// addProgram adds testProgram(id, change).
+func addProgram(t *testing.T, s *Store, id string, change func(p *billing.Program)) {
+	t.Helper()
+	must(t, s.AddProgram(context.Background(), testProgram(id, change)))
+}
+
+// issueE1 issues a voucher of prog to E1 on 2026-01-01.
+func issueE1(t *testing.T, s *Store, id, prog string, face billing.Fen, expires time.Time) {
+	t.Helper()
+	must(t, s.IssueVoucherAt(context.Background(), testVoucher(id, prog, "E1", face, expires), y2026))
 }

@@ -82,10 +82,12 @@ func checkPeriod(what string, from, to time.Time) error {
 func (s *Store) lines(ctx context.Context, cond, arg string, from, to time.Time) ([]billing.Line, error) {
 	rows, err := s.query(ctx, `SELECT c.record_id, r.node_id, r.seq, c.provider, c.tenant, c.entity_id, r.gpu_uuid, r.model,
 			r.mig_profile, r.window_start_ms, r.window_end_ms, r.gpu_ms, c.rate_card_id, COALESCE(rc.price_fen_per_hour, 0),
-			c.cost_fen, c.subsidy_fen, c.program_id, c.note, c.review, g.voucher_id, g.amount_fen, v.expires_ms
+			c.cost_fen, c.subsidy_fen, c.program_id, c.note, c.review, c.limit_by, COALESCE(p.settlement, ''),
+			g.voucher_id, g.amount_fen, v.expires_ms, v.program_id
 		FROM charges c
 		JOIN records r ON r.record_id = c.record_id
 		LEFT JOIN rate_cards rc ON rc.id = c.rate_card_id
+		LEFT JOIN programs p ON p.id = c.program_id
 		LEFT JOIN grants g ON g.record_id = c.record_id
 		LEFT JOIN vouchers v ON v.id = g.voucher_id
 		WHERE `+cond+` AND c.window_start_ms >= ? AND c.window_start_ms < ?`,
@@ -94,11 +96,6 @@ func (s *Store) lines(ctx context.Context, cond, arg string, from, to time.Time)
 		return nil, fmt.Errorf("read charges: %w", err)
 	}
 	defer rows.Close()
-	type keyed struct {
-		line    billing.Line
-		seq     int64
-		expires []int64 // of each grant's voucher
-	}
 	var out []*keyed
 	by := map[string]*keyed{}
 	for rows.Next() {
@@ -106,12 +103,12 @@ func (s *Store) lines(ctx context.Context, cond, arg string, from, to time.Time)
 			l                billing.Line
 			seq, ws, we      int64
 			price, cost, sub int64
-			voucher          sql.NullString
+			voucher, vprog   sql.NullString
 			amount, expires  sql.NullInt64
 		)
 		if err := rows.Scan(&l.RecordID, &l.Node, &seq, &l.Provider, &l.Tenant, &l.Entity, &l.GPUUUID, &l.Model,
 			&l.MIGProfile, &ws, &we, &l.GPUMillis, &l.RateCard, &price, &cost, &sub, &l.Program, &l.Note, &l.Review,
-			&voucher, &amount, &expires); err != nil {
+			&l.Limit, &l.Settlement, &voucher, &amount, &expires, &vprog); err != nil {
 			return nil, fmt.Errorf("read charges: %w", err)
 		}
 		k := by[l.RecordID]
@@ -124,12 +121,13 @@ func (s *Store) lines(ctx context.Context, cond, arg string, from, to time.Time)
 				l.Subsidy, l.Held = 0, billing.Fen(sub)
 			}
 			l.Payable = l.Cost - l.Subsidy - l.Held
+			l.Settle()
 			k = &keyed{line: l, seq: seq}
 			by[l.RecordID] = k
 			out = append(out, k)
 		}
 		if voucher.Valid {
-			k.line.Grants = append(k.line.Grants, billing.Grant{Voucher: voucher.String, Amount: billing.Fen(amount.Int64)})
+			k.line.Grants = append(k.line.Grants, billing.Grant{Voucher: voucher.String, Program: vprog.String, Amount: billing.Fen(amount.Int64)})
 			k.expires = append(k.expires, expires.Int64)
 		}
 	}
@@ -151,12 +149,66 @@ func (s *Store) lines(ctx context.Context, cond, arg string, from, to time.Time)
 		}
 		return a.seq < b.seq
 	})
+	if err := s.linePieces(ctx, cond, arg, from, to, by); err != nil {
+		return nil, err
+	}
 	lines := make([]billing.Line, len(out))
 	for i, k := range out {
 		sortGrants(k.line.Grants, k.expires)
 		lines[i] = k.line
 	}
 	return lines, nil
+}
+
+// linePieces adds the pieces of the split charges among the lines read
+// (by record id: the lines' in cond over [from, to)), in order.
+func (s *Store) linePieces(ctx context.Context, cond, arg string, from, to time.Time, by map[string]*keyed) error {
+	rows, err := s.query(ctx, `SELECT cp.record_id, cp.piece, cp.start_ms, cp.end_ms, cp.gpu_ms, cp.rate_card_id, cp.cost_fen,
+			cp.subsidy_fen, cp.program_id, cp.note, cp.limit_by
+		FROM charge_pieces cp JOIN charges c ON c.record_id = cp.record_id
+		WHERE `+cond+` AND c.window_start_ms >= ? AND c.window_start_ms < ?`, arg, from.UnixMilli(), to.UnixMilli())
+	if err != nil {
+		return fmt.Errorf("read the pieces of split charges: %w", err)
+	}
+	defer rows.Close()
+	type indexed struct {
+		i int64
+		p billing.Piece
+	}
+	pieces := map[string][]indexed{}
+	for rows.Next() {
+		var (
+			id               string
+			x                indexed
+			st, en, cost, sb int64
+		)
+		if err := rows.Scan(&id, &x.i, &st, &en, &x.p.GPUMillis, &x.p.RateCard, &cost, &sb, &x.p.Program, &x.p.Note, &x.p.Limit); err != nil {
+			return fmt.Errorf("read the pieces of split charges: %w", err)
+		}
+		x.p.Start, x.p.End, x.p.Cost, x.p.Subsidy = msTime(st), msTime(en), billing.Fen(cost), billing.Fen(sb)
+		pieces[id] = append(pieces[id], x)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read the pieces of split charges: %w", err)
+	}
+	for id, xs := range pieces {
+		k := by[id]
+		if k == nil {
+			continue
+		}
+		sort.Slice(xs, func(i, j int) bool { return xs[i].i < xs[j].i })
+		for _, x := range xs {
+			k.line.Pieces = append(k.line.Pieces, x.p)
+		}
+	}
+	return nil
+}
+
+// keyed is a line being read, with what orders it and its grants.
+type keyed struct {
+	line    billing.Line
+	seq     int64
+	expires []int64 // of each grant's voucher
 }
 
 // sortGrants orders a line's grants as they were drawn: the voucher

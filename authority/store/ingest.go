@@ -37,6 +37,9 @@ type Result struct {
 	Head      uint64 // highest seq durably stored for the node
 	Duplicate bool   // identical to the stored batch: nothing was written
 	Records   int    // records written (0 for a duplicate)
+	// LogIndex is the batch's leaf in the verifiable log (a duplicate's:
+	// the stored batch's); nil when the log keeps none for it.
+	LogIndex *uint64
 }
 
 // Ingest stores a batch if it continues the node's chain and keeps every
@@ -51,7 +54,10 @@ type Result struct {
 // nothing.
 func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 	b := &sub.Batch
-	var res Result
+	var (
+		res  Result
+		leaf *pendingLeaf
+	)
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		var (
 			provider, headHash string
@@ -109,6 +115,7 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 		if err := s.insert(ctx, tx, sub); err != nil {
 			return err
 		}
+		leaf = s.logBatch(tx, &sub)
 		if err := s.saveInventories(ctx, tx, facts); err != nil {
 			return err
 		}
@@ -133,6 +140,9 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 		return nil
 	})
 	if err != nil {
+		return Result{}, err
+	}
+	if res.LogIndex, err = s.batchLeafIndex(ctx, leaf, b, res.Duplicate); err != nil {
 		return Result{}, err
 	}
 	return res, nil

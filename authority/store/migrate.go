@@ -93,6 +93,8 @@ var migrations = [][]string{
 	4: auditMigration,
 	5: registryMigration,
 	6: reportedLayoutsMigration,
+	7: logMigration,
+	8: programTermsMigration,
 }
 
 // migrate applies the migrations not yet recorded. Processes opening one

@@ -212,6 +212,9 @@ func (s *Store) decide(ctx context.Context, recordID, by, note string, now time.
 			return fmt.Errorf("%s: %w: %w: %s by %s at %s", what, ErrBillingConflict, ErrReviewDecided,
 				r.Status, r.DecidedBy, r.Decided.Format(time.RFC3339))
 		}
+		if err := s.logDecision(ctx, tx, recordID, entity, status, now); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
 		set := `review = ?`
 		if status == billing.ReviewRejected {
 			if err := s.returnGrants(ctx, tx, recordID); err != nil {
@@ -309,6 +312,9 @@ func (s *Store) returnGrants(ctx context.Context, tx *sql.Tx, recordID string) e
 	if _, err := s.exec(ctx, tx, `UPDATE subsidy_carries SET granted_fen = granted_fen - ? WHERE program_id = ? AND entity_id = ? AND year = ?`,
 		total, program, entity, year); err != nil {
 		return fmt.Errorf("update the %d counter of program %q, entity %q: %w", year, program, entity, err)
+	}
+	if err := s.returnBudget(ctx, tx, program, year, total); err != nil {
+		return err
 	}
 	if _, err := s.exec(ctx, tx, `DELETE FROM grants WHERE record_id = ?`, recordID); err != nil {
 		return fmt.Errorf("delete grants: %w", err)

@@ -80,6 +80,7 @@ func TestReviewDecisions(t *testing.T) {
 
 		// Held subsidies are apart from paid ones: not claimable, not owed.
 		checkStatement(t, s, billing.Totals{Records: 4, GPUMillis: 4 * 3_600_000, Cost: 4000, Subsidy: 500, Held: 1500,
+			TenantPaysProvider: 4000, Reimbursed: 500,
 			Payable: 2000, HeldRecords: 3}, "P1/v1:1:500")
 		if l := lineOf(t, s, recordOf(ids[1])); l.Review != billing.ReviewHeld || l.Held != 500 || l.Subsidy != 0 ||
 			l.Payable != 500 || grantsString(l.Grants) != "v1:200;v2:300" {
@@ -235,6 +236,7 @@ func TestReviewDecisions(t *testing.T) {
 		}
 
 		checkStatement(t, s, billing.Totals{Records: 4, GPUMillis: 4 * 3_600_000, Cost: 4000, Subsidy: 1000,
+			TenantPaysProvider: 4000, Reimbursed: 1000,
 			Payable: 3000, RejectedRecords: 2}, "P1/v1:1:500 P1/v2:1:500")
 		if l := lineOf(t, s, recordOf(ids[1])); l.Review != billing.ReviewRejected || l.Held != 0 || l.Subsidy != 0 ||
 			l.Payable != 1000 || len(l.Grants) != 0 {

@@ -8,10 +8,14 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/gpumeter/gpumeter/internal/tlog"
 )
 
 // The drivers Open knows.
@@ -38,6 +42,11 @@ type Store struct {
 	// refusalCap bounds the audit trail per node; 0 is
 	// MaxRefusalsPerNode (tests lower it).
 	refusalCap int
+	// logPend holds each open transaction's queued log leaves
+	// (*sql.Tx -> *logPending), and logSigner the key that signs
+	// checkpoints once StartLog ran (log.go).
+	logPend   sync.Map
+	logSigner atomic.Pointer[tlog.Signer]
 }
 
 // dialect is what differs between SQL engines: placeholders, the byte
@@ -209,11 +218,17 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin transaction on %s: %w", s.id, err)
 	}
+	defer s.dropLog(tx)
 	ferr := fn(tx)
 	var keep *keepError
 	if ferr != nil && !errors.As(ferr, &keep) {
 		_ = tx.Rollback()
 		return ferr
+	}
+	// The log's leaves go last, under its lock (log.go).
+	if err := s.flushLog(ctx, tx); err != nil {
+		_ = tx.Rollback()
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit on %s: %w", s.id, err)

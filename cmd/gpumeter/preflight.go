@@ -55,6 +55,10 @@ func preflight(cfg *config.Config) (warnings []string, err error) {
 		}
 	}
 
+	if cfg.Authority.URL != "" && cfg.Authority.LogKey == "" {
+		warnings = append(warnings, fmt.Sprintf("%s: authority.log_key is not set: the authority's log key is trusted on first use and pinned in the spool; set it to the key the authority prints so that its log is checked from the start", cfg.Where("authority.log_key")))
+	}
+
 	// The directories run creates or writes, in the order it does.
 	if err := writableDir(cfg.StateDir); err != nil {
 		bad("state_dir", "%v", err)

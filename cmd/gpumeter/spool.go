@@ -23,6 +23,8 @@ Run while the agent is stopped (the spool file's lock says if it is not).
   requeue --first-seq N | --all send dead-lettered batches again, byte for byte as sealed
   verify                        bbolt check, every batch's hash, every pending entry; exit 1 on damage
   re-anchor                     restart the chain on the authority's head (signed GET head)
+  accept-log                    after investigating a log conflict: trust the authority's current
+                                log from now on (forget kept checkpoints and the pinned key)
 `
 
 // cmdSpool is `gpumeter spool ...`: the operator's way back from every
@@ -43,7 +45,7 @@ func cmdSpool(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitcode.Usage
 	}
 	switch sub {
-	case "status", "dead-letters", "requeue", "verify", "re-anchor":
+	case "status", "dead-letters", "requeue", "verify", "re-anchor", "accept-log":
 	default:
 		fmt.Fprintf(stderr, "gpumeter spool: unknown command %q\n\n%s", sub, spoolUsage)
 		return exitcode.Usage
@@ -58,7 +60,7 @@ func cmdSpool(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitcode.Config
 	}
 	opts := spool.Options{Path: cfg.SpoolPath(), MaxBytes: cfg.Spool.MaxBytes, MergeWindow: cfg.Spool.MergeWindow,
-		Window: cfg.Metering.Window, NoRepair: true}
+		Window: cfg.Metering.Window, NoRepair: true, RetainAcked: cfg.Spool.RetainAcked}
 	sp, err := spool.Open(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "gpumeter spool %s: %v\n", sub, err)
@@ -86,6 +88,18 @@ func cmdSpool(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitcode.OK
 	case "verify":
 		return spoolVerify(ctx, sp, stdout, stderr)
+	case "accept-log":
+		was, err := sp.AcceptLog(ctx)
+		if err != nil {
+			fmt.Fprintf(stderr, "gpumeter spool accept-log: %v\n", err)
+			return exitcode.Failure
+		}
+		if was == "" {
+			fmt.Fprintln(stdout, "no log conflict was held; kept checkpoints and the pinned key are forgotten")
+		} else {
+			fmt.Fprintf(stdout, "log conflict cleared (%s); the authority's next checkpoint is trusted as the new start\n", was)
+		}
+		return exitcode.OK
 	default:
 		return spoolReanchor(ctx, sp, cfg, stdout, stderr)
 	}
@@ -98,7 +112,17 @@ func spoolStatus(sp *spool.Spool, cfg *config.Config, stdout io.Writer) int {
 	fmt.Fprintf(stdout, "sealed head:    %d (hash %s)\nacked head:     %d\n", sealed, hash, acked)
 	fmt.Fprintf(stdout, "pending:        %d records, %d bytes\n", st.PendingRecords, st.PendingBytes)
 	fmt.Fprintf(stdout, "unacknowledged: %d batches, %d bytes\n", st.UnackedBatches, st.UnackedBytes)
+	fmt.Fprintf(stdout, "retained acked: %d batches, %d bytes (kept %s after their ack)\n", st.AckedBatches, st.AckedBytes, cfg.Spool.RetainAcked)
+	if kept, err := sp.Retained(context.Background()); err == nil && len(kept) > 0 {
+		first, last := kept[0], kept[len(kept)-1]
+		fmt.Fprintf(stdout, "                seqs %d..%d, acked %s .. %s\n", first.FirstSeq, last.LastSeq,
+			first.AckedAt.Format(time.RFC3339), last.AckedAt.Format(time.RFC3339))
+	}
 	fmt.Fprintf(stdout, "dead letters:   %d\nquarantined:    %d\n", st.DeadLetters, st.Quarantined)
+	fmt.Fprintf(stdout, "log checkpoint: size %d\n", sp.LogSize())
+	if c := sp.LogConflict(); c != "" {
+		fmt.Fprintf(stdout, "LOG CONFLICT:   %s (delivery held; investigate, then gpumeter spool accept-log)\n", c)
+	}
 	if st.NeedsAnchor {
 		fmt.Fprintln(stdout, "needs anchor:   yes (the agent anchors it on the authority's head when it reaches it)")
 	}

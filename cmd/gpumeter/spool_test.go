@@ -73,14 +73,35 @@ func TestSpoolCommands(t *testing.T) {
 	if code != exitcode.OK || !strings.Contains(out, "0 problems") {
 		t.Fatalf("verify: %d %s", code, out)
 	}
-	sp, err = spool.Open(spool.Options{Path: cfg.SpoolPath()})
+	sp, err = spool.Open(spool.Options{Path: cfg.SpoolPath(), RetainAcked: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	after, _ := sp.Unacked(context.Background(), 0)
-	sp.Close()
 	if len(after) != 2 || string(after[0].Envelope) != string(before[0].Envelope) {
 		t.Fatal("requeued batch is not the sealed bytes")
+	}
+	// Acknowledged batches are retained and shown; a log conflict is
+	// shown and accept-log clears it.
+	if err := sp.Ack(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.SetLogConflict(context.Background(), "inconsistent: test"); err != nil {
+		t.Fatal(err)
+	}
+	sp.Close()
+	code, out, _ = runCLI("spool", "status", "--config", cfgPath)
+	if code != exitcode.OK || !strings.Contains(out, "retained acked: 2 batches") || !strings.Contains(out, "seqs 1..2") ||
+		!strings.Contains(out, "LOG CONFLICT:   inconsistent: test") {
+		t.Fatalf("status with retained batches: %d %s", code, out)
+	}
+	code, out, _ = runCLI("spool", "accept-log", "--config", cfgPath)
+	if code != exitcode.OK || !strings.Contains(out, "log conflict cleared (inconsistent: test)") {
+		t.Fatalf("accept-log: %d %s", code, out)
+	}
+	code, out, _ = runCLI("spool", "status", "--config", cfgPath)
+	if code != exitcode.OK || strings.Contains(out, "LOG CONFLICT") {
+		t.Fatalf("status after accept-log: %d %s", code, out)
 	}
 
 	if err := os.Truncate(cfg.SpoolPath(), 3*4096); err != nil {

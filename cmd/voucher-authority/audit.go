@@ -21,8 +21,25 @@ import (
 // keeps each node's newest 10 000, and the first 64 KiB of each body), and
 // the operator actions (audit_actions.go).
 func auditCmd() *cobra.Command {
-	return group("audit", "the audit trail of refused requests and operator actions (docs/operations.md)",
+	c := group("audit", "recompute the books (--db), or the audit trail of refused requests and operator actions (docs/operations.md)",
 		auditListCmd(), auditShowCmd(), auditActionsCmd())
+	// Without a subcommand but with --db: the read-only recomputation of
+	// the books (verify.go), exit 1 on any difference.
+	db := c.Flags().String("db", "", "recompute the books of this database (read-only): "+dbUsage)
+	from := c.Flags().String("from", "", "compare records and charges whose window starts at or after TIME")
+	to := c.Flags().String("to", "", "compare records and charges whose window starts before TIME")
+	format := formatFlag(c, "table", "json")
+	trail := c.RunE
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 || *db == "" {
+			return trail(cmd, args)
+		}
+		if code := runBooksAudit(cmd.Context(), *db, *from, *to, *format, cmd.OutOrStdout(), cmd.ErrOrStderr()); code != exitOK {
+			return exitStatus(code)
+		}
+		return nil
+	}
+	return c
 }
 
 // reviewCmd is the review queue of held subsidies (docs/billing.md "Held

@@ -105,7 +105,8 @@ func TestAuditAndReviewCommands(t *testing.T) {
 		if err := json.Unmarshal([]byte(output(t, append([]string{"statement", "--entity", "acme"}, period...)...)), &s); err != nil {
 			t.Fatal(err)
 		}
-		if want := (billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 100, Payable: 200, RejectedRecords: 1}); s.Totals != want {
+		if want := (billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 100, Payable: 200, RejectedRecords: 1,
+			TenantPaysProvider: 300, Reimbursed: 100}); s.Totals != want {
 			t.Errorf("statement totals %+v, want %+v", s.Totals, want)
 		}
 	})

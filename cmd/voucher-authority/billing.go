@@ -32,7 +32,7 @@ func tenantCmd() *cobra.Command {
 
 func programCmd() *cobra.Command {
 	return group("program", "voucher programs: who subsidizes what share of which usage",
-		programAddCmd(), programListCmd())
+		programAddCmd(), programListCmd(), programShowCmd())
 }
 
 func voucherCmd() *cobra.Command {
@@ -83,9 +83,19 @@ func entityPutCmd() *cobra.Command {
 	name := c.Flags().String("name", "", "legal name")
 	var related listFlag
 	c.Flags().Var(&related, "related-provider", "provider the entity is a related party of: no program subsidizes its usage there (repeat)")
+	var categories listFlag
+	c.Flags().Var(&categories, "category", "kind of firm the entity is over a period, NAME=FROM..TO or NAME=FROM.. (open), TIMEs as for --from; programs' category_terms name them (repeat)")
 	required(c, "id", "name")
 	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
 		e := billing.Entity{ID: *id, Name: *name, RelatedProviders: related}
+		for _, spec := range categories {
+			cat, err := parseCategory(spec)
+			if err != nil {
+				fmt.Fprintf(stderr, "entity put: --category %q: %v\n", spec, err)
+				return exitUsage
+			}
+			e.Categories = append(e.Categories, cat)
+		}
 		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
 			if err := st.PutEntity(ctx, e); err != nil {
 				return err
@@ -93,6 +103,9 @@ func entityPutCmd() *cobra.Command {
 			fmt.Fprintf(stdout, "entity %s (%s) saved", e.ID, e.Name)
 			if len(related) > 0 {
 				fmt.Fprintf(stdout, "; related party of %s", strings.Join(related, ", "))
+			}
+			for _, c := range e.Categories {
+				fmt.Fprintf(stdout, "; %s from %s to %s", c.Name, formatTime(c.From), dash(formatTime(c.To)))
 			}
 			fmt.Fprintln(stdout)
 			return nil
@@ -106,9 +119,13 @@ func entityListCmd() *cobra.Command {
 		load: func(ctx context.Context, st *store.Store, _ string) ([]billing.Entity, error) {
 			return st.Entities(ctx)
 		},
-		header: []string{"id", "name", "related providers"},
+		header: []string{"id", "name", "related providers", "categories (UTC+8)"},
 		row: func(e billing.Entity) []string {
-			return []string{e.ID, e.Name, strings.Join(e.RelatedProviders, ",")}
+			cats := make([]string, len(e.Categories))
+			for i, c := range e.Categories {
+				cats[i] = c.Name + " " + formatTime(c.From) + ".." + formatTime(c.To)
+			}
+			return []string{e.ID, e.Name, strings.Join(e.RelatedProviders, ","), strings.Join(cats, ", ")}
 		},
 	}.command()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -136,4 +137,24 @@ func formatTime(t time.Time) string {
 		return ""
 	}
 	return t.In(server.ChinaStandardTime).Format("2006-01-02 15:04")
+}
+
+// parseCategory parses NAME=FROM..TO (TO optional: open) of --category.
+func parseCategory(spec string) (billing.Category, error) {
+	name, span, ok := strings.Cut(spec, "=")
+	if !ok || name == "" {
+		return billing.Category{}, errors.New("want NAME=FROM..TO, or NAME=FROM.. for an open end")
+	}
+	from, to, _ := strings.Cut(span, "..")
+	c := billing.Category{Name: name}
+	var err error
+	if c.From, err = server.ParseBillingTime(from); err != nil {
+		return c, fmt.Errorf("from: %w", err)
+	}
+	if to != "" {
+		if c.To, err = server.ParseBillingTime(to); err != nil {
+			return c, fmt.Errorf("to: %w", err)
+		}
+	}
+	return c, nil
 }

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"gopkg.in/yaml.v3"
@@ -37,6 +38,27 @@ type programFile struct {
 	ValidTo     string            `yaml:"valid_to"`
 	Rounding    string            `yaml:"rounding"`
 	Settlement  string            `yaml:"settlement"`
+	// The terms a scheme states beyond ratio and caps (docs/billing.md,
+	// "What a program states"); all optional.
+	ProviderApprovals map[string]approvalFile `yaml:"provider_approvals"`
+	CategoryTerms     map[string]categoryFile `yaml:"category_terms"`
+	VoucherTermMonths int                     `yaml:"voucher_term_months"`
+	VoucherTermFrom   string                  `yaml:"voucher_term_from"`
+	VoucherMin        string                  `yaml:"voucher_min_yuan"`
+	VoucherMax        string                  `yaml:"voucher_max_yuan"`
+	BudgetPerYear     string                  `yaml:"budget_per_year_yuan"`
+}
+
+// approvalFile is a provider's approval period: TIMEs, either optional.
+type approvalFile struct {
+	From string `yaml:"from"`
+	To   string `yaml:"to"`
+}
+
+// categoryFile is a category's terms: a ratio, and optionally a yearly cap.
+type categoryFile struct {
+	Ratio      string `yaml:"ratio_percent"`
+	CapPerYear string `yaml:"cap_per_entity_year_yuan"`
 }
 
 // programDoc is a decoded program file, kept to name lines in errors.
@@ -139,7 +161,66 @@ func parseProgram(name string, data []byte) (billing.Program, programDoc, error)
 	if p.ValidTo, err = server.ParseBillingTime(f.ValidTo); err != nil {
 		return p, doc, doc.errorf([]string{"valid_to"}, "%v", err)
 	}
-	return p, doc, nil
+	return p, doc, parseTerms(&p, f, doc)
+}
+
+// parseTerms converts the optional terms of a program file.
+func parseTerms(p *billing.Program, f programFile, doc programDoc) error {
+	p.VoucherTermMonths, p.TermFrom = f.VoucherTermMonths, f.VoucherTermFrom
+	for _, m := range []struct {
+		key string
+		val string
+		to  *billing.Fen
+	}{{"voucher_min_yuan", f.VoucherMin, &p.VoucherMin}, {"voucher_max_yuan", f.VoucherMax, &p.VoucherMax},
+		{"budget_per_year_yuan", f.BudgetPerYear, &p.BudgetPerYear}} {
+		if m.val == "" {
+			continue
+		}
+		v, err := parseYuan(m.val)
+		if err != nil {
+			return doc.errorf([]string{m.key}, "%v", err)
+		}
+		*m.to = v
+	}
+	for prov, a := range f.ProviderApprovals {
+		if p.Approvals == nil {
+			p.Approvals = map[string]billing.Approval{}
+		}
+		var ap billing.Approval
+		for _, t := range []struct {
+			key, val string
+			to       *time.Time
+		}{{"from", a.From, &ap.From}, {"to", a.To, &ap.To}} {
+			if t.val == "" {
+				continue
+			}
+			v, err := server.ParseBillingTime(t.val)
+			if err != nil {
+				return doc.errorf([]string{"provider_approvals", prov, t.key}, "%v", err)
+			}
+			*t.to = v
+		}
+		p.Approvals[prov] = ap
+	}
+	for name, c := range f.CategoryTerms {
+		if p.CategoryTerms == nil {
+			p.CategoryTerms = map[string]billing.CategoryTerm{}
+		}
+		var (
+			t   billing.CategoryTerm
+			err error
+		)
+		if t.Ratio, err = parsePercent(c.Ratio); err != nil {
+			return doc.errorf([]string{"category_terms", name, "ratio_percent"}, "%v", err)
+		}
+		if c.CapPerYear != "" {
+			if t.CapPerYear, err = parseYuan(c.CapPerYear); err != nil {
+				return doc.errorf([]string{"category_terms", name, "cap_per_entity_year_yuan"}, "%v", err)
+			}
+		}
+		p.CategoryTerms[name] = t
+	}
+	return nil
 }
 
 // placeErrors puts the rules' refusal of the program (one
@@ -190,25 +271,36 @@ func walkErrors(err error, fn func(error)) {
 }
 
 // fileField maps a program field as the JSON names it ("ratio_bp",
-// "model_ratios_bp[H100]", "providers[2]") to its path in the file
-// (["ratio_percent"], ["model_ratios_percent", "H100"], ["providers", "2"]).
+// "model_ratios_bp[H100]", "providers[2]", "category_terms[small].ratio_bp")
+// to its path in the file (["ratio_percent"], ["model_ratios_percent",
+// "H100"], ["providers", "2"], ["category_terms", "small", "ratio_percent"]).
 func fileField(field string) []string {
-	name, sub, _ := strings.Cut(field, "[")
-	sub = strings.TrimSuffix(sub, "]")
+	name, rest, _ := strings.Cut(field, "[")
+	sub, tail, _ := strings.Cut(rest, "]")
+	path := []string{fileKey(name)}
+	if sub != "" {
+		path = append(path, sub)
+	}
+	if tail = strings.TrimPrefix(tail, "."); tail != "" {
+		path = append(path, fileKey(tail))
+	}
+	return path
+}
+
+// fileKey is the program file's key of a JSON field: money in yuan,
+// ratios in percent.
+func fileKey(name string) string {
 	switch name {
 	case "ratio_bp":
-		name = "ratio_percent"
+		return "ratio_percent"
 	case "model_ratios_bp":
-		name = "model_ratios_percent"
-	case "cap_per_entity_year_fen":
-		name = "cap_per_entity_year_yuan"
-	case "cap_per_entity_lifetime_fen":
-		name = "cap_per_entity_lifetime_yuan"
+		return "model_ratios_percent"
+	case "voucher_min_fen", "voucher_max_fen", "cap_per_entity_year_fen", "cap_per_entity_lifetime_fen":
+		return strings.TrimSuffix(name, "_fen") + "_yuan"
+	case "budget_per_year_fen":
+		return "budget_per_year_yuan"
 	}
-	if sub != "" {
-		return []string{name, sub}
-	}
-	return []string{name}
+	return name
 }
 
 func programAddCmd() *cobra.Command {

@@ -113,7 +113,11 @@ func statementTable(w io.Writer, s billing.Statement) error {
 	groups := map[[8]string]*lineGroup{}
 	byVoucher := map[string]billing.Fen{}
 	for _, l := range s.Lines {
-		k := [8]string{l.Tenant, l.Provider, l.Model, l.MIGProfile, l.RateCard, l.Program, l.Note, l.Review}
+		note := l.Note
+		if l.Limit != "" {
+			note += " (" + l.Limit + ")"
+		}
+		k := [8]string{l.Tenant, l.Provider, l.Model, l.MIGProfile, l.RateCard, l.Program, note, l.Review}
 		g := groups[k]
 		if g == nil {
 			g = &lineGroup{key: k}
@@ -159,6 +163,7 @@ func statementTable(w io.Writer, s billing.Statement) error {
 		return err
 	}
 	reviewNotes(w, t)
+	termNotes(w, t)
 	if len(byVoucher) > 0 {
 		ids := make([]string, 0, len(byVoucher))
 		for id := range byVoucher {
@@ -180,13 +185,17 @@ func statementTable(w io.Writer, s billing.Statement) error {
 func claimTable(w io.Writer, c billing.Claim) error {
 	fmt.Fprintf(w, "claim of %s, %s to %s (UTC+8)\n", c.Provider, formatTime(c.From), formatTime(c.To))
 	tw := newTable(w)
-	fmt.Fprintln(tw, "program\tvoucher\trecords\tclaimed CNY")
+	fmt.Fprintln(tw, "program\tvoucher\tsettlement\tissuer pays\trecords\tsubsidy CNY")
 	var claimed billing.Fen
 	for _, v := range c.ByVoucher {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", v.Program, v.Voucher, v.Records, billing.FormatYuan(v.Amount))
+		payee := "provider"
+		if v.Settlement != billing.SettlePointOfSale {
+			payee = "tenant"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", v.Program, v.Voucher, dash(v.Settlement), payee, v.Records, billing.FormatYuan(v.Amount))
 		claimed += v.Amount
 	}
-	fmt.Fprintf(tw, "total\t\t\t%s\n", billing.FormatYuan(claimed))
+	fmt.Fprintf(tw, "total\t\t\t\t\t%s\n", billing.FormatYuan(claimed))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -195,6 +204,7 @@ func claimTable(w io.Writer, c billing.Claim) error {
 		t.Records, protocol.FormatHours(t.GPUMillis), billing.FormatYuan(t.Cost), billing.FormatYuan(t.Subsidy),
 		billing.FormatYuan(t.Held), billing.FormatYuan(t.Payable))
 	reviewNotes(w, t)
+	termNotes(w, t)
 	return nil
 }
 
@@ -209,6 +219,26 @@ func reviewNotes(w io.Writer, t billing.Totals) {
 	}
 	if t.RejectedRecords > 0 {
 		fmt.Fprintf(w, "%d usage records had their subsidy rejected in review: subsidy 0, the tenant owes the cost\n", t.RejectedRecords)
+	}
+}
+
+// termNotes says who pays whom under the programs' settlement, and which
+// program terms bit in the period.
+func termNotes(w io.Writer, t billing.Totals) {
+	fmt.Fprintf(w, "settlement: tenants pay the provider %s CNY; the provider claims %s CNY from issuers (point of sale); issuers reimburse tenants %s CNY (after settlement)\n",
+		billing.FormatYuan(t.TenantPaysProvider), billing.FormatYuan(t.ProviderClaims), billing.FormatYuan(t.Reimbursed))
+	for _, n := range []struct {
+		count int
+		what  string
+	}{
+		{t.SplitRecords, "straddled a voucher's, program's or rate card's boundary and were billed in pieces"},
+		{t.CapRecords, "were cut by an entity's yearly or lifetime cap"},
+		{t.BudgetRecords, "were cut or refused by a program's spent yearly budget"},
+		{t.ApprovalRecords, "ran at a provider the program did not approve at the time"},
+	} {
+		if n.count > 0 {
+			fmt.Fprintf(w, "%d usage records %s\n", n.count, n.what)
+		}
 	}
 }
 

@@ -152,7 +152,8 @@ func testBillingCommands(t *testing.T, db string, a *authoritytest.Authority, ke
 	if err := json.Unmarshal([]byte(output(t, append([]string{"statement", "--entity", "acme"}, period...)...)), &st); err != nil {
 		t.Fatal(err)
 	}
-	want := billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 120, Payable: 180}
+	want := billing.Totals{Records: 3, GPUMillis: 180000, Cost: 300, Subsidy: 120, Payable: 180,
+		TenantPaysProvider: 300, Reimbursed: 120} // after_settlement: the tenant pays in full, is reimbursed
 	if st.Totals != want || len(st.Lines) != 3 {
 		t.Fatalf("statement totals %+v, %d lines; want %+v", st.Totals, len(st.Lines), want)
 	}

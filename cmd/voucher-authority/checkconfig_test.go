@@ -34,14 +34,31 @@ func TestCheckConfig(t *testing.T) {
 	writeFile(t, filepath.Join(example, "key.pem"), string(pki.Server.KeyPEM))
 
 	db := "store: {driver: sqlite, path: " + filepath.Join(dir, "a.db") + "}\n"
+	logKey := filepath.Join(dir, "log.key")
+	if code := run(context.Background(), []string{"log", "keygen", "--origin", "authority.example/log", logKey}, &bytes.Buffer{}, &bytes.Buffer{}); code != exitOK {
+		t.Fatalf("log keygen: exit %d", code)
+	}
+	openLogKey := filepath.Join(dir, "open-log.key")
+	writeFile(t, openLogKey, "not read\n")
+	if err := os.Chmod(openLogKey, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withLog := "verifiable_log: {key_file: " + logKey + ", origin: authority.example/log}\n"
 	tlsOK := "tls: {cert_file: " + pki.Server.CertFile + ", key_file: " + pki.Server.KeyFile + ", client_ca_file: " + pki.CA.CertFile + "}\n"
 	tests := []struct {
 		name, yaml string
 		code       int
 		want       string // in stderr ("" for none)
 	}{
-		{"all good", "listen: ':0'\n" + db + tlsOK + "admin: {listen: '127.0.0.1:0', token_file: " + token + "}\n", exitOK, ""},
-		{"plain HTTP on loopback", "listen: 127.0.0.1:0\n" + db, exitOK, ""},
+		{"all good", "listen: ':0'\n" + db + tlsOK + "admin: {listen: '127.0.0.1:0', token_file: " + token + "}\n" + withLog, exitOK, ""},
+		{"plain HTTP on loopback", "listen: 127.0.0.1:0\n" + db + withLog, exitOK, ""},
+		{"no verifiable log", "listen: 127.0.0.1:0\n" + db, exitOK, "warning: verifiable_log: not set: the authority keeps no verifiable log"},
+		{"log key readable by others", "listen: 127.0.0.1:0\n" + db + "verifiable_log: {key_file: " + openLogKey + ", origin: a/log}\n",
+			exitConfig, "error: verifiable_log.key_file: key " + openLogKey + " has mode 0644"},
+		{"log key without origin", "listen: 127.0.0.1:0\n" + db + "verifiable_log: {key_file: " + logKey + "}\n",
+			exitConfig, "cfg.yaml:3: verifiable_log.origin: must be set with key_file"},
+		{"log origin with a plus", "listen: 127.0.0.1:0\n" + db + "verifiable_log: {key_file: " + logKey + ", origin: 'a+b'}\n",
+			exitConfig, "verifiable_log.origin: \"a+b\" must have no space"},
 		{"missing TLS certificate", "listen: 127.0.0.1:0\n" + db + "tls: {cert_file: " + filepath.Join(dir, "none.pem") + ", key_file: " + pki.Server.KeyFile + "}\n",
 			exitConfig, "error: tls.cert_file: open " + filepath.Join(dir, "none.pem")},
 		{"missing TLS key", "listen: 127.0.0.1:0\n" + db + "tls: {cert_file: " + pki.Server.CertFile + ", key_file: " + filepath.Join(dir, "none.key") + "}\n",

@@ -81,6 +81,7 @@ func preflight(ctx context.Context, path string, connect bool) (config.Config, [
 		}
 	}
 	checkTLS(cfg.TLS, fail)
+	checkLog(cfg, connect, fail, warn)
 	if cfg.Admin.Listen != "" {
 		if _, err := server.LoadAdminToken(cfg.Admin.TokenFile); err != nil {
 			fail("admin.token_file", "%v; create it with: install -m 600 -o voucher-authority /dev/null %[2]s && openssl rand -hex 32 > %[2]s", err, cfg.Admin.TokenFile)

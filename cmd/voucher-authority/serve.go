@@ -68,7 +68,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(server.Options{Ingester: in, Store: st, Logger: log, MaxBodyBytes: cfg.MaxBodyBytes, OperatorToken: token})
+	logKey, err := startLog(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Options{Ingester: in, Store: st, Logger: log, MaxBodyBytes: cfg.MaxBodyBytes, OperatorToken: token,
+		LogSigner: logKey})
 	if err != nil {
 		return err
 	}

@@ -28,8 +28,12 @@ const (
 type Attributor struct {
 	static []*compiledRule // gpu rules, in config order
 	rules  []*compiledRule // process rules, in config order
-	proc   hostProc
-	log    *slog.Logger
+	// podRules are the namespace rules, in config order; pods says which
+	// pods hold which units (nil: namespace rules match nothing).
+	podRules []*compiledRule
+	pods     Pods
+	proc     hostProc
+	log      *slog.Logger
 
 	mu    sync.Mutex
 	users passwd
@@ -84,8 +88,13 @@ func New(cfg Config, hostRoot string, opts ...Option) (*Attributor, error) {
 		if err != nil {
 			return nil, err
 		}
-		if c.kind == kindGPU {
+		switch c.kind {
+		case kindGPU:
 			a.static = append(a.static, c)
+			continue
+		case kindPod:
+			a.podRules = append(a.podRules, c)
+			maxGroups = max(maxGroups, len(podGroups))
 			continue
 		}
 		a.rules = append(a.rules, c)
@@ -105,6 +114,10 @@ func (a *Attributor) Attribute(ctx context.Context, s device.Snapshot) []Observa
 	a.gen++
 	ctx = a.proc.withEnv(ctx)
 	units := s.Units()
+	var alloc map[string][]Pod
+	if a.pods != nil && len(a.podRules) > 0 {
+		alloc = a.pods.UnitPods(ctx) // once per snapshot: it may ask the kubelet
+	}
 	obs := make([]Observation, len(units))
 	for i, u := range units {
 		obs[i].Unit = u
@@ -116,6 +129,10 @@ func (a *Attributor) Attribute(ctx context.Context, s device.Snapshot) []Observa
 				Tenant: r.tenant.expand(nil), Method: r.method, Weight: 1,
 				PIDs: sortedPIDs(u.Processes),
 			}}
+			continue
+		}
+		if r, tenant, ok := a.podTenant(ctx, alloc, u); ok {
+			obs[i].Shares = []Share{{Tenant: tenant, Method: r.method, Weight: 1, PIDs: sortedPIDs(u.Processes)}}
 			continue
 		}
 		obs[i].Shares, obs[i].SplitRule = a.shares(ctx, u)

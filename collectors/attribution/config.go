@@ -20,8 +20,9 @@ type Config struct {
 	Rules []Rule `yaml:"rules"`
 }
 
-// Rule maps a GPU, a cgroup path or a Unix user to a tenant. Exactly one
-// matcher field (GPU, Cgroup, CgroupPattern, User, UID) is set.
+// Rule maps a GPU, a cgroup path, a Unix user or a Kubernetes namespace to
+// a tenant. Exactly one matcher field (GPU, Cgroup, CgroupPattern, User,
+// UID, Namespace) is set.
 //
 // Rules decoded from YAML are validated by UnmarshalYAML, so a bad rule is
 // reported with its line; rules built in Go are validated by New.
@@ -39,6 +40,9 @@ type Rule struct {
 	User string `yaml:"user"`
 	// UID is a numeric Unix user id (nil: not set; 0 is root).
 	UID *int `yaml:"uid"`
+	// Namespace is a glob (path.Match: *, ?, [a-z]) over the Kubernetes
+	// namespace of the pod the kubelet says holds the unit (see pods.go).
+	Namespace string `yaml:"namespace"`
 	// Tenant is a template: ${group} is replaced by the matcher's named
 	// group of that name.
 	Tenant string `yaml:"tenant"`
@@ -56,6 +60,7 @@ const (
 	fieldUser          = "user"
 	fieldUID           = "uid"
 	fieldTenant        = "tenant"
+	fieldNamespace     = "namespace"
 )
 
 // RuleError is a rule that cannot be used: it names the rule, the field at
@@ -126,7 +131,7 @@ func (r *Rule) UnmarshalYAML(node *yaml.Node) error {
 		lines[k.Value] = v.Line
 		var s string
 		switch k.Value {
-		case fieldName, fieldGPU, fieldCgroup, fieldCgroupPattern, fieldUser, fieldTenant:
+		case fieldName, fieldGPU, fieldCgroup, fieldCgroupPattern, fieldUser, fieldTenant, fieldNamespace:
 			var err error
 			if s, err = scalarString(v); err != nil {
 				return fail(err)
@@ -140,7 +145,7 @@ func (r *Rule) UnmarshalYAML(node *yaml.Node) error {
 			continue
 		default:
 			return &RuleError{Line: k.Line, Name: out.Name, Field: k.Value, Err: errors.New(
-				"unknown field (want name, gpu, cgroup, cgroup_pattern, user, uid, tenant)")}
+				"unknown field (want name, gpu, cgroup, cgroup_pattern, user, uid, namespace, tenant)")}
 		}
 		switch k.Value {
 		case fieldName:
@@ -155,6 +160,8 @@ func (r *Rule) UnmarshalYAML(node *yaml.Node) error {
 			out.User = s
 		case fieldTenant:
 			out.Tenant = s
+		case fieldNamespace:
+			out.Namespace = s
 		}
 	}
 	if _, err := compileRule(out, -1); err != nil {
@@ -202,6 +209,7 @@ const (
 	kindCgroup
 	kindUser
 	kindUID
+	kindPod
 )
 
 // compiledRule is a validated rule, ready to match.
@@ -213,6 +221,7 @@ type compiledRule struct {
 	paths  pathMatcher // kindCgroup
 	user   string      // kindUser
 	uid    uint32      // kindUID
+	ns     string      // kindPod: the namespace glob
 	tenant template
 	method string
 }
@@ -233,7 +242,7 @@ func compileRule(r Rule, index int) (*compiledRule, error) {
 	}{
 		{fieldGPU, r.GPU != ""}, {fieldCgroup, r.Cgroup != ""},
 		{fieldCgroupPattern, r.CgroupPattern != ""}, {fieldUser, r.User != ""},
-		{fieldUID, r.UID != nil},
+		{fieldUID, r.UID != nil}, {fieldNamespace, r.Namespace != ""},
 	} {
 		if f.set {
 			set = append(set, f.name)
@@ -241,7 +250,7 @@ func compileRule(r Rule, index int) (*compiledRule, error) {
 	}
 	switch len(set) {
 	case 0:
-		return nil, fail("", errors.New("needs one matcher: gpu, cgroup, cgroup_pattern, user or uid"))
+		return nil, fail("", errors.New("needs one matcher: gpu, cgroup, cgroup_pattern, user, uid or namespace"))
 	case 1:
 	default:
 		return nil, fail(set[1], fmt.Errorf("only one matcher per rule, and %s is already set", set[0]))
@@ -280,6 +289,12 @@ func compileRule(r Rule, index int) (*compiledRule, error) {
 		}
 		c.kind, c.user, c.method = kindUser, r.User, string(MethodUser)
 		groups = userGroups
+	case r.Namespace != "":
+		if err := checkNamespaceGlob(r.Namespace); err != nil {
+			return nil, fail(fieldNamespace, err)
+		}
+		c.kind, c.ns, c.method = kindPod, r.Namespace, string(MethodKubelet)
+		groups = podGroups
 	default:
 		if *r.UID < 0 || *r.UID > maxUID {
 			return nil, fail(fieldUID, fmt.Errorf("want an integer from 0 to %d, got %d", maxUID, *r.UID))

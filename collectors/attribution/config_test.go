@@ -30,7 +30,7 @@ func TestDecodeConfigErrors(t *testing.T) {
   - name: lonely
     tenant: a
 `,
-			want: `line 2: attribution rule "lonely": needs one matcher: gpu, cgroup, cgroup_pattern, user or uid`,
+			want: `line 2: attribution rule "lonely": needs one matcher: gpu, cgroup, cgroup_pattern, user, uid or namespace`,
 		},
 		{
 			name: "two matchers point at the second",
@@ -99,7 +99,24 @@ func TestDecodeConfigErrors(t *testing.T) {
   - user: bob
     tennant: b
 `,
-			want: `line 3: attribution rule: tennant: unknown field (want name, gpu, cgroup, cgroup_pattern, user, uid, tenant)`,
+			want: `line 3: attribution rule: tennant: unknown field (want name, gpu, cgroup, cgroup_pattern, user, uid, namespace, tenant)`,
+		},
+		{
+			name: "namespace glob that does not compile",
+			yaml: `rules:
+  - name: teams
+    namespace: 'team-[a-'
+    tenant: ${namespace}
+`,
+			want: `line 3: attribution rule "teams": namespace: "team-[a-" is not a glob: syntax error in pattern`,
+		},
+		{
+			name: "namespace template names a group it lacks",
+			yaml: `rules:
+  - namespace: '*'
+    tenant: ${pod_uid}
+`,
+			want: `line 3: attribution rule: tenant: ${pod_uid}: the matcher has no group "pod_uid" (its groups: namespace, pod, container)`,
 		},
 		{
 			name: "repeated field",

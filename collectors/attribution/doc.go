@@ -28,7 +28,8 @@
 //	    - uid: 1001
 //	      tenant: ${user}
 //
-// Each rule has exactly one matcher (gpu, cgroup, cgroup_pattern, user, uid)
+// Each rule has exactly one matcher (gpu, cgroup, cgroup_pattern, user, uid,
+// namespace)
 // and a tenant. Decoding is strict: an unknown or repeated field, a missing
 // or second matcher, an unknown preset, a pattern that does not compile, a
 // template naming a group the matcher lacks, or an empty tenant is an error
@@ -50,6 +51,27 @@
 //
 // A statically assigned unit with no process is idle, like any other: a
 // voucher never pays for idle time.
+//
+// # Namespace rules
+//
+//	attribution:
+//	  rules:
+//	    - namespace: research-*         # a glob (path.Match: *, ?, [a-z])
+//	      tenant: research
+//	    - namespace: '*'
+//	      tenant: ${namespace}          # groups: namespace, pod, container
+//
+// A unit the kubelet allocated to a pod (WithPods: collectors/kubelet reads
+// its PodResources API) belongs, with all its processes, to the tenant of
+// the first namespace rule that matches the pod's namespace, whatever the
+// processes' cgroups say; after the static rules, before the process
+// rules. Method: "kubelet". A pod holding a whole GPU holds its MIG
+// instances. A unit held by several pods (time-slicing replicas) has their
+// tenant only when they all give the same one. A unit no pod holds, held
+// by pods of different tenants, or by a pod no namespace rule matches, or
+// any unit while the kubelet cannot tell (no source, or its last answer
+// older than its max_stale), is left to the process rules. A pod's unit
+// with no process is idle.
 //
 // # Tenant templates
 //

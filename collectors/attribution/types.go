@@ -13,6 +13,7 @@ const (
 	MethodStatic       Method = "static"       // GPU/MIG UUID assigned to a tenant
 	MethodCgroup       Method = "cgroup"       // cgroup path pattern (suffix: preset name)
 	MethodUser         Method = "user"         // Unix user or uid of the process
+	MethodKubelet      Method = "kubelet"      // the pod the kubelet allocated the unit to
 	MethodUnattributed Method = "unattributed" // no rule matched: still metered
 )
 

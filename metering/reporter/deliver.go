@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gpumeter/gpumeter/internal/tlog"
 	"github.com/gpumeter/gpumeter/metering/spool"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -65,6 +66,13 @@ func (r *Reporter) accepted(ctx context.Context, b spool.Batch, a answer) (resul
 			r.needHead = true // reconcile sees the authority ahead and stops
 		}
 		return r.localFailure(ctx, "acknowledge", err)
+	}
+	if a.log != nil {
+		leaf := tlog.BatchLeaf(r.opts.Node, b.FirstSeq, b.LastSeq, b.Envelope)
+		if f := r.checkLog(ctx, a.log, leaf); f != nil &&
+			r.onLogFailure(ctx, f, slog.Uint64("first_seq", b.FirstSeq), slog.Uint64("last_seq", b.LastSeq)) {
+			return r.blockedWait(), nil
+		}
 	}
 	now := r.clock.Now()
 	r.mu.Lock()
@@ -252,6 +260,11 @@ func (r *Reporter) reconcile(ctx context.Context) (res result, ok bool, err erro
 	r.mu.Lock()
 	r.stats.AuthorityHead = a.head
 	r.mu.Unlock()
+	if a.log != nil {
+		if f := r.checkLog(ctx, a.log, nil); f != nil && r.onLogFailure(ctx, f, slog.String("request", "GET head")) {
+			return r.blockedWait(), false, nil
+		}
+	}
 	acked, sealed, _ := r.opts.Spool.Head()
 	if a.head > sealed {
 		if !r.ahead {
@@ -264,8 +277,9 @@ func (r *Reporter) reconcile(ctx context.Context) (res result, ok bool, err erro
 	}
 	r.ahead, r.needHead = false, false
 	if a.head < acked {
-		r.log.Error("authority is behind the acknowledged mark: it lost batches it had acknowledged",
-			slog.Uint64("authority_head", a.head), slog.Uint64("acked", acked))
+		if res, ok, err := r.restored(ctx, a, acked); !ok || err != nil {
+			return res, ok, err
+		}
 	}
 	if a.head > acked {
 		if err := r.ackHead(ctx, a); err != nil {

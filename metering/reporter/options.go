@@ -27,6 +27,10 @@ const (
 	DefaultRetryWaitMax    = 30 * time.Second
 	DefaultMaxBatchRecords = 1000
 	DefaultMaxInFlight     = 4
+	// DefaultLogHistory is how many of the log's checkpoints the spool
+	// keeps: the newest and older ones, for checking a restored
+	// authority's smaller tree against.
+	DefaultLogHistory = 64
 )
 
 // MaxRetryAfter bounds a Retry-After the reporter honours: a bad header
@@ -71,6 +75,13 @@ type Options struct {
 	// reporter makes (GET head, protocol.SignRead), which the authority
 	// answers for the key's node only. Required.
 	Key ed25519.PrivateKey
+	// LogKey is the authority log's note verifier key
+	// (<name>+<hash>+<base64>). Empty: the key the authority serves at
+	// protocol.PathLogKey is trusted on first use and pinned in the spool.
+	LogKey string
+	// LogHistory is how many verified checkpoints the spool keeps
+	// (default DefaultLogHistory).
+	LogHistory int
 	// Clock times every wait (there is no other) and stamps Stats and the
 	// reads it signs (nil: real).
 	Clock clock.Clock
@@ -94,6 +105,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.LogHistory <= 0 {
+		o.LogHistory = DefaultLogHistory
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/internal/tlog"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/spool"
 	"github.com/gpumeter/gpumeter/protocol"
@@ -71,12 +72,29 @@ type Stats struct {
 	// "status <n>" for an answer without a problem body.
 	LastError      string
 	LastErrorCause string
+
+	// The authority's verifiable log (logcheck.go). LogVerifyFailures
+	// counts failed checks by reason (LogSignature, ...); LogInconsistent
+	// is set while delivery is held on a log conflict (LogConflict says
+	// what), which only gpumeter spool accept-log ends; LogCheckpointSize
+	// is the size of the newest checkpoint verified.
+	LogVerifyFailures map[string]int64
+	LogInconsistent   bool
+	LogConflict       string
+	LogCheckpointSize uint64
+	// Recoveries counts restored authorities sent again what they lost
+	// (RecoveredBatches batches); LostRange is "first..last" while the
+	// authority lost seqs this spool no longer retains.
+	Recoveries       int64
+	RecoveredBatches int64
+	LostRange        string
 }
 
 // Reporter delivers one node's batches. Run and Flush may be called
 // concurrently: their passes serialize.
 type Reporter struct {
 	opts       Options
+	baseURL    string
 	batchesURL string
 	headURL    string
 	client     *http.Client
@@ -95,6 +113,9 @@ type Reporter struct {
 	// heldRead: the authority refused the signed head read (401/403):
 	// Stats.Held, until a read is answered.
 	heldRead bool
+	// logV verifies checkpoints with the key logVKey (logcheck.go).
+	logV    *tlog.Verifier
+	logVKey string
 
 	mu    sync.Mutex // guards stats
 	stats Stats
@@ -115,6 +136,7 @@ func New(opts Options) (*Reporter, error) {
 	}
 	r := &Reporter{
 		opts:       opts,
+		baseURL:    u.String(),
 		batchesURL: u.String() + "/v1/batches",
 		headURL:    u.String() + "/v1/nodes/" + url.PathEscape(opts.Node) + "/head",
 		clock:      opts.Clock,
@@ -220,6 +242,7 @@ func (r *Reporter) undelivered(err error) error {
 func (r *Reporter) Stats() Stats {
 	r.mu.Lock()
 	st := r.stats
+	logStats(&st)
 	r.mu.Unlock()
 	st.AckedHead, st.SealedHead, _ = r.opts.Spool.Head()
 	return st
@@ -243,6 +266,10 @@ type result struct {
 func (r *Reporter) pass(ctx context.Context) (result, error) {
 	r.passMu.Lock()
 	defer r.passMu.Unlock()
+	if r.opts.Spool.LogConflict() != "" {
+		r.logHeld()
+		return r.blockedWait(), nil
+	}
 	if res, ok := r.anchorIfNeeded(ctx); !ok {
 		return res, nil
 	}

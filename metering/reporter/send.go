@@ -36,9 +36,12 @@ type answer struct {
 	headHash  string // 200 of GET head
 	// lastWindowEnd is the head answer's last_window_end (nil if none).
 	lastWindowEnd *time.Time
-	duplicate     bool // 200 of POST
-	problem       protocol.Problem
-	retryAfter    time.Duration // from a 425/429/503 Retry-After; 0 if none
+	// log is the answer's place in the authority's verifiable log (nil
+	// when it runs without one).
+	log        *protocol.LogReceipt
+	duplicate  bool // 200 of POST
+	problem    protocol.Problem
+	retryAfter time.Duration // from a 425/429/503 Retry-After; 0 if none
 	// sent and received are the local clock around the exchange; date is
 	// the answer's Date header (zero if none): with problem.AuthorityTime
 	// they give the authority's clock offset.
@@ -99,6 +102,9 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json, application/problem+json")
+	if n := r.opts.Spool.LogSize(); n > 0 {
+		req.Header.Set(protocol.LogSizeHeader, strconv.FormatUint(n, 10))
+	}
 	r.signRead(req)
 	sent := r.clock.Now()
 	resp, err := r.client.Do(req)
@@ -121,10 +127,11 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 		// The members of protocol.BatchAnswer and protocol.HeadAnswer;
 		// Head is a pointer so that a 200 without one is told from head 0.
 		var ok struct {
-			Head          *uint64    `json:"head"`
-			HeadHash      string     `json:"head_hash"`
-			LastWindowEnd *time.Time `json:"last_window_end"`
-			Duplicate     bool       `json:"duplicate"`
+			Head          *uint64              `json:"head"`
+			HeadHash      string               `json:"head_hash"`
+			LastWindowEnd *time.Time           `json:"last_window_end"`
+			Duplicate     bool                 `json:"duplicate"`
+			Log           *protocol.LogReceipt `json:"log"`
 		}
 		if err := json.Unmarshal(data, &ok); err != nil || ok.Head == nil {
 			// A 200 we cannot read says nothing about what was stored:
@@ -132,7 +139,7 @@ func (r *Reporter) do(ctx context.Context, method, url string, body []byte) answ
 			r.countAttempt()
 			return answer{err: fmt.Errorf("%s %s: 200 answer without a head: %q", method, url, truncate(data, 200)), sent: sent, received: received, date: a.date}
 		}
-		a.head, a.headHash, a.lastWindowEnd, a.duplicate = *ok.Head, ok.HeadHash, ok.LastWindowEnd, ok.Duplicate
+		a.head, a.headHash, a.lastWindowEnd, a.duplicate, a.log = *ok.Head, ok.HeadHash, ok.LastWindowEnd, ok.Duplicate, ok.Log
 		return a
 	}
 	if transientStatus(a.status) {

@@ -163,6 +163,11 @@ func (s *Spool) Anchor(ctx context.Context, head uint64, headHash string, lastWi
 		if err := prependPending(tx, st, vals, 0); err != nil {
 			return err
 		}
+		// Retained batches past head belong to the chain given up here:
+		// never to be sent again.
+		if err := dropRetainedAfter(tx, st, head); err != nil {
+			return err
+		}
 		st.nextSeq, st.lastHash, st.acked = head+1, headHash, head
 		st.needsAnchor = false
 		if lastWindowEnd != nil {

@@ -106,6 +106,14 @@ func (s *Spool) Append(ctx context.Context, recs []protocol.Record, checkpoint [
 			return err
 		}
 		for s.opts.MaxBytes > 0 && st.storedBytes() > s.opts.MaxBytes {
+			// Retained acknowledged batches go first: the authority
+			// holds them.
+			if dropped, err := dropOldestAcked(tx, st); err != nil || dropped {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			merged, err := mergeOldest(tx, st, s.opts.MergeWindow)
 			if errors.Is(err, errUndecodable) {
 				// Quarantine the damaged entry, then merge on.

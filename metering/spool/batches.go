@@ -68,7 +68,9 @@ func (s *Spool) Unacked(ctx context.Context, limit int) ([]Batch, error) {
 }
 
 // Ack records that the authority holds every record up to head: batches
-// ending at or before head are deleted. The mark never goes backwards (an
+// ending at or before head leave the unacknowledged ones; they are kept,
+// byte for byte with their ack time, for Options.RetainAcked (retain.go),
+// else deleted. The mark never goes backwards (an
 // older head is ignored); a head beyond the highest sealed sequence is
 // ErrAckAhead (the authority has records this spool never sealed).
 func (s *Spool) Ack(ctx context.Context, head uint64) error {
@@ -97,6 +99,9 @@ func (s *Spool) Ack(ctx context.Context, head uint64) error {
 			bytes += uint64(len(v))
 		}
 		for _, k := range done {
+			if err := s.retain(tx, st, k, bkt.Get(k)); err != nil {
+				return err
+			}
 			if err := bkt.Delete(k); err != nil {
 				return fmt.Errorf("delete acknowledged batch %d: %w", u64(k), err)
 			}
@@ -104,7 +109,7 @@ func (s *Spool) Ack(ctx context.Context, head uint64) error {
 		st.batchCount -= uint64(len(done))
 		st.batchBytes -= bytes
 		st.acked = head
-		return nil
+		return s.pruneAcked(tx, st)
 	})
 	if err != nil {
 		return fmt.Errorf("ack %d in spool %s: %w", head, s.opts.Path, err)

@@ -304,6 +304,7 @@ func batchRecords(envelope []byte) ([]protocol.Record, error) {
 // VerifyReport is what Verify checked and found.
 type VerifyReport struct {
 	PendingEntries, Batches, DeadLetters int
+	Retained                             int // retained acknowledged batches
 	Problems                             []string
 }
 
@@ -337,6 +338,20 @@ func (s *Spool) Verify(ctx context.Context) (VerifyReport, error) {
 			}
 			if err != nil {
 				rep.Problems = append(rep.Problems, fmt.Sprintf("batch %d: %v", u64(k), err))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bucketAcked).ForEach(func(k, v []byte) error {
+			rep.Retained++
+			b, err := decodeRetained(k, v)
+			if err == nil {
+				err = checkBatchBytes(b.Batch)
+			}
+			if err != nil {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("retained batch %d: %v", u64(k), err))
 			}
 			return nil
 		})

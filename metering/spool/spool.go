@@ -20,6 +20,8 @@ var (
 	bucketBatches    = []byte("batches")
 	bucketDeadLetter = []byte("deadletter")
 	bucketQuarantine = []byte("quarantine")
+	bucketAcked      = []byte("acked")
+	bucketLog        = []byte("logcheckpoints")
 
 	keyVersion        = []byte("version")
 	keyNextSeq        = []byte("next_seq")
@@ -35,6 +37,10 @@ var (
 	keyQuarantined    = []byte("quarantined")
 	keyNeedsAnchor    = []byte("needs_anchor")
 	keyLostFrom       = []byte("lost_from")
+	keyAckedCount     = []byte("acked_count")
+	keyAckedBytes     = []byte("acked_bytes")
+	keyLogKey         = []byte("log_key")
+	keyLogConflict    = []byte("log_conflict")
 )
 
 const formatVersion = 1
@@ -80,6 +86,10 @@ type Options struct {
 	// cut on its aligned boundaries, one record per unit and window as the
 	// meter does for agent_down (0: one record per unit for the whole gap).
 	Window time.Duration
+	// RetainAcked is how long an acknowledged batch is kept, byte for
+	// byte, after its ack (retain.go): what a restored authority that lost
+	// it is sent again. 0: deleted at ack.
+	RetainAcked time.Duration
 	// NoRepair: Open returns ErrDamaged for a damaged file instead of
 	// quarantining it (gpumeter spool verify).
 	NoRepair bool
@@ -92,6 +102,11 @@ type Stats struct {
 	UnackedBatches int64
 	UnackedBytes   int64
 	DeadLetters    int64
+	// AckedBatches and AckedBytes are the acknowledged batches retained
+	// (Options.RetainAcked); they count against MaxBytes and are the first
+	// to go when over it.
+	AckedBatches int64
+	AckedBytes   int64
 	// Quarantined counts entries moved to the quarantine bucket (an
 	// undecodable pending entry, a batch whose bytes no longer match its
 	// hash) since the file was created.
@@ -99,8 +114,9 @@ type Stats struct {
 	// NeedsAnchor: nothing is sealed until Anchor (see ErrNeedsAnchor).
 	NeedsAnchor bool
 	FileBytes   int64
-	// MaxBytes is Options.MaxBytes: the cap on PendingBytes+UnackedBytes
-	// past which old pending records are merged (0: no cap).
+	// MaxBytes is Options.MaxBytes: the cap on PendingBytes+UnackedBytes+
+	// AckedBytes past which retained acknowledged batches are dropped and
+	// then old pending records merged (0: no cap).
 	MaxBytes int64
 }
 
@@ -120,9 +136,13 @@ type state struct {
 	needsAnchor    bool
 	lostFrom       int64 // unix ms where the spool_lost gap starts; valid if hasLostFrom
 	hasLostFrom    bool
+	ackedCount     uint64 // retained acknowledged batches (retain.go)
+	ackedBytes     uint64
+	logKey         string // the log's verifier key pinned on first use ("" none)
+	logConflict    string // why delivery is held on the log ("" not held)
 }
 
-func (st *state) storedBytes() int64 { return int64(st.pendingBytes + st.batchBytes) }
+func (st *state) storedBytes() int64 { return int64(st.pendingBytes + st.batchBytes + st.ackedBytes) }
 
 // Spool is the agent's durable store of usage between the meter and the
 // authority. Its methods are safe for concurrent use; they serialize.
@@ -199,7 +219,7 @@ func openDBFile(path string, opened func(*os.File)) (*bolt.DB, error) {
 
 // init creates the buckets of a new file and loads the state.
 func (s *Spool) init(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketMeta, bucketPending, bucketBatches, bucketDeadLetter, bucketQuarantine} {
+	for _, name := range [][]byte{bucketMeta, bucketPending, bucketBatches, bucketDeadLetter, bucketQuarantine, bucketAcked, bucketLog} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -232,6 +252,10 @@ func loadState(meta *bolt.Bucket) state {
 		needsAnchor:    u64(meta.Get(keyNeedsAnchor)) == 1,
 		lostFrom:       int64(u64(meta.Get(keyLostFrom))),
 		hasLostFrom:    meta.Get(keyLostFrom) != nil,
+		ackedCount:     u64(meta.Get(keyAckedCount)),
+		ackedBytes:     u64(meta.Get(keyAckedBytes)),
+		logKey:         string(meta.Get(keyLogKey)),
+		logConflict:    string(meta.Get(keyLogConflict)),
 	}
 }
 
@@ -246,13 +270,19 @@ func putState(tx *bolt.Tx, st *state) error {
 		{keyPendingBytes, st.pendingBytes}, {keyBatchCount, st.batchCount},
 		{keyBatchBytes, st.batchBytes}, {keyDeadLetters, st.deadLetters},
 		{keyQuarantined, st.quarantined}, {keyNeedsAnchor, b2u(st.needsAnchor)},
+		{keyAckedCount, st.ackedCount}, {keyAckedBytes, st.ackedBytes},
 	} {
 		if err := meta.Put(kv.k, be(kv.v)); err != nil {
 			return fmt.Errorf("write meta %s: %w", kv.k, err)
 		}
 	}
-	if err := meta.Put(keyLastHash, []byte(st.lastHash)); err != nil {
-		return fmt.Errorf("write meta %s: %w", keyLastHash, err)
+	for _, kv := range []struct {
+		k []byte
+		v string
+	}{{keyLastHash, st.lastHash}, {keyLogKey, st.logKey}, {keyLogConflict, st.logConflict}} {
+		if err := meta.Put(kv.k, []byte(kv.v)); err != nil {
+			return fmt.Errorf("write meta %s: %w", kv.k, err)
+		}
 	}
 	var err error
 	if st.hasLostFrom {
@@ -360,6 +390,8 @@ func (s *Spool) Stats() Stats {
 		UnackedBatches: int64(st.batchCount),
 		UnackedBytes:   int64(st.batchBytes),
 		DeadLetters:    int64(st.deadLetters),
+		AckedBatches:   int64(st.ackedCount),
+		AckedBytes:     int64(st.ackedBytes),
 		Quarantined:    int64(st.quarantined),
 		NeedsAnchor:    st.needsAnchor,
 		MaxBytes:       s.opts.MaxBytes,

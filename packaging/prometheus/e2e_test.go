@@ -212,7 +212,11 @@ func startAgent(t *testing.T, dir, bin string, sc *scenario.Scenario) (*proc, st
 devices: {source: simulated, scenario: %q, speed: %d}
 metering: {poll_interval: 1s, window: 1m, max_hold: 1m}
 attribution:
+  # No kubelet here: the namespace rule matches nothing, and the agent
+  # exports gpumeter_kubelet_up 0, which an alert rule names.
+  kubelet: {socket: %q}
   rules:
+    - {name: research-namespaces, namespace: 'research-*', tenant: research}
     - {name: acme-by-user, user: acme, tenant: acme}
     - {name: globex-pods, cgroup: kubernetes, tenant: globex}
     - {name: tenant-slices, cgroup_pattern: '/tenant-(?P<tenant>[a-z0-9-]+)\.slice/', tenant: '${tenant}'}
@@ -220,7 +224,7 @@ http: {listen: "127.0.0.1:0"}
 authority: {url: %q, timeout: 5s}
 log: {level: info, format: json}
 state_dir: %q
-`, scen, speed, auth.URL, state)
+`, scen, speed, filepath.Join(dir, "no-kubelet.sock"), auth.URL, state)
 	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,10 @@ type Scenario struct {
 	Jobs         []Job             `yaml:"jobs"`
 	Faults       []Fault           `yaml:"faults"`
 	// Reconfigure changes GPUs' MIG layouts during the run.
-	Reconfigure []Reconfig         `yaml:"reconfigure"`
+	Reconfigure []Reconfig `yaml:"reconfigure"`
+	// Pods and KubeletDown drive a simulated kubelet (pods.go).
+	Pods        []Pod              `yaml:"pods"`
+	KubeletDown []Outage           `yaml:"kubelet_down"`
 	Attribution attribution.Config `yaml:"attribution"`
 
 	// procs are the process instances of every job's runs, see expand.

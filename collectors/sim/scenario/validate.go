@@ -85,6 +85,9 @@ func (s *Scenario) validate() error {
 	if err := s.validateFaults(); err != nil {
 		return err
 	}
+	if err := s.validatePods(); err != nil {
+		return err
+	}
 	return s.reconfigureWhileLost()
 }
 
