@@ -1,11 +1,9 @@
 package agent_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,13 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
-	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -53,12 +51,7 @@ state_dir: %q
 // it with the key's public half, for registering the node.
 func nodeState(t *testing.T) (string, ed25519.PublicKey) {
 	t.Helper()
-	state := t.TempDir()
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return state, pub
+	return testutil.NodeState(t, t.TempDir())
 }
 
 // loadConfig writes an agent configuration to a 0600 file and loads it the
@@ -129,7 +122,7 @@ func startDaemonWith(t *testing.T, cfg *config.Config, log *slog.Logger, opts ..
 // lint fails the test for every metric the Prometheus linter objects to.
 func (r *running) lint(t *testing.T) {
 	t.Helper()
-	problems, err := testutil.GatherAndLint(r.d.Registry())
+	problems, err := promtestutil.GatherAndLint(r.d.Registry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +184,7 @@ func TestDaemonMetersServesMetricsAndClosesTheWindowOnStop(t *testing.T) {
 
 	// The records file holds whole windows and, last, the window closed at
 	// stop: a partial one ending off the minute.
-	recs := readRecords(t, out)
+	recs := testutil.ReadRecords(t, out)
 	if len(recs) == 0 {
 		t.Fatal("no records written")
 	}
@@ -222,26 +215,6 @@ func TestDaemonRefusesToStartOnBusyPort(t *testing.T) {
 	}
 }
 
-func readRecords(t *testing.T, path string) []protocol.Record {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var recs []protocol.Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var r protocol.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			t.Fatalf("records file line %q: %v", sc.Text(), err)
-		}
-		recs = append(recs, r)
-	}
-	return recs
-}
-
 // TestDaemonReportsInventoryAtEveryStart: the agent's first record is its
 // inventory, and a restarted agent reports it again at its first
 // observation (it cannot know what changed while it was down), after
@@ -262,7 +235,7 @@ func TestDaemonReportsInventoryAtEveryStart(t *testing.T) {
 			t.Fatalf("run %d: %v", run, err)
 		}
 	}
-	recs := readRecords(t, out)
+	recs := testutil.ReadRecords(t, out)
 	if recs[0].Kind != protocol.KindInventory {
 		t.Fatalf("first record is %s, want the inventory", recs[0].Kind)
 	}

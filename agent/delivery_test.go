@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -101,7 +102,7 @@ state_dir: %q
 	}
 
 	// The authority holds exactly what the agent produced.
-	recs := readRecords(t, out)
+	recs := testutil.ReadRecords(t, out)
 	want := map[string]int64{}
 	for _, r := range recs {
 		if r.Kind == protocol.KindUsage {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
@@ -95,7 +96,7 @@ func TestUnregisteredKeyIsHeldNotDeadLettered(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	recs := readRecords(t, out)
+	recs := testutil.ReadRecords(t, out)
 	if head := auth.Head(t, "test-node"); head != uint64(len(recs)) {
 		t.Errorf("authority head %d, the agent produced %d records", head, len(recs))
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -48,7 +49,7 @@ state_dir: %q
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	recs := readRecords(t, out)
+	recs := testutil.ReadRecords(t, out)
 	poll(t, "every record accepted", 30*time.Second, func() bool { return auth.Head(t, "mig-node") == uint64(len(recs)) })
 
 	db, err := sql.Open("sqlite", "file:"+auth.DBPath+"?mode=ro")

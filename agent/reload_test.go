@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,20 +16,12 @@ import (
 
 	"github.com/gpumeter/gpumeter/agent"
 	"github.com/gpumeter/gpumeter/agent/config"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // logBuffer collects a daemon's JSON log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type logBuffer struct{ testutil.SyncBuffer }
 
 // logger writes JSON lines to l at level (nil: info).
 func (l *logBuffer) logger(level slog.Leveler) *slog.Logger {
@@ -40,10 +31,8 @@ func (l *logBuffer) logger(level slog.Leveler) *slog.Logger {
 // entries are the lines logged so far whose message starts with msg.
 func (l *logBuffer) entries(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
 		var e map[string]any
 		if err := json.Unmarshal([]byte(line), &e); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
@@ -156,7 +145,7 @@ func TestReloadChangesARuleFromTheNextWindow(t *testing.T) {
 	}
 
 	var acmeBefore, labNext, acmeNext, labAfter int64
-	for _, rec := range readRecords(t, out) {
+	for _, rec := range testutil.ReadRecords(t, out) {
 		if rec.Kind != protocol.KindUsage || (rec.Tenant != "acme" && rec.Tenant != "acme-lab") {
 			continue
 		}
@@ -226,7 +215,7 @@ func TestReloadRefusesANodeIDChange(t *testing.T) {
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
-	recs := readRecords(t, out)
+	recs := testutil.ReadRecords(t, out)
 	if len(recs) == 0 {
 		t.Fatal("no records")
 	}

@@ -2,19 +2,17 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/device"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 )
 
 // hangingCollector blocks inside Collect, as a hung driver call does, from
@@ -63,14 +61,7 @@ func (h *hangingCollector) Collect(ctx context.Context) (device.Snapshot, error)
 // returns.
 func TestWatchdogStopsWhileTheLoopHangs(t *testing.T) {
 	const every = 50 * time.Millisecond // pings at half WATCHDOG_USEC
-	sockPath := filepath.Join(t.TempDir(), "s")
-	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sock.Close()
-	t.Setenv("NOTIFY_SOCKET", sockPath)
-	t.Setenv("WATCHDOG_USEC", fmt.Sprint((2 * every).Microseconds()))
+	sock := testutil.ListenNotify(t, 2*every)
 
 	scenario, err := filepath.Abs("../configs/scenarios/demo.yaml")
 	if err != nil {
@@ -100,30 +91,15 @@ func TestWatchdogStopsWhileTheLoopHangs(t *testing.T) {
 		<-done //nolint:errcheck // only waits for Run to stop; the watchdog is what the test checks
 	}()
 
-	// read returns the next datagram, or "" when none comes within wait.
-	read := func(wait time.Duration) string {
-		if err := sock.SetReadDeadline(time.Now().Add(wait)); err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 4096)
-		n, err := sock.Read(buf)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return ""
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(buf[:n])
-	}
 	pings := func(n int, within time.Duration) {
 		t.Helper()
 		deadline := time.Now().Add(within)
 		for got := 0; got < n; {
-			msg := read(time.Until(deadline))
-			if msg == "" {
+			msg := sock.Next(t, time.Until(deadline))
+			if msg == nil {
 				t.Fatalf("%d of %d watchdog pings within %s", got, n, within)
 			}
-			if strings.Contains(msg, "WATCHDOG=1") {
+			if msg["WATCHDOG"] == "1" {
 				got++
 			}
 		}
@@ -138,10 +114,10 @@ func TestWatchdogStopsWhileTheLoopHangs(t *testing.T) {
 	}
 	// The loop pinged, if at all, before it entered Collect: drain those
 	// (a datagram is queued once sent).
-	for i := 0; i < 10 && read(time.Millisecond) != ""; i++ {
+	for i := 0; i < 10 && sock.Next(t, time.Millisecond) != nil; i++ {
 	}
-	if msg := read(6 * every); msg != "" {
-		t.Fatalf("the loop hangs in Collect, but systemd heard %q", msg)
+	if msg := sock.Next(t, 6*every); msg != nil {
+		t.Fatalf("the loop hangs in Collect, but systemd heard %v", msg)
 	}
 
 	hc.release()

@@ -11,10 +11,7 @@ import (
 // few simulated seconds: at 600x a millisecond of scheduling delay is 0.6
 // s of simulated time; the exact check is SameUsage).
 func TestDeliversExactlyWhatWasMetered(t *testing.T) {
-	a := NewAuthority(t, AuthorityOptions{})
-	a.Start()
-	n := NewNode(t, a, NodeOptions{Scenario: OneGPU("GPU-e2e00000-0000-4000-8000-000000000000")})
-	n.Start()
+	a, n := StartOneNode(t, NodeOptions{Scenario: OneGPU("GPU-e2e00000-0000-4000-8000-000000000000")})
 	a.WaitDelivered(n, 2*time.Minute)
 	n.Agent.Stop()
 	stored := a.Stored(n.ID)

@@ -21,10 +21,7 @@ import (
 // paid once); `node instances` names both copies, and `node unfork`
 // clears the flag, in the audit trail.
 func TestClonedNodeIsRefusedAndTheNodeGoesOn(t *testing.T) {
-	a := NewAuthority(t, AuthorityOptions{})
-	a.Start()
-	n := NewNode(t, a, NodeOptions{Scenario: OneGPU("GPU-e2ec1000-0000-4000-8000-000000000000"), Speed: 200})
-	n.Start()
+	a, n := StartOneNode(t, NodeOptions{Scenario: OneGPU("GPU-e2ec1000-0000-4000-8000-000000000000"), Speed: 200})
 	WaitFor(t, time.Minute, "some usage delivered", func() bool { return len(a.Stored(n.ID)) > 5 })
 	n.Agent.Stop()
 

@@ -6,12 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gpumeter/gpumeter/internal/testutil"
 )
 
 // TestCrashIsRestartedAndLosesNothing crashes the agent the two ways Go
@@ -88,8 +89,7 @@ func TestCrashIsRestartedAndLosesNothing(t *testing.T) {
 func checkTiled(t testing.TB, stored []StoredRecord) {
 	t.Helper()
 	ids := map[string]bool{}
-	type win struct{ start, end int64 }
-	units := map[string]map[win]int64{}
+	units := map[string]map[testutil.Window]int64{}
 	for i, r := range stored {
 		if r.Seq != int64(i+1) {
 			t.Fatalf("record %d has seq %d: a sequence number is missing or doubled", i, r.Seq)
@@ -102,24 +102,12 @@ func checkTiled(t testing.TB, stored []StoredRecord) {
 			continue
 		}
 		if units[r.Unit] == nil {
-			units[r.Unit] = map[win]int64{}
+			units[r.Unit] = map[testutil.Window]int64{}
 		}
-		units[r.Unit][win{r.StartMS, r.EndMS}] += r.GPUMillis
+		units[r.Unit][testutil.Window{Start: r.StartMS, End: r.EndMS}] += r.GPUMillis
 	}
 	for unit, sums := range units {
-		wins := make([]win, 0, len(sums))
-		for w, ms := range sums {
-			if ms != w.end-w.start {
-				t.Errorf("unit %s window [%d,%d): records sum to %d ms, want %d", unit, w.start, w.end, ms, w.end-w.start)
-			}
-			wins = append(wins, w)
-		}
-		sort.Slice(wins, func(i, j int) bool { return wins[i].start < wins[j].start })
-		for i := 1; i < len(wins); i++ {
-			if wins[i].start != wins[i-1].end {
-				t.Errorf("unit %s: window [%d,%d) follows one ending %d: a hole or an overlap", unit, wins[i].start, wins[i].end, wins[i-1].end)
-			}
-		}
+		testutil.CheckTiled(t, unit, sums)
 	}
 }
 

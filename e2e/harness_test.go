@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +26,7 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/gpumeter/gpumeter/internal/testenv"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -581,6 +584,17 @@ type NodeOptions struct {
 	Extra string
 }
 
+// StartOneNode starts an authority of default options and one node of o
+// delivering to it.
+func StartOneNode(t testing.TB, o NodeOptions) (*Authority, *Node) {
+	t.Helper()
+	a := NewAuthority(t, AuthorityOptions{})
+	a.Start()
+	n := NewNode(t, a, o)
+	n.Start()
+	return a, n
+}
+
 // NewNode creates a node's key (gpumeter keygen), registers it with a
 // (the operator attests the models and a service date before the
 // simulated timeline), and writes its agent config. The agent is not
@@ -621,7 +635,7 @@ func NewNode(t testing.TB, a *Authority, o NodeOptions) *Node {
 		for _, g := range o.Unregistered {
 			skip[g] = true
 		}
-		for _, g := range sortedKeys(o.Scenario.GPUs) {
+		for _, g := range slices.Sorted(maps.Keys(o.Scenario.GPUs)) {
 			if !skip[g] {
 				args = append(args, "--gpu", g+"="+o.Scenario.GPUs[g])
 			}
@@ -735,28 +749,14 @@ func (n *Node) End() time.Time {
 // records file (inventory records are not usage and are left out).
 func (n *Node) Metered() []protocol.Record {
 	n.t.Helper()
-	f, err := os.Open(n.RecordsFile)
-	if errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(n.RecordsFile); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	defer f.Close()
 	var out []protocol.Record
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		var r protocol.Record
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			n.t.Fatalf("%s: %v", n.RecordsFile, err)
-		}
+	for _, r := range testutil.ReadRecords(n.t, n.RecordsFile) {
 		if r.Kind != protocol.KindInventory {
 			out = append(out, r)
 		}
-	}
-	if err := sc.Err(); err != nil {
-		n.t.Fatal(err)
 	}
 	return out
 }
@@ -860,13 +860,4 @@ func UsageMillis(stored []StoredRecord) map[string]int64 {
 		}
 	}
 	return m
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

@@ -40,10 +40,7 @@ attribution:
 // authority ends with exactly the usage the agent metered.
 func TestUnregisteredGPUIsHeldUntilRegistered(t *testing.T) {
 	const gpu0, gpu1 = "GPU-e2e00000-0000-4000-8000-000000000000", "GPU-e2e00000-0000-4000-8000-000000000001"
-	a := NewAuthority(t, AuthorityOptions{})
-	a.Start()
-	n := NewNode(t, a, NodeOptions{Scenario: twoGPUs(gpu0, gpu1), Unregistered: []string{gpu1}})
-	n.Start()
+	a, n := StartOneNode(t, NodeOptions{Scenario: twoGPUs(gpu0, gpu1), Unregistered: []string{gpu1}})
 	line := n.Agent.WaitLog("authority holds the batch back", time.Minute)
 	if !strings.Contains(line, "gpu-not-registered") || !strings.Contains(line, "voucher-authority node add-gpu") {
 		t.Errorf("held log line does not name the cause and the command:\n%s", line)

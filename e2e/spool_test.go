@@ -18,10 +18,7 @@ import (
 // its own. The authority ends with exactly what was metered, apart from
 // those gaps, nothing doubled.
 func TestDamagedSpoolIsQuarantinedAndTheChainGoesOn(t *testing.T) {
-	a := NewAuthority(t, AuthorityOptions{})
-	a.Start()
-	n := NewNode(t, a, NodeOptions{Scenario: OneGPU("GPU-e2e50000-0000-4000-8000-000000000000"), Speed: 300})
-	n.Start()
+	a, n := StartOneNode(t, NodeOptions{Scenario: OneGPU("GPU-e2e50000-0000-4000-8000-000000000000"), Speed: 300})
 	// Let part of the timeline be delivered, then stop cleanly once the
 	// authority holds everything the agent has metered so far.
 	WaitFor(t, time.Minute, "some usage delivered", func() bool { return len(a.Stored(n.ID)) > 10 })

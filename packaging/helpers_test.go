@@ -8,7 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,16 +78,6 @@ func debContents(t *testing.T, ctx context.Context, deb string) map[string]debFi
 	return files
 }
 
-// sortedKeys returns m's keys in order, for messages.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // passwdEntry is a line of /etc/passwd.
 type passwdEntry struct {
 	uid, gid    int
@@ -97,42 +87,45 @@ type passwdEntry struct {
 // lookupUser reads user from root/etc/passwd.
 func lookupUser(t *testing.T, root, user string) (passwdEntry, bool) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(root, "etc/passwd"))
+	f := etcEntry(t, root, "passwd", user, 7)
+	if f == nil {
+		return passwdEntry{}, false
+	}
+	uid, err1 := strconv.Atoi(f[2])
+	gid, err2 := strconv.Atoi(f[3])
+	if err1 != nil || err2 != nil {
+		t.Fatalf("%s/etc/passwd: bad line %q", root, strings.Join(f, ":"))
+	}
+	return passwdEntry{uid: uid, gid: gid, home: f[5], shell: f[6]}, true
+}
+
+// etcEntry is the fields of name's line of root/etc/file (a colon-separated
+// database such as passwd or group) that has n fields, or nil.
+func etcEntry(t *testing.T, root, file, name string, n int) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "etc", file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) != 7 || f[0] != user {
-			continue
+		if f := strings.Split(line, ":"); len(f) == n && f[0] == name {
+			return f
 		}
-		uid, err1 := strconv.Atoi(f[2])
-		gid, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil {
-			t.Fatalf("%s/etc/passwd: bad line %q", root, line)
-		}
-		return passwdEntry{uid: uid, gid: gid, home: f[5], shell: f[6]}, true
 	}
-	return passwdEntry{}, false
+	return nil
 }
 
 // groupMembers returns the members of group in root/etc/group.
 func groupMembers(t *testing.T, root, group string) ([]string, bool) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(root, "etc/group"))
-	if err != nil {
-		t.Fatal(err)
+	f := etcEntry(t, root, "group", group, 4)
+	switch {
+	case f == nil:
+		return nil, false
+	case f[3] == "":
+		return nil, true
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) == 4 && f[0] == group {
-			if f[3] == "" {
-				return nil, true
-			}
-			return strings.Split(f[3], ","), true
-		}
-	}
-	return nil, false
+	return strings.Split(f[3], ","), true
 }
 
 // debianMirror returns the configured apt mirror serving suite, as apt's
@@ -215,4 +208,37 @@ func fileMode(t *testing.T, path string) string {
 func ownerOf(st os.FileInfo) (uid, gid int) {
 	sys := st.Sys().(*syscall.Stat_t)
 	return int(sys.Uid), int(sys.Gid)
+}
+
+// TestEtcEntries: lookupUser and groupMembers find the named line of a
+// root's passwd and group files, skip others and say when there is none.
+func TestEtcEntries(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"passwd": "root:x:0:0:root:/root:/bin/bash\ngpumeter:x:998:997::/var/lib/gpumeter:/usr/sbin/nologin\n",
+		"group":  "root:x:0:\nvideo:x:44:gpumeter,other\nempty:x:45:\n",
+	} {
+		if err := os.WriteFile(filepath.Join(root, "etc", name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, ok := lookupUser(t, root, "gpumeter")
+	if want := (passwdEntry{uid: 998, gid: 997, home: "/var/lib/gpumeter", shell: "/usr/sbin/nologin"}); !ok || u != want {
+		t.Errorf("lookupUser(gpumeter) = %+v, %v; want %+v", u, ok, want)
+	}
+	if _, ok := lookupUser(t, root, "nobody"); ok {
+		t.Error("lookupUser found a user the file does not have")
+	}
+	if m, ok := groupMembers(t, root, "video"); !ok || !slices.Equal(m, []string{"gpumeter", "other"}) {
+		t.Errorf("groupMembers(video) = %q, %v", m, ok)
+	}
+	if m, ok := groupMembers(t, root, "empty"); !ok || m != nil {
+		t.Errorf("groupMembers(empty) = %q, %v; want none, found", m, ok)
+	}
+	if _, ok := groupMembers(t, root, "absent"); ok {
+		t.Error("groupMembers found a group the file does not have")
+	}
 }

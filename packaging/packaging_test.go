@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,7 +279,7 @@ func checkDebs(t *testing.T, ctx context.Context, b built) {
 // its reason in packaging/lintian/<package>.
 func checkLintian(t *testing.T, ctx context.Context, b built) {
 	args := []string{"--pedantic", "--display-experimental", "--display-info", "--show-overrides"}
-	for _, pkg := range sortedKeys(shipped) {
+	for _, pkg := range slices.Sorted(maps.Keys(shipped)) {
 		args = append(args, b.deb[pkg])
 	}
 	stdout, stderr, err := run(ctx, "", nil, "lintian", args...)
@@ -359,7 +360,7 @@ func checkRPMs(t *testing.T, ctx context.Context, b built) {
 func dpkgInstall(t *testing.T, ctx context.Context, root string, debs map[string]string) {
 	t.Helper()
 	args := []string{"dpkg", "--install"}
-	for _, pkg := range sortedKeys(debs) {
+	for _, pkg := range slices.Sorted(maps.Keys(debs)) {
 		data, err := os.ReadFile(debs[pkg])
 		if err != nil {
 			t.Fatal(err)

@@ -17,9 +17,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"database/sql"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -246,4 +248,34 @@ func (a *Authority) Counts(t testing.TB) store.Counts {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// HoldReview puts a billed charge in the review queue, as ingest does for
+// usage that looks like no work (charges.review 'held', a reviews row
+// created at created holding its subsidy), writing the rows directly.
+func (a *Authority) HoldReview(t testing.TB, recordID, reason string, created time.Time) {
+	t.Helper()
+	driver, source, ph := "sqlite", "file:"+a.DBPath+"?_pragma=busy_timeout(10000)", func(n int) string { return "?" }
+	if a.DSN != "" {
+		driver, source, ph = "pgx", a.DSN, func(n int) string { return "$" + strconv.Itoa(n) }
+	}
+	db, err := sql.Open(driver, source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	ctx := context.Background()
+	// Only the driver's placeholders are joined into the SQL.
+	//nolint:gosec // G202: placeholders, not data
+	if _, err := db.ExecContext(ctx, `UPDATE charges SET review = 'held' WHERE record_id = `+ph(1), recordID); err != nil {
+		t.Fatal(err)
+	}
+	//nolint:gosec // G202: placeholders, not data
+	if _, err := db.ExecContext(ctx, `INSERT INTO reviews (record_id, node_id, provider, tenant, entity_id, window_start_ms,
+			reason, held_fen, status, created)
+		SELECT c.record_id, r.node_id, c.provider, c.tenant, c.entity_id, c.window_start_ms, `+ph(1)+`, c.subsidy_fen, 'held', `+ph(2)+`
+		FROM charges c JOIN records r ON r.record_id = c.record_id WHERE c.record_id = `+ph(3),
+		reason, created.UnixMilli(), recordID); err != nil {
+		t.Fatal(err)
+	}
 }

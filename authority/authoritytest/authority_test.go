@@ -2,7 +2,6 @@ package authoritytest_test
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
 	"net/http"
 	"testing"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -18,10 +18,7 @@ import (
 // over TLS, registers its nodes, and stops answering while down.
 func TestAuthorityAnswers(t *testing.T) {
 	pki := authoritytest.NewPKI(t)
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := testutil.NewPublicKey(t)
 	tests := []struct {
 		name   string
 		tls    *tls.Config
@@ -72,10 +69,8 @@ func TestAuthorityAnswers(t *testing.T) {
 // stores what it accepts there, and says where its database is.
 func TestAuthorityOnEachDriver(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
-		pub, key, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key := testutil.NewKey(t)
+		pub := key.Public().(ed25519.PublicKey)
 		a := authoritytest.New(t, authoritytest.Options{
 			Driver: driver,
 			Nodes:  []authoritytest.Node{{ID: "node-01", Provider: "example-cloud", PublicKey: pub, GPUs: []string{"GPU-00000000-0000-4000-8000-000000000001"}}},

@@ -3,13 +3,13 @@ package ingest_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"testing"
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -27,10 +27,7 @@ func TestSpoolLostGapAccepted(t *testing.T) {
 		const gpu = "GPU-5b001000-0000-4000-8000-000000000001"
 		now := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
 		clk := clock.NewVirtual(now)
-		_, key, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
+		key := testutil.NewKey(t)
 		a := authoritytest.New(t, authoritytest.Options{Driver: driver, Clock: clk, Nodes: []authoritytest.Node{
 			{ID: "n1", Provider: "p", PublicKey: key.Public().(ed25519.PublicKey), GPUs: []string{gpu}},
 		}})

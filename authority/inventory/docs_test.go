@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -56,7 +57,7 @@ func markdown(models []Model) string {
 		}
 		mig := "no MIG"
 		if m.MIG {
-			profiles := sortedKeys(m.Profiles)
+			profiles := slices.Sorted(maps.Keys(m.Profiles))
 			// By slices, then by memory: "1g.5gb" before "1g.10gb".
 			sort.SliceStable(profiles, func(i, j int) bool {
 				a, b := profiles[i], profiles[j]

@@ -108,7 +108,7 @@ func (m Model) CheckLayout(profiles []string) error {
 		p, ok := m.Profiles[name]
 		if !ok {
 			return fmt.Errorf("%w: %q on %s (known: %s)", ErrUnknownProfile, name, m.ID,
-				strings.Join(sortedKeys(m.Profiles), ", "))
+				strings.Join(slices.Sorted(maps.Keys(m.Profiles)), ", "))
 		}
 		count[name]++
 		if count[name] > p.MaxInstances {

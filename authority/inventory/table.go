@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -190,7 +191,7 @@ func (r modelYAML) checkMIG(fail failFunc) error {
 		return fail(field("mig_profiles"), "a MIG model lists its profiles")
 	}
 	largest := 0
-	for _, n := range sortedKeys(r.Profiles) {
+	for _, n := range slices.Sorted(maps.Keys(r.Profiles)) {
 		p := r.Profiles[n]
 		sm := profilePattern.FindStringSubmatch(n)
 		if sm == nil {
@@ -265,12 +266,3 @@ walk:
 // normalize is the form ids and names are compared in: NVML names are
 // matched whatever their case and surrounding spaces.
 func normalize(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}

@@ -2,8 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
-	"database/sql"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -15,33 +13,6 @@ import (
 	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
 )
-
-// holdReview puts a billed charge in the review queue, as ingest does for
-// usage that looks like no work (charges.review 'held', a reviews row
-// holding its subsidy), writing the rows directly.
-func holdReview(t *testing.T, a *authoritytest.Authority, recordID, reason string) {
-	t.Helper()
-	driver, source, ph := "sqlite", "file:"+a.DBPath+"?_pragma=busy_timeout(10000)", func(n int) string { return "?" }
-	if a.DSN != "" {
-		driver, source, ph = "pgx", a.DSN, func(n int) string { return "$" + string(rune('0'+n)) }
-	}
-	db, err := sql.Open(driver, source)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, `UPDATE charges SET review = 'held' WHERE record_id = `+ph(1), recordID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO reviews (record_id, node_id, provider, tenant, entity_id, window_start_ms,
-			reason, held_fen, status, created)
-		SELECT c.record_id, r.node_id, c.provider, c.tenant, c.entity_id, c.window_start_ms, `+ph(1)+`, c.subsidy_fen, 'held', `+ph(2)+`
-		FROM charges c JOIN records r ON r.record_id = c.record_id WHERE c.record_id = `+ph(3),
-		reason, t0.UnixMilli(), recordID); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func TestAdminReviewsAndRefusals(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
@@ -59,8 +30,8 @@ func TestAdminReviewsAndRefusals(t *testing.T) {
 		period := "?from=" + t0.Add(-time.Hour).Format(time.RFC3339) + "&to=" + t0.Format(time.RFC3339)
 		var st billing.Statement
 		mustJSON(t, a.must(200, "GET", "/v1/admin/statements/"+entity+period, nil), &st)
-		holdReview(t, a.Authority, st.Lines[0].RecordID, "energy 0 mJ")
-		holdReview(t, a.Authority, st.Lines[1].RecordID, "utilization 0%")
+		a.HoldReview(t, st.Lines[0].RecordID, "energy 0 mJ", t0)
+		a.HoldReview(t, st.Lines[1].RecordID, "utilization 0%", t0)
 		garbage := []byte(`{"payload": "garbage"`)
 		if ans := a.post(garbage); ans.status != http.StatusBadRequest {
 			t.Fatalf("garbage: %d", ans.status)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
@@ -84,14 +84,7 @@ func newEnvWith(t testing.TB, driver, dir string, maxBody int64, change func(*au
 	return e
 }
 
-func newKey(t testing.TB) ed25519.PrivateKey {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return priv
-}
+var newKey = testutil.NewKey
 
 func pub(k ed25519.PrivateKey) ed25519.PublicKey { return k.Public().(ed25519.PublicKey) }
 
@@ -213,15 +206,11 @@ func (e *env) mustAccept(s ledger.Sealed) {
 
 func (e *env) metrics() string {
 	e.t.Helper()
-	resp, err := e.HTTP.Client().Get(e.HTTP.URL + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, e.HTTP.URL+"/metrics", nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	_, b := e.roundTrip(req)
 	return string(b)
 }
 

@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/url"
@@ -13,20 +11,14 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/internal/testenv"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
 var t0 = time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
 
-func pubKey(t *testing.T) ed25519.PublicKey {
-	t.Helper()
-	p, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+var pubKey = testutil.NewPublicKey
 
 func TestOpenTwiceAppliesMigrationsOnce(t *testing.T) {
 	eachSource(t, func(t *testing.T, driver string, source func(t *testing.T) string) {

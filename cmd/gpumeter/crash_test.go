@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,7 +18,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
-	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 )
 
 // crashScenario: two GPUs, each used by one tenant for the whole 6 hours,
@@ -50,15 +49,8 @@ type agentProc struct {
 
 func startAgent(t *testing.T, cfg string) *agentProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "run", "--config", cfg)
-	cmd.Env = append(os.Environ(), "GPUMETER_TEST_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := testutil.SelfCommand("GPUMETER_TEST_MAIN", "run", "--config", cfg)
+	stderr := testutil.StartReadingStderr(t, cmd)
 	p := &agentProc{cmd: cmd, lines: make(chan string, 1024)}
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -108,15 +100,7 @@ func TestSIGKILLNeverLosesOrDoublesUsage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test in -short mode")
 	}
-	dir := t.TempDir()
-	state := filepath.Join(dir, "state")
-	if err := os.Mkdir(state, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, pub := testutil.NodeState(t, t.TempDir())
 	gpus := make([]string, 0, len(crashGPUs))
 	for g := range crashGPUs {
 		gpus = append(gpus, g)
@@ -232,14 +216,13 @@ func checkCrashRecords(t *testing.T, st *store.Store, db *sql.DB, end time.Time)
 		}
 	}
 	for unit, tenant := range crashGPUs {
-		type win struct{ start, end int64 }
-		sums := map[win]int64{}
+		sums := map[testutil.Window]int64{}
 		var usage, down, otherGap, idle int64
 		for _, r := range recs {
 			if r.unit != unit {
 				continue
 			}
-			sums[win{r.start, r.end}] += r.ms
+			sums[testutil.Window{Start: r.start, End: r.end}] += r.ms
 			switch {
 			case r.kind == "usage" && r.tenant == tenant:
 				usage += r.ms
@@ -253,20 +236,8 @@ func checkCrashRecords(t *testing.T, st *store.Store, db *sql.DB, end time.Time)
 				idle += r.ms
 			}
 		}
-		wins := make([]win, 0, len(sums))
-		for w, ms := range sums {
-			if ms != w.end-w.start {
-				t.Errorf("unit %s window [%d,%d): records sum to %d ms, want %d", unit, w.start, w.end, ms, w.end-w.start)
-			}
-			wins = append(wins, w)
-		}
-		sort.Slice(wins, func(i, j int) bool { return wins[i].start < wins[j].start })
-		for i := 1; i < len(wins); i++ {
-			if wins[i].start != wins[i-1].end {
-				t.Errorf("unit %s: window [%d,%d) follows one ending %d: a hole or an overlap", unit, wins[i].start, wins[i].end, wins[i-1].end)
-			}
-		}
-		span := wins[len(wins)-1].end - wins[0].start
+		wins := testutil.CheckTiled(t, unit, sums)
+		span := wins[len(wins)-1].End - wins[0].Start
 		if usage+down+otherGap+idle != span {
 			t.Errorf("unit %s: usage %d + agent_down %d + other gaps %d + idle %d != span %d", unit, usage, down, otherGap, idle, span)
 		}

@@ -120,12 +120,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: gpumeter check-config FILE")
 		return exitUsage
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitConfig
-	}
-	warnings, err := preflight(cfg)
+	_, warnings, err := loadChecked(*path)
 	for _, w := range warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
@@ -135,6 +130,17 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s: OK\n", *path)
 	return exitOK
+}
+
+// loadChecked loads the config at path and runs preflight on it: the
+// checks check-config and run share.
+func loadChecked(path string) (*config.Config, []string, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	warnings, err := preflight(cfg)
+	return cfg, warnings, err
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
@@ -155,14 +161,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: gpumeter run [--config FILE]")
 		return exitUsage
 	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitConfig
-	}
 	// Everything check-config checks, before anything starts: a config
 	// that cannot work exits 78 here, which systemd does not restart.
-	warnings, err := preflight(cfg)
+	cfg, warnings, err := loadChecked(*path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitConfig

@@ -6,15 +6,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -189,15 +188,8 @@ output: {records_file: %q}
 log: {level: debug}
 state_dir: %q
 `, scenario, out, t.TempDir()))
-	cmd := exec.Command(os.Args[0], "run", "--config", cfg)
-	cmd.Env = append(os.Environ(), "GPUMETER_TEST_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := testutil.SelfCommand("GPUMETER_TEST_MAIN", "run", "--config", cfg)
+	stderr := testutil.StartReadingStderr(t, cmd)
 	// Wait (on the log, not on a sleep) until a window has closed.
 	lines := make(chan string, 100)
 	go func() {
@@ -245,15 +237,11 @@ wait:
 	if !strings.Contains(strings.Join(log, "\n"), `level=INFO msg="signal received; stopping" signal=terminated`) {
 		t.Errorf("log does not name the signal that stopped the agent:\n%s", strings.Join(log, "\n"))
 	}
-	data, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
+	recs := testutil.ReadRecords(t, out)
+	if len(recs) == 0 {
+		t.Fatal("no records written")
 	}
-	recs := strings.Split(strings.TrimSpace(string(data)), "\n")
-	var last protocol.Record
-	if err := json.Unmarshal([]byte(recs[len(recs)-1]), &last); err != nil {
-		t.Fatal(err)
-	}
+	last := recs[len(recs)-1]
 	if last.WindowEnd.UnixMilli()%60000 == 0 {
 		t.Errorf("last record ends on a minute boundary (%s): the open window was not cut at the stop", last.WindowEnd)
 	}
@@ -314,35 +302,11 @@ state_dir: %q
 // applied, a broken file is refused and the agent keeps running, and each
 // reload is bracketed by RELOADING=1 (with MONOTONIC_USEC) and READY=1.
 func TestSIGHUPReloadsTheRunningAgent(t *testing.T) {
-	sockPath := filepath.Join(t.TempDir(), "notify")
-	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sock.Close()
-	t.Setenv("NOTIFY_SOCKET", sockPath)
+	sock := testutil.ListenNotify(t, 0)
 	// expect reads datagrams until one sets key=1 and returns it.
 	expect := func(key string) map[string]string {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		buf := make([]byte, 4096)
-		for {
-			if err := sock.SetReadDeadline(deadline); err != nil {
-				t.Fatal(err)
-			}
-			n, err := sock.Read(buf)
-			if err != nil {
-				t.Fatalf("waiting for %s=1 from the agent: %v", key, err)
-			}
-			msg := map[string]string{}
-			for _, l := range strings.Split(string(buf[:n]), "\n") {
-				k, v, _ := strings.Cut(l, "=")
-				msg[k] = v
-			}
-			if msg[key] == "1" {
-				return msg
-			}
-		}
+		return sock.Expect(t, key, 30*time.Second, testutil.NotifyEvents...)
 	}
 
 	scenario, _ := filepath.Abs("../../configs/scenarios/demo.yaml")

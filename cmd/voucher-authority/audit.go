@@ -21,8 +21,8 @@ import (
 // keeps each node's newest 10 000, and the first 64 KiB of each body), and
 // the operator actions (audit_actions.go).
 func auditCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "audit", Short: "recompute the books (--db), or the audit trail of refused requests and operator actions (docs/operations.md)"})
-	c.AddCommand(auditListCmd(), auditShowCmd(), auditActionsCmd())
+	c := group("audit", "recompute the books (--db), or the audit trail of refused requests and operator actions (docs/operations.md)",
+		auditListCmd(), auditShowCmd(), auditActionsCmd())
 	// Without a subcommand but with --db: the read-only recomputation of
 	// the books (verify.go), exit 1 on any difference.
 	db := c.Flags().String("db", "", "recompute the books of this database (read-only): "+dbUsage)
@@ -46,9 +46,8 @@ func auditCmd() *cobra.Command {
 // subsidies"), oldest first. Rejecting returns the held subsidy to the
 // vouchers and the yearly caps; a review is decided once.
 func reviewCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "review", Short: "the review queue of held subsidies (docs/billing.md)"})
-	c.AddCommand(reviewListCmd(), reviewDecideCmd("approve"), reviewDecideCmd("reject"))
-	return c
+	return group("review", "the review queue of held subsidies (docs/billing.md)",
+		reviewListCmd(), reviewDecideCmd("approve"), reviewDecideCmd("reject"))
 }
 
 // limitFlag parses --limit: "" is 0 (the store's default), else 1 to max.
@@ -107,12 +106,8 @@ func auditListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if *format == "json" {
-				return printJSON(stdout, nonNil(rs))
-			}
-			tw := newTable(stdout)
-			fmt.Fprintln(tw, "id\treceived (UTC+8)\tnode\tkey\tfirst seq\tcause\tremote\tbytes\tsha256\tdetail")
-			for _, r := range rs {
+			header := []string{"id", "received (UTC+8)", "node", "key", "first seq", "cause", "remote", "bytes", "sha256", "detail"}
+			return printList(stdout, *format, rs, header, func(r store.Refusal) []string {
 				node, seq, size := r.Node, "-", strconv.FormatInt(r.Size, 10)
 				if node == "" {
 					node = "(unauthenticated)"
@@ -123,10 +118,9 @@ func auditListCmd() *cobra.Command {
 				if r.Truncated {
 					size += " (cut)"
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, formatSeconds(r.Received), oneLine(node), dash(oneLine(r.KeyID)),
-					seq, oneLine(r.Cause), oneLine(r.Remote), size, r.SHA256[:min(12, len(r.SHA256))], oneLine(r.Detail))
-			}
-			return tw.Flush()
+				return []string{strconv.FormatInt(r.ID, 10), formatSeconds(r.Received), oneLine(node), dash(oneLine(r.KeyID)),
+					seq, oneLine(r.Cause), oneLine(r.Remote), size, r.SHA256[:min(12, len(r.SHA256))], oneLine(r.Detail)}
+			})
 		})
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -46,16 +47,11 @@ func auditActionsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if *format == "json" {
-				return printJSON(stdout, nonNil(as))
-			}
-			tw := newTable(stdout)
-			fmt.Fprintln(tw, "id\tat (UTC+8)\tactor\taction\tnode\tdetails")
-			for _, a := range as {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.ID, formatSeconds(a.At), oneLine(a.Actor), a.Action,
-					dash(oneLine(a.Node)), oneLine(string(a.Details)))
-			}
-			return tw.Flush()
+			header := []string{"id", "at (UTC+8)", "actor", "action", "node", "details"}
+			return printList(stdout, *format, as, header, func(a store.OperatorAction) []string {
+				return []string{strconv.FormatInt(a.ID, 10), formatSeconds(a.At), oneLine(a.Actor), a.Action,
+					dash(oneLine(a.Node)), oneLine(string(a.Details))}
+			})
 		})
 	})
 }

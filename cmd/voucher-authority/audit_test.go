@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"database/sql"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -16,34 +15,9 @@ import (
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
-
-// holdReview puts a billed charge in the review queue, as ingest does for
-// usage that looks like no work, writing the rows directly.
-func holdReview(t *testing.T, a *authoritytest.Authority, recordID, reason string) {
-	t.Helper()
-	driver, source, ph := "sqlite", "file:"+a.DBPath+"?_pragma=busy_timeout(10000)", func(n int) string { return "?" }
-	if a.DSN != "" {
-		driver, source, ph = "pgx", a.DSN, func(n int) string { return "$" + strconv.Itoa(n) }
-	}
-	db, err := sql.Open(driver, source)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ctx := context.Background()
-	if _, err := db.ExecContext(ctx, `UPDATE charges SET review = 'held' WHERE record_id = `+ph(1), recordID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO reviews (record_id, node_id, provider, tenant, entity_id, window_start_ms,
-			reason, held_fen, status, created)
-		SELECT c.record_id, r.node_id, c.provider, c.tenant, c.entity_id, c.window_start_ms, `+ph(1)+`, c.subsidy_fen, 'held', `+ph(2)+`
-		FROM charges c JOIN records r ON r.record_id = c.record_id WHERE c.record_id = `+ph(3),
-		reason, time.Now().UnixMilli(), recordID); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestAuditAndReviewCommands: a refused batch is in `audit list` and
 // `audit show`; held subsidies are in `review list`, apart on the
@@ -51,7 +25,7 @@ func holdReview(t *testing.T, a *authoritytest.Authority, recordID, reason strin
 func TestAuditAndReviewCommands(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		ctx := context.Background()
-		key := newKey(t)
+		key := testutil.NewKey(t)
 		a := authoritytest.New(t, authoritytest.Options{Driver: driver, Nodes: []authoritytest.Node{
 			{ID: "n1", Provider: testProvider, PublicKey: key.Public().(ed25519.PublicKey), GPUs: []string{testGPU}},
 		}})
@@ -80,8 +54,8 @@ func TestAuditAndReviewCommands(t *testing.T) {
 			recs = append(recs, usageRecord(base.Add(time.Duration(i)*time.Minute), "t1", 60000))
 		}
 		deliver(t, a, key, recs)
-		holdReview(t, a, recs[0].ID, "energy 0 mJ")
-		holdReview(t, a, recs[1].ID, "utilization 0%")
+		a.HoldReview(t, recs[0].ID, "energy 0 mJ", time.Now())
+		a.HoldReview(t, recs[1].ID, "utilization 0%", time.Now())
 		garbage := []byte(`{"payload": "not a batch"`)
 		resp, err := a.HTTP.Client().Post(a.URL+"/v1/batches", "application/json", bytes.NewReader(garbage))
 		if err != nil {

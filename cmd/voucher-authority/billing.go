@@ -21,34 +21,28 @@ import (
 // exits 1; the message names the field or the object.
 
 func entityCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "entity", Short: "the legal entities that hold vouchers and owe charges"})
-	c.AddCommand(entityPutCmd(), entityListCmd())
-	return c
+	return group("entity", "the legal entities that hold vouchers and owe charges",
+		entityPutCmd(), entityListCmd())
 }
 
 func tenantCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "tenant", Short: "which entity a provider's tenant label is"})
-	c.AddCommand(tenantMapCmd(), tenantListCmd())
-	return c
+	return group("tenant", "which entity a provider's tenant label is",
+		tenantMapCmd(), tenantListCmd())
 }
 
 func programCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "program", Short: "voucher programs: who subsidizes what share of which usage"})
-	c.AddCommand(programAddCmd(), programListCmd(), programShowCmd())
-	return c
+	return group("program", "voucher programs: who subsidizes what share of which usage",
+		programAddCmd(), programListCmd(), programShowCmd())
 }
 
 func voucherCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "voucher", Short: "issue, list, suspend, resume and revoke vouchers"})
-	c.AddCommand(voucherIssueCmd(), voucherListCmd(),
-		voucherStatusCmd("suspend"), voucherStatusCmd("resume"), voucherStatusCmd("revoke"))
-	return c
+	return group("voucher", "issue, list, suspend, resume and revoke vouchers",
+		voucherIssueCmd(), voucherListCmd(), voucherStatusCmd("suspend"), voucherStatusCmd("resume"), voucherStatusCmd("revoke"))
 }
 
 func ratecardCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "ratecard", Short: "providers' prices per GPU-hour"})
-	c.AddCommand(rateCardAddCmd(), rateCardEndCmd(), rateCardListCmd())
-	return c
+	return group("ratecard", "providers' prices per GPU-hour",
+		rateCardAddCmd(), rateCardEndCmd(), rateCardListCmd())
 }
 
 // withBilling runs fn on the store like withStore, but exits 64 when the
@@ -163,17 +157,23 @@ func (l listCommand[T]) command() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if *format == "json" {
-				return printJSON(stdout, nonNil(items))
-			}
-			tw := newTable(stdout)
-			fmt.Fprintln(tw, strings.Join(l.header, "\t"))
-			for _, it := range items {
-				fmt.Fprintln(tw, strings.Join(l.row(it), "\t"))
-			}
-			return tw.Flush()
+			return printList(stdout, *format, items, l.header, l.row)
 		})
 	})
+}
+
+// printList prints items as JSON (format json) or as a table: header,
+// then row's cells for each item.
+func printList[T any](w io.Writer, format string, items []T, header []string, row func(T) []string) error {
+	if format == "json" {
+		return printJSON(w, nonNil(items))
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, it := range items {
+		fmt.Fprintln(tw, strings.Join(row(it), "\t"))
+	}
+	return tw.Flush()
 }
 
 func tenantMapCmd() *cobra.Command {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,29 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/gpumeter/gpumeter/internal/testutil"
 )
-
-// syncBuffer is a bytes.Buffer safe for a serve goroutine writing and the
-// test reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 const serveToken = "serve-test-token-0123456789abcdef0123456789"
 
@@ -60,7 +41,7 @@ func TestServeStartsTheOperatorAPI(t *testing.T) {
 	cfg := adminConfig(t, "127.0.0.1:0", 0o600)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs syncBuffer
+	var logs testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", cfg}, io.Discard, &logs) }()
 
@@ -146,7 +127,7 @@ func TestServeRefusesAnUnsafeOperatorAPI(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs testutil.SyncBuffer
 			code := run(context.Background(), []string{"serve", "--config", adminConfig(t, tc.admin, tc.mode)}, io.Discard, &logs)
 			if code != tc.code || !strings.Contains(logs.String(), tc.want) {
 				t.Fatalf("exit %d, want %d with %q: %s", code, tc.code, tc.want, logs.String())

@@ -16,6 +16,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -66,7 +67,7 @@ func output(t *testing.T, args ...string) string {
 // through the CLI, on each store.
 func TestBillingCommands(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
-		key := newKey(t)
+		key := testutil.NewKey(t)
 		a := authoritytest.New(t, authoritytest.Options{Driver: driver, Nodes: []authoritytest.Node{
 			{ID: "n1", Provider: testProvider, PublicKey: key.Public().(ed25519.PublicKey), GPUs: []string{testGPU}},
 		}})

@@ -13,6 +13,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/testenv"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
@@ -34,7 +35,7 @@ func TestCoverageCommand(t *testing.T) {
 func testCoverageCommand(t *testing.T, db, sqlDriver string, dollar bool) {
 	const gpuA, gpuB = "GPU-c0c0c0c0-0000-4000-8000-00000000000a", "GPU-c0c0c0c0-0000-4000-8000-00000000000b"
 	output(t, "node", "register", "--db", db, "--id", "n1", "--provider", testProvider, "--public-key",
-		signing.EncodePublicKey(newPub(t)), "--model", "H100-SXM5-80GB", "--gpu", gpuA, "--gpu", gpuB)
+		signing.EncodePublicKey(testutil.NewPublicKey(t)), "--model", "H100-SXM5-80GB", "--gpu", gpuA, "--gpu", gpuB)
 	day := time.Date(2026, 1, 1, 0, 0, 0, 0, server.ChinaStandardTime)
 	conn, err := sql.Open(sqlDriver, db)
 	if err != nil {

@@ -67,21 +67,16 @@ func main() {
 
 // newRoot builds the command tree.
 func newRoot() *cobra.Command {
-	root := &cobra.Command{
-		Use:           "voucher-authority",
-		Short:         "the reference voucher authority for gpumeter",
-		Long:          rootLong,
-		SilenceErrors: true, // run prints errors, with the exit status
-		SilenceUsage:  true,
-	}
-	group(root)
-	root.AddCommand(
+	root := group("voucher-authority", "the reference voucher authority for gpumeter",
 		serveCmd(), checkConfigCmd(),
 		nodeCmd(), modelsCmd(), keyCmd(), usageCmd(), headCmd(), coverageCmd(),
 		entityCmd(), tenantCmd(), programCmd(), voucherCmd(), ratecardCmd(), statementCmd(), claimCmd(),
 		auditCmd(), reviewCmd(), logCmd(), exportCmd(), verifyCmd(),
 		versionCmd(),
 	)
+	root.Long = rootLong
+	root.SilenceErrors = true // run prints errors, with the exit status
+	root.SilenceUsage = true
 	return root
 }
 
@@ -119,9 +114,11 @@ type exitStatus int
 
 func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
-// group makes c a command group: run alone, or with an unknown
+// group is a command group of subcommands: run alone, or with an unknown
 // subcommand, it is a usage error that prints its usage to stderr.
-func group(c *cobra.Command) *cobra.Command {
+func group(use, short string, subcommands ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{Use: use, Short: short}
+	c.AddCommand(subcommands...)
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		stderr := cmd.ErrOrStderr()
 		if len(args) == 0 {

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -14,18 +12,9 @@ import (
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/testenv"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
-
-// newKey makes a node's signing key.
-func newKey(t *testing.T) ed25519.PrivateKey {
-	t.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
 
 // dbArg is the --db value that reaches a's store: the SQLite file, or the
 // DSN on PostgreSQL.
@@ -34,15 +23,6 @@ func dbArg(a *authoritytest.Authority, driver string) string {
 		return a.DSN
 	}
 	return a.DBPath
-}
-
-func newPub(t *testing.T) ed25519.PublicKey {
-	t.Helper()
-	p, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // TestMain lets the test binary run as voucher-authority itself, so tests
@@ -71,7 +51,7 @@ func TestCommands(t *testing.T) {
 
 func testCommands(t *testing.T, db string) {
 	dir := t.TempDir()
-	k1, k2, k3 := newPub(t), newPub(t), newPub(t)
+	k1, k2, k3 := testutil.NewPublicKey(t), testutil.NewPublicKey(t), testutil.NewPublicKey(t)
 	b64 := signing.EncodePublicKey
 	badCfg := filepath.Join(dir, "bad.yaml")
 	if err := os.WriteFile(badCfg, []byte("listen: 127.0.0.1:1\nstore:\n  driver: sqlite\n  path: x\nmax_body: 3\n"), 0o600); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -25,10 +26,10 @@ import (
 func TestNodeChangeCommands(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		const gpu2, gpu3 = "GPU-b111b111-0000-4000-8000-000000000002", "GPU-b111b111-0000-4000-8000-000000000003"
-		key := newKey(t)
+		key := testutil.NewKey(t)
 		a := authoritytest.New(t, authoritytest.Options{Driver: driver, Nodes: []authoritytest.Node{
 			{ID: "n1", Provider: testProvider, PublicKey: key.Public().(ed25519.PublicKey), GPUs: []string{testGPU, gpu2}},
-			{ID: "n2", Provider: testProvider, PublicKey: newPub(t), GPUs: []string{gpu3}},
+			{ID: "n2", Provider: testProvider, PublicKey: testutil.NewPublicKey(t), GPUs: []string{gpu3}},
 		}})
 		db := dbArg(a, driver)
 		base := time.Now().UTC().Truncate(time.Minute).Add(-10 * time.Minute)

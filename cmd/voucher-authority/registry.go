@@ -21,16 +21,14 @@ import (
 // nodeCmd is the node registry: which nodes, keys and GPUs the authority
 // accepts records from.
 func nodeCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "node", Short: "register nodes and their GPUs, move GPUs, clear flags, list them"})
-	c.AddCommand(nodeRegisterCmd(), nodeAddGPUCmd(), nodeRemoveGPUCmd(), nodeUnforkCmd(), nodeInstancesCmd(), nodeListCmd())
-	return c
+	return group("node", "register nodes and their GPUs, move GPUs, clear flags, list them",
+		nodeRegisterCmd(), nodeAddGPUCmd(), nodeRemoveGPUCmd(), nodeUnforkCmd(), nodeInstancesCmd(), nodeListCmd())
 }
 
 // keyCmd rotates and revokes node keys.
 func keyCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "key", Short: "rotate and revoke node keys"})
-	c.AddCommand(keyRotateCmd(), keyRevokeCmd())
-	return c
+	return group("key", "rotate and revoke node keys",
+		keyRotateCmd(), keyRevokeCmd())
 }
 
 // listFlag collects a repeated flag (a pflag.Value).

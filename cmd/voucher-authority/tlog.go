@@ -20,9 +20,8 @@ import (
 // "The verifiable log").
 
 func logCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "log", Short: "the verifiable log: its key and checkpoints"})
-	c.AddCommand(logKeygenCmd(), logCheckpointCmd())
-	return c
+	return group("log", "the verifiable log: its key and checkpoints",
+		logKeygenCmd(), logCheckpointCmd())
 }
 
 func logKeygenCmd() *cobra.Command {

@@ -26,6 +26,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/testenv"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
@@ -47,15 +48,8 @@ type authorityProc struct {
 // process is stopped (SIGTERM, then waited for) when t ends.
 func startAuthority(t *testing.T, cfg string) *authorityProc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--config", cfg)
-	cmd.Env = append(os.Environ(), "VOUCHER_AUTHORITY_TEST_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := testutil.SelfCommand("VOUCHER_AUTHORITY_TEST_MAIN", "serve", "--config", cfg)
+	stderr := testutil.StartReadingStderr(t, cmd)
 	p := &authorityProc{cmd: cmd, done: make(chan struct{})}
 	addr := make(chan string, 1)
 	go func() {

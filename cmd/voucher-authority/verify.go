@@ -21,10 +21,9 @@ import (
 // recomputation (docs/operations.md, "Auditing the books").
 
 func exportCmd() *cobra.Command {
-	c := group(&cobra.Command{Use: "export", Short: "statements and claims with their proofs in the verifiable log (docs/protocol.md)"})
-	c.AddCommand(exportLinesCmd("statement", "entity", "an entity's statement with its proofs"),
+	return group("export", "statements and claims with their proofs in the verifiable log (docs/protocol.md)",
+		exportLinesCmd("statement", "entity", "an entity's statement with its proofs"),
 		exportLinesCmd("claim", "provider", "a provider's claim with its proofs"))
-	return c
 }
 
 func exportLinesCmd(name, key, short string) *cobra.Command {

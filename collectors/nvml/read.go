@@ -43,35 +43,18 @@ func (c *Collector) readDevice(idx int) (device.Device, error) {
 	default:
 		return fail("get memory info", ret)
 	}
+	var ok bool
 	util, ret := h.GetUtilizationRates()
-	switch ret {
-	case gonvml.SUCCESS:
-		d.UtilizationPercent = clampPercent(util.Gpu)
-	case gonvml.ERROR_GPU_IS_LOST:
+	if d.UtilizationPercent, ok = describing(ret, func() int { return clampPercent(util.Gpu) }); !ok {
 		return fail("get utilization", ret)
-	default:
-		// Utilization, power and energy describe the GPU; they do not decide
-		// whose time it is. Any failure but a lost GPU makes the reading
-		// Unknown, never the GPU's time a gap.
-		d.UtilizationPercent = device.Unknown
 	}
 	power, ret := h.GetPowerUsage()
-	switch ret {
-	case gonvml.SUCCESS:
-		d.PowerMilliwatts = int64(power)
-	case gonvml.ERROR_GPU_IS_LOST:
+	if d.PowerMilliwatts, ok = describing(ret, func() int64 { return int64(power) }); !ok {
 		return fail("get power usage", ret)
-	default:
-		d.PowerMilliwatts = device.Unknown
 	}
 	energy, ret := h.GetTotalEnergyConsumption()
-	switch ret {
-	case gonvml.SUCCESS:
-		d.EnergyMillijoules = int64(energy)
-	case gonvml.ERROR_GPU_IS_LOST:
+	if d.EnergyMillijoules, ok = describing(ret, func() int64 { return int64(energy) }); !ok {
 		return fail("get total energy", ret)
-	default:
-		d.EnergyMillijoules = device.Unknown
 	}
 	mode, _, ret := h.GetMigMode()
 	switch ret {
@@ -311,6 +294,21 @@ func weighSamples(procs []device.Process, samples []gonvml.ProcessUtilizationSam
 			procs[i].SMUtil = int(procs[i].SMWeight / n[i])
 		}
 	}
+}
+
+// describing is a reading that describes the GPU (utilization, power,
+// energy) from a call that returned ret: value on SUCCESS. Such readings
+// do not decide whose time it is, so any failure but a lost GPU makes the
+// reading Unknown, never the GPU's time a gap; a lost GPU is not ok, and
+// fails the whole read.
+func describing[T int | int64](ret gonvml.Return, value func() T) (v T, ok bool) {
+	switch ret {
+	case gonvml.SUCCESS:
+		return value(), true
+	case gonvml.ERROR_GPU_IS_LOST:
+		return 0, false
+	}
+	return device.Unknown, true
 }
 
 func clampPercent(v uint32) int {

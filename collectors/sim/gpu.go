@@ -34,43 +34,25 @@ func (m *Machine) newGPUHandle(g *gpu, dev *server.Device) *gpuHandle {
 }
 
 func (h *gpuHandle) GetUUID() (string, nvml.Return) {
-	ret := h.m.beginGPU("DeviceGetUUID", h.g)
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return "", ret
-	}
-	return h.g.uuid, nvml.SUCCESS
+	return answer(h.m, h.m.beginGPU("DeviceGetUUID", h.g), func() string { return h.g.uuid })
 }
 
 func (h *gpuHandle) GetName() (string, nvml.Return) {
-	ret := h.m.beginGPU("DeviceGetName", h.g)
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return "", ret
-	}
-	return h.g.model.config.Name, nvml.SUCCESS
+	return answer(h.m, h.m.beginGPU("DeviceGetName", h.g), func() string { return h.g.model.config.Name })
 }
 
 func (h *gpuHandle) GetIndex() (int, nvml.Return) {
-	ret := h.m.beginGPU("DeviceGetIndex", h.g)
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return 0, ret
-	}
-	return h.m.nvmlIndexLocked(h.g), nvml.SUCCESS
+	return answer(h.m, h.m.beginGPU("DeviceGetIndex", h.g), func() int { return h.m.nvmlIndexLocked(h.g) })
 }
 
 func (h *gpuHandle) GetMemoryInfo() (nvml.Memory, nvml.Return) {
-	ret := h.m.beginGPU("DeviceGetMemoryInfo", h.g)
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return nvml.Memory{}, ret
-	}
-	used := usedBytes(h.g.procs)
-	for _, in := range h.g.mig {
-		used += usedBytes(in.procs)
-	}
-	return memory(h.g.model.config.MemoryMB*mib, used), nvml.SUCCESS
+	return answer(h.m, h.m.beginGPU("DeviceGetMemoryInfo", h.g), func() nvml.Memory {
+		used := usedBytes(h.g.procs)
+		for _, in := range h.g.mig {
+			used += usedBytes(in.procs)
+		}
+		return memory(h.g.model.config.MemoryMB*mib, used)
+	})
 }
 
 func (h *gpuHandle) GetUtilizationRates() (nvml.Utilization, nvml.Return) {
@@ -87,12 +69,7 @@ func (h *gpuHandle) GetUtilizationRates() (nvml.Utilization, nvml.Return) {
 }
 
 func (h *gpuHandle) GetPowerUsage() (uint32, nvml.Return) {
-	ret := h.m.beginGPU("DeviceGetPowerUsage", h.g)
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return 0, ret
-	}
-	return uint32(max(h.g.powerMW, 0)), nvml.SUCCESS
+	return answer(h.m, h.m.beginGPU("DeviceGetPowerUsage", h.g), func() uint32 { return uint32(max(h.g.powerMW, 0)) })
 }
 
 func (h *gpuHandle) GetTotalEnergyConsumption() (uint64, nvml.Return) {
@@ -121,12 +98,7 @@ func (h *gpuHandle) GetMigMode() (int, int, nvml.Return) {
 }
 
 func (h *gpuHandle) GetMaxMigDeviceCount() (int, nvml.Return) {
-	ret := h.m.beginGPU("DeviceGetMaxMigDeviceCount", h.g)
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return 0, ret
-	}
-	return h.g.model.totalSlices, nvml.SUCCESS
+	return answer(h.m, h.m.beginGPU("DeviceGetMaxMigDeviceCount", h.g), func() int { return h.g.model.totalSlices })
 }
 
 func (h *gpuHandle) GetMigDeviceHandleByIndex(k int) (nvml.Device, nvml.Return) {

@@ -53,21 +53,11 @@ func (h *migHandle) begin(call string) nvml.Return {
 }
 
 func (h *migHandle) GetUUID() (string, nvml.Return) {
-	ret := h.begin("DeviceGetUUID")
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return "", ret
-	}
-	return h.in.uuid, nvml.SUCCESS
+	return answer(h.m, h.begin("DeviceGetUUID"), func() string { return h.in.uuid })
 }
 
 func (h *migHandle) GetName() (string, nvml.Return) {
-	ret := h.begin("DeviceGetName")
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return "", ret
-	}
-	return h.g.model.config.Name + " MIG " + h.in.profile, nvml.SUCCESS
+	return answer(h.m, h.begin("DeviceGetName"), func() string { return h.g.model.config.Name + " MIG " + h.in.profile })
 }
 
 func (h *migHandle) IsMigDeviceHandle() (bool, nvml.Return) {
@@ -77,30 +67,15 @@ func (h *migHandle) IsMigDeviceHandle() (bool, nvml.Return) {
 }
 
 func (h *migHandle) GetDeviceHandleFromMigDeviceHandle() (nvml.Device, nvml.Return) {
-	ret := h.begin("DeviceGetDeviceHandleFromMigDeviceHandle")
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return nil, ret
-	}
-	return h.g.handle, nvml.SUCCESS
+	return answer(h.m, h.begin("DeviceGetDeviceHandleFromMigDeviceHandle"), func() nvml.Device { return h.g.handle })
 }
 
 func (h *migHandle) GetGpuInstanceId() (int, nvml.Return) {
-	ret := h.begin("DeviceGetGpuInstanceId")
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return 0, ret
-	}
-	return h.in.giID, nvml.SUCCESS
+	return answer(h.m, h.begin("DeviceGetGpuInstanceId"), func() int { return h.in.giID })
 }
 
 func (h *migHandle) GetComputeInstanceId() (int, nvml.Return) {
-	ret := h.begin("DeviceGetComputeInstanceId")
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return 0, ret
-	}
-	return h.in.ciID, nvml.SUCCESS
+	return answer(h.m, h.begin("DeviceGetComputeInstanceId"), func() int { return h.in.ciID })
 }
 
 func (h *migHandle) GetAttributes() (nvml.DeviceAttributes, nvml.Return) {
@@ -124,21 +99,11 @@ func (h *migHandle) GetAttributes() (nvml.DeviceAttributes, nvml.Return) {
 }
 
 func (h *migHandle) GetMemoryInfo() (nvml.Memory, nvml.Return) {
-	ret := h.begin("DeviceGetMemoryInfo")
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return nvml.Memory{}, ret
-	}
-	return memory(h.in.info.MemorySizeMB*mib, usedBytes(h.in.procs)), nvml.SUCCESS
+	return answer(h.m, h.begin("DeviceGetMemoryInfo"), func() nvml.Memory { return memory(h.in.info.MemorySizeMB*mib, usedBytes(h.in.procs)) })
 }
 
 func (h *migHandle) GetComputeRunningProcesses() ([]nvml.ProcessInfo, nvml.Return) {
-	ret := h.begin("DeviceGetComputeRunningProcesses")
-	defer h.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return nil, ret
-	}
-	return processInfos(nil, h.in.procs, uint32(h.in.giID), uint32(h.in.ciID)), nvml.SUCCESS
+	return answer(h.m, h.begin("DeviceGetComputeRunningProcesses"), func() []nvml.ProcessInfo { return processInfos(nil, h.in.procs, uint32(h.in.giID), uint32(h.in.ciID)) })
 }
 
 func (h *migHandle) GetProcessUtilization(uint64) ([]nvml.ProcessUtilizationSample, nvml.Return) {

@@ -65,6 +65,19 @@ func (m *Machine) beginGPU(call string, g *gpu) nvml.Return {
 	return nvml.SUCCESS
 }
 
+// answer is the reply to a call that only reads: ret is what begin,
+// beginGPU or beginMIG returned (the read lock is held either way, and
+// answer releases it); when ret is SUCCESS, value computes the result
+// under the lock.
+func answer[T any](m *Machine, ret nvml.Return, value func() T) (T, nvml.Return) {
+	defer m.mu.RUnlock()
+	if ret != nvml.SUCCESS {
+		var zero T
+		return zero, ret
+	}
+	return value(), nvml.SUCCESS
+}
+
 // nvmlIndexLocked is g's NVML index: its position among present GPUs.
 func (m *Machine) nvmlIndexLocked(g *gpu) int {
 	n := 0
@@ -109,65 +122,51 @@ func (l *library) Shutdown() nvml.Return {
 func (l *library) ErrorString(r nvml.Return) string { return r.Error() }
 
 func (l *library) SystemGetDriverVersion() (string, nvml.Return) {
-	ret := l.m.begin("SystemGetDriverVersion")
-	defer l.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return "", ret
-	}
-	return l.DriverVersion, nvml.SUCCESS
+	return answer(l.m, l.m.begin("SystemGetDriverVersion"), func() string { return l.DriverVersion })
 }
 
 func (l *library) DeviceGetCount() (int, nvml.Return) {
-	ret := l.m.begin("DeviceGetCount")
-	defer l.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return 0, ret
-	}
-	n := 0
-	for _, g := range l.m.gpus {
-		if g.present {
-			n++
+	return answer(l.m, l.m.begin("DeviceGetCount"), func() int {
+		n := 0
+		for _, g := range l.m.gpus {
+			if g.present {
+				n++
+			}
 		}
-	}
-	return n, nvml.SUCCESS
+		return n
+	})
 }
 
 // DeviceGetHandleByIndex counts only present GPUs, so a removed GPU shifts
 // the indices of those after it, as the real driver's enumeration does.
 func (l *library) DeviceGetHandleByIndex(k int) (nvml.Device, nvml.Return) {
-	ret := l.m.begin("DeviceGetHandleByIndex")
-	defer l.m.mu.RUnlock()
-	if ret != nvml.SUCCESS {
-		return nil, ret
-	}
-	for _, g := range l.m.gpus {
-		if !g.present {
-			continue
-		}
-		if k == 0 {
-			if g.lost {
-				return nil, nvml.ERROR_GPU_IS_LOST
-			}
-			return g.handle, nvml.SUCCESS
-		}
+	return l.handleOf("DeviceGetHandleByIndex", nvml.ERROR_INVALID_ARGUMENT, func(*gpu) bool {
 		k--
-	}
-	return nil, nvml.ERROR_INVALID_ARGUMENT
+		return k < 0
+	})
 }
 
 func (l *library) DeviceGetHandleByUUID(id string) (nvml.Device, nvml.Return) {
-	ret := l.m.begin("DeviceGetHandleByUUID")
+	return l.handleOf("DeviceGetHandleByUUID", nvml.ERROR_NOT_FOUND, func(g *gpu) bool { return g.uuid == id })
+}
+
+// handleOf answers a call that looks a GPU up: the handle of the first
+// present GPU that match accepts (match sees present GPUs only, in
+// order), GPU_IS_LOST while that GPU is lost, or none when no GPU matches.
+func (l *library) handleOf(call string, none nvml.Return, match func(*gpu) bool) (nvml.Device, nvml.Return) {
+	ret := l.m.begin(call)
 	defer l.m.mu.RUnlock()
 	if ret != nvml.SUCCESS {
 		return nil, ret
 	}
 	for _, g := range l.m.gpus {
-		if g.uuid == id && g.present {
-			if g.lost {
-				return nil, nvml.ERROR_GPU_IS_LOST
-			}
-			return g.handle, nvml.SUCCESS
+		if !g.present || !match(g) {
+			continue
 		}
+		if g.lost {
+			return nil, nvml.ERROR_GPU_IS_LOST
+		}
+		return g.handle, nvml.SUCCESS
 	}
-	return nil, nvml.ERROR_NOT_FOUND
+	return nil, none
 }

@@ -17,11 +17,7 @@ import (
 // everything metered after.
 func TestReplacedSpoolAnchorsOnTheAuthoritysHead(t *testing.T) {
 	a := newAuthority(t)
-	g := newAgent(t, a.key)
-	g.appendWindows(0, 10)
-	if err := g.reporter(g.options(a.URL)).Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	g := deliveredAgent(t, a, 10)
 	before := a.head()
 	if before != 10*recsPerWindow {
 		t.Fatalf("head %d", before)

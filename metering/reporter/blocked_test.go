@@ -1,7 +1,6 @@
 package reporter_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -11,27 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/reporter"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // logBuffer collects log lines safely across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuffer struct{ testutil.SyncBuffer }
 
 func (l *logBuffer) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -194,13 +179,21 @@ func refuseFrom(firstSeq uint64, n int, status int, cause string) func(http.Resp
 	}
 }
 
-func TestAuthorityBehindAcknowledgedMark(t *testing.T) {
-	a := newAuthority(t)
+// deliveredAgent is an agent of a's node that has metered n windows and
+// delivered them to a.
+func deliveredAgent(t *testing.T, a *authority, n int) *agent {
+	t.Helper()
 	g := newAgent(t, a.key)
-	g.appendWindows(0, 20)
+	g.appendWindows(0, n)
 	if err := g.reporter(g.options(a.URL)).Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return g
+}
+
+func TestAuthorityBehindAcknowledgedMark(t *testing.T) {
+	a := newAuthority(t)
+	g := deliveredAgent(t, a, 20)
 	// The authority is restored from an empty backup (same node and key).
 	b := newAuthorityWithKey(t, a.key)
 	g.appendWindows(20, 30)
@@ -230,11 +223,7 @@ func TestAuthorityBehindAcknowledgedMark(t *testing.T) {
 
 func TestAuthorityAheadOfSpoolSendsNothing(t *testing.T) {
 	a := newAuthority(t)
-	old := newAgent(t, a.key)
-	old.appendWindows(0, 20)
-	if err := old.reporter(old.options(a.URL)).Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	deliveredAgent(t, a, 20) // the agent whose spool is then lost
 	posts := a.posts.Load()
 	// The spool was lost and a new one started from seq 1.
 	g := newAgent(t, a.key)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/reporter"
 	"github.com/gpumeter/gpumeter/metering/spool"
@@ -101,14 +101,7 @@ func (a *authority) counting(next http.Handler) http.Handler {
 	})
 }
 
-func newKey(tb testing.TB) ed25519.PrivateKey {
-	tb.Helper()
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return key
-}
+var newKey = testutil.NewKey
 
 func (a *authority) setWrap(f func(w http.ResponseWriter, r *http.Request, next http.Handler)) {
 	a.mu.Lock()

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,7 +21,7 @@ import (
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
 	"github.com/gpumeter/gpumeter/internal/testenv"
-	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 )
 
 const (
@@ -71,11 +70,7 @@ func TestEndToEnd(t *testing.T) {
 
 	var exposition []byte
 	poll(t, "every demo tenant on the agent's /metrics", 30*time.Second, procs, func() error {
-		b, err := get(metricsURL)
-		if err != nil {
-			return err
-		}
-		fams, err := parseExposition(b)
+		b, fams, err := scrape(metricsURL)
 		if err != nil {
 			return err
 		}
@@ -143,11 +138,7 @@ func TestEndToEnd(t *testing.T) {
 		// within 5% of the scenario's.
 		var got map[string]float64
 		poll(t, "Prometheus's per-tenant GPU-seconds equal to the agent's", 60*time.Second, procs, func() error {
-			b, err := get(metricsURL)
-			if err != nil {
-				return err
-			}
-			fams, err := parseExposition(b)
+			_, fams, err := scrape(metricsURL)
 			if err != nil {
 				return err
 			}
@@ -202,14 +193,7 @@ func TestEndToEnd(t *testing.T) {
 // address it serves /metrics on.
 func startAgent(t *testing.T, dir, bin string, sc *scenario.Scenario) (*proc, string) {
 	t.Helper()
-	state := filepath.Join(dir, "state")
-	if err := os.Mkdir(state, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	pub, err := signing.GenerateKeyFile(filepath.Join(state, "node.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	state, pub := testutil.NodeState(t, dir)
 	var gpus []string
 	for _, g := range sc.GPUs {
 		gpus = append(gpus, g.UUID)
@@ -261,6 +245,16 @@ state_dir: %q
 	return p, addr
 }
 
+// scrape gets url's exposition and parses it.
+func scrape(url string) ([]byte, map[string]*dto.MetricFamily, error) {
+	b, err := get(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	fams, err := parseExposition(b)
+	return b, fams, err
+}
+
 func parseExposition(b []byte) (map[string]*dto.MetricFamily, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	return p.TextToMetricFamilies(bytes.NewReader(b))
@@ -309,16 +303,6 @@ func isExported(name string, exported map[string]dto.MetricType) bool {
 		}
 	}
 	return false
-}
-
-// sortedKeys is for stable messages.
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // queryURL is the instant-query URL of expr.

@@ -84,10 +84,7 @@ func loadRulesFile(t *testing.T, file string) []rule {
 func TestPromtoolCheckRules(t *testing.T) {
 	promtool := testenv.Tool(t, "promtool")
 	for _, set := range ruleSets {
-		out, err := exec.Command(promtool, "check", "rules", set.rules).CombinedOutput()
-		if err != nil {
-			t.Fatalf("promtool check rules %s: %v\n%s", set.rules, err, out)
-		}
+		out := runPromtool(t, promtool, "check", "rules", set.rules)
 		want := "SUCCESS: " + strconv.Itoa(len(loadRulesFile(t, set.rules))) + " rules found"
 		if !strings.Contains(string(out), want) {
 			t.Errorf("promtool check rules %s: want %q in\n%s", set.rules, want, out)
@@ -95,15 +92,23 @@ func TestPromtoolCheckRules(t *testing.T) {
 	}
 }
 
+// runPromtool runs promtool with args and returns its output; it fails t
+// when promtool fails.
+func runPromtool(t *testing.T, promtool string, args ...string) []byte {
+	t.Helper()
+	out, err := exec.Command(promtool, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
 // TestPromtoolTestRules runs the alerts' unit tests (alerts_test.yml,
 // authority-alerts_test.yml).
 func TestPromtoolTestRules(t *testing.T) {
 	promtool := testenv.Tool(t, "promtool")
 	for _, set := range ruleSets {
-		out, err := exec.Command(promtool, "test", "rules", set.tests).CombinedOutput()
-		if err != nil {
-			t.Fatalf("promtool test rules %s: %v\n%s", set.tests, err, out)
-		}
+		out := runPromtool(t, promtool, "test", "rules", set.tests)
 		if !strings.Contains(string(out), "SUCCESS") {
 			t.Errorf("promtool test rules %s: no SUCCESS in\n%s", set.tests, out)
 		}

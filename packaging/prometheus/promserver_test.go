@@ -3,9 +3,11 @@ package prometheus
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -148,7 +150,7 @@ func checkDashboardQueries(t *testing.T, s *promServer, procs []*proc) {
 			}
 		}
 		if len(empty) > 0 {
-			return fmt.Errorf("no data yet for %q", sortedKeys(empty))
+			return fmt.Errorf("no data yet for %q", slices.Sorted(maps.Keys(empty)))
 		}
 		return nil
 	})

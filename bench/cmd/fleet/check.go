@@ -69,28 +69,22 @@ func (f *fleet) check(ctx context.Context, db authproc.Database) (*checkResult, 
 	if err != nil {
 		return nil, err
 	}
-	err = query(ctx, conn, `SELECT node_id, COUNT(*) FROM batches GROUP BY node_id`, func(rows *sql.Rows) error {
-		var id string
-		var c int64
-		if err := rows.Scan(&id, &c); err != nil {
-			return err
-		}
-		get(id).batches = c
-		return nil
-	})
-	if err != nil {
+	// perNode reads q's rows of (node id, number) into set.
+	perNode := func(q string, set func(s *stored, v int64)) error {
+		return query(ctx, conn, q, func(rows *sql.Rows) error {
+			var id string
+			var v int64
+			if err := rows.Scan(&id, &v); err != nil {
+				return err
+			}
+			set(get(id), v)
+			return nil
+		})
+	}
+	if err := perNode(`SELECT node_id, COUNT(*) FROM batches GROUP BY node_id`, func(s *stored, v int64) { s.batches = v }); err != nil {
 		return nil, err
 	}
-	err = query(ctx, conn, `SELECT id, head_seq FROM nodes`, func(rows *sql.Rows) error {
-		var id string
-		var h uint64
-		if err := rows.Scan(&id, &h); err != nil {
-			return err
-		}
-		get(id).head = h
-		return nil
-	})
-	if err != nil {
+	if err := perNode(`SELECT id, head_seq FROM nodes`, func(s *stored, v int64) { s.head = uint64(v) }); err != nil {
 		return nil, err
 	}
 

@@ -58,10 +58,7 @@ func (s *Scenario) validateReconfigure() error {
 	for i := range s.Reconfigure {
 		rc := &s.Reconfigure[i]
 		key := "reconfigure." + strconv.Itoa(i)
-		at := func(f string) []string { return []string{key + "." + f, key} }
-		fail := func(f, format string, args ...any) error {
-			return s.fail(at(f), "reconfigure %d: "+format, append([]any{i + 1}, args...)...)
-		}
+		fail := s.entryFail(key, "reconfigure", i)
 		if rc.GPU < 0 || rc.GPU >= len(s.GPUs) {
 			return fail("gpu", "gpu %d out of range (the scenario has %d)", rc.GPU, len(s.GPUs))
 		}

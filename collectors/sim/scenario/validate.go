@@ -222,10 +222,7 @@ func (s *Scenario) validateTenants() error {
 func (s *Scenario) validateJob(i int) error {
 	j := &s.Jobs[i]
 	key := "jobs." + strconv.Itoa(i)
-	at := func(f string) []string { return []string{key + "." + f, key} }
-	fail := func(f, format string, args ...any) error {
-		return s.fail(at(f), "job %d: "+format, append([]any{i + 1}, args...)...)
-	}
+	fail := s.entryFail(key, "job", i)
 	if _, ok := s.Tenants[j.Tenant]; !ok {
 		if j.Tenant == "" {
 			return fail("tenant", "tenant: required")
@@ -306,16 +303,21 @@ func (s *Scenario) validateJob(i int) error {
 	return nil
 }
 
+// entryFail is how the i'th entry of a list, at key, reports an error: at
+// its field (or the entry's own line), after the entry's noun and number.
+func (s *Scenario) entryFail(key, noun string, i int) func(field, format string, args ...any) error {
+	return func(field, format string, args ...any) error {
+		return s.fail([]string{key + "." + field, key}, noun+" %d: "+format, append([]any{i + 1}, args...)...)
+	}
+}
+
 func (s *Scenario) validateFaults() error {
 	lastBack := map[int]time.Duration{} // gpu → back_at of its previous fault
 	lastLine := map[int]int{}
 	for i := range s.Faults {
 		f := &s.Faults[i]
 		key := "faults." + strconv.Itoa(i)
-		at := func(fl string) []string { return []string{key + "." + fl, key} }
-		fail := func(fl, format string, args ...any) error {
-			return s.fail(at(fl), "fault %d: "+format, append([]any{i + 1}, args...)...)
-		}
+		fail := s.entryFail(key, "fault", i)
 		if f.GPU < 0 || f.GPU >= len(s.GPUs) {
 			return fail("gpu", "gpu %d out of range (the scenario has %d)", f.GPU, len(s.GPUs))
 		}
