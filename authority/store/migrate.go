@@ -93,6 +93,8 @@ var migrations = [][]string{
 	4: auditMigration,
 	5: registryMigration,
 	6: reportedLayoutsMigration,
+	// 7 and 8 are other branches' (merged beside this one).
+	9: consoleMigration,
 }
 
 // migrate applies the migrations not yet recorded. Processes opening one
