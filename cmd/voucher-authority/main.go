@@ -79,7 +79,7 @@ func newRoot() *cobra.Command {
 		serveCmd(), checkConfigCmd(),
 		nodeCmd(), modelsCmd(), keyCmd(), usageCmd(), headCmd(), coverageCmd(),
 		entityCmd(), tenantCmd(), programCmd(), voucherCmd(), ratecardCmd(), statementCmd(), claimCmd(),
-		auditCmd(), reviewCmd(),
+		auditCmd(), reviewCmd(), tokenCmd(),
 		versionCmd(),
 	)
 	return root

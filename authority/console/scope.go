@@ -1,0 +1,80 @@
+package console
+
+import (
+	"context"
+	"errors"
+
+	"github.com/gpumeter/gpumeter/authority/store"
+)
+
+// viewer is who a session signed in as. What each role may see is decided
+// here and nowhere else: pages ask may() before reading one party's
+// records, and pass scope() to every listing.
+type viewer struct {
+	role  string // store.RoleOperator, RoleProvider or RoleEntity
+	scope string // the provider or the entity; "" for an operator
+	csrf  string
+	lang  string
+}
+
+func (v viewer) operator() bool { return v.role == store.RoleOperator }
+
+// scope is the store's filter for the viewer's listings.
+func (v viewer) storeScope() store.ConsoleScope {
+	switch v.role {
+	case store.RoleProvider:
+		return store.ConsoleScope{Provider: v.scope}
+	case store.RoleEntity:
+		return store.ConsoleScope{Entity: v.scope}
+	}
+	return store.ConsoleScope{}
+}
+
+// The kinds of things a page shows.
+const (
+	kindOperatorOnly = "operator" // programs, reviews, the audit trail, all entities
+	kindProvider     = "provider"
+	kindEntity       = "entity"
+	kindNode         = "node"    // the node's provider's
+	kindVoucher      = "voucher" // the voucher's holder's
+)
+
+// errNotVisible: the viewer may not see the thing (403, never saying
+// whether it exists).
+var errNotVisible = errors.New("not visible to this sign-in")
+
+// may reports whether v may see the thing of kind and id; nodes and
+// vouchers are looked up to find their owner.
+func (c *Console) may(ctx context.Context, v viewer, kind, id string) error {
+	if v.operator() {
+		return nil
+	}
+	owner := ""
+	switch kind {
+	case kindProvider, kindEntity:
+		owner = id
+	case kindNode:
+		n, err := c.st.Node(ctx, id)
+		if err != nil {
+			return errNotVisible
+		}
+		kind, owner = kindProvider, n.Provider
+	case kindVoucher:
+		vs, err := c.st.Vouchers(ctx, v.scope)
+		if err != nil || v.role != store.RoleEntity {
+			return errNotVisible
+		}
+		for _, vo := range vs {
+			if vo.ID == id {
+				return nil
+			}
+		}
+		return errNotVisible
+	default:
+		return errNotVisible
+	}
+	if kind == v.role && owner == v.scope {
+		return nil
+	}
+	return errNotVisible
+}
