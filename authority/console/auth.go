@@ -46,7 +46,7 @@ func (c *Console) authed(h handler) http.HandlerFunc {
 		}
 		if r.Method == http.MethodPost {
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-			if subtle.ConstantTimeCompare([]byte(r.PostFormValue(csrfField)), []byte(v.csrf)) != 1 {
+			if subtle.ConstantTimeCompare([]byte(r.PostFormValue(csrfField)), []byte(v.CSRF)) != 1 {
 				c.log.Warn("console: form refused: CSRF token missing or wrong", slog.String("path", r.URL.Path), slog.String("remote", r.RemoteAddr))
 				http.Error(w, "the form's CSRF token is missing or wrong: reload the page", http.StatusForbidden)
 				return
@@ -69,7 +69,7 @@ func (c *Console) session(r *http.Request) (viewer, bool) {
 		}
 		return viewer{}, false
 	}
-	return viewer{role: s.Role, scope: s.Scope, csrf: s.CSRF, lang: c.lang(r)}, true
+	return viewer{Role: s.Role, Scope: s.Scope, CSRF: s.CSRF, Lang: c.lang(r)}, true
 }
 
 func (c *Console) signinForm(w http.ResponseWriter, r *http.Request) {
@@ -79,7 +79,7 @@ func (c *Console) signinForm(w http.ResponseWriter, r *http.Request) {
 func (c *Console) signinPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
 	pre := store.RandomSecret(16)
 	c.setCookie(w, signinCookie, pre, 600)
-	c.render(w, r, status, "signin", &page{Title: "sign in", V: viewer{lang: c.lang(r), csrf: pre}, Error: msg})
+	c.render(w, r, status, "signin", &page{Title: "sign in", V: viewer{Lang: c.lang(r), CSRF: pre}, Error: msg})
 }
 
 // signin checks the token typed: the operators' token, or a live console

@@ -98,7 +98,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v viewer) {
 	sortRows(pt.Rows)
 	sortRows(mt.Rows)
 	p.Tables = append(p.Tables, pt, mt)
-	if v.role != store.RoleProvider {
+	if v.Role != store.RoleProvider {
 		vs, err := c.st.Vouchers(ctx, v.storeScope().Entity)
 		if err != nil {
 			c.fail(w, r, err)
@@ -119,11 +119,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v viewer) {
 // downLink is where a figure of [from, to) leads: the records behind it.
 func (c *Console) downLink(v viewer, from, to time.Time) string {
 	q := periodQuery(from, to, c.loc)
-	switch v.role {
+	switch v.Role {
 	case store.RoleProvider:
-		return Prefix + "claims?provider=" + url.QueryEscape(v.scope) + "&" + q
+		return Prefix + "claims?provider=" + url.QueryEscape(v.Scope) + "&" + q
 	case store.RoleEntity:
-		return Prefix + "statement?entity=" + url.QueryEscape(v.scope) + "&" + q
+		return Prefix + "statement?entity=" + url.QueryEscape(v.Scope) + "&" + q
 	}
 	return Prefix + "claims?" + q
 }
@@ -154,8 +154,8 @@ func (c *Console) programs(w http.ResponseWriter, r *http.Request, v viewer) {
 }
 
 func (c *Console) entities(w http.ResponseWriter, r *http.Request, v viewer) {
-	if v.role == store.RoleEntity {
-		http.Redirect(w, r, Prefix+"entities/"+url.PathEscape(v.scope), http.StatusSeeOther)
+	if v.Role == store.RoleEntity {
+		http.Redirect(w, r, Prefix+"entities/"+url.PathEscape(v.Scope), http.StatusSeeOther)
 		return
 	}
 	if c.may(r.Context(), v, kindOperatorOnly, "") != nil {
@@ -242,8 +242,8 @@ func (c *Console) voucher(w http.ResponseWriter, r *http.Request, v viewer) {
 }
 
 func (c *Console) providers(w http.ResponseWriter, r *http.Request, v viewer) {
-	if v.role == store.RoleProvider {
-		http.Redirect(w, r, Prefix+"providers/"+url.PathEscape(v.scope), http.StatusSeeOther)
+	if v.Role == store.RoleProvider {
+		http.Redirect(w, r, Prefix+"providers/"+url.PathEscape(v.Scope), http.StatusSeeOther)
 		return
 	}
 	if c.may(r.Context(), v, kindOperatorOnly, "") != nil {
@@ -324,9 +324,9 @@ func (c *Console) provider(w http.ResponseWriter, r *http.Request, v viewer) {
 		if exp[n.ID] > 0 {
 			pct = got[n.ID] * 100 / exp[n.ID]
 		}
-		forked := text(v.lang, "no")
+		forked := text(v.Lang, "no")
 		if n.Forked {
-			forked = text(v.lang, "yes")
+			forked = text(v.Lang, "yes")
 		}
 		t.Rows = append(t.Rows, []cell{link(n.ID, Prefix+"nodes/"+url.PathEscape(n.ID)), numCell(int64(len(n.GPUs))),
 			txt(strings.Join(ms, ", ")), c.timeCell(n.LastWindowEnd), {Text: strconv.FormatInt(pct, 10) + "%", num: pct},
@@ -362,9 +362,9 @@ func (c *Console) node(w http.ResponseWriter, r *http.Request, v viewer) {
 	for _, f := range refs {
 		rt.Rows = append(rt.Rows, []cell{c.timeCell(f.Received), txt(f.Cause), txt(f.Detail)})
 	}
-	forked := text(v.lang, "no")
+	forked := text(v.Lang, "no")
 	if n.Forked {
-		forked = text(v.lang, "yes")
+		forked = text(v.Lang, "yes")
 	}
 	c.render(w, r, http.StatusOK, "page", &page{Title: "node", Sub: id, V: v, Tables: []*table{gt, rt},
 		Figures: []figure{{Label: "provider", Value: n.Provider, Link: Prefix + "providers/" + url.PathEscape(n.Provider)},
@@ -396,8 +396,8 @@ func totalsFigures(t billing.Totals) []figure {
 func (c *Console) claims(w http.ResponseWriter, r *http.Request, v viewer) {
 	ctx := r.Context()
 	prov := r.URL.Query().Get("provider")
-	if prov == "" && v.role == store.RoleProvider {
-		prov = v.scope
+	if prov == "" && v.Role == store.RoleProvider {
+		prov = v.Scope
 	}
 	if c.may(ctx, v, kindProvider, prov) != nil && !(prov == "" && v.operator()) {
 		c.forbidden(w, r, v)
@@ -446,8 +446,8 @@ func (c *Console) claims(w http.ResponseWriter, r *http.Request, v viewer) {
 func (c *Console) statement(w http.ResponseWriter, r *http.Request, v viewer) {
 	ctx := r.Context()
 	ent := r.URL.Query().Get("entity")
-	if ent == "" && v.role == store.RoleEntity {
-		ent = v.scope
+	if ent == "" && v.Role == store.RoleEntity {
+		ent = v.Scope
 	}
 	if ent == "" && v.operator() {
 		http.Redirect(w, r, Prefix+"entities", http.StatusSeeOther)
@@ -494,7 +494,7 @@ func (c *Console) reviews(w http.ResponseWriter, r *http.Request, v viewer) {
 		act := cell{}
 		if rv.Status == billing.ReviewHeld {
 			base := Prefix + "reviews/" + url.PathEscape(rv.RecordID) + "/"
-			act.Form = &decisionForm{Approve: base + "approve", Reject: base + "reject", CSRF: v.csrf}
+			act.Form = &decisionForm{Approve: base + "approve", Reject: base + "reject", CSRF: v.CSRF}
 		}
 		t.Rows = append(t.Rows, []cell{txt(rv.RecordID), link(rv.Node, Prefix+"nodes/"+url.PathEscape(rv.Node)),
 			txt(rv.Provider), txt(rv.Entity), c.timeCell(rv.WindowStart), txt(rv.Reason), fenCell(rv.Held),
@@ -520,7 +520,7 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, v viewer) {
 		return
 	}
 	rec, note := r.PathValue("record"), strings.TrimSpace(r.PostFormValue("note"))
-	ctx := store.WithActor(r.Context(), "console:"+v.role+"@"+r.RemoteAddr)
+	ctx := store.WithActor(r.Context(), "console:"+v.Role+"@"+r.RemoteAddr)
 	var err error
 	switch r.PathValue("decision") {
 	case "approve":

@@ -72,11 +72,11 @@ func barChart(title string, labels []string, values []int64, show func(int64) st
 }
 
 func (c *Console) navFor(v viewer) []nav {
-	switch v.role {
+	switch v.Role {
 	case "provider":
-		return []nav{{"overview", Prefix}, {"providers", Prefix + "providers/" + v.scope}, {"claims", Prefix + "claims?provider=" + v.scope}}
+		return []nav{{"overview", Prefix}, {"providers", Prefix + "providers/" + v.Scope}, {"claims", Prefix + "claims?provider=" + v.Scope}}
 	case "entity":
-		return []nav{{"overview", Prefix}, {"vouchers", Prefix + "entities/" + v.scope}, {"statement", Prefix + "statement?entity=" + v.scope}}
+		return []nav{{"overview", Prefix}, {"vouchers", Prefix + "entities/" + v.Scope}, {"statement", Prefix + "statement?entity=" + v.Scope}}
 	}
 	return []nav{{"overview", Prefix}, {"programs", Prefix + "programs"}, {"entities", Prefix + "entities"},
 		{"providers", Prefix + "providers"}, {"claims", Prefix + "claims"}, {"reviews", Prefix + "reviews"}, {"audit", Prefix + "audit"}}
@@ -99,12 +99,12 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 		http.Error(w, "no table "+strconv.Quote(id)+" on this page", http.StatusNotFound)
 		return
 	}
-	if p.V.role != "" {
+	if p.V.Role != "" {
 		p.Nav = c.navFor(p.V)
 	}
 	p.Path = r.URL.RequestURI()
 	var buf bytes.Buffer
-	if err := c.tmpl[p.V.lang].ExecuteTemplate(&buf, name, p); err != nil {
+	if err := c.tmpl[p.V.Lang].ExecuteTemplate(&buf, name, p); err != nil {
 		c.log.Error("console: render", slog.String("template", name), slog.Any("err", err))
 		http.Error(w, "the console failed to answer; retry later", http.StatusInternalServerError)
 		return
@@ -117,6 +117,6 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, nam
 // forbidden answers a page the viewer may not see.
 func (c *Console) forbidden(w http.ResponseWriter, r *http.Request, v viewer) {
 	c.log.Warn("console: refused a page outside the sign-in's scope", slog.String("path", r.URL.Path),
-		slog.String("role", v.role), slog.String("scope", v.scope), slog.String("remote", r.RemoteAddr))
+		slog.String("role", v.Role), slog.String("scope", v.Scope), slog.String("remote", r.RemoteAddr))
 	http.Error(w, "not visible to this sign-in", http.StatusForbidden)
 }

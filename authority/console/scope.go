@@ -11,21 +11,21 @@ import (
 // here and nowhere else: pages ask may() before reading one party's
 // records, and pass scope() to every listing.
 type viewer struct {
-	role  string // store.RoleOperator, RoleProvider or RoleEntity
-	scope string // the provider or the entity; "" for an operator
-	csrf  string
-	lang  string
+	Role  string // store.RoleOperator, RoleProvider or RoleEntity
+	Scope string // the provider or the entity; "" for an operator
+	CSRF  string
+	Lang  string
 }
 
-func (v viewer) operator() bool { return v.role == store.RoleOperator }
+func (v viewer) operator() bool { return v.Role == store.RoleOperator }
 
 // scope is the store's filter for the viewer's listings.
 func (v viewer) storeScope() store.ConsoleScope {
-	switch v.role {
+	switch v.Role {
 	case store.RoleProvider:
-		return store.ConsoleScope{Provider: v.scope}
+		return store.ConsoleScope{Provider: v.Scope}
 	case store.RoleEntity:
-		return store.ConsoleScope{Entity: v.scope}
+		return store.ConsoleScope{Entity: v.Scope}
 	}
 	return store.ConsoleScope{}
 }
@@ -60,8 +60,8 @@ func (c *Console) may(ctx context.Context, v viewer, kind, id string) error {
 		}
 		kind, owner = kindProvider, n.Provider
 	case kindVoucher:
-		vs, err := c.st.Vouchers(ctx, v.scope)
-		if err != nil || v.role != store.RoleEntity {
+		vs, err := c.st.Vouchers(ctx, v.Scope)
+		if err != nil || v.Role != store.RoleEntity {
 			return errNotVisible
 		}
 		for _, vo := range vs {
@@ -73,7 +73,7 @@ func (c *Console) may(ctx context.Context, v viewer, kind, id string) error {
 	default:
 		return errNotVisible
 	}
-	if kind == v.role && owner == v.scope {
+	if kind == v.Role && owner == v.Scope {
 		return nil
 	}
 	return errNotVisible

@@ -84,7 +84,7 @@ func (s *Store) CreateConsoleToken(ctx context.Context, role, scope, label strin
 		}
 		return ConsoleToken{}, "", invalidBilling(what, &billing.FieldError{Object: "console token", Field: "scope", Msg: msg})
 	}
-	if err := protocol.CheckText("label", label, 200); err != nil {
+	if err := protocol.CheckText("label", label, 200); err != nil && label != "" {
 		return ConsoleToken{}, "", invalidBilling(what, &billing.FieldError{Object: "console token", Field: "label", Msg: err.Error()})
 	}
 	t := ConsoleToken{ID: "ct-" + RandomSecret(6), Role: role, Scope: scope, Label: label, Created: now.UTC().Truncate(time.Millisecond)}
