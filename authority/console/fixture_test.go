@@ -35,12 +35,14 @@ type demo struct {
 	source     string // the SQLite file or the PostgreSQL URL
 	held       []string
 	start, end time.Time
+	step       time.Duration // between two records of a node
 }
 
 // openDemo opens a fresh store of driver, with demo-like billing set-up
 // through the store's own API (what the CLI and admin API call), and
-// records per node as usage ingest would bill them, written in bulk.
-func openDemo(t testing.TB, driver string, recordsPerNode int, now time.Time) *demo {
+// records per node as usage ingest would bill them, written in bulk, one
+// every span/recordsPerNode up to now.
+func openDemo(t testing.TB, driver string, recordsPerNode int, span time.Duration, now time.Time) *demo {
 	t.Helper()
 	ctx := context.Background()
 	d := &demo{driver: driver}
@@ -80,12 +82,13 @@ func openDemo(t testing.TB, driver string, recordsPerNode int, now time.Time) *d
 	must(st.AddProgram(ctx, billing.Program{ID: "p1", Issuer: "Bureau <i>of</i> Industry", Name: "Program <b>one</b>",
 		Ratio: 5000, CapPerYear: 100_000_000, Providers: []string{"cloud-a", "cloud-b"},
 		ValidFrom: year, ValidTo: year.AddDate(3, 0, 0), Rounding: billing.RoundHalfUp, Settlement: billing.SettleAfter}))
-	must(st.IssueVoucherAt(ctx, billing.Voucher{ID: "v-acme", Program: "p1", Holder: "acme", Face: 500_000_00,
+	must(st.IssueVoucherAt(ctx, billing.Voucher{ID: "v-acme", Program: "p1", Holder: "acme", Face: 2_000_000_000,
 		Issued: year, Expires: now.AddDate(0, 0, 20), Status: billing.VoucherActive}, year))
-	must(st.IssueVoucherAt(ctx, billing.Voucher{ID: "v-globex", Program: "p1", Holder: "globex", Face: 500_000_00,
+	must(st.IssueVoucherAt(ctx, billing.Voucher{ID: "v-globex", Program: "p1", Holder: "globex", Face: 2_000_000_000,
 		Issued: year, Expires: now.AddDate(1, 0, 0), Status: billing.VoucherActive}, year))
 	d.end = now.Truncate(time.Hour)
-	d.start = d.end.Add(-time.Duration(recordsPerNode) * time.Hour)
+	d.start = d.end.Add(-span)
+	d.step = span / time.Duration(recordsPerNode)
 	for i, n := range []struct{ node, provider, tenant, entity, voucher string }{
 		{"node-a1", "cloud-a", "acme-t", "acme", "v-acme"},
 		{"node-b1", "cloud-b", "globex-t", "globex", "v-globex"},
@@ -94,7 +97,13 @@ func openDemo(t testing.TB, driver string, recordsPerNode int, now time.Time) *d
 		pub, _, _ := ed25519.GenerateKey(rand.Reader)
 		must(st.RegisterNode(ctx, store.Registration{ID: n.node, Provider: n.provider, Key: pub,
 			GPUs: store.GPUsOf("H100-SXM5-80GB", gpu), Since: year}, year))
-		d.bulk(t, n.node, n.provider, n.tenant, n.entity, n.voucher, gpu, recordsPerNode)
+		// node-a1's batch is old enough for the overview's rollup to fold
+		// it; node-b1's was just received: the overview sums it live.
+		received := d.start
+		if i == 1 {
+			received = now
+		}
+		d.bulk(t, n.node, n.provider, n.tenant, n.entity, n.voucher, gpu, recordsPerNode, received)
 	}
 	// Two of node-a1's records wait for review, one with an HTML reason.
 	d.held = []string{"node-a1-1", "node-a1-2"}
@@ -139,14 +148,14 @@ func (d *demo) exec(t testing.TB, q string, args ...any) {
 // bulk writes n hourly usage records of one node ending at d.end, each
 // costing 25 yuan with half subsidized by voucher, in one batch row and
 // multi-row INSERTs of 500 rows: as ingest would have stored and billed them.
-func (d *demo) bulk(t testing.TB, node, provider, tenant, entity, voucher, gpu string, n int) {
+func (d *demo) bulk(t testing.TB, node, provider, tenant, entity, voucher, gpu string, n int, received time.Time) {
 	t.Helper()
 	var keyID string
 	if err := d.db.QueryRow(d.rebind(`SELECT key_id FROM node_keys WHERE node_id = ?`), node).Scan(&keyID); err != nil {
 		t.Fatal(err)
 	}
 	d.exec(t, `INSERT INTO batches (node_id, first_seq, last_seq, hash, key_id, received_at, envelope) VALUES (?, 1, ?, 'h', ?, ?, ?)`,
-		node, n, keyID, d.end.UnixMilli(), []byte("{}"))
+		node, n, keyID, received.UnixMilli(), []byte("{}"))
 	tx, err := d.db.Begin()
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +163,7 @@ func (d *demo) bulk(t testing.TB, node, provider, tenant, entity, voucher, gpu s
 	const chunk = 500
 	granted := map[int]int64{} // by year (China Standard Time), for the yearly cap's counter
 	for seq := 1; seq <= n; seq++ {
-		granted[billing.Year(d.start.Add(time.Duration(seq-1)*time.Hour))] += 1250
+		granted[billing.Year(d.start.Add(time.Duration(seq-1)*d.step))] += 1250
 	}
 	for y, g := range granted {
 		if _, err := tx.Exec(d.rebind(`INSERT INTO subsidy_carries (program_id, entity_id, year, remainder, granted_fen) VALUES ('p1', ?, ?, 0, ?)`),
@@ -169,7 +178,7 @@ func (d *demo) bulk(t testing.TB, node, provider, tenant, entity, voucher, gpu s
 		var ra, ca, ga []any
 		for seq := lo; seq <= hi; seq++ {
 			id := fmt.Sprintf("%s-%d", node, seq)
-			ws := d.start.Add(time.Duration(seq-1) * time.Hour).UnixMilli()
+			ws := d.start.Add(time.Duration(seq-1) * d.step).UnixMilli()
 			tn := tenant
 			if seq == 3 {
 				tn = evilTenant

@@ -44,6 +44,7 @@ type chart struct {
 type bar struct {
 	X, Y, W, H    int
 	Label, Value  string
+	Axis          string // the label under the bar, or "" to keep the axis legible
 	Link          string
 	LabelX, TextY int
 }
@@ -62,11 +63,15 @@ func barChart(title string, labels []string, values []int64, show func(int64) st
 	ch.Max = show(maxV)
 	slot := (w - 40) / len(values)
 	bw := max(2, slot*4/5)
+	every := max(1, (len(values)+14)/15) // at most 15 axis labels
 	for i, v := range values {
 		bh := int(v * int64(h-top-bottom) / maxV)
 		x := 40 + i*slot
-		ch.Bars = append(ch.Bars, bar{X: x, Y: h - bottom - bh, W: bw, H: bh, Label: labels[i], Value: show(v),
-			Link: href(i), LabelX: x + bw/2, TextY: h - bottom + 14})
+		b := bar{X: x, Y: h - bottom - bh, W: bw, H: bh, Label: labels[i], Value: show(v), Link: href(i), LabelX: x + bw/2, TextY: h - bottom + 14}
+		if i%every == 0 {
+			b.Axis = labels[i]
+		}
+		ch.Bars = append(ch.Bars, b)
 	}
 	return ch
 }

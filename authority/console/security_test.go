@@ -109,7 +109,7 @@ func startConsole(t *testing.T, d *demo, now time.Time) string {
 func TestConsoleSecurity(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		now := time.Now().UTC()
-		d := openDemo(t, driver, 72, now)
+		d := openDemo(t, driver, 72, 72*time.Hour, now)
 		base := startConsole(t, d, now)
 		ctx := context.Background()
 		_, provA, err := d.st.CreateConsoleToken(ctx, store.RoleProvider, "cloud-a", "staff of A", now)
@@ -120,6 +120,25 @@ func TestConsoleSecurity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+
+		t.Run("overview figures", func(t *testing.T) {
+			b := newBrowser(t, base)
+			b.signIn(operatorToken)
+			for i := range 2 { // the first read folds node-a1's batch; the second reads the rollup
+				page := b.get("/console/", 200)
+				// 144 hourly records, 2 held subsidies of 12.50 each; paid: 142 × 12.50.
+				for _, want := range []string{">144.00<", "¥25.00", "¥1775.00", ">72.00<"} {
+					if !strings.Contains(page, want) {
+						t.Errorf("read %d: the operator's overview lacks %q", i, want)
+					}
+				}
+			}
+			p := newBrowser(t, base)
+			p.signIn(provA)
+			if page := p.get("/console/", 200); !strings.Contains(page, ">72.00<") || strings.Contains(page, ">144.00<") {
+				t.Errorf("cloud-a's overview does not show its 72 GPU-hours alone")
+			}
+		})
 
 		t.Run("no session", func(t *testing.T) {
 			b := newBrowser(t, base)

@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"math"
+	"sort"
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
-	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // ConsoleScope limits the console's reads to one party's data: Provider
@@ -17,8 +19,8 @@ type ConsoleScope struct {
 }
 
 // ProgramBudget is what a program committed (the face of its vouchers not
-// revoked), what they still hold, what it paid (subsidies not held) and
-// what waits in the review queue.
+// revoked), what they still hold, what it paid and what waits in the
+// review queue.
 type ProgramBudget struct {
 	Program   string      `json:"program"`
 	Name      string      `json:"name"`
@@ -29,13 +31,19 @@ type ProgramBudget struct {
 	Held      billing.Fen `json:"held_fen"`
 }
 
-// ProgramBudgets sums each program's budget with three aggregate queries,
-// whatever the number of records.
+// ProgramBudgets sums each program's budget from the vouchers and the
+// review queue, never the records: every grant is taken from a voucher's
+// balance at ingest (a held one too) and given back on rejection, so what
+// the vouchers spent (face minus balance, revoked ones included) is paid
+// plus held, and held is the held reviews' sum.
 func (s *Store) ProgramBudgets(ctx context.Context) ([]ProgramBudget, error) {
 	rows, err := s.query(ctx, `SELECT p.id, p.name,
-			COUNT(v.id), COALESCE(SUM(v.face_fen), 0), COALESCE(SUM(v.balance_fen), 0)
-		FROM programs p LEFT JOIN vouchers v ON v.program_id = p.id AND v.status <> ?
-		GROUP BY p.id, p.name ORDER BY p.id`, billing.VoucherRevoked)
+			COALESCE(SUM(CASE WHEN v.status <> ? THEN 1 ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN v.status <> ? THEN v.face_fen ELSE 0 END), 0),
+			COALESCE(SUM(CASE WHEN v.status <> ? THEN v.balance_fen ELSE 0 END), 0),
+			COALESCE(SUM(v.face_fen - v.balance_fen), 0)
+		FROM programs p LEFT JOIN vouchers v ON v.program_id = p.id
+		GROUP BY p.id, p.name ORDER BY p.id`, billing.VoucherRevoked, billing.VoucherRevoked, billing.VoucherRevoked)
 	if err != nil {
 		return nil, fmt.Errorf("program budgets: %w", err)
 	}
@@ -43,7 +51,7 @@ func (s *Store) ProgramBudgets(ctx context.Context) ([]ProgramBudget, error) {
 	at := map[string]int{}
 	err = scanAll(rows, func() error {
 		var b ProgramBudget
-		if err := rows.Scan(&b.Program, &b.Name, &b.Vouchers, &b.Committed, &b.Balance); err != nil {
+		if err := rows.Scan(&b.Program, &b.Name, &b.Vouchers, &b.Committed, &b.Balance, &b.Paid); err != nil {
 			return err
 		}
 		at[b.Program] = len(out)
@@ -53,25 +61,22 @@ func (s *Store) ProgramBudgets(ctx context.Context) ([]ProgramBudget, error) {
 	if err != nil {
 		return nil, fmt.Errorf("program budgets: %w", err)
 	}
-	rows, err = s.query(ctx, `SELECT program_id, review, SUM(subsidy_fen) FROM charges
-		WHERE program_id <> '' GROUP BY program_id, review`)
+	rows, err = s.query(ctx, `SELECT c.program_id, SUM(r.held_fen) FROM reviews r JOIN charges c ON c.record_id = r.record_id
+		WHERE r.status = ? GROUP BY c.program_id`, billing.ReviewHeld)
 	if err != nil {
 		return nil, fmt.Errorf("program budgets: %w", err)
 	}
 	err = scanAll(rows, func() error {
 		var (
-			id, review string
-			sum        billing.Fen
+			id  string
+			sum billing.Fen
 		)
-		if err := rows.Scan(&id, &review, &sum); err != nil {
+		if err := rows.Scan(&id, &sum); err != nil {
 			return err
 		}
 		if i, ok := at[id]; ok {
-			if review == billing.ReviewHeld {
-				out[i].Held += sum
-			} else {
-				out[i].Paid += sum
-			}
+			out[i].Held = sum
+			out[i].Paid -= sum
 		}
 		return nil
 	})
@@ -95,41 +100,117 @@ const (
 	cstMs = 8 * 60 * 60 * 1000
 )
 
-// UsageByDay sums usage records' GPU time whose window starts in
-// [from, to) per day, provider and model, in SQL, within scope.
-func (s *Store) UsageByDay(ctx context.Context, sc ConsoleScope, from, to time.Time) ([]UsageDay, error) {
-	q := `SELECT (r.window_start_ms + ?) / ?, r.provider, r.model, SUM(r.gpu_ms) FROM records r`
-	args := []any{int64(cstMs), int64(dayMs)}
-	if sc.Entity != "" {
-		q += ` JOIN charges c ON c.record_id = r.record_id AND c.entity_id = ?`
-		args = append(args, sc.Entity)
+// RollupMargin is how long after a batch's receipt the rollup folds it:
+// longer than any ingest transaction may take to commit, so that no batch
+// commits with a receipt time the rollup has passed. Batches received
+// since are summed from the records on each read.
+const RollupMargin = 10 * time.Minute
+
+// usageFold sums usage records per day, provider, model and entity, of
+// the batches received in (lo, hi].
+const usageFold = `SELECT (r.window_start_ms + 28800000) / 86400000 AS day, r.provider AS provider, r.model AS model,
+		COALESCE(c.entity_id, '') AS entity_id, SUM(r.gpu_ms) AS gpu_ms
+	FROM batches b JOIN records r ON r.node_id = b.node_id AND r.batch_first_seq = b.first_seq
+	LEFT JOIN charges c ON c.record_id = r.record_id
+	WHERE b.received_at > ? AND b.received_at <= ? AND r.kind = 'usage'
+	GROUP BY 1, r.provider, r.model, COALESCE(c.entity_id, '')`
+
+// foldUsage adds the batches received up to now - RollupMargin to the
+// rollup, in one transaction that locks its watermark.
+func (s *Store) foldUsage(ctx context.Context, now time.Time) error {
+	hi := now.Add(-RollupMargin).UnixMilli()
+	var lo int64
+	if err := s.queryRow(ctx, `SELECT folded_ms FROM console_rollup WHERE id = 1`).Scan(&lo); err != nil {
+		return err
 	}
-	q += ` WHERE r.kind = ? AND r.window_start_ms >= ? AND r.window_start_ms < ?`
-	args = append(args, string(protocol.KindUsage), from.UnixMilli(), to.UnixMilli())
-	if sc.Provider != "" {
-		q += ` AND r.provider = ?`
-		args = append(args, sc.Provider)
+	if lo >= hi {
+		return nil
 	}
-	rows, err := s.query(ctx, q+` GROUP BY 1, r.provider, r.model ORDER BY 1, r.provider, r.model`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("usage by day: %w", err)
-	}
-	out := []UsageDay{}
-	err = scanAll(rows, func() error {
-		var (
-			d int64
-			u UsageDay
-		)
-		if err := rows.Scan(&d, &u.Provider, &u.Model, &u.GPUMs); err != nil {
+	return s.writeTx(ctx, func(tx *sql.Tx) error {
+		if err := s.queryRowTx(ctx, tx, `SELECT folded_ms FROM console_rollup WHERE id = 1`+s.d.forUpdate).Scan(&lo); err != nil {
 			return err
 		}
-		u.Day = time.UnixMilli(d*dayMs - cstMs).UTC()
-		out = append(out, u)
-		return nil
+		if lo >= hi {
+			return nil // another request folded meanwhile
+		}
+		_, err := s.exec(ctx, tx, `INSERT INTO console_usage_days (day, provider, model, entity_id, gpu_ms) `+usageFold+`
+			ON CONFLICT (day, provider, model, entity_id) DO UPDATE SET gpu_ms = console_usage_days.gpu_ms + excluded.gpu_ms`, lo, hi)
+		if err != nil {
+			return err
+		}
+		_, err = s.exec(ctx, tx, `UPDATE console_rollup SET folded_ms = ? WHERE id = 1`, hi)
+		return err
 	})
+}
+
+// UsageByDay sums usage GPU time per day (China Standard Time), provider
+// and model, over the whole days that [from, to) touches, within scope:
+// from the rollup, plus the batches received since it was folded.
+func (s *Store) UsageByDay(ctx context.Context, sc ConsoleScope, from, to time.Time) ([]UsageDay, error) {
+	if err := s.foldUsage(ctx, time.Now()); err != nil {
+		return nil, fmt.Errorf("usage by day: fold: %w", err)
+	}
+	d0, d1 := (from.UnixMilli()+cstMs)/dayMs, (to.UnixMilli()+cstMs+dayMs-1)/dayMs
+	// One snapshot: the rollup and its watermark agree.
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.d.name == DriverPostgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := s.r.BeginTx(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("usage by day: %w", err)
 	}
+	defer func() { _ = tx.Rollback() }()
+	var folded int64
+	if err := tx.QueryRowContext(ctx, `SELECT folded_ms FROM console_rollup WHERE id = 1`).Scan(&folded); err != nil {
+		return nil, fmt.Errorf("usage by day: %w", err)
+	}
+	type key struct {
+		day             int64
+		provider, model string
+	}
+	sums := map[key]int64{}
+	add := func(q string, args ...any) error {
+		rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT day, provider, model, entity_id, gpu_ms FROM (`+q+`) u
+			WHERE day >= ? AND day < ?`), append(args, d0, d1)...)
+		if err != nil {
+			return err
+		}
+		return scanAll(rows, func() error {
+			var (
+				k      key
+				entity string
+				ms     int64
+			)
+			if err := rows.Scan(&k.day, &k.provider, &k.model, &entity, &ms); err != nil {
+				return err
+			}
+			if (sc.Provider == "" || sc.Provider == k.provider) && (sc.Entity == "" || sc.Entity == entity) {
+				sums[k] += ms
+			}
+			return nil
+		})
+	}
+	if err := add(`SELECT day, provider, model, entity_id, gpu_ms FROM console_usage_days`); err != nil {
+		return nil, fmt.Errorf("usage by day: %w", err)
+	}
+	if err := add(usageFold, folded, int64(math.MaxInt64)); err != nil {
+		return nil, fmt.Errorf("usage by day: %w", err)
+	}
+	out := make([]UsageDay, 0, len(sums))
+	for k, ms := range sums {
+		out = append(out, UsageDay{Day: time.UnixMilli(k.day*dayMs - cstMs).UTC(), Provider: k.provider, Model: k.model, GPUMs: ms})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if !a.Day.Equal(b.Day) {
+			return a.Day.Before(b.Day)
+		}
+		if a.Provider != b.Provider {
+			return a.Provider < b.Provider
+		}
+		return a.Model < b.Model
+	})
 	return out, nil
 }
 
