@@ -209,7 +209,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Skip("chromium not found in PATH: the browser tests need it (apt-get install chromium)")
 		}
 		now := time.Now().UTC()
-		d := openDemo(t, driver, 72, 72*time.Hour, now)
+		d := openDemo(t, driver, 72, 72*time.Hour, now, true)
 		base, db := serveAuthority(t, d)
 		provA := strings.TrimSpace(cli(t, "token", "create", "--db", db, "--role", "provider", "--scope", "cloud-a", "--label", "staff"))
 		acme := strings.TrimSpace(cli(t, "token", "create", "--db", db, "--role", "entity", "--scope", "acme"))

@@ -41,8 +41,10 @@ type demo struct {
 // openDemo opens a fresh store of driver, with demo-like billing set-up
 // through the store's own API (what the CLI and admin API call), and
 // records per node as usage ingest would bill them, written in bulk, one
-// every span/recordsPerNode up to now.
-func openDemo(t testing.TB, driver string, recordsPerNode int, span time.Duration, now time.Time) *demo {
+// every span/recordsPerNode up to now. With live, node-b1's batch was just
+// received (the overview sums it from the records); else it is as old as
+// node-a1's, which the overview's rollup folds.
+func openDemo(t testing.TB, driver string, recordsPerNode int, span time.Duration, now time.Time, live bool) *demo {
 	t.Helper()
 	ctx := context.Background()
 	d := &demo{driver: driver}
@@ -97,10 +99,8 @@ func openDemo(t testing.TB, driver string, recordsPerNode int, span time.Duratio
 		pub, _, _ := ed25519.GenerateKey(rand.Reader)
 		must(st.RegisterNode(ctx, store.Registration{ID: n.node, Provider: n.provider, Key: pub,
 			GPUs: store.GPUsOf("H100-SXM5-80GB", gpu), Since: year}, year))
-		// node-a1's batch is old enough for the overview's rollup to fold
-		// it; node-b1's was just received: the overview sums it live.
 		received := d.start
-		if i == 1 {
+		if i == 1 && live {
 			received = now
 		}
 		d.bulk(t, n.node, n.provider, n.tenant, n.entity, n.voucher, gpu, recordsPerNode, received)

@@ -109,7 +109,7 @@ func startConsole(t *testing.T, d *demo, now time.Time) string {
 func TestConsoleSecurity(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		now := time.Now().UTC()
-		d := openDemo(t, driver, 72, 72*time.Hour, now)
+		d := openDemo(t, driver, 72, 72*time.Hour, now, true)
 		base := startConsole(t, d, now)
 		ctx := context.Background()
 		_, provA, err := d.st.CreateConsoleToken(ctx, store.RoleProvider, "cloud-a", "staff of A", now)
