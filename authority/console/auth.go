@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/gpumeter/gpumeter/authority/store"
@@ -148,11 +149,17 @@ func (c *Console) setLang(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.setCookie(w, langCookie, lang, 365*24*3600)
-	back := r.URL.Query().Get("back")
-	if !strings.HasPrefix(back, Prefix) || strings.ContainsAny(back, "\\\r\n") || strings.Contains(back, "//") {
-		back = Prefix
+	http.Redirect(w, r, backTo(r.URL.Query().Get("back")), http.StatusSeeOther) //nolint:gosec // backTo keeps only a path under /console/ of this host
+}
+
+// backTo is where a language switch returns: back when it is a console
+// page of this host, rebuilt from its path and query (never another host).
+func backTo(back string) string {
+	u, err := url.Parse(back)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, Prefix) || strings.Contains(u.Path, "//") {
+		return Prefix
 	}
-	http.Redirect(w, r, back, http.StatusSeeOther)
+	return (&url.URL{Path: u.Path, RawQuery: u.RawQuery}).RequestURI()
 }
 
 // fail answers an unexpected error: logged, never shown.

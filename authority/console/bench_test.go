@@ -29,7 +29,7 @@ func BenchmarkOverview(b *testing.B) {
 	h := c.Handler()
 	get := func(b *testing.B, query string) {
 		req := httptest.NewRequest("GET", "/console/"+query, nil)
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: "bench-session"})
+		req.Header.Set("Cookie", sessionCookie+"=bench-session")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "p1") {

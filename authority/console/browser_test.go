@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -41,8 +40,8 @@ func buildAndRun(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if out, err := exec.Command(goTool, "build", "-o", dir+string(os.PathSeparator), "github.com/gpumeter/gpumeter/cmd/voucher-authority").CombinedOutput(); err != nil {
+	// go test puts its own go first in PATH.
+	if out, err := exec.Command("go", "build", "-o", dir+string(os.PathSeparator), "github.com/gpumeter/gpumeter/cmd/voucher-authority").CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "console: build voucher-authority: %v\n%s", err, out)
 		return 1
 	}
@@ -97,11 +96,12 @@ func serveAuthority(t *testing.T, d *demo) (base, db string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
-		<-done
+		<-exited
 	})
 	_, port, _ := net.SplitHostPort(admin)
 	base = "http://localhost:" + port
@@ -115,8 +115,8 @@ func serveAuthority(t *testing.T, d *demo) (base, db string) {
 			}
 		}
 		select {
-		case err := <-done:
-			t.Fatalf("voucher-authority serve exited: %v\n%s", err, stderr.String())
+		case <-exited:
+			t.Fatalf("voucher-authority serve exited: %v\n%s", waitErr, stderr.String())
 		case <-time.After(50 * time.Millisecond): // poll until it listens
 		}
 		if time.Now().After(deadline) {
@@ -273,7 +273,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			// with the CLI's claim.
 			req, _ := http.NewRequest("GET", base+href.Value, nil)
 			for _, ck := range cookies.Cookies {
-				req.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+				req.Header.Add("Cookie", ck.Name+"="+ck.Value)
 			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {

@@ -45,7 +45,7 @@ func (b *browser) do(method, path string, form url.Values) (int, http.Header, st
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
 	for k, v := range b.cookies {
-		req.AddCookie(&http.Cookie{Name: k, Value: v})
+		req.Header.Add("Cookie", k+"="+v)
 	}
 	cl := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := cl.Do(req)
@@ -255,6 +255,25 @@ func TestConsoleSecurity(t *testing.T) {
 			m := csrfRe.FindStringSubmatch(b2.get("/console/signin", 200))
 			if code, _, _ := b2.do("POST", "/console/signin", url.Values{"csrf": {m[1]}, "token": {acme}}); code != http.StatusUnauthorized {
 				t.Errorf("sign-in with a revoked token: %d, want 401", code)
+			}
+		})
+
+		t.Run("language switch stays on this host", func(t *testing.T) {
+			b := newBrowser(t, base)
+			for back, want := range map[string]string{
+				"/console/claims?provider=cloud-a": "/console/claims?provider=cloud-a",
+				"https://evil.example/console/":    "/console/",
+				"//evil.example/console/":          "/console/",
+				"/console//evil.example":           "/console/",
+				"/elsewhere":                       "/console/",
+			} {
+				code, h, _ := b.do("GET", "/console/lang?to=zh-CN&back="+url.QueryEscape(back), nil)
+				if code != http.StatusSeeOther || h.Get("Location") != want {
+					t.Errorf("back %q: %d to %q, want %q", back, code, h.Get("Location"), want)
+				}
+			}
+			if b.cookies[langCookie] != "zh-CN" {
+				t.Errorf("language cookie %q", b.cookies[langCookie])
 			}
 		})
 

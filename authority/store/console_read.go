@@ -107,12 +107,15 @@ const (
 const RollupMargin = 10 * time.Minute
 
 // usageFold sums usage records per day, provider, model and entity, of
-// the batches received in (lo, hi].
+// the batches received in (lo, hi]. The batches drive the join (SQLite
+// takes CROSS JOIN's order as written): a few batches, through their index
+// on received_at, never a scan of the records.
 const usageFold = `SELECT (r.window_start_ms + 28800000) / 86400000 AS day, r.provider AS provider, r.model AS model,
 		COALESCE(c.entity_id, '') AS entity_id, SUM(r.gpu_ms) AS gpu_ms
-	FROM batches b JOIN records r ON r.node_id = b.node_id AND r.batch_first_seq = b.first_seq
+	FROM batches b CROSS JOIN records r
 	LEFT JOIN charges c ON c.record_id = r.record_id
-	WHERE b.received_at > ? AND b.received_at <= ? AND r.kind = 'usage'
+	WHERE b.received_at > ? AND b.received_at <= ? AND r.node_id = b.node_id AND r.batch_first_seq = b.first_seq
+		AND r.kind = 'usage'
 	GROUP BY 1, r.provider, r.model, COALESCE(c.entity_id, '')`
 
 // foldUsage adds the batches received up to now - RollupMargin to the
@@ -171,8 +174,7 @@ func (s *Store) UsageByDay(ctx context.Context, sc ConsoleScope, from, to time.T
 	}
 	sums := map[key]int64{}
 	add := func(q string, args ...any) error {
-		rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT day, provider, model, entity_id, gpu_ms FROM (`+q+`) u
-			WHERE day >= ? AND day < ?`), append(args, d0, d1)...)
+		rows, err := tx.QueryContext(ctx, s.d.rebind(q), args...)
 		if err != nil {
 			return err
 		}
@@ -185,13 +187,13 @@ func (s *Store) UsageByDay(ctx context.Context, sc ConsoleScope, from, to time.T
 			if err := rows.Scan(&k.day, &k.provider, &k.model, &entity, &ms); err != nil {
 				return err
 			}
-			if (sc.Provider == "" || sc.Provider == k.provider) && (sc.Entity == "" || sc.Entity == entity) {
+			if k.day >= d0 && k.day < d1 && (sc.Provider == "" || sc.Provider == k.provider) && (sc.Entity == "" || sc.Entity == entity) {
 				sums[k] += ms
 			}
 			return nil
 		})
 	}
-	if err := add(`SELECT day, provider, model, entity_id, gpu_ms FROM console_usage_days`); err != nil {
+	if err := add(`SELECT day, provider, model, entity_id, gpu_ms FROM console_usage_days WHERE day >= ? AND day < ?`, d0, d1); err != nil {
 		return nil, fmt.Errorf("usage by day: %w", err)
 	}
 	if err := add(usageFold, folded, int64(math.MaxInt64)); err != nil {
