@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	"github.com/gpumeter/gpumeter/authority/store"
 )
@@ -77,4 +78,17 @@ func (c *Console) may(ctx context.Context, v viewer, kind, id string) error {
 		return nil
 	}
 	return errNotVisible
+}
+
+// operatorOnly runs h for a program officer only: the pages of every
+// party's records (programs, the review queue and its decisions, the audit
+// trail).
+func (c *Console) operatorOnly(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request, v viewer) {
+		if c.may(r.Context(), v, kindOperatorOnly, "") != nil {
+			c.forbidden(w, r, v)
+			return
+		}
+		h(w, r, v)
+	}
 }

@@ -163,38 +163,32 @@ func TestConsoleSecurity(t *testing.T) {
 			}
 		})
 
-		t.Run("provider sees its own only", func(t *testing.T) {
-			b := newBrowser(t, base)
-			b.signIn(provA)
-			own := b.get("/console/claims?provider=cloud-a", 200)
-			if !strings.Contains(own, "node-a1-10") || strings.Contains(own, "node-b1") {
-				t.Errorf("cloud-a's claim page does not show exactly cloud-a's lines")
-			}
-			for _, p := range []string{"/console/claims?provider=cloud-b", "/console/nodes/node-b1", "/console/providers/cloud-b",
-				"/console/reviews", "/console/programs", "/console/audit", "/console/entities/acme", "/console/statement?entity=globex",
-				"/console/vouchers/v-acme", "/console/claims?provider=cloud-b&export=lines&format=csv"} {
-				b.get(p, http.StatusForbidden)
-			}
-			over := b.get("/console/", 200)
-			if strings.Contains(over, "cloud-b") || strings.Contains(over, "v-acme") {
-				t.Errorf("cloud-a's overview shows another party's data")
-			}
-			b.get("/console/nodes/node-a1", 200)
-		})
-
-		t.Run("entity sees its own only", func(t *testing.T) {
-			b := newBrowser(t, base)
-			b.signIn(acme)
-			st := b.get("/console/statement", 200)
-			if !strings.Contains(st, "node-a1-10") || strings.Contains(st, "node-b1") {
-				t.Errorf("acme's statement does not show exactly acme's lines")
-			}
-			b.get("/console/vouchers/v-acme", 200)
-			for _, p := range []string{"/console/vouchers/v-globex", "/console/entities/globex", "/console/claims?provider=cloud-a",
-				"/console/nodes/node-a1", "/console/statement?entity=globex"} {
-				b.get(p, http.StatusForbidden)
-			}
-		})
+		for _, sc := range []struct {
+			name, token, own string
+			others           []string // pages of other parties: 403
+		}{
+			{"provider sees its own only", provA, "/console/claims?provider=cloud-a", []string{"/console/claims?provider=cloud-b",
+				"/console/nodes/node-b1", "/console/providers/cloud-b", "/console/reviews", "/console/programs", "/console/audit",
+				"/console/entities/acme", "/console/statement?entity=globex", "/console/vouchers/v-acme",
+				"/console/claims?provider=cloud-b&export=lines&format=csv"}},
+			{"entity sees its own only", acme, "/console/statement", []string{"/console/vouchers/v-globex", "/console/entities/globex",
+				"/console/claims?provider=cloud-a", "/console/nodes/node-a1", "/console/statement?entity=globex", "/console/reviews"}},
+		} {
+			t.Run(sc.name, func(t *testing.T) {
+				b := newBrowser(t, base)
+				b.signIn(sc.token)
+				own := b.get(sc.own, 200)
+				if !strings.Contains(own, "node-a1-10") || strings.Contains(own, "node-b1") {
+					t.Errorf("%s does not show exactly cloud-a's and acme's lines", sc.own)
+				}
+				for _, p := range sc.others {
+					b.get(p, http.StatusForbidden)
+				}
+				if over := b.get("/console/", 200); strings.Contains(over, "cloud-b") || strings.Contains(over, "v-globex") {
+					t.Errorf("the overview shows another party's data")
+				}
+			})
+		}
 
 		t.Run("forged CSRF token", func(t *testing.T) {
 			b := newBrowser(t, base)
