@@ -93,7 +93,6 @@ var migrations = [][]string{
 	4: auditMigration,
 	5: registryMigration,
 	6: reportedLayoutsMigration,
-	// 7 and 8 are other branches' (merged beside this one).
 	9: consoleMigration,
 }
 
