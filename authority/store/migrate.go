@@ -95,6 +95,7 @@ var migrations = [][]string{
 	6: reportedLayoutsMigration,
 	7: logMigration,
 	8: programTermsMigration,
+	9: consoleMigration,
 }
 
 // migrate applies the migrations not yet recorded. Processes opening one

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/config"
+	"github.com/gpumeter/gpumeter/authority/console"
 	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
 )
@@ -26,7 +28,7 @@ func serveWithAdmin(ctx context.Context, cfg config.Config, st *store.Store, log
 		return serveNodes(ctx)
 	}
 	tlsFiles := server.TLSFiles{CertFile: cfg.TLS.CertFile, KeyFile: cfg.TLS.KeyFile}
-	ln, adm, err := listenAdmin(cfg, st, log, tlsFiles)
+	ln, h, err := listenAdmin(cfg, st, log, tlsFiles)
 	if err != nil {
 		// Serve the nodes' API on a done context: it closes the listener
 		// the caller opened for it, and nothing else happens.
@@ -39,7 +41,7 @@ func serveWithAdmin(ctx context.Context, cfg config.Config, st *store.Store, log
 	defer cancel()
 	adminErr := make(chan error, 1)
 	go func() {
-		err := server.Serve(ctx, ln, adm.Handler(), tlsFiles, 30*time.Second)
+		err := server.Serve(ctx, ln, h, tlsFiles, 30*time.Second)
 		cancel() // the nodes' API stops with it
 		adminErr <- err
 	}()
@@ -49,8 +51,10 @@ func serveWithAdmin(ctx context.Context, cfg config.Config, st *store.Store, log
 }
 
 // listenAdmin checks the operator API's settings, reads its token and
-// opens its listener.
-func listenAdmin(cfg config.Config, st *store.Store, log *slog.Logger, tlsFiles server.TLSFiles) (net.Listener, *server.Admin, error) {
+// opens its listener. The web console (docs/console.md) shares it, under
+// /console/: the same TLS and loopback rule; the operators' token signs
+// in a program officer there.
+func listenAdmin(cfg config.Config, st *store.Store, log *slog.Logger, tlsFiles server.TLSFiles) (net.Listener, http.Handler, error) {
 	if !tlsFiles.Enabled() && !config.IsLoopback(cfg.Admin.Listen) {
 		return nil, nil, fmt.Errorf("admin.listen %s: without tls (cert_file, key_file) the operator API listens only on a loopback address", cfg.Admin.Listen)
 	}
@@ -62,9 +66,16 @@ func listenAdmin(cfg config.Config, st *store.Store, log *slog.Logger, tlsFiles 
 	if err != nil {
 		return nil, nil, err
 	}
+	con, err := console.New(console.Options{Store: st, OperatorToken: token, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(console.Prefix, con.Handler())
+	mux.Handle("/", adm.Handler())
 	ln, err := net.Listen("tcp", cfg.Admin.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("admin.listen on %s: %w", cfg.Admin.Listen, err)
 	}
-	return ln, adm, nil
+	return ln, mux, nil
 }

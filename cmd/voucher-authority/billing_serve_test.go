@@ -73,6 +73,9 @@ func TestServeStartsTheOperatorAPI(t *testing.T) {
 	if code := get(serveToken); code != http.StatusOK {
 		t.Errorf("with the token: %d", code)
 	}
+	if code := getWith(t, "http://"+addr+"/console/signin", ""); code != http.StatusOK {
+		t.Errorf("the web console's sign-in page on the operator listener: %d", code)
+	}
 	usage := "http://" + nodesAddr + "/v1/usage?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z"
 	if code := getWith(t, usage, ""); code != http.StatusUnauthorized {
 		t.Errorf("usage on the nodes' API without the token: %d", code)

@@ -71,7 +71,7 @@ func newRoot() *cobra.Command {
 		serveCmd(), checkConfigCmd(),
 		nodeCmd(), modelsCmd(), keyCmd(), usageCmd(), headCmd(), coverageCmd(),
 		entityCmd(), tenantCmd(), programCmd(), voucherCmd(), ratecardCmd(), statementCmd(), claimCmd(),
-		auditCmd(), reviewCmd(), logCmd(), exportCmd(), verifyCmd(),
+		auditCmd(), reviewCmd(), logCmd(), exportCmd(), verifyCmd(), tokenCmd(),
 		versionCmd(),
 	)
 	root.Long = rootLong
