@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -38,18 +40,36 @@ func TestWatchesAProcessAndScrapesEachInterval(t *testing.T) {
 	if rss, err := procfs.RSSBytes(os.Getpid()); err != nil || rss < 1<<20 {
 		t.Fatalf("own VmRSS %d bytes, %v", rss, err)
 	}
-	// Burn some CPU: the threads' run time must grow by at least as much
-	// as this goroutine ran.
+	// Burn CPU on this thread until the kernel says it ran 50 ms (on a
+	// loaded machine that takes longer than 50 ms of wall time): the
+	// process's run time, as procfs reads it in clock ticks, must grow at
+	// least as much, less one tick either side.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	before, err := procfs.CPUTime(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for start := time.Now(); time.Since(start) < 20*time.Millisecond; {
+	const burn = 50 * time.Millisecond
+	start := threadCPU(t)
+	for deadline := time.Now().Add(time.Minute); threadCPU(t)-start < burn; {
+		if time.Now().After(deadline) {
+			t.Fatal("this thread did not get 50 ms of CPU in a minute")
+		}
 	}
 	after, err := procfs.CPUTime(os.Getpid())
-	if err != nil || after-before < 10*time.Millisecond {
-		t.Fatalf("CPU time grew %s over a 20 ms busy loop (%v)", after-before, err)
+	if err != nil || after-before < burn-20*time.Millisecond {
+		t.Fatalf("CPU time grew %s while this thread alone ran %s (%v)", after-before, burn, err)
 	}
+}
+
+// threadCPU is the calling OS thread's user+system time.
+func threadCPU(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestGoneProcessIsAnError(t *testing.T) {
