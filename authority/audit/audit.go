@@ -263,6 +263,9 @@ func (a *auditor) checkNodes(want map[compact.NodeID][]byte) {
 		return ids[i].Level < ids[j].Level || ids[i].Level == ids[j].Level && ids[i].Index < ids[j].Index
 	})
 	for _, id := range ids {
+		if id.Level == 0 {
+			continue // leaves' hashes live in log_leaves, checked there
+		}
 		a.diff("log_nodes", fmt.Sprintf("level=%d, idx=%d", id.Level, id.Index), "row", "absent", hex.EncodeToString(want[id]))
 	}
 }

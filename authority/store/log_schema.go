@@ -29,9 +29,10 @@ var logMigration = []string{
 		hash    {{bytes}} NOT NULL,
 		created BIGINT NOT NULL
 	)`,
-	// Every complete subtree of the tree (level 0: the leaf hashes): any
-	// inclusion or consistency proof is at most 2·log2(size) of these, each
-	// one primary-key read.
+	// Every complete subtree of the tree above the leaves (the leaves'
+	// hashes are in log_leaves; trees written by the first version also
+	// hold level 0 here): any inclusion or consistency proof is at most
+	// 2·log2(size) of these, each one primary-key read.
 	`CREATE TABLE log_nodes (
 		level BIGINT NOT NULL,
 		idx   BIGINT NOT NULL,

@@ -261,7 +261,7 @@ func TestLogAppendFailureStoresNothing(t *testing.T) {
 			t.Fatal(err)
 		}
 		must(t, s.writeTx(ctx, func(tx *sql.Tx) error {
-			_, err := s.exec(ctx, tx, `INSERT INTO log_nodes (level, idx, hash) VALUES (0, 1, ?)`, make([]byte, 32))
+			_, err := s.exec(ctx, tx, `INSERT INTO log_nodes (level, idx, hash) VALUES (1, 0, ?)`, make([]byte, 32))
 			return err
 		}))
 		sub := n.batch(n.hour(1, bt.Add(time.Hour), "acme"))
@@ -279,7 +279,7 @@ func TestLogAppendFailureStoresNothing(t *testing.T) {
 			t.Errorf("%d batches, %d charges, %d leaves, size %d; want 1 each", c.Batches, charges, leaves, size)
 		}
 		must(t, s.writeTx(ctx, func(tx *sql.Tx) error {
-			_, err := s.exec(ctx, tx, `DELETE FROM log_nodes WHERE level = 0 AND idx = 1`)
+			_, err := s.exec(ctx, tx, `DELETE FROM log_nodes WHERE level = 1 AND idx = 0`)
 			return err
 		}))
 		if _, err := s.Ingest(ctx, sub); err != nil {
