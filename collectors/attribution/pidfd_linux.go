@@ -92,6 +92,10 @@ func (w *pidfdWatcher) releaseWhenUnreachable(owner *Attributor) {
 // Exited polls every pidfd once without waiting: a pidfd is readable once
 // its process has exited.
 func (w *pidfdWatcher) Exited(fds []int, exited []bool) error {
+	if len(exited) < len(fds) {
+		return fmt.Errorf("poll pidfds: %d results for %d pidfds", len(exited), len(fds))
+	}
+	exited = exited[:len(fds)]
 	w.fds = w.fds[:0]
 	for _, fd := range fds {
 		w.fds = append(w.fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
@@ -106,10 +110,10 @@ func (w *pidfdWatcher) Exited(fds []int, exited []bool) error {
 		}
 		break
 	}
-	for i, p := range w.fds {
+	for i := range exited {
 		// POLLIN: exited; POLLHUP/POLLERR/POLLNVAL: not a live pidfd
 		// any more (treated as exited: the process is read afresh).
-		exited[i] = p.Revents != 0
+		exited[i] = w.fds[i].Revents != 0
 	}
 	return nil
 }

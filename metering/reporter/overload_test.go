@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gpumeter/gpumeter/metering/reporter"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -22,21 +23,8 @@ func TestOverloadedWaitsRetryAfterSpread(t *testing.T) {
 	a := newAuthority(t)
 	g := newAgent(t, a.key)
 	g.appendWindows(0, 2)
-	var posts atomic.Int64
-	a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if r.Method == http.MethodPost && posts.Add(1) <= shed {
-			w.Header().Set("Retry-After", "2")
-			problemAnswer(w, http.StatusServiceUnavailable, protocol.Overloaded, "busy", nil)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-	wc := newWaitClock(t)
-	opts := g.options(a.URL)
-	opts.Clock = wc
-	r := g.reporter(opts)
-	done := make(chan error, 1)
-	go func() { done <- r.Flush(context.Background()) }()
+	posts := refuseFirstPosts(a, shed, http.StatusServiceUnavailable, protocol.Overloaded, "2")
+	r, wc, done := flushOnWaitClock(g, a)
 	waits := map[time.Duration]bool{}
 	for i := range shed {
 		w := wc.next(t)
@@ -59,4 +47,31 @@ func TestOverloadedWaitsRetryAfterSpread(t *testing.T) {
 	if p := posts.Load(); p != shed+1 {
 		t.Errorf("%d POSTs, want %d shed and 1 stored", p, shed)
 	}
+}
+
+// refuseFirstPosts makes a answer its first n POSTs with a problem of
+// status and cause and Retry-After retryAfter; it counts every POST.
+func refuseFirstPosts(a *authority, n int64, status int, cause, retryAfter string) *atomic.Int64 {
+	var posts atomic.Int64
+	a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method == http.MethodPost && posts.Add(1) <= n {
+			w.Header().Set("Retry-After", retryAfter)
+			problemAnswer(w, status, cause, "refused by the test", nil)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	return &posts
+}
+
+// flushOnWaitClock starts g's reporter flushing to a, waiting on a
+// waitClock the test drives; done has Flush's result.
+func flushOnWaitClock(g *agent, a *authority) (*reporter.Reporter, *waitClock, <-chan error) {
+	wc := newWaitClock(g.t)
+	opts := g.options(a.URL)
+	opts.Clock = wc
+	r := g.reporter(opts)
+	done := make(chan error, 1)
+	go func() { done <- r.Flush(context.Background()) }()
+	return r, wc, done
 }
