@@ -63,6 +63,10 @@ const (
 	BadRequest = "bad-request"
 	// Internal: the authority failed; the sender may retry (500).
 	Internal = "internal"
+	// Overloaded: the authority ingests as many batches as it can at once
+	// and none finished in time for this one; the sender retries after
+	// Retry-After (503), nothing was read or stored.
+	Overloaded = "overloaded"
 	// The operator API's (authority/server/admin.go):
 	Unauthorized    = "unauthorized"     // no or a wrong bearer token, or a read not validly signed
 	BillingInvalid  = "billing-invalid"  // a value the billing rules refuse
@@ -129,6 +133,7 @@ var causes = map[string]struct {
 	NotFound:         {http.StatusNotFound, "Not found"},
 	BadRequest:       {http.StatusBadRequest, "Bad request"},
 	Internal:         {http.StatusInternalServerError, "Internal error"},
+	Overloaded:       {http.StatusServiceUnavailable, "Authority overloaded"},
 	Unauthorized:     {http.StatusUnauthorized, "Unauthorized"},
 	BillingInvalid:   {http.StatusBadRequest, "Invalid billing input"},
 	BillingConflict:  {http.StatusConflict, "Billing conflict"},

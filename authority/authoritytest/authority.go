@@ -104,6 +104,9 @@ type Options struct {
 	// LogSigner, when set, starts the verifiable log with this key before
 	// the nodes are registered (server.Options.LogSigner); nil: no log.
 	LogSigner *tlog.Signer
+	// Admission bounds concurrent ingests (server.Options.Admission); the
+	// zero value: the server's defaults.
+	Admission server.Admission
 }
 
 // Authority is a started authority. Everything it opened is closed by
@@ -189,7 +192,8 @@ func New(t testing.TB, opts Options) *Authority {
 		t.Fatal(err)
 	}
 	a.Server, err = server.New(server.Options{Ingester: a.Ingester, Store: st, MaxBodyBytes: opts.MaxBodyBytes,
-		OperatorToken: opts.OperatorToken, Clock: opts.Clock, LogSigner: opts.LogSigner})
+		OperatorToken: opts.OperatorToken, Clock: opts.Clock, LogSigner: opts.LogSigner,
+		Admission: opts.Admission})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,12 +25,14 @@ import (
 
 // Config is configs/authority.yaml.
 type Config struct {
-	Listen       string        `yaml:"listen"`
-	TLS          TLS           `yaml:"tls"`
-	Store        Store         `yaml:"store"`
-	Admin        Admin         `yaml:"admin"`
-	MaxBodyBytes int64         `yaml:"max_body_bytes"`
-	ClockSkew    time.Duration `yaml:"clock_skew"`
+	Listen       string `yaml:"listen"`
+	TLS          TLS    `yaml:"tls"`
+	Store        Store  `yaml:"store"`
+	Admin        Admin  `yaml:"admin"`
+	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	// Admission bounds concurrent ingests (admission.go).
+	Admission Admission     `yaml:"admission"`
+	ClockSkew time.Duration `yaml:"clock_skew"`
 	// MaxWindow and MaxMergeWindow bound the metering and merge windows a
 	// node may declare in its inventory: no record is longer.
 	MaxWindow      time.Duration `yaml:"max_window"`
@@ -125,6 +127,7 @@ func Default() Config {
 		Store:          Store{Driver: DriverSQLite, Path: "/var/lib/voucher-authority/authority.db"},
 		Admin:          defaultAdmin(),
 		MaxBodyBytes:   8 << 20,
+		Admission:      Admission{MaxWait: 2 * time.Second, RetryAfter: time.Second},
 		ClockSkew:      5 * time.Minute,
 		MaxWindow:      time.Hour,
 		MaxMergeWindow: 24 * time.Hour,
@@ -211,6 +214,7 @@ func (c Config) validate() []invalid {
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > MaxBodyLimit {
 		bad(fmt.Sprintf("%d is out of range [1024, %d]", c.MaxBodyBytes, MaxBodyLimit), "max_body_bytes")
 	}
+	out = append(out, c.Admission.validate()...)
 	if c.ClockSkew <= 0 || c.ClockSkew > time.Hour {
 		bad(fmt.Sprintf("%s is out of range (0, 1h]", c.ClockSkew), "clock_skew")
 	}

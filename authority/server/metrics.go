@@ -30,6 +30,8 @@ type metrics struct {
 	internals prometheus.Counter
 	// unrecorded counts refusals the audit trail failed to keep.
 	unrecorded prometheus.Counter
+	// shed counts batches answered 503 overloaded (admission.go).
+	shed prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -63,11 +65,15 @@ func newMetrics() *metrics {
 			Name: "gpumeter_authority_refusals_unrecorded_total",
 			Help: "Refused batches the audit trail failed to keep (the refusal was answered and logged all the same).",
 		}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gpumeter_authority_batches_shed_total",
+			Help: "Batches answered 503 overloaded with Retry-After, unread, because no ingest slot came free in time (the node sends them again).",
+		}),
 	}
 	// voucher_authority_build_info as node_exporter has it: version,
 	// revision, branch, Go version, platform, from the build's -ldflags
 	// (github.com/prometheus/common/version).
-	m.reg.MustRegister(m.accepted, m.rejected, m.records, m.held, m.forks, m.internals, m.unrecorded,
+	m.reg.MustRegister(m.accepted, m.rejected, m.records, m.held, m.forks, m.internals, m.unrecorded, m.shed,
 		versioncollector.NewCollector("voucher_authority"), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Start every series at 0 so rates and alerts see a cause before its
 	// first occurrence.

@@ -41,6 +41,9 @@ type Options struct {
 	// authority keeps no log, answers carry no receipt and the log's
 	// endpoints answer 404.
 	LogSigner *tlog.Signer
+	// Admission bounds concurrent ingests (admission.go); zero fields: the
+	// defaults for the Store's driver.
+	Admission Admission
 }
 
 // Server holds the handlers and the metrics.
@@ -56,6 +59,7 @@ type Server struct {
 	tokenSum *[sha256.Size]byte
 	aud      Auditor
 	logKey   *tlog.Signer
+	adm      *admitter
 }
 
 // New builds a Server.
@@ -67,6 +71,11 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("new server: negative max body size %d", opts.MaxBodyBytes)
 	}
 	s := &Server{in: opts.Ingester, st: opts.Store, log: opts.Logger, maxBody: opts.MaxBodyBytes, m: newMetrics(), clock: opts.Clock, aud: opts.Auditor, logKey: opts.LogSigner}
+	adm, err := opts.Admission.withDefaults(opts.Store.Driver())
+	if err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	s.adm = newAdmitter(adm)
 	if opts.OperatorToken != nil {
 		if len(opts.OperatorToken) < MinAdminTokenLen {
 			return nil, fmt.Errorf("new server: operator token has %d characters, want at least %d", len(opts.OperatorToken), MinAdminTokenLen)
@@ -101,6 +110,10 @@ func New(opts Options) (*Server, error) {
 func (s *Server) Handler() http.Handler { return s.mux }
 
 func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
+	if !s.admit(w, r) {
+		return
+	}
+	defer s.adm.release()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError

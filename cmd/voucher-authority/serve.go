@@ -73,7 +73,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	srv, err := server.New(server.Options{Ingester: in, Store: st, Logger: log, MaxBodyBytes: cfg.MaxBodyBytes, OperatorToken: token,
-		LogSigner: logKey})
+		LogSigner: logKey, Admission: server.Admission{MaxConcurrent: cfg.Admission.MaxConcurrent,
+			MaxWait: cfg.Admission.MaxWait, RetryAfter: cfg.Admission.RetryAfter}})
 	if err != nil {
 		return err
 	}

@@ -41,9 +41,15 @@ type Attributor struct {
 	cache map[uint32]cacheEntry
 	gen   uint64   // Attribute calls so far: marks cache entries as seen
 	vals  []string // scratch for a matcher's group values
+	// ruleOf and which are shares' scratch (arena.go).
+	ruleOf, which []int
 	// refused are the templated tenants already logged as invalid.
 	refused     map[refusedKey]bool
 	refusedFull bool
+	// watcher follows resolved processes (watch.go); nil: start times.
+	watcher    ProcessWatcher
+	watcherSet bool
+	watch      watchState
 }
 
 // cacheEntry is a process's attribution, valid while the PID keeps the
@@ -54,6 +60,11 @@ type cacheEntry struct {
 	method string
 	rule   int // index in Config.Rules, len(Rules) for unattributed
 	seen   uint64
+	// watched: the watcher follows the process with handle; live is the
+	// Attribute call in which it last said the process is still there.
+	watched bool
+	handle  int
+	live    uint64
 }
 
 // Option configures an Attributor.
@@ -84,6 +95,7 @@ func New(cfg Config, hostRoot string, opts ...Option) (*Attributor, error) {
 	for _, o := range opts {
 		o(a)
 	}
+	a.defaultWatcher(hostRoot)
 	maxGroups := len(userGroups)
 	for i, r := range cfg.Rules {
 		c, err := compileRule(r, i)
@@ -118,12 +130,14 @@ func (a *Attributor) Attribute(ctx context.Context, s device.Snapshot) []Observa
 	defer a.mu.Unlock()
 	a.gen++
 	ctx = a.proc.withEnv(ctx)
+	a.checkWatched(ctx)
 	units := s.Units()
 	var alloc map[string][]Pod
 	if a.pods != nil && len(a.podRules) > 0 {
 		alloc = a.pods.UnitPods(ctx) // once per snapshot: it may ask the kubelet
 	}
 	obs := make([]Observation, len(units))
+	ar := newArena(units)
 	for i, u := range units {
 		obs[i].Unit = u
 		if u.Err != nil || len(u.Processes) == 0 {
@@ -132,21 +146,21 @@ func (a *Attributor) Attribute(ctx context.Context, s device.Snapshot) []Observa
 		if r := a.staticRule(u); r != nil {
 			obs[i].Shares = []Share{{
 				Tenant: r.tenant.expand(nil), Method: r.method, Weight: 1,
-				PIDs: sortedPIDs(u.Processes),
+				PIDs: ar.sortedPIDs(u.Processes),
 			}}
 			continue
 		}
 		if r, tenant, ok := a.podTenant(ctx, alloc, u); ok {
-			obs[i].Shares = []Share{{Tenant: tenant, Method: r.method, Weight: 1, PIDs: sortedPIDs(u.Processes)}}
+			obs[i].Shares = []Share{{Tenant: tenant, Method: r.method, Weight: 1, PIDs: ar.sortedPIDs(u.Processes)}}
 			continue
 		}
-		obs[i].Shares, obs[i].SplitRule = a.shares(ctx, u)
+		obs[i].Shares, obs[i].SplitRule = a.shares(ctx, u, ar)
 	}
 	// Bounded memory: forget processes not in this snapshot. A process that
 	// comes back is resolved afresh, which is also right after PID reuse.
 	for pid, e := range a.cache {
 		if e.seen != a.gen {
-			delete(a.cache, pid)
+			a.forget(pid)
 		}
 	}
 	return obs
@@ -164,7 +178,7 @@ func (a *Attributor) staticRule(u device.Unit) *compiledRule {
 
 // shares groups the unit's processes by tenant and weighs them (the
 // contract is on Share.Weight).
-func (a *Attributor) shares(ctx context.Context, u device.Unit) ([]Share, string) {
+func (a *Attributor) shares(ctx context.Context, u device.Unit, ar *arena) ([]Share, string) {
 	// Weights are the processes' SM samples (device.Process.SMWeight): a
 	// process without samples adds nothing, and does not turn the others'
 	// samples into an equal split. Only when no process has a non-zero
@@ -176,8 +190,9 @@ func (a *Attributor) shares(ctx context.Context, u device.Unit) ([]Share, string
 		}
 	}
 
-	var shares []Share
-	var ruleOf []int // per share: the highest-priority rule among its processes
+	shares := ar.shares(len(u.Processes))
+	ruleOf := a.ruleOf[:0] // per share: the highest-priority rule among its processes
+	which := a.which[:0]   // per process: its share
 	for _, p := range u.Processes {
 		e := a.resolve(ctx, u, p.PID)
 		i := slices.IndexFunc(shares, func(s Share) bool { return s.Tenant == e.tenant })
@@ -188,11 +203,13 @@ func (a *Attributor) shares(ctx context.Context, u device.Unit) ([]Share, string
 		} else if e.rule < ruleOf[i] {
 			shares[i].Method, ruleOf[i] = e.method, e.rule
 		}
-		shares[i].PIDs = append(shares[i].PIDs, p.PID)
+		which = append(which, i)
 		if useUtil {
 			shares[i].Weight += p.SMWeight
 		}
 	}
+	ar.groupPIDs(shares, which, u.Processes)
+	a.ruleOf, a.which = ruleOf, which
 	split := ""
 	switch {
 	case len(shares) == 1:
@@ -213,8 +230,9 @@ func (a *Attributor) shares(ctx context.Context, u device.Unit) ([]Share, string
 	return shares, split
 }
 
-// resolve attributes one process, from the cache when the PID still has
-// the start time it had when it was resolved.
+// resolve attributes one process, from the cache when the watcher says it
+// is still there (watch.go) or, unwatched, when the PID still has the start
+// time it had when it was resolved.
 func (a *Attributor) resolve(ctx context.Context, u device.Unit, pid uint32) cacheEntry {
 	unattributed := cacheEntry{
 		tenant: Unattributed, method: string(MethodUnattributed), rule: len(a.static) + len(a.rules),
@@ -223,9 +241,19 @@ func (a *Attributor) resolve(ctx context.Context, u device.Unit, pid uint32) cac
 	if cached && e.seen == a.gen {
 		return e // already checked in this snapshot (a process on two units)
 	}
+	if cached && e.watched && e.live == a.gen {
+		e.seen = a.gen // the watcher saw it alive: no /proc read
+		a.cache[pid] = e
+		return e
+	}
+	handle, watched := 0, false
+	if !cached {
+		handle, watched = a.watchNew(ctx, pid)
+	}
 	start, err := a.proc.startTime(ctx, pid)
 	if err != nil {
-		delete(a.cache, pid)
+		a.forget(pid)
+		a.unwatch(handle, watched)
 		a.logUnreadable(ctx, u, pid, err)
 		return unattributed
 	}
@@ -237,10 +265,11 @@ func (a *Attributor) resolve(ctx context.Context, u device.Unit, pid uint32) cac
 	if cached {
 		a.log.DebugContext(ctx, "pid reused, attributing afresh", "pid", pid,
 			"old_start_ticks", e.start, "start_ticks", start, "old_tenant", e.tenant)
+		a.forget(pid)
 	}
 	e, err = a.match(ctx, pid)
 	if err != nil {
-		delete(a.cache, pid)
+		a.unwatch(handle, watched)
 		a.logUnreadable(ctx, u, pid, err)
 		return unattributed
 	}
@@ -249,9 +278,16 @@ func (a *Attributor) resolve(ctx context.Context, u device.Unit, pid uint32) cac
 		// Not cached: a match is final for the process's life (its cgroup
 		// is set before it execs), but no match may be transient (a user
 		// added to /etc/passwd), so it is tried again at the next call.
-		delete(a.cache, pid)
+		a.unwatch(handle, watched)
 		return e
 	}
+	if watched && !a.stillThere(handle) {
+		// It exited while it was read: what was read may be a later
+		// process's. Attributed for this poll, not kept.
+		a.unwatch(handle, watched)
+		return e
+	}
+	e.watched, e.handle, e.live = watched, handle, a.gen
 	a.cache[pid] = e
 	return e
 }
@@ -363,13 +399,4 @@ func (a *Attributor) refreshUsers(ctx context.Context) {
 			a.log.WarnContext(ctx, "user rules use the last readable passwd (none: they match nothing)", "err", err)
 		}
 	}
-}
-
-func sortedPIDs(ps []device.Process) []uint32 {
-	pids := make([]uint32, len(ps))
-	for i, p := range ps {
-		pids[i] = p.PID
-	}
-	slices.Sort(pids)
-	return pids
 }

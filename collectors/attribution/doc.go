@@ -197,6 +197,16 @@
 // within the same clock tick is not detected, which needs the PID space to
 // wrap in under 10 ms.
 //
+// That is the fallback. Where the host root's /proc is the agent's own, a
+// resolved process is followed by a pidfd instead (watch.go): one poll(2)
+// over all of them per call says which exited, exactly (a pidfd never
+// refers to a later process with the same PID), and a process known alive
+// is not read from /proc at all; only new PIDs are. A process pidfd_open
+// refuses, a fake tree (the simulator) and another PID namespace keep the
+// start time check; WithProcessWatcher lets a simulator stand in. Close
+// releases the pidfds (they are also released when the Attributor is
+// garbage).
+//
 // # Concurrency
 //
 // Attribute is safe for concurrent use; calls are serialized. Rules are

@@ -61,3 +61,20 @@ func TestRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+func TestSpreadRetryAfter(t *testing.T) {
+	seen := map[time.Duration]bool{}
+	for range 200 {
+		d := spreadRetryAfter(4 * time.Second)
+		if d < 4*time.Second || d > 6*time.Second {
+			t.Fatalf("spreadRetryAfter(4s) = %s, want 4s..6s", d)
+		}
+		seen[d] = true
+	}
+	if len(seen) < 100 {
+		t.Errorf("200 draws gave %d distinct waits: not spread", len(seen))
+	}
+	if d := spreadRetryAfter(0); d != 0 {
+		t.Errorf("spreadRetryAfter(0) = %s, want 0", d)
+	}
+}

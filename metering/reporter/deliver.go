@@ -353,7 +353,7 @@ func (r *Reporter) unblock() bool {
 }
 
 // failed records a transient failure and returns the wait before the next
-// pass: Retry-After when given; about RetryWaitMax while blocked or after
+// pass: Retry-After when given, spread (spreadRetryAfter); about RetryWaitMax while blocked or after
 // a permanent transport error; else the jittered exponential backoff.
 func (r *Reporter) failed(a answer, cause string) result {
 	if cause == "" {
@@ -384,7 +384,7 @@ func (r *Reporter) failed(a answer, cause string) result {
 	}
 	switch {
 	case a.retryAfter > 0:
-		return result{kind: backoff, wait: a.retryAfter}
+		return result{kind: backoff, wait: spreadRetryAfter(a.retryAfter)}
 	case blocked, a.permanent:
 		return r.blockedWait()
 	default:

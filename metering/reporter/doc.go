@@ -54,7 +54,10 @@
 //	                             logged at error level, blocked until the spool changes
 //	408, 429, 5xx, network     retried with jittered exponential backoff;
 //	                             Retry-After on 425, 429 and 503 is honoured, up
-//	                             to MaxRetryAfter. A 425 without a problem body
+//	                             to MaxRetryAfter; on 429 and 503 (503 overloaded:
+//	                             the authority's admission control) spread over
+//	                             [d, 1.5·d] so that shed nodes do not all return
+//	                             at once. A 425 without a problem body
 //	                             (an older authority) is retried the same way
 //	any other 4xx              final: dead letter, with "<status> <cause>: <detail>"
 //

@@ -20,21 +20,8 @@ func TestWindowNotEndedIsRetried(t *testing.T) {
 	a := newAuthority(t)
 	g := newAgent(t, a.key)
 	g.appendWindows(0, 2)
-	var posts atomic.Int64
-	a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if r.Method == http.MethodPost && posts.Add(1) == 1 {
-			w.Header().Set("Retry-After", "7")
-			problemAnswer(w, http.StatusTooEarly, protocol.WindowNotEnded, "window ends after the authority's now", nil)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-	wc := newWaitClock(t)
-	opts := g.options(a.URL)
-	opts.Clock = wc
-	r := g.reporter(opts)
-	done := make(chan error, 1)
-	go func() { done <- r.Flush(context.Background()) }()
+	posts := refuseFirstPosts(a, 1, http.StatusTooEarly, protocol.WindowNotEnded, "7")
+	r, wc, done := flushOnWaitClock(g, a)
 	w := wc.next(t)
 	if w.d != 7*time.Second {
 		t.Errorf("waits %s after a 425 with Retry-After: 7, want 7s", w.d)

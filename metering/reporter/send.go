@@ -204,6 +204,18 @@ func jittered(min, max time.Duration, attempt int) time.Duration {
 	return d
 }
 
+// spreadRetryAfter is the wait after a transient answer's Retry-After d:
+// a uniform draw from [d, 1.5·d], never earlier than the authority asked.
+// An overloaded authority tells every node it sheds the same Retry-After;
+// without the spread they would all come back in the same instant and be
+// shed again together.
+func spreadRetryAfter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d + rand.N(d/2+1)
+}
+
 // retryAfter reads Retry-After (seconds or an HTTP date) of a 425, 429 or
 // 503, bounded by MaxRetryAfter; 0 when absent or not in the future.
 func retryAfter(resp *http.Response, now time.Time) time.Duration {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -82,18 +83,24 @@ func newFleet(ctx context.Context, c config, db authproc.Database) (*fleet, erro
 }
 
 // event is an acknowledgement (records > 0, with the batch's latency from
-// sealed to acknowledged) or a resend (records 0) of one node.
+// sealed to acknowledged) or a resend (records 0) of one node: after a
+// 503 with Retry-After (shed) or after a timeout or another failure.
 type event struct {
 	at      time.Time
 	lat     time.Duration
 	records int
+	shed    bool
 }
 
 // phase is what the fleet did in one repetition's window of time.
 type phase struct {
 	records, batches, retries int
-	elapsed                   time.Duration // the window's length
-	latencies                 []time.Duration
+	// shed counts the requests the authority answered 503 with
+	// Retry-After (admission control), sent again after it; retries
+	// counts the other resends (timeouts, mostly).
+	shed      int
+	elapsed   time.Duration // the window's length
+	latencies []time.Duration
 	// Shares of the machine's CPU time over the window, in percent: the
 	// authority process, this load generator, idle and waiting for I/O.
 	// The rest is PostgreSQL and whatever else runs.
@@ -181,7 +188,11 @@ func bucket(events []event, bounds []time.Time) []phase {
 		}
 		p := &phases[min(int(e.at.Sub(bounds[0])/d), len(phases)-1)]
 		if e.records == 0 {
-			p.retries++
+			if e.shed {
+				p.shed++
+			} else {
+				p.retries++
+			}
 			continue
 		}
 		p.batches++
@@ -266,7 +277,7 @@ func (f *fleet) oneBatch(ctx context.Context, n *node, events *[]event) error {
 	}
 	sealed := time.Now()
 	for retries := 1; ; retries++ {
-		head, transient, err := f.post(ctx, s.Envelope)
+		head, wait, err := f.post(ctx, s.Envelope)
 		if err == nil {
 			if head != s.LastSeq {
 				return fmt.Errorf("batch %d..%d acknowledged with head %d", s.FirstSeq, s.LastSeq, head)
@@ -278,14 +289,17 @@ func (f *fleet) oneBatch(ctx context.Context, n *node, events *[]event) error {
 			*events = append(*events, event{at: now, lat: now.Sub(sealed), records: len(recs)})
 			return nil
 		}
-		if !transient || ctx.Err() != nil {
+		if wait < 0 || ctx.Err() != nil {
 			return fmt.Errorf("batch %d..%d: %w", s.FirstSeq, s.LastSeq, err)
 		}
-		*events = append(*events, event{at: time.Now()})
+		*events = append(*events, event{at: time.Now(), shed: wait > 0})
+		if wait == 0 {
+			wait = backoff(retries)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(backoff(retries)):
+		case <-time.After(wait):
 		}
 	}
 }
@@ -298,33 +312,45 @@ func backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// post sends one envelope; transient says a resend may succeed (network
-// error, 408, 429, 5xx), as the reporter decides.
-func (f *fleet) post(ctx context.Context, env []byte) (head uint64, transient bool, err error) {
+// post sends one envelope. On failure wait says what the reporter would
+// do: < 0 give up (not transient), > 0 send again after that (a 429 or
+// 503's Retry-After, spread over [d, 1.5·d] as the reporter does), 0 send
+// again after the backoff (network error or timeout, 408, other 5xx).
+func (f *fleet) post(ctx context.Context, env []byte) (head uint64, wait time.Duration, err error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url+"/v1/batches", bytes.NewReader(env))
 	if err != nil {
-		return 0, false, err
+		return 0, -1, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return 0, true, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return 0, true, err
+		return 0, 0, err
 	}
-	if resp.StatusCode != http.StatusOK {
-		s := resp.StatusCode
-		return 0, s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500,
-			fmt.Errorf("status %d: %s", s, bytes.TrimSpace(body))
+	if s := resp.StatusCode; s != http.StatusOK {
+		err := fmt.Errorf("status %d: %s", s, bytes.TrimSpace(body))
+		switch {
+		case s == http.StatusTooManyRequests || s == http.StatusServiceUnavailable:
+			if secs, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && secs > 0 {
+				d := time.Duration(secs) * time.Second
+				return 0, d + rand.N(d/2+1), err
+			}
+			return 0, 0, err
+		case s == http.StatusRequestTimeout || s >= 500:
+			return 0, 0, err
+		default:
+			return 0, -1, err
+		}
 	}
 	var a struct {
 		Head *uint64 `json:"head"`
 	}
 	if err := json.Unmarshal(body, &a); err != nil || a.Head == nil {
-		return 0, true, errors.New("200 answer without a head: " + string(body))
+		return 0, 0, errors.New("200 answer without a head: " + string(body))
 	}
-	return *a.Head, false, nil
+	return *a.Head, 0, nil
 }

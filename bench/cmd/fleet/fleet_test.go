@@ -86,13 +86,14 @@ func TestBucketCountsEachWindowsAcknowledgements(t *testing.T) {
 	events := []event{
 		{at: at(50), lat: time.Second, records: 24}, // warm-up: left out
 		{at: at(100), lat: 3 * time.Millisecond, records: 24},
-		{at: at(150)}, // a resend
+		{at: at(150)},             // a resend
+		{at: at(160), shed: true}, // a resend after a 503 with Retry-After
 		{at: at(199), lat: 1 * time.Millisecond, records: 24},
 		{at: at(200), lat: 7 * time.Millisecond, records: 24},
 		{at: at(300), lat: time.Second, records: 24}, // the tail: left out
 	}
 	p := bucket(events, bounds)
-	if len(p) != 2 || p[0].batches != 2 || p[0].records != 48 || p[0].retries != 1 || p[1].batches != 1 || p[1].retries != 0 {
+	if len(p) != 2 || p[0].batches != 2 || p[0].records != 48 || p[0].retries != 1 || p[0].shed != 1 || p[1].batches != 1 || p[1].retries != 0 || p[1].shed != 0 {
 		t.Fatalf("phases: %+v", p)
 	}
 	if p[0].latencies[0] != time.Millisecond || p[0].percentile(50) != time.Millisecond || p[0].percentile(99) != 3*time.Millisecond {

@@ -123,9 +123,9 @@ func run(ctx context.Context, c config, out, log io.Writer) (err error) {
 	}
 	name := fmt.Sprintf("BenchmarkFleet/%s/nodes=%d", c.driver, c.nodes)
 	for _, p := range phases {
-		fmt.Fprintf(out, "%s\t%d\t%.0f records/s\t%.0f batches/s\t%.1f p50-ms\t%.1f p99-ms\t%d retries"+
+		fmt.Fprintf(out, "%s\t%d\t%.0f records/s\t%.0f batches/s\t%.1f p50-ms\t%.1f p99-ms\t%d retries\t%d shed"+
 			"\t%.0f authority-cpu-%%\t%.0f generator-cpu-%%\t%.0f idle-%%\t%.0f iowait-%%\n",
-			name, p.batches, p.recordsPerSec(), p.batchesPerSec(), ms(p.percentile(50)), ms(p.percentile(99)), p.retries,
+			name, p.batches, p.recordsPerSec(), p.batchesPerSec(), ms(p.percentile(50)), ms(p.percentile(99)), p.retries, p.shed,
 			p.authorityCPU, p.generatorCPU, p.idle, p.iowait)
 	}
 

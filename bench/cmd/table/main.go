@@ -59,6 +59,8 @@ var rows = []row{
 		value: series{"BenchmarkFleet/postgres/", "p99-ms"}, format: milliseconds},
 	measured{what: "… requests that timed out (reporter's 10 s) and were sent again",
 		value: series{"BenchmarkFleet/postgres/", "retries"}, format: count},
+	measured{what: "… requests the authority shed (503 with Retry-After, before reading them) and were sent again after it",
+		value: series{"BenchmarkFleet/postgres/", "shed"}, format: count},
 	fleetCheck{},
 }
 
