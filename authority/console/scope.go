@@ -38,6 +38,7 @@ const (
 	kindEntity       = "entity"
 	kindNode         = "node"    // the node's provider's
 	kindVoucher      = "voucher" // the voucher's holder's
+	kindRecord       = "record"  // the record's provider's and its charge's entity's
 )
 
 // errNotVisible: the viewer may not see the thing (403, never saying
@@ -69,6 +70,15 @@ func (c *Console) may(ctx context.Context, v viewer, kind, id string) error {
 			if vo.ID == id {
 				return nil
 			}
+		}
+		return errNotVisible
+	case kindRecord:
+		rec, err := c.st.ConsoleRecordByID(ctx, id)
+		if err != nil {
+			return errNotVisible
+		}
+		if (v.Role == store.RoleProvider && rec.Provider == v.Scope) || (v.Role == store.RoleEntity && rec.Billed && rec.Entity == v.Scope) {
+			return nil
 		}
 		return errNotVisible
 	default:
