@@ -71,14 +71,7 @@ func TestPagesInChinese(t *testing.T) {
 			}
 		}
 		base := startConsole(t, d, now)
-		_, provA, err := d.st.CreateConsoleToken(ctx, store.RoleProvider, "cloud-a", "", now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, acme, err := d.st.CreateConsoleToken(ctx, store.RoleEntity, "acme", "", now)
-		if err != nil {
-			t.Fatal(err)
-		}
+		provA, acme := consoleToken(t, d, store.RoleProvider, "cloud-a", now), consoleToken(t, d, store.RoleEntity, "acme", now)
 		english := map[string]bool{}
 		for k, m := range messages {
 			if k != "gpus" && k != "language" {
@@ -135,6 +128,16 @@ func TestPagesInChinese(t *testing.T) {
 	})
 }
 
+// consoleToken is a new console token of role and scope.
+func consoleToken(t *testing.T, d *demo, role, scope string, now time.Time) string {
+	t.Helper()
+	_, tok, err := d.st.CreateConsoleToken(context.Background(), role, scope, "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 // figureLinks checks that every figure with a number on page links
 // somewhere, and returns the links by label.
 func figureLinks(t *testing.T, path, page string) map[string]string {
@@ -170,21 +173,13 @@ func TestFiguresLinkDown(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		now := time.Now().UTC()
 		d := openDemo(t, driver, 72, 72*time.Hour, now, true)
-		ctx := context.Background()
 		// node-a1's batch is in the verifiable log, as leaf 0; node-b1's
 		// came before the log started.
 		d.exec(t, `INSERT INTO log_leaves (idx, kind, data, hash, created) VALUES (0, ?, ?, ?, ?)`,
 			tlog.KindBatch, []byte("leaf"), make([]byte, 32), now.UnixMilli())
 		d.exec(t, `INSERT INTO log_batches (node_id, first_seq, leaf_idx) VALUES ('node-a1', 1, 0)`)
 		base := startConsole(t, d, now)
-		_, provA, err := d.st.CreateConsoleToken(ctx, store.RoleProvider, "cloud-a", "", now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, globex, err := d.st.CreateConsoleToken(ctx, store.RoleEntity, "globex", "", now)
-		if err != nil {
-			t.Fatal(err)
-		}
+		provA, globex := consoleToken(t, d, store.RoleProvider, "cloud-a", now), consoleToken(t, d, store.RoleEntity, "globex", now)
 
 		// recordPage checks a record page: its batch, and its leaf or none.
 		recordPage := func(b *browser, path, node, leaf string) {
@@ -228,6 +223,9 @@ func TestFiguresLinkDown(t *testing.T) {
 		rec := linkTo(t, page, "node-a1-5")
 		recordPage(op, rec, "node-a1", "0")
 		recordPage(op, "/console/records/node-b1-5", "node-b1", "not in the verifiable log")
+		if page := op.get("/console/records/node-a1-3", 200); strings.Contains(page, evilTenant) || !strings.Contains(page, "&lt;img") {
+			t.Errorf("the record page does not escape the tenant %q", evilTenant)
+		}
 		for _, p := range []string{"/console/entities/acme", "/console/vouchers/v-acme", "/console/providers/cloud-a",
 			"/console/nodes/node-a1", "/console/statement?entity=acme", "/console/programs"} {
 			page := op.get(p, 200)

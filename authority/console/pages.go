@@ -202,9 +202,8 @@ func (c *Console) voucherRow(vo billing.Voucher, lang string) []cell {
 }
 
 func (c *Console) entity(w http.ResponseWriter, r *http.Request, v viewer) {
-	id := r.PathValue("id")
-	if c.may(r.Context(), v, kindEntity, id) != nil {
-		c.forbidden(w, r, v)
+	id, ok := c.pathVisible(w, r, v, kindEntity)
+	if !ok {
 		return
 	}
 	vs, err := c.st.Vouchers(r.Context(), id)
@@ -224,9 +223,8 @@ func (c *Console) entity(w http.ResponseWriter, r *http.Request, v viewer) {
 }
 
 func (c *Console) voucher(w http.ResponseWriter, r *http.Request, v viewer) {
-	id := r.PathValue("id")
-	if c.may(r.Context(), v, kindVoucher, id) != nil {
-		c.forbidden(w, r, v)
+	id, ok := c.pathVisible(w, r, v, kindVoucher)
+	if !ok {
 		return
 	}
 	gs, err := c.st.VoucherGrants(r.Context(), id, 10_000)

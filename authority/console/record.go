@@ -19,9 +19,8 @@ func recordHref(id string) string { return Prefix + "records/" + url.PathEscape(
 // hash and, when the verifiable log holds the batch, its leaf index (what
 // `voucher-authority log prove` and an auditor check).
 func (c *Console) record(w http.ResponseWriter, r *http.Request, v viewer) {
-	id := r.PathValue("id")
-	if c.may(r.Context(), v, kindRecord, id) != nil {
-		c.forbidden(w, r, v)
+	id, ok := c.pathVisible(w, r, v, kindRecord)
+	if !ok {
 		return
 	}
 	rec, err := c.st.ConsoleRecordByID(r.Context(), id)

@@ -102,3 +102,13 @@ func (c *Console) operatorOnly(h handler) handler {
 		h(w, r, v)
 	}
 }
+
+// pathVisible is the page's {id}, if v may see it; else it answers 403.
+func (c *Console) pathVisible(w http.ResponseWriter, r *http.Request, v viewer, kind string) (string, bool) {
+	id := r.PathValue("id")
+	if c.may(r.Context(), v, kind, id) != nil {
+		c.forbidden(w, r, v)
+		return id, false
+	}
+	return id, true
+}
