@@ -102,6 +102,7 @@ func New(opts Options) (*Console, error) {
 	m.HandleFunc("GET /console/providers", c.authed(c.providers))
 	m.HandleFunc("GET /console/providers/{id}", c.authed(c.provider))
 	m.HandleFunc("GET /console/nodes/{id}", c.authed(c.node))
+	m.HandleFunc("GET /console/records/{id}", c.authed(c.record))
 	m.HandleFunc("GET /console/claims", c.authed(c.claims))
 	m.HandleFunc("GET /console/statement", c.authed(c.statement))
 	m.HandleFunc("GET /console/reviews", c.authed(c.operatorOnly(c.reviews)))

@@ -136,6 +136,31 @@ var messages = map[string][2]string{
 	"decision saved":  {"Decision saved.", "已保存审核结果。"},
 	"reason required": {"A rejection needs a reason.", "驳回须填写原因。"},
 	"language":        {"中文", "English"},
+	"seq":             {"Sequence number", "序号"},
+	"batch":           {"Signed batch (sequence numbers)", "签名批次（序号）"},
+	"batch hash":      {"Batch hash", "批次哈希"},
+	"log leaf":        {"Log leaf index", "日志叶索引"},
+	"not in log":      {"not in the verifiable log", "不在可验证日志中"},
+	"window end":      {"Window end", "时段结束"},
+	"grants":          {"Paid by vouchers", "算力券支付"},
+	// Status words, as stored (statusText).
+	"status.active":    {"active", "有效"},
+	"status.suspended": {"suspended", "已暂停"},
+	"status.revoked":   {"revoked", "已吊销"},
+	"status.expired":   {"expired", "已过期"},
+	"status.held":      {"held", "暂扣待审"},
+	"status.approved":  {"approved", "已批准"},
+	"status.rejected":  {"rejected", "已驳回"},
+	"status.paid":      {"paid", "已支付"},
+}
+
+// statusText is a stored status word (a voucher's, a review's) in lang;
+// a word without a translation shows as stored.
+func statusText(lang, status string) string {
+	if _, ok := messages["status."+status]; !ok {
+		return status
+	}
+	return text(lang, "status."+status)
 }
 
 // text is key in lang.

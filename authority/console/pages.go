@@ -52,7 +52,8 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v viewer) {
 			{"paid_fen", "paid", true}, {"held_fen", "held", true}}}
 		for _, b := range budgets {
 			t.Rows = append(t.Rows, []cell{link(b.Program, Prefix+"programs?programs.q="+url.QueryEscape(b.Program)), txt(b.Name),
-				numCell(b.Vouchers), fenCell(b.Committed), fenCell(b.Balance), fenCell(b.Paid),
+				linked(numCell(b.Vouchers), Prefix+"entities"), linked(fenCell(b.Committed), Prefix+"entities"),
+				linked(fenCell(b.Balance), Prefix+"entities"), linked(fenCell(b.Paid), Prefix+"entities"),
 				{Text: yuan(b.Held), Raw: strconv.FormatInt(int64(b.Held), 10), num: int64(b.Held), Link: Prefix + "reviews"}})
 		}
 		p.Tables = append(p.Tables, t)
@@ -93,7 +94,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v viewer) {
 	}
 	mt := &table{ID: "models", Title: "gpu hours model", Cols: []column{{"model", "model", false}, {"gpu_ms", "gpu hours", true}}}
 	for m, ms := range byModel {
-		mt.Rows = append(mt.Rows, []cell{txt(m), msCell(ms)})
+		mt.Rows = append(mt.Rows, []cell{link(m, c.downLink(v, from, to)), msCell(ms)})
 	}
 	sortRows(pt.Rows)
 	sortRows(mt.Rows)
@@ -108,7 +109,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v viewer) {
 		et := c.voucherTable("expiring", "expiring")
 		for _, vo := range vs {
 			if vo.Status == billing.VoucherActive && vo.Expires.After(c.now()) && vo.Expires.Before(soon) {
-				et.Rows = append(et.Rows, c.voucherRow(vo))
+				et.Rows = append(et.Rows, c.voucherRow(vo, v.Lang))
 			}
 		}
 		p.Tables = append(p.Tables, et)
@@ -187,16 +188,22 @@ func (c *Console) voucherTable(id, title string) *table {
 		{"issued", "issued", true}, {"expires", "expires", true}, {"status", "status", false}}}
 }
 
-func (c *Console) voucherRow(vo billing.Voucher) []cell {
+func (c *Console) voucherRow(vo billing.Voucher, lang string) []cell {
+	status := vo.Status
+	if status == billing.VoucherActive && !vo.Expires.After(c.now()) {
+		status = "expired"
+	}
+	history := Prefix + "vouchers/" + url.PathEscape(vo.ID) + "#t-history"
+	bal := fenCell(vo.Balance)
+	bal.Link = history
 	return []cell{link(vo.ID, Prefix+"vouchers/"+url.PathEscape(vo.ID)), txt(vo.Program),
-		link(vo.Holder, Prefix+"entities/"+url.PathEscape(vo.Holder)), fenCell(vo.Face), fenCell(vo.Balance),
-		c.timeCell(vo.Issued), c.timeCell(vo.Expires), txt(vo.Status)}
+		link(vo.Holder, Prefix+"entities/"+url.PathEscape(vo.Holder)), fenCell(vo.Face), bal,
+		c.timeCell(vo.Issued), c.timeCell(vo.Expires), statusCell(lang, status)}
 }
 
 func (c *Console) entity(w http.ResponseWriter, r *http.Request, v viewer) {
-	id := r.PathValue("id")
-	if c.may(r.Context(), v, kindEntity, id) != nil {
-		c.forbidden(w, r, v)
+	id, ok := c.pathVisible(w, r, v, kindEntity)
+	if !ok {
 		return
 	}
 	vs, err := c.st.Vouchers(r.Context(), id)
@@ -207,18 +214,17 @@ func (c *Console) entity(w http.ResponseWriter, r *http.Request, v viewer) {
 	t := c.voucherTable("vouchers", "vouchers")
 	var bal billing.Fen
 	for _, vo := range vs {
-		t.Rows = append(t.Rows, c.voucherRow(vo))
+		t.Rows = append(t.Rows, c.voucherRow(vo, v.Lang))
 		bal += vo.Balance
 	}
 	p := &page{Title: "entity", Sub: id, V: v, Tables: []*table{t},
-		Figures: []figure{{Label: "balance", Value: yuan(bal)}, {Label: "statement", Value: "→", Link: Prefix + "statement?entity=" + url.QueryEscape(id)}}}
+		Figures: []figure{{Label: "balance", Value: yuan(bal), Link: "#t-vouchers"}, {Label: "statement", Value: "→", Link: Prefix + "statement?entity=" + url.QueryEscape(id)}}}
 	c.render(w, r, http.StatusOK, "page", p)
 }
 
 func (c *Console) voucher(w http.ResponseWriter, r *http.Request, v viewer) {
-	id := r.PathValue("id")
-	if c.may(r.Context(), v, kindVoucher, id) != nil {
-		c.forbidden(w, r, v)
+	id, ok := c.pathVisible(w, r, v, kindVoucher)
+	if !ok {
 		return
 	}
 	gs, err := c.st.VoucherGrants(r.Context(), id, 10_000)
@@ -230,11 +236,11 @@ func (c *Console) voucher(w http.ResponseWriter, r *http.Request, v viewer) {
 		{"tenant", "tenant", false}, {"window_start", "window start", true}, {"amount_fen", "amount", true}, {"review", "review", false}}}
 	var sum billing.Fen
 	for _, g := range gs {
-		t.Rows = append(t.Rows, []cell{txt(g.RecordID), txt(g.Provider), txt(g.Tenant), c.timeCell(g.WindowStart), fenCell(g.Amount), txt(g.Review)})
+		t.Rows = append(t.Rows, []cell{recordLink(g.RecordID), txt(g.Provider), txt(g.Tenant), c.timeCell(g.WindowStart), fenCell(g.Amount), statusCell(v.Lang, g.Review)})
 		sum += g.Amount
 	}
 	c.render(w, r, http.StatusOK, "page", &page{Title: "voucher", Sub: id, V: v, Tables: []*table{t},
-		Figures: []figure{{Label: "paid", Value: yuan(sum)}}})
+		Figures: []figure{{Label: "paid", Value: yuan(sum), Link: "#t-history"}}})
 }
 
 func (c *Console) providers(w http.ResponseWriter, r *http.Request, v viewer) {
@@ -326,7 +332,7 @@ func (c *Console) provider(w http.ResponseWriter, r *http.Request, v viewer) {
 		}
 		t.Rows = append(t.Rows, []cell{link(n.ID, Prefix+"nodes/"+url.PathEscape(n.ID)), numCell(int64(len(n.GPUs))),
 			txt(strings.Join(ms, ", ")), c.timeCell(n.LastWindowEnd), {Text: strconv.FormatInt(pct, 10) + "%", num: pct},
-			txt(forked), numCell(refused)})
+			txt(forked), linked(numCell(refused), Prefix+"nodes/"+url.PathEscape(n.ID)+"#t-refusals")})
 	}
 	c.render(w, r, http.StatusOK, "page", &page{Title: "provider", Sub: prov, V: v, Tables: []*table{t},
 		Figures: []figure{{Label: "claims", Value: "→", Link: Prefix + "claims?provider=" + url.QueryEscape(prov)}}})
@@ -364,11 +370,12 @@ func (c *Console) node(w http.ResponseWriter, r *http.Request, v viewer) {
 	}
 	c.render(w, r, http.StatusOK, "page", &page{Title: "node", Sub: id, V: v, Tables: []*table{gt, rt},
 		Figures: []figure{{Label: "provider", Value: n.Provider, Link: Prefix + "providers/" + url.PathEscape(n.Provider)},
-			{Label: "last report", Value: c.when(n.LastWindowEnd)}, {Label: "forked", Value: forked}}})
+			{Label: "last report", Value: c.when(n.LastWindowEnd), Link: Prefix + "claims?provider=" + url.QueryEscape(n.Provider) + "&lines.q=" + url.QueryEscape(id)},
+			{Label: "forked", Value: forked}}})
 }
 
 // linesTable shows billing lines; its CSV export is billing's (the CLI's).
-func (c *Console) linesTable(lines []billing.Line) *table {
+func (c *Console) linesTable(lines []billing.Line, lang string) *table {
 	t := &table{ID: "lines", Title: "lines", Lines: lines, Cols: []column{{"record_id", "record", false}, {"node", "node", false},
 		{"tenant", "tenant", false}, {"entity", "entity", false}, {"model", "model", false}, {"window_start", "window start", true},
 		{"gpu_ms", "gpu hours", true}, {"cost_fen", "cost", true}, {"subsidy_fen", "subsidy", true}, {"held_subsidy_fen", "held", true},
@@ -377,16 +384,19 @@ func (c *Console) linesTable(lines []billing.Line) *table {
 		t.Lines = []billing.Line{}
 	}
 	for _, l := range lines {
-		t.Rows = append(t.Rows, []cell{txt(l.RecordID), txt(l.Node), txt(l.Tenant), txt(l.Entity), txt(l.Model),
-			c.timeCell(l.WindowStart), msCell(l.GPUMillis), fenCell(l.Cost), fenCell(l.Subsidy), fenCell(l.Held), fenCell(l.Payable), txt(l.Review)})
+		t.Rows = append(t.Rows, []cell{recordLink(l.RecordID), link(l.Node, Prefix+"nodes/"+url.PathEscape(l.Node)), txt(l.Tenant), txt(l.Entity), txt(l.Model),
+			c.timeCell(l.WindowStart), msCell(l.GPUMillis), fenCell(l.Cost), fenCell(l.Subsidy), fenCell(l.Held), fenCell(l.Payable), statusCell(lang, l.Review)})
 	}
 	return t
 }
 
+// totalsFigures are a claim's or statement's totals, each linking to
+// the lines (the records) they sum.
 func totalsFigures(t billing.Totals) []figure {
-	return []figure{{Label: "records", Value: strconv.Itoa(t.Records)}, {Label: "gpu hours", Value: hours(t.GPUMillis)},
-		{Label: "cost", Value: yuan(t.Cost)}, {Label: "subsidy", Value: yuan(t.Subsidy)}, {Label: "held", Value: yuan(t.Held)},
-		{Label: "payable", Value: yuan(t.Payable)}}
+	const lines = "#t-lines"
+	return []figure{{Label: "records", Value: strconv.Itoa(t.Records), Link: lines}, {Label: "gpu hours", Value: hours(t.GPUMillis), Link: lines},
+		{Label: "cost", Value: yuan(t.Cost), Link: lines}, {Label: "subsidy", Value: yuan(t.Subsidy), Link: lines},
+		{Label: "held", Value: yuan(t.Held), Link: lines}, {Label: "payable", Value: yuan(t.Payable), Link: lines}}
 }
 
 func (c *Console) claims(w http.ResponseWriter, r *http.Request, v viewer) {
@@ -432,10 +442,14 @@ func (c *Console) claims(w http.ResponseWriter, r *http.Request, v viewer) {
 	bt := &table{ID: "byvoucher", Title: "by voucher", Cols: []column{{"program", "program", false}, {"voucher", "voucher", false},
 		{"records", "records", true}, {"amount_fen", "amount", true}}}
 	for _, ct := range cl.ByVoucher {
-		bt.Rows = append(bt.Rows, []cell{txt(ct.Program), txt(ct.Voucher), numCell(int64(ct.Records)), fenCell(ct.Amount)})
+		vc := txt(ct.Voucher)
+		if v.operator() {
+			vc.Link = Prefix + "vouchers/" + url.PathEscape(ct.Voucher) + "#t-history"
+		}
+		bt.Rows = append(bt.Rows, []cell{txt(ct.Program), vc, numCell(int64(ct.Records)), fenCell(ct.Amount)})
 	}
 	p.Figures = totalsFigures(cl.Totals)
-	p.Tables = []*table{bt, c.linesTable(cl.Lines)}
+	p.Tables = []*table{bt, c.linesTable(cl.Lines, v.Lang)}
 	c.render(w, r, http.StatusOK, "page", p)
 }
 
@@ -468,7 +482,7 @@ func (c *Console) statement(w http.ResponseWriter, r *http.Request, v viewer) {
 		return
 	}
 	c.render(w, r, http.StatusOK, "page", &page{Title: "statement", Sub: ent, V: v, Period: per,
-		Figures: totalsFigures(st.Totals), Tables: []*table{c.linesTable(st.Lines)}})
+		Figures: totalsFigures(st.Totals), Tables: []*table{c.linesTable(st.Lines, v.Lang)}})
 }
 
 func (c *Console) reviews(w http.ResponseWriter, r *http.Request, v viewer) {
@@ -488,9 +502,9 @@ func (c *Console) reviews(w http.ResponseWriter, r *http.Request, v viewer) {
 			base := Prefix + "reviews/" + url.PathEscape(rv.RecordID) + "/"
 			act.Form = &decisionForm{Approve: base + "approve", Reject: base + "reject", CSRF: v.CSRF}
 		}
-		t.Rows = append(t.Rows, []cell{txt(rv.RecordID), link(rv.Node, Prefix+"nodes/"+url.PathEscape(rv.Node)),
+		t.Rows = append(t.Rows, []cell{recordLink(rv.RecordID), link(rv.Node, Prefix+"nodes/"+url.PathEscape(rv.Node)),
 			txt(rv.Provider), txt(rv.Entity), c.timeCell(rv.WindowStart), txt(rv.Reason), fenCell(rv.Held),
-			txt(rv.Status), txt(rv.DecidedBy), txt(rv.Note), act})
+			statusCell(v.Lang, rv.Status), txt(rv.DecidedBy), txt(rv.Note), act})
 	}
 	p := &page{Title: "reviews", V: v, Tables: []*table{t}}
 	switch r.URL.Query().Get("done") {

@@ -38,6 +38,7 @@ const (
 	kindEntity       = "entity"
 	kindNode         = "node"    // the node's provider's
 	kindVoucher      = "voucher" // the voucher's holder's
+	kindRecord       = "record"  // the record's provider's and its charge's entity's
 )
 
 // errNotVisible: the viewer may not see the thing (403, never saying
@@ -71,6 +72,15 @@ func (c *Console) may(ctx context.Context, v viewer, kind, id string) error {
 			}
 		}
 		return errNotVisible
+	case kindRecord:
+		rec, err := c.st.ConsoleRecordByID(ctx, id)
+		if err != nil {
+			return errNotVisible
+		}
+		if (v.Role == store.RoleProvider && rec.Provider == v.Scope) || (v.Role == store.RoleEntity && rec.Billed && rec.Entity == v.Scope) {
+			return nil
+		}
+		return errNotVisible
 	default:
 		return errNotVisible
 	}
@@ -91,4 +101,14 @@ func (c *Console) operatorOnly(h handler) handler {
 		}
 		h(w, r, v)
 	}
+}
+
+// pathVisible is the page's {id}, if v may see it; else it answers 403.
+func (c *Console) pathVisible(w http.ResponseWriter, r *http.Request, v viewer, kind string) (string, bool) {
+	id := r.PathValue("id")
+	if c.may(r.Context(), v, kind, id) != nil {
+		c.forbidden(w, r, v)
+		return id, false
+	}
+	return id, true
 }

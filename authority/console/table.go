@@ -64,6 +64,12 @@ func txt(s string) cell { return cell{Text: s} }
 
 func link(s, href string) cell { return cell{Text: s, Link: href} }
 
+// linked is c linking to href.
+func linked(c cell, href string) cell { c.Link = href; return c }
+
+// statusCell shows a status word in lang and exports it as stored.
+func statusCell(lang, status string) cell { return cell{Text: statusText(lang, status), Raw: status} }
+
 func fenCell(f billing.Fen) cell {
 	return cell{Text: yuan(f), Raw: strconv.FormatInt(int64(f), 10), num: int64(f)}
 }
