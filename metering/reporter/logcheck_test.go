@@ -141,8 +141,8 @@ func (l *merkleLog) serve(w http.ResponseWriter, r *http.Request, next http.Hand
 		sum := sha256.Sum256(env)
 		i, ok := l.index[sum]
 		if !ok {
-			first := batchFirstSeq(env)
-			i = l.appendLeaf(tlog.BatchLeaf(node, first, batchLastSeq(env), env))
+			first, last := batchSeqs(env)
+			i = l.appendLeaf(tlog.BatchLeaf(node, first, last, env))
 			l.index[sum] = i
 		}
 		ans.Log = l.receipt(int64(i), r.Header.Get(protocol.LogSizeHeader))
@@ -167,17 +167,10 @@ func copyAnswer(w http.ResponseWriter, rec *httptest.ResponseRecorder, body []by
 	_, _ = w.Write(body)
 }
 
+// batchLastSeq reads last_seq from an envelope's payload (0 if unreadable).
 func batchLastSeq(env []byte) uint64 {
-	var e struct {
-		Payload []byte `json:"payload"`
-	}
-	var b struct {
-		LastSeq uint64 `json:"last_seq"`
-	}
-	if json.Unmarshal(env, &e) != nil || json.Unmarshal(e.Payload, &b) != nil {
-		return 0
-	}
-	return b.LastSeq
+	_, last := batchSeqs(env)
+	return last
 }
 
 // logAuthority is a real authority behind a real verifiable log.
