@@ -2,6 +2,8 @@ package audit
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -47,12 +49,12 @@ func (a *auditor) checkBilling() error {
 	if r.base.Programs, err = a.st.Programs(ctx); err != nil {
 		return err
 	}
-	maps, err := a.st.TenantMappings(ctx, "")
+	mappings, err := a.st.TenantMappings(ctx, "")
 	if err != nil {
 		return err
 	}
 	r.base.Tenants = map[billing.TenantKey]string{}
-	for _, m := range maps {
+	for _, m := range mappings {
 		r.base.Tenants[billing.TenantKey{Provider: m.Provider, Tenant: m.Tenant}] = m.Entity
 	}
 	for _, v := range a.tables["vouchers"] {
@@ -163,11 +165,7 @@ func (r *replay) bill(b *protocol.Batch) error {
 		return nil
 	}
 	sort.Slice(items, func(i, j int) bool {
-		x, y := items[i], items[j]
-		if !x.u.WindowStart.Equal(y.u.WindowStart) {
-			return x.u.WindowStart.Before(y.u.WindowStart)
-		}
-		return x.seq < y.seq
+		return billing.BillsFirst(items[i].u, items[i].seq, items[j].u, items[j].seq)
 	})
 	st := r.base
 	st.CostCarries, st.SubsidyCarries = r.cost, r.subsidy
@@ -209,12 +207,7 @@ func (a *auditor) compareCharges(r *replay) {
 		}
 		grants[g["record_id"]][g["voucher_id"]] = g["amount_fen"]
 	}
-	ids := make([]string, 0, len(r.charges))
-	for id := range r.charges {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(r.charges)) {
 		c := r.charges[id]
 		key := "record_id=" + id
 		review := r.decision[id]

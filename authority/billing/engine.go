@@ -226,6 +226,17 @@ func (v *Voucher) UsableAt(t time.Time) bool {
 // programs' calendar (a 12-month term from 2026-03-15 ends 2027-03-15).
 func AddMonths(t time.Time, n int) time.Time { return t.In(cst).AddDate(0, n, 0).UTC() }
 
+// BillsFirst says whether record a, at chain sequence aSeq, is billed before
+// record b of the same batch, at bSeq: by window start, then by sequence.
+// The store bills a batch in this order and the audit replays it in the
+// same, so both come to the same carries and voucher balances.
+func BillsFirst(a Usage, aSeq uint64, b Usage, bSeq uint64) bool {
+	if !a.WindowStart.Equal(b.WindowStart) {
+		return a.WindowStart.Before(b.WindowStart)
+	}
+	return aSeq < bSeq
+}
+
 // Bill prices and subsidizes one usage record and updates the state.
 // Records must come in the order they are billed (the store: window start,
 // then node and seq); the carries make the sum of a month's costs exact

@@ -121,3 +121,28 @@ func TestFormatYuan(t *testing.T) {
 		}
 	}
 }
+
+// TestBillsFirstOrdersByWindowThenSeq: an earlier window goes first
+// whatever the sequence; within one window the lower sequence does.
+func TestBillsFirstOrdersByWindowThenSeq(t *testing.T) {
+	t0 := time.Date(2026, 11, 23, 7, 0, 0, 0, time.UTC)
+	early, late := Usage{WindowStart: t0}, Usage{WindowStart: t0.Add(time.Minute)}
+	for _, c := range []struct {
+		name string
+		a    Usage
+		aSeq uint64
+		b    Usage
+		bSeq uint64
+		want bool
+	}{
+		{"earlier window, higher seq", early, 9, late, 1, true},
+		{"later window, lower seq", late, 1, early, 9, false},
+		{"same window, lower seq", early, 1, early, 2, true},
+		{"same window, higher seq", early, 2, early, 1, false},
+		{"same record", early, 1, early, 1, false},
+	} {
+		if got := BillsFirst(c.a, c.aSeq, c.b, c.bSeq); got != c.want {
+			t.Errorf("%s: BillsFirst = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

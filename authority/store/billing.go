@@ -62,11 +62,7 @@ func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch, vs []Re
 		return nil
 	}
 	sort.Slice(items, func(i, j int) bool {
-		a, b := items[i], items[j]
-		if !a.u.WindowStart.Equal(b.u.WindowStart) {
-			return a.u.WindowStart.Before(b.u.WindowStart)
-		}
-		return a.seq < b.seq
+		return billing.BillsFirst(items[i].u, items[i].seq, items[j].u, items[j].seq)
 	})
 	what := fmt.Sprintf("bill batch %d of node %q", b.FirstSeq, b.Node)
 	ld := &billLoad{s: s, tx: tx, first: items[0].u.WindowStart, last: items[0].u.WindowStart}

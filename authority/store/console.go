@@ -154,6 +154,19 @@ func (s *Store) RevokeConsoleToken(ctx context.Context, id string, now time.Time
 	return nil
 }
 
+// consoleRowErr is the error of reading one live token or session row: no
+// row is ErrConsoleToken (unknown, revoked or expired: the caller must not
+// tell which), any other error is wrapped with what.
+func consoleRowErr(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrConsoleToken
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
 // ConsoleTokenBySecret finds the live token whose secret this is.
 func (s *Store) ConsoleTokenBySecret(ctx context.Context, secret string) (ConsoleToken, error) {
 	var (
@@ -162,11 +175,8 @@ func (s *Store) ConsoleTokenBySecret(ctx context.Context, secret string) (Consol
 	)
 	err := s.queryRow(ctx, `SELECT id, role, scope, label, created_ms FROM console_tokens WHERE hash = ? AND revoked_ms IS NULL`,
 		HashSecret(secret)).Scan(&t.ID, &t.Role, &t.Scope, &t.Label, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ConsoleToken{}, ErrConsoleToken
-	}
-	if err != nil {
-		return ConsoleToken{}, fmt.Errorf("find console token: %w", err)
+	if err := consoleRowErr(err, "find console token"); err != nil {
+		return ConsoleToken{}, err
 	}
 	t.Created = msTime(created)
 	return t, nil
@@ -200,11 +210,8 @@ func (s *Store) ConsoleSessionByID(ctx context.Context, id string, now time.Time
 		LEFT JOIN console_tokens t ON t.id = s.token_id
 		WHERE s.id_hash = ? AND s.expires_ms > ? AND (s.token_id = '' OR (t.id IS NOT NULL AND t.revoked_ms IS NULL))`,
 		HashSecret(id), now.UnixMilli()).Scan(&sess.TokenID, &sess.Role, &sess.Scope, &sess.CSRF, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ConsoleSession{}, ErrConsoleToken
-	}
-	if err != nil {
-		return ConsoleSession{}, fmt.Errorf("read console session: %w", err)
+	if err := consoleRowErr(err, "read console session"); err != nil {
+		return ConsoleSession{}, err
 	}
 	sess.Expires = msTime(expires)
 	return sess, nil

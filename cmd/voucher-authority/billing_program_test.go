@@ -25,11 +25,40 @@ rounding: truncate
 settlement: after_settlement
 `
 
-func TestParseProgram(t *testing.T) {
-	p, _, err := parseProgram("p.yaml", []byte(goodProgram))
+// mustParseProgram parses src as p.yaml; the test fails if it does not parse.
+func mustParseProgram(t *testing.T, src string) (billing.Program, programDoc) {
+	t.Helper()
+	p, doc, err := parseProgram("p.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p, doc
+}
+
+// programRuleErrors is the rules' refusal of src placed on its lines; the
+// test fails if src does not parse or the rules accept it.
+func programRuleErrors(t *testing.T, src string) string {
+	t.Helper()
+	p, doc := mustParseProgram(t, src)
+	verr := billing.ValidateProgram(p)
+	if verr == nil {
+		t.Fatalf("the rules accepted the program:\n%s", src)
+	}
+	return doc.placeErrors(verr).Error()
+}
+
+// wantAll reports each of wants that got lacks.
+func wantAll(t *testing.T, got string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+}
+
+func TestParseProgram(t *testing.T) {
+	p, _ := mustParseProgram(t, goodProgram)
 	if p.ID != "p1" || p.Ratio != 5000 || p.ModelRatios["Ascend 910B"] != 3050 || p.CapPerYear != 1_000_000_000 ||
 		p.CapLifetime != 1_200_000_050 || len(p.Providers) != 2 || p.Rounding != billing.RoundTruncate {
 		t.Errorf("program = %+v", p)
@@ -78,20 +107,7 @@ func TestParseProgramErrorsNameTheLine(t *testing.T) {
 func TestProgramRuleErrorsNameTheLine(t *testing.T) {
 	src := strings.NewReplacer("ratio_percent: 50", "ratio_percent: 120", "cloud-b]", "cloud-a]",
 		"rounding: truncate", "rounding: down").Replace(goodProgram)
-	p, doc, err := parseProgram("p.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	verr := billing.ValidateProgram(p)
-	if verr == nil {
-		t.Fatal("the rules accepted ratio 120%")
-	}
-	got := doc.placeErrors(verr).Error()
-	for _, want := range []string{"p.yaml:5: ratio_percent: 12000 bp", "p.yaml:10: providers.1:", "p.yaml:13: rounding:"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("%q lacks %q", got, want)
-		}
-	}
+	wantAll(t, programRuleErrors(t, src), "p.yaml:5: ratio_percent: 12000 bp", "p.yaml:10: providers.1:", "p.yaml:13: rounding:")
 }
 
 // TestShippedPrograms keeps configs/programs/*.yaml loadable and valid.

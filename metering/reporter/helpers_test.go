@@ -338,16 +338,24 @@ func postDirect(tb testing.TB, a *authority, env []byte) {
 	}
 }
 
-// batchFirstSeq reads first_seq from an envelope's payload (0 if unreadable).
-func batchFirstSeq(env []byte) uint64 {
+// batchSeqs reads first_seq and last_seq from an envelope's payload (0, 0
+// if unreadable).
+func batchSeqs(env []byte) (first, last uint64) {
 	var e struct {
 		Payload []byte `json:"payload"`
 	}
 	var b struct {
 		FirstSeq uint64 `json:"first_seq"`
+		LastSeq  uint64 `json:"last_seq"`
 	}
 	if json.Unmarshal(env, &e) != nil || json.Unmarshal(e.Payload, &b) != nil {
-		return 0
+		return 0, 0
 	}
-	return b.FirstSeq
+	return b.FirstSeq, b.LastSeq
+}
+
+// batchFirstSeq reads first_seq from an envelope's payload (0 if unreadable).
+func batchFirstSeq(env []byte) uint64 {
+	first, _ := batchSeqs(env)
+	return first
 }

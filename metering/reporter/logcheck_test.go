@@ -14,11 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
-	"github.com/transparency-dev/merkle/rfc6962"
 
 	"github.com/gpumeter/gpumeter/internal/tlog"
+	"github.com/gpumeter/gpumeter/internal/tlog/tlogtest"
 	"github.com/gpumeter/gpumeter/metering/reporter"
 	"github.com/gpumeter/gpumeter/metering/spool"
 	"github.com/gpumeter/gpumeter/protocol"
@@ -29,8 +28,7 @@ import (
 type merkleLog struct {
 	mu     sync.Mutex
 	signer *tlog.Signer
-	rng    *compact.Range
-	nodes  map[compact.NodeID][]byte
+	tree   *tlogtest.Tree
 	index  map[[32]byte]uint64 // envelope hash -> leaf index
 	// tamper, when set, changes a receipt before it is served.
 	tamper func(*protocol.LogReceipt)
@@ -39,31 +37,12 @@ type merkleLog struct {
 }
 
 func newMerkleLog(t *testing.T, signer *tlog.Signer) *merkleLog {
-	f := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
-	return &merkleLog{signer: signer, rng: f.NewEmptyRange(0), nodes: map[compact.NodeID][]byte{}, index: map[[32]byte]uint64{}}
+	return &merkleLog{signer: signer, tree: tlogtest.NewTree(), index: map[[32]byte]uint64{}}
 }
 
-func (l *merkleLog) appendLeaf(data []byte) uint64 {
-	i := l.rng.End()
-	h := tlog.LeafHash(data)
-	l.nodes[compact.NewNodeID(0, i)] = h
-	if err := l.rng.Append(h, func(id compact.NodeID, h []byte) { l.nodes[id] = h }); err != nil {
-		panic(err)
-	}
-	return i
-}
+func (l *merkleLog) appendLeaf(data []byte) uint64 { return l.tree.Append(data) }
 
-func (l *merkleLog) hashes(n proof.Nodes) [][]byte {
-	hs := make([][]byte, len(n.IDs))
-	for i, id := range n.IDs {
-		hs[i] = l.nodes[id]
-	}
-	out, err := n.Rehash(hs, tlog.HashChildren)
-	if err != nil {
-		panic(err)
-	}
-	return out
-}
+func (l *merkleLog) hashes(n proof.Nodes) [][]byte { return l.tree.Hashes(n) }
 
 func (l *merkleLog) consistency(from, to uint64) [][]byte {
 	n, err := proof.Consistency(from, to)
@@ -75,12 +54,8 @@ func (l *merkleLog) consistency(from, to uint64) [][]byte {
 
 // receipt is the log part of an answer; leaf < 0 for a head read.
 func (l *merkleLog) receipt(leaf int64, sizeHeader string) *protocol.LogReceipt {
-	size := l.rng.End()
-	root, err := l.rng.GetRootHash(nil)
-	if err != nil {
-		panic(err)
-	}
-	note, err := l.signer.Sign(size, root)
+	size := l.tree.Size()
+	note, err := l.signer.Sign(size, l.tree.Root())
 	if err != nil {
 		panic(err)
 	}
@@ -114,7 +89,7 @@ func (l *merkleLog) serve(w http.ResponseWriter, r *http.Request, next http.Hand
 	case r.URL.Path == protocol.PathLogConsistency:
 		from, _ := strconv.ParseUint(r.URL.Query().Get("from"), 10, 64)
 		to, _ := strconv.ParseUint(r.URL.Query().Get("to"), 10, 64)
-		if from == 0 || to > l.rng.End() || from > to {
+		if from == 0 || to > l.tree.Size() || from > to {
 			http.Error(w, "bad range", http.StatusBadRequest)
 			return
 		}
@@ -141,8 +116,8 @@ func (l *merkleLog) serve(w http.ResponseWriter, r *http.Request, next http.Hand
 		sum := sha256.Sum256(env)
 		i, ok := l.index[sum]
 		if !ok {
-			first := batchFirstSeq(env)
-			i = l.appendLeaf(tlog.BatchLeaf(node, first, batchLastSeq(env), env))
+			first, last := batchSeqs(env)
+			i = l.appendLeaf(tlog.BatchLeaf(node, first, last, env))
 			l.index[sum] = i
 		}
 		ans.Log = l.receipt(int64(i), r.Header.Get(protocol.LogSizeHeader))
@@ -167,17 +142,10 @@ func copyAnswer(w http.ResponseWriter, rec *httptest.ResponseRecorder, body []by
 	_, _ = w.Write(body)
 }
 
+// batchLastSeq reads last_seq from an envelope's payload (0 if unreadable).
 func batchLastSeq(env []byte) uint64 {
-	var e struct {
-		Payload []byte `json:"payload"`
-	}
-	var b struct {
-		LastSeq uint64 `json:"last_seq"`
-	}
-	if json.Unmarshal(env, &e) != nil || json.Unmarshal(e.Payload, &b) != nil {
-		return 0
-	}
-	return b.LastSeq
+	_, last := batchSeqs(env)
+	return last
 }
 
 // logAuthority is a real authority behind a real verifiable log.
@@ -314,11 +282,10 @@ func TestRewrittenHistoryHolds(t *testing.T) {
 	conflictCase(t, reporter.LogInconsistent, func(l *merkleLog) {
 		// The log is rebuilt with a different first leaf: every later
 		// checkpoint contradicts the one the agent kept.
-		old := l.rng
-		f := &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
-		l.rng, l.nodes = f.NewEmptyRange(0), map[compact.NodeID][]byte{}
+		old := l.tree
+		l.tree = tlogtest.NewTree()
 		l.appendLeaf([]byte("rewritten"))
-		for i := uint64(1); i < old.End(); i++ {
+		for i := uint64(1); i < old.Size(); i++ {
 			l.appendLeaf([]byte{byte(i)})
 		}
 		l.index = map[[32]byte]uint64{}
@@ -330,7 +297,7 @@ func TestSplitViewHolds(t *testing.T) {
 		// A head read answered with another root for the size kept.
 		l.tamper = func(rec *protocol.LogReceipt) {
 			if rec.LeafIndex == nil {
-				note, _ := l.signer.Sign(l.rng.End(), tlog.LeafHash([]byte("other view")))
+				note, _ := l.signer.Sign(l.tree.Size(), tlog.LeafHash([]byte("other view")))
 				rec.Checkpoint = string(note)
 			}
 		}
@@ -415,8 +382,8 @@ func TestRestoredAuthorityGetsLostBatchesByteForByte(t *testing.T) {
 func TestRestoredAuthorityGrownAgainByOthers(t *testing.T) {
 	g, first, second, l1, l2, opts := restoredAuthority(t, 2, nil)
 	l2.mu.Lock()
-	for l2.rng.End() < l1.rng.End()+3 {
-		l2.appendLeaf([]byte("another node's batch " + strconv.FormatUint(l2.rng.End(), 10)))
+	for l2.tree.Size() < l1.tree.Size()+3 {
+		l2.appendLeaf([]byte("another node's batch " + strconv.FormatUint(l2.tree.Size(), 10)))
 	}
 	l2.mu.Unlock()
 	var logs logBuffer

@@ -177,26 +177,16 @@ func (s *Spool) DeadLetter(ctx context.Context, firstSeq uint64, reason string) 
 
 // DeadLetters lists the dead-lettered batches in sequence order.
 func (s *Spool) DeadLetters(ctx context.Context) ([]DeadBatch, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []DeadBatch
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketDeadLetter).ForEach(func(k, v []byte) error {
-			var d deadValue
-			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("decode dead letter %d: %w", u64(k), err)
-			}
-			out = append(out, DeadBatch{
-				Batch:  Batch{FirstSeq: u64(k), LastSeq: d.LastSeq, Hash: d.Hash, Envelope: d.Envelope},
-				Reason: d.Reason, At: d.At, ReanchoredAt: d.ReanchoredAt,
-			})
-			return nil
-		})
+	return listBucket(ctx, s, bucketDeadLetter, "dead letters", func(k, v []byte) (DeadBatch, error) {
+		var d deadValue
+		if err := json.Unmarshal(v, &d); err != nil {
+			return DeadBatch{}, fmt.Errorf("decode dead letter %d: %w", u64(k), err)
+		}
+		return DeadBatch{
+			Batch:  Batch{FirstSeq: u64(k), LastSeq: d.LastSeq, Hash: d.Hash, Envelope: d.Envelope},
+			Reason: d.Reason, At: d.At, ReanchoredAt: d.ReanchoredAt,
+		}, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list dead letters in spool %s: %w", s.opts.Path, err)
-	}
-	return out, nil
 }
 
 // Requeue moves dead-lettered batches back among the unacknowledged ones,

@@ -227,24 +227,13 @@ func (s *Spool) quarantine(tx *bolt.Tx, st *state, from []byte, what string, k, 
 
 // QuarantinedEntries lists the quarantine bucket.
 func (s *Spool) QuarantinedEntries(ctx context.Context) ([]Quarantined, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []Quarantined
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketQuarantine).ForEach(func(k, v []byte) error {
-			var q quarantineValue
-			if err := json.Unmarshal(v, &q); err != nil {
-				out = append(out, Quarantined{What: "unreadable", Key: u64(k), Bytes: len(v), Reason: err.Error()})
-				return nil
-			}
-			out = append(out, Quarantined{What: q.What, Key: q.Key, Bytes: len(q.Value), Reason: q.Reason, At: q.At})
-			return nil
-		})
+	return listBucket(ctx, s, bucketQuarantine, "quarantined entries", func(k, v []byte) (Quarantined, error) {
+		var q quarantineValue
+		if err := json.Unmarshal(v, &q); err != nil {
+			return Quarantined{What: "unreadable", Key: u64(k), Bytes: len(v), Reason: err.Error()}, nil
+		}
+		return Quarantined{What: q.What, Key: q.Key, Bytes: len(q.Value), Reason: q.Reason, At: q.At}, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list quarantined entries in spool %s: %w", s.opts.Path, err)
-	}
-	return out, nil
 }
 
 // batchPayload returns the payload bytes of a stored envelope, without

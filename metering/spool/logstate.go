@@ -28,19 +28,9 @@ type KeptCheckpoint struct {
 
 // Checkpoints lists the kept checkpoints, smallest tree first.
 func (s *Spool) Checkpoints(ctx context.Context) ([]KeptCheckpoint, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []KeptCheckpoint
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLog).ForEach(func(k, v []byte) error {
-			out = append(out, KeptCheckpoint{Size: u64(k), Note: append([]byte{}, v...)})
-			return nil
-		})
+	return listBucket(ctx, s, bucketLog, "kept log checkpoints", func(k, v []byte) (KeptCheckpoint, error) {
+		return KeptCheckpoint{Size: u64(k), Note: append([]byte{}, v...)}, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("list kept log checkpoints in spool %s: %w", s.opts.Path, err)
-	}
-	return out, nil
 }
 
 // LogSize is the size of the newest kept checkpoint (0: none), what the

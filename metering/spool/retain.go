@@ -121,23 +121,7 @@ func decodeRetained(k, v []byte) (RetainedBatch, error) {
 
 // Retained lists the retained acknowledged batches in sequence order.
 func (s *Spool) Retained(ctx context.Context) ([]RetainedBatch, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []RetainedBatch
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketAcked).ForEach(func(k, v []byte) error {
-			b, err := decodeRetained(k, v)
-			if err != nil {
-				return err
-			}
-			out = append(out, b)
-			return nil
-		})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("list retained batches in spool %s: %w", s.opts.Path, err)
-	}
-	return out, nil
+	return listBucket(ctx, s, bucketAcked, "retained batches", decodeRetained)
 }
 
 // Unack moves the acknowledged mark back to head, for an authority

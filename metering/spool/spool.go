@@ -337,6 +337,29 @@ func (s *Spool) view(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	return s.db.View(fn)
 }
 
+// listBucket reads every entry of bucket, in key order and under the lock,
+// as decode makes it; an error from decode ends the list. what names the
+// list in the error.
+func listBucket[T any](ctx context.Context, s *Spool, bucket []byte, what string, decode func(k, v []byte) (T, error)) ([]T, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []T
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).ForEach(func(k, v []byte) error {
+			x, err := decode(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, x)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list %s in spool %s: %w", what, s.opts.Path, err)
+	}
+	return out, nil
+}
+
 // Close closes the file. Everything committed is already durable.
 func (s *Spool) Close() error {
 	s.mu.Lock()
