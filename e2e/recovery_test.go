@@ -212,7 +212,15 @@ func recoveryBilling(t *testing.T, a *Authority, from, to time.Time) string {
 	if err := json.Unmarshal([]byte(js), &cl); err != nil {
 		t.Fatalf("claim: %v\n%s", err, js)
 	}
-	out = append(out, cl.Totals, cl.ByVoucher, cl.Coverage, billedRecords(cl.Lines))
+	// A voucher's amount is compared to the fen, but not how many records
+	// drew on it: subsidies are truncated to the fen with a running carry,
+	// so a record whose share is under a fen draws 0 or 1 fen depending on
+	// the order records arrive in, and a restore changes that order.
+	byVoucher := slices.Clone(cl.ByVoucher)
+	for i := range byVoucher {
+		byVoucher[i].Records = 0
+	}
+	out = append(out, cl.Totals, byVoucher, cl.Coverage, billedRecords(cl.Lines))
 	js = a.MustCLI("voucher", "list", "--db", a.DB, "--format", "json")
 	var vouchers []billing.Voucher
 	if err := json.Unmarshal([]byte(js), &vouchers); err != nil {
