@@ -62,6 +62,9 @@ type Pipeline struct {
 func (p *Pipeline) SetAttributor(a *attribution.Attributor, window time.Duration) time.Time {
 	w := window.Milliseconds()
 	pos := p.position(p.Clock.Now())
+	if p.next != nil {
+		_ = p.next.Close() // replaced before it ever ran: release its pidfds
+	}
 	p.next, p.nextFrom = a, floorDiv(pos, w)*w+w
 	return time.UnixMilli(p.nextFrom).UTC()
 }
@@ -107,6 +110,11 @@ func (p *Pipeline) Cycle(ctx context.Context) ([]protocol.Record, error) {
 		return nil, fmt.Errorf("collect devices: %w", err)
 	}
 	if p.next != nil && p.position(start) >= p.nextFrom {
+		// The replaced rules' process watches (pidfds) are released now,
+		// not when the collector gets to them.
+		if p.Attributor != nil {
+			_ = p.Attributor.Close()
+		}
 		p.Attributor, p.next = p.next, nil
 		if p.Log != nil {
 			p.Log.Info("reloaded attribution rules in effect", "window_start", time.UnixMilli(p.nextFrom).UTC())
