@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -71,141 +72,120 @@ func optionalTime(name, s string) (time.Time, error) {
 }
 
 func auditListCmd() *cobra.Command {
-	c := leaf("list", "list refused requests, newest first")
-	db := dbFlag(c)
-	fs := c.Flags()
+	d := dbLeaf("list", "list refused requests, newest first", "table", "json")
+	fs := d.Flags()
 	node := fs.String("node", "", "only this node's refusals")
 	unauth := fs.Bool("unauthenticated", false, "only refusals from before the sender was authenticated")
 	cause := fs.String("cause", "", "only this cause (the problem type suffix: fork, over-gpu-time, ...)")
 	since := fs.String("since", "", "received at or after TIME (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
 	until := fs.String("until", "", "received before TIME")
 	limit := fs.String("limit", "", fmt.Sprintf("at most this many, newest first (default %d, at most %d)", store.DefaultRefusalLimit, store.MaxRefusalLimit))
-	format := formatFlag(c, "table", "json")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		if !checkFormat(stderr, "audit list", *format, "table", "json") {
-			return exitUsage
+	var f store.RefusalFilter
+	return d.run(withStore, func() (err error) {
+		f = store.RefusalFilter{Node: *node, Unauthenticated: *unauth, Cause: *cause}
+		if *unauth && *node != "" {
+			return fmt.Errorf("--node and --unauthenticated exclude each other")
 		}
-		f := store.RefusalFilter{Node: *node, Unauthenticated: *unauth, Cause: *cause}
-		var err error
-		switch {
-		case *unauth && *node != "":
-			err = fmt.Errorf("--node and --unauthenticated exclude each other")
-		default:
-			if f.Since, err = optionalTime("since", *since); err == nil {
-				if f.Until, err = optionalTime("until", *until); err == nil {
-					f.Limit, err = limitFlag(*limit, store.MaxRefusalLimit)
-				}
+		if f.Since, err = optionalTime("since", *since); err == nil {
+			if f.Until, err = optionalTime("until", *until); err == nil {
+				f.Limit, err = limitFlag(*limit, store.MaxRefusalLimit)
 			}
 		}
+		return err
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		rs, err := st.ListRefusals(ctx, f)
 		if err != nil {
-			fmt.Fprintf(stderr, "audit list: %v\n", err)
-			return exitUsage
+			return err
 		}
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			rs, err := st.ListRefusals(ctx, f)
-			if err != nil {
-				return err
+		header := []string{"id", "received (UTC+8)", "node", "key", "first seq", "cause", "remote", "bytes", "sha256", "detail"}
+		return printList(stdout, *d.format, rs, header, func(r store.Refusal) []string {
+			node, seq, size := r.Node, "-", strconv.FormatInt(r.Size, 10)
+			if node == "" {
+				node = "(unauthenticated)"
 			}
-			header := []string{"id", "received (UTC+8)", "node", "key", "first seq", "cause", "remote", "bytes", "sha256", "detail"}
-			return printList(stdout, *format, rs, header, func(r store.Refusal) []string {
-				node, seq, size := r.Node, "-", strconv.FormatInt(r.Size, 10)
-				if node == "" {
-					node = "(unauthenticated)"
-				}
-				if r.FirstSeq > 0 {
-					seq = strconv.FormatUint(r.FirstSeq, 10)
-				}
-				if r.Truncated {
-					size += " (cut)"
-				}
-				return []string{strconv.FormatInt(r.ID, 10), formatSeconds(r.Received), oneLine(node), dash(oneLine(r.KeyID)),
-					seq, oneLine(r.Cause), oneLine(r.Remote), size, r.SHA256[:min(12, len(r.SHA256))], oneLine(r.Detail)}
-			})
+			if r.FirstSeq > 0 {
+				seq = strconv.FormatUint(r.FirstSeq, 10)
+			}
+			if r.Truncated {
+				size += " (cut)"
+			}
+			return []string{strconv.FormatInt(r.ID, 10), formatSeconds(r.Received), oneLine(node), dash(oneLine(r.KeyID)),
+				seq, oneLine(r.Cause), oneLine(r.Remote), size, r.SHA256[:min(12, len(r.SHA256))], oneLine(r.Detail)}
 		})
 	})
 }
 
 func auditShowCmd() *cobra.Command {
-	c := leaf("show", "show one refused request (JSON), optionally writing its body out")
-	db := dbFlag(c)
-	idS := c.Flags().String("id", "", "refusal id (audit list)")
-	out := c.Flags().String("envelope-out", "", "write the kept body (its first 64 KiB) to this new file, mode 0600")
-	required(c, "id")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		id, err := strconv.ParseInt(*idS, 10, 64)
-		if err != nil || id < 1 {
-			fmt.Fprintf(stderr, "audit show: --id %q: want a whole number from 1\n", *idS)
-			return exitUsage
+	d := dbLeaf("show", "show one refused request (JSON), optionally writing its body out")
+	idS := d.Flags().String("id", "", "refusal id (audit list)")
+	out := d.Flags().String("envelope-out", "", "write the kept body (its first 64 KiB) to this new file, mode 0600")
+	required(d.Command, "id")
+	var id int64
+	return d.run(withStore, func() (err error) {
+		if id, err = strconv.ParseInt(*idS, 10, 64); err != nil || id < 1 {
+			return fmt.Errorf("--id %q: want a whole number from 1", *idS)
 		}
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			r, err := st.Refusal(ctx, id)
+		return nil
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		r, err := st.Refusal(ctx, id)
+		if err != nil {
+			return err
+		}
+		if *out != "" {
+			// O_EXCL: never overwrite, never follow a link planted there.
+			f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 			if err != nil {
-				return err
+				return fmt.Errorf("--envelope-out: %w", err)
 			}
-			if *out != "" {
-				// O_EXCL: never overwrite, never follow a link planted there.
-				f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-				if err != nil {
-					return fmt.Errorf("--envelope-out: %w", err)
-				}
-				_, werr := f.Write(r.Envelope)
-				if cerr := f.Close(); werr == nil {
-					werr = cerr
-				}
-				if werr != nil {
-					return fmt.Errorf("--envelope-out: %w", werr)
-				}
+			_, werr := f.Write(r.Envelope)
+			if cerr := f.Close(); werr == nil {
+				werr = cerr
 			}
-			return printJSON(stdout, r)
-		})
+			if werr != nil {
+				return fmt.Errorf("--envelope-out: %w", werr)
+			}
+		}
+		return printJSON(stdout, r)
 	})
 }
 
 func reviewListCmd() *cobra.Command {
-	c := leaf("list", "list reviews of held subsidies, oldest first")
-	db := dbFlag(c)
-	fs := c.Flags()
+	d := dbLeaf("list", "list reviews of held subsidies, oldest first", "table", "json")
+	fs := d.Flags()
 	status := fs.String("status", "", "only reviews in this status: held, approved or rejected")
 	provider := fs.String("provider", "", "only this provider's")
 	entity := fs.String("entity", "", "only this entity's")
 	node := fs.String("node", "", "only this node's")
 	limit := fs.String("limit", "", fmt.Sprintf("at most this many, oldest first (default %d, at most %d)", store.DefaultReviewLimit, store.MaxReviewLimit))
-	format := formatFlag(c, "table", "json")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		if !checkFormat(stderr, "review list", *format, "table", "json") {
-			return exitUsage
+	var f store.ReviewFilter
+	return d.run(withBilling, func() (err error) {
+		f = store.ReviewFilter{Status: *status, Provider: *provider, Entity: *entity, Node: *node}
+		f.Limit, err = limitFlag(*limit, store.MaxReviewLimit)
+		return err
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		rs, err := st.ListReviews(ctx, f)
+		if err != nil {
+			return err
 		}
-		f := store.ReviewFilter{Status: *status, Provider: *provider, Entity: *entity, Node: *node}
-		var err error
-		if f.Limit, err = limitFlag(*limit, store.MaxReviewLimit); err != nil {
-			fmt.Fprintf(stderr, "review list: %v\n", err)
-			return exitUsage
+		if *d.format == "json" {
+			return printJSON(stdout, nonNil(rs))
 		}
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			rs, err := st.ListReviews(ctx, f)
-			if err != nil {
-				return err
+		tw := newTable(stdout)
+		fmt.Fprintln(tw, "record\tstatus\tnode\tprovider\ttenant\tentity\twindow start (UTC+8)\theld CNY\treason\tdecided (UTC+8)\tby\tnote")
+		var held billing.Fen
+		for _, r := range rs {
+			if r.Status == billing.ReviewHeld {
+				held += r.Held
 			}
-			if *format == "json" {
-				return printJSON(stdout, nonNil(rs))
-			}
-			tw := newTable(stdout)
-			fmt.Fprintln(tw, "record\tstatus\tnode\tprovider\ttenant\tentity\twindow start (UTC+8)\theld CNY\treason\tdecided (UTC+8)\tby\tnote")
-			var held billing.Fen
-			for _, r := range rs {
-				if r.Status == billing.ReviewHeld {
-					held += r.Held
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.RecordID, r.Status, oneLine(r.Node), oneLine(r.Provider),
-					oneLine(r.Tenant), dash(r.Entity), formatTime(r.WindowStart), billing.FormatYuan(r.Held), oneLine(r.Reason),
-					dash(formatTime(r.Decided)), dash(oneLine(r.DecidedBy)), dash(oneLine(r.Note)))
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "%d reviews; %s CNY of them still held\n", len(rs), billing.FormatYuan(held))
-			return nil
-		})
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.RecordID, r.Status, oneLine(r.Node), oneLine(r.Provider),
+				oneLine(r.Tenant), dash(r.Entity), formatTime(r.WindowStart), billing.FormatYuan(r.Held), oneLine(r.Reason),
+				dash(formatTime(r.Decided)), dash(oneLine(r.DecidedBy)), dash(oneLine(r.Note)))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d reviews; %s CNY of them still held\n", len(rs), billing.FormatYuan(held))
+		return nil
 	})
 }
 
@@ -216,39 +196,37 @@ func reviewDecideCmd(verb string) *cobra.Command {
 		short = "reject a held subsidy: it returns to the vouchers and the tenant owes the cost"
 		noteHelp = "why the subsidy is rejected (required, kept with the decision)"
 	}
-	c := leaf(verb, short)
-	db := dbFlag(c)
-	record := c.Flags().String("record", "", "record id of the held charge (review list)")
-	by := c.Flags().String("by", "", "who decides (kept with the decision)")
-	note := c.Flags().String("note", "", noteHelp)
-	required(c, "record", "by")
+	d := dbLeaf(verb, short)
+	record := d.Flags().String("record", "", "record id of the held charge (review list)")
+	by := d.Flags().String("by", "", "who decides (kept with the decision)")
+	note := d.Flags().String("note", "", noteHelp)
+	required(d.Command, "record", "by")
 	if verb == "reject" {
-		required(c, "note")
+		required(d.Command, "note")
 	}
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
+	return d.run(withBilling, func() error {
 		if verb == "reject" && strings.TrimSpace(*note) == "" {
-			fmt.Fprintln(stderr, "review reject: --note must say why")
-			return exitUsage
+			return errors.New("--note must say why")
 		}
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			decide := st.ApproveReview
-			if verb == "reject" {
-				decide = st.RejectReview
-			}
-			r, err := decide(ctx, *record, *by, *note, time.Now())
-			if err != nil {
-				return err
-			}
-			switch verb {
-			case "reject":
-				fmt.Fprintf(stdout, "review of record %s rejected by %s: %s CNY returned to the vouchers; the tenant owes the cost\n",
-					r.RecordID, r.DecidedBy, billing.FormatYuan(r.Held))
-			default:
-				fmt.Fprintf(stdout, "review of record %s approved by %s: %s CNY of subsidy paid as billed\n",
-					r.RecordID, r.DecidedBy, billing.FormatYuan(r.Held))
-			}
-			return nil
-		})
+		return nil
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		decide := st.ApproveReview
+		if verb == "reject" {
+			decide = st.RejectReview
+		}
+		r, err := decide(ctx, *record, *by, *note, time.Now())
+		if err != nil {
+			return err
+		}
+		switch verb {
+		case "reject":
+			fmt.Fprintf(stdout, "review of record %s rejected by %s: %s CNY returned to the vouchers; the tenant owes the cost\n",
+				r.RecordID, r.DecidedBy, billing.FormatYuan(r.Held))
+		default:
+			fmt.Fprintf(stdout, "review of record %s approved by %s: %s CNY of subsidy paid as billed\n",
+				r.RecordID, r.DecidedBy, billing.FormatYuan(r.Held))
+		}
+		return nil
 	})
 }
 

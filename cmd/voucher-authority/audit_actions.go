@@ -20,38 +20,29 @@ var operatorActions = []string{
 }
 
 func auditActionsCmd() *cobra.Command {
-	c := leaf("actions", "list operator actions (registry changes, review decisions), newest first")
-	db := dbFlag(c)
-	fs := c.Flags()
+	d := dbLeaf("actions", "list operator actions (registry changes, review decisions), newest first", "table", "json")
+	fs := d.Flags()
 	node := fs.String("node", "", "only this node's")
 	act := fs.String("action", "", `only this action: "`+strings.Join(operatorActions, `", "`)+`"`)
 	limit := fs.String("limit", "", fmt.Sprintf("at most this many, newest first (default and most %d)", store.MaxActionLimit))
-	format := formatFlag(c, "table", "json")
-	_ = c.RegisterFlagCompletionFunc("action", cobra.FixedCompletions(operatorActions, cobra.ShellCompDirectiveNoFileComp))
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		if !checkFormat(stderr, "audit actions", *format, "table", "json") {
-			return exitUsage
-		}
-		f := store.ActionFilter{Node: *node, Action: *act}
+	_ = d.RegisterFlagCompletionFunc("action", cobra.FixedCompletions(operatorActions, cobra.ShellCompDirectiveNoFileComp))
+	var f store.ActionFilter
+	return d.run(withStore, func() (err error) {
+		f = store.ActionFilter{Node: *node, Action: *act}
 		if f.Action != "" && !knownAction(f.Action) {
-			fmt.Fprintf(stderr, "audit actions: --action %q: want one of %q\n", f.Action, operatorActions)
-			return exitUsage
+			return fmt.Errorf("--action %q: want one of %q", f.Action, operatorActions)
 		}
-		var err error
-		if f.Limit, err = limitFlag(*limit, store.MaxActionLimit); err != nil {
-			fmt.Fprintf(stderr, "audit actions: %v\n", err)
-			return exitUsage
+		f.Limit, err = limitFlag(*limit, store.MaxActionLimit)
+		return err
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		as, err := st.OperatorActions(ctx, f)
+		if err != nil {
+			return err
 		}
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			as, err := st.OperatorActions(ctx, f)
-			if err != nil {
-				return err
-			}
-			header := []string{"id", "at (UTC+8)", "actor", "action", "node", "details"}
-			return printList(stdout, *format, as, header, func(a store.OperatorAction) []string {
-				return []string{strconv.FormatInt(a.ID, 10), formatSeconds(a.At), oneLine(a.Actor), a.Action,
-					dash(oneLine(a.Node)), oneLine(string(a.Details))}
-			})
+		header := []string{"id", "at (UTC+8)", "actor", "action", "node", "details"}
+		return printList(stdout, *d.format, as, header, func(a store.OperatorAction) []string {
+			return []string{strconv.FormatInt(a.ID, 10), formatSeconds(a.At), oneLine(a.Actor), a.Action,
+				dash(oneLine(a.Node)), oneLine(string(a.Details))}
 		})
 	})
 }

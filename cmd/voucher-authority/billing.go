@@ -77,39 +77,38 @@ func nonNil[T any](s []T) []T {
 func newTable(w io.Writer) *tabwriter.Writer { return tabwriter.NewWriter(w, 0, 4, 2, ' ', 0) }
 
 func entityPutCmd() *cobra.Command {
-	c := leaf("put", "create or update an entity")
-	db := dbFlag(c)
-	id := c.Flags().String("id", "", "entity id, e.g. its Unified Social Credit Code")
-	name := c.Flags().String("name", "", "legal name")
+	d := dbLeaf("put", "create or update an entity")
+	id := d.Flags().String("id", "", "entity id, e.g. its Unified Social Credit Code")
+	name := d.Flags().String("name", "", "legal name")
 	var related listFlag
-	c.Flags().Var(&related, "related-provider", "provider the entity is a related party of: no program subsidizes its usage there (repeat)")
+	d.Flags().Var(&related, "related-provider", "provider the entity is a related party of: no program subsidizes its usage there (repeat)")
 	var categories listFlag
-	c.Flags().Var(&categories, "category", "kind of firm the entity is over a period, NAME=FROM..TO or NAME=FROM.. (open), TIMEs as for --from; programs' category_terms name them (repeat)")
-	required(c, "id", "name")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		e := billing.Entity{ID: *id, Name: *name, RelatedProviders: related}
+	d.Flags().Var(&categories, "category", "kind of firm the entity is over a period, NAME=FROM..TO or NAME=FROM.. (open), TIMEs as for --from; programs' category_terms name them (repeat)")
+	required(d.Command, "id", "name")
+	var e billing.Entity
+	return d.run(withBilling, func() error {
+		e = billing.Entity{ID: *id, Name: *name, RelatedProviders: related}
 		for _, spec := range categories {
 			cat, err := parseCategory(spec)
 			if err != nil {
-				fmt.Fprintf(stderr, "entity put: --category %q: %v\n", spec, err)
-				return exitUsage
+				return fmt.Errorf("--category %q: %v", spec, err)
 			}
 			e.Categories = append(e.Categories, cat)
 		}
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			if err := st.PutEntity(ctx, e); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "entity %s (%s) saved", e.ID, e.Name)
-			if len(related) > 0 {
-				fmt.Fprintf(stdout, "; related party of %s", strings.Join(related, ", "))
-			}
-			for _, c := range e.Categories {
-				fmt.Fprintf(stdout, "; %s from %s to %s", c.Name, formatTime(c.From), dash(formatTime(c.To)))
-			}
-			fmt.Fprintln(stdout)
-			return nil
-		})
+		return nil
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		if err := st.PutEntity(ctx, e); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "entity %s (%s) saved", e.ID, e.Name)
+		if len(related) > 0 {
+			fmt.Fprintf(stdout, "; related party of %s", strings.Join(related, ", "))
+		}
+		for _, c := range e.Categories {
+			fmt.Fprintf(stdout, "; %s from %s to %s", c.Name, formatTime(c.From), dash(formatTime(c.To)))
+		}
+		fmt.Fprintln(stdout)
+		return nil
 	})
 }
 
@@ -141,24 +140,17 @@ type listCommand[T any] struct {
 }
 
 func (l listCommand[T]) command() *cobra.Command {
-	c := leaf(l.use, l.short)
-	db := dbFlag(c)
+	d := dbLeaf(l.use, l.short, "table", "json")
 	filter := new(string)
 	if l.filter != "" {
-		filter = c.Flags().String(l.filter, "", l.filterHelp)
+		filter = d.Flags().String(l.filter, "", l.filterHelp)
 	}
-	format := formatFlag(c, "table", "json")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		if !checkFormat(stderr, c.Parent().Name()+" "+l.use, *format, "table", "json") {
-			return exitUsage
+	return d.run(withBilling, nil, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		items, err := l.load(ctx, st, *filter)
+		if err != nil {
+			return err
 		}
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			items, err := l.load(ctx, st, *filter)
-			if err != nil {
-				return err
-			}
-			return printList(stdout, *format, items, l.header, l.row)
-		})
+		return printList(stdout, *d.format, items, l.header, l.row)
 	})
 }
 
@@ -177,19 +169,12 @@ func printList[T any](w io.Writer, format string, items []T, header []string, ro
 }
 
 func tenantMapCmd() *cobra.Command {
-	c := leaf("map", "say which entity a provider's tenant label is")
-	db := dbFlag(c)
-	provider := c.Flags().String("provider", "", "provider whose records carry the tenant label")
-	tenant := c.Flags().String("tenant", "", "tenant label, as in the provider's records")
-	entity := c.Flags().String("entity", "", "entity id the tenant is")
-	required(c, "provider", "tenant", "entity")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			if err := st.MapTenant(ctx, *provider, *tenant, *entity); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "tenant %s at %s is entity %s\n", *tenant, *provider, *entity)
-			return nil
-		})
+	d := dbLeaf("map", "say which entity a provider's tenant label is")
+	provider := d.Flags().String("provider", "", "provider whose records carry the tenant label")
+	tenant := d.Flags().String("tenant", "", "tenant label, as in the provider's records")
+	entity := d.Flags().String("entity", "", "entity id the tenant is")
+	required(d.Command, "provider", "tenant", "entity")
+	return d.run(withBilling, nil, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		return done(st.MapTenant(ctx, *provider, *tenant, *entity), stdout, "tenant %s at %s is entity %s\n", *tenant, *provider, *entity)
 	})
 }

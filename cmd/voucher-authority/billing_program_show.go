@@ -22,33 +22,26 @@ type programShow struct {
 }
 
 func programShowCmd() *cobra.Command {
-	c := leaf("show", "show every term of a program, and how much of its budget is spent")
-	db := dbFlag(c)
-	id := c.Flags().String("id", "", "program id")
-	format := formatFlag(c, "table", "json")
-	required(c, "id")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		if !checkFormat(stderr, "program show", *format, "table", "json") {
-			return exitUsage
+	d := dbLeaf("show", "show every term of a program, and how much of its budget is spent", "table", "json")
+	id := d.Flags().String("id", "", "program id")
+	required(d.Command, "id")
+	return d.run(withBilling, nil, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		ps, err := st.Programs(ctx)
+		if err != nil {
+			return err
 		}
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			ps, err := st.Programs(ctx)
-			if err != nil {
-				return err
-			}
-			i := slices.IndexFunc(ps, func(p billing.Program) bool { return p.ID == *id })
-			if i < 0 {
-				return fmt.Errorf("program show: %w: no program %q", store.ErrBillingNotFound, *id)
-			}
-			spent, err := st.ProgramBudget(ctx, *id)
-			if err != nil {
-				return err
-			}
-			if *format == "json" {
-				return printJSON(stdout, programShow{ps[i], spent})
-			}
-			return programTable(stdout, ps[i], spent)
-		})
+		i := slices.IndexFunc(ps, func(p billing.Program) bool { return p.ID == *id })
+		if i < 0 {
+			return fmt.Errorf("program show: %w: no program %q", store.ErrBillingNotFound, *id)
+		}
+		spent, err := st.ProgramBudget(ctx, *id)
+		if err != nil {
+			return err
+		}
+		if *d.format == "json" {
+			return printJSON(stdout, programShow{ps[i], spent})
+		}
+		return programTable(stdout, ps[i], spent)
 	})
 }
 

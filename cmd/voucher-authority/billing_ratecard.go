@@ -2,8 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,9 +12,8 @@ import (
 )
 
 func rateCardAddCmd() *cobra.Command {
-	c := leaf("add", "add a rate card: a provider's price per GPU-hour of a model")
-	db := dbFlag(c)
-	fs := c.Flags()
+	d := dbLeaf("add", "add a rate card: a provider's price per GPU-hour of a model")
+	fs := d.Flags()
 	id := fs.String("id", "", "rate card id")
 	provider := fs.String("provider", "", "provider")
 	model := fs.String("model", "", `GPU model as the records name it (e.g. "NVIDIA H100 80GB HBM3")`)
@@ -23,31 +22,23 @@ func rateCardAddCmd() *cobra.Command {
 	fen := fs.String("price-fen-per-hour", "", "price per GPU-hour in fen")
 	from := fs.String("from", "", "in force from TIME (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
 	to := fs.String("to", "", "in force until TIME, exclusive; empty: open (end it later with ratecard end)")
-	required(c, "id", "provider", "model", "from")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		c := billing.RateCard{ID: *id, Provider: *provider, Model: *model, MIGProfile: *profile}
-		var err error
+	required(d.Command, "id", "provider", "model", "from")
+	var c billing.RateCard
+	return d.run(withBilling, func() (err error) {
+		c = billing.RateCard{ID: *id, Provider: *provider, Model: *model, MIGProfile: *profile}
 		if c.PricePerHour, err = moneyFlags("price-yuan-per-hour", *yuan, "price-fen-per-hour", *fen); err == nil {
 			if c.ValidFrom, err = timeFlag("from", *from); err == nil && *to != "" {
 				c.ValidTo, err = timeFlag("to", *to)
 			}
 		}
-		if err != nil {
-			fmt.Fprintf(stderr, "ratecard add: %v\n", err)
-			return exitUsage
+		return err
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		until := "open-ended"
+		if !c.ValidTo.IsZero() {
+			until = "until " + formatTime(c.ValidTo)
 		}
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			if err := st.AddRateCard(ctx, c); err != nil {
-				return err
-			}
-			until := "open-ended"
-			if !c.ValidTo.IsZero() {
-				until = "until " + formatTime(c.ValidTo)
-			}
-			fmt.Fprintf(stdout, "added rate card %s: %s %s%s at %s CNY per GPU-hour from %s (UTC+8), %s\n", c.ID, c.Provider,
-				c.Model, profileSuffix(c.MIGProfile), billing.FormatYuan(c.PricePerHour), formatTime(c.ValidFrom), until)
-			return nil
-		})
+		return done(st.AddRateCard(ctx, c), stdout, "added rate card %s: %s %s%s at %s CNY per GPU-hour from %s (UTC+8), %s\n", c.ID, c.Provider,
+			c.Model, profileSuffix(c.MIGProfile), billing.FormatYuan(c.PricePerHour), formatTime(c.ValidFrom), until)
 	})
 }
 
@@ -59,24 +50,16 @@ func profileSuffix(p string) string {
 }
 
 func rateCardEndCmd() *cobra.Command {
-	c := leaf("end", "end an open rate card")
-	db := dbFlag(c)
-	id := c.Flags().String("id", "", "rate card id")
-	at := c.Flags().String("at", "", "end TIME, exclusive: a new card may start then (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
-	required(c, "id", "at")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		t, err := timeFlag("at", *at)
-		if err != nil {
-			fmt.Fprintf(stderr, "ratecard end: %v\n", err)
-			return exitUsage
-		}
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			if err := st.EndRateCard(ctx, *id, t); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "rate card %s ends at %s (UTC+8)\n", *id, formatTime(t))
-			return nil
-		})
+	d := dbLeaf("end", "end an open rate card")
+	id := d.Flags().String("id", "", "rate card id")
+	at := d.Flags().String("at", "", "end TIME, exclusive: a new card may start then (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
+	required(d.Command, "id", "at")
+	var t time.Time
+	return d.run(withBilling, func() (err error) {
+		t, err = timeFlag("at", *at)
+		return err
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		return done(st.EndRateCard(ctx, *id, t), stdout, "rate card %s ends at %s (UTC+8)\n", *id, formatTime(t))
 	})
 }
 

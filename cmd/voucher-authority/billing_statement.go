@@ -16,12 +16,26 @@ import (
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
-// periodFlags registers --from and --to, both required.
-func periodFlags(c *cobra.Command) (from, to *string) {
-	from = c.Flags().String("from", "", "period start TIME (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
-	to = c.Flags().String("to", "", "period end TIME, exclusive (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
+// period is a billing period given by --from and --to, both required:
+// parse reads them (a dbCmd's parse step), into from and to.
+type period struct {
+	fromFlag, toFlag *string
+	from, to         time.Time
+}
+
+// periodFlags registers --from and --to.
+func periodFlags(c *cobra.Command) *period {
+	p := &period{
+		fromFlag: c.Flags().String("from", "", "period start TIME (RFC 3339, or YYYY-MM-DD: midnight UTC+8)"),
+		toFlag:   c.Flags().String("to", "", "period end TIME, exclusive (RFC 3339, or YYYY-MM-DD: midnight UTC+8)"),
+	}
 	required(c, "from", "to")
-	return from, to
+	return p
+}
+
+func (p *period) parse() (err error) {
+	p.from, p.to, err = server.ParseBillingPeriod(*p.fromFlag, *p.toFlag)
+	return err
 }
 
 func statementCmd() *cobra.Command {
@@ -65,34 +79,22 @@ type linesReport struct {
 // linesCmd is statement or claim: --db, --KEY, --from, --to, --format.
 func linesCmd(name, short, key, keyHelp string,
 	load func(ctx context.Context, st *store.Store, key string, from, to time.Time) (linesReport, error)) *cobra.Command {
-	c := leaf(name, short)
-	db := dbFlag(c)
-	keyVal := c.Flags().String(key, "", keyHelp)
-	from, to := periodFlags(c)
-	format := formatFlag(c, "json", "csv", "table")
-	required(c, key)
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		if !checkFormat(stderr, name, *format, "json", "csv", "table") {
-			return exitUsage
-		}
-		f, t, err := server.ParseBillingPeriod(*from, *to)
+	d := dbLeaf(name, short, "json", "csv", "table")
+	keyVal := d.Flags().String(key, "", keyHelp)
+	p := periodFlags(d.Command)
+	required(d.Command, key)
+	return d.run(withBilling, p.parse, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		r, err := load(ctx, st, *keyVal, p.from, p.to)
 		if err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", name, err)
-			return exitUsage
+			return err
 		}
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			r, err := load(ctx, st, *keyVal, f, t)
-			if err != nil {
-				return err
-			}
-			switch *format {
-			case "csv":
-				return billing.WriteLinesCSV(stdout, r.lines)
-			case "table":
-				return r.table(stdout)
-			}
-			return printJSON(stdout, r.json)
-		})
+		switch *d.format {
+		case "csv":
+			return billing.WriteLinesCSV(stdout, r.lines)
+		case "table":
+			return r.table(stdout)
+		}
+		return printJSON(stdout, r.json)
 	})
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"github.com/spf13/cobra"
@@ -12,9 +11,8 @@ import (
 )
 
 func voucherIssueCmd() *cobra.Command {
-	c := leaf("issue", "issue a voucher of a program to an entity")
-	db := dbFlag(c)
-	fs := c.Flags()
+	d := dbLeaf("issue", "issue a voucher of a program to an entity")
+	fs := d.Flags()
 	id := fs.String("id", "", "voucher id")
 	program := fs.String("program", "", "program id")
 	holder := fs.String("holder", "", "entity id of the holder (fixed: vouchers are not transferable)")
@@ -22,27 +20,19 @@ func voucherIssueCmd() *cobra.Command {
 	faceFen := fs.String("face-fen", "", "face value in fen")
 	issued := fs.String("issued", "", "valid from TIME (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
 	expires := fs.String("expires", "", "valid until TIME, exclusive (RFC 3339, or YYYY-MM-DD: midnight UTC+8)")
-	required(c, "id", "program", "holder", "issued", "expires")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		v := billing.Voucher{ID: *id, Program: *program, Holder: *holder}
-		var err error
+	required(d.Command, "id", "program", "holder", "issued", "expires")
+	var v billing.Voucher
+	return d.run(withBilling, func() (err error) {
+		v = billing.Voucher{ID: *id, Program: *program, Holder: *holder}
 		if v.Face, err = moneyFlags("face-yuan", *faceYuan, "face-fen", *faceFen); err == nil {
 			if v.Issued, err = timeFlag("issued", *issued); err == nil {
 				v.Expires, err = timeFlag("expires", *expires)
 			}
 		}
-		if err != nil {
-			fmt.Fprintf(stderr, "voucher issue: %v\n", err)
-			return exitUsage
-		}
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			if err := st.IssueVoucher(ctx, v); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "issued voucher %s of program %s to %s: %s CNY, valid %s to %s (UTC+8)\n",
-				v.ID, v.Program, v.Holder, billing.FormatYuan(v.Face), formatTime(v.Issued), formatTime(v.Expires))
-			return nil
-		})
+		return err
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		return done(st.IssueVoucher(ctx, v), stdout, "issued voucher %s of program %s to %s: %s CNY, valid %s to %s (UTC+8)\n",
+			v.ID, v.Program, v.Holder, billing.FormatYuan(v.Face), formatTime(v.Issued), formatTime(v.Expires))
 	})
 }
 
@@ -69,17 +59,8 @@ var voucherStatusOf = map[string]string{
 
 func voucherStatusCmd(verb string) *cobra.Command {
 	status := voucherStatusOf[verb]
-	c := leaf(verb, "make a voucher "+status)
-	db := dbFlag(c)
-	id := c.Flags().String("id", "", "voucher id")
-	required(c, "id")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			if err := st.SetVoucherStatus(ctx, *id, status); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "voucher %s is %s\n", *id, status)
-			return nil
+	return idChangeCmd(verb, "make a voucher "+status, "id", "voucher id", withBilling,
+		func(ctx context.Context, st *store.Store, id string) (string, error) {
+			return "voucher " + id + " is " + status, st.SetVoucherStatus(ctx, id, status)
 		})
-	})
 }

@@ -18,43 +18,36 @@ import (
 // cover, until now, and the holes (GET /v1/admin/coverage from the
 // database).
 func coverageCmd() *cobra.Command {
-	c := leaf("coverage", "how much of a period each GPU's records cover, and the holes")
-	db := dbFlag(c)
-	fs := c.Flags()
+	d := dbLeaf("coverage", "how much of a period each GPU's records cover, and the holes", "table", "json", "csv")
+	fs := d.Flags()
 	provider := fs.String("provider", "", "only this provider's GPUs")
 	node := fs.String("node", "", "only this node's GPUs")
 	gpu := fs.String("gpu", "", "only this GPU (UUID)")
 	entity := fs.String("entity", "", "only the GPUs the entity's usage ran on in the period (its statement's)")
-	from, to := periodFlags(c)
-	format := formatFlag(c, "table", "json", "csv")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		if !checkFormat(stderr, "coverage", *format, "table", "json", "csv") {
-			return exitUsage
-		}
-		f, t, err := server.ParseBillingPeriod(*from, *to)
+	p := periodFlags(d.Command)
+	var filter store.CoverageFilter
+	return d.run(withStore, func() error {
+		err := p.parse()
 		if err != nil {
-			fmt.Fprintf(stderr, "%s: %v\n", "coverage", err)
-			return exitUsage
+			return err
 		}
-		filter, err := server.NewCoverageFilter(*provider, *node, *gpu, *entity, f, t, time.Now())
+		if filter, err = server.NewCoverageFilter(*provider, *node, *gpu, *entity, p.from, p.to, time.Now()); err != nil {
+			return fmt.Errorf("--gpu: %v", err)
+		}
+		return nil
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		gpus, err := st.Coverage(ctx, filter)
 		if err != nil {
-			fmt.Fprintf(stderr, "%s: --gpu: %v\n", "coverage", err)
-			return exitUsage
+			return err
 		}
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			gpus, err := st.Coverage(ctx, filter)
-			if err != nil {
-				return err
-			}
-			switch *format {
-			case "csv":
-				return coverage.WriteCSV(stdout, gpus)
-			case "json":
-				return printJSON(stdout, server.NewCoverageReport(filter, gpus))
-			}
-			fmt.Fprintf(stdout, "coverage of %s to %s (UTC+8), until %s\n", formatTime(f), formatTime(t), formatTime(filter.Now))
-			return coverageTable(stdout, gpus)
-		})
+		switch *d.format {
+		case "csv":
+			return coverage.WriteCSV(stdout, gpus)
+		case "json":
+			return printJSON(stdout, server.NewCoverageReport(filter, gpus))
+		}
+		fmt.Fprintf(stdout, "coverage of %s to %s (UTC+8), until %s\n", formatTime(filter.From), formatTime(filter.To), formatTime(filter.Now))
+		return coverageTable(stdout, gpus)
 	})
 }
 

@@ -166,6 +166,82 @@ func dbFlag(c *cobra.Command) *string {
 	return db
 }
 
+// dbCmd is a leaf command on the database: --db and, where it prints a
+// report in more than one form, --format. Its flags are defined on the
+// embedded command; run makes its action.
+type dbCmd struct {
+	*cobra.Command
+	db      *string
+	format  *string // nil without --format
+	formats []string
+}
+
+// dbLeaf is a leaf command with --db and, given formats, --format with
+// those values, the first the default.
+func dbLeaf(use, short string, formats ...string) *dbCmd {
+	c := leaf(use, short)
+	d := &dbCmd{Command: c, db: dbFlag(c), formats: formats}
+	if len(formats) > 0 {
+		d.format = formatFlag(c, formats...)
+	}
+	return d
+}
+
+// opener runs fn on the store a --db value names and says the exit
+// status: withStore, or withBilling and withRegistry, which make the
+// store's refusals of the input usage errors.
+type opener func(ctx context.Context, db string, stderr io.Writer, fn func(st *store.Store) error) int
+
+// run makes d's action: it checks --format, then runs parse (nil: none),
+// which reads the flags' values before the store is opened (an error is
+// a usage error, exit 64, printed after the command's name), then runs
+// body on the store open opens.
+func (d *dbCmd) run(open opener, parse func() error, body func(ctx context.Context, st *store.Store, stdout io.Writer) error) *cobra.Command {
+	return action(d.Command, func(ctx context.Context, stdout, stderr io.Writer) int {
+		name := strings.TrimPrefix(d.CommandPath(), d.Root().Name()+" ")
+		if d.format != nil && !checkFormat(stderr, name, *d.format, d.formats...) {
+			return exitUsage
+		}
+		if parse != nil {
+			if err := parse(); err != nil {
+				fmt.Fprintf(stderr, "%s: %v\n", name, err)
+				return exitUsage
+			}
+		}
+		return open(ctx, *d.db, stderr, func(st *store.Store) error { return body(ctx, st, stdout) })
+	})
+}
+
+// idChangeCmd is a command that changes one object named by a required
+// flag (--id, --key-id): change makes the change and says what it did.
+func idChangeCmd(use, short, flag, help string, open opener,
+	change func(ctx context.Context, st *store.Store, id string) (said string, err error)) *cobra.Command {
+	d := dbLeaf(use, short)
+	id := d.Flags().String(flag, "", help)
+	required(d.Command, flag)
+	return d.run(open, nil, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		said, err := change(ctx, st, *id)
+		return done(err, stdout, "%s\n", said)
+	})
+}
+
+// nodeFlag is the required --node flag of a command on one node.
+func nodeFlag(d *dbCmd) *string {
+	node := d.Flags().String("node", "", "node id")
+	required(d.Command, "node")
+	return node
+}
+
+// done is the end of a command that changes the store: err is the
+// change's outcome; without one, it prints what was done.
+func done(err error, w io.Writer, format string, args ...any) error {
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, format, args...)
+	return nil
+}
+
 // formatFlag is --format with its allowed values, the first the default.
 func formatFlag(c *cobra.Command, allowed ...string) *string {
 	f := c.Flags().String("format", allowed[0], strings.Join(allowed, " or "))

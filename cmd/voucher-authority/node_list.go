@@ -33,47 +33,40 @@ type nodeListJSON struct {
 // nodeListCmd lists the registry: what the authority accepts records
 // from, and how far each node's chain has come.
 func nodeListCmd() *cobra.Command {
-	c := leaf("list", "list the registered nodes: GPUs (retired ones marked), active keys, chain head, flag")
-	db := dbFlag(c)
-	format := formatFlag(c, "table", "json")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		if !checkFormat(stderr, "node list", *format, "table", "json") {
-			return exitUsage
+	d := dbLeaf("list", "list the registered nodes: GPUs (retired ones marked), active keys, chain head, flag", "table", "json")
+	return d.run(withStore, nil, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		nodes, err := st.Nodes(ctx, time.Now())
+		if err != nil {
+			return err
 		}
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			nodes, err := st.Nodes(ctx, time.Now())
-			if err != nil {
-				return err
-			}
-			if *format == "json" {
-				out := make([]nodeListJSON, len(nodes))
-				for i, n := range nodes {
-					out[i] = nodeListJSON{ID: n.ID, Provider: n.Provider, GPUs: nonNil(n.GPUs), ActiveKeys: nonNil(n.ActiveKeys),
-						HeadSeq: n.HeadSeq, Flagged: n.Forked, Instances: nonNil(n.Instances)}
-					if !n.LastWindowEnd.IsZero() {
-						out[i].LastWindowEnd = &n.LastWindowEnd
-					}
+		if *d.format == "json" {
+			out := make([]nodeListJSON, len(nodes))
+			for i, n := range nodes {
+				out[i] = nodeListJSON{ID: n.ID, Provider: n.Provider, GPUs: nonNil(n.GPUs), ActiveKeys: nonNil(n.ActiveKeys),
+					HeadSeq: n.HeadSeq, Flagged: n.Forked, Instances: nonNil(n.Instances)}
+				if !n.LastWindowEnd.IsZero() {
+					out[i].LastWindowEnd = &n.LastWindowEnd
 				}
-				return printJSON(stdout, out)
 			}
-			tw := newTable(stdout)
-			fmt.Fprintln(tw, "id\tprovider\tGPUs (model)\tactive keys\thead seq\tflagged\tlast window end (UTC+8)")
-			for _, n := range nodes {
-				gpus := make([]string, len(n.GPUs))
-				for i, g := range n.GPUs {
-					gpus[i] = g.UUID + " (" + g.Model + ")"
-					if !g.Retired.IsZero() {
-						gpus[i] = g.UUID + " (" + g.Model + ", retired " + formatSeconds(g.Retired) + ")"
-					}
+			return printJSON(stdout, out)
+		}
+		tw := newTable(stdout)
+		fmt.Fprintln(tw, "id\tprovider\tGPUs (model)\tactive keys\thead seq\tflagged\tlast window end (UTC+8)")
+		for _, n := range nodes {
+			gpus := make([]string, len(n.GPUs))
+			for i, g := range n.GPUs {
+				gpus[i] = g.UUID + " (" + g.Model + ")"
+				if !g.Retired.IsZero() {
+					gpus[i] = g.UUID + " (" + g.Model + ", retired " + formatSeconds(g.Retired) + ")"
 				}
-				flagged := "-"
-				if n.Forked {
-					flagged = fmt.Sprintf("second signer (%d instances heard from)", len(n.Instances))
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(n.ID), oneLine(n.Provider), dash(strings.Join(gpus, ", ")),
-					dash(strings.Join(n.ActiveKeys, ", ")), strconv.FormatUint(n.HeadSeq, 10), flagged, dash(formatSeconds(n.LastWindowEnd)))
 			}
-			return tw.Flush()
-		})
+			flagged := "-"
+			if n.Forked {
+				flagged = fmt.Sprintf("second signer (%d instances heard from)", len(n.Instances))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", oneLine(n.ID), oneLine(n.Provider), dash(strings.Join(gpus, ", ")),
+				dash(strings.Join(n.ActiveKeys, ", ")), strconv.FormatUint(n.HeadSeq, 10), flagged, dash(formatSeconds(n.LastWindowEnd)))
+		}
+		return tw.Flush()
 	})
 }

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"strings"
@@ -62,15 +62,15 @@ func addGPUFlags(c *cobra.Command) *gpuFlags {
 }
 
 // resolve turns the flags into GPUs with models of the model table.
-func (g *gpuFlags) resolve(cmd string) ([]store.GPU, time.Time, error) {
+func (g *gpuFlags) resolve() ([]store.GPU, time.Time, error) {
 	if len(g.gpus) == 0 {
-		return nil, time.Time{}, fmt.Errorf("%s: at least one --gpu is required", cmd)
+		return nil, time.Time{}, fmt.Errorf("at least one --gpu is required")
 	}
 	var since time.Time
 	if *g.since != "" {
 		t, err := server.ParseBillingTime(*g.since)
 		if err != nil {
-			return nil, time.Time{}, fmt.Errorf("%s: --since: %v", cmd, err)
+			return nil, time.Time{}, fmt.Errorf("--since: %v", err)
 		}
 		since = t
 	}
@@ -81,11 +81,11 @@ func (g *gpuFlags) resolve(cmd string) ([]store.GPU, time.Time, error) {
 			model = *g.model
 		}
 		if model == "" {
-			return nil, time.Time{}, fmt.Errorf("%s: --gpu %s: no model (give --model or --gpu UUID=MODEL)", cmd, v)
+			return nil, time.Time{}, fmt.Errorf("--gpu %s: no model (give --model or --gpu UUID=MODEL)", v)
 		}
 		m, found := inventory.Lookup(model)
 		if !found {
-			return nil, time.Time{}, fmt.Errorf("%s: --gpu %s: model %q is not in the model table (voucher-authority models lists it)", cmd, v, model)
+			return nil, time.Time{}, fmt.Errorf("--gpu %s: model %q is not in the model table (voucher-authority models lists it)", v, model)
 		}
 		out = append(out, store.GPU{UUID: uuid, Model: m.ID, Registered: since})
 	}
@@ -93,153 +93,109 @@ func (g *gpuFlags) resolve(cmd string) ([]store.GPU, time.Time, error) {
 }
 
 func nodeRegisterCmd() *cobra.Command {
-	c := leaf("register", "register a node: its provider, public key and GPUs")
-	db := dbFlag(c)
-	id := c.Flags().String("id", "", "node id (as in the agent's node.id)")
-	provider := c.Flags().String("provider", "", "provider the node belongs to")
-	pubB64 := c.Flags().String("public-key", "", "the node's Ed25519 public key (base64, as printed by gpumeter keygen)")
-	gf := addGPUFlags(c)
-	required(c, "id", "provider", "public-key")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		gpus, since, err := gf.resolve("node register")
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitUsage
+	d := dbLeaf("register", "register a node: its provider, public key and GPUs")
+	id := d.Flags().String("id", "", "node id (as in the agent's node.id)")
+	provider := d.Flags().String("provider", "", "provider the node belongs to")
+	pubB64 := d.Flags().String("public-key", "", "the node's Ed25519 public key (base64, as printed by gpumeter keygen)")
+	gf := addGPUFlags(d.Command)
+	required(d.Command, "id", "provider", "public-key")
+	var reg store.Registration
+	return d.run(withRegistry, func() (err error) {
+		reg = store.Registration{ID: *id, Provider: *provider}
+		if reg.GPUs, reg.Since, err = gf.resolve(); err != nil {
+			return err
 		}
-		pub, err := signing.DecodePublicKey(*pubB64)
-		if err != nil {
-			fmt.Fprintf(stderr, "node register: --public-key: %v\n", err)
-			return exitUsage
+		if reg.Key, err = signing.DecodePublicKey(*pubB64); err != nil {
+			return fmt.Errorf("--public-key: %v", err)
 		}
-		return withRegistry(ctx, *db, stderr, func(st *store.Store) error {
-			reg := store.Registration{ID: *id, Provider: *provider, Key: pub, GPUs: gpus, Since: since}
-			if err := st.RegisterNode(ctx, reg, time.Now()); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "registered node %s (provider %s) with key %s and %d GPUs\n", *id, *provider, signing.KeyID(pub), len(gpus))
-			return nil
-		})
+		return nil
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		return done(st.RegisterNode(ctx, reg, time.Now()), stdout, "registered node %s (provider %s) with key %s and %d GPUs\n",
+			*id, *provider, signing.KeyID(reg.Key), len(reg.GPUs))
 	})
 }
 
 func nodeAddGPUCmd() *cobra.Command {
-	c := leaf("add-gpu", "add GPUs to a registered node")
-	db := dbFlag(c)
-	id := c.Flags().String("id", "", "node id")
-	gf := addGPUFlags(c)
-	required(c, "id")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		gpus, _, err := gf.resolve("node add-gpu")
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return exitUsage
-		}
-		return withRegistry(ctx, *db, stderr, func(st *store.Store) error {
-			if err := st.AddGPUs(ctx, *id, gpus, time.Now()); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "added %d GPUs to node %s\n", len(gpus), *id)
-			return nil
-		})
+	d := dbLeaf("add-gpu", "add GPUs to a registered node")
+	id := d.Flags().String("id", "", "node id")
+	gf := addGPUFlags(d.Command)
+	required(d.Command, "id")
+	var gpus []store.GPU
+	return d.run(withRegistry, func() (err error) {
+		gpus, _, err = gf.resolve()
+		return err
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		return done(st.AddGPUs(ctx, *id, gpus, time.Now()), stdout, "added %d GPUs to node %s\n", len(gpus), *id)
 	})
 }
 
 func keyRotateCmd() *cobra.Command {
-	c := leaf("rotate", "add a node's new key; earlier keys stay valid until revoked")
-	db := dbFlag(c)
-	node := c.Flags().String("node", "", "node id")
-	pubB64 := c.Flags().String("public-key", "", "the node's new Ed25519 public key (base64)")
-	activeFrom := c.Flags().String("active-from", "", "first instant a window signed by the new key may begin (`TIME`; default now; set it back to the oldest window still unsent when a node rotates with a backlog)")
-	required(c, "node", "public-key")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		pub, err := signing.DecodePublicKey(*pubB64)
-		if err != nil {
-			fmt.Fprintf(stderr, "key rotate: --public-key: %v\n", err)
-			return exitUsage
+	d := dbLeaf("rotate", "add a node's new key; earlier keys stay valid until revoked")
+	node := nodeFlag(d)
+	pubB64 := d.Flags().String("public-key", "", "the node's new Ed25519 public key (base64)")
+	activeFrom := d.Flags().String("active-from", "", "first instant a window signed by the new key may begin (`TIME`; default now; set it back to the oldest window still unsent when a node rotates with a backlog)")
+	required(d.Command, "public-key")
+	var pub ed25519.PublicKey
+	var from time.Time
+	return d.run(withRegistry, func() (err error) {
+		if pub, err = signing.DecodePublicKey(*pubB64); err != nil {
+			return fmt.Errorf("--public-key: %v", err)
 		}
-		var from time.Time
+		from = time.Time{}
 		if *activeFrom != "" {
 			if from, err = server.ParseBillingTime(*activeFrom); err != nil {
-				fmt.Fprintf(stderr, "key rotate: --active-from: %v\n", err)
-				return exitUsage
+				return fmt.Errorf("--active-from: %v", err)
 			}
 		}
-		return withRegistry(ctx, *db, stderr, func(st *store.Store) error {
-			id, err := st.AddKey(ctx, *node, pub, from, time.Now())
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "added key %s to node %s; earlier keys stay valid until revoked\n", id, *node)
-			return nil
-		})
+		return nil
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		id, err := st.AddKey(ctx, *node, pub, from, time.Now())
+		return done(err, stdout, "added key %s to node %s; earlier keys stay valid until revoked\n", id, *node)
 	})
 }
 
 func keyRevokeCmd() *cobra.Command {
-	c := leaf("revoke", "revoke a node key")
-	db := dbFlag(c)
-	keyID := c.Flags().String("key-id", "", "key id (ed25519:...)")
-	required(c, "key-id")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			if err := st.RevokeKey(ctx, *keyID, time.Now()); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "revoked key %s\n", *keyID)
-			return nil
+	return idChangeCmd("revoke", "revoke a node key", "key-id", "key id (ed25519:...)", withStore,
+		func(ctx context.Context, st *store.Store, keyID string) (string, error) {
+			return "revoked key " + keyID, st.RevokeKey(ctx, keyID, time.Now())
 		})
-	})
 }
 
 func usageCmd() *cobra.Command {
-	c := leaf("usage", "accepted usage per tenant and node in a period")
-	db := dbFlag(c)
-	tenant := c.Flags().String("tenant", "", "only this tenant")
-	node := c.Flags().String("node", "", "only this node")
-	from := c.Flags().String("from", "", "period start (RFC 3339)")
-	to := c.Flags().String("to", "", "period end (RFC 3339, exclusive)")
-	format := formatFlag(c, "json", "table")
-	required(c, "from", "to")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		if !checkFormat(stderr, "usage", *format, "json", "table") {
-			return exitUsage
-		}
-		f, t, err := server.ParsePeriod(*from, *to)
+	d := dbLeaf("usage", "accepted usage per tenant and node in a period", "json", "table")
+	tenant := d.Flags().String("tenant", "", "only this tenant")
+	node := d.Flags().String("node", "", "only this node")
+	from := d.Flags().String("from", "", "period start (RFC 3339)")
+	to := d.Flags().String("to", "", "period end (RFC 3339, exclusive)")
+	required(d.Command, "from", "to")
+	var filter store.UsageFilter
+	return d.run(withStore, func() (err error) {
+		filter = store.UsageFilter{Tenant: *tenant, Node: *node}
+		filter.From, filter.To, err = server.ParsePeriod(*from, *to)
+		return err
+	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		rows, err := st.Usage(ctx, filter)
 		if err != nil {
-			fmt.Fprintf(stderr, "usage: %v\n", err)
-			return exitUsage
+			return err
 		}
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			filter := store.UsageFilter{Tenant: *tenant, Node: *node, From: f, To: t}
-			rows, err := st.Usage(ctx, filter)
-			if err != nil {
-				return err
-			}
-			rep := server.NewUsageReport(filter, rows)
-			if *format == "table" {
-				return usageTable(stdout, rep)
-			}
-			return printJSON(stdout, rep)
-		})
+		rep := server.NewUsageReport(filter, rows)
+		if *d.format == "table" {
+			return usageTable(stdout, rep)
+		}
+		return printJSON(stdout, rep)
 	})
 }
 
 func headCmd() *cobra.Command {
-	c := leaf("head", "a node's chain head, keys' state and GPUs (JSON)")
-	db := dbFlag(c)
-	node := c.Flags().String("node", "", "node id")
-	required(c, "node")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			n, err := st.Node(ctx, *node)
-			if err != nil {
-				return err
-			}
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(map[string]any{"node": n.ID, "provider": n.Provider, "head": n.HeadSeq, "head_hash": n.HeadHash,
-				"forked": n.Forked, "gpus": n.GPUs})
-		})
+	d := dbLeaf("head", "a node's chain head, keys' state and GPUs (JSON)")
+	node := nodeFlag(d)
+	return d.run(withStore, nil, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		n, err := st.Node(ctx, *node)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, map[string]any{"node": n.ID, "provider": n.Provider, "head": n.HeadSeq, "head_hash": n.HeadHash,
+			"forked": n.Forked, "gpus": n.GPUs})
 	})
 }
 

@@ -63,26 +63,23 @@ the config's verifiable_log.origin.`,
 }
 
 func logCheckpointCmd() *cobra.Command {
-	c := leaf("checkpoint", "print the newest checkpoint the log signed")
-	db := dbFlag(c)
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			size, _, err := st.LogSize(ctx)
-			if err != nil {
-				return fmt.Errorf("log checkpoint: %w", err)
-			}
-			// The newest kept: the tree may have grown since (the CLI
-			// holds no key), and only the server signs.
-			notes, err := st.LogCheckpoints(ctx, 0, 0)
-			if err != nil {
-				return fmt.Errorf("log checkpoint: %w", err)
-			}
-			if len(notes) == 0 {
-				return fmt.Errorf("log checkpoint: none signed yet (size %d)", size)
-			}
-			_, err = stdout.Write(notes[len(notes)-1])
-			return err
-		})
+	d := dbLeaf("checkpoint", "print the newest checkpoint the log signed")
+	return d.run(withStore, nil, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		size, _, err := st.LogSize(ctx)
+		if err != nil {
+			return fmt.Errorf("log checkpoint: %w", err)
+		}
+		// The newest kept: the tree may have grown since (the CLI
+		// holds no key), and only the server signs.
+		notes, err := st.LogCheckpoints(ctx, 0, 0)
+		if err != nil {
+			return fmt.Errorf("log checkpoint: %w", err)
+		}
+		if len(notes) == 0 {
+			return fmt.Errorf("log checkpoint: none signed yet (size %d)", size)
+		}
+		_, err = stdout.Write(notes[len(notes)-1])
+		return err
 	})
 }
 

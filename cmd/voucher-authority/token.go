@@ -56,47 +56,31 @@ its SHA-256. Hand it over as you would a password.`
 }
 
 func tokenListCmd() *cobra.Command {
-	c := leaf("list", "list the console tokens (never their secrets)")
-	db := dbFlag(c)
-	format := formatFlag(c, "table", "json")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		if !checkFormat(stderr, "token list", *format, "table", "json") {
-			return exitUsage
+	d := dbLeaf("list", "list the console tokens (never their secrets)", "table", "json")
+	return d.run(withStore, nil, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		ts, err := st.ConsoleTokens(ctx)
+		if err != nil {
+			return err
 		}
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			ts, err := st.ConsoleTokens(ctx)
-			if err != nil {
-				return err
+		if *d.format == "json" {
+			return json.NewEncoder(stdout).Encode(map[string]any{"tokens": ts})
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tROLE\tSCOPE\tLABEL\tCREATED\tREVOKED")
+		for _, t := range ts {
+			rev := "-"
+			if !t.Revoked.IsZero() {
+				rev = t.Revoked.Format(time.RFC3339)
 			}
-			if *format == "json" {
-				return json.NewEncoder(stdout).Encode(map[string]any{"tokens": ts})
-			}
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tROLE\tSCOPE\tLABEL\tCREATED\tREVOKED")
-			for _, t := range ts {
-				rev := "-"
-				if !t.Revoked.IsZero() {
-					rev = t.Revoked.Format(time.RFC3339)
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, t.Scope, t.Label, t.Created.Format(time.RFC3339), rev)
-			}
-			return tw.Flush()
-		})
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, t.Scope, t.Label, t.Created.Format(time.RFC3339), rev)
+		}
+		return tw.Flush()
 	})
 }
 
 func tokenRevokeCmd() *cobra.Command {
-	c := leaf("revoke", "revoke a console token now; its sessions end at once")
-	db := dbFlag(c)
-	id := c.Flags().String("id", "", "the token's id (token list)")
-	required(c, "id")
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		return withStore(ctx, *db, stderr, func(st *store.Store) error {
-			if err := st.RevokeConsoleToken(ctx, *id, time.Now()); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "console token %s revoked\n", *id)
-			return nil
+	return idChangeCmd("revoke", "revoke a console token now; its sessions end at once", "id", "the token's id (token list)", withStore,
+		func(ctx context.Context, st *store.Store, id string) (string, error) {
+			return "console token " + id + " revoked", st.RevokeConsoleToken(ctx, id, time.Now())
 		})
-	})
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gpumeter/gpumeter/authority/audit"
-	"github.com/gpumeter/gpumeter/authority/server"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/internal/tlog"
 )
@@ -27,42 +26,34 @@ func exportCmd() *cobra.Command {
 }
 
 func exportLinesCmd(name, key, short string) *cobra.Command {
-	c := leaf(name, short)
-	db := dbFlag(c)
-	keyVal := c.Flags().String(key, "", key+" id")
-	from, to := periodFlags(c)
-	cons := c.Flags().UintSlice("consistency-from", nil, "also prove that the checkpoint extends the tree of this size (repeatable): for checkpoints held elsewhere")
-	required(c, key)
-	return action(c, func(ctx context.Context, stdout, stderr io.Writer) int {
-		f, t, err := server.ParseBillingPeriod(*from, *to)
-		if err != nil {
-			fmt.Fprintf(stderr, "export %s: %v\n", name, err)
-			return exitUsage
-		}
-		return withBilling(ctx, *db, stderr, func(st *store.Store) error {
-			var file audit.File
-			if name == "statement" {
-				s, err := st.Statement(ctx, *keyVal, f, t)
-				if err != nil {
-					return err
-				}
-				file.Statement = &s
-			} else {
-				cl, err := st.Claim(ctx, *keyVal, f, t)
-				if err != nil {
-					return err
-				}
-				file.Claim = &cl
-			}
-			sizes := make([]uint64, len(*cons))
-			for i, n := range *cons {
-				sizes[i] = uint64(n)
-			}
-			if err := audit.Export(ctx, st, &file, sizes); err != nil {
+	d := dbLeaf(name, short)
+	keyVal := d.Flags().String(key, "", key+" id")
+	p := periodFlags(d.Command)
+	cons := d.Flags().UintSlice("consistency-from", nil, "also prove that the checkpoint extends the tree of this size (repeatable): for checkpoints held elsewhere")
+	required(d.Command, key)
+	return d.run(withBilling, p.parse, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		var file audit.File
+		if name == "statement" {
+			s, err := st.Statement(ctx, *keyVal, p.from, p.to)
+			if err != nil {
 				return err
 			}
-			return printJSON(stdout, file)
-		})
+			file.Statement = &s
+		} else {
+			cl, err := st.Claim(ctx, *keyVal, p.from, p.to)
+			if err != nil {
+				return err
+			}
+			file.Claim = &cl
+		}
+		sizes := make([]uint64, len(*cons))
+		for i, n := range *cons {
+			sizes[i] = uint64(n)
+		}
+		if err := audit.Export(ctx, st, &file, sizes); err != nil {
+			return err
+		}
+		return printJSON(stdout, file)
 	})
 }
 
