@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"database/sql"
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -55,20 +54,13 @@ func TestAuthorityOutageDrains(t *testing.T) {
 	})
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	scenario, _ := filepath.Abs("../configs/scenarios/demo.yaml")
-	body := fmt.Sprintf(`node: {id: test-node, provider: test-cloud}
-devices: {source: simulated, scenario: %q, speed: 600}
-metering: {poll_interval: 1s, window: 1m, max_hold: 1m}
-attribution:
-  rules:
-    - {user: acme, tenant: acme}
-    - {cgroup: kubernetes, tenant: globex}
-    - {cgroup_pattern: '/tenant-(?P<t>[a-z]+)\.slice/', tenant: '${t}'}
-http: {listen: "127.0.0.1:0"}
-authority: {url: %q, timeout: 1s}
-output: {records_file: %q}
-state_dir: %q
-`, scenario, auth.URL, out, state)
-	cfg := loadConfig(t, body)
+	cfg := loadConfig(t, testutil.SimAgent{Node: "test-node", Provider: "test-cloud", Scenario: scenario,
+		Rules: []string{
+			"{user: acme, tenant: acme}",
+			"{cgroup: kubernetes, tenant: globex}",
+			`{cgroup_pattern: '/tenant-(?P<t>[a-z]+)\.slice/', tenant: '${t}'}`,
+		},
+		Authority: auth.URL, Timeout: "1s", RecordsFile: out, StateDir: state}.YAML())
 	r := startDaemon(t, cfg)
 	base := r.base
 

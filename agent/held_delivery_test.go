@@ -55,14 +55,8 @@ func TestUnregisteredKeyIsHeldNotDeadLettered(t *testing.T) {
 	})
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	scenario, _ := filepath.Abs("../configs/scenarios/demo.yaml")
-	body := "node: {id: test-node, provider: test-cloud}\n" +
-		"devices: {source: simulated, scenario: " + scenario + ", speed: 600}\n" +
-		"metering: {poll_interval: 1s, window: 1m, max_hold: 1m}\n" +
-		"http: {listen: \"127.0.0.1:0\"}\n" +
-		"authority: {url: \"" + auth.URL + "\", timeout: 1s}\n" +
-		"output: {records_file: " + out + "}\n" +
-		"state_dir: " + state + "\n"
-	cfg := loadConfig(t, body)
+	cfg := loadConfig(t, testutil.SimAgent{Node: "test-node", Provider: "test-cloud", Scenario: scenario,
+		Authority: auth.URL, Timeout: "1s", RecordsFile: out, StateDir: state}.YAML())
 	r := startDaemon(t, cfg)
 
 	poll(t, "delivery held", 30*time.Second, func() bool { return metrics(t, r.base)["gpumeter_delivery_held"] == 1 })

@@ -3,7 +3,6 @@ package agent_test
 import (
 	"database/sql"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -29,19 +28,9 @@ func TestMIGReconfigurationAccepted(t *testing.T) {
 	})
 	out := filepath.Join(t.TempDir(), "records.jsonl")
 	scenario, _ := filepath.Abs("../configs/scenarios/mig-reconfigure.yaml")
-	body := fmt.Sprintf(`node: {id: mig-node, provider: test-cloud}
-devices: {source: simulated, scenario: %q, speed: 600}
-metering: {poll_interval: 1s, window: 1m, max_hold: 1m}
-attribution:
-  rules:
-    - {user: acme, tenant: acme}
-    - {cgroup: kubernetes, tenant: globex}
-http: {listen: "127.0.0.1:0"}
-authority: {url: %q, timeout: 5s}
-output: {records_file: %q}
-state_dir: %q
-`, scenario, auth.URL, out, state)
-	cfg := loadConfig(t, body)
+	cfg := loadConfig(t, testutil.SimAgent{Node: "mig-node", Provider: "test-cloud", Scenario: scenario,
+		Rules:     []string{"{user: acme, tenant: acme}", "{cgroup: kubernetes, tenant: globex}"},
+		Authority: auth.URL, Timeout: "5s", RecordsFile: out, StateDir: state}.YAML())
 	r := startDaemon(t, cfg)
 	poll(t, "an hour of virtual time metered", 60*time.Second, func() bool {
 		return metrics(t, r.base)["gpumeter_last_cycle_timestamp_seconds"] >= float64(cfgStart(t, state).Add(time.Hour).Unix())

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -110,18 +109,9 @@ func TestSIGKILLNeverLosesOrDoublesUsage(t *testing.T) {
 	})
 
 	scen := writeFile(t, "crash.yaml", crashScenario)
-	cfg := writeFile(t, "agent.yaml", fmt.Sprintf(`node: {id: crash-node, provider: crash-cloud}
-devices: {source: simulated, scenario: %q, speed: 600}
-metering: {poll_interval: 1s, window: 1m, max_hold: 1m}
-attribution:
-  rules:
-    - {user: acme, tenant: acme}
-    - {user: globex, tenant: globex}
-http: {listen: "127.0.0.1:0"}
-authority: {url: %q, timeout: 2s}
-log: {level: debug}
-state_dir: %q
-`, scen, auth.URL, state))
+	cfg := writeFile(t, "agent.yaml", testutil.SimAgent{Node: "crash-node", Provider: "crash-cloud", Scenario: scen,
+		Rules:     []string{"{user: acme, tenant: acme}", "{user: globex, tenant: globex}"},
+		Authority: auth.URL, Timeout: "2s", StateDir: state, Extra: "log: {level: debug}\n"}.YAML())
 
 	rng := rand.New(rand.NewPCG(23, 11))
 	const kills = 50
