@@ -81,7 +81,7 @@ func auditListCmd() *cobra.Command {
 	until := fs.String("until", "", "received before TIME")
 	limit := fs.String("limit", "", fmt.Sprintf("at most this many, newest first (default %d, at most %d)", store.DefaultRefusalLimit, store.MaxRefusalLimit))
 	var f store.RefusalFilter
-	return d.run(withStore, func() (err error) {
+	return runList(d, withStore, func() (err error) {
 		f = store.RefusalFilter{Node: *node, Unauthenticated: *unauth, Cause: *cause}
 		if *unauth && *node != "" {
 			return fmt.Errorf("--node and --unauthenticated exclude each other")
@@ -92,13 +92,10 @@ func auditListCmd() *cobra.Command {
 			}
 		}
 		return err
-	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
-		rs, err := st.ListRefusals(ctx, f)
-		if err != nil {
-			return err
-		}
-		header := []string{"id", "received (UTC+8)", "node", "key", "first seq", "cause", "remote", "bytes", "sha256", "detail"}
-		return printList(stdout, *d.format, rs, header, func(r store.Refusal) []string {
+	}, func(ctx context.Context, st *store.Store) ([]store.Refusal, error) {
+		return st.ListRefusals(ctx, f)
+	}, []string{"id", "received (UTC+8)", "node", "key", "first seq", "cause", "remote", "bytes", "sha256", "detail"},
+		func(r store.Refusal) []string {
 			node, seq, size := r.Node, "-", strconv.FormatInt(r.Size, 10)
 			if node == "" {
 				node = "(unauthenticated)"
@@ -112,7 +109,6 @@ func auditListCmd() *cobra.Command {
 			return []string{strconv.FormatInt(r.ID, 10), formatSeconds(r.Received), oneLine(node), dash(oneLine(r.KeyID)),
 				seq, oneLine(r.Cause), oneLine(r.Remote), size, r.SHA256[:min(12, len(r.SHA256))], oneLine(r.Detail)}
 		})
-	})
 }
 
 func auditShowCmd() *cobra.Command {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 
@@ -27,23 +26,18 @@ func auditActionsCmd() *cobra.Command {
 	limit := fs.String("limit", "", fmt.Sprintf("at most this many, newest first (default and most %d)", store.MaxActionLimit))
 	_ = d.RegisterFlagCompletionFunc("action", cobra.FixedCompletions(operatorActions, cobra.ShellCompDirectiveNoFileComp))
 	var f store.ActionFilter
-	return d.run(withStore, func() (err error) {
+	return runList(d, withStore, func() (err error) {
 		f = store.ActionFilter{Node: *node, Action: *act}
 		if f.Action != "" && !knownAction(f.Action) {
 			return fmt.Errorf("--action %q: want one of %q", f.Action, operatorActions)
 		}
 		f.Limit, err = limitFlag(*limit, store.MaxActionLimit)
 		return err
-	}, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
-		as, err := st.OperatorActions(ctx, f)
-		if err != nil {
-			return err
-		}
-		header := []string{"id", "at (UTC+8)", "actor", "action", "node", "details"}
-		return printList(stdout, *d.format, as, header, func(a store.OperatorAction) []string {
-			return []string{strconv.FormatInt(a.ID, 10), formatSeconds(a.At), oneLine(a.Actor), a.Action,
-				dash(oneLine(a.Node)), oneLine(string(a.Details))}
-		})
+	}, func(ctx context.Context, st *store.Store) ([]store.OperatorAction, error) {
+		return st.OperatorActions(ctx, f)
+	}, []string{"id", "at (UTC+8)", "actor", "action", "node", "details"}, func(a store.OperatorAction) []string {
+		return []string{strconv.FormatInt(a.ID, 10), formatSeconds(a.At), oneLine(a.Actor), a.Action,
+			dash(oneLine(a.Node)), oneLine(string(a.Details))}
 	})
 }
 

@@ -145,12 +145,21 @@ func (l listCommand[T]) command() *cobra.Command {
 	if l.filter != "" {
 		filter = d.Flags().String(l.filter, "", l.filterHelp)
 	}
-	return d.run(withBilling, nil, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
-		items, err := l.load(ctx, st, *filter)
+	return runList(d, withBilling, nil, func(ctx context.Context, st *store.Store) ([]T, error) {
+		return l.load(ctx, st, *filter)
+	}, l.header, l.row)
+}
+
+// runList is d.run for a list command: after parse, it loads the items
+// and prints them as printList does, in d's --format.
+func runList[T any](d *dbCmd, open opener, parse func() error,
+	load func(ctx context.Context, st *store.Store) ([]T, error), header []string, row func(T) []string) *cobra.Command {
+	return d.run(open, parse, func(ctx context.Context, st *store.Store, stdout io.Writer) error {
+		items, err := load(ctx, st)
 		if err != nil {
 			return err
 		}
-		return printList(stdout, *d.format, items, l.header, l.row)
+		return printList(stdout, *d.format, items, header, row)
 	})
 }
 
