@@ -42,6 +42,17 @@ func (p *problems) add(field, format string, args ...any) {
 
 func (p *problems) err() error { return errors.Join(p.errs...) }
 
+// oneOf adds field's problem unless v is a or b: required when empty.
+func (p *problems) oneOf(field, v, a, b string) {
+	switch v {
+	case a, b:
+	case "":
+		p.add(field, "required: %q or %q", a, b)
+	default:
+		p.add(field, "%q is not %q or %q", v, a, b)
+	}
+}
+
 // check adds field's problem why, if there is one (a valid* or ValidID
 // answer: "" is valid).
 func (p *problems) check(field, why string) {
@@ -251,20 +262,8 @@ func ValidateProgram(pr Program) error {
 	if okFrom && okTo && !pr.ValidTo.After(pr.ValidFrom) {
 		p.add("valid_to", "%s is not after valid_from %s", rfc(pr.ValidTo), rfc(pr.ValidFrom))
 	}
-	switch pr.Rounding {
-	case RoundHalfUp, RoundTruncate:
-	case "":
-		p.add("rounding", "required: %q or %q", RoundHalfUp, RoundTruncate)
-	default:
-		p.add("rounding", "%q is not %q or %q", pr.Rounding, RoundHalfUp, RoundTruncate)
-	}
-	switch pr.Settlement {
-	case SettleAfter, SettlePointOfSale:
-	case "":
-		p.add("settlement", "required: %q or %q", SettleAfter, SettlePointOfSale)
-	default:
-		p.add("settlement", "%q is not %q or %q", pr.Settlement, SettleAfter, SettlePointOfSale)
-	}
+	p.oneOf("rounding", pr.Rounding, RoundHalfUp, RoundTruncate)
+	p.oneOf("settlement", pr.Settlement, SettleAfter, SettlePointOfSale)
 	validateTerms(&p, pr)
 	return p.err()
 }
