@@ -42,6 +42,25 @@ func (p *problems) add(field, format string, args ...any) {
 
 func (p *problems) err() error { return errors.Join(p.errs...) }
 
+// oneOf adds field's problem unless v is a or b: required when empty.
+func (p *problems) oneOf(field, v, a, b string) {
+	switch v {
+	case a, b:
+	case "":
+		p.add(field, "required: %q or %q", a, b)
+	default:
+		p.add(field, "%q is not %q or %q", v, a, b)
+	}
+}
+
+// check adds field's problem why, if there is one (a valid* or ValidID
+// answer: "" is valid).
+func (p *problems) check(field, why string) {
+	if why != "" {
+		p.add(field, "%s", why)
+	}
+}
+
 const maxIDLen = 128
 
 // ValidID reports why id is not an object id, or "" if it is one: 1-128
@@ -156,18 +175,14 @@ func (p *problems) fen(field string, f Fen, lo, hi Fen) {
 // ValidateEntity checks an entity: its id and its related providers.
 func ValidateEntity(e Entity) error {
 	p := problems{object: "entity", id: e.ID}
-	if why := ValidID(e.ID); why != "" {
-		p.add("id", "%s", why)
-	}
+	p.check("id", ValidID(e.ID))
 	if len(e.Name) > maxLabelLen {
 		p.add("name", "%d bytes, at most %d", len(e.Name), maxLabelLen)
 	}
 	p.labels("related_providers", e.RelatedProviders, false)
 	for i, c := range e.Categories {
 		field := fmt.Sprintf("categories[%d]", i)
-		if why := ValidID(c.Name); why != "" {
-			p.add(field+".name", "%s", why)
-		}
+		p.check(field+".name", ValidID(c.Name))
 		okFrom := p.time(field+".from", c.From)
 		if !c.To.IsZero() && p.time(field+".to", c.To) && okFrom && !c.To.After(c.From) {
 			p.add(field+".to", "%s is not after from %s", rfc(c.To), rfc(c.From))
@@ -211,17 +226,13 @@ func CanonicalProgram(p Program) Program {
 // *FieldError per problem.
 func ValidateProgram(pr Program) error {
 	p := problems{object: "program", id: pr.ID}
-	if why := ValidID(pr.ID); why != "" {
-		p.add("id", "%s", why)
-	}
+	p.check("id", ValidID(pr.ID))
 	for i, pv := range pr.Providers {
 		if why := validName(pv); why != "" && validLabel(pv) == "" {
 			p.add(fmt.Sprintf("providers[%d]", i), "%s", why)
 		}
 	}
-	if why := validLabel(pr.Issuer); why != "" {
-		p.add("issuer", "%s", why)
-	}
+	p.check("issuer", validLabel(pr.Issuer))
 	if len(pr.Name) > maxLabelLen {
 		p.add("name", "%d bytes, at most %d", len(pr.Name), maxLabelLen)
 	}
@@ -251,20 +262,8 @@ func ValidateProgram(pr Program) error {
 	if okFrom && okTo && !pr.ValidTo.After(pr.ValidFrom) {
 		p.add("valid_to", "%s is not after valid_from %s", rfc(pr.ValidTo), rfc(pr.ValidFrom))
 	}
-	switch pr.Rounding {
-	case RoundHalfUp, RoundTruncate:
-	case "":
-		p.add("rounding", "required: %q or %q", RoundHalfUp, RoundTruncate)
-	default:
-		p.add("rounding", "%q is not %q or %q", pr.Rounding, RoundHalfUp, RoundTruncate)
-	}
-	switch pr.Settlement {
-	case SettleAfter, SettlePointOfSale:
-	case "":
-		p.add("settlement", "required: %q or %q", SettleAfter, SettlePointOfSale)
-	default:
-		p.add("settlement", "%q is not %q or %q", pr.Settlement, SettleAfter, SettlePointOfSale)
-	}
+	p.oneOf("rounding", pr.Rounding, RoundHalfUp, RoundTruncate)
+	p.oneOf("settlement", pr.Settlement, SettleAfter, SettlePointOfSale)
 	validateTerms(&p, pr)
 	return p.err()
 }
@@ -314,15 +313,9 @@ func validateTerms(p *problems, pr Program) {
 // ValidateVoucher checks a voucher on its own.
 func ValidateVoucher(v Voucher) error {
 	p := problems{object: "voucher", id: v.ID}
-	if why := ValidID(v.ID); why != "" {
-		p.add("id", "%s", why)
-	}
-	if why := ValidID(v.Program); why != "" {
-		p.add("program", "%s", why)
-	}
-	if why := ValidID(v.Holder); why != "" {
-		p.add("holder", "%s", why)
-	}
+	p.check("id", ValidID(v.ID))
+	p.check("program", ValidID(v.Program))
+	p.check("holder", ValidID(v.Holder))
 	p.fen("face_fen", v.Face, 1, MaxFen)
 	if v.Balance < 0 || v.Balance > v.Face {
 		p.add("balance_fen", "%d fen is outside 0-face (%d)", v.Balance, v.Face)
@@ -383,19 +376,11 @@ func CheckIssue(v Voucher, pr Program, now time.Time) error {
 // store's to check).
 func ValidateRateCard(c RateCard) error {
 	p := problems{object: "rate card", id: c.ID}
-	if why := ValidID(c.ID); why != "" {
-		p.add("id", "%s", why)
-	}
-	if why := validName(c.Provider); why != "" {
-		p.add("provider", "%s", why)
-	}
-	if why := validModel(c.Model); why != "" {
-		p.add("model", "%s", why)
-	}
+	p.check("id", ValidID(c.ID))
+	p.check("provider", validName(c.Provider))
+	p.check("model", validModel(c.Model))
 	if c.MIGProfile != "" {
-		if why := validLabel(c.MIGProfile); why != "" {
-			p.add("mig_profile", "%s", why)
-		}
+		p.check("mig_profile", validLabel(c.MIGProfile))
 	}
 	p.fen("price_fen_per_hour", c.PricePerHour, 0, MaxPricePerHour)
 	okFrom := p.time("valid_from", c.ValidFrom)
@@ -408,17 +393,13 @@ func ValidateRateCard(c RateCard) error {
 // ValidateMapping checks a tenant mapping's three names.
 func ValidateMapping(provider, tenant, entityID string) error {
 	p := problems{object: "tenant mapping", id: provider + "/" + tenant}
-	if why := validName(provider); why != "" {
-		p.add("provider", "%s", why)
-	}
+	p.check("provider", validName(provider))
 	if why := validName(tenant); why != "" {
 		p.add("tenant", "%s", why)
 	} else if strings.EqualFold(strings.TrimSpace(tenant), protocol.TenantUnattributed) {
 		p.add("tenant", "%q is reserved for usage no attribution rule claimed: it is never billable", tenant)
 	}
-	if why := ValidID(entityID); why != "" {
-		p.add("entity", "%s", why)
-	}
+	p.check("entity", ValidID(entityID))
 	return p.err()
 }
 

@@ -52,12 +52,28 @@ func wantFields(t *testing.T, err error, fields ...string) {
 	}
 }
 
+// changeCase is a row of a Validate test: what it changes in a good
+// value, and the fields the problems must name (none: still valid).
+type changeCase[T any] struct {
+	name   string
+	change func(*T)
+	fields []string
+}
+
+// runChanges checks each row on a fresh good value with validate.
+func runChanges[T any](t *testing.T, good func() T, validate func(T) error, tests []changeCase[T]) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := good()
+			tc.change(&v)
+			wantFields(t, validate(v), tc.fields...)
+		})
+	}
+}
+
 func TestValidateProgram(t *testing.T) {
-	tests := []struct {
-		name   string
-		change func(p *Program)
-		fields []string
-	}{
+	runChanges(t, goodProgram, ValidateProgram, []changeCase[Program]{
 		{"good", func(p *Program) {}, nil},
 		{"ratio above 100%", func(p *Program) { p.Ratio = 10001 }, []string{"ratio_bp"}},
 		{"negative ratio", func(p *Program) { p.Ratio = -1 }, []string{"ratio_bp"}},
@@ -74,14 +90,7 @@ func TestValidateProgram(t *testing.T) {
 		{"unknown rounding", func(p *Program) { p.Rounding = "bankers" }, []string{"rounding"}},
 		{"no settlement", func(p *Program) { p.Settlement = "" }, []string{"settlement"}},
 		{"bad id and issuer", func(p *Program) { p.ID, p.Issuer = "a b", "" }, []string{"id", "issuer"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p := goodProgram()
-			tc.change(&p)
-			wantFields(t, ValidateProgram(p), tc.fields...)
-		})
-	}
+	})
 }
 
 func TestValidateVoucherAndIssue(t *testing.T) {
@@ -114,11 +123,7 @@ func TestValidateVoucherAndIssue(t *testing.T) {
 }
 
 func TestValidateRateCard(t *testing.T) {
-	tests := []struct {
-		name   string
-		change func(c *RateCard)
-		fields []string
-	}{
+	runChanges(t, goodCard, ValidateRateCard, []changeCase[RateCard]{
 		{"good", func(c *RateCard) {}, nil},
 		{"good with an end and a profile", func(c *RateCard) { c.ValidTo, c.MIGProfile = nextJan1, "1g.10gb" }, nil},
 		{"negative price", func(c *RateCard) { c.PricePerHour = -1 }, []string{"price_fen_per_hour"}},
@@ -127,14 +132,7 @@ func TestValidateRateCard(t *testing.T) {
 		{"no model", func(c *RateCard) { c.Model = "" }, []string{"model"}},
 		{"provider with a newline", func(c *RateCard) { c.Provider = "p\n1" }, []string{"provider"}},
 		{"profile with spaces around", func(c *RateCard) { c.MIGProfile = " 1g " }, []string{"mig_profile"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			c := goodCard()
-			tc.change(&c)
-			wantFields(t, ValidateRateCard(c), tc.fields...)
-		})
-	}
+	})
 }
 
 func TestValidateEntityAndMapping(t *testing.T) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -210,41 +211,41 @@ func period(w http.ResponseWriter, r *http.Request) (from, to time.Time, format 
 }
 
 func (a *Admin) statement(w http.ResponseWriter, r *http.Request) {
-	from, to, format, ok := period(w, r)
-	if !ok {
-		return
-	}
-	entity := r.PathValue("entity")
-	st, err := a.st.Statement(r.Context(), entity, from, to)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if format == "csv" {
-		writeCSV(w, fmt.Sprintf("statement-%s.csv", entity), st.Lines)
-		return
-	}
-	st.Lines = nonNil(st.Lines)
-	answer(w, http.StatusOK, st)
+	a.billingReport(w, r, "statement", "entity", func(ctx context.Context, entity string, from, to time.Time) ([]billing.Line, any, error) {
+		st, err := a.st.Statement(ctx, entity, from, to)
+		st.Lines = nonNil(st.Lines)
+		return st.Lines, st, err
+	})
 }
 
 func (a *Admin) claim(w http.ResponseWriter, r *http.Request) {
+	a.billingReport(w, r, "claim", "provider", func(ctx context.Context, provider string, from, to time.Time) ([]billing.Line, any, error) {
+		c, err := a.st.Claim(ctx, provider, from, to)
+		c.Lines, c.ByVoucher = nonNil(c.Lines), nonNil(c.ByVoucher)
+		return c.Lines, c, err
+	})
+}
+
+// billingReport answers a statement or a claim for the request's period
+// of the subject the path's {param} names: as JSON, or its lines as the
+// CSV file kind-subject.csv. read reads it: its lines, and the answer.
+func (a *Admin) billingReport(w http.ResponseWriter, r *http.Request, kind, param string,
+	read func(ctx context.Context, subject string, from, to time.Time) ([]billing.Line, any, error)) {
 	from, to, format, ok := period(w, r)
 	if !ok {
 		return
 	}
-	provider := r.PathValue("provider")
-	c, err := a.st.Claim(r.Context(), provider, from, to)
+	subject := r.PathValue(param)
+	lines, report, err := read(r.Context(), subject, from, to)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	if format == "csv" {
-		writeCSV(w, fmt.Sprintf("claim-%s.csv", provider), c.Lines)
+		writeCSV(w, fmt.Sprintf("%s-%s.csv", kind, subject), lines)
 		return
 	}
-	c.Lines, c.ByVoucher = nonNil(c.Lines), nonNil(c.ByVoucher)
-	answer(w, http.StatusOK, c)
+	answer(w, http.StatusOK, report)
 }
 
 // CSVContentType is the content type of statements and claims as CSV.

@@ -18,8 +18,7 @@ func TestAdminReviewsAndRefusals(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		a := newAdminEnv(t, driver)
 		const entity = "E1"
-		a.must(200, "PUT", "/v1/admin/entities/"+entity, map[string]any{"name": "Example Robotics Ltd."})
-		a.must(200, "PUT", "/v1/admin/tenants/"+provider+"/t1", server.TenantBody{Entity: entity})
+		a.tenantOf(entity)
 		a.must(201, "POST", "/v1/admin/programs", demoProgram("p1"))
 		a.must(201, "POST", "/v1/admin/ratecards", billing.RateCard{ID: "h100", Provider: provider,
 			Model: "NVIDIA H100 80GB HBM3", PricePerHour: 6000, ValidFrom: validFrom})

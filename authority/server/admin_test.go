@@ -175,12 +175,19 @@ func demoProgram(id string) billing.Program {
 		Rounding: billing.RoundHalfUp, Settlement: billing.SettleAfter}
 }
 
+// tenantOf puts the entity (Example Robotics Ltd.) and maps the
+// provider's tenant t1 to it.
+func (a *adminEnv) tenantOf(entity string) {
+	a.t.Helper()
+	a.must(200, "PUT", "/v1/admin/entities/"+entity, map[string]any{"name": "Example Robotics Ltd."})
+	a.must(200, "PUT", "/v1/admin/tenants/"+provider+"/t1", server.TenantBody{Entity: entity})
+}
+
 func TestAdminBilling(t *testing.T) {
 	authoritytest.EachDriver(t, func(t *testing.T, driver string) {
 		a := newAdminEnv(t, driver)
 		const entity = "91440300EXAMPLE001"
-		a.must(200, "PUT", "/v1/admin/entities/"+entity, map[string]any{"name": "Example Robotics Ltd."})
-		a.must(200, "PUT", "/v1/admin/tenants/"+provider+"/t1", server.TenantBody{Entity: entity})
+		a.tenantOf(entity)
 		a.refused(409, server.CauseBillingConflict, "PUT", "/v1/admin/tenants/"+provider+"/t2", server.TenantBody{Entity: "nobody"}, "nobody")
 		a.refused(404, "not-found", "GET", "/v1/admin/statements/nobody?from=2026-01-01&to=2026-02-01", nil, "nobody")
 

@@ -34,41 +34,35 @@ type metrics struct {
 	shed prometheus.Counter
 }
 
+// counter is one of the authority's counters.
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+// counterVec is one of the authority's counters, by labels.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
-		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gpumeter_authority_batches_accepted_total",
-			Help: "Batches answered 200, by result: stored, or duplicate (an identical resend; nothing stored).",
-		}, []string{"result"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gpumeter_authority_batches_rejected_total",
-			Help: "Batches refused, by protocol cause (the problem type suffix).",
-		}, []string{"cause"}),
-		records: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gpumeter_authority_records_stored_total",
-			Help: "Usage, idle and gap records stored.",
-		}),
-		held: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gpumeter_authority_batches_held_total",
-			Help: "Held refusals (the node keeps the batch and sends it again), by node (\"\" before the batch was authenticated) and cause.",
-		}, []string{"node", "cause"}),
-		forks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gpumeter_authority_forks_flagged_total",
-			Help: "Batches from a second copy of a node (second-signer, or fork to an old agent) that flagged their node for review.",
-		}),
-		internals: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gpumeter_authority_internal_errors_total",
-			Help: "Requests that failed on the authority's side (answered 500).",
-		}),
-		unrecorded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gpumeter_authority_refusals_unrecorded_total",
-			Help: "Refused batches the audit trail failed to keep (the refusal was answered and logged all the same).",
-		}),
-		shed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "gpumeter_authority_batches_shed_total",
-			Help: "Batches answered 503 overloaded with Retry-After, unread, because no ingest slot came free in time (the node sends them again).",
-		}),
+		accepted: counterVec("gpumeter_authority_batches_accepted_total",
+			"Batches answered 200, by result: stored, or duplicate (an identical resend; nothing stored).", "result"),
+		rejected: counterVec("gpumeter_authority_batches_rejected_total",
+			"Batches refused, by protocol cause (the problem type suffix).", "cause"),
+		records: counter("gpumeter_authority_records_stored_total", "Usage, idle and gap records stored."),
+		held: counterVec("gpumeter_authority_batches_held_total",
+			"Held refusals (the node keeps the batch and sends it again), by node (\"\" before the batch was authenticated) and cause.",
+			"node", "cause"),
+		forks: counter("gpumeter_authority_forks_flagged_total",
+			"Batches from a second copy of a node (second-signer, or fork to an old agent) that flagged their node for review."),
+		internals: counter("gpumeter_authority_internal_errors_total",
+			"Requests that failed on the authority's side (answered 500)."),
+		unrecorded: counter("gpumeter_authority_refusals_unrecorded_total",
+			"Refused batches the audit trail failed to keep (the refusal was answered and logged all the same)."),
+		shed: counter("gpumeter_authority_batches_shed_total",
+			"Batches answered 503 overloaded with Retry-After, unread, because no ingest slot came free in time (the node sends them again)."),
 	}
 	// voucher_authority_build_info as node_exporter has it: version,
 	// revision, branch, Go version, platform, from the build's -ldflags

@@ -92,44 +92,23 @@ func (s *Store) recordAction(ctx context.Context, tx *sql.Tx, action, node strin
 
 // OperatorActions lists operator actions, newest first.
 func (s *Store) OperatorActions(ctx context.Context, f ActionFilter) ([]OperatorAction, error) {
-	limit := f.Limit
-	if limit <= 0 || limit > MaxActionLimit {
-		limit = MaxActionLimit
-	}
-	q := `SELECT id, at_ms, actor, action, node_id, details FROM operator_actions WHERE 1 = 1`
-	var args []any
-	if f.Node != "" {
-		q += ` AND node_id = ?`
-		args = append(args, f.Node)
-	}
-	if f.Action != "" {
-		q += ` AND action = ?`
-		args = append(args, f.Action)
-	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, limit)
-	rows, err := s.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("list operator actions: %w", err)
-	}
-	defer rows.Close()
-	var out []OperatorAction
-	for rows.Next() {
-		var (
-			a  OperatorAction
-			at int64
-			d  string
-		)
-		if err := rows.Scan(&a.ID, &at, &a.Actor, &a.Action, &a.Node, &d); err != nil {
-			return nil, fmt.Errorf("list operator actions: %w", err)
-		}
-		a.At, a.Details = msTime(at), json.RawMessage(d)
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list operator actions: %w", err)
-	}
-	return out, nil
+	var w filter
+	w.eq("node_id", f.Node)
+	w.eq("action", f.Action)
+	return queryList(ctx, s, "list operator actions", scanOperatorAction,
+		`SELECT id, at_ms, actor, action, node_id, details FROM operator_actions`+w.where()+` ORDER BY id DESC LIMIT ?`,
+		append(w.args, clampLimit(f.Limit, MaxActionLimit, MaxActionLimit))...)
+}
+
+func scanOperatorAction(row rowScanner) (OperatorAction, error) {
+	var (
+		a  OperatorAction
+		at int64
+		d  string
+	)
+	err := row.Scan(&a.ID, &at, &a.Actor, &a.Action, &a.Node, &d)
+	a.At, a.Details = msTime(at), json.RawMessage(d)
+	return a, err
 }
 
 // checkReason validates an operator's reason: required, at most

@@ -136,7 +136,7 @@ func cutText(s string) string {
 // only when asked).
 const refusalColumns = `id, node_id, key_id, first_seq, received_ms, cause, detail, remote, envelope_sha256, envelope_size, truncated`
 
-func scanRefusal(row interface{ Scan(...any) error }, envelope bool) (Refusal, error) {
+func scanRefusal(row rowScanner, envelope bool) (Refusal, error) {
 	var (
 		r        Refusal
 		seq, rcv int64
@@ -158,53 +158,21 @@ func (s *Store) ListRefusals(ctx context.Context, f RefusalFilter) ([]Refusal, e
 	if f.Unauthenticated && f.Node != "" {
 		return nil, fmt.Errorf("list refusals: node %q and unauthenticated exclude each other", f.Node)
 	}
-	var (
-		conds []string
-		args  []any
-	)
-	switch {
-	case f.Node != "":
-		conds, args = append(conds, `node_id = ?`), append(args, f.Node)
-	case f.Unauthenticated:
-		conds, args = append(conds, `node_id = ?`), append(args, "")
+	var w filter
+	w.eq("node_id", f.Node)
+	if f.Unauthenticated {
+		w.add(`node_id = ?`, "")
 	}
-	if f.Cause != "" {
-		conds, args = append(conds, `cause = ?`), append(args, f.Cause)
-	}
+	w.eq("cause", f.Cause)
 	if !f.Since.IsZero() {
-		conds, args = append(conds, `received_ms >= ?`), append(args, f.Since.UnixMilli())
+		w.add(`received_ms >= ?`, f.Since.UnixMilli())
 	}
 	if !f.Until.IsZero() {
-		conds, args = append(conds, `received_ms < ?`), append(args, f.Until.UnixMilli())
+		w.add(`received_ms < ?`, f.Until.UnixMilli())
 	}
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = DefaultRefusalLimit
-	case limit > MaxRefusalLimit:
-		limit = MaxRefusalLimit
-	}
-	q := `SELECT ` + refusalColumns + ` FROM refusals`
-	if len(conds) > 0 {
-		q += ` WHERE ` + strings.Join(conds, ` AND `)
-	}
-	rows, err := s.query(ctx, q+` ORDER BY id DESC LIMIT ?`, append(args, limit)...)
-	if err != nil {
-		return nil, fmt.Errorf("list refusals: %w", err)
-	}
-	defer rows.Close()
-	out := []Refusal{}
-	for rows.Next() {
-		r, err := scanRefusal(rows, false)
-		if err != nil {
-			return nil, fmt.Errorf("list refusals: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list refusals: %w", err)
-	}
-	return out, nil
+	scan := func(row rowScanner) (Refusal, error) { return scanRefusal(row, false) }
+	return queryList(ctx, s, "list refusals", scan, `SELECT `+refusalColumns+` FROM refusals`+w.where()+` ORDER BY id DESC LIMIT ?`,
+		append(w.args, clampLimit(f.Limit, DefaultRefusalLimit, MaxRefusalLimit))...)
 }
 
 // Refusal reads one refusal with its envelope (as kept: its first

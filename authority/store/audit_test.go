@@ -12,9 +12,7 @@ import (
 )
 
 func TestRefusals(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		ctx := context.Background()
-		s := open(t)
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
 		big := bytes.Repeat([]byte("x"), MaxRefusalEnvelope+10)
 		small := []byte(`{"payload":"bm90IGEgYmF0Y2g="}`)
@@ -96,9 +94,7 @@ func TestRefusals(t *testing.T) {
 // refusals of unauthenticated senders share node "": a flood of garbage
 // cannot fill the disk, nor push a node's evidence out.
 func TestRefusalsBound(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		ctx := context.Background()
-		s := open(t)
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		s.refusalCap = 3
 		record := func(node string, n int) {
 			for i := range n {

@@ -1,12 +1,14 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/billing"
@@ -153,7 +155,7 @@ func (s *Store) EndRateCard(ctx context.Context, id string, at time.Time) error 
 // rateCardColumns are what scanRateCard reads, in order.
 const rateCardColumns = `id, provider, model, mig_profile, price_fen_per_hour, valid_from_ms, valid_to_ms`
 
-func scanRateCard(rows *sql.Rows) (billing.RateCard, error) {
+func scanRateCard(rows rowScanner) (billing.RateCard, error) {
 	var (
 		c               billing.RateCard
 		price, from, to int64
@@ -166,37 +168,15 @@ func scanRateCard(rows *sql.Rows) (billing.RateCard, error) {
 // RateCards lists rate cards, of one provider if provider is not "", by
 // provider, model, profile and start.
 func (s *Store) RateCards(ctx context.Context, provider string) ([]billing.RateCard, error) {
-	q, args := `SELECT `+rateCardColumns+` FROM rate_cards`, []any{}
-	if provider != "" {
-		q, args = q+` WHERE provider = ?`, append(args, provider)
-	}
-	rows, err := s.query(ctx, q, args...)
+	var f filter
+	f.eq("provider", provider)
+	out, err := queryList(ctx, s, "list rate cards", scanRateCard, `SELECT `+rateCardColumns+` FROM rate_cards`+f.where(), f.args...)
 	if err != nil {
-		return nil, fmt.Errorf("list rate cards: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
-	out := []billing.RateCard{}
-	for rows.Next() {
-		c, err := scanRateCard(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list rate cards: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list rate cards: %w", err)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		switch {
-		case a.Provider != b.Provider:
-			return a.Provider < b.Provider
-		case a.Model != b.Model:
-			return a.Model < b.Model
-		case a.MIGProfile != b.MIGProfile:
-			return a.MIGProfile < b.MIGProfile
-		}
-		return a.ValidFrom.Before(b.ValidFrom)
+	slices.SortFunc(out, func(a, b billing.RateCard) int {
+		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.Model, b.Model),
+			strings.Compare(a.MIGProfile, b.MIGProfile), a.ValidFrom.Compare(b.ValidFrom))
 	})
 	return out, nil
 }

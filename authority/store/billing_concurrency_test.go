@@ -17,16 +17,13 @@ import (
 // Every record is billed once, the vouchers are drained to exactly zero
 // (never below), and the counters and carries agree with the charges.
 func TestConcurrentBilling(t *testing.T) {
-	eachSource(t, func(t *testing.T, driver string, source func(t *testing.T) string) {
-		ctx := context.Background()
-		src := source(t)
-		stores := []*Store{openSource(t, driver, src), openSource(t, driver, src)}
+	eachStorePair(t, func(t *testing.T, ctx context.Context, stores []*Store) {
 		s := stores[0]
 		billSetup(t, s)
-		must(t, s.AddProgram(ctx, testProgram("P1", func(p *billing.Program) { p.Ratio = 10_000 })))
+		addProgram(t, s, "P1", func(p *billing.Program) { p.Ratio = 10_000 })
 		faces := map[string]billing.Fen{"v1": 3_000, "v2": 2_500, "v3": 1_700}
 		for id, face := range faces {
-			must(t, s.IssueVoucherAt(ctx, testVoucher(id, "P1", "E1", face, y2028), y2026))
+			issueE1(t, s, id, "P1", face, y2028)
 		}
 		const (
 			nodes   = 3
@@ -102,10 +99,7 @@ func TestConcurrentBilling(t *testing.T) {
 // invariant under whatever interleavings the run produces, it does not
 // force that one.
 func TestConcurrentEndRateCard(t *testing.T) {
-	eachSource(t, func(t *testing.T, driver string, source func(t *testing.T) string) {
-		ctx := context.Background()
-		src := source(t)
-		stores := []*Store{openSource(t, driver, src), openSource(t, driver, src)}
+	eachStorePair(t, func(t *testing.T, ctx context.Context, stores []*Store) {
 		billSetup(t, stores[0])
 		var chains [][]Submission
 		for i := range 3 {

@@ -259,7 +259,7 @@ func (s *Store) SetVoucherStatus(ctx context.Context, id, status string) error {
 // voucherColumns are what scanVoucher reads, in order.
 const voucherColumns = `id, program_id, entity_id, face_fen, balance_fen, issued_ms, expires_ms, status, first_use_ms`
 
-func scanVoucher(rows *sql.Rows) (billing.Voucher, error) {
+func scanVoucher(rows rowScanner) (billing.Voucher, error) {
 	var (
 		v                     billing.Voucher
 		face, bal, is, ex, fu int64
@@ -272,25 +272,11 @@ func scanVoucher(rows *sql.Rows) (billing.Voucher, error) {
 
 // Vouchers lists vouchers by id, of one entity if entityID is not "".
 func (s *Store) Vouchers(ctx context.Context, entityID string) ([]billing.Voucher, error) {
-	q, args := `SELECT `+voucherColumns+` FROM vouchers`, []any{}
-	if entityID != "" {
-		q, args = q+` WHERE entity_id = ?`, append(args, entityID)
-	}
-	rows, err := s.query(ctx, q, args...)
+	var f filter
+	f.eq("entity_id", entityID)
+	out, err := queryList(ctx, s, "list vouchers", scanVoucher, `SELECT `+voucherColumns+` FROM vouchers`+f.where(), f.args...)
 	if err != nil {
-		return nil, fmt.Errorf("list vouchers: %w", err)
-	}
-	defer rows.Close()
-	out := []billing.Voucher{}
-	for rows.Next() {
-		v, err := scanVoucher(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list vouchers: %w", err)
-		}
-		out = append(out, v)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list vouchers: %w", err)
+		return nil, err
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil

@@ -36,9 +36,7 @@ func testVoucher(id, program, holder string, face billing.Fen, expires time.Time
 }
 
 func TestBillingOperations(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		ctx := context.Background()
-		s := open(t)
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		must(t, s.PutEntity(ctx, billing.Entity{ID: "E2", Name: "Beta", RelatedProviders: []string{"p2", "p1"}}))
 		must(t, s.PutEntity(ctx, billing.Entity{ID: "E1", Name: "Acme"}))
 		// Put again: the name and related providers are replaced.
@@ -105,9 +103,7 @@ func TestBillingOperations(t *testing.T) {
 // TestBillingOperationErrors: every refusal is the documented class, names
 // what is wrong, and writes nothing.
 func TestBillingOperationErrors(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		ctx := context.Background()
-		s := open(t)
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		must(t, s.PutEntity(ctx, billing.Entity{ID: "E1"}))
 		must(t, s.AddProgram(ctx, testProgram("P1", nil)))
 		must(t, s.IssueVoucherAt(ctx, testVoucher("v1", "P1", "E1", 100, y2028), y2026))

@@ -30,6 +30,15 @@ func TestBillingRules(t *testing.T) {
 	ratio := func(bp billing.BasisPoints) func(p *billing.Program) {
 		return func(p *billing.Program) { p.Ratio = bp }
 	}
+	// twoModels prices H20-96GB at 2000 fen/h and ingests an hour on the
+	// node's model, then one on H20-96GB: the two records.
+	twoModels := func(t *testing.T, s *Store, n *billNode) []protocol.Record {
+		t.Helper()
+		must(t, s.AddRateCard(ctx, billing.RateCard{ID: "910b", Provider: "p1", Model: "H20-96GB", PricePerHour: 2000, ValidFrom: y2026}))
+		h20 := n.hour(2, bt, "acme")
+		h20.Model = "H20-96GB"
+		return n.ingest(n.hour(1, bt, "acme"), h20).Batch.Records
+	}
 	rules := []billingRule{
 		{"ratio", func(t *testing.T, s *Store, n *billNode) {
 			program(t, s, "P1", ratio(2000))
@@ -140,10 +149,7 @@ func TestBillingRules(t *testing.T) {
 		{"ineligible GPU model", func(t *testing.T, s *Store, n *billNode) {
 			program(t, s, "P1", func(p *billing.Program) { p.Models = []string{"H20-96GB"} })
 			voucher(t, s, "v1", "P1", 100_000, y2028)
-			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "910b", Provider: "p1", Model: "H20-96GB", PricePerHour: 2000, ValidFrom: y2026}))
-			other := n.hour(2, bt, "acme")
-			other.Model = "H20-96GB"
-			recs := n.ingest(n.hour(1, bt, "acme"), other).Batch.Records
+			recs := twoModels(t, s, n)
 			wantLine(t, lineOf(t, s, recs[0]), 1000, 0, "", billing.NoteNoVoucher)
 			wantLine(t, lineOf(t, s, recs[1]), 2000, 400, "v1:400", billing.NoteSubsidized)
 		}},
@@ -162,10 +168,7 @@ func TestBillingRules(t *testing.T) {
 				p.Ratio, p.ModelRatios = 2000, map[string]billing.BasisPoints{"H20-96GB": 3000}
 			})
 			voucher(t, s, "v1", "P1", 100_000, y2028)
-			must(t, s.AddRateCard(ctx, billing.RateCard{ID: "910b", Provider: "p1", Model: "H20-96GB", PricePerHour: 2000, ValidFrom: y2026}))
-			dom := n.hour(2, bt, "acme")
-			dom.Model = "H20-96GB"
-			recs := n.ingest(n.hour(1, bt, "acme"), dom).Batch.Records
+			recs := twoModels(t, s, n)
 			wantLine(t, lineOf(t, s, recs[0]), 1000, 200, "v1:200", billing.NoteSubsidized)
 			wantLine(t, lineOf(t, s, recs[1]), 2000, 600, "v1:600", billing.NoteSubsidized)
 		}},

@@ -36,10 +36,7 @@ func race(fns ...func()) {
 // exactly once, every other answer is a duplicate, none is refused, and the
 // heads end at the chains' ends.
 func TestConcurrentIngestTwoStores(t *testing.T) {
-	eachSource(t, func(t *testing.T, driver string, source func(t *testing.T) string) {
-		ctx := context.Background()
-		src := source(t)
-		stores := []*Store{openSource(t, driver, src), openSource(t, driver, src)}
+	eachStorePair(t, func(t *testing.T, ctx context.Context, stores []*Store) {
 		const (
 			nodes   = 3
 			batches = 8
@@ -112,10 +109,7 @@ func TestConcurrentIngestTwoStores(t *testing.T) {
 // one may be stored: the unit's windows must never overlap or exceed wall
 // time, whichever interleaving the database picks.
 func TestConcurrentSharedUnit(t *testing.T) {
-	eachSource(t, func(t *testing.T, driver string, source func(t *testing.T) string) {
-		ctx := context.Background()
-		src := source(t)
-		stores := []*Store{openSource(t, driver, src), openSource(t, driver, src)}
+	eachStorePair(t, func(t *testing.T, ctx context.Context, stores []*Store) {
 		type node struct {
 			id, key, prev string
 			next          uint64
@@ -180,10 +174,8 @@ func TestConcurrentSharedUnit(t *testing.T) {
 // gets the registry's error (never a deadlock or a raw constraint error),
 // and a revocation time never moves.
 func TestConcurrentRegistry(t *testing.T) {
-	eachSource(t, func(t *testing.T, driver string, source func(t *testing.T) string) {
-		ctx := context.Background()
-		src := source(t)
-		a, b := openSource(t, driver, src), openSource(t, driver, src)
+	eachStorePair(t, func(t *testing.T, ctx context.Context, stores []*Store) {
+		a, b := stores[0], stores[1]
 		oneWins := func(what string, want error, errs ...error) {
 			t.Helper()
 			failed := 0

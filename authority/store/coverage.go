@@ -1,9 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,15 +69,8 @@ func (s *Store) Coverage(ctx context.Context, f CoverageFilter) ([]GPUCoverage, 
 	}
 	// Ordered here rather than by ORDER BY: text collation differs
 	// between the engines, and reports must read the same on both.
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		switch {
-		case a.Provider != b.Provider:
-			return a.Provider < b.Provider
-		case a.Node != b.Node:
-			return a.Node < b.Node
-		}
-		return a.GPU < b.GPU
+	slices.SortFunc(out, func(a, b GPUCoverage) int {
+		return cmp.Or(strings.Compare(a.Provider, b.Provider), strings.Compare(a.Node, b.Node), strings.Compare(a.GPU, b.GPU))
 	})
 	return out, nil
 }

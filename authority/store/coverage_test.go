@@ -92,9 +92,7 @@ func coverageFixture(t *testing.T, s *Store) {
 }
 
 func TestCoverage(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		ctx := context.Background()
-		s := open(t)
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		coverageFixture(t, s)
 		a := covSummary{gpu: covA, from: 0, to: 24, covered: 18, holes: [][2]float64{{0, 1}, {8, 9}, {20, 24}}, expectedEquals: true}
 		b := covSummary{gpu: covB, from: 6, to: 24, covered: 18, holes: [][2]float64{}, expectedEquals: true}

@@ -60,3 +60,19 @@ func eachSource(t *testing.T, fn func(t *testing.T, driver string, source func(t
 		})
 	}
 }
+
+// eachStore is eachDriver for the tests that want one new, empty store.
+func eachStore(t *testing.T, fn func(t *testing.T, ctx context.Context, s *Store)) {
+	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
+		fn(t, context.Background(), open(t))
+	})
+}
+
+// eachStorePair is eachSource for the tests of two authority processes:
+// two Stores (two pools) on one new, empty database of each driver.
+func eachStorePair(t *testing.T, fn func(t *testing.T, ctx context.Context, stores []*Store)) {
+	eachSource(t, func(t *testing.T, driver string, source func(t *testing.T) string) {
+		src := source(t)
+		fn(t, context.Background(), []*Store{openSource(t, driver, src), openSource(t, driver, src)})
+	})
+}

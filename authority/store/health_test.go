@@ -11,9 +11,7 @@ import (
 )
 
 func TestHealth(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		ctx := context.Background()
-		s := open(t)
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		h, err := s.Health(ctx)
 		must(t, err)
 		if h.HeldFen != 0 || !h.OldestHeld.IsZero() || len(h.Nodes) != 0 || !reflect.DeepEqual(h.Reviews, map[string]int64{"held": 0, "approved": 0, "rejected": 0}) {

@@ -59,9 +59,7 @@ func actionNames(as []OperatorAction) string {
 // already delivered is never stored twice, even in a batch that extends
 // the head; unfork clears the flag with an audited reason.
 func TestSecondSigner(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		ctx := context.Background()
-		s := open(t)
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		k := pubKey(t)
 		must(t, s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: k, GPUs: GPUsOf("H100-SXM5-80GB", gpuA)}, t0))
 		key := signing.KeyID(k)
@@ -162,9 +160,7 @@ func TestSecondSigner(t *testing.T) {
 // still accepted (late), after it refused gpu-not-registered; the new
 // node's accepted. Every action is audited; refused ones are not.
 func TestRemoveGPU(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		ctx := context.Background()
-		s := open(t)
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		k1, k2 := pubKey(t), pubKey(t)
 		must(t, s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: k1, GPUs: GPUsOf("H100-SXM5-80GB", gpuA, gpuB)}, t0))
 		must(t, s.RegisterNode(ctx, Registration{ID: "n2", Provider: "p", Key: k2, GPUs: GPUsOf("H100-SXM5-80GB", gpuZ)}, t0))

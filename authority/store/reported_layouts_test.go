@@ -49,9 +49,7 @@ func reportedCount(t *testing.T, s *Store, node string) int {
 // it is registered to that node (the inventory is never sent again), and
 // only that node's: another node's reports of the same UUID never count.
 func TestLateGPUTakesItsNodesReportedLayouts(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		s := open(t)
-		ctx := context.Background()
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		const (
 			gA, gB  = "GPU-00000000-0000-4000-8000-00000000000a", "GPU-00000000-0000-4000-8000-00000000000b"
 			late    = "GPU-00000000-0000-4000-8000-0000000000ff"
@@ -119,9 +117,7 @@ func TestLateGPUTakesItsNodesReportedLayouts(t *testing.T) {
 // registered to another node before keeps that node's layout history; the
 // new node's reports are added only after its latest layout.
 func TestMovedGPUKeepsOldHistoryAndTakesNewNodesLaterLayouts(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		s := open(t)
-		ctx := context.Background()
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		const (
 			g1, g2, moved = "GPU-00000000-0000-4000-8000-000000000001", "GPU-00000000-0000-4000-8000-000000000002", "GPU-00000000-0000-4000-8000-000000000003"
 			model         = "H100-SXM5-80GB"

@@ -59,7 +59,7 @@ type ReviewFilter struct {
 const reviewColumns = `record_id, node_id, provider, tenant, entity_id, window_start_ms, reason, held_fen, status,
 	created, decided_ms, decided_by, note`
 
-func scanReview(row interface{ Scan(...any) error }) (Review, error) {
+func scanReview(row rowScanner) (Review, error) {
 	var (
 		r                Review
 		ws, held, create int64
@@ -87,51 +87,20 @@ func checkReviewStatus(what, status string) error {
 // ListReviews lists the reviews f selects, oldest first.
 func (s *Store) ListReviews(ctx context.Context, f ReviewFilter) ([]Review, error) {
 	const what = "list reviews"
-	var (
-		conds []string
-		args  []any
-	)
 	if f.Status != "" {
 		if err := checkReviewStatus(what, f.Status); err != nil {
 			return nil, err
 		}
-		conds, args = append(conds, `status = ?`), append(args, f.Status)
 	}
-	for _, c := range []struct{ col, v string }{{"provider", f.Provider}, {"entity_id", f.Entity}, {"node_id", f.Node}} {
-		if c.v != "" {
-			conds, args = append(conds, c.col+` = ?`), append(args, c.v)
-		}
-	}
-	limit := f.Limit
-	switch {
-	case limit <= 0:
-		limit = DefaultReviewLimit
-	case limit > MaxReviewLimit:
-		limit = MaxReviewLimit
-	}
-	q := `SELECT ` + reviewColumns + ` FROM reviews`
-	if len(conds) > 0 {
-		q += ` WHERE ` + strings.Join(conds, ` AND `)
-	}
+	var w filter
+	w.eq("status", f.Status)
+	w.eq("provider", f.Provider)
+	w.eq("entity_id", f.Entity)
+	w.eq("node_id", f.Node)
 	// Oldest first, then by window; record_id is hex, which orders alike
 	// under every collation.
-	rows, err := s.query(ctx, q+` ORDER BY created, window_start_ms, record_id LIMIT ?`, append(args, limit)...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer rows.Close()
-	out := []Review{}
-	for rows.Next() {
-		r, err := scanReview(rows)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	return out, nil
+	return queryList(ctx, s, what, scanReview, `SELECT `+reviewColumns+` FROM reviews`+w.where()+
+		` ORDER BY created, window_start_ms, record_id LIMIT ?`, append(w.args, clampLimit(f.Limit, DefaultReviewLimit, MaxReviewLimit))...)
 }
 
 // ApproveReview pays a held subsidy: the charge's review and the review's

@@ -60,9 +60,7 @@ func checkStatement(t *testing.T, s *Store, want billing.Totals, byVoucher strin
 }
 
 func TestReviewDecisions(t *testing.T) {
-	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
-		ctx := context.Background()
-		s := open(t)
+	eachStore(t, func(t *testing.T, ctx context.Context, s *Store) {
 		ids := reviewSetup(t, s)
 		hold(t, s, ids[1], "energy 0 mJ over the window")
 		hold(t, s, ids[2], "utilization 0%")
@@ -264,15 +262,12 @@ func TestReviewDecisions(t *testing.T) {
 // ledger agrees with itself after: what left each voucher is what its
 // grants hold, and the yearly counters sum to the grants.
 func TestConcurrentRejectAndIngest(t *testing.T) {
-	eachSource(t, func(t *testing.T, driver string, source func(t *testing.T) string) {
-		ctx := context.Background()
-		src := source(t)
-		stores := []*Store{openSource(t, driver, src), openSource(t, driver, src)}
+	eachStorePair(t, func(t *testing.T, ctx context.Context, stores []*Store) {
 		s := stores[0]
 		billSetup(t, s)
-		must(t, s.AddProgram(ctx, testProgram("P1", func(p *billing.Program) { p.Ratio = 5000 })))
+		addProgram(t, s, "P1", func(p *billing.Program) { p.Ratio = 5000 })
 		for _, v := range []string{"v1", "v2", "v3"} {
-			must(t, s.IssueVoucherAt(ctx, testVoucher(v, "P1", "E1", 4_000, y2028), y2026))
+			issueE1(t, s, v, "P1", 4_000, y2028)
 		}
 		const hours = 8
 		held := newBillNode(t, s, "held")
