@@ -21,11 +21,7 @@ import (
 func TestCheckFindsLostAndDoubled(t *testing.T) {
 	ctx := context.Background()
 	a := authoritytest.New(t, authoritytest.Options{})
-	db := authproc.Database{Driver: "sqlite", Source: a.DBPath}
-	f, err := newFleet(ctx, config{nodes: 3, gpus: 2, tenants: 3, timeout: 10 * time.Second}, db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, db := testFleet(t, a, 3)
 	f.urls = []string{a.URL}
 	events, err := f.drive(ctx, time.Now().Add(200*time.Millisecond))
 	if err != nil {
@@ -109,16 +105,24 @@ func TestBucketCountsEachWindowsAcknowledgements(t *testing.T) {
 	}
 }
 
+// testFleet is a fleet of n nodes (2 GPUs each) registered in a's SQLite
+// database.
+func testFleet(t *testing.T, a *authoritytest.Authority, n int) (*fleet, authproc.Database) {
+	t.Helper()
+	db := authproc.Database{Driver: "sqlite", Source: a.DBPath}
+	f, err := newFleet(context.Background(), config{nodes: n, gpus: 2, tenants: 3, timeout: 10 * time.Second}, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, db
+}
+
 // Steady load: each node sends one window per interval, not as fast as
 // the authority answers.
 func TestSteadyLoadSendsOneWindowPerInterval(t *testing.T) {
 	ctx := context.Background()
 	a := authoritytest.New(t, authoritytest.Options{})
-	db := authproc.Database{Driver: "sqlite", Source: a.DBPath}
-	f, err := newFleet(ctx, config{nodes: 4, gpus: 2, tenants: 3, timeout: 10 * time.Second}, db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, db := testFleet(t, a, 4)
 	f.urls, f.interval = []string{a.URL}, 100*time.Millisecond
 	// Windows are due at 0, 100, 200 and 300 ms plus the node's phase
 	// (0, 25, 50, 75 ms): at most 4 each before 350 ms.
@@ -159,11 +163,7 @@ func TestRequestsGoToEachAuthorityInTurn(t *testing.T) {
 		t.Cleanup(srv.Close)
 		urls = append(urls, srv.URL)
 	}
-	db := authproc.Database{Driver: "sqlite", Source: a.DBPath}
-	f, err := newFleet(ctx, config{nodes: 3, gpus: 2, tenants: 3, timeout: 10 * time.Second}, db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, db := testFleet(t, a, 3)
 	f.urls = urls
 	if _, err := f.drive(ctx, time.Now().Add(200*time.Millisecond)); err != nil {
 		t.Fatal(err)
