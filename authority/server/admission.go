@@ -49,8 +49,9 @@ type Admission struct {
 	// MaxWait is how long a request waits for a slot before it is shed;
 	// 0: DefaultMaxWait.
 	MaxWait time.Duration
-	// RetryAfter is what a shed request is told (whole seconds, at least
-	// one); 0: DefaultRetryAfter.
+	// RetryAfter is the least a shed request is told to wait (whole
+	// seconds, at least one); under a long line it is told more, up to
+	// MaxRetryAfter; 0: DefaultRetryAfter.
 	RetryAfter time.Duration
 }
 
@@ -88,13 +89,41 @@ func (a Admission) withDefaults(driver string) (Admission, error) {
 	return a, nil
 }
 
-// admitter hands out the ingest slots.
+// MaxRetryAfter bounds the Retry-After a shed request is told, however
+// long the line (unless Admission.RetryAfter is longer).
+const MaxRetryAfter = 30 * time.Second
+
+// admitter hands out the ingest slots, and tells the requests it sheds
+// when to come back.
+//
+// Fairness under overload: the slots' waiters are served in arrival order
+// (a channel's blocked senders are), but a shed request used to wait out
+// MaxWait, then be told Retry-After 1 like every other, and compete again
+// with all of them: an unlucky node was shed many times in a row. Now
+//   - a request that would wait longer than MaxWait by the measured pace is
+//     shed at once instead of after MaxWait (it would not get a slot in time
+//     anyway, and holding it only makes it later);
+//   - each shed request is given the next place in a line of returns
+//     spaced at the pace the authority finishes ingests, behind the
+//     requests already waiting: Retry-After is when that place comes, so
+//     shed nodes come back spread over the time it takes to serve them
+//     instead of all at once, where most would be shed again.
+//
+// The pace is the time between two ingests finishing while requests wait
+// (then it is the authority's throughput, not the arrival rate), averaged.
+// Both are estimates: a wrong one sheds a request too early or tells it to
+// wait a little long, never stores or loses anything.
 type admitter struct {
 	Admission
 	slots chan struct{}
+
+	mu      sync.Mutex
+	waiting int           // requests waiting for a slot
+	pace    time.Duration // average time between finished ingests while saturated (0: not measured)
+	lastEnd time.Time     // when the last ingest finished
+	line    time.Time     // the last place given to a shed request
 	// lastShedLog rate-limits the shed warning: under overload every
 	// second request is shed, and one line a minute says so.
-	mu          sync.Mutex
 	lastShedLog time.Time
 	shedSince   int // shed since the last line
 }
@@ -103,14 +132,26 @@ func newAdmitter(a Admission) *admitter {
 	return &admitter{Admission: a, slots: make(chan struct{}, a.MaxConcurrent)}
 }
 
-// acquire waits up to MaxWait for a slot; false: none came (or the client
-// went away). release must follow a true.
+// acquire waits up to MaxWait for a slot; false: none came, none would by
+// the measured pace, or the client went away. release must follow a true.
 func (a *admitter) acquire(ctx context.Context) bool {
 	select {
 	case a.slots <- struct{}{}:
 		return true
 	default:
 	}
+	a.mu.Lock()
+	if a.pace > 0 && time.Duration(a.waiting+1)*a.pace > a.MaxWait {
+		a.mu.Unlock()
+		return false
+	}
+	a.waiting++
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.waiting--
+		a.mu.Unlock()
+	}()
 	t := time.NewTimer(a.MaxWait)
 	defer t.Stop()
 	select {
@@ -123,7 +164,45 @@ func (a *admitter) acquire(ctx context.Context) bool {
 	}
 }
 
-func (a *admitter) release() { <-a.slots }
+// paceWeight is the weight of the newest interval in the pace's moving
+// average (1/paceWeight): a few dozen ingests set it.
+const paceWeight = 16
+
+func (a *admitter) release() {
+	now := time.Now()
+	a.mu.Lock()
+	if a.waiting > 0 && !a.lastEnd.IsZero() {
+		d := min(now.Sub(a.lastEnd), a.MaxWait)
+		if a.pace == 0 {
+			a.pace = d
+		} else {
+			a.pace += (d - a.pace) / paceWeight
+		}
+	}
+	a.lastEnd = now
+	a.mu.Unlock()
+	<-a.slots
+}
+
+// retryAfter gives a shed request its place in the line of returns: one
+// pace after the last place given, and no earlier than the requests
+// waiting now are served. It is at least RetryAfter, at most
+// MaxRetryAfter, in whole seconds (rounded up).
+func (a *admitter) retryAfter(now time.Time) time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pace == 0 {
+		return a.RetryAfter
+	}
+	place := now.Add(time.Duration(a.waiting) * a.pace)
+	if a.line.After(place) {
+		place = a.line
+	}
+	a.line = place.Add(a.pace)
+	d := a.line.Sub(now)
+	d = (d + time.Second - 1).Truncate(time.Second)
+	return min(max(d, a.RetryAfter), max(MaxRetryAfter, a.RetryAfter))
+}
 
 // shedLogEvery is how often the shed warning is logged at most.
 const shedLogEvery = time.Minute
@@ -146,12 +225,12 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) bool {
 	if logIt {
 		s.log.Warn("authority overloaded: batches answered 503 with Retry-After (the nodes send them again)",
 			slog.Int("shed", n), slog.Int("max_concurrent", s.adm.MaxConcurrent),
-			slog.Duration("max_wait", s.adm.MaxWait), slog.Duration("retry_after", s.adm.RetryAfter))
+			slog.Duration("max_wait", s.adm.MaxWait), slog.Duration("min_retry_after", s.adm.RetryAfter))
 	}
 	p := protocol.NewProblem(protocol.Overloaded, fmt.Sprintf(
-		"%d batches are being ingested and none finished within %s; send this batch again after Retry-After",
+		"%d batches are being ingested and this one would not start within %s; send it again after Retry-After",
 		s.adm.MaxConcurrent, s.adm.MaxWait))
-	p.RetryAfter = s.adm.RetryAfter
+	p.RetryAfter = s.adm.retryAfter(time.Now())
 	s.writeProblem(w, p)
 	return false
 }

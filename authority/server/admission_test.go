@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -143,7 +144,12 @@ func TestAdmissionUnderLoad(t *testing.T) {
 					}
 					return
 				case status == http.StatusServiceUnavailable:
-					checkShed(t, a, retry, "1")
+					// The test comes back at once, so the line of
+					// returns grows: any whole second up to the bound.
+					if s, err := strconv.Atoi(retry); err != nil || s < 1 || s > int(server.MaxRetryAfter/time.Second) {
+						t.Errorf("node %d: Retry-After %q, want whole seconds in [1, %s]", i, retry, server.MaxRetryAfter)
+					}
+					checkShed(t, a, retry, retry)
 					mu.Lock()
 					shed++
 					mu.Unlock()
@@ -176,6 +182,39 @@ func TestAdmissionUnderLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d nodes, %d requests shed", nodes, shed)
+}
+
+// TestAdmissionLineOfReturns: once the authority has measured its pace
+// (the time between finished ingests), a request that would not get a
+// slot within MaxWait by that pace is shed at once rather than after
+// MaxWait, and each shed request is told a later Retry-After than the one
+// before, one pace apart, so they do not come back together; the bound
+// holds however long the line.
+func TestAdmissionLineOfReturns(t *testing.T) {
+	e, batches := fleetEnv(t, 3, server.Admission{MaxConcurrent: 1, MaxWait: server.MaxAdmissionWait})
+	release := server.HoldIngestSlot(e.Server)
+	defer release()
+	// A 6 s pace: even the first in line would wait longer than MaxWait.
+	server.SetIngestPace(e.Server, 6*time.Second)
+	for i, want := range []string{"6", "12", "18"} {
+		began := time.Now()
+		_, retry, a, err := postRaw(e.HTTP.Client(), e.HTTP.URL, batches[i].Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkShed(t, a, retry, want)
+		// Waiting out MaxWait would take 5 s; the pace says no slot
+		// comes in time, so the answer comes at once.
+		if took := time.Since(began); took >= server.MaxAdmissionWait {
+			t.Errorf("shed %d answered after %s: it waited out MaxWait", i, took)
+		}
+	}
+	server.SetIngestPace(e.Server, time.Hour)
+	_, retry, a, err := postRaw(e.HTTP.Client(), e.HTTP.URL, batches[0].Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkShed(t, a, retry, strconv.Itoa(int(server.MaxRetryAfter/time.Second)))
 }
 
 // TestAdmissionOptions: zero fields take the driver's defaults, and out of

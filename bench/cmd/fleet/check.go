@@ -40,7 +40,7 @@ type stored struct {
 }
 
 // check compares what every node had acknowledged with the database (read
-// directly, not through the authority's code) and with the authority's
+// directly, not through the authority's code) and with every authority's
 // GET /v1/nodes/{id}/head.
 func (f *fleet) check(ctx context.Context, db authproc.Database) (*checkResult, error) {
 	conn, err := sql.Open(db.SQLDriver(), db.Source)
@@ -122,13 +122,16 @@ func (f *fleet) check(ctx context.Context, db authproc.Database) (*checkResult, 
 			r.headMismatches++
 			continue
 		}
-		served, err := f.head(ctx, n.ID, n.Key)
-		if err != nil {
-			return nil, err
-		}
-		if served != n.acked {
-			r.problem("%s: GET head answers %d, acknowledged %d", n.ID, served, n.acked)
-			r.headMismatches++
+		for _, u := range f.urls { // every replica answers the database's head
+			served, err := f.head(ctx, u, n.ID, n.Key)
+			if err != nil {
+				return nil, err
+			}
+			if served != n.acked {
+				r.problem("%s: GET head at %s answers %d, acknowledged %d", n.ID, u, served, n.acked)
+				r.headMismatches++
+				break
+			}
 		}
 	}
 	for id, s := range byNode {
@@ -140,10 +143,10 @@ func (f *fleet) check(ctx context.Context, db authproc.Database) (*checkResult, 
 	return r, nil
 }
 
-// head asks the authority for a node's head, in a read signed with the
-// node's key.
-func (f *fleet) head(ctx context.Context, id string, key ed25519.PrivateKey) (uint64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url+"/v1/nodes/"+url.PathEscape(id)+"/head", nil)
+// head asks the authority at base for a node's head, in a read signed
+// with the node's key.
+func (f *fleet) head(ctx context.Context, base, id string, key ed25519.PrivateKey) (uint64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/nodes/"+url.PathEscape(id)+"/head", nil)
 	if err != nil {
 		return 0, err
 	}

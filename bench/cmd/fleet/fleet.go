@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/store"
@@ -25,13 +26,21 @@ import (
 )
 
 // fleet is the simulated nodes and the client they share (one keep-alive
-// connection per node, as separate machines would have).
+// connection per node and authority, as separate machines would have).
 type fleet struct {
-	url     string
-	pid     int // the authority's, for its CPU share (0: not measured)
-	client  *http.Client
-	nodes   []*node
-	tenants []string
+	// urls are the authorities; with more than one, each request goes to
+	// the next in turn (round robin, as a load balancer in front of
+	// replicas on one database does), a resend included.
+	urls []string
+	rr   atomic.Uint64
+	pids []int // the authorities', for their CPU (none: not measured)
+	// interval is how often each node sends a window in steady load, the
+	// nodes' phases spread evenly over it; 0: every node drains at once,
+	// sealing its next window as soon as the last was acknowledged.
+	interval time.Duration
+	client   *http.Client
+	nodes    []*node
+	tenants  []string
 }
 
 // node is one simulated node's chain: what it sealed and what the
@@ -105,6 +114,19 @@ type phase struct {
 	// authority process, this load generator, idle and waiting for I/O.
 	// The rest is PostgreSQL and whatever else runs.
 	authorityCPU, generatorCPU, idle, iowait float64
+	// authoritySecs is the CPU time the authority processes used in the
+	// window, all replicas together.
+	authoritySecs float64
+}
+
+// nodesPerCore is how many nodes, each sending one window a minute, one
+// core of the authority process serves at the CPU this window measured
+// per batch: batches per authority CPU-second, times 60 (0: not measured).
+func (p phase) nodesPerCore() float64 {
+	if p.authoritySecs <= 0 {
+		return 0
+	}
+	return float64(p.batches) * 60 / p.authoritySecs
 }
 
 func (p phase) recordsPerSec() float64 { return float64(p.records) / p.elapsed.Seconds() }
@@ -167,6 +189,7 @@ func (f *fleet) measure(ctx context.Context, warmup, d time.Duration, reps int) 
 		p.authorityCPU = m.Percent(readings[k+1].authority - readings[k].authority)
 		p.generatorCPU = m.Percent(readings[k+1].generator - readings[k].generator)
 		p.idle, p.iowait = m.Percent(m.Idle), m.Percent(m.IOWait)
+		p.authoritySecs = float64(readings[k+1].authority-readings[k].authority) / userHZ
 	}
 	return phases, nil
 }
@@ -206,18 +229,30 @@ func bucket(events []event, bounds []time.Time) []phase {
 }
 
 // drive runs every node until the deadline: each seals its next window and
-// sends it until acknowledged, again and again; a node starts no batch
-// after the deadline, so every batch sent is acknowledged when drive
-// returns. An answer that is neither an acknowledgement nor a transient
-// failure stops the fleet. It returns every node's events.
+// sends it until acknowledged, again and again (at once, or at its phase
+// of every f.interval); a node starts no batch after the deadline, so
+// every batch sent is acknowledged when drive returns. An answer that is
+// neither an acknowledgement nor a transient failure stops the fleet. It
+// returns every node's events.
 func (f *fleet) drive(ctx context.Context, deadline time.Time) ([]event, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	perNode := make([][]event, len(f.nodes))
+	start := time.Now()
 	var wg sync.WaitGroup
 	for i, n := range f.nodes {
 		wg.Go(func() {
-			for time.Now().Before(deadline) && ctx.Err() == nil {
+			for k := 0; ; k++ {
+				if f.interval > 0 { // node i's k-th window is due at its phase of the k-th interval
+					due := start.Add(f.interval*time.Duration(k) + f.interval*time.Duration(i)/time.Duration(len(f.nodes)))
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Until(due)):
+					}
+				}
+				if !time.Now().Before(deadline) || ctx.Err() != nil {
+					return
+				}
 				if err := f.oneBatch(ctx, n, &perNode[i]); err != nil {
 					cancel(fmt.Errorf("node %s: %w", n.ID, err))
 					return
@@ -236,6 +271,10 @@ func (f *fleet) drive(ctx context.Context, deadline time.Time) ([]event, error) 
 	return all, nil
 }
 
+// userHZ is the clock ticks a second that /proc counts CPU time in
+// (USER_HZ: 100 on every Linux architecture Go runs on).
+const userHZ = 100
+
 // cpuTicks is a reading of the machine's and the processes' CPU time.
 type cpuTicks struct {
 	machine              procfs.Machine
@@ -251,10 +290,12 @@ func (f *fleet) cpu() (cpuTicks, error) {
 	if c.generator, err = procfs.CPUTicks(os.Getpid()); err != nil {
 		return c, err
 	}
-	if f.pid != 0 {
-		if c.authority, err = procfs.CPUTicks(f.pid); err != nil {
+	for _, pid := range f.pids {
+		t, err := procfs.CPUTicks(pid)
+		if err != nil {
 			return c, err
 		}
+		c.authority += t
 	}
 	return c, nil
 }
@@ -317,7 +358,7 @@ func backoff(n int) time.Duration {
 // 503's Retry-After, spread over [d, 1.5·d] as the reporter does), 0 send
 // again after the backoff (network error or timeout, 408, other 5xx).
 func (f *fleet) post(ctx context.Context, env []byte) (head uint64, wait time.Duration, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.url+"/v1/batches", bytes.NewReader(env))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.next()+"/v1/batches", bytes.NewReader(env))
 	if err != nil {
 		return 0, -1, err
 	}
@@ -353,4 +394,13 @@ func (f *fleet) post(ctx context.Context, env []byte) (head uint64, wait time.Du
 		return 0, 0, errors.New("200 answer without a head: " + string(body))
 	}
 	return *a.Head, 0, nil
+}
+
+// next is the authority the next request goes to: the only one, or the
+// next replica in turn.
+func (f *fleet) next() string {
+	if len(f.urls) == 1 {
+		return f.urls[0]
+	}
+	return f.urls[(f.rr.Add(1)-1)%uint64(len(f.urls))]
 }

@@ -3,6 +3,11 @@ package main
 import (
 	"context"
 	"database/sql"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,12 +21,8 @@ import (
 func TestCheckFindsLostAndDoubled(t *testing.T) {
 	ctx := context.Background()
 	a := authoritytest.New(t, authoritytest.Options{})
-	db := authproc.Database{Driver: "sqlite", Source: a.DBPath}
-	f, err := newFleet(ctx, config{nodes: 3, gpus: 2, tenants: 3, timeout: 10 * time.Second}, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.url = a.URL
+	f, db := testFleet(t, a, 3)
+	f.urls = []string{a.URL}
 	events, err := f.drive(ctx, time.Now().Add(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -101,5 +102,93 @@ func TestBucketCountsEachWindowsAcknowledgements(t *testing.T) {
 	}
 	if r := p[0].recordsPerSec(); r != 480 {
 		t.Fatalf("window 0: %v records/s, want 48 in 100 ms", r)
+	}
+}
+
+// testFleet is a fleet of n nodes (2 GPUs each) registered in a's SQLite
+// database.
+func testFleet(t *testing.T, a *authoritytest.Authority, n int) (*fleet, authproc.Database) {
+	t.Helper()
+	db := authproc.Database{Driver: "sqlite", Source: a.DBPath}
+	f, err := newFleet(context.Background(), config{nodes: n, gpus: 2, tenants: 3, timeout: 10 * time.Second}, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, db
+}
+
+// Steady load: each node sends one window per interval, not as fast as
+// the authority answers.
+func TestSteadyLoadSendsOneWindowPerInterval(t *testing.T) {
+	ctx := context.Background()
+	a := authoritytest.New(t, authoritytest.Options{})
+	f, db := testFleet(t, a, 4)
+	f.urls, f.interval = []string{a.URL}, 100*time.Millisecond
+	// Windows are due at 0, 100, 200 and 300 ms plus the node's phase
+	// (0, 25, 50, 75 ms): at most 4 each before 350 ms.
+	if _, err := f.drive(ctx, time.Now().Add(350*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range f.nodes {
+		if n.batches < 1 || n.batches > 4 {
+			t.Errorf("%s sent %d windows in 350 ms at one per 100 ms, want 1 to 4", n.ID, n.batches)
+		}
+	}
+	if res, err := f.check(ctx, db); err != nil || !res.ok() {
+		t.Fatalf("check: %+v, %v", res, err)
+	}
+}
+
+// With two authority addresses every request goes to the next in turn,
+// and the check asks each for every node's head.
+func TestRequestsGoToEachAuthorityInTurn(t *testing.T) {
+	ctx := context.Background()
+	a := authoritytest.New(t, authoritytest.Options{})
+	target, err := url.Parse(a.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var posts, heads [2]atomic.Int64
+	var urls []string
+	for k := range 2 {
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost {
+				posts[k].Add(1)
+			} else {
+				heads[k].Add(1)
+			}
+			proxy.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		urls = append(urls, srv.URL)
+	}
+	f, db := testFleet(t, a, 3)
+	f.urls = urls
+	if _, err := f.drive(ctx, time.Now().Add(200*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	p0, p1 := posts[0].Load(), posts[1].Load()
+	if p0+p1 < 2 || p0-p1 > 1 || p1-p0 > 1 {
+		t.Fatalf("POSTs per authority %d and %d, want some, in turn", p0, p1)
+	}
+	res, err := f.check(ctx, db)
+	if err != nil || !res.ok() {
+		t.Fatalf("check: %+v, %v", res, err)
+	}
+	if heads[0].Load() != 3 || heads[1].Load() != 3 {
+		t.Fatalf("heads asked %d and %d times, want every node's of each", heads[0].Load(), heads[1].Load())
+	}
+}
+
+func TestBenchNameSaysTheKind(t *testing.T) {
+	for c, want := range map[config]string{
+		{driver: "postgres", nodes: 1000, replicas: 1}:                        "BenchmarkFleet/postgres/nodes=1000",
+		{driver: "postgres", nodes: 1000, replicas: 1, interval: time.Minute}: "BenchmarkFleetSteady/postgres/nodes=1000/interval=1m0s",
+		{driver: "postgres", nodes: 1000, replicas: 2}:                        "BenchmarkFleetReplicas/postgres/replicas=2/nodes=1000",
+	} {
+		if got := benchName(c); got != want {
+			t.Errorf("benchName(%+v) = %s, want %s", c, got, want)
+		}
 	}
 }

@@ -56,21 +56,49 @@ var rows = []row{
 	measured{what: "… batch sealed → acknowledged, p50",
 		value: series{"BenchmarkFleet/postgres/", "p50-ms"}, format: milliseconds},
 	measured{what: "… batch sealed → acknowledged, p99",
-		value: series{"BenchmarkFleet/postgres/", "p99-ms"}, format: milliseconds},
+		value: series{"BenchmarkFleet/postgres/", "p99-ms"}, format: milliseconds, limit: 60e3, peerLabel: "1 min window", ratio: times},
 	measured{what: "… requests that timed out (reporter's 10 s) and were sent again",
 		value: series{"BenchmarkFleet/postgres/", "retries"}, format: count},
 	measured{what: "… requests the authority shed (503 with Retry-After, before reading them) and were sent again after it",
 		value: series{"BenchmarkFleet/postgres/", "shed"}, format: count},
-	fleetCheck{},
+	fleetCheck{prefix: "BenchmarkFleetCheck/postgres/"},
+	measured{what: "… nodes one core of the authority process serves at one window a minute (its CPU per batch, saturated)",
+		value: series{"BenchmarkFleet/postgres/", "nodes-per-core"}, format: count},
+	measured{what: "fleet, steady: {nodes} nodes each sending one window a minute, phases spread: batch sealed → acknowledged, p50",
+		value: series{"BenchmarkFleetSteady/postgres/", "p50-ms"}, format: milliseconds, limit: 1e3, peerLabel: "1 s goal", ratio: times},
+	measured{what: "… batch sealed → acknowledged, p99",
+		value: series{"BenchmarkFleetSteady/postgres/", "p99-ms"}, format: milliseconds, limit: 1e3, peerLabel: "1 s goal", ratio: times},
+	measured{what: "… nodes one core of the authority process serves at one window a minute (its CPU per batch, steady)",
+		value: series{"BenchmarkFleetSteady/postgres/", "nodes-per-core"}, format: count},
+	fleetCheck{prefix: "BenchmarkFleetSteadyCheck/postgres/"},
+	measured{what: "fleet: {nodes} nodes → {replicas} authorities on one PostgreSQL database, requests in turn, records acknowledged",
+		value: series{"BenchmarkFleetReplicas/postgres/", "records/s"}, format: rate,
+		peer: &series{"BenchmarkFleet/postgres/", "records/s"}, peerLabel: "one authority", ratio: times},
+	measured{what: "… batch sealed → acknowledged, p50",
+		value: series{"BenchmarkFleetReplicas/postgres/", "p50-ms"}, format: milliseconds,
+		peer: &series{"BenchmarkFleet/postgres/", "p50-ms"}, peerLabel: "one authority", ratio: times},
+	measured{what: "… batch sealed → acknowledged, p99",
+		value: series{"BenchmarkFleetReplicas/postgres/", "p99-ms"}, format: milliseconds,
+		peer: &series{"BenchmarkFleet/postgres/", "p99-ms"}, peerLabel: "one authority", ratio: times},
+	measured{what: "… requests that timed out (reporter's 10 s) and were sent again",
+		value: series{"BenchmarkFleetReplicas/postgres/", "retries"}, format: count},
+	measured{what: "… requests shed (503 with Retry-After) and sent again after it",
+		value: series{"BenchmarkFleetReplicas/postgres/", "shed"}, format: count},
+	fleetCheck{prefix: "BenchmarkFleetReplicasCheck/postgres/"},
 }
 
-// fleetCheck is the fleet's end-of-run reckoning against the database.
-type fleetCheck struct{}
+// fleetChecks are the prefixes of the fleet's end-of-run reckonings: a
+// record lost or doubled in any fails the table.
+var fleetChecks = []string{"BenchmarkFleetCheck/postgres/", "BenchmarkFleetSteadyCheck/postgres/", "BenchmarkFleetReplicasCheck/postgres/"}
+
+// fleetCheck is one fleet run's end-of-run reckoning against the
+// database, found by its benchmark name's prefix.
+type fleetCheck struct{ prefix string }
 
 func (fleetCheck) label() string { return "fleet: records lost / doubled" }
 
-func (fleetCheck) render(r results) (cell, bool) {
-	s := series{"BenchmarkFleetCheck/postgres/", "lost"}
+func (c fleetCheck) render(r results) (cell, bool) {
+	s := series{c.prefix, "lost"}
 	name := s.resolve(r)
 	lost, ok1 := r.get(name, "lost")
 	doubled, ok2 := r.get(name, "doubled")
@@ -132,11 +160,14 @@ func run(files, notes []string, out string, require bool, stdout io.Writer) erro
 			return err
 		}
 	}
-	if lost, _ := r.get(series{"BenchmarkFleetCheck/postgres/", ""}.resolve(r), "lost"); lost.max != 0 {
-		return fmt.Errorf("the fleet lost %.0f records", lost.max)
-	}
-	if d, _ := r.get(series{"BenchmarkFleetCheck/postgres/", ""}.resolve(r), "doubled"); d.max != 0 {
-		return fmt.Errorf("the fleet doubled %.0f records", d.max)
+	for _, prefix := range fleetChecks {
+		name := series{prefix, ""}.resolve(r)
+		if lost, _ := r.get(name, "lost"); lost.max != 0 {
+			return fmt.Errorf("the fleet lost %.0f records (%s)", lost.max, name)
+		}
+		if d, _ := r.get(name, "doubled"); d.max != 0 {
+			return fmt.Errorf("the fleet doubled %.0f records (%s)", d.max, name)
+		}
 	}
 	if require && missing > 0 {
 		return fmt.Errorf("%d figures did not run", missing)

@@ -61,7 +61,7 @@ func param(name, key string) string {
 // measured is a row of one series, with an optional peer series (ratio
 // value/peer) or an optional fixed limit.
 type measured struct {
-	what      string // may hold {nodes}, {windows}: filled from the benchmark name
+	what      string // may hold {nodes}, {windows}, {replicas}: filled from the benchmark name
 	value     series
 	scale     float64 // the value is multiplied by it (0: 1)
 	format    func(float64) string
@@ -80,7 +80,8 @@ func (m measured) render(r results) (cell, bool) {
 	if k == 0 {
 		k = 1
 	}
-	what := strings.NewReplacer("{nodes}", group(param(name, "nodes")), "{windows}", group(param(name, "windows"))).Replace(m.what)
+	what := strings.NewReplacer("{nodes}", group(param(name, "nodes")), "{windows}", group(param(name, "windows")),
+		"{replicas}", param(name, "replicas")).Replace(m.what)
 	c := cell{what: what, median: m.format(s.median * k), spread: m.format(s.min*k) + " – " + m.format(s.max*k), runs: s.n, peer: "—", ratio: "—"}
 	switch {
 	case m.peer != nil:
@@ -99,7 +100,7 @@ func (m measured) render(r results) (cell, bool) {
 }
 
 func (m measured) label() string {
-	return strings.NewReplacer("{nodes}", "N", "{windows}", "N").Replace(m.what)
+	return strings.NewReplacer("{nodes}", "N", "{windows}", "N", "{replicas}", "N").Replace(m.what)
 }
 
 // Formats.

@@ -95,3 +95,30 @@ func TestFleetThatLostARecordFails(t *testing.T) {
 		t.Fatal("--require with figures missing: no error")
 	}
 }
+
+// The replicas' rows stand beside the single authority's, and a record
+// doubled by the replicas fails the table as one lost by the single
+// authority does.
+func TestFleetReplicasRowsAndCheck(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "r.txt")
+	lines := "BenchmarkFleet/postgres/nodes=1000\t100\t2000 records/s\t80 batches/s\t5000 p50-ms\t40000 p99-ms\t0 retries\t9 shed\n" +
+		"BenchmarkFleetReplicas/postgres/replicas=2/nodes=1000\t100\t3000 records/s\t120 batches/s\t4000 p50-ms\t30000 p99-ms\t0 retries\t9 shed\n" +
+		"BenchmarkFleetReplicasCheck/postgres/replicas=2/nodes=1000\t1\t0 lost\t2 doubled\t72 records\t3 batches\t0 head-mismatches\n"
+	if err := os.WriteFile(p, []byte(lines), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err := run([]string{p}, nil, "", false, &out)
+	if err == nil || !strings.Contains(err.Error(), "doubled 2") || !strings.Contains(err.Error(), "Replicas") {
+		t.Fatalf("replicas that doubled records: %v, want an error naming them", err)
+	}
+	for _, want := range []string{
+		"| fleet: 1000 nodes → 2 authorities on one PostgreSQL database, requests in turn, records acknowledged | 3.00 k/s | 3.00 k/s – 3.00 k/s | one authority: 2.00 k/s | 1.50× | 1 |",
+		"| … batch sealed → acknowledged, p99 | 40.0 s | 40.0 s – 40.0 s | 1 min window | 0.667× | 1 |",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks\n%s\ngot\n%s", want, out.String())
+		}
+	}
+}
