@@ -16,6 +16,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/gpumeter/gpumeter/internal/fsutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -179,7 +180,7 @@ func quarantineFile(path string, now time.Time) (string, error) {
 	if err := os.Rename(path, dst); err != nil {
 		return "", err
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
 		return dst, fmt.Errorf("sync directory after moving %s aside: %w", path, err)
 	}
 	return dst, nil
