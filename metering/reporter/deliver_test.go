@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -129,10 +128,7 @@ func TestLostAnswerIsResentIdempotently(t *testing.T) {
 				}
 				a.setWrap(nil)
 			}
-			r := g.reporter(opts)
-			if err := r.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			r := g.flushed(opts)
 			assertDelivered(t, a, g, 10*recsPerWindow)
 			if c := a.counts(); c.Batches != 2 {
 				t.Errorf("authority stores %d batches, want 2", c.Batches)
@@ -210,31 +206,13 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 	a := newAuthority(t)
 	g := newAgent(t, a.key)
 	g.appendWindows(0, 2)
-	var mu sync.Mutex
-	var times []time.Time
-	a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if r.Method != http.MethodPost {
-			next.ServeHTTP(w, r)
-			return
-		}
-		mu.Lock()
-		times = append(times, time.Now())
-		first := len(times) == 1
-		mu.Unlock()
-		if first {
-			w.Header().Set("Retry-After", "1")
-			problemAnswer(w, http.StatusTooManyRequests, "rate-limited", "slow down", nil)
-			return
-		}
-		next.ServeHTTP(w, r)
+	posted := recordFirst(a, http.MethodPost, func(*http.Request) time.Time { return time.Now() }, func(w http.ResponseWriter) {
+		w.Header().Set("Retry-After", "1")
+		problemAnswer(w, http.StatusTooManyRequests, "rate-limited", "slow down", nil)
 	})
-	r := g.reporter(g.options(a.URL))
-	if err := r.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	r := g.flushed(g.options(a.URL))
 	assertDelivered(t, a, g, 2*recsPerWindow)
-	mu.Lock()
-	defer mu.Unlock()
+	times := posted()
 	if len(times) != 2 {
 		t.Fatalf("%d POSTs, want 2 (one 429, one accepted)", len(times))
 	}
@@ -267,10 +245,7 @@ func TestSequenceGapResendsFromExpected(t *testing.T) {
 				}
 				next.ServeHTTP(w, r)
 			})
-			r := g.reporter(g.options(a.URL))
-			if err := r.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			r := g.flushed(g.options(a.URL))
 			assertDelivered(t, a, g, 30*recsPerWindow)
 			st := r.Stats()
 			if st.Duplicates != 0 || st.DeadLetters != 0 || st.SentBatches != 3 {
@@ -304,10 +279,7 @@ func TestHeadReconcilesAtStart(t *testing.T) {
 			for _, b := range bs[:tc.stored] {
 				postDirect(t, a, b.Envelope)
 			}
-			r := g.reporter(g.options(a.URL))
-			if err := r.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			r := g.flushed(g.options(a.URL))
 			assertDelivered(t, a, g, 30*recsPerWindow)
 			if st := r.Stats(); st.SentBatches != int64(3-tc.stored) || st.Duplicates != 0 {
 				t.Errorf("stats %+v: want only the %d batches not stored sent", st, 3-tc.stored)
