@@ -134,39 +134,22 @@ func TestAppendKeepsInventoryAlone(t *testing.T) {
 func TestCapMergesKeepInventories(t *testing.T) {
 	for seed := range uint64(3) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			ctx := context.Background()
 			rng := rand.New(rand.NewPCG(seed, 13))
 			// Each inventory splits its merge bucket in two: a little more
 			// room than TestCapMerges for the three of them.
 			const maxBytes = 256 << 10
 			s := openSpool(t, tempPath(t), spool.Options{MaxBytes: maxBytes, MergeWindow: 30 * time.Minute})
-			var stored, invs []protocol.Record
+			var invs []protocol.Record
 			windows := spool.RandomWindows(rng, node, t0.Add(1234*time.Millisecond), 240, 4, time.Minute)
 			at := map[int]bool{rng.IntN(80): true, 80 + rng.IntN(80): true, 160 + rng.IntN(80): true}
-			for i := 0; i < len(windows); {
-				n := min(1+rng.IntN(5), len(windows)-i)
-				var recs []protocol.Record
-				for k, w := range windows[i : i+n] {
-					if at[i+k] {
-						inv := inventoryAt(w[0].WindowStart, fmt.Sprint("build-", i+k))
-						recs, invs = append(recs, inv), append(invs, inv)
-					}
-					recs = append(recs, w...)
+			stored := appendOverCap(t, s, rng, maxBytes, windows, func(i int) []protocol.Record {
+				if !at[i] {
+					return nil
 				}
-				i += n
-				if err := s.Append(ctx, recs, []byte(fmt.Sprint(i))); err != nil {
-					t.Fatalf("append %d: %v", i, err)
-				}
-				stored = append(stored, recs...)
-				if rng.IntN(40) == 0 {
-					if _, _, err := s.SealNext(ctx, newSealFunc(t), 50); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if got := s.Stats().PendingRecords; got >= int64(len(stored))*2/3 {
-				t.Fatalf("%d records pending of %d appended: the cap did not force merging", got, len(stored))
-			}
+				inv := inventoryAt(windows[i][0].WindowStart, fmt.Sprint("build-", i))
+				invs = append(invs, inv)
+				return []protocol.Record{inv}
+			})
 			out := sealAndOpen(t, s)
 			for i := range out {
 				out[i].Seq = 0

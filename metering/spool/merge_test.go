@@ -173,41 +173,54 @@ func TestMergeRecordFields(t *testing.T) {
 func TestCapMerges(t *testing.T) {
 	for seed := range uint64(4) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			ctx := context.Background()
 			rng := rand.New(rand.NewPCG(seed, 11))
 			const maxBytes = 200 << 10
 			s := openSpool(t, tempPath(t), spool.Options{MaxBytes: maxBytes, MergeWindow: 30 * time.Minute})
-			var stored []protocol.Record
 			windows := spool.RandomWindows(rng, node, t0.Add(1234*time.Millisecond), 240, 4, time.Minute)
-			for i := 0; i < len(windows); {
-				n := min(1+rng.IntN(5), len(windows)-i)
-				var recs []protocol.Record
-				for _, w := range windows[i : i+n] {
-					recs = append(recs, w...)
-				}
-				i += n
-				if err := s.Append(ctx, recs, []byte(fmt.Sprint(i))); err != nil {
-					t.Fatalf("append %d: %v", i, err)
-				}
-				stored = append(stored, recs...)
-				if st := s.Stats(); st.PendingBytes+st.UnackedBytes > maxBytes || st.MaxBytes != maxBytes {
-					t.Fatalf("after append %d: %d bytes stored, cap %d (Stats says %d)", i, st.PendingBytes+st.UnackedBytes, maxBytes, st.MaxBytes)
-				}
-				// Seal now and then, so that batches and merged entries mix.
-				if rng.IntN(40) == 0 {
-					if _, _, err := s.SealNext(ctx, newSealFunc(t), 50); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if got := s.Stats().PendingRecords; got >= int64(len(stored))*2/3 {
-				t.Fatalf("%d records pending of %d appended: the cap did not force merging", got, len(stored))
-			}
+			stored := appendOverCap(t, s, rng, maxBytes, windows, nil)
 			out := sealAndOpen(t, s)
 			checkInvariants(t, out)
 			checkTotals(t, stored, out)
 		})
 	}
+}
+
+// appendOverCap appends windows to s in runs of 1 to 5, each run's records
+// preceded window by window by what before(i) returns (before may be nil),
+// and returns everything appended. After each append s must be within
+// maxBytes; now and then it seals a batch, so that batches and merged
+// entries mix; at the end the cap must have forced merging.
+func appendOverCap(t *testing.T, s *spool.Spool, rng *rand.Rand, maxBytes int64, windows [][]protocol.Record, before func(i int) []protocol.Record) []protocol.Record {
+	t.Helper()
+	ctx := context.Background()
+	var stored []protocol.Record
+	for i := 0; i < len(windows); {
+		n := min(1+rng.IntN(5), len(windows)-i)
+		var recs []protocol.Record
+		for k, w := range windows[i : i+n] {
+			if before != nil {
+				recs = append(recs, before(i+k)...)
+			}
+			recs = append(recs, w...)
+		}
+		i += n
+		if err := s.Append(ctx, recs, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		stored = append(stored, recs...)
+		if st := s.Stats(); st.PendingBytes+st.UnackedBytes > maxBytes || st.MaxBytes != maxBytes {
+			t.Fatalf("after append %d: %d bytes stored, cap %d (Stats says %d)", i, st.PendingBytes+st.UnackedBytes, maxBytes, st.MaxBytes)
+		}
+		if rng.IntN(40) == 0 {
+			if _, _, err := s.SealNext(ctx, newSealFunc(t), 50); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := s.Stats().PendingRecords; got >= int64(len(stored))*2/3 {
+		t.Fatalf("%d records pending of %d appended: the cap did not force merging", got, len(stored))
+	}
+	return stored
 }
 
 func TestErrFull(t *testing.T) {
