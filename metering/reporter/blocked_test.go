@@ -50,9 +50,7 @@ func TestRefusalDeadLettersOnceThenHolds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 10)
+			a, g := authorityAndAgent(t, 10)
 			if tc.bad {
 				var recs []protocol.Record
 				for i := 10; i < 20; i++ {

@@ -46,9 +46,7 @@ func TestBacklogDeliveredInOrder(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, tc.windows)
+			a, g := authorityAndAgent(t, tc.windows)
 			opts := g.options(a.URL)
 			opts.MaxBatchRecords, opts.MaxInFlight = tc.maxBatchRecords, tc.maxInFlight
 			r := g.reporter(opts)
@@ -97,9 +95,7 @@ func TestLostAnswerIsResentIdempotently(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 10)
+			a, g := authorityAndAgent(t, 10)
 			var dropped atomic.Bool
 			a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 				switch {
@@ -156,9 +152,7 @@ func TestOutageDrains(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 20)
+			a, g := authorityAndAgent(t, 20)
 			var down atomic.Bool
 			var failed atomic.Int64
 			down.Store(true)
@@ -203,9 +197,7 @@ func TestOutageDrains(t *testing.T) {
 }
 
 func TestRetryAfterIsHonoured(t *testing.T) {
-	a := newAuthority(t)
-	g := newAgent(t, a.key)
-	g.appendWindows(0, 2)
+	a, g := authorityAndAgent(t, 2)
 	posted := recordFirst(a, http.MethodPost, func(*http.Request) time.Time { return time.Now() }, func(w http.ResponseWriter) {
 		w.Header().Set("Retry-After", "1")
 		problemAnswer(w, http.StatusTooManyRequests, "rate-limited", "slow down", nil)
@@ -231,9 +223,7 @@ func TestSequenceGapResendsFromExpected(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 30)
+			a, g := authorityAndAgent(t, 30)
 			var answered atomic.Bool
 			a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 				// The second batch is answered 409 once, expecting what the
@@ -270,9 +260,7 @@ func TestHeadReconcilesAtStart(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 30)
+			a, g := authorityAndAgent(t, 30)
 			// A previous run sealed three batches and delivered some, and
 			// crashed before acknowledging them in the spool.
 			bs := sealBatches(t, g, 3, 10*recsPerWindow)

@@ -36,9 +36,7 @@ func TestHeldRefusalKeepsTheBatch(t *testing.T) {
 			status: http.StatusUnprocessableEntity, action: "fix the cause at the authority"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 30)
+			a, g := authorityAndAgent(t, 30)
 			var refusing atomic.Bool
 			refusing.Store(true)
 			var mu sync.Mutex
@@ -195,9 +193,7 @@ func TestClockOffset(t *testing.T) {
 			want: -4500 * time.Millisecond, wantSource: reporter.ClockSourceDate, warned: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 2)
+			a, g := authorityAndAgent(t, 2)
 			var first atomic.Bool
 			first.Store(tc.firstAt != nil)
 			a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {

@@ -430,3 +430,13 @@ func recordFirst[T any](a *authority, method string, see func(*http.Request) T, 
 		return slices.Clone(seen)
 	}
 }
+
+// authorityAndAgent starts an authority and an agent of its node that has
+// appended windows 0..windows-1.
+func authorityAndAgent(tb testing.TB, windows int) (*authority, *agent) {
+	tb.Helper()
+	a := newAuthority(tb)
+	g := newAgent(tb, a.key)
+	g.appendWindows(0, windows)
+	return a, g
+}

@@ -15,9 +15,7 @@ import (
 // again after Retry-After, waited on the injected clock, and never
 // dead-lettered.
 func TestWindowNotEndedIsRetried(t *testing.T) {
-	a := newAuthority(t)
-	g := newAgent(t, a.key)
-	g.appendWindows(0, 2)
+	a, g := authorityAndAgent(t, 2)
 	posts := refuseFirstPosts(a, 1, http.StatusTooEarly, protocol.WindowNotEnded, "7")
 	r, wc, done := flushOnWaitClock(g, a)
 	w := wc.next(t)
@@ -52,9 +50,7 @@ func (c *steppingClock) After(d time.Duration) <-chan time.Time { return time.Af
 // over the method and the request URI, and a retried read is signed
 // again, at the clock's new now.
 func TestHeadReadIsSigned(t *testing.T) {
-	a := newAuthority(t)
-	g := newAgent(t, a.key)
-	g.appendWindows(0, 1)
+	a, g := authorityAndAgent(t, 1)
 	reads := recordFirst(a, http.MethodGet, func(r *http.Request) protocol.ReadAuth {
 		ra, err := protocol.ParseReadAuth(r.Header.Get("Authorization"))
 		if err != nil || ra.KeyID != g.sealer.KeyID() || !ra.Verify(a.key.Public().(ed25519.PublicKey), r.Method, r.URL.RequestURI()) {

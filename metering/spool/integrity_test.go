@@ -5,7 +5,6 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -332,8 +331,7 @@ func TestVerifyCountsEachBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := spool.VerifyReport{PendingEntries: 1, Batches: 1, DeadLetters: 1, Retained: 2}
-	if !reflect.DeepEqual(rep, want) {
-		t.Fatalf("Verify = %+v, want %+v", rep, want)
+	if rep.PendingEntries != 1 || rep.Batches != 1 || rep.DeadLetters != 1 || rep.Retained != 2 || len(rep.Problems) != 0 {
+		t.Fatalf("Verify = %+v, want 1 pending entry, 1 batch, 1 dead letter, 2 retained, no problem", rep)
 	}
 }

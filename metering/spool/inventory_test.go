@@ -127,36 +127,3 @@ func TestAppendKeepsInventoryAlone(t *testing.T) {
 		t.Fatalf("sealed records differ from those appended, or their order:\n%+v\nwant\n%+v", out, in)
 	}
 }
-
-// TestCapMergesKeepInventories is TestCapMerges with inventory records
-// appended between windows: merging under the cap keeps every one of them
-// exactly and in its place.
-func TestCapMergesKeepInventories(t *testing.T) {
-	for seed := range uint64(3) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, 13))
-			// Each inventory splits its merge bucket in two: a little more
-			// room than TestCapMerges for the three of them.
-			const maxBytes = 256 << 10
-			s := openSpool(t, tempPath(t), spool.Options{MaxBytes: maxBytes, MergeWindow: 30 * time.Minute})
-			var invs []protocol.Record
-			windows := spool.RandomWindows(rng, node, t0.Add(1234*time.Millisecond), 240, 4, time.Minute)
-			at := map[int]bool{rng.IntN(80): true, 80 + rng.IntN(80): true, 160 + rng.IntN(80): true}
-			stored := appendOverCap(t, s, rng, maxBytes, windows, func(i int) []protocol.Record {
-				if !at[i] {
-					return nil
-				}
-				inv := inventoryAt(windows[i][0].WindowStart, fmt.Sprint("build-", i))
-				invs = append(invs, inv)
-				return []protocol.Record{inv}
-			})
-			out := sealAndOpen(t, s)
-			for i := range out {
-				out[i].Seq = 0
-			}
-			checkInventoryPlaces(t, invs, out)
-			checkInvariants(t, withoutInventories(out))
-			checkTotals(t, withoutInventories(stored), withoutInventories(out))
-		})
-	}
-}

@@ -170,18 +170,53 @@ func TestMergeRecordFields(t *testing.T) {
 
 // TestCapMerges appends random windows under a cap small enough to force
 // merging and checks what comes out of the spool against what went in.
+// With inventories, inventory records are appended between windows:
+// merging under the cap keeps every one of them exactly and in its place.
 func TestCapMerges(t *testing.T) {
-	for seed := range uint64(4) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			rng := rand.New(rand.NewPCG(seed, 11))
-			const maxBytes = 200 << 10
-			s := openSpool(t, tempPath(t), spool.Options{MaxBytes: maxBytes, MergeWindow: 30 * time.Minute})
-			windows := spool.RandomWindows(rng, node, t0.Add(1234*time.Millisecond), 240, 4, time.Minute)
-			stored := appendOverCap(t, s, rng, maxBytes, windows, nil)
-			out := sealAndOpen(t, s)
-			checkInvariants(t, out)
-			checkTotals(t, stored, out)
-		})
+	tests := []struct {
+		name        string
+		seeds       uint64
+		stream      uint64 // the PCG stream of the case's random numbers
+		maxBytes    int64
+		inventories bool
+	}{
+		{name: "windows", seeds: 4, stream: 11, maxBytes: 200 << 10},
+		// Each inventory splits its merge bucket in two: a little more
+		// room for the three of them.
+		{name: "with inventories", seeds: 3, stream: 13, maxBytes: 256 << 10, inventories: true},
+	}
+	for _, tc := range tests {
+		for seed := range tc.seeds {
+			t.Run(fmt.Sprint(tc.name, "/", seed), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(seed, tc.stream))
+				s := openSpool(t, tempPath(t), spool.Options{MaxBytes: tc.maxBytes, MergeWindow: 30 * time.Minute})
+				windows := spool.RandomWindows(rng, node, t0.Add(1234*time.Millisecond), 240, 4, time.Minute)
+				if !tc.inventories {
+					stored := appendOverCap(t, s, rng, tc.maxBytes, windows, nil)
+					out := sealAndOpen(t, s)
+					checkInvariants(t, out)
+					checkTotals(t, stored, out)
+					return
+				}
+				var invs []protocol.Record
+				at := map[int]bool{rng.IntN(80): true, 80 + rng.IntN(80): true, 160 + rng.IntN(80): true}
+				stored := appendOverCap(t, s, rng, tc.maxBytes, windows, func(i int) []protocol.Record {
+					if !at[i] {
+						return nil
+					}
+					inv := inventoryAt(windows[i][0].WindowStart, fmt.Sprint("build-", i))
+					invs = append(invs, inv)
+					return []protocol.Record{inv}
+				})
+				out := sealAndOpen(t, s)
+				for i := range out {
+					out[i].Seq = 0
+				}
+				checkInventoryPlaces(t, invs, out)
+				checkInvariants(t, withoutInventories(out))
+				checkTotals(t, withoutInventories(stored), withoutInventories(out))
+			})
+		}
 	}
 }
 
