@@ -28,7 +28,7 @@ func TestSignerWithDSSE(t *testing.T) {
 	if id, _ := s.KeyID(); id != signing.KeyID(pub) {
 		t.Fatalf("KeyID %s, want %s", id, signing.KeyID(pub))
 	}
-	es := envelopeSigner(t, priv)
+	es := testutil.EnvelopeSigner(t, priv)
 	env, err := es.SignPayload(ctx, "text/plain", []byte("hello"))
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func TestSignerWithDSSE(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			ev := envelopeVerifier(t, tc.pub)
+			ev := testutil.EnvelopeVerifier(t, tc.pub)
 			e := *env
 			e.Signatures = append([]dsse.Signature(nil), env.Signatures...)
 			tc.mod(&e)
@@ -90,7 +90,7 @@ func TestInteropWithLedger(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		env, err := envelopeSigner(t, priv).SignPayload(ctx, protocol.PayloadType, payload)
+		env, err := testutil.EnvelopeSigner(t, priv).SignPayload(ctx, protocol.PayloadType, payload)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +115,7 @@ func TestInteropWithLedger(t *testing.T) {
 		if err := json.Unmarshal(sealed.Envelope, &env); err != nil {
 			t.Fatal(err)
 		}
-		ev := envelopeVerifier(t, pub)
+		ev := testutil.EnvelopeVerifier(t, pub)
 		if _, err := ev.Verify(ctx, &env); err != nil {
 			t.Fatal(err)
 		}
@@ -133,33 +133,4 @@ func TestInteropWithLedger(t *testing.T) {
 			t.Fatalf("err = %v, want ErrBadSignature", err)
 		}
 	})
-}
-
-// envelopeSigner is a DSSE envelope signer over signing's adapter for key.
-func envelopeSigner(t *testing.T, key ed25519.PrivateKey) *dsse.EnvelopeSigner {
-	t.Helper()
-	s, err := signing.NewSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, err := dsse.NewEnvelopeSigner(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return es
-}
-
-// envelopeVerifier is a DSSE envelope verifier over signing's adapter for
-// pub.
-func envelopeVerifier(t *testing.T, pub ed25519.PublicKey) *dsse.EnvelopeVerifier {
-	t.Helper()
-	v, err := signing.NewVerifier(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := dsse.NewEnvelopeVerifier(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ev
 }
