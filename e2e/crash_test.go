@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gpumeter/gpumeter/internal/testutil"
 )
 
@@ -165,14 +167,11 @@ func (u unitFile) restarts(exit int, sig syscall.Signal) bool {
 	return false
 }
 
+// unixName is the signal's name as systemd's RestartPreventExitStatus
+// takes it (SIGABRT); a signal without one is SIG and its number.
 func unixName(sig syscall.Signal) string {
-	switch sig {
-	case syscall.SIGABRT:
-		return "SIGABRT"
-	case syscall.SIGKILL:
-		return "SIGKILL"
-	case syscall.SIGSEGV:
-		return "SIGSEGV"
+	if name := unix.SignalName(sig); name != "" {
+		return name
 	}
 	return fmt.Sprintf("SIG%d", int(sig))
 }

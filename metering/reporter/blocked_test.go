@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/reporter"
@@ -51,9 +50,7 @@ func TestRefusalDeadLettersOnceThenHolds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 10)
+			a, g := authorityAndAgent(t, 10)
 			if tc.bad {
 				var recs []protocol.Record
 				for i := 10; i < 20; i++ {
@@ -71,9 +68,8 @@ func TestRefusalDeadLettersOnceThenHolds(t *testing.T) {
 			}
 			g.appendWindows(20, 50)
 			a.setWrap(tc.wrap)
-			var logs logBuffer
-			opts := g.options(a.URL)
-			opts.MaxBatchRecords, opts.Log = perBatch, logs.logger()
+			opts, logs := g.loggedOptions(a.URL)
+			opts.MaxBatchRecords = perBatch
 			r := g.reporter(opts)
 
 			err := r.Flush(context.Background())
@@ -107,15 +103,9 @@ func TestRefusalDeadLettersOnceThenHolds(t *testing.T) {
 			// A running reporter probes the authority's head about every
 			// RetryWaitMax, sends nothing and dead-letters nothing more.
 			gets := a.gets.Load()
-			wc := newWaitClock(t)
-			opts.Clock, opts.RetryWaitMax = wc, time.Second
-			r2 := g.reporter(opts)
-			stop := run(t, r2)
+			r2, wc, stop := g.runProbing(&opts)
 			for probe := range 3 {
-				w := wc.next(t)
-				if w.d < opts.RetryWaitMax/2 || w.d > opts.RetryWaitMax {
-					t.Errorf("probe %d: blocked reporter waits %s, want %s..%s", probe, w.d, opts.RetryWaitMax/2, opts.RetryWaitMax)
-				}
+				w := wc.probe(t, probe, opts.RetryWaitMax, "blocked reporter")
 				if p := a.posts.Load(); p != 2 {
 					t.Errorf("probe %d: %d POSTs in all, want 2: a blocked reporter sends nothing", probe, p)
 				}
@@ -185,9 +175,7 @@ func deliveredAgent(t *testing.T, a *authority, n int) *agent {
 	t.Helper()
 	g := newAgent(t, a.key)
 	g.appendWindows(0, n)
-	if err := g.reporter(g.options(a.URL)).Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	g.flushed(g.options(a.URL))
 	return g
 }
 
@@ -197,9 +185,7 @@ func TestAuthorityBehindAcknowledgedMark(t *testing.T) {
 	// The authority is restored from an empty backup (same node and key).
 	b := newAuthorityWithKey(t, a.key)
 	g.appendWindows(20, 30)
-	var logs logBuffer
-	opts := g.options(b.URL)
-	opts.Log = logs.logger()
+	opts, logs := g.loggedOptions(b.URL)
 	r := g.reporter(opts)
 	err := r.Flush(context.Background())
 	if !errors.Is(err, reporter.ErrBlocked) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,9 +46,7 @@ func TestBacklogDeliveredInOrder(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, tc.windows)
+			a, g := authorityAndAgent(t, tc.windows)
 			opts := g.options(a.URL)
 			opts.MaxBatchRecords, opts.MaxInFlight = tc.maxBatchRecords, tc.maxInFlight
 			r := g.reporter(opts)
@@ -98,9 +95,7 @@ func TestLostAnswerIsResentIdempotently(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 10)
+			a, g := authorityAndAgent(t, 10)
 			var dropped atomic.Bool
 			a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 				switch {
@@ -129,10 +124,7 @@ func TestLostAnswerIsResentIdempotently(t *testing.T) {
 				}
 				a.setWrap(nil)
 			}
-			r := g.reporter(opts)
-			if err := r.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			r := g.flushed(opts)
 			assertDelivered(t, a, g, 10*recsPerWindow)
 			if c := a.counts(); c.Batches != 2 {
 				t.Errorf("authority stores %d batches, want 2", c.Batches)
@@ -160,9 +152,7 @@ func TestOutageDrains(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 20)
+			a, g := authorityAndAgent(t, 20)
 			var down atomic.Bool
 			var failed atomic.Int64
 			down.Store(true)
@@ -207,34 +197,14 @@ func TestOutageDrains(t *testing.T) {
 }
 
 func TestRetryAfterIsHonoured(t *testing.T) {
-	a := newAuthority(t)
-	g := newAgent(t, a.key)
-	g.appendWindows(0, 2)
-	var mu sync.Mutex
-	var times []time.Time
-	a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if r.Method != http.MethodPost {
-			next.ServeHTTP(w, r)
-			return
-		}
-		mu.Lock()
-		times = append(times, time.Now())
-		first := len(times) == 1
-		mu.Unlock()
-		if first {
-			w.Header().Set("Retry-After", "1")
-			problemAnswer(w, http.StatusTooManyRequests, "rate-limited", "slow down", nil)
-			return
-		}
-		next.ServeHTTP(w, r)
+	a, g := authorityAndAgent(t, 2)
+	posted := recordFirst(a, http.MethodPost, func(*http.Request) time.Time { return time.Now() }, func(w http.ResponseWriter) {
+		w.Header().Set("Retry-After", "1")
+		problemAnswer(w, http.StatusTooManyRequests, "rate-limited", "slow down", nil)
 	})
-	r := g.reporter(g.options(a.URL))
-	if err := r.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	r := g.flushed(g.options(a.URL))
 	assertDelivered(t, a, g, 2*recsPerWindow)
-	mu.Lock()
-	defer mu.Unlock()
+	times := posted()
 	if len(times) != 2 {
 		t.Fatalf("%d POSTs, want 2 (one 429, one accepted)", len(times))
 	}
@@ -253,9 +223,7 @@ func TestSequenceGapResendsFromExpected(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 30)
+			a, g := authorityAndAgent(t, 30)
 			var answered atomic.Bool
 			a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 				// The second batch is answered 409 once, expecting what the
@@ -267,10 +235,7 @@ func TestSequenceGapResendsFromExpected(t *testing.T) {
 				}
 				next.ServeHTTP(w, r)
 			})
-			r := g.reporter(g.options(a.URL))
-			if err := r.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			r := g.flushed(g.options(a.URL))
 			assertDelivered(t, a, g, 30*recsPerWindow)
 			st := r.Stats()
 			if st.Duplicates != 0 || st.DeadLetters != 0 || st.SentBatches != 3 {
@@ -295,19 +260,14 @@ func TestHeadReconcilesAtStart(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 30)
+			a, g := authorityAndAgent(t, 30)
 			// A previous run sealed three batches and delivered some, and
 			// crashed before acknowledging them in the spool.
 			bs := sealBatches(t, g, 3, 10*recsPerWindow)
 			for _, b := range bs[:tc.stored] {
 				postDirect(t, a, b.Envelope)
 			}
-			r := g.reporter(g.options(a.URL))
-			if err := r.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
+			r := g.flushed(g.options(a.URL))
 			assertDelivered(t, a, g, 30*recsPerWindow)
 			if st := r.Stats(); st.SentBatches != int64(3-tc.stored) || st.Duplicates != 0 {
 				t.Errorf("stats %+v: want only the %d batches not stored sent", st, 3-tc.stored)

@@ -36,9 +36,7 @@ func TestHeldRefusalKeepsTheBatch(t *testing.T) {
 			status: http.StatusUnprocessableEntity, action: "fix the cause at the authority"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 30)
+			a, g := authorityAndAgent(t, 30)
 			var refusing atomic.Bool
 			refusing.Store(true)
 			var mu sync.Mutex
@@ -59,9 +57,7 @@ func TestHeldRefusalKeepsTheBatch(t *testing.T) {
 				}
 				next.ServeHTTP(w, r)
 			})
-			var logs logBuffer
-			opts := g.options(a.URL)
-			opts.Log = logs.logger()
+			opts, logs := g.loggedOptions(a.URL)
 			r := g.reporter(opts)
 			if err := r.Flush(context.Background()); !errors.Is(err, reporter.ErrHeld) || !strings.Contains(err.Error(), tc.action) {
 				t.Fatalf("Flush = %v, want ErrHeld naming %q", err, tc.action)
@@ -71,15 +67,9 @@ func TestHeldRefusalKeepsTheBatch(t *testing.T) {
 				t.Errorf("stats while held %+v", st)
 			}
 
-			wc := newWaitClock(t)
-			opts.Clock, opts.RetryWaitMax = wc, time.Second
-			r2 := g.reporter(opts)
-			stop := run(t, r2)
+			r2, wc, stop := g.runProbing(&opts)
 			for probe := range 3 {
-				w := wc.next(t)
-				if w.d < opts.RetryWaitMax/2 || w.d > opts.RetryWaitMax {
-					t.Errorf("probe %d: a held reporter waits %s, want %s..%s", probe, w.d, opts.RetryWaitMax/2, opts.RetryWaitMax)
-				}
+				w := wc.probe(t, probe, opts.RetryWaitMax, "a held reporter")
 				if sp := g.spool.Stats(); sp.DeadLetters != 0 {
 					t.Fatalf("probe %d: %d dead letters, want none", probe, sp.DeadLetters)
 				}
@@ -130,9 +120,7 @@ func TestSecondSignerBlocks(t *testing.T) {
 	g.sealer = sealer
 	g.appendWindows(0, 30)
 	a.setWrap(refuseFrom(perBatch+1, 1000, http.StatusConflict, protocol.SecondSigner))
-	var logs logBuffer
-	opts := g.options(a.URL)
-	opts.Log = logs.logger()
+	opts, logs := g.loggedOptions(a.URL)
 	r := g.reporter(opts)
 	if err := r.Flush(context.Background()); !errors.Is(err, reporter.ErrBlocked) {
 		t.Fatalf("Flush = %v, want ErrBlocked", err)
@@ -145,10 +133,7 @@ func TestSecondSignerBlocks(t *testing.T) {
 
 	// A running reporter: nothing sent, nothing dead-lettered.
 	posts := a.posts.Load()
-	wc := newWaitClock(t)
-	opts.Clock, opts.RetryWaitMax = wc, time.Second
-	r2 := g.reporter(opts)
-	stop := run(t, r2)
+	r2, wc, stop := g.runProbing(&opts)
 	for range 3 {
 		w := wc.next(t)
 		w.fire <- t0
@@ -208,9 +193,7 @@ func TestClockOffset(t *testing.T) {
 			want: -4500 * time.Millisecond, wantSource: reporter.ClockSourceDate, warned: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := newAuthority(t)
-			g := newAgent(t, a.key)
-			g.appendWindows(0, 2)
+			a, g := authorityAndAgent(t, 2)
 			var first atomic.Bool
 			first.Store(tc.firstAt != nil)
 			a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
@@ -224,14 +207,8 @@ func TestClockOffset(t *testing.T) {
 				}
 				next.ServeHTTP(w, r)
 			})
-			var logs logBuffer
-			opts := g.options(a.URL)
-			opts.Log = logs.logger()
-			r := g.reporter(opts)
-			if err := r.Flush(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			st := r.Stats()
+			opts, logs := g.loggedOptions(a.URL)
+			st := g.flushed(opts).Stats()
 			if !st.ClockOffsetKnown || st.ClockOffset != tc.want || st.ClockOffsetSource != tc.wantSource {
 				t.Errorf("offset %s from %q (known %t), want %s from %q", st.ClockOffset, st.ClockOffsetSource, st.ClockOffsetKnown, tc.want, tc.wantSource)
 			}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -358,4 +359,84 @@ func batchSeqs(env []byte) (first, last uint64) {
 func batchFirstSeq(env []byte) uint64 {
 	first, _ := batchSeqs(env)
 	return first
+}
+
+// flushed makes a reporter with opts and flushes it, failing the test if
+// Flush fails; the reporter is returned for its Stats.
+func (g *agent) flushed(opts reporter.Options) *reporter.Reporter {
+	g.t.Helper()
+	r := g.reporter(opts)
+	if err := r.Flush(context.Background()); err != nil {
+		g.t.Fatalf("Flush: %v", err)
+	}
+	return r
+}
+
+// loggedOptions are g.options(url) with the reporter's log going to the
+// returned buffer.
+func (g *agent) loggedOptions(url string) (reporter.Options, *logBuffer) {
+	logs := &logBuffer{}
+	opts := g.options(url)
+	opts.Log = logs.logger()
+	return opts, logs
+}
+
+// runProbing runs a reporter with opts on a waitClock the test answers,
+// with RetryWaitMax 1s (both set in opts); stop stops it.
+func (g *agent) runProbing(opts *reporter.Options) (r *reporter.Reporter, wc *waitClock, stop func() error) {
+	wc = newWaitClock(g.t)
+	opts.Clock, opts.RetryWaitMax = wc, time.Second
+	r = g.reporter(*opts)
+	return r, wc, run(g.t, r)
+}
+
+// probe returns the reporter's next wait, probe n, and fails the test
+// unless it lies in max/2..max, the jittered interval at which a stopped
+// reporter (who) asks again.
+func (c *waitClock) probe(tb testing.TB, n int, max time.Duration, who string) clockWait {
+	tb.Helper()
+	w := c.next(tb)
+	if w.d < max/2 || w.d > max {
+		tb.Errorf("probe %d: %s waits %s, want %s..%s", n, who, w.d, max/2, max)
+	}
+	return w
+}
+
+// recordFirst makes a answer the first request of method with first and
+// pass every other request to the authority; each request of method is
+// first given to see, and what see returns is kept, in order, for got.
+func recordFirst[T any](a *authority, method string, see func(*http.Request) T, first func(http.ResponseWriter)) (got func() []T) {
+	var mu sync.Mutex
+	var seen []T
+	a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.Method != method {
+			next.ServeHTTP(w, r)
+			return
+		}
+		v := see(r)
+		mu.Lock()
+		seen = append(seen, v)
+		n := len(seen)
+		mu.Unlock()
+		if n == 1 {
+			first(w)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+	return func() []T {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+}
+
+// authorityAndAgent starts an authority and an agent of its node that has
+// appended windows 0..windows-1.
+func authorityAndAgent(tb testing.TB, windows int) (*authority, *agent) {
+	tb.Helper()
+	a := newAuthority(tb)
+	g := newAgent(tb, a.key)
+	g.appendWindows(0, windows)
+	return a, g
 }

@@ -188,11 +188,7 @@ func TestLogReceiptsVerifiedAndKept(t *testing.T) {
 	g.appendWindows(0, 40)
 	opts := g.options(a.URL)
 	opts.LogKey = signer.VerifierKey()
-	r := g.reporter(opts)
-	if err := r.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	st := r.Stats()
+	st := g.flushed(opts).Stats()
 	if len(st.LogVerifyFailures) != 0 || st.LogInconsistent || st.LogCheckpointSize != 4 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -217,15 +213,11 @@ func deliveredWithLog(t *testing.T, logKey string) (*tlog.Signer, *authority, *m
 	a, l := logAuthority(t, signer, key)
 	g := retainingAgent(t, key)
 	g.appendWindows(0, 10)
-	logs := &logBuffer{}
-	opts := g.options(a.URL)
-	opts.Log = logs.logger()
+	opts, logs := g.loggedOptions(a.URL)
 	if logKey != "" {
 		opts.LogKey = signer.VerifierKey()
 	}
-	if err := g.reporter(opts).Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	g.flushed(opts)
 	return signer, a, l, g, logs, opts
 }
 
@@ -321,9 +313,7 @@ func restoredAuthority(t *testing.T, kept int, prepare func(l *merkleLog)) (g *a
 	g.appendWindows(0, 60)
 	opts = g.options(first.URL)
 	opts.LogKey = signer.VerifierKey()
-	if err := g.reporter(opts).Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	g.flushed(opts)
 	second, l2 = logAuthority(t, signer, key)
 	if prepare != nil {
 		prepare(l2)
@@ -429,19 +419,14 @@ func TestRestoredAuthorityWithoutLogOnHeadHash(t *testing.T) {
 	first := newAuthorityWithKey(t, key)
 	g := retainingAgent(t, key)
 	g.appendWindows(0, 40)
-	if err := g.reporter(g.options(first.URL)).Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	g.flushed(g.options(first.URL))
 	kept, err := g.spool.Retained(context.Background())
 	if err != nil || len(kept) != 4 {
 		t.Fatalf("retained %d, %v", len(kept), err)
 	}
 	second := newAuthorityWithKey(t, key)
 	postDirect(t, second, kept[0].Envelope)
-	r := g.reporter(g.options(second.URL))
-	if err := r.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	r := g.flushed(g.options(second.URL))
 	if second.head() != first.head() || second.counts() != first.counts() || r.Stats().RecoveredBatches != 3 {
 		t.Fatalf("head %d counts %+v stats %+v", second.head(), second.counts(), r.Stats())
 	}

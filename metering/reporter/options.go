@@ -1,6 +1,7 @@
 package reporter
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
@@ -88,24 +89,13 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
-	if o.Timeout == 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.RetryWaitMin == 0 {
-		o.RetryWaitMin = DefaultRetryWaitMin
-	}
-	if o.RetryWaitMax == 0 {
-		o.RetryWaitMax = DefaultRetryWaitMax
-	}
-	if o.MaxClockOffset == 0 {
-		o.MaxClockOffset = DefaultMaxClockOffset
-	}
-	if o.MaxBatchRecords == 0 {
-		o.MaxBatchRecords = DefaultMaxBatchRecords
-	}
-	if o.MaxInFlight == 0 {
-		o.MaxInFlight = DefaultMaxInFlight
-	}
+	// cmp.Or keeps a set value and takes the default for a zero one.
+	o.Timeout = cmp.Or(o.Timeout, DefaultTimeout)
+	o.RetryWaitMin = cmp.Or(o.RetryWaitMin, DefaultRetryWaitMin)
+	o.RetryWaitMax = cmp.Or(o.RetryWaitMax, DefaultRetryWaitMax)
+	o.MaxClockOffset = cmp.Or(o.MaxClockOffset, DefaultMaxClockOffset)
+	o.MaxBatchRecords = cmp.Or(o.MaxBatchRecords, DefaultMaxBatchRecords)
+	o.MaxInFlight = cmp.Or(o.MaxInFlight, DefaultMaxInFlight)
 	if o.LogHistory <= 0 {
 		o.LogHistory = DefaultLogHistory
 	}

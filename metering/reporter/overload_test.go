@@ -29,9 +29,7 @@ import (
 // stored once.
 func TestOverloadedWaitsRetryAfterSpread(t *testing.T) {
 	const shed = 4
-	a := newAuthority(t)
-	g := newAgent(t, a.key)
-	g.appendWindows(0, 2)
+	a, g := authorityAndAgent(t, 2)
 	posts := refuseFirstPosts(a, shed, http.StatusServiceUnavailable, protocol.Overloaded, "2")
 	r, wc, done := flushOnWaitClock(g, a)
 	waits := map[time.Duration]bool{}

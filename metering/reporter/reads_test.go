@@ -1,10 +1,8 @@
 package reporter_test
 
 import (
-	"context"
 	"crypto/ed25519"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,9 +15,7 @@ import (
 // again after Retry-After, waited on the injected clock, and never
 // dead-lettered.
 func TestWindowNotEndedIsRetried(t *testing.T) {
-	a := newAuthority(t)
-	g := newAgent(t, a.key)
-	g.appendWindows(0, 2)
+	a, g := authorityAndAgent(t, 2)
 	posts := refuseFirstPosts(a, 1, http.StatusTooEarly, protocol.WindowNotEnded, "7")
 	r, wc, done := flushOnWaitClock(g, a)
 	w := wc.next(t)
@@ -54,39 +50,21 @@ func (c *steppingClock) After(d time.Duration) <-chan time.Time { return time.Af
 // over the method and the request URI, and a retried read is signed
 // again, at the clock's new now.
 func TestHeadReadIsSigned(t *testing.T) {
-	a := newAuthority(t)
-	g := newAgent(t, a.key)
-	g.appendWindows(0, 1)
-	var mu sync.Mutex
-	var auths []protocol.ReadAuth
-	a.setWrap(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
-		if r.Method != http.MethodGet {
-			next.ServeHTTP(w, r)
-			return
-		}
+	a, g := authorityAndAgent(t, 1)
+	reads := recordFirst(a, http.MethodGet, func(r *http.Request) protocol.ReadAuth {
 		ra, err := protocol.ParseReadAuth(r.Header.Get("Authorization"))
 		if err != nil || ra.KeyID != g.sealer.KeyID() || !ra.Verify(a.key.Public().(ed25519.PublicKey), r.Method, r.URL.RequestURI()) {
 			t.Errorf("GET %s: authorization %q (%v) is not a read signed by the node's key", r.URL.RequestURI(), r.Header.Get("Authorization"), err)
 		}
-		mu.Lock()
-		auths = append(auths, ra)
-		first := len(auths) == 1
-		mu.Unlock()
-		if first {
-			problemAnswer(w, http.StatusServiceUnavailable, protocol.Internal, "try again", nil)
-			return
-		}
-		next.ServeHTTP(w, r)
+		return ra
+	}, func(w http.ResponseWriter) {
+		problemAnswer(w, http.StatusServiceUnavailable, protocol.Internal, "try again", nil)
 	})
 	opts := g.options(a.URL)
 	opts.Clock = &steppingClock{}
-	if err := g.reporter(opts).Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	g.flushed(opts)
 	assertDelivered(t, a, g, recsPerWindow)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(auths) != 2 || !auths[1].Time.After(auths[0].Time) {
+	if auths := reads(); len(auths) != 2 || !auths[1].Time.After(auths[0].Time) {
 		t.Fatalf("GET head signed at %+v: want two reads, the retry signed later", auths)
 	}
 }

@@ -3,7 +3,6 @@ package signing_test
 import (
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
@@ -19,10 +19,8 @@ import (
 
 func TestSignerWithDSSE(t *testing.T) {
 	ctx := context.Background()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := testutil.NewKey(t)
+	pub := priv.Public().(ed25519.PublicKey)
 	s, err := signing.NewSigner(priv)
 	if err != nil {
 		t.Fatal(err)
@@ -30,18 +28,12 @@ func TestSignerWithDSSE(t *testing.T) {
 	if id, _ := s.KeyID(); id != signing.KeyID(pub) {
 		t.Fatalf("KeyID %s, want %s", id, signing.KeyID(pub))
 	}
-	es, err := dsse.NewEnvelopeSigner(s)
-	if err != nil {
-		t.Fatal(err)
-	}
+	es := testutil.EnvelopeSigner(t, priv)
 	env, err := es.SignPayload(ctx, "text/plain", []byte("hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherPub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	otherPub := testutil.NewPublicKey(t)
 	tests := []struct {
 		name   string
 		pub    ed25519.PublicKey
@@ -55,19 +47,11 @@ func TestSignerWithDSSE(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := signing.NewVerifier(tc.pub)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ev, err := dsse.NewEnvelopeVerifier(v)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ev := testutil.EnvelopeVerifier(t, tc.pub)
 			e := *env
 			e.Signatures = append([]dsse.Signature(nil), env.Signatures...)
 			tc.mod(&e)
-			_, err = ev.Verify(ctx, &e)
-			if (err == nil) != tc.wantOK {
+			if _, err := ev.Verify(ctx, &e); (err == nil) != tc.wantOK {
 				t.Fatalf("verify err = %v, want ok=%v", err, tc.wantOK)
 			}
 		})
@@ -87,10 +71,8 @@ func TestAdaptersRefuseWrongKeySizes(t *testing.T) {
 // produce and accept the same envelopes.
 func TestInteropWithLedger(t *testing.T) {
 	ctx := context.Background()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv := testutil.NewKey(t)
+	pub := priv.Public().(ed25519.PublicKey)
 	lookup := func(id string) (ed25519.PublicKey, string, bool, error) {
 		if id != signing.KeyID(pub) {
 			return nil, "", false, fmt.Errorf("%s: %w", id, ledger.ErrUnknownKey)
@@ -108,15 +90,7 @@ func TestInteropWithLedger(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := signing.NewSigner(priv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		es, err := dsse.NewEnvelopeSigner(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		env, err := es.SignPayload(ctx, protocol.PayloadType, payload)
+		env, err := testutil.EnvelopeSigner(t, priv).SignPayload(ctx, protocol.PayloadType, payload)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -141,14 +115,7 @@ func TestInteropWithLedger(t *testing.T) {
 		if err := json.Unmarshal(sealed.Envelope, &env); err != nil {
 			t.Fatal(err)
 		}
-		v, err := signing.NewVerifier(pub)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ev, err := dsse.NewEnvelopeVerifier(v)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ev := testutil.EnvelopeVerifier(t, pub)
 		if _, err := ev.Verify(ctx, &env); err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/google/renameio/v2"
+
+	"github.com/gpumeter/gpumeter/internal/fsutil"
 )
 
 // pemType is the PEM block type of a key file (PKCS#8).
@@ -77,24 +79,10 @@ func writeNewFile(path string, b *pem.Block) error {
 	if err := os.Link(t.Name(), path); err != nil {
 		return fmt.Errorf("create key file %s (an existing key is never overwritten): %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("sync directory of key file %s: %w", path, err)
 	}
 	return nil
-}
-
-// syncDir makes a new directory entry durable (renameio syncs the file,
-// not its directory).
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // LoadKeyFile reads the Ed25519 private key at path. It refuses a file that

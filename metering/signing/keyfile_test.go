@@ -2,7 +2,6 @@ package signing_test
 
 import (
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/signing"
 )
 
@@ -120,11 +120,7 @@ func TestLoadRefusesContent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, edKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edDER, err := x509.MarshalPKCS8PrivateKey(edKey)
+	edDER, err := x509.MarshalPKCS8PrivateKey(testutil.NewKey(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,10 +177,7 @@ func TestLoadRefusesContent(t *testing.T) {
 }
 
 func TestPublicKeyEncoding(t *testing.T) {
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := testutil.NewPublicKey(t)
 	s := signing.EncodePublicKey(pub)
 	if len(s) != 44 {
 		t.Fatalf("encoded key %q has %d chars, want 44 (padded base64 of 32 bytes)", s, len(s))

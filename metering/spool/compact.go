@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/gpumeter/gpumeter/internal/fsutil"
 )
 
 // Compaction thresholds for Open: a bbolt file never shrinks, so after a
@@ -75,7 +77,7 @@ func (s *Spool) Compact(ctx context.Context) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("compact spool %s: replace: %w", s.opts.Path, err)
 	}
-	if err := syncDir(filepath.Dir(s.opts.Path)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(s.opts.Path)); err != nil {
 		return fmt.Errorf("compact spool %s: sync directory: %w", s.opts.Path, err)
 	}
 	if err := s.db.Close(); err != nil {
@@ -89,16 +91,4 @@ func (s *Spool) Compact(ctx context.Context) error {
 		return fmt.Errorf("compact spool %s: reopen: %w", s.opts.Path, err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

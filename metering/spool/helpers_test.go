@@ -132,3 +132,14 @@ func sealAndOpen(tb testing.TB, s *spool.Spool) []protocol.Record {
 	}
 	return openAll(tb, un, 1, "")
 }
+
+// appendWindows appends windows 0..n-1 of units GPUs to s, one append each
+// and no checkpoint.
+func appendWindows(tb testing.TB, s *spool.Spool, n, units int) {
+	tb.Helper()
+	for i := range n {
+		if err := s.Append(context.Background(), windowRecs(i, units), nil); err != nil {
+			tb.Fatalf("append window %d: %v", i, err)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/gpumeter/gpumeter/internal/fsutil"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -179,7 +180,7 @@ func quarantineFile(path string, now time.Time) (string, error) {
 	if err := os.Rename(path, dst); err != nil {
 		return "", err
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(path)); err != nil {
 		return dst, fmt.Errorf("sync directory after moving %s aside: %w", path, err)
 	}
 	return dst, nil
@@ -309,56 +310,57 @@ func (s *Spool) Verify(ctx context.Context) (VerifyReport, error) {
 		for cerr := range tx.Check() {
 			rep.Problems = append(rep.Problems, "bbolt: "+cerr.Error())
 		}
-		err := tx.Bucket(bucketPending).ForEach(func(k, v []byte) error {
-			rep.PendingEntries++
-			if _, err := decodeEntry(k, v); err != nil {
-				rep.Problems = append(rep.Problems, err.Error())
-			}
-			return nil
-		})
-		if err != nil {
-			return err
+		// Each bucket: its count in the report, what a problem is named
+		// after ("": the error says it), and the check of one entry.
+		buckets := []struct {
+			name  []byte
+			count *int
+			what  string
+			check func(k, v []byte) error
+		}{
+			{bucketPending, &rep.PendingEntries, "", func(k, v []byte) error {
+				_, err := decodeEntry(k, v)
+				return err
+			}},
+			{bucketBatches, &rep.Batches, "batch", func(k, v []byte) error {
+				b, err := decodeBatch(k, v)
+				if err != nil {
+					return err
+				}
+				return checkBatchBytes(b)
+			}},
+			{bucketAcked, &rep.Retained, "retained batch", func(k, v []byte) error {
+				b, err := decodeRetained(k, v)
+				if err != nil {
+					return err
+				}
+				return checkBatchBytes(b.Batch)
+			}},
+			{bucketDeadLetter, &rep.DeadLetters, "dead letter", func(k, v []byte) error {
+				var d deadValue
+				if err := json.Unmarshal(v, &d); err != nil {
+					return err
+				}
+				return checkBatchBytes(Batch{FirstSeq: u64(k), LastSeq: d.LastSeq, Hash: d.Hash, Envelope: d.Envelope})
+			}},
 		}
-		err = tx.Bucket(bucketBatches).ForEach(func(k, v []byte) error {
-			rep.Batches++
-			b, err := decodeBatch(k, v)
-			if err == nil {
-				err = checkBatchBytes(b)
-			}
+		for _, b := range buckets {
+			err := tx.Bucket(b.name).ForEach(func(k, v []byte) error {
+				*b.count++
+				switch err := b.check(k, v); {
+				case err == nil:
+				case b.what == "":
+					rep.Problems = append(rep.Problems, err.Error())
+				default:
+					rep.Problems = append(rep.Problems, fmt.Sprintf("%s %d: %v", b.what, u64(k), err))
+				}
+				return nil
+			})
 			if err != nil {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("batch %d: %v", u64(k), err))
+				return err
 			}
-			return nil
-		})
-		if err != nil {
-			return err
 		}
-		err = tx.Bucket(bucketAcked).ForEach(func(k, v []byte) error {
-			rep.Retained++
-			b, err := decodeRetained(k, v)
-			if err == nil {
-				err = checkBatchBytes(b.Batch)
-			}
-			if err != nil {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("retained batch %d: %v", u64(k), err))
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bucketDeadLetter).ForEach(func(k, v []byte) error {
-			rep.DeadLetters++
-			var d deadValue
-			err := json.Unmarshal(v, &d)
-			if err == nil {
-				err = checkBatchBytes(Batch{FirstSeq: u64(k), LastSeq: d.LastSeq, Hash: d.Hash, Envelope: d.Envelope})
-			}
-			if err != nil {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("dead letter %d: %v", u64(k), err))
-			}
-			return nil
-		})
+		return nil
 	})
 	if err != nil {
 		return rep, fmt.Errorf("verify spool %s: %w", s.opts.Path, err)

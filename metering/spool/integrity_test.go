@@ -309,3 +309,29 @@ func TestAnchorResealsDeadLetters(t *testing.T) {
 		t.Fatal("a re-anchored dead letter was requeued")
 	}
 }
+
+// TestVerifyCountsEachBucket: Verify counts the entries of each bucket
+// into its own field and finds nothing wrong in an intact spool.
+func TestVerifyCountsEachBucket(t *testing.T) {
+	ctx := context.Background()
+	s, _ := retainedSpool(t, 2, spool.Options{RetainAcked: time.Hour, Now: (&clockAt{t0}).now}) // seqs 1..4
+	for i := 2; i < 4; i++ {
+		if err := s.Append(ctx, windowRecs(i, 1), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sealAll(t, s, newSealFunc(t), 2) // batches 5..6 and 7..8
+	if err := s.DeadLetter(ctx, 5, "422 over-wall-time"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, windowRecs(4, 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.PendingEntries != 1 || rep.Batches != 1 || rep.DeadLetters != 1 || rep.Retained != 2 || len(rep.Problems) != 0 {
+		t.Fatalf("Verify = %+v, want 1 pending entry, 1 batch, 1 dead letter, 2 retained, no problem", rep)
+	}
+}

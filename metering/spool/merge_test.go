@@ -170,44 +170,92 @@ func TestMergeRecordFields(t *testing.T) {
 
 // TestCapMerges appends random windows under a cap small enough to force
 // merging and checks what comes out of the spool against what went in.
+// With inventories, inventory records are appended between windows:
+// merging under the cap keeps every one of them exactly and in its place.
 func TestCapMerges(t *testing.T) {
-	for seed := range uint64(4) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			ctx := context.Background()
-			rng := rand.New(rand.NewPCG(seed, 11))
-			const maxBytes = 200 << 10
-			s := openSpool(t, tempPath(t), spool.Options{MaxBytes: maxBytes, MergeWindow: 30 * time.Minute})
-			var stored []protocol.Record
-			windows := spool.RandomWindows(rng, node, t0.Add(1234*time.Millisecond), 240, 4, time.Minute)
-			for i := 0; i < len(windows); {
-				n := min(1+rng.IntN(5), len(windows)-i)
-				var recs []protocol.Record
-				for _, w := range windows[i : i+n] {
-					recs = append(recs, w...)
-				}
-				i += n
-				if err := s.Append(ctx, recs, []byte(fmt.Sprint(i))); err != nil {
-					t.Fatalf("append %d: %v", i, err)
-				}
-				stored = append(stored, recs...)
-				if st := s.Stats(); st.PendingBytes+st.UnackedBytes > maxBytes || st.MaxBytes != maxBytes {
-					t.Fatalf("after append %d: %d bytes stored, cap %d (Stats says %d)", i, st.PendingBytes+st.UnackedBytes, maxBytes, st.MaxBytes)
-				}
-				// Seal now and then, so that batches and merged entries mix.
-				if rng.IntN(40) == 0 {
-					if _, _, err := s.SealNext(ctx, newSealFunc(t), 50); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if got := s.Stats().PendingRecords; got >= int64(len(stored))*2/3 {
-				t.Fatalf("%d records pending of %d appended: the cap did not force merging", got, len(stored))
-			}
-			out := sealAndOpen(t, s)
-			checkInvariants(t, out)
-			checkTotals(t, stored, out)
-		})
+	tests := []struct {
+		name        string
+		seeds       uint64
+		stream      uint64 // the PCG stream of the case's random numbers
+		maxBytes    int64
+		inventories bool
+	}{
+		{name: "windows", seeds: 4, stream: 11, maxBytes: 200 << 10},
+		// Each inventory splits its merge bucket in two: a little more
+		// room for the three of them.
+		{name: "with inventories", seeds: 3, stream: 13, maxBytes: 256 << 10, inventories: true},
 	}
+	for _, tc := range tests {
+		for seed := range tc.seeds {
+			t.Run(fmt.Sprint(tc.name, "/", seed), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(seed, tc.stream))
+				s := openSpool(t, tempPath(t), spool.Options{MaxBytes: tc.maxBytes, MergeWindow: 30 * time.Minute})
+				windows := spool.RandomWindows(rng, node, t0.Add(1234*time.Millisecond), 240, 4, time.Minute)
+				if !tc.inventories {
+					stored := appendOverCap(t, s, rng, tc.maxBytes, windows, nil)
+					out := sealAndOpen(t, s)
+					checkInvariants(t, out)
+					checkTotals(t, stored, out)
+					return
+				}
+				var invs []protocol.Record
+				at := map[int]bool{rng.IntN(80): true, 80 + rng.IntN(80): true, 160 + rng.IntN(80): true}
+				stored := appendOverCap(t, s, rng, tc.maxBytes, windows, func(i int) []protocol.Record {
+					if !at[i] {
+						return nil
+					}
+					inv := inventoryAt(windows[i][0].WindowStart, fmt.Sprint("build-", i))
+					invs = append(invs, inv)
+					return []protocol.Record{inv}
+				})
+				out := sealAndOpen(t, s)
+				for i := range out {
+					out[i].Seq = 0
+				}
+				checkInventoryPlaces(t, invs, out)
+				checkInvariants(t, withoutInventories(out))
+				checkTotals(t, withoutInventories(stored), withoutInventories(out))
+			})
+		}
+	}
+}
+
+// appendOverCap appends windows to s in runs of 1 to 5, each run's records
+// preceded window by window by what before(i) returns (before may be nil),
+// and returns everything appended. After each append s must be within
+// maxBytes; now and then it seals a batch, so that batches and merged
+// entries mix; at the end the cap must have forced merging.
+func appendOverCap(t *testing.T, s *spool.Spool, rng *rand.Rand, maxBytes int64, windows [][]protocol.Record, before func(i int) []protocol.Record) []protocol.Record {
+	t.Helper()
+	ctx := context.Background()
+	var stored []protocol.Record
+	for i := 0; i < len(windows); {
+		n := min(1+rng.IntN(5), len(windows)-i)
+		var recs []protocol.Record
+		for k, w := range windows[i : i+n] {
+			if before != nil {
+				recs = append(recs, before(i+k)...)
+			}
+			recs = append(recs, w...)
+		}
+		i += n
+		if err := s.Append(ctx, recs, []byte(fmt.Sprint(i))); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+		stored = append(stored, recs...)
+		if st := s.Stats(); st.PendingBytes+st.UnackedBytes > maxBytes || st.MaxBytes != maxBytes {
+			t.Fatalf("after append %d: %d bytes stored, cap %d (Stats says %d)", i, st.PendingBytes+st.UnackedBytes, maxBytes, st.MaxBytes)
+		}
+		if rng.IntN(40) == 0 {
+			if _, _, err := s.SealNext(ctx, newSealFunc(t), 50); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := s.Stats().PendingRecords; got >= int64(len(stored))*2/3 {
+		t.Fatalf("%d records pending of %d appended: the cap did not force merging", got, len(stored))
+	}
+	return stored
 }
 
 func TestErrFull(t *testing.T) {

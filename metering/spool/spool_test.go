@@ -60,11 +60,7 @@ func TestSealNextSequenceAndChainAcrossReopen(t *testing.T) {
 	path := tempPath(t)
 	seal := newSealFunc(t)
 	s := openSpool(t, path, spool.Options{})
-	for i := range 3 {
-		if err := s.Append(ctx, windowRecs(i, 3), nil); err != nil { // 6 records per window
-			t.Fatal(err)
-		}
-	}
+	appendWindows(t, s, 3, 3) // 6 records per window
 	// 10 records per batch: whole windows only, so 6 + 6 + 6.
 	first := sealAll(t, s, seal, 10)
 	if len(first) != 3 || first[0].LastSeq != 6 || first[1].FirstSeq != 7 || first[2].LastSeq != 18 {
@@ -142,11 +138,7 @@ func TestAck(t *testing.T) {
 	ctx := context.Background()
 	path := tempPath(t)
 	s := openSpool(t, path, spool.Options{})
-	for i := range 4 {
-		if err := s.Append(ctx, windowRecs(i, 1), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendWindows(t, s, 4, 1)
 	sealAll(t, s, newSealFunc(t), 2) // batches 1..2, 3..4, 5..6, 7..8
 	steps := []struct {
 		name        string
@@ -198,11 +190,7 @@ func TestDeadLetter(t *testing.T) {
 	ctx := context.Background()
 	path := tempPath(t)
 	s := openSpool(t, path, spool.Options{})
-	for i := range 3 {
-		if err := s.Append(ctx, windowRecs(i, 1), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendWindows(t, s, 3, 1)
 	sealed := sealAll(t, s, newSealFunc(t), 2)
 	if err := s.DeadLetter(ctx, 3, "422 gpu-not-registered"); err != nil {
 		t.Fatal(err)

@@ -86,24 +86,23 @@ func decodeOne(js []byte) (any, error) {
 	return obj, nil
 }
 
+// apiTypes make an empty object of each API type the manifests may use,
+// by "apiVersion kind".
+var apiTypes = map[string]func() any{
+	"v1 Namespace":                            func() any { return &corev1.Namespace{} },
+	"v1 ServiceAccount":                       func() any { return &corev1.ServiceAccount{} },
+	"v1 ConfigMap":                            func() any { return &corev1.ConfigMap{} },
+	"v1 Service":                              func() any { return &corev1.Service{} },
+	"apps/v1 DaemonSet":                       func() any { return &appsv1.DaemonSet{} },
+	"networking.k8s.io/v1 NetworkPolicy":      func() any { return &networkingv1.NetworkPolicy{} },
+	"monitoring.coreos.com/v1 ServiceMonitor": func() any { return &monitoringv1.ServiceMonitor{} },
+}
+
 func newObject(apiVersion, kind string) (any, error) {
-	switch apiVersion + " " + kind {
-	case "v1 Namespace":
-		return &corev1.Namespace{}, nil
-	case "v1 ServiceAccount":
-		return &corev1.ServiceAccount{}, nil
-	case "v1 ConfigMap":
-		return &corev1.ConfigMap{}, nil
-	case "v1 Service":
-		return &corev1.Service{}, nil
-	case "apps/v1 DaemonSet":
-		return &appsv1.DaemonSet{}, nil
-	case "networking.k8s.io/v1 NetworkPolicy":
-		return &networkingv1.NetworkPolicy{}, nil
-	case "monitoring.coreos.com/v1 ServiceMonitor":
-		return &monitoringv1.ServiceMonitor{}, nil
+	if mk, ok := apiTypes[apiVersion+" "+kind]; ok {
+		return mk(), nil
 	}
-	return nil, fmt.Errorf("%s %s: no API type known to this test: add it to newObject", apiVersion, kind)
+	return nil, fmt.Errorf("%s %s: no API type known to this test: add it to apiTypes", apiVersion, kind)
 }
 
 // manifests are every document of both files, by kind.

@@ -2,7 +2,6 @@ package prometheus
 
 import (
 	"encoding/json"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -49,15 +48,7 @@ type panel struct {
 
 func loadDashboard(t *testing.T) dashboard {
 	t.Helper()
-	b, err := os.ReadFile(dashboardFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d dashboard
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatalf("%s: %v", dashboardFile, err)
-	}
-	return d
+	return decodeFile[dashboard](t, dashboardFile, json.Unmarshal)
 }
 
 // allPanels flattens rows, collapsed or not.

@@ -59,16 +59,24 @@ func loadRules(t *testing.T) []rule {
 	return loadRulesFile(t, rulesFile)
 }
 
-func loadRulesFile(t *testing.T, file string) []rule {
+// decodeFile reads file and decodes it with unmarshal (json.Unmarshal or
+// yaml.Unmarshal), failing the test with the file's name.
+func decodeFile[T any](t *testing.T, file string, unmarshal func([]byte, any) error) T {
 	t.Helper()
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f ruleFile
-	if err := yaml.Unmarshal(b, &f); err != nil {
+	var v T
+	if err := unmarshal(b, &v); err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
+	return v
+}
+
+func loadRulesFile(t *testing.T, file string) []rule {
+	t.Helper()
+	f := decodeFile[ruleFile](t, file, yaml.Unmarshal)
 	var out []rule
 	for _, g := range f.Groups {
 		out = append(out, g.Rules...)
