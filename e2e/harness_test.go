@@ -646,22 +646,10 @@ func NewNode(t testing.TB, a *Authority, o NodeOptions) *Node {
 	if err := os.WriteFile(scen, []byte(o.Scenario.YAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if o.Authority != "" {
-		o.Authority = ", " + o.Authority
-	}
-	cfg := fmt.Sprintf(`node: {id: %s, provider: %s}
-devices: {source: simulated, scenario: %q, speed: %d}
-metering: {poll_interval: 1s, window: 1m, max_hold: 1m}
-attribution:
-  rules:
-    - {user: acme, tenant: acme}
-    - {user: globex, tenant: globex}
-http: {listen: "127.0.0.1:0"}
-authority: {url: %q, timeout: 5s%s}
-output: {records_file: %q}
-log: {level: debug, format: json}
-state_dir: %q
-%s`, n.ID, n.Provider, scen, o.Speed, a.URL, o.Authority, n.RecordsFile, n.Dir, o.Extra)
+	cfg := testutil.SimAgent{Node: n.ID, Provider: n.Provider, Scenario: scen, Speed: o.Speed,
+		Rules:     []string{"{user: acme, tenant: acme}", "{user: globex, tenant: globex}"},
+		Authority: a.URL, Timeout: "5s", AuthorityExtra: o.Authority, RecordsFile: n.RecordsFile,
+		StateDir: n.Dir, Extra: "log: {level: debug, format: json}\n" + o.Extra}.YAML()
 	if err := os.WriteFile(n.Config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gpumeter/gpumeter/authority/authoritytest"
 	"github.com/gpumeter/gpumeter/authority/server"
+	"github.com/gpumeter/gpumeter/internal/testutil"
 	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -50,15 +51,7 @@ func flipB64(t testing.TB, s string, i int) string {
 // node would if it sent something other than a sealed batch.
 func signRaw(t testing.TB, payloadType string, payload []byte, key []byte) []byte {
 	t.Helper()
-	s, err := signing.NewSigner(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	es, err := dsse.NewEnvelopeSigner(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := es.SignPayload(context.Background(), payloadType, payload)
+	env, err := testutil.EnvelopeSigner(t, key).SignPayload(context.Background(), payloadType, payload)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,13 +3,13 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"time"
+
+	"github.com/gpumeter/gpumeter/internal/tlsfile"
 )
 
 // TLSFiles names the serving certificate and, optionally, the CA whose
@@ -29,13 +29,9 @@ func (t TLSFiles) tlsConfig() (*tls.Config, error) {
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if t.ClientCAFile != "" {
-		pem, err := os.ReadFile(t.ClientCAFile)
+		pool, err := tlsfile.CertPool(t.ClientCAFile)
 		if err != nil {
-			return nil, fmt.Errorf("tls: read client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls: client CA %s holds no PEM certificate", t.ClientCAFile)
+			return nil, fmt.Errorf("tls: client CA: %w", err)
 		}
 		cfg.ClientCAs = pool
 		cfg.ClientAuth = tls.RequireAndVerifyClientCert

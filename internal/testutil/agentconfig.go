@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 )
@@ -12,9 +13,11 @@ import (
 type SimAgent struct {
 	Node, Provider string
 	Scenario       string   // path of the scenario file
+	Speed          int      // simulated seconds per real second; 0: 600
 	Rules          []string // attribution rules, one YAML flow mapping each; none: no attribution section
 	Authority      string   // the authority's URL
 	Timeout        string   // authority.timeout, e.g. "1s"
+	AuthorityExtra string   // more authority fields, e.g. "log_key: K"
 	RecordsFile    string   // output.records_file; "": none
 	StateDir       string
 	Extra          string // more top-level YAML, each line ending in a newline
@@ -24,7 +27,7 @@ type SimAgent struct {
 func (c SimAgent) YAML() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "node: {id: %s, provider: %s}\n", c.Node, c.Provider)
-	fmt.Fprintf(&b, "devices: {source: simulated, scenario: %q, speed: 600}\n", c.Scenario)
+	fmt.Fprintf(&b, "devices: {source: simulated, scenario: %q, speed: %d}\n", c.Scenario, cmp.Or(c.Speed, 600))
 	b.WriteString("metering: {poll_interval: 1s, window: 1m, max_hold: 1m}\n")
 	if len(c.Rules) > 0 {
 		b.WriteString("attribution:\n  rules:\n")
@@ -33,7 +36,11 @@ func (c SimAgent) YAML() string {
 		}
 	}
 	b.WriteString("http: {listen: \"127.0.0.1:0\"}\n")
-	fmt.Fprintf(&b, "authority: {url: %q, timeout: %s}\n", c.Authority, c.Timeout)
+	extra := ""
+	if c.AuthorityExtra != "" {
+		extra = ", " + c.AuthorityExtra
+	}
+	fmt.Fprintf(&b, "authority: {url: %q, timeout: %s%s}\n", c.Authority, c.Timeout, extra)
 	if c.RecordsFile != "" {
 		fmt.Fprintf(&b, "output: {records_file: %q}\n", c.RecordsFile)
 	}

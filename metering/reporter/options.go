@@ -4,17 +4,16 @@ import (
 	"cmp"
 	"crypto/ed25519"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/gpumeter/gpumeter/internal/clock"
+	"github.com/gpumeter/gpumeter/internal/tlsfile"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/metering/signing"
 	"github.com/gpumeter/gpumeter/metering/spool"
@@ -156,13 +155,9 @@ func (o *Options) validate() (*url.URL, error) {
 func tlsConfig(o Options) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
+		pool, err := tlsfile.CertPool(o.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("read CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", o.CAFile)
+			return nil, fmt.Errorf("CA file: %w", err)
 		}
 		cfg.RootCAs = pool
 	}
