@@ -7,10 +7,6 @@ import (
 	"time"
 
 	"github.com/gpumeter/gpumeter/collectors/attribution"
-	"github.com/gpumeter/gpumeter/collectors/nvml"
-	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
-	"github.com/gpumeter/gpumeter/internal/clock"
-	"github.com/gpumeter/gpumeter/metering/meter"
 	"github.com/gpumeter/gpumeter/protocol"
 )
 
@@ -35,34 +31,18 @@ func (w *countingWatcher) Exited(handles []int, exited []bool) error {
 // the fallback with itself.
 func TestSimulatorWatcherMetersAsStartTimes(t *testing.T) {
 	run := func(watch bool) ([]protocol.Record, int) {
-		sc, err := scenario.Load("../configs/scenarios/dgx-h100-day.yaml")
-		if err != nil {
-			t.Fatal(err)
-		}
-		drv, err := scenario.NewDriver(sc, t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		vclock := clock.NewVirtual(sc.Start)
-		col := nvml.New(drv.Machine().Interface(), nvml.Options{Clock: vclock})
-		if err := col.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = col.Close() }()
+		// Built checking start times only (no watcher); the watched run
+		// replaces the attributor with one given the driver's watcher.
+		p, sc, vclock, drv := scenarioPipeline(t, "../configs/scenarios/dgx-h100-day.yaml", "n", 30*time.Second,
+			attribution.WithProcessWatcher(nil))
 		w := &countingWatcher{ProcessWatcher: drv.Watcher()}
-		var pw attribution.ProcessWatcher // nil: start times only
 		if watch {
-			pw = w
+			attr, err := attribution.New(sc.Attribution, drv.HostRoot(), attribution.WithSqueue(drv.Squeue()), attribution.WithProcessWatcher(w))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.Attributor = attr
 		}
-		attr, err := attribution.New(sc.Attribution, drv.HostRoot(), attribution.WithSqueue(drv.Squeue()), attribution.WithProcessWatcher(pw))
-		if err != nil {
-			t.Fatal(err)
-		}
-		mt, err := meter.New(meter.Options{Node: "n", Provider: "p", Window: time.Minute, MaxHold: 30 * time.Second})
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := &Pipeline{Collector: &drivenCollector{drv: drv, c: col, clock: vclock}, Attributor: attr, Meter: mt, Clock: vclock}
 		var recs []protocol.Record
 		end := sc.Start.Add(3*time.Hour + 10*time.Minute)
 		for at := sc.Start; at.Before(end); at = at.Add(10 * time.Second) {
