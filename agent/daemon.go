@@ -82,7 +82,7 @@ func New(cfg *config.Config, log *slog.Logger, version string, opts ...Option) (
 	if hasNamespaceRules(cfg.Attribution.Rules) {
 		d.metrics.watchKubelet(d.pods)
 	}
-	attr, err := attribution.New(cfg.AttributionConfig(), src.hostRoot, attributionOptions(log, d.pods, src.squeue)...)
+	attr, err := attribution.New(cfg.AttributionConfig(), src.hostRoot, attributionOptions(log, d.pods, src.squeue, src.watcher)...)
 	if err != nil {
 		return fail(fmt.Errorf("attribution: %w", err))
 	}

@@ -55,17 +55,23 @@ type inventory struct {
 	log  *slog.Logger
 
 	// reported are the GPUs of the last record made (or refused by the
-	// check below); nil until the first observation of this start.
+	// check below); nil until the first observation of this start. A
+	// record holds them, so they are replaced, never written to.
 	reported []protocol.InventoryGPU
+	// scratch is the inventory of the latest observation, rebuilt in the
+	// same memory at every poll: it nearly never differs from reported,
+	// and a poll should not allocate to find that out.
+	scratch []protocol.InventoryGPU
 }
 
 // observe returns the inventory record due at the observation snap made
 // at position at (Unix ms), if one is.
 func (iv *inventory) observe(snap device.Snapshot, at int64) (protocol.Record, bool) {
-	gpus := inventoryGPUs(snap)
-	if len(gpus) == 0 || (iv.reported != nil && slices.EqualFunc(gpus, iv.reported, sameGPU)) {
+	iv.scratch = appendInventoryGPUs(iv.scratch[:0], snap)
+	if len(iv.scratch) == 0 || (iv.reported != nil && slices.EqualFunc(iv.scratch, iv.reported, sameGPU)) {
 		return protocol.Record{}, false
 	}
+	gpus := cloneInventoryGPUs(iv.scratch)
 	iv.reported = gpus
 	t := time.UnixMilli(at).UTC()
 	r := protocol.Record{
@@ -92,17 +98,22 @@ func (iv *inventory) observe(snap device.Snapshot, at int64) (protocol.Record, b
 	return r, true
 }
 
-// inventoryGPUs is the snapshot's inventory, sorted: GPUs by UUID, each
-// GPU's instances by GPU instance id, compute instance id, then UUID.
-// UUIDs are the collector's, canonical.
-func inventoryGPUs(snap device.Snapshot) []protocol.InventoryGPU {
-	var gpus []protocol.InventoryGPU
+// appendInventoryGPUs appends the snapshot's inventory to gpus, sorted:
+// GPUs by UUID, each GPU's instances by GPU instance id, compute instance
+// id, then UUID. UUIDs are the collector's, canonical. It reuses the
+// instance lists beyond len(gpus) (a GPU without MIG gets an empty one):
+// cloneInventoryGPUs makes what a record may keep.
+func appendInventoryGPUs(gpus []protocol.InventoryGPU, snap device.Snapshot) []protocol.InventoryGPU {
 	for i := range snap.Devices {
 		d := &snap.Devices[i]
 		if errors.Is(d.Err, device.ErrNotEnumerated) {
 			continue
 		}
-		g := protocol.InventoryGPU{UUID: d.UUID, Model: d.Model, MIGEnabled: d.MIGEnabled}
+		var reuse []protocol.InventoryInstance
+		if len(gpus) < cap(gpus) {
+			reuse = gpus[: len(gpus)+1 : len(gpus)+1][len(gpus)].Instances[:0]
+		}
+		g := protocol.InventoryGPU{UUID: d.UUID, Model: d.Model, MIGEnabled: d.MIGEnabled, Instances: reuse}
 		if d.MIGEnabled {
 			for _, in := range d.Instances {
 				g.Instances = append(g.Instances, protocol.InventoryInstance{UUID: in.UUID, Profile: in.Profile,
@@ -117,6 +128,20 @@ func inventoryGPUs(snap device.Snapshot) []protocol.InventoryGPU {
 	}
 	slices.SortFunc(gpus, func(a, b protocol.InventoryGPU) int { return cmp.Compare(a.UUID, b.UUID) })
 	return gpus
+}
+
+// cloneInventoryGPUs copies gpus into memory of their own, a GPU without
+// instances with none (nil), as the record carries them.
+func cloneInventoryGPUs(gpus []protocol.InventoryGPU) []protocol.InventoryGPU {
+	out := make([]protocol.InventoryGPU, len(gpus))
+	for i, g := range gpus {
+		out[i] = g
+		out[i].Instances = nil
+		if len(g.Instances) > 0 {
+			out[i].Instances = slices.Clone(g.Instances)
+		}
+	}
+	return out
 }
 
 func sameGPU(a, b protocol.InventoryGPU) bool {

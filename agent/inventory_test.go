@@ -203,3 +203,38 @@ func idleWindow(start time.Time, i int) []protocol.Record {
 	r.ID = r.ComputeID()
 	return []protocol.Record{r}
 }
+
+// TestInventoryUnchangedPollAllocatesNothing: the inventory is rebuilt in
+// reused memory at every poll, so an unchanged one costs no allocation,
+// and the records made keep GPUs of their own: later polls, reusing that
+// memory, never change a record already made (a spool that is full holds
+// records in memory for a while).
+func TestInventoryUnchangedPollAllocatesNothing(t *testing.T) {
+	iv := inventory{opts: InventoryOptions{Node: "n1", Provider: "p1", Window: time.Minute}}
+	at := int64(1_000_000)
+	first, ok := iv.observe(invNode(1, 2), at)
+	if !ok {
+		t.Fatal("no record at the first observation")
+	}
+	if first.Inventory.GPUs[0].Instances != nil {
+		t.Errorf("GPU without MIG: instances %#v, want nil as before", first.Inventory.GPUs[0].Instances)
+	}
+	same := invNode(2, 1)
+	if n := testing.AllocsPerRun(100, func() {
+		at++
+		if _, ok := iv.observe(same, at); ok {
+			t.Fatal("a record for an unchanged inventory")
+		}
+	}); n != 0 {
+		t.Errorf("an unchanged poll allocates %v times, want 0", n)
+	}
+	for i, snap := range []device.Snapshot{invNode(5, 6, 7), invNode(3), invNode(1, 2)} {
+		at++
+		if _, ok := iv.observe(snap, at); !ok {
+			t.Fatalf("change %d: no record", i)
+		}
+	}
+	if got := describeInventory(first, true); got != "GPU-0 [] | GPU-1 mig [1 2]" || first.ID != first.ComputeID() {
+		t.Errorf("the first record changed after later polls: %s (ID matches content: %v)", got, first.ID == first.ComputeID())
+	}
+}

@@ -113,8 +113,17 @@ func (k *simKubelet) stop() {
 }
 
 // attributionOptions are the options every Attributor of the daemon gets.
-func attributionOptions(log *slog.Logger, pods *kubelet.Source, squeue string) []attribution.Option {
-	return []attribution.Option{attribution.WithLogger(log), attribution.WithPods(pods), attribution.WithSqueue(squeue)}
+// watcher is the simulator's process watcher on a simulated node; nil
+// leaves attribution its default (pidfds where the host's /proc is the
+// agent's own).
+func attributionOptions(log *slog.Logger, pods *kubelet.Source, squeue string, watcher attribution.ProcessWatcher) []attribution.Option {
+	opts := []attribution.Option{attribution.WithLogger(log), attribution.WithPods(pods), attribution.WithSqueue(squeue)}
+	if watcher != nil {
+		opts = append(opts, attribution.WithProcessWatcher(watcher))
+	}
+	return opts
 }
+
+var _ attribution.ProcessWatcher = scenario.ProcessWatcher{}
 
 var _ attribution.Pods = (*kubelet.Source)(nil)

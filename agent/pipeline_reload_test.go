@@ -113,7 +113,16 @@ func TestReloadedRulesTakeOverAtTheNextWindow(t *testing.T) {
 // meter for node. It returns the scenario, its clock and its host root too.
 func demoPipeline(t *testing.T, node string) (*Pipeline, *scenario.Scenario, *clock.Virtual, string) {
 	t.Helper()
-	sc, err := scenario.Load("../configs/scenarios/demo.yaml")
+	p, sc, vclock, drv := scenarioPipeline(t, "../configs/scenarios/demo.yaml", node, 3*time.Second)
+	return p, sc, vclock, drv.HostRoot()
+}
+
+// scenarioPipeline is demoPipeline over the scenario at path, its meter
+// holding a sample for maxHold, and attribution with opts; it returns the
+// scenario's driver.
+func scenarioPipeline(t *testing.T, path, node string, maxHold time.Duration, opts ...attribution.Option) (*Pipeline, *scenario.Scenario, *clock.Virtual, *scenario.Driver) {
+	t.Helper()
+	sc, err := scenario.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,14 +136,14 @@ func demoPipeline(t *testing.T, node string) (*Pipeline, *scenario.Scenario, *cl
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = col.Close() })
-	attr, err := attribution.New(sc.Attribution, drv.HostRoot())
+	attr, err := attribution.New(sc.Attribution, drv.HostRoot(), append([]attribution.Option{attribution.WithSqueue(drv.Squeue())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mt, err := meter.New(meter.Options{Node: node, Provider: node, Window: time.Minute, MaxHold: 3 * time.Second})
+	mt, err := meter.New(meter.Options{Node: node, Provider: node, Window: time.Minute, MaxHold: maxHold})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &Pipeline{Collector: &drivenCollector{drv: drv, c: col, clock: vclock}, Attributor: attr, Meter: mt, Clock: vclock}
-	return p, sc, vclock, drv.HostRoot()
+	return p, sc, vclock, drv
 }

@@ -119,7 +119,7 @@ func (d *Daemon) applyReload() error {
 	for _, c := range changes {
 		switch c.Field {
 		case "attribution.rules":
-			attr, err = attribution.New(next.AttributionConfig(), d.src.hostRoot, attributionOptions(d.log, d.pods, d.src.squeue)...)
+			attr, err = attribution.New(next.AttributionConfig(), d.src.hostRoot, attributionOptions(d.log, d.pods, d.src.squeue, d.src.watcher)...)
 			if err != nil {
 				d.log.Error("config reload refused: the attribution rules cannot be used; the running config stays",
 					"file", next.Where("attribution.rules"), "err", err)

@@ -77,7 +77,7 @@ func Simulate(ctx context.Context, sc *scenario.Scenario, opts SimOptions) error
 	defer kube.stop()
 	pods := kubelet.New(kubelet.Options{Socket: kube.socket(), MaxStale: kubelet.DefaultMaxStale, Clock: vclock, Log: opts.Log})
 	defer func() { _ = pods.Close() }()
-	attr, err := attribution.New(sc.Attribution, root, attributionOptions(opts.Log, pods, drv.Squeue())...)
+	attr, err := attribution.New(sc.Attribution, root, attributionOptions(opts.Log, pods, drv.Squeue(), drv.Watcher())...)
 	if err != nil {
 		return fmt.Errorf("scenario attribution: %w", err)
 	}

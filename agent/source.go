@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/renameio/v2"
 	"github.com/gpumeter/gpumeter/agent/config"
+	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/device"
 	"github.com/gpumeter/gpumeter/collectors/nvml"
 	"github.com/gpumeter/gpumeter/collectors/sim/scenario"
@@ -29,7 +30,10 @@ type source struct {
 	// config's).
 	kubeletSocket string
 	squeue        string // a simulated node's fake squeue (scenario slurm_jobs), else ""
-	close         func() error
+	// watcher follows a simulated node's processes exactly (nil on a real
+	// node: attribution's own pidfds).
+	watcher attribution.ProcessWatcher
+	close   func() error
 }
 
 // openSource starts the configured device layer. With source: nvml it is
@@ -87,6 +91,7 @@ func openSource(cfg *config.Config, log *slog.Logger) (*source, error) {
 			hostRoot:      root,
 			kubeletSocket: kube.socket(),
 			squeue:        drv.Squeue(),
+			watcher:       drv.Watcher(),
 			close: func() error {
 				err := c.Close()
 				kube.stop()

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sort"
 	"syscall"
 	"text/tabwriter"
@@ -68,9 +69,34 @@ const (
 )
 
 func main() {
+	if pct, ok := agentGCPercent(os.Args[1:], os.LookupEnv); ok {
+		debug.SetGCPercent(pct)
+	}
 	// Each command catches SIGTERM and SIGINT itself: run logs the signal
 	// through its own logger.
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// agentGCPercent is the garbage collector's target the daemon (run) sets
+// when the environment sets none (GOGC): 50 rather than Go's 100. The
+// agent's live heap is small (about 2.5 MiB metering a DGX node) and Go's
+// smallest heap goal is 4 MiB × GOGC/100, so at 100 the heap grows to 4
+// MiB of mostly garbage before its first collection; at 50 it stays near
+// 1.5 × the live heap, about 0.7 MiB less resident memory. The price is a
+// collection for every half live heap allocated instead of every live
+// heap: the agent allocates little per poll, and marking a few MiB takes
+// well under a millisecond. A lower target can only make the heap smaller,
+// never larger, so it adds no risk of running out of memory. GOGC (and
+// GOMEMLIMIT) in the environment still decide: the unit or the operator
+// may set them.
+func agentGCPercent(args []string, lookupEnv func(string) (string, bool)) (int, bool) {
+	if len(args) == 0 || args[0] != "run" {
+		return 0, false
+	}
+	if _, set := lookupEnv("GOGC"); set {
+		return 0, false
+	}
+	return 50, true
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -8,7 +8,10 @@
 // The bench runs it over the agent and Debian's prometheus-node-exporter
 // at once, so both see the same machine over the same time. It prints one
 // Go benchmark line per process per interval, and fails if a process
-// exits or a scrape is not answered 200.
+// exits or a scrape is not answered 200. Besides VmRSS (rss-MiB) each line
+// gives its two parts: anonymous memory (anon-MiB: heap, stacks, the
+// runtime's own) and file-backed pages (file-MiB: mostly the executable's
+// own code and data, mapped from the page cache and shared).
 package main
 
 import (
@@ -97,16 +100,21 @@ func run(ctx context.Context, ps []proc, urls []string, interval time.Duration, 
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
-			rss, err := procfs.RSSBytes(p.pid)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p.name, err)
+			var mem [3]int64 // VmRSS, then its anonymous and file-backed parts
+			for j, field := range []string{"VmRSS", "RssAnon", "RssFile"} {
+				if mem[j], err = procfs.StatusBytes(p.pid, field); err != nil {
+					return fmt.Errorf("%s: %w", p.name, err)
+				}
 			}
 			cpuMs := float64(t-cpu0[i]) / float64(time.Millisecond) / elapsed
-			fmt.Fprintf(out, "BenchmarkProcess/%s\t1\t%.3f cpu-ms/s\t%.2f rss-MiB\n", p.name, cpuMs, float64(rss)/(1<<20))
+			fmt.Fprintf(out, "BenchmarkProcess/%s\t1\t%.3f cpu-ms/s\t%.2f rss-MiB\t%.2f anon-MiB\t%.2f file-MiB\n",
+				p.name, cpuMs, mib(mem[0]), mib(mem[1]), mib(mem[2]))
 		}
 	}
 	return nil
 }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {

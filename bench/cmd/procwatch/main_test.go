@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -33,6 +34,22 @@ func TestWatchesAProcessAndScrapesEachInterval(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], "BenchmarkProcess/self\t1\t") || !strings.Contains(lines[0], " rss-MiB") {
 		t.Fatalf("output:\n%s", out.String())
+	}
+	// VmRSS, then its anonymous and file-backed parts, which add up to it
+	// (less shared memory, which this process has none of, and what moved
+	// between the three reads).
+	f := strings.Fields(lines[0])
+	if len(f) != 10 || f[5] != "rss-MiB" || f[7] != "anon-MiB" || f[9] != "file-MiB" {
+		t.Fatalf("line %q: want cpu-ms/s, rss-MiB, anon-MiB, file-MiB", lines[0])
+	}
+	var mem [3]float64
+	for j := range mem {
+		if mem[j], err = strconv.ParseFloat(f[4+2*j], 64); err != nil || mem[j] <= 0 {
+			t.Fatalf("line %q: field %d %q", lines[0], 4+2*j, f[4+2*j])
+		}
+	}
+	if d := mem[0] - mem[1] - mem[2]; d < -1 || d > 1 {
+		t.Errorf("rss %.2f MiB is not anon %.2f + file %.2f", mem[0], mem[1], mem[2])
 	}
 	if n := scrapes.Load(); n != 2 {
 		t.Fatalf("%d scrapes in 2 intervals, want 2", n)

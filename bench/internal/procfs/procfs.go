@@ -77,25 +77,29 @@ func CPUTime(pid int) (time.Duration, error) {
 }
 
 // RSSBytes is VmRSS of pid.
-func RSSBytes(pid int) (int64, error) {
+func RSSBytes(pid int) (int64, error) { return StatusBytes(pid, "VmRSS") }
+
+// StatusBytes is a memory field of /proc/<pid>/status, given in kB there
+// (VmRSS, RssAnon, RssFile, ...), in bytes.
+func StatusBytes(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("read status of pid %d (did it exit?): %w", pid, err)
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(v)
 			if len(f) != 2 || f[1] != "kB" {
-				return 0, fmt.Errorf("/proc/%d/status: VmRSS %q", pid, v)
+				return 0, fmt.Errorf("/proc/%d/status: %s %q", pid, field, v)
 			}
 			kb, err := strconv.ParseInt(f[0], 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("/proc/%d/status: VmRSS %q", pid, v)
+				return 0, fmt.Errorf("/proc/%d/status: %s %q", pid, field, v)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
 
 // Machine is the aggregate CPU time of the machine, in clock ticks

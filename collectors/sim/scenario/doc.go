@@ -117,6 +117,13 @@
 // process start at least a second apart (restart_every >= 1s), which is
 // what PID-reuse detection needs.
 //
+// The driver also knows exactly when each process instance ends, so
+// Driver.Watcher is a process watcher for collectors/attribution (as
+// pidfds are on a real host): an agent metering the simulator reads a
+// process's files once, when its PID first appears, instead of checking
+// its start time in proc/<pid>/stat at every poll. The start time stays
+// right for anything that does read it (gpumeter devices, tests).
+//
 // # The simulated devices
 //
 // Apply sets the MIG layouts in force, each unit's processes (PID, memory,

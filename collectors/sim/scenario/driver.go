@@ -1,9 +1,11 @@
 package scenario
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
@@ -39,6 +41,12 @@ type Driver struct {
 	dirtyUnit []bool
 	dirtyGPU  []bool
 	procBuf   []device.Process
+
+	// procMu guards alive and running, which Apply writes and the process
+	// watcher (Watcher) reads, possibly from another goroutine.
+	procMu  sync.Mutex
+	alive   []bool         // per s.procs: the process runs now
+	running map[uint32]int // PID → index into s.procs of the process holding it
 }
 
 type eventKind int
@@ -99,6 +107,7 @@ func NewDriver(s *Scenario, hostRoot string) (*Driver, error) {
 	}
 	d.active = make([][]int, len(d.units))
 	d.dirtyUnit = make([]bool, len(d.units))
+	d.alive, d.running = make([]bool, len(s.procs)), map[uint32]int{}
 	for i := range s.procs {
 		d.events = append(d.events, event{s.procs[i].start, evStart, i}, event{s.procs[i].end, evEnd, i})
 	}
@@ -210,6 +219,7 @@ func (d *Driver) handle(e *event) error {
 		j := &d.s.Jobs[p.job]
 		u := d.unitOf[j.Unit()]
 		d.dirtyUnit[u], d.dirtyGPU[j.GPU] = true, true
+		d.setAlive(e.ref, p.pid, e.kind == evStart)
 		if e.kind == evEnd {
 			d.active[u] = slices.DeleteFunc(d.active[u], func(i int) bool { return i == e.ref })
 			return d.host.endProcess(p.pid)
@@ -294,3 +304,62 @@ func (j *Job) power(maxW int) int {
 	}
 	return IdlePowerWatts + (maxW-IdlePowerWatts)*j.Utilization/100
 }
+
+// setAlive records that process instance i (holding pid) started or ended.
+func (d *Driver) setAlive(i int, pid uint32, alive bool) {
+	d.procMu.Lock()
+	defer d.procMu.Unlock()
+	d.alive[i] = alive
+	switch {
+	case alive:
+		d.running[pid] = i
+	case d.running[pid] == i:
+		delete(d.running, pid)
+	}
+}
+
+// ProcessWatcher follows the simulated processes exactly, as pidfds follow
+// a real host's: the driver knows when each process instance ends, so a
+// metering agent on the simulator needs no /proc read to tell a process it
+// already knows from a later one that reused its PID. Its methods are
+// those of collectors/attribution's ProcessWatcher; a handle is the
+// process instance's index, which no later process ever gets.
+type ProcessWatcher struct{ d *Driver }
+
+// errNotRunning is Watch's answer for a PID no simulated process holds.
+var errNotRunning = errors.New("no simulated process holds this PID")
+
+// Watcher is the driver's process watcher.
+func (d *Driver) Watcher() ProcessWatcher { return ProcessWatcher{d} }
+
+// Watch follows the process holding pid now.
+func (w ProcessWatcher) Watch(pid uint32) (int, error) {
+	w.d.procMu.Lock()
+	defer w.d.procMu.Unlock()
+	i, ok := w.d.running[pid]
+	if !ok {
+		return 0, fmt.Errorf("watch PID %d: %w", pid, errNotRunning)
+	}
+	return i, nil
+}
+
+// Exited sets exited[i] when handles[i]'s process has ended: at the Apply
+// that ended it, whether or not a new process took its PID at once.
+func (w ProcessWatcher) Exited(handles []int, exited []bool) error {
+	if len(exited) < len(handles) {
+		return fmt.Errorf("process watcher: %d handles, room for %d answers", len(handles), len(exited))
+	}
+	w.d.procMu.Lock()
+	defer w.d.procMu.Unlock()
+	for i, h := range handles {
+		if h < 0 || h >= len(w.d.alive) {
+			return fmt.Errorf("process watcher: no handle %d", h)
+		}
+		exited[i] = !w.d.alive[h]
+	}
+	return nil
+}
+
+// Release forgets a handle; a handle holds nothing, so there is nothing to
+// free.
+func (ProcessWatcher) Release(int) {}
