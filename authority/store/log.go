@@ -155,31 +155,27 @@ func (s *Store) flushLog(ctx context.Context, tx *sql.Tx) error {
 			brows = append(brows, []any{l.batch.Node, l.batch.FirstSeq, l.index})
 		}
 	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO log_leaves (idx, kind, data, hash, created) VALUES `, lrows); err != nil {
-		return fmt.Errorf("append to the log: leaves: %w", err)
-	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO log_nodes (level, idx, hash) VALUES `, nrows); err != nil {
-		return fmt.Errorf("append to the log: nodes: %w", err)
-	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO log_batches (node_id, first_seq, leaf_idx) VALUES `, brows); err != nil {
-		return fmt.Errorf("append to the log: batches: %w", err)
-	}
+	// The rows go in one batch (pipeline.go), sent here.
+	s.queueRows(tx, "append to the log: leaves", `INSERT INTO log_leaves (idx, kind, data, hash, created) VALUES `, lrows)
+	s.queueRows(tx, "append to the log: nodes", `INSERT INTO log_nodes (level, idx, hash) VALUES `, nrows)
+	s.queueRows(tx, "append to the log: batches", `INSERT INTO log_batches (node_id, first_seq, leaf_idx) VALUES `, brows)
 	st.size = st.rng.End()
-	if _, err := s.exec(ctx, tx, `UPDATE log_state SET size = ?, compact = ? WHERE id = 1`,
-		st.size, bytes.Join(st.rng.Hashes(), nil)); err != nil {
-		return fmt.Errorf("append to the log: state: %w", err)
-	}
+	s.queue(tx, "append to the log: state", `UPDATE log_state SET size = ?, compact = ? WHERE id = 1`,
+		st.size, bytes.Join(st.rng.Hashes(), nil))
 	// Sign the new size now, in the same transaction, when this process
 	// holds the key: a receipt then only reads. Without it (the CLI), the
 	// next checkpoint read signs.
 	if sg := s.logSigner.Load(); sg != nil && sg.VerifierKey() == st.vkey {
-		return s.saveCheckpoint(ctx, tx, sg, st)
+		if err := s.saveCheckpoint(tx, sg, st); err != nil {
+			return err
+		}
 	}
-	return nil
+	return s.flushQueue(ctx, tx)
 }
 
-// saveCheckpoint signs st's tree and keeps the note (one per size).
-func (s *Store) saveCheckpoint(ctx context.Context, tx *sql.Tx, sg *tlog.Signer, st *logState) error {
+// saveCheckpoint signs st's tree and queues the note's row (one per
+// size; pipeline.go).
+func (s *Store) saveCheckpoint(tx *sql.Tx, sg *tlog.Signer, st *logState) error {
 	root, err := st.root()
 	if err != nil {
 		return err
@@ -188,10 +184,9 @@ func (s *Store) saveCheckpoint(ctx context.Context, tx *sql.Tx, sg *tlog.Signer,
 	if err != nil {
 		return fmt.Errorf("sign checkpoint %d: %w", st.size, err)
 	}
-	if _, err := s.exec(ctx, tx, `INSERT INTO log_checkpoints (size, note, created) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING`,
-		st.size, note, time.Now().UnixMilli()); err != nil {
-		return fmt.Errorf("keep checkpoint %d: %w", st.size, err)
-	}
+	s.queue(tx, fmt.Sprintf("keep checkpoint %d", st.size),
+		`INSERT INTO log_checkpoints (size, note, created) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING`,
+		st.size, note, time.Now().UnixMilli())
 	return nil
 }
 
@@ -217,7 +212,7 @@ func (s *Store) StartLog(ctx context.Context, sg *tlog.Signer) error {
 		if st.vkey != sg.VerifierKey() {
 			return fmt.Errorf("%w: the database's log verifies with %q, the configured key is %q", ErrLogKey, st.vkey, sg.VerifierKey())
 		}
-		return s.saveCheckpoint(ctx, tx, sg, st)
+		return s.saveCheckpoint(tx, sg, st)
 	})
 	if err != nil {
 		return fmt.Errorf("start the log on %s: %w", s.id, err)
