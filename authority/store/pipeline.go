@@ -104,7 +104,10 @@ func execQueued(ctx context.Context, tx *sql.Tx, st queued) error {
 		return fmt.Errorf("%s: %w", st.what, err)
 	}
 	defer rows.Close()
-	return checkRows(st, rows)
+	if err := checkRows(st, rows); err != nil {
+		return err
+	}
+	return rows.Err() // checkRows read it: nil here
 }
 
 // checkRows runs st's check over rows. The statement's own failure (which

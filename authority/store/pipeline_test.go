@@ -31,6 +31,9 @@ func TestQueuedStatements(t *testing.T) {
 				}
 				out = append(out, n)
 			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
 			return out
 		}
 
