@@ -100,10 +100,12 @@ type rowQueryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+const logStateQuery = `SELECT size, compact, verifier_key FROM log_state WHERE id = 1`
+
 // readState reads log_state through q (locking it when lock is set, on
 // PostgreSQL); nil, nil when the log is not started.
 func (s *Store) readState(ctx context.Context, q rowQueryer, lock bool) (*logState, error) {
-	sel := `SELECT size, compact, verifier_key FROM log_state WHERE id = 1`
+	sel := logStateQuery
 	if lock {
 		sel += s.d.forUpdate
 	}
@@ -122,17 +124,35 @@ func (s *Store) readState(ctx context.Context, q rowQueryer, lock bool) (*logSta
 	return decodeState(size, comp, vkey)
 }
 
-// flushLog appends what tx queued, if the log is started; writeTx calls
-// it just before commit.
+// flushLog sends tx's queued statements (pipeline.go) and appends the
+// leaves tx queued, if the log is started; writeTx calls it just before
+// commit. The log's state is read (and locked) as the last statement of
+// the queue's batch: no round trip of its own.
 func (s *Store) flushLog(ctx context.Context, tx *sql.Tx) error {
 	v, ok := s.logPend.LoadAndDelete(tx)
 	if !ok || len(v.(*logPending).leaves) == 0 {
-		return nil
+		return s.flushQueue(ctx, tx)
 	}
 	leaves := v.(*logPending).leaves
-	st, err := s.readState(ctx, tx, true)
-	if err != nil || st == nil {
-		return err // not started: the log appends nothing
+	var st *logState
+	s.queueCheck(tx, "read the log's state", func(rows resultRows) error {
+		if !rows.Next() {
+			return nil // not started
+		}
+		var (
+			size uint64
+			comp []byte
+			vkey string
+		)
+		if err := rows.Scan(&size, &comp, &vkey); err != nil {
+			return fmt.Errorf("read the log's state: %w", err)
+		}
+		var err error
+		st, err = decodeState(size, comp, vkey)
+		return err
+	}, logStateQuery+s.d.forUpdate)
+	if err := s.flushQueue(ctx, tx); err != nil || st == nil {
+		return err // st nil: not started, the log appends nothing
 	}
 	now := time.Now().UnixMilli()
 	var lrows, nrows, brows [][]any

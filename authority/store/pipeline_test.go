@@ -4,8 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/gpumeter/gpumeter/metering/signing"
+	"github.com/gpumeter/gpumeter/protocol"
 )
 
 // The queue (pipeline.go) sends an ingest's writes together before the
@@ -97,4 +105,68 @@ func TestQueuedStatements(t *testing.T) {
 			t.Fatalf("after a refused check the table holds %v, want [1 2]", got)
 		}
 	})
+}
+
+// tripCounter counts the statements and batches a PostgreSQL connection
+// sends: each is one round trip.
+type tripCounter struct{ n atomic.Int64 }
+
+func (c *tripCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *tripCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *tripCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *tripCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (c *tripCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// On PostgreSQL an ingest's round trips do not grow with its units,
+// tenants or rows: BEGIN, the head, the key row, the GPUs, the layouts,
+// the units' windows, the GPUs' windows, the tenants, the rate cards, the
+// queued writes and the log's state in one batch, COMMIT.
+func TestIngestRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(newSource(t, DriverPostgres))
+	if err != nil {
+		t.Fatal(err)
+	}
+	trips := &tripCounter{}
+	cfg.Tracer = trips
+	db := stdlib.OpenDB(*cfg)
+	t.Cleanup(func() { _ = db.Close() })
+	s := &Store{w: db, r: db, d: postgresDialect, id: "traced"}
+	if err := s.migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gpus := []string{"GPU-00000000-0000-4000-8000-000000000001", "GPU-00000000-0000-4000-8000-000000000002",
+		"GPU-00000000-0000-4000-8000-000000000003", "GPU-00000000-0000-4000-8000-000000000004"}
+	k := pubKey(t)
+	if err := s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: k, GPUs: GPUsOf("H100-SXM5-80GB", gpus...)}, t0); err != nil {
+		t.Fatal(err)
+	}
+	batchAt := func(first uint64, prev string, from int) Submission {
+		var recs []protocol.Record
+		for w := from; w < from+3; w++ {
+			for i, g := range gpus {
+				recs = append(recs, win(g, 60*w, 60*w+60, fmt.Sprintf("tenant-%d", i), 1000))
+			}
+		}
+		return batchOf("n1", first, prev, signing.KeyID(k), recs...)
+	}
+	b1 := batchAt(1, "", 0)
+	if _, err := s.Ingest(ctx, b1); err != nil {
+		t.Fatal(err)
+	}
+	b2 := batchAt(13, b1.Hash, 3)
+	before := trips.n.Load()
+	res, err := s.Ingest(ctx, b2)
+	if err != nil || res.Records != 12 {
+		t.Fatalf("second batch: %+v %v", res, err)
+	}
+	if n := trips.n.Load() - before; n > 11 {
+		t.Errorf("a batch of 12 records of 4 units and 4 tenants took %d round trips, want at most 11", n)
+	}
 }

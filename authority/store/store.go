@@ -237,12 +237,9 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		_ = tx.Rollback()
 		return ferr
 	}
-	// What fn queued, then the log's leaves, last, under its lock (log.go).
-	err = s.flushQueue(ctx, tx)
-	if err == nil {
-		err = s.flushLog(ctx, tx)
-	}
-	if err != nil {
+	// What fn queued (pipeline.go), then the log's leaves, last, under its
+	// lock (log.go).
+	if err := s.flushLog(ctx, tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
