@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -93,22 +92,18 @@ func (s *Store) bill(ctx context.Context, tx *sql.Tx, b *protocol.Batch, vs []Re
 			holds[it.u.RecordID] = it.hold
 		}
 	}
-	if err := s.saveBilling(ctx, tx, charges, book.Changes(), holds); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
+	s.saveBilling(tx, what+": ", charges, book.Changes(), holds)
 	s.logCharges(tx, charges, holds, now)
-	if err := s.holdForReview(ctx, tx, b.Node, charges, holds, now); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
+	s.holdForReview(tx, what+": ", b.Node, charges, holds, now)
 	return nil
 }
 
 // holdForReview queues the charges whose subsidy is held (held_fen is the
 // subsidy granted, which stays taken from the vouchers until an operator
-// approves or rejects it).
-func (s *Store) holdForReview(ctx context.Context, tx *sql.Tx, node string, charges []billing.Charge, holds map[string]string, now time.Time) error {
+// approves or rejects it) for review. what prefixes errors.
+func (s *Store) holdForReview(tx *sql.Tx, what, node string, charges []billing.Charge, holds map[string]string, now time.Time) {
 	if len(holds) == 0 {
-		return nil
+		return
 	}
 	var rows [][]any
 	for _, c := range charges {
@@ -119,11 +114,8 @@ func (s *Store) holdForReview(ctx context.Context, tx *sql.Tx, node string, char
 		rows = append(rows, []any{c.RecordID, node, c.Provider, c.Tenant, c.Entity, c.WindowStart.UnixMilli(),
 			reason, int64(c.Subsidy), ReviewHeld, now.UnixMilli()})
 	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO reviews (record_id, node_id, provider, tenant, entity_id, window_start_ms,
-		reason, held_fen, status, created) VALUES `, rows); err != nil {
-		return fmt.Errorf("queue held subsidies for review: %w", err)
-	}
-	return nil
+	s.queueRows(tx, what+"queue held subsidies for review", `INSERT INTO reviews (record_id, node_id, provider, tenant, entity_id, window_start_ms,
+		reason, held_fen, status, created) VALUES `, rows)
 }
 
 // Review states of a charge (charges.review) and of a review row.
@@ -266,31 +258,58 @@ func sortedPairs(m map[[2]string]bool) [][2]string {
 	return out
 }
 
-// tenants reads the entity of each (provider, tenant) of the batch.
+// tenants reads the entity of each (provider, tenant) of the batch, in
+// one statement per chunk of pairs (not one per pair: on PostgreSQL each
+// is a round trip).
 func (l *billLoad) tenants(ctx context.Context, usages []billing.Usage) (map[billing.TenantKey]string, error) {
 	out := map[billing.TenantKey]string{}
 	seen := map[billing.TenantKey]bool{}
-	stmt, err := l.tx.PrepareContext(ctx, l.s.d.rebind(`SELECT entity_id FROM tenant_entities WHERE provider = ? AND tenant = ?`))
-	if err != nil {
-		return nil, fmt.Errorf("read tenant mappings: %w", err)
-	}
-	defer func() { _ = stmt.Close() }()
+	var keys []billing.TenantKey
 	for _, u := range usages {
 		k := billing.TenantKey{Provider: u.Provider, Tenant: u.Tenant}
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
-		var e string
-		err := stmt.QueryRowContext(ctx, k.Provider, k.Tenant).Scan(&e)
-		switch {
-		case err == nil:
-			out[k] = e
-		case !errors.Is(err, sql.ErrNoRows):
-			return nil, fmt.Errorf("read mapping of tenant %q: %w", k.Tenant, err)
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
 		}
 	}
+	for len(keys) > 0 {
+		n := min(len(keys), tenantChunk)
+		var q strings.Builder
+		q.WriteString(`SELECT provider, tenant, entity_id FROM tenant_entities WHERE `)
+		args := make([]any, 0, 2*n)
+		for i, k := range keys[:n] {
+			if i > 0 {
+				q.WriteString(" OR ")
+			}
+			q.WriteString("(provider = ? AND tenant = ?)")
+			args = append(args, k.Provider, k.Tenant)
+		}
+		if err := l.readTenants(ctx, q.String(), args, out); err != nil {
+			return nil, err
+		}
+		keys = keys[n:]
+	}
 	return out, nil
+}
+
+func (l *billLoad) readTenants(ctx context.Context, q string, args []any, into map[billing.TenantKey]string) error {
+	rows, err := l.tx.QueryContext(ctx, l.s.d.rebind(q), args...)
+	if err != nil {
+		return fmt.Errorf("read tenant mappings: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k billing.TenantKey
+		var e string
+		if err := rows.Scan(&k.Provider, &k.Tenant, &e); err != nil {
+			return fmt.Errorf("read tenant mappings: %w", err)
+		}
+		into[k] = e
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read tenant mappings: %w", err)
+	}
+	return nil
 }
 
 // cards reads the cards of the batch's providers in force at some window
@@ -423,8 +442,9 @@ func (l *billLoad) subsidyCarries(ctx context.Context, program, entity string, i
 	return rows.Err()
 }
 
-// saveBilling writes the charges and grants and what billing changed.
-func (s *Store) saveBilling(ctx context.Context, tx *sql.Tx, charges []billing.Charge, ch billing.Changes, holds map[string]string) error {
+// saveBilling queues the writes of the charges and grants and of what
+// billing changed (pipeline.go). what prefixes errors.
+func (s *Store) saveBilling(tx *sql.Tx, what string, charges []billing.Charge, ch billing.Changes, holds map[string]string) {
 	var crow, grow, prow [][]any
 	for _, c := range charges {
 		review := ""
@@ -441,60 +461,48 @@ func (s *Store) saveBilling(ctx context.Context, tx *sql.Tx, charges []billing.C
 				p.RateCard, int64(p.Cost), int64(p.Subsidy), p.Program, p.Note, p.Limit})
 		}
 	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO charges (record_id, provider, tenant, entity_id, window_start_ms,
-		rate_card_id, cost_fen, subsidy_fen, program_id, note, review, limit_by) VALUES `, crow); err != nil {
-		return fmt.Errorf("store charges: %w", err)
-	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO charge_pieces (record_id, piece, start_ms, end_ms, gpu_ms,
-		rate_card_id, cost_fen, subsidy_fen, program_id, note, limit_by) VALUES `, prow); err != nil {
-		return fmt.Errorf("store the pieces of split charges: %w", err)
-	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO grants (record_id, voucher_id, amount_fen) VALUES `, grow); err != nil {
-		return fmt.Errorf("store grants: %w", err)
-	}
+	s.queueRows(tx, what+"store charges", `INSERT INTO charges (record_id, provider, tenant, entity_id, window_start_ms,
+		rate_card_id, cost_fen, subsidy_fen, program_id, note, review, limit_by) VALUES `, crow)
+	s.queueRows(tx, what+"store the pieces of split charges", `INSERT INTO charge_pieces (record_id, piece, start_ms, end_ms, gpu_ms,
+		rate_card_id, cost_fen, subsidy_fen, program_id, note, limit_by) VALUES `, prow)
+	s.queueRows(tx, what+"store grants", `INSERT INTO grants (record_id, voucher_id, amount_fen) VALUES `, grow)
 	// A voucher's charge: its balance, and its first use (and the expiry
 	// a term from first use sets then).
 	for _, v := range ch.Vouchers {
-		if _, err := s.exec(ctx, tx, `UPDATE vouchers SET balance_fen = ?, first_use_ms = ?, expires_ms = ? WHERE id = ?`,
-			int64(v.Balance), optMs(v.FirstUse), v.Expires.UnixMilli(), v.ID); err != nil {
-			return fmt.Errorf("update balance of voucher %q: %w", v.ID, err)
-		}
+		s.queue(tx, fmt.Sprintf("%supdate balance of voucher %q", what, v.ID),
+			`UPDATE vouchers SET balance_fen = ?, first_use_ms = ?, expires_ms = ? WHERE id = ?`,
+			int64(v.Balance), optMs(v.FirstUse), v.Expires.UnixMilli(), v.ID)
 	}
 	for k, f := range ch.Budgets {
-		if _, err := s.exec(ctx, tx, `UPDATE program_budgets SET granted_fen = ? WHERE program_id = ? AND year = ?`,
-			int64(f), k.Program, k.Year); err != nil {
-			return fmt.Errorf("update the %d budget of program %q: %w", k.Year, k.Program, err)
-		}
+		s.queue(tx, fmt.Sprintf("%supdate the %d budget of program %q", what, k.Year, k.Program),
+			`UPDATE program_budgets SET granted_fen = ? WHERE program_id = ? AND year = ?`, int64(f), k.Program, k.Year)
 	}
 	for k, c := range ch.SubsidyCarries {
-		_, err := s.exec(ctx, tx, `INSERT INTO subsidy_carries (program_id, entity_id, year, remainder, granted_fen)
+		s.queue(tx, fmt.Sprintf("%supdate subsidy carry %+v", what, k), `INSERT INTO subsidy_carries (program_id, entity_id, year, remainder, granted_fen)
 			VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (program_id, entity_id, year) DO UPDATE SET remainder = excluded.remainder, granted_fen = excluded.granted_fen`,
 			k.Program, k.Entity, k.Year, c.Remainder, int64(c.Granted))
-		if err != nil {
-			return fmt.Errorf("update subsidy carry %+v: %w", k, err)
-		}
 	}
 	for k, r := range ch.CostCarries {
-		_, err := s.exec(ctx, tx, `UPDATE cost_carries SET remainder = ?
+		s.queue(tx, fmt.Sprintf("%supdate cost carry %+v", what, k), `UPDATE cost_carries SET remainder = ?
 			WHERE provider = ? AND tenant = ? AND rate_card_id = ? AND slice_den = ? AND period = ?`,
 			r, k.Provider, k.Tenant, k.RateCard, k.SliceDen, k.Month)
-		if err != nil {
-			return fmt.Errorf("update cost carry %+v: %w", k, err)
-		}
 	}
-	return nil
 }
 
-// insertRowsChunk bounds the rows of one INSERT: 200 rows of 10 columns
-// stay far below SQLite's 32766 and PostgreSQL's 65535 parameters.
-const insertRowsChunk = 200
+// maxStatementParams bounds the parameters of one statement, below
+// SQLite's 32766 and PostgreSQL's 65535.
+const maxStatementParams = 30000
 
-// insertRows inserts rows (all of one width) with multi-row INSERTs: one
-// round trip per chunk instead of one per row.
-func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head string, rows [][]any) error {
+// tenantChunk bounds the (provider, tenant) pairs one lookup names.
+const tenantChunk = 1000
+
+// queueRows queues the insert of rows (all of one width) as multi-row
+// INSERTs: a statement per chunk instead of one per row. what names it in
+// errors.
+func (s *Store) queueRows(tx *sql.Tx, what, head string, rows [][]any) {
 	for len(rows) > 0 {
-		n := min(len(rows), insertRowsChunk)
+		n := min(len(rows), max(1, maxStatementParams/len(rows[0])))
 		tuple := inList(len(rows[0]))
 		var q strings.Builder
 		q.WriteString(head)
@@ -506,10 +514,7 @@ func (s *Store) insertRows(ctx context.Context, tx *sql.Tx, head string, rows []
 			q.WriteString(tuple)
 			args = append(args, r...)
 		}
-		if _, err := s.exec(ctx, tx, q.String(), args...); err != nil {
-			return err
-		}
+		s.queue(tx, what, q.String(), args...)
 		rows = rows[n:]
 	}
-	return nil
 }

@@ -302,14 +302,14 @@ func (s *Store) loadLayouts(ctx context.Context, tx *sql.Tx, f *Facts, gpus []st
 	return nil
 }
 
-// saveInventories writes the inventories the verifier applied, the
-// layouts they changed and those they reported for unregistered GPUs.
+// saveInventories writes the inventories the verifier applied and the
+// layouts they changed (queued: pipeline.go), and those they reported for
+// unregistered GPUs.
 func (s *Store) saveInventories(ctx context.Context, tx *sql.Tx, f *Facts) error {
 	for _, a := range f.added {
-		if _, err := s.exec(ctx, tx, `INSERT INTO node_inventories (node_id, seq, observed_ms, window_ms, merge_window_ms, record_id)
-			VALUES (?, ?, ?, ?, ?, ?)`, f.Node, a.seq, a.observed, a.window, a.merge, a.recordID); err != nil {
-			return fmt.Errorf("store inventory seq %d of node %q: %w", a.seq, f.Node, err)
-		}
+		s.queue(tx, fmt.Sprintf("store inventory seq %d of node %q", a.seq, f.Node),
+			`INSERT INTO node_inventories (node_id, seq, observed_ms, window_ms, merge_window_ms, record_id)
+			VALUES (?, ?, ?, ?, ?, ?)`, f.Node, a.seq, a.observed, a.window, a.merge, a.recordID)
 		gpus := make([]string, 0, len(a.layouts))
 		for g := range a.layouts {
 			gpus = append(gpus, g)
@@ -317,15 +317,12 @@ func (s *Store) saveInventories(ctx context.Context, tx *sql.Tx, f *Facts) error
 		sort.Strings(gpus)
 		for _, g := range gpus {
 			l := a.layouts[g]
-			if _, err := s.exec(ctx, tx, `INSERT INTO gpu_layouts (gpu_uuid, from_ms, node_id, seq, mig_enabled) VALUES (?, ?, ?, ?, ?)`,
-				g, l.From, f.Node, a.seq, l.MIG); err != nil {
-				return fmt.Errorf("store layout of GPU %s at %d: %w", g, l.From, err)
-			}
+			what := fmt.Sprintf("store layout of GPU %s at %d", g, l.From)
+			s.queue(tx, what, `INSERT INTO gpu_layouts (gpu_uuid, from_ms, node_id, seq, mig_enabled) VALUES (?, ?, ?, ?, ?)`,
+				g, l.From, f.Node, a.seq, l.MIG)
 			for in, profile := range l.Instances {
-				if _, err := s.exec(ctx, tx, `INSERT INTO gpu_layout_instances (gpu_uuid, from_ms, instance_uuid, profile) VALUES (?, ?, ?, ?)`,
-					g, l.From, in, profile); err != nil {
-					return fmt.Errorf("store layout of GPU %s at %d: %w", g, l.From, err)
-				}
+				s.queue(tx, what, `INSERT INTO gpu_layout_instances (gpu_uuid, from_ms, instance_uuid, profile) VALUES (?, ?, ?, ?)`,
+					g, l.From, in, profile)
 			}
 		}
 	}

@@ -99,17 +99,13 @@ func (s *Store) addGPUWindows(ctx context.Context, tx *sql.Tx, f *Facts, b *prot
 			return err
 		}
 		if span[g] > f.maxSpan[g] {
-			if _, err := s.exec(ctx, tx, `UPDATE node_gpus SET max_span_ms = ? WHERE gpu_uuid = ?`, span[g], g); err != nil {
-				return fmt.Errorf("record the longest interval of GPU %s: %w", g, err)
-			}
+			s.queue(tx, "record the longest interval of GPU "+g, `UPDATE node_gpus SET max_span_ms = ? WHERE gpu_uuid = ?`, span[g], g)
 		}
 		all = append(all, ivs...)
 	}
 	for len(all) > 0 {
 		n := min(len(all), windowChunk)
-		if err := s.upsertGPUWindows(ctx, tx, f.Node, all[:n], sums); err != nil {
-			return err
-		}
+		s.upsertGPUWindows(tx, f.Node, all[:n], sums)
 		all = all[n:]
 	}
 	return nil
@@ -231,8 +227,9 @@ func scaledMillis(v int64) string {
 	return fmt.Sprintf("%d.%03d", v/SliceScale, v%SliceScale*1000/SliceScale)
 }
 
-// upsertGPUWindows adds the sums of ivs to their rows in one statement.
-func (s *Store) upsertGPUWindows(ctx context.Context, tx *sql.Tx, node string, ivs []gpuInterval, sums map[gpuInterval]int64) error {
+// upsertGPUWindows queues the statement that adds the sums of ivs to their
+// rows.
+func (s *Store) upsertGPUWindows(tx *sql.Tx, node string, ivs []gpuInterval, sums map[gpuInterval]int64) {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO gpu_windows (gpu_uuid, window_start_ms, window_end_ms, node_id, total_scaled) VALUES `)
 	args := make([]any, 0, 5*len(ivs))
@@ -244,10 +241,7 @@ func (s *Store) upsertGPUWindows(ctx context.Context, tx *sql.Tx, node string, i
 		args = append(args, iv.gpu, iv.start, iv.end, node, sums[iv])
 	}
 	q.WriteString(` ON CONFLICT (gpu_uuid, window_start_ms, window_end_ms) DO UPDATE SET total_scaled = gpu_windows.total_scaled + excluded.total_scaled`)
-	if _, err := s.exec(ctx, tx, q.String(), args...); err != nil {
-		return fmt.Errorf("add to GPU windows: %w", err)
-	}
-	return nil
+	s.queue(tx, "add to GPU windows", q.String(), args...)
 }
 
 // defaultVerdicts judges a batch with no verifier (the store's own tests):

@@ -112,7 +112,7 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 		if err := s.addGPUWindows(ctx, tx, facts, b, verdicts); err != nil {
 			return err
 		}
-		if err := s.insert(ctx, tx, sub); err != nil {
+		if err := s.insert(tx, sub); err != nil {
 			return err
 		}
 		leaf = s.logBatch(tx, &sub)
@@ -129,13 +129,10 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 				lastEnd = max(lastEnd, r.WindowEnd.UnixMilli())
 			}
 		}
-		if _, err := s.exec(ctx, tx, `UPDATE nodes SET head_seq = ?, head_hash = ?, last_window_end_ms = ? WHERE id = ?`,
-			b.LastSeq, sub.Hash, lastEnd, b.Node); err != nil {
-			return fmt.Errorf("ingest batch %d of node %q: advance head: %w", b.FirstSeq, b.Node, err)
-		}
-		if err := s.noteInstance(ctx, tx, b.Node, b.Instance, sub.Received, true); err != nil {
-			return err
-		}
+		s.queue(tx, fmt.Sprintf("ingest batch %d of node %q: advance head", b.FirstSeq, b.Node),
+			`UPDATE nodes SET head_seq = ?, head_hash = ?, last_window_end_ms = ? WHERE id = ?`,
+			b.LastSeq, sub.Hash, lastEnd, b.Node)
+		s.noteInstance(tx, b.Node, b.Instance, sub.Received, true)
 		res.Head, res.Records = b.LastSeq, len(b.Records)
 		return nil
 	})
@@ -189,9 +186,7 @@ func (s *Store) secondSigner(ctx context.Context, tx *sql.Tx, sub Submission, he
 	if _, err := s.exec(ctx, tx, `UPDATE nodes SET forked = ? WHERE id = ?`, true, b.Node); err != nil {
 		return fmt.Errorf("ingest batch %d of node %q: flag the node: %w", b.FirstSeq, b.Node, err)
 	}
-	if err := s.noteInstance(ctx, tx, b.Node, b.Instance, sub.Received, false); err != nil {
-		return err
-	}
+	s.noteInstance(tx, b.Node, b.Instance, sub.Received, false)
 	return &keepError{err: &SeqError{Err: ErrSecondSigner, Expected: head + 1, Instance: b.Instance, StoredInstance: storedInst,
 		Detail: fmt.Sprintf("%s: instance %s signed it, the stored batch at first_seq %d is instance %s's; the chain stored first is kept",
 			detail, instanceName(b.Instance), storedFirst, instanceName(storedInst))}}

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"strings"
@@ -10,9 +9,10 @@ import (
 )
 
 // recordChunk is how many records one INSERT writes: 22 parameters each,
-// far below SQLite's (32766) and PostgreSQL's (65535) parameter limits. A
-// statement per chunk, not per record: on PostgreSQL each is a round trip.
-const recordChunk = 100
+// within maxStatementParams. A statement per chunk, not per record: on
+// PostgreSQL each is a round trip; a batch of up to 1 000 records (the
+// reporter's default) is one statement.
+const recordChunk = maxStatementParams / 22
 
 const recordColumns = `record_id, node_id, seq, batch_first_seq, provider, tenant, kind, gpu_uuid, parent_uuid, model,
 	mig_profile, slice_num, slice_den, window_start_ms, window_end_ms, gpu_ms, utilization_pct,
@@ -20,12 +20,13 @@ const recordColumns = `record_id, node_id, seq, batch_first_seq, provider, tenan
 
 const recordPlaceholders = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-// insert writes the batch and its records. A record id already stored
-// (the same usage in another batch) or repeated in the batch is refused as
-// an invalid record, never stored twice. The insert itself finds the ids
-// already stored (ON CONFLICT DO NOTHING, RETURNING what it wrote), so
-// the check costs no statement of its own.
-func (s *Store) insert(ctx context.Context, tx *sql.Tx, sub Submission) error {
+// insert queues the writes of the batch and its records (pipeline.go). A
+// record id already stored (the same usage in another batch) or repeated
+// in the batch is refused as an invalid record, never stored twice. The
+// insert itself finds the ids already stored (ON CONFLICT DO NOTHING,
+// RETURNING what it wrote), so the check costs no statement of its own;
+// it fails the transaction when the queue is sent.
+func (s *Store) insert(tx *sql.Tx, sub Submission) error {
 	b := &sub.Batch
 	seqOf := make(map[string]uint64, len(b.Records))
 	for i := range b.Records {
@@ -35,22 +36,18 @@ func (s *Store) insert(ctx context.Context, tx *sql.Tx, sub Submission) error {
 		}
 		seqOf[r.ID] = r.Seq
 	}
-	_, err := s.exec(ctx, tx, `INSERT INTO batches (node_id, first_seq, last_seq, hash, key_id, received_at, envelope, instance)
+	s.queue(tx, fmt.Sprintf("store batch %d of node %q", b.FirstSeq, b.Node),
+		`INSERT INTO batches (node_id, first_seq, last_seq, hash, key_id, received_at, envelope, instance)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.Node, b.FirstSeq, b.LastSeq, sub.Hash, b.KeyID, sub.Received.UnixMilli(), sub.Envelope, b.Instance)
-	if err != nil {
-		return fmt.Errorf("store batch %d of node %q: %w", b.FirstSeq, b.Node, err)
-	}
 	for at := 0; at < len(b.Records); at += recordChunk {
-		if err := s.insertRecords(ctx, tx, b, b.Records[at:min(at+recordChunk, len(b.Records))]); err != nil {
-			return err
-		}
+		s.insertRecords(tx, b, b.Records[at:min(at+recordChunk, len(b.Records))])
 	}
 	return nil
 }
 
-// insertRecords writes recs of b in one statement.
-func (s *Store) insertRecords(ctx context.Context, tx *sql.Tx, b *protocol.Batch, recs []protocol.Record) error {
+// insertRecords queues the statement that writes recs of b.
+func (s *Store) insertRecords(tx *sql.Tx, b *protocol.Batch, recs []protocol.Record) {
 	q := `INSERT INTO records (` + recordColumns + `) VALUES ` +
 		strings.Repeat(recordPlaceholders+", ", len(recs)-1) + recordPlaceholders +
 		` ON CONFLICT (record_id) DO NOTHING RETURNING record_id`
@@ -63,26 +60,20 @@ func (s *Store) insertRecords(ctx context.Context, tx *sql.Tx, b *protocol.Batch
 			r.UtilizationPercent, r.EnergyMillijoules, r.Attribution, r.SharedWith, r.SplitRule, r.GapReason)
 	}
 	what := fmt.Sprintf("store records seq %d-%d of node %q", recs[0].Seq, recs[len(recs)-1].Seq, b.Node)
-	rows, err := tx.QueryContext(ctx, s.d.rebind(q), args...)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	defer rows.Close()
-	written := make(map[string]bool, len(recs))
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+	s.queueCheck(tx, what, func(rows resultRows) error {
+		written := make(map[string]bool, len(recs))
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			written[id] = true
 		}
-		written[id] = true
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	for i := range recs {
-		if r := &recs[i]; !written[r.ID] {
-			return fmt.Errorf("%w: record seq %d: id %s is already stored", ErrInvalidRecord, r.Seq, r.ID)
+		for i := range recs {
+			if r := &recs[i]; !written[r.ID] {
+				return fmt.Errorf("%w: record seq %d: id %s is already stored", ErrInvalidRecord, r.Seq, r.ID)
+			}
 		}
-	}
-	return nil
+		return nil
+	}, q, args...)
 }

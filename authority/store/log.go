@@ -100,10 +100,12 @@ type rowQueryer interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+const logStateQuery = `SELECT size, compact, verifier_key FROM log_state WHERE id = 1`
+
 // readState reads log_state through q (locking it when lock is set, on
 // PostgreSQL); nil, nil when the log is not started.
 func (s *Store) readState(ctx context.Context, q rowQueryer, lock bool) (*logState, error) {
-	sel := `SELECT size, compact, verifier_key FROM log_state WHERE id = 1`
+	sel := logStateQuery
 	if lock {
 		sel += s.d.forUpdate
 	}
@@ -122,17 +124,35 @@ func (s *Store) readState(ctx context.Context, q rowQueryer, lock bool) (*logSta
 	return decodeState(size, comp, vkey)
 }
 
-// flushLog appends what tx queued, if the log is started; writeTx calls
-// it just before commit.
+// flushLog sends tx's queued statements (pipeline.go) and appends the
+// leaves tx queued, if the log is started; writeTx calls it just before
+// commit. The log's state is read (and locked) as the last statement of
+// the queue's batch: no round trip of its own.
 func (s *Store) flushLog(ctx context.Context, tx *sql.Tx) error {
 	v, ok := s.logPend.LoadAndDelete(tx)
 	if !ok || len(v.(*logPending).leaves) == 0 {
-		return nil
+		return s.flushQueue(ctx, tx)
 	}
 	leaves := v.(*logPending).leaves
-	st, err := s.readState(ctx, tx, true)
-	if err != nil || st == nil {
-		return err // not started: the log appends nothing
+	var st *logState
+	s.queueCheck(tx, "read the log's state", func(rows resultRows) error {
+		if !rows.Next() {
+			return nil // not started
+		}
+		var (
+			size uint64
+			comp []byte
+			vkey string
+		)
+		if err := rows.Scan(&size, &comp, &vkey); err != nil {
+			return fmt.Errorf("read the log's state: %w", err)
+		}
+		var err error
+		st, err = decodeState(size, comp, vkey)
+		return err
+	}, logStateQuery+s.d.forUpdate)
+	if err := s.flushQueue(ctx, tx); err != nil || st == nil {
+		return err // st nil: not started, the log appends nothing
 	}
 	now := time.Now().UnixMilli()
 	var lrows, nrows, brows [][]any
@@ -155,31 +175,27 @@ func (s *Store) flushLog(ctx context.Context, tx *sql.Tx) error {
 			brows = append(brows, []any{l.batch.Node, l.batch.FirstSeq, l.index})
 		}
 	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO log_leaves (idx, kind, data, hash, created) VALUES `, lrows); err != nil {
-		return fmt.Errorf("append to the log: leaves: %w", err)
-	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO log_nodes (level, idx, hash) VALUES `, nrows); err != nil {
-		return fmt.Errorf("append to the log: nodes: %w", err)
-	}
-	if err := s.insertRows(ctx, tx, `INSERT INTO log_batches (node_id, first_seq, leaf_idx) VALUES `, brows); err != nil {
-		return fmt.Errorf("append to the log: batches: %w", err)
-	}
+	// The rows go in one batch (pipeline.go), sent here.
+	s.queueRows(tx, "append to the log: leaves", `INSERT INTO log_leaves (idx, kind, data, hash, created) VALUES `, lrows)
+	s.queueRows(tx, "append to the log: nodes", `INSERT INTO log_nodes (level, idx, hash) VALUES `, nrows)
+	s.queueRows(tx, "append to the log: batches", `INSERT INTO log_batches (node_id, first_seq, leaf_idx) VALUES `, brows)
 	st.size = st.rng.End()
-	if _, err := s.exec(ctx, tx, `UPDATE log_state SET size = ?, compact = ? WHERE id = 1`,
-		st.size, bytes.Join(st.rng.Hashes(), nil)); err != nil {
-		return fmt.Errorf("append to the log: state: %w", err)
-	}
+	s.queue(tx, "append to the log: state", `UPDATE log_state SET size = ?, compact = ? WHERE id = 1`,
+		st.size, bytes.Join(st.rng.Hashes(), nil))
 	// Sign the new size now, in the same transaction, when this process
 	// holds the key: a receipt then only reads. Without it (the CLI), the
 	// next checkpoint read signs.
 	if sg := s.logSigner.Load(); sg != nil && sg.VerifierKey() == st.vkey {
-		return s.saveCheckpoint(ctx, tx, sg, st)
+		if err := s.saveCheckpoint(tx, sg, st); err != nil {
+			return err
+		}
 	}
-	return nil
+	return s.flushQueue(ctx, tx)
 }
 
-// saveCheckpoint signs st's tree and keeps the note (one per size).
-func (s *Store) saveCheckpoint(ctx context.Context, tx *sql.Tx, sg *tlog.Signer, st *logState) error {
+// saveCheckpoint signs st's tree and queues the note's row (one per
+// size; pipeline.go).
+func (s *Store) saveCheckpoint(tx *sql.Tx, sg *tlog.Signer, st *logState) error {
 	root, err := st.root()
 	if err != nil {
 		return err
@@ -188,10 +204,9 @@ func (s *Store) saveCheckpoint(ctx context.Context, tx *sql.Tx, sg *tlog.Signer,
 	if err != nil {
 		return fmt.Errorf("sign checkpoint %d: %w", st.size, err)
 	}
-	if _, err := s.exec(ctx, tx, `INSERT INTO log_checkpoints (size, note, created) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING`,
-		st.size, note, time.Now().UnixMilli()); err != nil {
-		return fmt.Errorf("keep checkpoint %d: %w", st.size, err)
-	}
+	s.queue(tx, fmt.Sprintf("keep checkpoint %d", st.size),
+		`INSERT INTO log_checkpoints (size, note, created) VALUES (?, ?, ?) ON CONFLICT (size) DO NOTHING`,
+		st.size, note, time.Now().UnixMilli())
 	return nil
 }
 
@@ -217,7 +232,7 @@ func (s *Store) StartLog(ctx context.Context, sg *tlog.Signer) error {
 		if st.vkey != sg.VerifierKey() {
 			return fmt.Errorf("%w: the database's log verifies with %q, the configured key is %q", ErrLogKey, st.vkey, sg.VerifierKey())
 		}
-		return s.saveCheckpoint(ctx, tx, sg, st)
+		return s.saveCheckpoint(tx, sg, st)
 	})
 	if err != nil {
 		return fmt.Errorf("start the log on %s: %w", s.id, err)

@@ -93,9 +93,9 @@ func BenchmarkLogProof(b *testing.B) {
 	}
 	var rows [][]any
 	flush := func(tx *sql.Tx) error {
-		err := s.insertRows(ctx, tx, `INSERT INTO log_nodes (level, idx, hash) VALUES `, rows)
+		s.queueRows(tx, "log nodes", `INSERT INTO log_nodes (level, idx, hash) VALUES `, rows)
 		rows = rows[:0]
-		return err
+		return s.flushQueue(ctx, tx)
 	}
 	must(b, s.writeTx(ctx, func(tx *sql.Tx) error {
 		for i := range size {

@@ -55,7 +55,7 @@ func (s *Store) LogCheckpoint(ctx context.Context, sg *tlog.Signer) (size uint64
 	if sg.VerifierKey() != st.vkey {
 		return 0, nil, fmt.Errorf("%w: the database's log verifies with %q, this key is %q", ErrLogKey, st.vkey, sg.VerifierKey())
 	}
-	if err := s.writeTx(ctx, func(tx *sql.Tx) error { return s.saveCheckpoint(ctx, tx, sg, st) }); err != nil {
+	if err := s.writeTx(ctx, func(tx *sql.Tx) error { return s.saveCheckpoint(tx, sg, st) }); err != nil {
 		return 0, nil, err
 	}
 	note, err = s.LogCheckpointAt(ctx, st.size)

@@ -171,19 +171,16 @@ func (s *Store) instances(ctx context.Context, tx *sql.Tx, node string) ([]Insta
 
 // noteInstance counts a batch of node's instance as accepted or refused,
 // at now.
-func (s *Store) noteInstance(ctx context.Context, tx *sql.Tx, node, instance string, now time.Time, accepted bool) error {
+func (s *Store) noteInstance(tx *sql.Tx, node, instance string, now time.Time, accepted bool) {
 	acc, ref := 1, 0
 	if !accepted {
 		acc, ref = 0, 1
 	}
-	_, err := s.exec(ctx, tx, `INSERT INTO node_instances (node_id, instance, first_seen_ms, last_seen_ms, accepted_batches, refused_batches)
+	s.queue(tx, fmt.Sprintf("note instance %q of node %q", instance, node),
+		`INSERT INTO node_instances (node_id, instance, first_seen_ms, last_seen_ms, accepted_batches, refused_batches)
 		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (node_id, instance) DO UPDATE SET last_seen_ms = excluded.last_seen_ms,
 			accepted_batches = node_instances.accepted_batches + excluded.accepted_batches,
 			refused_batches = node_instances.refused_batches + excluded.refused_batches`,
 		node, instance, now.UnixMilli(), now.UnixMilli(), acc, ref)
-	if err != nil {
-		return fmt.Errorf("note instance %q of node %q: %w", instance, node, err)
-	}
-	return nil
 }

@@ -47,6 +47,9 @@ type Store struct {
 	// checkpoints once StartLog ran (log.go).
 	logPend   sync.Map
 	logSigner atomic.Pointer[tlog.Signer]
+	// txQueues holds each open write transaction's queued statements
+	// (*sql.Tx -> *txQueue, pipeline.go).
+	txQueues sync.Map
 }
 
 // dialect is what differs between SQL engines: placeholders, the byte
@@ -214,18 +217,28 @@ func (s *Store) Driver() string { return s.d.name }
 // If fn returns a *keepError, the transaction is committed and the wrapped
 // error returned (a rejection that must still record something: a fork).
 func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+	// On a connection of its own, which the queued statements' batch uses
+	// (pipeline.go).
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("begin transaction on %s: %w", s.id, err)
+	}
+	defer func() { _ = conn.Close() }()
+	tx, err := conn.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction on %s: %w", s.id, err)
 	}
 	defer s.dropLog(tx)
+	s.beginQueue(tx, conn)
+	defer s.dropQueue(tx)
 	ferr := fn(tx)
 	var keep *keepError
 	if ferr != nil && !errors.As(ferr, &keep) {
 		_ = tx.Rollback()
 		return ferr
 	}
-	// The log's leaves go last, under its lock (log.go).
+	// What fn queued (pipeline.go), then the log's leaves, last, under its
+	// lock (log.go).
 	if err := s.flushLog(ctx, tx); err != nil {
 		_ = tx.Rollback()
 		return err

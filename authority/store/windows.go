@@ -49,8 +49,8 @@ func (s *Store) addWindows(ctx context.Context, tx *sql.Tx, node string, sums ma
 	if err := s.lockUnits(ctx, tx, units, own); err != nil {
 		return err
 	}
-	var all []interval
-	for _, u := range units {
+	spans := make([]unitSpan, len(units))
+	for i, u := range units {
 		ivs := byUnit[u]
 		sort.Slice(ivs, func(i, j int) bool {
 			if ivs[i].start != ivs[j].start {
@@ -58,20 +58,23 @@ func (s *Store) addWindows(ctx context.Context, tx *sql.Tx, node string, sums ma
 			}
 			return ivs[i].end < ivs[j].end
 		})
-		stored, err := s.storedWindows(ctx, tx, u, ivs[0].start, maxEnd(ivs))
-		if err != nil {
-			return err
-		}
-		if err := checkWindows(u, stored, ivs, sums); err != nil {
+		spans[i] = unitSpan{unit: u, from: ivs[0].start, to: maxEnd(ivs)}
+	}
+	stored, err := s.storedWindows(ctx, tx, spans)
+	if err != nil {
+		return err
+	}
+	var all []interval
+	for _, u := range units {
+		ivs := byUnit[u]
+		if err := checkWindows(u, stored[u], ivs, sums); err != nil {
 			return err
 		}
 		all = append(all, ivs...)
 	}
 	for len(all) > 0 {
 		n := min(len(all), windowChunk)
-		if err := s.upsertWindows(ctx, tx, node, all[:n], sums); err != nil {
-			return err
-		}
+		s.upsertWindows(tx, node, all[:n], sums)
 		all = all[n:]
 	}
 	return nil
@@ -111,32 +114,66 @@ func (s *Store) lockUnits(ctx context.Context, tx *sql.Tx, units []string, own m
 	return nil
 }
 
-// storedWindows reads the stored windows of unit that can overlap
-// [from, to): those starting in [from, to), and the last one starting
+// unitSpan is the range [from, to) of one unit's new windows.
+type unitSpan struct {
+	unit     string
+	from, to int64
+}
+
+// unitSpanChunk bounds the units one read names: a SELECT per unit joined
+// by UNION ALL, under SQLite's 500 compound terms.
+const unitSpanChunk = 200
+
+// storedWindows reads, per unit, the stored windows that can overlap its
+// span [from, to): those starting in [from, to), and the last one starting
 // before from. Stored windows of a unit are pairwise disjoint, so no
 // earlier one reaches from. Both bounds are index ranges of the primary
-// key: the read never scans the unit's history.
-func (s *Store) storedWindows(ctx context.Context, tx *sql.Tx, unit string, from, to int64) ([]window, error) {
-	rows, err := tx.QueryContext(ctx, s.d.rebind(`SELECT window_start_ms, window_end_ms, total_ms FROM unit_windows
-		WHERE gpu_uuid = ? AND window_start_ms < ? AND window_start_ms >= COALESCE(
-			(SELECT MAX(window_start_ms) FROM unit_windows WHERE gpu_uuid = ? AND window_start_ms < ?), ?)
-		ORDER BY window_start_ms`), unit, to, unit, from, from)
-	if err != nil {
-		return nil, fmt.Errorf("read windows of unit %s: %w", unit, err)
-	}
-	defer rows.Close()
-	var out []window
-	for rows.Next() {
-		w := window{stored: true}
-		if err := rows.Scan(&w.start, &w.end, &w.total); err != nil {
-			return nil, fmt.Errorf("read windows of unit %s: %w", unit, err)
+// key: the read never scans a unit's history. All the units' windows come
+// in one statement (a chunk of units each), not one per unit: on
+// PostgreSQL each statement is a round trip.
+func (s *Store) storedWindows(ctx context.Context, tx *sql.Tx, spans []unitSpan) (map[string][]window, error) {
+	out := make(map[string][]window, len(spans))
+	for len(spans) > 0 {
+		n := min(len(spans), unitSpanChunk)
+		if err := s.readUnitWindows(ctx, tx, spans[:n], out); err != nil {
+			return nil, err
 		}
-		out = append(out, w)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read windows of unit %s: %w", unit, err)
+		spans = spans[n:]
 	}
 	return out, nil
+}
+
+func (s *Store) readUnitWindows(ctx context.Context, tx *sql.Tx, spans []unitSpan, out map[string][]window) error {
+	var q strings.Builder
+	args := make([]any, 0, 5*len(spans))
+	for i, sp := range spans {
+		if i > 0 {
+			q.WriteString(" UNION ALL ")
+		}
+		q.WriteString(`SELECT gpu_uuid, window_start_ms, window_end_ms, total_ms FROM unit_windows
+		WHERE gpu_uuid = ? AND window_start_ms < ? AND window_start_ms >= COALESCE(
+			(SELECT MAX(window_start_ms) FROM unit_windows WHERE gpu_uuid = ? AND window_start_ms < ?), ?)`)
+		args = append(args, sp.unit, sp.to, sp.unit, sp.from, sp.from)
+	}
+	q.WriteString(` ORDER BY 1, 2`)
+	what := fmt.Sprintf("read windows of units %s..%s", spans[0].unit, spans[len(spans)-1].unit)
+	rows, err := tx.QueryContext(ctx, s.d.rebind(q.String()), args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u string
+		w := window{stored: true}
+		if err := rows.Scan(&u, &w.start, &w.end, &w.total); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		out[u] = append(out[u], w)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // checkWindows applies the wall-time rule to one unit: stored are its
@@ -190,11 +227,11 @@ func checkWindows(unit string, stored []window, ivs []interval, sums map[interva
 	return nil
 }
 
-// upsertWindows adds the sums of ivs to their rows in one statement, and
-// checks the totals the database returns: the last line of defence for
-// the rule, should anything have written a unit's windows since they were
-// read.
-func (s *Store) upsertWindows(ctx context.Context, tx *sql.Tx, node string, ivs []interval, sums map[interval]int64) error {
+// upsertWindows queues the statement that adds the sums of ivs to their
+// rows, and checks the totals the database returns: the last line of
+// defence for the rule, should anything have written a unit's windows
+// since they were read.
+func (s *Store) upsertWindows(tx *sql.Tx, node string, ivs []interval, sums map[interval]int64) {
 	var q strings.Builder
 	q.WriteString(`INSERT INTO unit_windows (gpu_uuid, window_start_ms, window_end_ms, node_id, total_ms) VALUES `)
 	args := make([]any, 0, 5*len(ivs))
@@ -207,31 +244,25 @@ func (s *Store) upsertWindows(ctx context.Context, tx *sql.Tx, node string, ivs 
 	}
 	q.WriteString(` ON CONFLICT (gpu_uuid, window_start_ms, window_end_ms) DO UPDATE SET total_ms = unit_windows.total_ms + excluded.total_ms
 		RETURNING gpu_uuid, window_start_ms, window_end_ms, total_ms`)
-	rows, err := tx.QueryContext(ctx, s.d.rebind(q.String()), args...)
-	if err != nil {
-		return fmt.Errorf("add to unit windows: %w", err)
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var (
-			iv    interval
-			total int64
-		)
-		if err := rows.Scan(&iv.unit, &iv.start, &iv.end, &total); err != nil {
-			return fmt.Errorf("add to unit windows: %w", err)
+	s.queueCheck(tx, "add to unit windows", func(rows resultRows) error {
+		n := 0
+		for rows.Next() {
+			var (
+				iv    interval
+				total int64
+			)
+			if err := rows.Scan(&iv.unit, &iv.start, &iv.end, &total); err != nil {
+				return fmt.Errorf("add to unit windows: %w", err)
+			}
+			if total > iv.end-iv.start {
+				return fmt.Errorf("%w: unit %s window [%d, %d): %d ms stored and new, window is %d ms",
+					ErrOverWallTime, iv.unit, iv.start, iv.end, total, iv.end-iv.start)
+			}
+			n++
 		}
-		if total > iv.end-iv.start {
-			return fmt.Errorf("%w: unit %s window [%d, %d): %d ms stored and new, window is %d ms",
-				ErrOverWallTime, iv.unit, iv.start, iv.end, total, iv.end-iv.start)
+		if n != len(ivs) {
+			return fmt.Errorf("add to unit windows: %d rows written, want %d", n, len(ivs))
 		}
-		n++
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("add to unit windows: %w", err)
-	}
-	if n != len(ivs) {
-		return fmt.Errorf("add to unit windows: %d rows written, want %d", n, len(ivs))
-	}
-	return nil
+		return nil
+	}, q.String(), args...)
 }
