@@ -8,7 +8,9 @@ import (
 // Admission bounds how many batches the authority ingests at once and how
 // long a batch waits for its turn before it is answered 503 overloaded
 // with Retry-After (authority/server/admission.go). The defaults: 2 s of
-// waiting, Retry-After 1 s, and max_concurrent 0, which takes the server's
+// waiting, a Retry-After of at least 1 s (retry_after is the least a shed
+// batch is told; a longer line of shed batches tells each more, up to
+// 30 s), and max_concurrent 0, which takes the server's
 // default for the store's driver: 4 at once on SQLite (one writer), 10 on
 // PostgreSQL (the store's pool). A zero max_wait or retry_after is the
 // server's default too.
