@@ -23,13 +23,13 @@ import (
 
 // gpuIDs is what was derived for the GPU last read at one NVML index.
 type gpuIDs struct {
-	raw, uuid string   // GetUUID's answer and its canonical form
-	mig       []migIDs // by MIG handle slot
+	id  canonicalID
+	mig []migIDs // by MIG handle slot
 }
 
 // migIDs is what was derived for the MIG instance last read in one slot.
 type migIDs struct {
-	raw, uuid string // GetUUID's answer and its canonical form
+	id canonicalID
 	// profile is ProfileName(slices, memMB, gpuMem).
 	slices        int
 	memMB, gpuMem uint64
@@ -48,19 +48,32 @@ func (c *Collector) idsAt(idx, count int) *gpuIDs {
 	return &c.ids[idx]
 }
 
+// canonicalID is GetUUID's answer and its canonical form.
+type canonicalID struct{ raw, uuid string }
+
+// of is canon(raw), derived again only when raw differs from the last
+// answer (changed).
+func (c *canonicalID) of(raw string, canon func(string) (string, error)) (uuid string, changed bool, err error) {
+	if c.uuid != "" && raw == c.raw {
+		return c.uuid, false, nil
+	}
+	if uuid, err = canon(raw); err != nil {
+		return "", false, err
+	}
+	c.raw, c.uuid = raw, uuid
+	return uuid, true, nil
+}
+
 // canonical is CanonicalGPUUUID(raw), derived again only when raw differs
 // from the last answer at this index: then it is another GPU (or the same
 // one renamed), and its MIG slots' entries are dropped with it.
 func (g *gpuIDs) canonical(raw string) (string, error) {
-	if g.uuid != "" && raw == g.raw {
-		return g.uuid, nil
+	uuid, changed, err := g.id.of(raw, protocol.CanonicalGPUUUID)
+	if changed {
+		clear(g.mig)
+		g.mig = g.mig[:0]
 	}
-	uuid, err := protocol.CanonicalGPUUUID(raw)
-	if err != nil {
-		return "", err
-	}
-	*g = gpuIDs{raw: raw, uuid: uuid}
-	return uuid, nil
+	return uuid, err
 }
 
 // slot is the entry of MIG handle slot k (0 <= k < n, n the GPU's maximum
@@ -74,15 +87,8 @@ func (g *gpuIDs) slot(k, n int) *migIDs {
 
 // canonical is CanonicalMIGUUID(raw), derived again when raw differs.
 func (m *migIDs) canonical(raw string) (string, error) {
-	if m.uuid != "" && raw == m.raw {
-		return m.uuid, nil
-	}
-	uuid, err := protocol.CanonicalMIGUUID(raw)
-	if err != nil {
-		return "", err
-	}
-	m.raw, m.uuid = raw, uuid
-	return uuid, nil
+	uuid, _, err := m.id.of(raw, protocol.CanonicalMIGUUID)
+	return uuid, err
 }
 
 // profileName is ProfileName of these figures, derived again when one
