@@ -20,9 +20,28 @@ import (
 // BenchmarkCycleDGXH100 is one metering cycle of a full DGX H100 node: 8
 // GPUs in MIG mode with 7 x 1g.10gb each (56 instances) and 200 compute
 // processes of 50 Kubernetes pods, through the NVML collector (on go-nvml's
-// mock types), attribution (reading a host /proc tree from disk) and the
-// meter, at 1 s virtual ticks with 60 s windows.
+// mock types), attribution and the meter, at 1 s virtual ticks with 60 s
+// windows. Attribution follows the processes it resolved with pidfds, as
+// on a node: the processes' facts are in a fake /proc on disk, so each
+// fake PID is followed by a real pidfd of the benchmark's own (live)
+// process, and a cycle polls 200 real pidfds instead of reading /proc.
 func BenchmarkCycleDGXH100(b *testing.B) {
+	w := attribution.PidfdStandIn(uint32(os.Getpid()))
+	if w == nil {
+		b.Skip("pidfd_open is not available here")
+	}
+	benchCycle(b, attribution.WithProcessWatcher(w))
+}
+
+// BenchmarkCycleDGXH100Fallback is the same cycle without a process
+// watcher, as where pidfds are not available (kernel before 5.3, another
+// PID namespace's /proc, seccomp): every cycle checks each process's start
+// time in /proc/<pid>/stat of the fake tree.
+func BenchmarkCycleDGXH100Fallback(b *testing.B) {
+	benchCycle(b, attribution.WithProcessWatcher(nil))
+}
+
+func benchCycle(b *testing.B, opts ...attribution.Option) {
 	layout := map[int][]string{}
 	for g := range 8 {
 		layout[g] = []string{"1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb", "1g.10gb"}
@@ -58,10 +77,11 @@ func BenchmarkCycleDGXH100(b *testing.B) {
 	defer col.Close()
 	attr, err := attribution.New(attribution.Config{Rules: []attribution.Rule{
 		{Name: "k8s", Cgroup: "kubernetes", Tenant: "${pod_uid}"},
-	}}, root)
+	}}, root, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer attr.Close()
 	mt, err := meter.New(meter.Options{Node: "bench", Provider: "bench", Window: time.Minute, MaxHold: 3 * time.Second})
 	if err != nil {
 		b.Fatal(err)

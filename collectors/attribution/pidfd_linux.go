@@ -48,6 +48,21 @@ func newPidfdWatcher(hostRoot string) *pidfdWatcher {
 	return &pidfdWatcher{open: pidfdOpen, held: map[int]struct{}{}}
 }
 
+// PidfdStandIn is the kernel's ProcessWatcher for a benchmark over a fake
+// /proc: its PIDs name no real process, so every PID it is asked to watch
+// is followed by a pidfd of the live process pid (the benchmark's own).
+// The attributor's exit check is then the kernel's poll over real pidfds,
+// as on a node. nil where pidfd_open is not available. The caller releases
+// the pidfds with the attributor's Close.
+func PidfdStandIn(pid uint32) ProcessWatcher {
+	fd, err := pidfdOpen(pid)
+	if err != nil {
+		return nil
+	}
+	_ = unix.Close(fd)
+	return &pidfdWatcher{open: func(uint32) (int, error) { return pidfdOpen(pid) }, held: map[int]struct{}{}}
+}
+
 // ownProc reports whether <hostRoot>/proc/self is this process: a fake
 // tree has no proc/self, and another PID namespace's /proc names the agent
 // by another PID (or not at all).

@@ -118,11 +118,11 @@ func TestAttributeWithPidfds(t *testing.T) {
 // which lives; every call polls the 200 pidfds once and reads nothing
 // from /proc.
 func BenchmarkAttributeWatched(b *testing.B) {
-	if newPidfdWatcher("/") == nil {
+	sw := PidfdStandIn(uint32(os.Getpid()))
+	if sw == nil {
 		b.Skip("pidfd_open is not available here")
 	}
-	self := uint32(os.Getpid())
-	w := &pidfdWatcher{open: func(uint32) (int, error) { return pidfdOpen(self) }, held: map[int]struct{}{}}
+	w := sw.(*pidfdWatcher)
 	a := benchAttribute(b, WithProcessWatcher(w))
 	if len(w.held) != 200 {
 		b.Fatalf("%d pidfds held, want one per process (200)", len(w.held))

@@ -81,6 +81,16 @@ type Collector struct {
 	// driverNamed are the GPUs known only by the kernel driver's name for
 	// them (driverproc.go), until NVML reads them.
 	driverNamed map[string]bool
+
+	// Kept between polls (reuse.go): the strings derived per NVML index,
+	// the last poll's arena (to size the next), and Collect's and
+	// weighSamples' scratch, cleared each poll; nextIndex becomes byIndex
+	// at the poll's end.
+	ids       []gpuIDs
+	ar        arena
+	nextIndex map[int]string
+	reported  map[string]bool
+	weighing  weighing
 }
 
 // New returns a collector over lib (Open() for the real library, or a
@@ -91,6 +101,8 @@ func New(lib gonvml.Interface, opts Options) *Collector {
 		known: map[string]device.Device{}, byIndex: map[int]string{},
 		lastSample: map[string]uint64{}, totalSlices: map[string]int{},
 		failing: map[string]bool{}, failingIdx: map[int]bool{}, driverNamed: map[string]bool{},
+		nextIndex: map[int]string{}, reported: map[string]bool{},
+		weighing: weighing{seen: map[sampleKey]bool{}, at: map[uint32]int{}},
 	}
 	if c.clk == nil {
 		c.clk = clock.Real{}
@@ -202,17 +214,21 @@ func (c *Collector) Collect(ctx context.Context) (snap device.Snapshot, err erro
 		return device.Snapshot{}, fmt.Errorf("collect: count GPUs: %w", ret)
 	}
 	snap.Devices = make([]device.Device, 0, max(count, len(c.known)))
-	byIndex := make(map[int]string, count)
-	reported := make(map[string]bool, count)
+	c.ar = newArena(&c.ar)
+	byIndex, reported := c.nextIndex, c.reported
+	clear(byIndex)
+	clear(reported)
 	var unnamed []error // the read errors of indexes without identity
 	for idx := range count {
 		if err := ctx.Err(); err != nil {
 			return device.Snapshot{}, fmt.Errorf("collect: %w", err)
 		}
-		d, err := c.readDevice(idx)
+		d, err := c.readDevice(idx, count)
 		if err == nil {
 			delete(c.driverNamed, d.UUID)
-			c.known[d.UUID] = identity(d)
+			if known, ok := c.known[d.UUID]; !ok || !sameIdentity(&known, &d) {
+				c.known[d.UUID] = identity(d)
+			}
 			c.noteOK(d.UUID)
 			delete(c.failingIdx, idx)
 			byIndex[idx], reported[d.UUID] = d.UUID, true
@@ -242,7 +258,7 @@ func (c *Collector) Collect(ctx context.Context) (snap device.Snapshot, err erro
 		c.noteFailure(uuid, err)
 		snap.Devices = append(snap.Devices, last)
 	}
-	c.byIndex = byIndex
+	c.byIndex, c.nextIndex = byIndex, c.byIndex
 	snap.Devices = c.reportUnnamed(snap.Devices, unnamed, reported)
 	start := len(snap.Devices)
 	for uuid, last := range c.known {

@@ -63,6 +63,15 @@
 //     records and the inventory name a unit alike. A GPU or MIG instance
 //     whose UUID has no canonical form is a read error, never metered
 //     under a name the authority would refuse.
+//   - Every NVML call is made every poll: nothing tells the collector that
+//     a GPU was replaced or re-partitioned. What it keeps between polls
+//     are the strings it derives (canonical UUIDs, profile names), each
+//     beside the NVML answer it came from and used again only while NVML
+//     answers the same, and one block each for a snapshot's instances and
+//     processes, sized by the poll before (reuse.go). An unchanged node's
+//     poll then allocates a handful of objects of its own, whatever its
+//     number of MIG instances; NVML's own answers (process lists) still
+//     allocate in go-nvml.
 //   - NVML reports host PIDs, whatever PID namespace the agent runs in;
 //     attribution reads the host's /proc. A process that starts and ends
 //     between two polls is never seen.

@@ -7,12 +7,12 @@ import (
 	gonvml "github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/gpumeter/gpumeter/collectors/device"
-	"github.com/gpumeter/gpumeter/protocol"
 )
 
-// readDevice reads GPU idx. On error the returned Device carries whatever
-// identity was read before it (UUID at least, when that call succeeded).
-func (c *Collector) readDevice(idx int) (device.Device, error) {
+// readDevice reads GPU idx of count. On error the returned Device carries
+// whatever identity was read before it (UUID at least, when that call
+// succeeded).
+func (c *Collector) readDevice(idx, count int) (device.Device, error) {
 	d := device.Device{Index: idx}
 	h, ret := c.lib.DeviceGetHandleByIndex(idx)
 	if ret != gonvml.SUCCESS {
@@ -24,7 +24,8 @@ func (c *Collector) readDevice(idx int) (device.Device, error) {
 	}
 	// Records and the inventory name a GPU by its canonical UUID, the
 	// authority's key; one that has none cannot be metered.
-	uuid, err := protocol.CanonicalGPUUUID(raw)
+	ids := c.idsAt(idx, count)
+	uuid, err := ids.canonical(raw)
 	if err != nil {
 		return d, fmt.Errorf("GPU %d: UUID: %w", idx, err)
 	}
@@ -70,7 +71,7 @@ func (c *Collector) readDevice(idx int) (device.Device, error) {
 		var err error
 		for range migAttempts {
 			d.Instances = nil
-			if err = c.readInstances(h, &d); !staleMIGHandle(err) {
+			if err = c.readInstances(h, &d, ids); !staleMIGHandle(err) {
 				break
 			}
 		}
@@ -92,8 +93,8 @@ const migAttempts = 3
 // staleMIGHandle reports whether err came from a MIG handle that no longer
 // names an instance (INVALID_ARGUMENT or NOT_FOUND on a MIG handle call).
 func staleMIGHandle(err error) bool {
-	var se errStaleHandle
-	return errors.As(err, &se)
+	_, ok := errors.AsType[errStaleHandle](err)
+	return ok
 }
 
 // errStaleHandle marks an error of a call on a MIG handle that may have
@@ -106,7 +107,7 @@ func (e errStaleHandle) Unwrap() error { return e.error }
 // earlier cycle may be invalid after a reconfiguration. MIG handle slots
 // can be sparse, so every slot up to the maximum is tried and empty ones
 // (NOT_FOUND, INVALID_ARGUMENT) skipped.
-func (c *Collector) readInstances(h gonvml.Device, d *device.Device) error {
+func (c *Collector) readInstances(h gonvml.Device, d *device.Device, ids *gpuIDs) error {
 	total, err := c.gpuTotalSlices(h, d.UUID)
 	if err != nil {
 		return err
@@ -115,6 +116,7 @@ func (c *Collector) readInstances(h gonvml.Device, d *device.Device) error {
 	if ret != gonvml.SUCCESS {
 		return fmt.Errorf("get max MIG device count: %w", ret)
 	}
+	c.ar.startInstances()
 	for k := range n {
 		mh, ret := h.GetMigDeviceHandleByIndex(k)
 		switch ret {
@@ -124,7 +126,7 @@ func (c *Collector) readInstances(h gonvml.Device, d *device.Device) error {
 		default:
 			return fmt.Errorf("get MIG device %d: %w", k, ret)
 		}
-		in, err := readInstance(mh, total, d.MemoryTotalBytes)
+		in, err := c.readInstance(mh, total, d.MemoryTotalBytes, ids.slot(k, n))
 		if err != nil {
 			err = fmt.Errorf("MIG device %d: %w", k, err)
 			if errors.Is(err, gonvml.ERROR_INVALID_ARGUMENT) || errors.Is(err, gonvml.ERROR_NOT_FOUND) {
@@ -132,18 +134,20 @@ func (c *Collector) readInstances(h gonvml.Device, d *device.Device) error {
 			}
 			return err
 		}
-		d.Instances = append(d.Instances, in)
+		d.Instances = c.ar.addInstance(in)
 	}
 	return nil
 }
 
-func readInstance(mh gonvml.Device, totalSlices int, gpuMemoryBytes uint64) (device.Instance, error) {
+// readInstance reads one MIG instance; ids is what was derived for the
+// instance last read in its slot.
+func (c *Collector) readInstance(mh gonvml.Device, totalSlices int, gpuMemoryBytes uint64, ids *migIDs) (device.Instance, error) {
 	var in device.Instance
 	raw, ret := mh.GetUUID()
 	if ret != gonvml.SUCCESS {
 		return in, fmt.Errorf("get UUID: %w", ret)
 	}
-	uuid, err := protocol.CanonicalMIGUUID(raw)
+	uuid, err := ids.canonical(raw)
 	if err != nil {
 		return in, fmt.Errorf("UUID: %w", err)
 	}
@@ -160,12 +164,12 @@ func readInstance(mh gonvml.Device, totalSlices int, gpuMemoryBytes uint64) (dev
 	}
 	in.Slices, in.TotalSlices = int(attr.GpuInstanceSliceCount), totalSlices
 	in.MemoryBytes = attr.MemorySizeMB << 20
-	in.Profile = ProfileName(in.Slices, attr.MemorySizeMB, gpuMemoryBytes)
+	in.Profile = ids.profileName(in.Slices, attr.MemorySizeMB, gpuMemoryBytes)
 	procs, ret := mh.GetComputeRunningProcesses()
 	if ret != gonvml.SUCCESS {
 		return in, fmt.Errorf("%s: get compute processes: %w", in.UUID, ret)
 	}
-	in.Processes = make([]device.Process, len(procs))
+	in.Processes = c.ar.processes(len(procs))
 	for i, p := range procs {
 		// NVML has no per-process utilization on MIG handles.
 		in.Processes[i] = device.Process{PID: p.Pid, UsedMemoryBytes: p.UsedGpuMemory, SMUtil: device.Unknown}
@@ -235,7 +239,7 @@ func (c *Collector) readProcesses(h gonvml.Device, d *device.Device) error {
 	if len(procs) == 0 {
 		return nil
 	}
-	d.Processes = make([]device.Process, len(procs))
+	d.Processes = c.ar.processes(len(procs))
 	for i, p := range procs {
 		d.Processes[i] = device.Process{PID: p.Pid, UsedMemoryBytes: p.UsedGpuMemory, SMUtil: device.Unknown}
 	}
@@ -254,7 +258,7 @@ func (c *Collector) readProcesses(h gonvml.Device, d *device.Device) error {
 		return nil
 	}
 	last := c.lastSample[d.UUID]
-	weighSamples(d.Processes, samples, last)
+	weighSamples(d.Processes, samples, last, &c.weighing)
 	for _, s := range samples {
 		last = max(last, s.TimeStamp)
 	}
@@ -267,24 +271,22 @@ func (c *Collector) readProcesses(h gonvml.Device, d *device.Device) error {
 // timestamp) once however often NVML lists it, and its SMUtil, their
 // mean. A process with no such sample keeps SMUtil Unknown and weight 0:
 // it gets a share only from samples it has. Empty slots of NVML's buffer
-// (timestamp 0) and samples of other PIDs are ignored.
-func weighSamples(procs []device.Process, samples []gonvml.ProcessUtilizationSample, last uint64) {
-	type key struct {
-		pid uint32
-		ts  uint64
-	}
-	seen := make(map[key]bool, len(samples))
-	at := make(map[uint32]int, len(procs))
+// (timestamp 0) and samples of other PIDs are ignored. w is scratch kept
+// between calls.
+func weighSamples(procs []device.Process, samples []gonvml.ProcessUtilizationSample, last uint64, w *weighing) {
+	clear(w.seen)
+	clear(w.at)
 	for i, p := range procs {
-		at[p.PID] = i
+		w.at[p.PID] = i
 	}
-	n := make([]int64, len(procs))
+	n := append(w.n[:0], make([]int64, len(procs))...)
 	for _, s := range samples {
-		i, ok := at[s.Pid]
-		if !ok || s.TimeStamp == 0 || s.TimeStamp <= last || seen[key{s.Pid, s.TimeStamp}] {
+		i, ok := w.at[s.Pid]
+		k := sampleKey{s.Pid, s.TimeStamp}
+		if !ok || s.TimeStamp == 0 || s.TimeStamp <= last || w.seen[k] {
 			continue
 		}
-		seen[key{s.Pid, s.TimeStamp}] = true
+		w.seen[k] = true
 		// Garbage values above 100 have been seen: clamp each one.
 		procs[i].SMWeight += int64(clampPercent(s.SmUtil))
 		n[i]++
@@ -294,6 +296,19 @@ func weighSamples(procs []device.Process, samples []gonvml.ProcessUtilizationSam
 			procs[i].SMUtil = int(procs[i].SMWeight / n[i])
 		}
 	}
+	w.n = n
+}
+
+// weighing is weighSamples' scratch.
+type weighing struct {
+	seen map[sampleKey]bool
+	at   map[uint32]int
+	n    []int64
+}
+
+type sampleKey struct {
+	pid uint32
+	ts  uint64
 }
 
 // describing is a reading that describes the GPU (utilization, power,

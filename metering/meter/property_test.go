@@ -1,7 +1,9 @@
 package meter
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"math/big"
 	"math/rand/v2"
@@ -457,6 +459,62 @@ func TestSplitTiesFavourNoName(t *testing.T) {
 		// Expected 200 each; 150 is more than 4 standard deviations off.
 		if favoured[tn] < 150 {
 			t.Errorf("tenant %s got the odd millisecond in %d of %d windows (%v): biased", tn, favoured[tn], windows, favoured)
+		}
+	}
+}
+
+// TestFracMatchesBigRat: random sums of fractions below 1, with
+// denominators from small (the word path) to near 2⁶³ (past it, the
+// big.Rat path), give the same whole milliseconds and the same remainder
+// as math/big, and compare as big.Rat compares them.
+func TestFracMatchesBigRat(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 0x66726163))
+	for round := range 2000 {
+		var f, g frac
+		want, wantG := new(big.Rat), new(big.Rat)
+		var whole, wantWhole int64
+		maxDen := []uint64{2, 7, 1000, 1 << 32, 1 << 62}[round%5]
+		for range 1 + rng.IntN(40) {
+			sum := 2 + rng.Uint64N(maxDen)
+			rem := 1 + rng.Uint64N(sum-1)
+			whole += f.add(rem, sum)
+			want.Add(want, big.NewRat(0, 1).SetFrac(new(big.Int).SetUint64(rem), new(big.Int).SetUint64(sum)))
+			if want.Cmp(big.NewRat(1, 1)) >= 0 {
+				want.Sub(want, big.NewRat(1, 1))
+				wantWhole++
+			}
+			gs := 2 + rng.Uint64N(maxDen)
+			g.add(1+rng.Uint64N(gs-1), gs)
+			wantG = g.rat()
+		}
+		if whole != wantWhole || f.rat().Cmp(want) != 0 {
+			t.Fatalf("round %d: %d + %v, want %d + %v", round, whole, f.rat(), wantWhole, want)
+		}
+		if f.positive() != (want.Sign() > 0) {
+			t.Fatalf("round %d: positive %v for %v", round, f.positive(), want)
+		}
+		if got, w := f.cmp(&g), want.Cmp(wantG); got != w {
+			t.Fatalf("round %d: cmp(%v, %v) = %d, want %d", round, want, wantG, got, w)
+		}
+	}
+}
+
+// TestTieKeyIsFNV1a: the hand-written hash is hash/fnv's 64-bit FNV-1a
+// over the bytes the records' order was defined by.
+func TestTieKeyIsFNV1a(t *testing.T) {
+	for _, c := range []struct {
+		ws           int64
+		uuid, tenant string
+	}{{0, "", ""}, {1_700_000_000_000, "GPU-0", "acme"}, {-5, "MIG-x", "ÿ-tenant"}} {
+		h := fnv.New64a()
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(c.ws))
+		h.Write(b[:])
+		h.Write([]byte(c.uuid))
+		h.Write([]byte{0})
+		h.Write([]byte(c.tenant))
+		if got := tieKey(c.ws, c.uuid, c.tenant); got != h.Sum64() {
+			t.Errorf("tieKey(%d, %q, %q) = %x, want %x", c.ws, c.uuid, c.tenant, got, h.Sum64())
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package meter
 
 import (
-	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -126,8 +125,9 @@ type tenantAcc struct {
 	sharedWith int
 	splitRule  string
 	// frac is the exact part below 1 ms of the tenant's shares of split
-	// intervals in this window (nil: none); see split.go.
-	frac *big.Rat
+	// intervals in this window; see split.go.
+	frac frac
+	tie  uint64 // settle's scratch: tieKey of this tenant
 }
 
 // unitAcc is one unit's time in one window.

@@ -21,12 +21,14 @@ import (
 )
 
 var rows = []row{
-	measured{what: "collect + attribute + meter cycle, mock DGX H100 (8 GPUs × 7 MIG = 56 units, 200 processes)",
+	measured{what: "collect + attribute + meter cycle, mock DGX H100 (8 GPUs × 7 MIG = 56 units, 200 processes followed by pidfds)",
 		value: series{"BenchmarkCycleDGXH100", "ns/op"}, format: duration, limit: 1e9, peerLabel: "1 s poll interval", ratio: percent},
 	measured{what: "… memory allocated per cycle",
 		value: series{"BenchmarkCycleDGXH100", "B/op"}, format: kib},
 	measured{what: "… allocations per cycle",
 		value: series{"BenchmarkCycleDGXH100", "allocs/op"}, format: count},
+	measured{what: "… the same cycle without pidfds (each process's start time read from /proc)",
+		value: series{"BenchmarkCycleDGXH100Fallback", "ns/op"}, format: duration, limit: 1e9, peerLabel: "1 s poll interval", ratio: percent},
 	measured{what: "agent CPU, metering the DGX H100 day scenario in real time",
 		value: series{"BenchmarkProcess/gpumeter", "cpu-ms/s"}, format: cpuMs,
 		peer: &series{"BenchmarkProcess/node_exporter", "cpu-ms/s"}, peerLabel: "node_exporter", ratio: times},

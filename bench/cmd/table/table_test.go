@@ -122,3 +122,26 @@ func TestFleetReplicasRowsAndCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestCycleRowsKeepWatchedAndFallbackApart: rows 1–3 are the watched
+// cycle's, the fallback has its own row; the name of one is a prefix of
+// the other's, which must not mix them.
+func TestCycleRowsKeepWatchedAndFallbackApart(t *testing.T) {
+	r := results{}
+	lines := "BenchmarkCycleDGXH100-2 1000 150000 ns/op 3.2 records/op 50000 B/op 60 allocs/op\n" +
+		"BenchmarkCycleDGXH100Fallback-2 300 2000000 ns/op 3.1 records/op 400000 B/op 1500 allocs/op\n"
+	if err := r.parse(strings.NewReader(lines), "x"); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	render(&b, r)
+	for _, want := range []string{
+		"200 processes followed by pidfds) | 150 µs |",
+		"| … allocations per cycle | 60 |",
+		"| … the same cycle without pidfds (each process's start time read from /proc) | 2.00 ms |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
