@@ -164,6 +164,7 @@ func memory(total, used uint64) nvml.Memory {
 
 // processInfos appends procs to out as NVML reports them.
 func processInfos(out []nvml.ProcessInfo, procs []device.Process, gi, ci uint32) []nvml.ProcessInfo {
+	out = slices.Grow(out, len(procs)) // one allocation per list, as NVML's answer is one array
 	for _, p := range procs {
 		out = append(out, nvml.ProcessInfo{Pid: p.PID, UsedGpuMemory: p.UsedMemoryBytes,
 			GpuInstanceId: gi, ComputeInstanceId: ci})
