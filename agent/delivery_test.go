@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -21,9 +22,8 @@ import (
 
 var demoGPUs = []string{"GPU-de30de30-0000-4000-8000-000000000000", "GPU-de30de30-0000-4000-8000-000000000001"}
 
-// metrics scrapes the agent and returns each sample's value by its
-// exposition name (labels ignored: only label-less metrics are asked for).
-func metrics(t *testing.T, base string) map[string]float64 {
+// scrape reads the agent's /metrics and parses it into families by name.
+func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
 	t.Helper()
 	_, body := get(t, base+"/metrics")
 	parser := expfmt.NewTextParser(model.LegacyValidation)
@@ -31,6 +31,14 @@ func metrics(t *testing.T, base string) map[string]float64 {
 	if err != nil {
 		t.Fatalf("parse /metrics: %v", err)
 	}
+	return fams
+}
+
+// metrics scrapes the agent and returns each sample's value by its
+// exposition name (labels ignored: only label-less metrics are asked for).
+func metrics(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	fams := scrape(t, base)
 	out := map[string]float64{}
 	for name, f := range fams {
 		for _, m := range f.GetMetric() {
@@ -169,12 +177,7 @@ func TestFullSpoolHoldsRecordsInMemory(t *testing.T) {
 // family name (empty when absent), and its values.
 func labelled(t *testing.T, base, name string) (labels []map[string]string, values []float64) {
 	t.Helper()
-	_, body := get(t, base+"/metrics")
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
+	fams := scrape(t, base)
 	for _, m := range fams[name].GetMetric() {
 		ls := map[string]string{}
 		for _, l := range m.GetLabel() {
