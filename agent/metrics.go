@@ -17,6 +17,18 @@ import (
 
 const namespace = "gpumeter"
 
+// newDesc describes a metric read at scrape time: name without the
+// namespace, its help, its variable labels.
+func newDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(namespace+"_"+name, help, labels, nil)
+}
+
+// gaugeOpts names a metric of the agent's namespace (a CounterOpts
+// converts from it: the two are one type).
+func gaugeOpts(name, help string) prometheus.GaugeOpts {
+	return prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}
+}
+
 // collectorNVML names the device collector in the collector_* metrics.
 const collectorNVML = "nvml"
 
@@ -53,40 +65,24 @@ func NewMetrics(version string) *Metrics {
 			Help:    "Time of one collect, attribute and meter cycle.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1},
 		}),
-		collectorSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "collector_success",
-			Help: "Whether the collector's last collection succeeded (1) or failed (0).",
-		}, []string{"collector"}),
-		collectorDuration: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "collector_duration_seconds",
-			Help: "Duration of the collector's last collection.",
-		}, []string{"collector"}),
-		collectorErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "collector_errors_total",
-			Help: "Collections that failed as a whole.",
-		}, []string{"collector"}),
-		recordsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "records_total",
-			Help: "Usage records produced by closed windows, by kind.",
-		}, []string{"kind"}),
-		lastCycle: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "last_cycle_timestamp_seconds",
-			Help: "Time of the last completed metering cycle (agent clock).",
-		}),
-		spoolFull: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "spool_full",
-			Help: "1 while the spool is full even after merging: new windows are held in memory.",
-		}),
+		collectorSuccess: prometheus.NewGaugeVec(gaugeOpts("collector_success",
+			"Whether the collector's last collection succeeded (1) or failed (0)."), []string{"collector"}),
+		collectorDuration: prometheus.NewGaugeVec(gaugeOpts("collector_duration_seconds",
+			"Duration of the collector's last collection."), []string{"collector"}),
+		collectorErrors: prometheus.NewCounterVec(prometheus.CounterOpts(gaugeOpts("collector_errors_total",
+			"Collections that failed as a whole.")), []string{"collector"}),
+		recordsTotal: prometheus.NewCounterVec(prometheus.CounterOpts(gaugeOpts("records_total",
+			"Usage records produced by closed windows, by kind.")), []string{"kind"}),
+		lastCycle: prometheus.NewGauge(gaugeOpts("last_cycle_timestamp_seconds",
+			"Time of the last completed metering cycle (agent clock).")),
+		spoolFull: prometheus.NewGauge(gaugeOpts("spool_full",
+			"1 while the spool is full even after merging: new windows are held in memory.")),
 		// The names Prometheus and Alertmanager use for the same thing, so
 		// existing alerts on *_config_last_reload_successful fit.
-		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "config_last_reload_successful",
-			Help: "Whether the last config load (at start or on SIGHUP) was applied (1) or refused (0).",
-		}),
-		reloadOKTime: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: namespace, Name: "config_last_reload_success_timestamp_seconds",
-			Help: "When a config was last loaded and applied (at start or on SIGHUP).",
-		}),
+		reloadOK: prometheus.NewGauge(gaugeOpts("config_last_reload_successful",
+			"Whether the last config load (at start or on SIGHUP) was applied (1) or refused (0).")),
+		reloadOKTime: prometheus.NewGauge(gaugeOpts("config_last_reload_success_timestamp_seconds",
+			"When a config was last loaded and applied (at start or on SIGHUP).")),
 	}
 	// gpumeter_build_info as node_exporter has it: revision, branch, Go
 	// version, platform (github.com/prometheus/common/version, set by the
@@ -103,7 +99,7 @@ func NewMetrics(version string) *Metrics {
 	reg.MustRegister(m.cycleDuration, m.collectorSuccess, m.collectorDuration,
 		m.collectorErrors, m.recordsTotal, m.lastCycle, m.spoolFull, buildInfo,
 		m.reloadOK, m.reloadOKTime,
-		(*stateCollector)(m), deliveryCollector{m}, spoolCollector{m},
+		(*stateCollector)(m), deliveryCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -157,35 +153,28 @@ func (m *Metrics) countRecords(recs []protocol.Record) {
 type stateCollector Metrics
 
 var (
-	descTenantSeconds = prometheus.NewDesc(namespace+"_tenant_gpu_seconds_total",
-		"GPU time metered to a tenant on a unit (whole GPU or MIG instance), from the meter's records and open window.",
-		[]string{"tenant", "gpu_uuid"}, nil)
-	descUnitSeconds = prometheus.NewDesc(namespace+"_unit_seconds_total",
-		"Time of a unit (whole GPU or MIG instance) by kind: usage, idle or gap.",
-		[]string{"gpu_uuid", "kind"}, nil)
-	descGPUInfo = prometheus.NewDesc(namespace+"_gpu_info",
-		"A physical GPU on this node; always 1.",
-		[]string{"gpu_uuid", "index", "model", "mig"}, nil)
-	descGPUUp = prometheus.NewDesc(namespace+"_gpu_up",
-		"Whether the GPU was readable in the last cycle (0: lost or unreadable).",
-		[]string{"gpu_uuid"}, nil)
-	descGPUUtil = prometheus.NewDesc(namespace+"_gpu_utilization_ratio",
-		"GPU SM utilization in the last cycle, 0 to 1.",
-		[]string{"gpu_uuid"}, nil)
-	descMemUsed = prometheus.NewDesc(namespace+"_gpu_memory_used_bytes",
-		"GPU memory in use.", []string{"gpu_uuid"}, nil)
-	descMemTotal = prometheus.NewDesc(namespace+"_gpu_memory_total_bytes",
-		"GPU memory in all.", []string{"gpu_uuid"}, nil)
-	descPower = prometheus.NewDesc(namespace+"_gpu_power_watts",
-		"GPU board power draw.", []string{"gpu_uuid"}, nil)
-	descEnergy = prometheus.NewDesc(namespace+"_gpu_energy_joules_total",
-		"GPU energy counter since the driver loaded.", []string{"gpu_uuid"}, nil)
-	descUnitProcs = prometheus.NewDesc(namespace+"_unit_processes",
-		"Compute processes on a unit in the last cycle, by tenant.",
-		[]string{"gpu_uuid", "tenant"}, nil)
-	descMIGInfo = prometheus.NewDesc(namespace+"_mig_instance_info",
-		"A MIG instance; always 1.",
-		[]string{"gpu_uuid", "parent_uuid", "profile", "slices", "total_slices"}, nil)
+	descTenantSeconds = newDesc("tenant_gpu_seconds_total",
+		"GPU time metered to a tenant on a unit (whole GPU or MIG instance), from the meter's records and open window.", "tenant", "gpu_uuid")
+	descUnitSeconds = newDesc("unit_seconds_total",
+		"Time of a unit (whole GPU or MIG instance) by kind: usage, idle or gap.", "gpu_uuid", "kind")
+	descGPUInfo = newDesc("gpu_info",
+		"A physical GPU on this node; always 1.", "gpu_uuid", "index", "model", "mig")
+	descGPUUp = newDesc("gpu_up",
+		"Whether the GPU was readable in the last cycle (0: lost or unreadable).", "gpu_uuid")
+	descGPUUtil = newDesc("gpu_utilization_ratio",
+		"GPU SM utilization in the last cycle, 0 to 1.", "gpu_uuid")
+	descMemUsed = newDesc("gpu_memory_used_bytes",
+		"GPU memory in use.", "gpu_uuid")
+	descMemTotal = newDesc("gpu_memory_total_bytes",
+		"GPU memory in all.", "gpu_uuid")
+	descPower = newDesc("gpu_power_watts",
+		"GPU board power draw.", "gpu_uuid")
+	descEnergy = newDesc("gpu_energy_joules_total",
+		"GPU energy counter since the driver loaded.", "gpu_uuid")
+	descUnitProcs = newDesc("unit_processes",
+		"Compute processes on a unit in the last cycle, by tenant.", "gpu_uuid", "tenant")
+	descMIGInfo = newDesc("mig_instance_info",
+		"A MIG instance; always 1.", "gpu_uuid", "parent_uuid", "profile", "slices", "total_slices")
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {

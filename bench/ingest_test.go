@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -189,22 +188,9 @@ func bareInsert(ctx context.Context, db *sql.DB, driver string, bt protocol.Batc
 		VALUES (?, ?, ?, ?, ?, ?, ?)`), bt.Node, bt.FirstSeq, bt.LastSeq, protocol.Hash(env), bt.KeyID, time.Now().UnixMilli(), env); err != nil {
 		return err
 	}
-	const row = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	for at := 0; at < len(bt.Records); at += bareChunk {
 		recs := bt.Records[at:min(at+bareChunk, len(bt.Records))]
-		q := `INSERT INTO records (
-			record_id, node_id, seq, batch_first_seq, provider, tenant, kind, gpu_uuid, parent_uuid, model,
-			mig_profile, slice_num, slice_den, window_start_ms, window_end_ms, gpu_ms, utilization_pct,
-			energy_mj, attribution, shared_with, split_rule, gap_reason)
-			VALUES ` + strings.Repeat(row+", ", len(recs)-1) + row
-		args := make([]any, 0, 22*len(recs))
-		for i := range recs {
-			r := &recs[i]
-			args = append(args,
-				r.ID, bt.Node, r.Seq, bt.FirstSeq, r.Provider, r.Tenant, string(r.Kind), r.GPUUUID, r.ParentUUID, r.Model,
-				r.MIGProfile, r.SliceNum, r.SliceDen, r.WindowStart.UnixMilli(), r.WindowEnd.UnixMilli(), r.GPUMillis,
-				r.UtilizationPercent, r.EnergyMillijoules, r.Attribution, r.SharedWith, r.SplitRule, r.GapReason)
-		}
+		q, args := store.RecordsInsert(&bt, recs)
 		if _, err := tx.ExecContext(ctx, rebind(q), args...); err != nil {
 			return err
 		}

@@ -473,12 +473,7 @@ func (c *Console) statement(w http.ResponseWriter, r *http.Request, v viewer) {
 		return
 	}
 	st, err := c.st.Statement(ctx, ent, from, to)
-	if errors.Is(err, store.ErrBillingNotFound) {
-		http.Error(w, "no such entity", http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		c.fail(w, r, err)
+	if !c.found(w, r, err, "entity") {
 		return
 	}
 	c.render(w, r, http.StatusOK, "page", &page{Title: "statement", Sub: ent, V: v, Period: per,

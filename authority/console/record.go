@@ -24,12 +24,7 @@ func (c *Console) record(w http.ResponseWriter, r *http.Request, v viewer) {
 		return
 	}
 	rec, err := c.st.ConsoleRecordByID(r.Context(), id)
-	if errors.Is(err, store.ErrBillingNotFound) {
-		http.Error(w, "no such record", http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		c.fail(w, r, err)
+	if !c.found(w, r, err, "record") {
 		return
 	}
 	// Links lead only to pages the viewer may open: an entity does not see
@@ -74,4 +69,18 @@ func (c *Console) record(w http.ResponseWriter, r *http.Request, v viewer) {
 		gt.Rows = append(gt.Rows, []cell{vc, fenCell(g.Amount)})
 	}
 	c.render(w, r, http.StatusOK, "page", &page{Title: "record", Sub: id, V: v, Figures: fs, Tables: []*table{gt}})
+}
+
+// found is true when err is nil; else it answers 404 "no such WHAT" for
+// what the store does not have, or the failure page for any other error.
+func (c *Console) found(w http.ResponseWriter, r *http.Request, err error, what string) bool {
+	if errors.Is(err, store.ErrBillingNotFound) {
+		http.Error(w, "no such "+what, http.StatusNotFound)
+		return false
+	}
+	if err != nil {
+		c.fail(w, r, err)
+		return false
+	}
+	return true
 }

@@ -67,12 +67,8 @@ func (a *Admin) putEntity(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.ID = id
-	if err := a.st.PutEntity(r.Context(), e); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.changed(r, "entity put", "entity", id)
-	answer(w, http.StatusOK, e)
+	a.done(w, r, a.st.PutEntity(r.Context(), e), http.StatusOK, e,
+		"entity put", "entity", id)
 }
 
 func (a *Admin) putTenant(w http.ResponseWriter, r *http.Request) {
@@ -81,12 +77,8 @@ func (a *Admin) putTenant(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := TenantMapping{Provider: r.PathValue("provider"), Tenant: r.PathValue("tenant"), Entity: b.Entity}
-	if err := a.st.MapTenant(r.Context(), m.Provider, m.Tenant, m.Entity); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.changed(r, "tenant mapped", "provider", m.Provider, "tenant", m.Tenant, "entity", m.Entity)
-	answer(w, http.StatusOK, m)
+	a.done(w, r, a.st.MapTenant(r.Context(), m.Provider, m.Tenant, m.Entity), http.StatusOK, m,
+		"tenant mapped", "provider", m.Provider, "tenant", m.Tenant, "entity", m.Entity)
 }
 
 func (a *Admin) listPrograms(w http.ResponseWriter, r *http.Request) {
@@ -99,12 +91,8 @@ func (a *Admin) addProgram(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &p) {
 		return
 	}
-	if err := a.st.AddProgram(r.Context(), p); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.changed(r, "program added", "program", p.ID)
-	answer(w, http.StatusCreated, p)
+	a.done(w, r, a.st.AddProgram(r.Context(), p), http.StatusCreated, p,
+		"program added", "program", p.ID)
 }
 
 func (a *Admin) listVouchers(w http.ResponseWriter, r *http.Request) {
@@ -143,12 +131,8 @@ func (a *Admin) setVoucherStatus(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := a.st.SetVoucherStatus(r.Context(), id, b.Status); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.changed(r, "voucher status set", "voucher", id, "status", b.Status)
-	answer(w, http.StatusOK, VoucherStatus{ID: id, Status: b.Status})
+	a.done(w, r, a.st.SetVoucherStatus(r.Context(), id, b.Status), http.StatusOK, VoucherStatus{ID: id, Status: b.Status},
+		"voucher status set", "voucher", id, "status", b.Status)
 }
 
 func (a *Admin) listRateCards(w http.ResponseWriter, r *http.Request) {
@@ -161,12 +145,8 @@ func (a *Admin) addRateCard(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &c) {
 		return
 	}
-	if err := a.st.AddRateCard(r.Context(), c); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	a.changed(r, "rate card added", "rate_card", c.ID, "provider", c.Provider, "price_fen_per_hour", int64(c.PricePerHour))
-	answer(w, http.StatusCreated, c)
+	a.done(w, r, a.st.AddRateCard(r.Context(), c), http.StatusCreated, c,
+		"rate card added", "rate_card", c.ID, "provider", c.Provider, "price_fen_per_hour", int64(c.PricePerHour))
 }
 
 func (a *Admin) endRateCard(w http.ResponseWriter, r *http.Request) {
@@ -182,12 +162,19 @@ func (a *Admin) endRateCard(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteProblem(w, protocol.NewProblem(protocol.BadRequest, "body: at is required (RFC 3339)"))
 		return
 	}
-	if err := a.st.EndRateCard(r.Context(), id, b.At); err != nil {
+	a.done(w, r, a.st.EndRateCard(r.Context(), id, b.At), http.StatusOK, RateCardEnd{ID: id, At: b.At},
+		"rate card ended", "rate_card", id, "at", b.At)
+}
+
+// done answers v with code and logs the change (msg and attrs) when err,
+// the store's answer, is nil; else it answers err's problem.
+func (a *Admin) done(w http.ResponseWriter, r *http.Request, err error, code int, v any, msg string, attrs ...any) {
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	a.changed(r, "rate card ended", "rate_card", id, "at", b.At)
-	answer(w, http.StatusOK, RateCardEnd{ID: id, At: b.At})
+	a.changed(r, msg, attrs...)
+	answer(w, code, v)
 }
 
 // period reads ?from=&to=&format=; false means a problem was answered.

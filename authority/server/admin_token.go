@@ -3,8 +3,9 @@ package server
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"os"
+	"io/fs"
+
+	"github.com/gpumeter/gpumeter/internal/fsutil"
 )
 
 // LoadAdminToken reads the operators' bearer token from path. Like the
@@ -13,29 +14,16 @@ import (
 // dropped and the rest must be at least MinAdminTokenLen printable ASCII
 // characters. Errors describe the file, never its content.
 func LoadAdminToken(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("open admin token file: %w", err)
-	}
-	defer func() { _ = f.Close() }()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat admin token file %s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("admin token file %s is not a regular file (%s)", path, st.Mode().Type())
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("admin token file %s has mode %04o: must not be readable by group or others (chmod 600)",
-			path, uint32(st.Mode().Perm()))
-	}
 	const maxTokenFile = 4 << 10
-	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
+	data, err := fsutil.ReadSecret(fsutil.Secret{
+		Path: path, File: "admin token file", Name: "admin token file", NotA: "a token", Max: maxTokenFile,
+		ModeErr: func(mode fs.FileMode) error {
+			return fmt.Errorf("admin token file %s has mode %04o: must not be readable by group or others (chmod 600)",
+				path, uint32(mode.Perm()))
+		},
+	})
 	if err != nil {
-		return nil, fmt.Errorf("read admin token file %s: %w", path, err)
-	}
-	if len(data) > maxTokenFile {
-		return nil, fmt.Errorf("admin token file %s: larger than %d bytes, not a token", path, maxTokenFile)
+		return nil, err
 	}
 	tok := bytes.TrimSpace(data)
 	for _, c := range tok {

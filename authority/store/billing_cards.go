@@ -168,9 +168,7 @@ func scanRateCard(rows rowScanner) (billing.RateCard, error) {
 // RateCards lists rate cards, of one provider if provider is not "", by
 // provider, model, profile and start.
 func (s *Store) RateCards(ctx context.Context, provider string) ([]billing.RateCard, error) {
-	var f filter
-	f.eq("provider", provider)
-	out, err := queryList(ctx, s, "list rate cards", scanRateCard, `SELECT `+rateCardColumns+` FROM rate_cards`+f.where(), f.args...)
+	out, err := listWhere(ctx, s, "list rate cards", scanRateCard, rateCardColumns, "rate_cards", "provider", provider)
 	if err != nil {
 		return nil, err
 	}

@@ -272,9 +272,7 @@ func scanVoucher(rows rowScanner) (billing.Voucher, error) {
 
 // Vouchers lists vouchers by id, of one entity if entityID is not "".
 func (s *Store) Vouchers(ctx context.Context, entityID string) ([]billing.Voucher, error) {
-	var f filter
-	f.eq("entity_id", entityID)
-	out, err := queryList(ctx, s, "list vouchers", scanVoucher, `SELECT `+voucherColumns+` FROM vouchers`+f.where(), f.args...)
+	out, err := listWhere(ctx, s, "list vouchers", scanVoucher, voucherColumns, "vouchers", "entity_id", entityID)
 	if err != nil {
 		return nil, err
 	}

@@ -30,12 +30,7 @@ func (s *Store) Statement(ctx context.Context, entityID string, from, to time.Ti
 	if n == 0 {
 		return billing.Statement{}, fmt.Errorf("%s: %w: no such entity", what, ErrBillingNotFound)
 	}
-	lines, err := s.lines(ctx, `c.entity_id = ?`, entityID, from, to)
-	if err != nil {
-		return billing.Statement{}, fmt.Errorf("%s: %w", what, err)
-	}
-	// Coverage of a period not over yet expects only the time until now.
-	cov, err := s.Coverage(ctx, CoverageFilter{Entity: entityID, From: from, To: to, Now: time.Now()})
+	lines, cov, err := s.linesAndCoverage(ctx, `c.entity_id = ?`, entityID, CoverageFilter{Entity: entityID, From: from, To: to})
 	if err != nil {
 		return billing.Statement{}, fmt.Errorf("%s: %w", what, err)
 	}
@@ -54,16 +49,28 @@ func (s *Store) Claim(ctx context.Context, provider string, from, to time.Time) 
 	if err := checkPeriod(what, from, to); err != nil {
 		return billing.Claim{}, err
 	}
-	lines, err := s.lines(ctx, `c.provider = ?`, provider, from, to)
-	if err != nil {
-		return billing.Claim{}, fmt.Errorf("%s: %w", what, err)
-	}
-	cov, err := s.Coverage(ctx, CoverageFilter{Provider: provider, From: from, To: to, Now: time.Now()})
+	lines, cov, err := s.linesAndCoverage(ctx, `c.provider = ?`, provider, CoverageFilter{Provider: provider, From: from, To: to})
 	if err != nil {
 		return billing.Claim{}, fmt.Errorf("%s: %w", what, err)
 	}
 	return billing.Claim{Provider: provider, From: from, To: to, Lines: lines,
 		ByVoucher: billing.SumByVoucher(lines), Totals: billing.Sum(lines), Coverage: cov}, nil
+}
+
+// linesAndCoverage reads the lines of [f.From, f.To) that cond (on arg)
+// selects and the coverage f selects. Coverage of a period not over yet
+// expects only the time until now.
+func (s *Store) linesAndCoverage(ctx context.Context, cond, arg string, f CoverageFilter) ([]billing.Line, []GPUCoverage, error) {
+	lines, err := s.lines(ctx, cond, arg, f.From, f.To)
+	if err != nil {
+		return nil, nil, err
+	}
+	f.Now = time.Now()
+	cov, err := s.Coverage(ctx, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	return lines, cov, nil
 }
 
 func checkPeriod(what string, from, to time.Time) error {

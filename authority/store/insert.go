@@ -46,11 +46,12 @@ func (s *Store) insert(tx *sql.Tx, sub Submission) error {
 	return nil
 }
 
-// insertRecords queues the statement that writes recs of b.
-func (s *Store) insertRecords(tx *sql.Tx, b *protocol.Batch, recs []protocol.Record) {
+// RecordsInsert is the plain INSERT of recs of b into records, with '?'
+// placeholders, and its arguments. The store adds its conflict clause;
+// the bench's baseline runs it as it is.
+func RecordsInsert(b *protocol.Batch, recs []protocol.Record) (string, []any) {
 	q := `INSERT INTO records (` + recordColumns + `) VALUES ` +
-		strings.Repeat(recordPlaceholders+", ", len(recs)-1) + recordPlaceholders +
-		` ON CONFLICT (record_id) DO NOTHING RETURNING record_id`
+		strings.Repeat(recordPlaceholders+", ", len(recs)-1) + recordPlaceholders
 	args := make([]any, 0, 22*len(recs))
 	for i := range recs {
 		r := &recs[i]
@@ -59,6 +60,13 @@ func (s *Store) insertRecords(tx *sql.Tx, b *protocol.Batch, recs []protocol.Rec
 			r.MIGProfile, r.SliceNum, r.SliceDen, r.WindowStart.UnixMilli(), r.WindowEnd.UnixMilli(), r.GPUMillis,
 			r.UtilizationPercent, r.EnergyMillijoules, r.Attribution, r.SharedWith, r.SplitRule, r.GapReason)
 	}
+	return q, args
+}
+
+// insertRecords queues the statement that writes recs of b.
+func (s *Store) insertRecords(tx *sql.Tx, b *protocol.Batch, recs []protocol.Record) {
+	q, args := RecordsInsert(b, recs)
+	q += ` ON CONFLICT (record_id) DO NOTHING RETURNING record_id`
 	what := fmt.Sprintf("store records seq %d-%d of node %q", recs[0].Seq, recs[len(recs)-1].Seq, b.Node)
 	s.queueCheck(tx, what, func(rows resultRows) error {
 		written := make(map[string]bool, len(recs))

@@ -32,6 +32,14 @@ func queryList[T any](ctx context.Context, s *Store, what string, scan func(rowS
 	return out, nil
 }
 
+// listWhere lists the rows of table (its columns as scan reads them),
+// only those whose col is val unless val is "".
+func listWhere[T any](ctx context.Context, s *Store, what string, scan func(rowScanner) (T, error), columns, table, col, val string) ([]T, error) {
+	var f filter
+	f.eq(col, val)
+	return queryList(ctx, s, what, scan, `SELECT `+columns+` FROM `+table+f.where(), f.args...)
+}
+
 // filter gathers a listing's WHERE conditions and their arguments.
 type filter struct {
 	conds []string

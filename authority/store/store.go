@@ -92,12 +92,18 @@ var sqliteDialect = dialect{
 	},
 }
 
-// rebind turns '?' placeholders into the dialect's. Statements here never
-// hold a literal '?' in a string, so a plain scan is exact.
+// rebind turns '?' placeholders into the dialect's.
 func (d dialect) rebind(q string) string {
 	if !d.dollar {
 		return q
 	}
+	return DollarPlaceholders(q)
+}
+
+// DollarPlaceholders writes q's '?' placeholders as PostgreSQL's $1, $2,
+// ... Statements here never hold a literal '?' in a string, so a plain
+// scan is exact.
+func DollarPlaceholders(q string) string {
 	var b strings.Builder
 	n := 0
 	for i := 0; i < len(q); i++ {

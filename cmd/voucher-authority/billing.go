@@ -115,9 +115,7 @@ func entityPutCmd() *cobra.Command {
 func entityListCmd() *cobra.Command {
 	return listCommand[billing.Entity]{
 		use: "list", short: "list the entities",
-		load: func(ctx context.Context, st *store.Store, _ string) ([]billing.Entity, error) {
-			return st.Entities(ctx)
-		},
+		load:   unfiltered((*store.Store).Entities),
 		header: []string{"id", "name", "related providers", "categories (UTC+8)"},
 		row: func(e billing.Entity) []string {
 			cats := make([]string, len(e.Categories))
@@ -137,6 +135,11 @@ type listCommand[T any] struct {
 	load               func(ctx context.Context, st *store.Store, filter string) ([]T, error)
 	header             []string
 	row                func(T) []string
+}
+
+// unfiltered is a listCommand's load for a listing without a filter.
+func unfiltered[T any](list func(*store.Store, context.Context) ([]T, error)) func(context.Context, *store.Store, string) ([]T, error) {
+	return func(ctx context.Context, st *store.Store, _ string) ([]T, error) { return list(st, ctx) }
 }
 
 func (l listCommand[T]) command() *cobra.Command {

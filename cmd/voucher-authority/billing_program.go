@@ -337,9 +337,7 @@ func programAddCmd() *cobra.Command {
 func programListCmd() *cobra.Command {
 	return listCommand[billing.Program]{
 		use: "list", short: "list the programs",
-		load: func(ctx context.Context, st *store.Store, _ string) ([]billing.Program, error) {
-			return st.Programs(ctx)
-		},
+		load: unfiltered((*store.Store).Programs),
 		header: []string{"id", "issuer", "ratio", "by model", "cap/entity/year CNY", "lifetime cap CNY",
 			"providers", "models", "valid from (UTC+8)", "valid to", "rounding", "settlement"},
 		row: func(p billing.Program) []string {

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -89,27 +88,12 @@ func writeNewFile(path string, b *pem.Block) error {
 // group or others may read or write (*ModeError), anything but a regular
 // file, and any content other than one PKCS#8 Ed25519 PEM block.
 func LoadKeyFile(path string) (ed25519.PrivateKey, error) {
-	f, err := os.Open(path)
+	data, err := fsutil.ReadSecret(fsutil.Secret{
+		Path: path, File: "key file", Name: "key", NotA: "a key file", Max: maxKeyFileBytes,
+		ModeErr: func(mode fs.FileMode) error { return &ModeError{Path: path, Mode: mode} },
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open key file: %w", err)
-	}
-	defer func() { _ = f.Close() }()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("stat key file %s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("key %s is not a regular file (%s)", path, st.Mode().Type())
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, &ModeError{Path: path, Mode: st.Mode()}
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("read key file %s: %w", path, err)
-	}
-	if len(data) > maxKeyFileBytes {
-		return nil, fmt.Errorf("key %s: larger than %d bytes, not a key file", path, maxKeyFileBytes)
+		return nil, err
 	}
 	// Errors below describe the shape, never the bytes: the content is secret.
 	block, rest := pem.Decode(data)

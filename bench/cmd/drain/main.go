@@ -16,9 +16,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/gpumeter/gpumeter/authority/store"
@@ -42,21 +40,13 @@ type config struct {
 
 func main() {
 	var c config
-	flag.StringVar(&c.authority, "authority", "voucher-authority", "voucher-authority binary")
-	flag.StringVar(&c.driver, "driver", "sqlite", "authority store: sqlite or postgres")
-	flag.StringVar(&c.pg, "pg", os.Getenv("GPUMETER_TEST_POSTGRES"), "PostgreSQL DSN whose role may CREATE DATABASE (with --driver postgres)")
+	authproc.Flags(&c.authority, &c.driver, &c.pg, "sqlite", "PostgreSQL DSN whose role may CREATE DATABASE (with --driver postgres)")
 	flag.IntVar(&c.windows, "windows", 1440, "1-minute windows in the backlog")
 	flag.IntVar(&c.gpus, "gpus", 8, "GPUs of the node")
 	flag.IntVar(&c.tenants, "tenants", 10, "tenants sharing them")
 	flag.IntVar(&c.reps, "reps", 5, "repetitions (one line each)")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := runAll(ctx, c, os.Stdout)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "drain:", err)
-		os.Exit(1)
-	}
+	authproc.Main("drain", func(ctx context.Context) error { return runAll(ctx, c, os.Stdout) })
 }
 
 func runAll(ctx context.Context, c config, out io.Writer) error {
@@ -81,27 +71,11 @@ func once(ctx context.Context, c config) (d time.Duration, n int, err error) {
 		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
-	var db authproc.Database
-	switch c.driver {
-	case "sqlite":
-		db = authproc.SQLite(dir)
-	case "postgres":
-		if c.pg == "" {
-			return 0, 0, fmt.Errorf("--pg (or GPUMETER_TEST_POSTGRES) must name a PostgreSQL server")
-		}
-		if db, err = authproc.CreatePostgres(ctx, c.pg); err != nil {
-			return 0, 0, err
-		}
-		defer func() {
-			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if derr := db.Drop(dctx); err == nil {
-				err = derr
-			}
-		}()
-	default:
-		return 0, 0, fmt.Errorf("--driver %q: want sqlite or postgres", c.driver)
+	db, err := authproc.Open(ctx, c.driver, c.pg, dir)
+	if err != nil {
+		return 0, 0, err
 	}
+	defer db.DropAfter(&err)
 
 	node, err := workload.NewNode(0, c.gpus)
 	if err != nil {

@@ -20,10 +20,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/gpumeter/gpumeter/bench/internal/authproc"
@@ -48,9 +46,7 @@ type config struct {
 
 func main() {
 	var c config
-	flag.StringVar(&c.authority, "authority", "voucher-authority", "voucher-authority binary")
-	flag.StringVar(&c.driver, "driver", "postgres", "authority store: postgres or sqlite")
-	flag.StringVar(&c.pg, "pg", os.Getenv("GPUMETER_TEST_POSTGRES"), "PostgreSQL DSN whose role may CREATE DATABASE (a fresh database is created and dropped)")
+	authproc.Flags(&c.authority, &c.driver, &c.pg, "postgres", "PostgreSQL DSN whose role may CREATE DATABASE (a fresh database is created and dropped)")
 	flag.IntVar(&c.nodes, "nodes", 1000, "simulated nodes")
 	flag.IntVar(&c.gpus, "gpus", 8, "GPUs per node")
 	flag.IntVar(&c.tenants, "tenants", 10, "tenants sharing the GPUs")
@@ -62,13 +58,7 @@ func main() {
 	flag.DurationVar(&c.interval, "interval", 0, "steady load: each node sends one window per interval, the nodes' phases spread evenly over it (0: every node drains at once)")
 	flag.IntVar(&c.replicas, "replicas", 1, "voucher-authority serve processes on the one database; requests go to each in turn (round robin)")
 	flag.Parse()
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, c, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "fleet:", err)
-		os.Exit(1)
-	}
+	authproc.Main("fleet", func(ctx context.Context) error { return run(ctx, c, os.Stdout, os.Stderr) })
 }
 
 func run(ctx context.Context, c config, out, log io.Writer) (err error) {
@@ -85,27 +75,11 @@ func run(ctx context.Context, c config, out, log io.Writer) (err error) {
 		}
 		defer os.RemoveAll(c.dir)
 	}
-	var db authproc.Database
-	switch c.driver {
-	case "sqlite":
-		db = authproc.SQLite(c.dir)
-	case "postgres":
-		if c.pg == "" {
-			return fmt.Errorf("--pg (or GPUMETER_TEST_POSTGRES) must name a PostgreSQL server")
-		}
-		if db, err = authproc.CreatePostgres(ctx, c.pg); err != nil {
-			return err
-		}
-		defer func() {
-			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if derr := db.Drop(dctx); err == nil {
-				err = derr
-			}
-		}()
-	default:
-		return fmt.Errorf("--driver %q: want postgres or sqlite", c.driver)
+	db, err := authproc.Open(ctx, c.driver, c.pg, c.dir)
+	if err != nil {
+		return err
 	}
+	defer db.DropAfter(&err)
 
 	t := time.Now()
 	f, err := newFleet(ctx, c, db)

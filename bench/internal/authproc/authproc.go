@@ -25,6 +25,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/gpumeter/gpumeter/authority/store"
 )
 
 // Database is where a run's authority keeps its data.
@@ -110,17 +112,7 @@ func (d Database) Rebind(q string) string {
 	if d.Driver != "postgres" {
 		return q
 	}
-	var b strings.Builder
-	n := 0
-	for i := 0; i < len(q); i++ {
-		if q[i] == '?' {
-			n++
-			fmt.Fprintf(&b, "$%d", n)
-			continue
-		}
-		b.WriteByte(q[i])
-	}
-	return b.String()
+	return store.DollarPlaceholders(q)
 }
 
 // Process is a running authority.
