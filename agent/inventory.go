@@ -111,7 +111,7 @@ func appendInventoryGPUs(gpus []protocol.InventoryGPU, snap device.Snapshot) []p
 		}
 		var reuse []protocol.InventoryInstance
 		if len(gpus) < cap(gpus) {
-			reuse = gpus[: len(gpus)+1 : len(gpus)+1][len(gpus)].Instances[:0]
+			reuse = gpus[:cap(gpus)][len(gpus)].Instances[:0] // the list this slot held at the last poll
 		}
 		g := protocol.InventoryGPU{UUID: d.UUID, Model: d.Model, MIGEnabled: d.MIGEnabled, Instances: reuse}
 		if d.MIGEnabled {
