@@ -1,11 +1,11 @@
 package ledger
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -170,98 +170,20 @@ func checkInventoryRecord(r *protocol.Record) error {
 	return nil
 }
 
-// strictUnmarshal refuses unknown fields, anything after the value, and
-// (before decoding) any object that repeats a member: encoding/json would
-// keep the last of two "gpu_ms", and what the authority stores must be
-// what every reader of the signed bytes reads.
+// strictUnmarshal decodes data into v in one pass with the JSON v2
+// decoder, which refuses what two readers of the signed bytes could read
+// differently: a member repeated in any object (errDuplicateKey; v1 keeps
+// the last "gpu_ms"), a member no field has, names matched only exactly
+// ("GPU_MS" is not gpu_ms: it is an unknown member), invalid UTF-8, and
+// anything after the value. Its errors name the member by JSON pointer
+// ("/records/3/gpu_ms").
 func strictUnmarshal(data []byte, v any) error {
-	if err := noDuplicateKeys(data); err != nil {
-		return err
+	err := json.Unmarshal(data, v, json.RejectUnknownMembers(true))
+	if errors.Is(err, jsontext.ErrDuplicateName) {
+		return fmt.Errorf("%w: %v", errDuplicateKey, err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("trailing data after the JSON value")
-	}
-	return nil
+	return err
 }
 
 // errDuplicateKey marks a repeated member (a Cause of its own).
 var errDuplicateKey = errors.New("repeated member")
-
-// noDuplicateKeys scans data and refuses an object whose member names
-// repeat. Names are compared after unescaping and case-folded, as the
-// decoder matches them to struct fields ("gpu_ms" and "GPU_MS" name one
-// field). It is a byte scanner, not json.Decoder.Token: it runs on every
-// payload before the strict decode, and tokens cost an allocation each.
-// Malformed JSON is left to the decoder, which reports it.
-func noDuplicateKeys(data []byte) error {
-	type frame struct {
-		object    bool
-		expectKey bool     // object: a member name comes next
-		keys      [][]byte // object: the names so far (unescaped)
-	}
-	var stack []frame
-	for i := 0; i < len(data); i++ {
-		switch data[i] {
-		case '{':
-			if n := len(stack); n < cap(stack) {
-				stack = stack[:n+1] // reuse that depth's slice of names
-				stack[n].object, stack[n].expectKey, stack[n].keys = true, true, stack[n].keys[:0]
-			} else {
-				stack = append(stack, frame{object: true, expectKey: true})
-			}
-		case '[':
-			if n := len(stack); n < cap(stack) {
-				stack = stack[:n+1]
-				stack[n].object, stack[n].expectKey = false, false
-			} else {
-				stack = append(stack, frame{})
-			}
-		case '}', ']':
-			if len(stack) == 0 {
-				return nil
-			}
-			stack = stack[:len(stack)-1]
-		case ',':
-			if n := len(stack); n > 0 && stack[n-1].object {
-				stack[n-1].expectKey = true
-			}
-		case '"':
-			j, escaped := i+1, false
-			for j < len(data) && data[j] != '"' {
-				if data[j] == '\\' {
-					escaped = true
-					j++
-				}
-				j++
-			}
-			if j >= len(data) {
-				return nil // unterminated: malformed
-			}
-			if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expectKey {
-				name := data[i+1 : j]
-				if escaped {
-					var s string
-					if err := json.Unmarshal(data[i:j+1], &s); err != nil {
-						return nil
-					}
-					name = []byte(s)
-				}
-				f := &stack[n-1]
-				for _, k := range f.keys {
-					if bytes.EqualFold(k, name) {
-						return fmt.Errorf("%w %q in a JSON object", errDuplicateKey, name)
-					}
-				}
-				f.keys = append(f.keys, name)
-				f.expectKey = false
-			}
-			i = j
-		}
-	}
-	return nil
-}

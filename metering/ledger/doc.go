@@ -23,8 +23,9 @@
 //     (ErrBadSignature) -- nothing has been parsed from the payload yet;
 //  4. the payload decodes strictly into Batch: a repeated member in any
 //     object is refused (ErrDuplicateKey; encoding/json would keep the last
-//     one), unknown fields and trailing data are refused (ErrMalformed), and
-//     its key_id is the signature's;
+//     one); unknown members, invalid UTF-8 and trailing data are refused
+//     (ErrMalformed); member names match exactly, so "GPU_MS" is an unknown
+//     member, not gpu_ms; and its key_id is the signature's;
 //  5. the batch's node, and every record's node, is the key's node
 //     (ErrNodeMismatch);
 //  6. structure (ErrInvalidRecord): 1..MaxRecordsPerBatch records,

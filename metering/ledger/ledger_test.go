@@ -1,6 +1,7 @@
 package ledger_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -294,8 +296,14 @@ func TestOpenRefuses(t *testing.T) {
 		{"newline in a provider", remarshal(func(b *protocol.Batch) { b.Records[0].Provider = "p\nq" }), nil, ledger.ErrInvalidName},
 		{"duplicate member in the payload", f.signRaw(t, protocol.PayloadType,
 			append(payload[:len(payload)-1:len(payload)-1], []byte(`,"node":"node-01"}`)...)), nil, ledger.ErrDuplicateKey},
-		{"duplicate member differing in case", f.signRaw(t, protocol.PayloadType,
-			append(payload[:len(payload)-1:len(payload)-1], []byte(`,"NODE":"node-01"}`)...)), nil, ledger.ErrDuplicateKey},
+		// Names match exactly: a case variant is no field's, so unknown.
+		{"member differing in case from one present", f.signRaw(t, protocol.PayloadType,
+			append(payload[:len(payload)-1:len(payload)-1], []byte(`,"NODE":"node-01"}`)...)), nil, ledger.ErrMalformed},
+		{"member differing in case from a known one", f.signRaw(t, protocol.PayloadType,
+			bytes.Replace(payload, []byte(`"gpu_ms"`), []byte(`"GPU_MS"`), 1)), nil, ledger.ErrMalformed},
+		// v1 read U+FFFD there; a model is no name, so no later check would.
+		{"invalid UTF-8 in a model", f.signRaw(t, protocol.PayloadType,
+			bytes.Replace(payload, []byte(`"model":"H100"`), []byte("\"model\":\"H100\xff\""), 1)), nil, ledger.ErrMalformed},
 		{"duplicate member in the envelope", func() []byte {
 			e := good.Envelope
 			return append(append([]byte{}, e[:len(e)-1]...), []byte(`,"payloadType":"x"}`)...)
@@ -336,5 +344,48 @@ func TestOpenLookupFailureIsNotACause(t *testing.T) {
 	}
 	if c, ok := ledger.CauseOf(err); ok {
 		t.Fatalf("lookup failure reported as cause %q: the sender is not at fault", c)
+	}
+}
+
+// TestOpenNamesTheMember: a refused member is named with the record it is
+// in, so the sender's operator can find it in the batch.
+func TestOpenNamesTheMember(t *testing.T) {
+	f := newFixture(t, "node-01")
+	good, err := f.sealer.Seal(context.Background(), 1, "", records("node-01", 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, payload, err := ledger.Open(context.Background(), good.Envelope, f.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// nth replaces the n-th (from 0) "gpu_ms": a member of record n.
+	nth := func(n int, with string) []byte {
+		parts := bytes.SplitAfterN(payload, []byte(`"gpu_ms":`), n+2)
+		parts[n] = append(bytes.TrimSuffix(parts[n], []byte(`"gpu_ms":`)), with...)
+		return bytes.Join(parts, nil)
+	}
+	tests := []struct {
+		name    string
+		payload []byte
+		want    ledger.Cause
+		names   []string
+	}{
+		{"a case variant", nth(2, `"GPU_MS":`), ledger.ErrMalformed, []string{`"GPU_MS"`, `/records/2`}},
+		{"a repeated member", nth(1, `"gpu_ms":1,"gpu_ms":`), ledger.ErrDuplicateKey, []string{`"gpu_ms"`, `/records/1`}},
+		{"a number out of range", nth(0, `"gpu_ms":1e`), ledger.ErrMalformed, []string{`/records/0/gpu_ms`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := ledger.Open(context.Background(), f.signRaw(t, protocol.PayloadType, tc.payload), f.lookup)
+			if c, _ := ledger.CauseOf(err); c != tc.want {
+				t.Fatalf("err = %v, want cause %s", err, tc.want)
+			}
+			for _, n := range tc.names {
+				if !strings.Contains(err.Error(), n) {
+					t.Errorf("err = %v, want it to name %s", err, n)
+				}
+			}
+		})
 	}
 }
