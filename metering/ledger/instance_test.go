@@ -1,7 +1,6 @@
 package ledger_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/gpumeter/gpumeter/metering/ledger"
@@ -20,14 +19,7 @@ func TestSealStampsInstance(t *testing.T) {
 		sealer *ledger.Sealer
 		want   string
 	}{{s, "0123456789abcdef"}, {f.sealer, ""}} {
-		sealed, err := tc.sealer.Seal(context.Background(), 1, "", records("node-01", 2))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _, err := ledger.Open(context.Background(), sealed.Envelope, f.lookup)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, b, _ := f.sealOpen(t, tc.sealer, 2)
 		if b.Instance != tc.want || tc.sealer.Instance() != tc.want {
 			t.Errorf("batch instance %q, sealer's %q, want %q", b.Instance, tc.sealer.Instance(), tc.want)
 		}

@@ -160,6 +160,21 @@ func encodeEnv(t testing.TB, e dsse.Envelope) []byte {
 	return b
 }
 
+// sealOpen seals n records of f's node with s, from seq 1, and opens them:
+// the envelope, and the batch and payload Open returns.
+func (f *fixture) sealOpen(t testing.TB, s *ledger.Sealer, n int) ([]byte, protocol.Batch, []byte) {
+	t.Helper()
+	sealed, err := s.Seal(context.Background(), 1, "", records(f.node, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, payload, err := ledger.Open(context.Background(), sealed.Envelope, f.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sealed.Envelope, b, payload
+}
+
 // signRaw signs an arbitrary payload with f's key, so tests can reach the
 // checks after verification.
 func (f *fixture) signRaw(t testing.TB, payloadType string, payload []byte) []byte {
@@ -177,14 +192,7 @@ func (f *fixture) signRaw(t testing.TB, payloadType string, payload []byte) []by
 func TestOpenRefuses(t *testing.T) {
 	f := newFixture(t, "node-01")
 	ctx := context.Background()
-	good, err := f.sealer.Seal(ctx, 1, "", records("node-01", 3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, payload, err := ledger.Open(ctx, good.Envelope, f.lookup)
-	if err != nil {
-		t.Fatal(err)
-	}
+	good, _, payload := f.sealOpen(t, f.sealer, 3)
 	var batch protocol.Batch
 	if err := json.Unmarshal(payload, &batch); err != nil {
 		t.Fatal(err)
@@ -200,7 +208,7 @@ func TestOpenRefuses(t *testing.T) {
 		return f.signRaw(t, protocol.PayloadType, p)
 	}
 	mutate := func(mod func(*dsse.Envelope)) []byte {
-		e := decodeEnv(t, good.Envelope)
+		e := decodeEnv(t, good)
 		mod(&e)
 		return encodeEnv(t, e)
 	}
@@ -234,7 +242,7 @@ func TestOpenRefuses(t *testing.T) {
 		want ledger.Cause
 	}{
 		{"not json", []byte("{not json"), nil, ledger.ErrMalformed},
-		{"trailing data", append(append([]byte{}, good.Envelope...), []byte(" {}")...), nil, ledger.ErrMalformed},
+		{"trailing data", append(append([]byte{}, good...), []byte(" {}")...), nil, ledger.ErrMalformed},
 		{"unknown envelope field", []byte(`{"payloadType":"x","payload":"","signatures":[],"extra":1}`), nil, ledger.ErrMalformed},
 		{"wrong payload type", mutate(func(e *dsse.Envelope) { e.PayloadType = "application/json" }), nil, ledger.ErrMalformed},
 		{"no signature", mutate(func(e *dsse.Envelope) { e.Signatures = nil }), nil, ledger.ErrMalformed},
@@ -244,7 +252,7 @@ func TestOpenRefuses(t *testing.T) {
 		{"bad signature base64", mutate(func(e *dsse.Envelope) { e.Signatures[0].Sig = "%%%" }), nil, ledger.ErrMalformed},
 		{"unknown key", strangerEnv.Envelope, nil, ledger.ErrUnknownKey},
 		{"empty keyid", mutate(func(e *dsse.Envelope) { e.Signatures[0].KeyID = "" }), nil, ledger.ErrUnknownKey},
-		{"revoked key", good.Envelope, func(id string) (ed25519.PublicKey, string, bool, error) {
+		{"revoked key", good, func(id string) (ed25519.PublicKey, string, bool, error) {
 			return f.pub, "node-01", true, nil
 		}, ledger.ErrRevokedKey},
 		{"flipped payload byte", mutate(func(e *dsse.Envelope) { e.Payload = flip(e.Payload, 40) }), nil, ledger.ErrBadSignature},
@@ -305,7 +313,7 @@ func TestOpenRefuses(t *testing.T) {
 		{"invalid UTF-8 in a model", f.signRaw(t, protocol.PayloadType,
 			bytes.Replace(payload, []byte(`"model":"H100"`), []byte("\"model\":\"H100\xff\""), 1)), nil, ledger.ErrMalformed},
 		{"duplicate member in the envelope", func() []byte {
-			e := good.Envelope
+			e := good
 			return append(append([]byte{}, e[:len(e)-1]...), []byte(`,"payloadType":"x"}`)...)
 		}(), nil, ledger.ErrDuplicateKey},
 		{"unknown kind", remarshal(func(b *protocol.Batch) { b.Records[0].Kind = "free" }), nil, ledger.ErrInvalidRecord},
@@ -351,14 +359,7 @@ func TestOpenLookupFailureIsNotACause(t *testing.T) {
 // in, so the sender's operator can find it in the batch.
 func TestOpenNamesTheMember(t *testing.T) {
 	f := newFixture(t, "node-01")
-	good, err := f.sealer.Seal(context.Background(), 1, "", records("node-01", 3))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, payload, err := ledger.Open(context.Background(), good.Envelope, f.lookup)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, payload := f.sealOpen(t, f.sealer, 3)
 	// nth replaces the n-th (from 0) "gpu_ms": a member of record n.
 	nth := func(n int, with string) []byte {
 		parts := bytes.SplitAfterN(payload, []byte(`"gpu_ms":`), n+2)

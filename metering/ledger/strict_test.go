@@ -1,6 +1,8 @@
 package ledger
 
 import (
+	"bytes"
+	jsonv1 "encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -93,6 +95,33 @@ func TestStrictUnmarshalDecodes(t *testing.T) {
 		r.WindowEnd.Sub(r.WindowStart).Minutes() != 1 || r.Kind != protocol.KindUsage {
 		t.Fatalf("decoded %+v", b)
 	}
+}
+
+// FuzzStrictUnmarshal: whatever strictUnmarshal accepts, encoding/json
+// (v1, strict as before: unknown fields refused) accepts too and reads as
+// the same Batch, so no reader of the signed bytes sees other values.
+func FuzzStrictUnmarshal(f *testing.F) {
+	f.Add([]byte(`{"node":"n","first_seq":1,"records":[{"id":"r","gpu_ms":60000,"window_start":"2025-03-01T12:00:00.5+01:00"}]}`))
+	f.Add([]byte(`{"node":"n\u00e9\ud83d\ude00","created":"2025-03-01T12:00:00Z","records":null}`))
+	f.Add([]byte(`{"records":[{"inventory":{"gpus":[{"uuid":"u","instances":[{"gi":1}]}]}}]}`))
+	f.Add([]byte(`{"node":"a","NODE":"b"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var v2 protocol.Batch
+		if strictUnmarshal(data, &v2) != nil {
+			return
+		}
+		var v1 protocol.Batch
+		dec := jsonv1.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&v1); err != nil {
+			t.Fatalf("accepted %q, which v1 refuses: %v", data, err)
+		}
+		a, errA := jsonv1.Marshal(v1)
+		b, errB := jsonv1.Marshal(v2)
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Fatalf("%q reads as\n%s (v1)\n%s (v2)", data, a, b)
+		}
+	})
 }
 
 func BenchmarkStrictUnmarshal(b *testing.B) {
