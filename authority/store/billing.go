@@ -114,8 +114,8 @@ func (s *Store) holdForReview(tx *sql.Tx, what, node string, charges []billing.C
 		rows = append(rows, []any{c.RecordID, node, c.Provider, c.Tenant, c.Entity, c.WindowStart.UnixMilli(),
 			reason, int64(c.Subsidy), ReviewHeld, now.UnixMilli()})
 	}
-	s.queueRows(tx, what+"queue held subsidies for review", `INSERT INTO reviews (record_id, node_id, provider, tenant, entity_id, window_start_ms,
-		reason, held_fen, status, created) VALUES `, rows)
+	s.queueRows(tx, what+"queue held subsidies for review", "reviews", `record_id, node_id, provider, tenant, entity_id, window_start_ms,
+		reason, held_fen, status, created`, rows, nil)
 }
 
 // Review states of a charge (charges.review) and of a review row.
@@ -461,11 +461,11 @@ func (s *Store) saveBilling(tx *sql.Tx, what string, charges []billing.Charge, c
 				p.RateCard, int64(p.Cost), int64(p.Subsidy), p.Program, p.Note, p.Limit})
 		}
 	}
-	s.queueRows(tx, what+"store charges", `INSERT INTO charges (record_id, provider, tenant, entity_id, window_start_ms,
-		rate_card_id, cost_fen, subsidy_fen, program_id, note, review, limit_by) VALUES `, crow)
-	s.queueRows(tx, what+"store the pieces of split charges", `INSERT INTO charge_pieces (record_id, piece, start_ms, end_ms, gpu_ms,
-		rate_card_id, cost_fen, subsidy_fen, program_id, note, limit_by) VALUES `, prow)
-	s.queueRows(tx, what+"store grants", `INSERT INTO grants (record_id, voucher_id, amount_fen) VALUES `, grow)
+	s.queueRows(tx, what+"store charges", "charges", `record_id, provider, tenant, entity_id, window_start_ms,
+		rate_card_id, cost_fen, subsidy_fen, program_id, note, review, limit_by`, crow, nil)
+	s.queueRows(tx, what+"store the pieces of split charges", "charge_pieces", `record_id, piece, start_ms, end_ms, gpu_ms,
+		rate_card_id, cost_fen, subsidy_fen, program_id, note, limit_by`, prow, nil)
+	s.queueRows(tx, what+"store grants", "grants", `record_id, voucher_id, amount_fen`, grow, nil)
 	// A voucher's charge: its balance, and its first use (and the expiry
 	// a term from first use sets then).
 	for _, v := range ch.Vouchers {
@@ -496,25 +496,3 @@ const maxStatementParams = 30000
 
 // tenantChunk bounds the (provider, tenant) pairs one lookup names.
 const tenantChunk = 1000
-
-// queueRows queues the insert of rows (all of one width) as multi-row
-// INSERTs: a statement per chunk instead of one per row. what names it in
-// errors.
-func (s *Store) queueRows(tx *sql.Tx, what, head string, rows [][]any) {
-	for len(rows) > 0 {
-		n := min(len(rows), max(1, maxStatementParams/len(rows[0])))
-		tuple := inList(len(rows[0]))
-		var q strings.Builder
-		q.WriteString(head)
-		args := make([]any, 0, n*len(rows[0]))
-		for i, r := range rows[:n] {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(tuple)
-			args = append(args, r...)
-		}
-		s.queue(tx, what, q.String(), args...)
-		rows = rows[n:]
-	}
-}

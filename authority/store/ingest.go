@@ -136,6 +136,9 @@ func (s *Store) Ingest(ctx context.Context, sub Submission) (Result, error) {
 		res.Head, res.Records = b.LastSeq, len(b.Records)
 		return nil
 	})
+	if sr := (*storedRecordsError)(nil); errors.As(err, &sr) {
+		return Result{}, s.storedRecords(ctx, sr)
+	}
 	if err != nil {
 		return Result{}, err
 	}

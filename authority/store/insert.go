@@ -1,18 +1,14 @@
 package store
 
 import (
+	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/gpumeter/gpumeter/protocol"
 )
-
-// recordChunk is how many records one INSERT writes: 22 parameters each,
-// within maxStatementParams. A statement per chunk, not per record: on
-// PostgreSQL each is a round trip; a batch of up to 1 000 records (the
-// reporter's default) is one statement.
-const recordChunk = maxStatementParams / 22
 
 const recordColumns = `record_id, node_id, seq, batch_first_seq, provider, tenant, kind, gpu_uuid, parent_uuid, model,
 	mig_profile, slice_num, slice_den, window_start_ms, window_end_ms, gpu_ms, utilization_pct,
@@ -20,12 +16,13 @@ const recordColumns = `record_id, node_id, seq, batch_first_seq, provider, tenan
 
 const recordPlaceholders = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-// insert queues the writes of the batch and its records (pipeline.go). A
-// record id already stored (the same usage in another batch) or repeated
-// in the batch is refused as an invalid record, never stored twice. The
-// insert itself finds the ids already stored (ON CONFLICT DO NOTHING,
-// RETURNING what it wrote), so the check costs no statement of its own;
-// it fails the transaction when the queue is sent.
+// insert queues the writes of the batch and its records (pipeline.go):
+// the records as plain rows (a COPY on PostgreSQL for a large batch), no
+// conflict clause and nothing read back. A record id repeated in the
+// batch is refused here; one already stored (the same usage in another
+// batch) fails the insert on the primary key when the queue is sent, the
+// transaction rolls back, and Ingest names the record (storedRecords):
+// never stored twice, and the check costs the accepted batch nothing.
 func (s *Store) insert(tx *sql.Tx, sub Submission) error {
 	b := &sub.Batch
 	seqOf := make(map[string]uint64, len(b.Records))
@@ -40,48 +37,85 @@ func (s *Store) insert(tx *sql.Tx, sub Submission) error {
 		`INSERT INTO batches (node_id, first_seq, last_seq, hash, key_id, received_at, envelope, instance)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.Node, b.FirstSeq, b.LastSeq, sub.Hash, b.KeyID, sub.Received.UnixMilli(), sub.Envelope, b.Instance)
-	for at := 0; at < len(b.Records); at += recordChunk {
-		s.insertRecords(tx, b, b.Records[at:min(at+recordChunk, len(b.Records))])
+	rows := make([][]any, len(b.Records))
+	for i := range b.Records {
+		rows[i] = recordRow(b, &b.Records[i])
 	}
+	what := fmt.Sprintf("store records seq %d-%d of node %q", b.FirstSeq, b.LastSeq, b.Node)
+	s.queueRows(tx, what, "records", recordColumns, rows, func(err error) error {
+		if s.d.isUnique(err) {
+			return &storedRecordsError{batch: b, err: fmt.Errorf("%s: %w", what, err)}
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	})
 	return nil
 }
 
+// recordRow is the records row of r of b, in recordColumns' order.
+func recordRow(b *protocol.Batch, r *protocol.Record) []any {
+	return []any{r.ID, b.Node, r.Seq, b.FirstSeq, r.Provider, r.Tenant, string(r.Kind), r.GPUUUID, r.ParentUUID, r.Model,
+		r.MIGProfile, r.SliceNum, r.SliceDen, r.WindowStart.UnixMilli(), r.WindowEnd.UnixMilli(), r.GPUMillis,
+		r.UtilizationPercent, r.EnergyMillijoules, r.Attribution, r.SharedWith, r.SplitRule, r.GapReason}
+}
+
 // RecordsInsert is the plain INSERT of recs of b into records, with '?'
-// placeholders, and its arguments. The store adds its conflict clause;
-// the bench's baseline runs it as it is.
+// placeholders, and its arguments: what the bench's baseline runs.
 func RecordsInsert(b *protocol.Batch, recs []protocol.Record) (string, []any) {
 	q := `INSERT INTO records (` + recordColumns + `) VALUES ` +
 		strings.Repeat(recordPlaceholders+", ", len(recs)-1) + recordPlaceholders
 	args := make([]any, 0, 22*len(recs))
 	for i := range recs {
-		r := &recs[i]
-		args = append(args,
-			r.ID, b.Node, r.Seq, b.FirstSeq, r.Provider, r.Tenant, string(r.Kind), r.GPUUUID, r.ParentUUID, r.Model,
-			r.MIGProfile, r.SliceNum, r.SliceDen, r.WindowStart.UnixMilli(), r.WindowEnd.UnixMilli(), r.GPUMillis,
-			r.UtilizationPercent, r.EnergyMillijoules, r.Attribution, r.SharedWith, r.SplitRule, r.GapReason)
+		args = append(args, recordRow(b, &recs[i])...)
 	}
 	return q, args
 }
 
-// insertRecords queues the statement that writes recs of b.
-func (s *Store) insertRecords(tx *sql.Tx, b *protocol.Batch, recs []protocol.Record) {
-	q, args := RecordsInsert(b, recs)
-	q += ` ON CONFLICT (record_id) DO NOTHING RETURNING record_id`
-	what := fmt.Sprintf("store records seq %d-%d of node %q", recs[0].Seq, recs[len(recs)-1].Seq, b.Node)
-	s.queueCheck(tx, what, func(rows resultRows) error {
-		written := make(map[string]bool, len(recs))
+// storedRecordsError is a batch's records insert refused on a unique key:
+// some record of the batch is already stored.
+type storedRecordsError struct {
+	batch *protocol.Batch
+	err   error
+}
+
+func (e *storedRecordsError) Error() string { return e.err.Error() }
+func (e *storedRecordsError) Unwrap() error { return e.err }
+
+// storedRecords names the first record of e's batch (in batch order)
+// whose id is stored, once the refused transaction has rolled back: the
+// database's error says only which key. It reads the committed rows, where
+// the conflicting one is (PostgreSQL reports a unique violation only
+// against a row that committed).
+func (s *Store) storedRecords(ctx context.Context, e *storedRecordsError) error {
+	b := e.batch
+	stored := map[string]bool{}
+	for at := 0; at < len(b.Records); at += tenantChunk {
+		recs := b.Records[at:min(at+tenantChunk, len(b.Records))]
+		args := make([]any, len(recs))
+		for i := range recs {
+			args[i] = recs[i].ID
+		}
+		rows, err := s.query(ctx, `SELECT record_id FROM records WHERE record_id IN `+inList(len(recs)), args...)
+		if err != nil {
+			return errors.Join(e.err, fmt.Errorf("look up the stored record: %w", err))
+		}
 		for rows.Next() {
 			var id string
 			if err := rows.Scan(&id); err != nil {
-				return fmt.Errorf("%s: %w", what, err)
+				_ = rows.Close()
+				return errors.Join(e.err, fmt.Errorf("look up the stored record: %w", err))
 			}
-			written[id] = true
+			stored[id] = true
 		}
-		for i := range recs {
-			if r := &recs[i]; !written[r.ID] {
-				return fmt.Errorf("%w: record seq %d: id %s is already stored", ErrInvalidRecord, r.Seq, r.ID)
-			}
+		err = rows.Err()
+		_ = rows.Close()
+		if err != nil {
+			return errors.Join(e.err, fmt.Errorf("look up the stored record: %w", err))
 		}
-		return nil
-	}, q, args...)
+	}
+	for i := range b.Records {
+		if r := &b.Records[i]; stored[r.ID] {
+			return fmt.Errorf("%w: record seq %d: id %s is already stored", ErrInvalidRecord, r.Seq, r.ID)
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidRecord, e.err)
 }

@@ -176,9 +176,9 @@ func (s *Store) flushLog(ctx context.Context, tx *sql.Tx) error {
 		}
 	}
 	// The rows go in one batch (pipeline.go), sent here.
-	s.queueRows(tx, "append to the log: leaves", `INSERT INTO log_leaves (idx, kind, data, hash, created) VALUES `, lrows)
-	s.queueRows(tx, "append to the log: nodes", `INSERT INTO log_nodes (level, idx, hash) VALUES `, nrows)
-	s.queueRows(tx, "append to the log: batches", `INSERT INTO log_batches (node_id, first_seq, leaf_idx) VALUES `, brows)
+	s.queueRows(tx, "append to the log: leaves", "log_leaves", `idx, kind, data, hash, created`, lrows, nil)
+	s.queueRows(tx, "append to the log: nodes", "log_nodes", `level, idx, hash`, nrows, nil)
+	s.queueRows(tx, "append to the log: batches", "log_batches", `node_id, first_seq, leaf_idx`, brows, nil)
 	st.size = st.rng.End()
 	s.queue(tx, "append to the log: state", `UPDATE log_state SET size = ?, compact = ? WHERE id = 1`,
 		st.size, bytes.Join(st.rng.Hashes(), nil))

@@ -93,7 +93,7 @@ func BenchmarkLogProof(b *testing.B) {
 	}
 	var rows [][]any
 	flush := func(tx *sql.Tx) error {
-		s.queueRows(tx, "log nodes", `INSERT INTO log_nodes (level, idx, hash) VALUES `, rows)
+		s.queueRows(tx, "log nodes", "log_nodes", `level, idx, hash`, rows, nil)
 		rows = rows[:0]
 		return s.flushQueue(ctx, tx)
 	}

@@ -107,9 +107,17 @@ func TestQueuedStatements(t *testing.T) {
 	})
 }
 
-// tripCounter counts the statements and batches a PostgreSQL connection
-// sends: each is one round trip.
-type tripCounter struct{ n atomic.Int64 }
+// tripCounter counts the statements, batches and COPYs a PostgreSQL
+// connection sends: each is one round trip (a COPY two: pgx reads the
+// columns' types first).
+type tripCounter struct{ n, copies atomic.Int64 }
+
+func (c *tripCounter) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
+	c.n.Add(2)
+	c.copies.Add(1)
+	return ctx
+}
+func (c *tripCounter) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
 
 func (c *tripCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
 	c.n.Add(1)
@@ -147,26 +155,94 @@ func TestIngestRoundTrips(t *testing.T) {
 	if err := s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: k, GPUs: GPUsOf("H100-SXM5-80GB", gpus...)}, t0); err != nil {
 		t.Fatal(err)
 	}
-	batchAt := func(first uint64, prev string, from int) Submission {
+	batchAt := func(first uint64, prev string, from, windows int) Submission {
 		var recs []protocol.Record
-		for w := from; w < from+3; w++ {
+		for w := from; w < from+windows; w++ {
 			for i, g := range gpus {
 				recs = append(recs, win(g, 60*w, 60*w+60, fmt.Sprintf("tenant-%d", i), 1000))
 			}
 		}
 		return batchOf("n1", first, prev, signing.KeyID(k), recs...)
 	}
-	b1 := batchAt(1, "", 0)
+	b1 := batchAt(1, "", 0, 3)
 	if _, err := s.Ingest(ctx, b1); err != nil {
 		t.Fatal(err)
 	}
-	b2 := batchAt(13, b1.Hash, 3)
+	b2 := batchAt(13, b1.Hash, 3, 3)
 	before := trips.n.Load()
 	res, err := s.Ingest(ctx, b2)
 	if err != nil || res.Records != 12 {
 		t.Fatalf("second batch: %+v %v", res, err)
 	}
-	if n := trips.n.Load() - before; n > 11 {
-		t.Errorf("a batch of 12 records of 4 units and 4 tenants took %d round trips, want at most 11", n)
+	if n := trips.n.Load() - before; n > 11 || trips.copies.Load() != 0 {
+		t.Errorf("a batch of 12 records of 4 units and 4 tenants took %d round trips (%d COPYs), want at most 11 and none", n, trips.copies.Load())
 	}
+	// A backlog's batch: its records and charges go as COPYs, two round
+	// trips each, and the count does not grow with its rows.
+	big := batchAt(25, b2.Hash, 6, 30)
+	before = trips.n.Load()
+	if res, err := s.Ingest(ctx, big); err != nil || res.Records != 120 {
+		t.Fatalf("batch of 120: %+v %v", res, err)
+	}
+	if n, c := trips.n.Load()-before, trips.copies.Load(); n > 11+2*2+1 || c != 2 {
+		t.Errorf("a batch of 120 records took %d round trips and %d COPYs, want at most 16 and 2 (records, charges)", n, c)
+	}
+}
+
+// A batch large enough to be copied (COPY on PostgreSQL, plain INSERTs on
+// SQLite) is stored whole, and one that repeats a stored record anywhere
+// in it is refused as an invalid record naming that record, with nothing
+// of it stored.
+func TestIngestLargeBatch(t *testing.T) {
+	eachDriver(t, func(t *testing.T, open func(t *testing.T) *Store) {
+		ctx := context.Background()
+		s := open(t)
+		k := pubKey(t)
+		gpus := []string{"GPU-00000000-0000-4000-8000-000000000001", "GPU-00000000-0000-4000-8000-000000000002"}
+		if err := s.RegisterNode(ctx, Registration{ID: "n1", Provider: "p", Key: k, GPUs: GPUsOf("H100-SXM5-80GB", gpus...)}, t0); err != nil {
+			t.Fatal(err)
+		}
+		recs := func(from, to int) []protocol.Record {
+			var out []protocol.Record
+			for w := from; w < to; w++ {
+				for _, g := range gpus {
+					r := win(g, 60*w, 60*w+60, "a", 30000)
+					r.ParentUUID = g
+					out = append(out, r)
+				}
+			}
+			return out
+		}
+		first := batchOf("n1", 1, "", signing.KeyID(k), recs(0, copyMinRows)...)
+		if res, err := s.Ingest(ctx, first); err != nil || res.Records != 2*copyMinRows {
+			t.Fatalf("first batch: %+v %v", res, err)
+		}
+		// The second batch's 51st record has the id of the first batch's
+		// 8th (same unit, window and tenant; its 0 ms keeps the window
+		// within wall time).
+		next := recs(copyMinRows, 2*copyMinRows)
+		again := win(gpus[1], 60*3, 60*3+60, "a", 0)
+		again.ParentUUID = gpus[1]
+		next[50] = again
+		dup := batchOf("n1", 2*copyMinRows+1, first.Hash, signing.KeyID(k), next...)
+		before, err := s.Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Ingest(ctx, dup)
+		want := fmt.Sprintf("record seq %d: id %s is already stored", 2*copyMinRows+51, first.Batch.Records[7].ID)
+		if !errors.Is(err, ErrInvalidRecord) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err = %v, want ErrInvalidRecord with %q", err, want)
+		}
+		after, err := s.Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after != before {
+			t.Errorf("after the refused batch the store holds %+v, before %+v", after, before)
+		}
+		if n, err := s.Node(ctx, "n1"); err != nil || n.HeadSeq != 2*copyMinRows {
+			t.Errorf("head %+v %v, want %d", n, err, 2*copyMinRows)
+		}
+	})
 }
