@@ -2,7 +2,10 @@ package bench_test
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"database/sql"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"testing"
@@ -10,11 +13,13 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
+	"github.com/gpumeter/gpumeter/authority/billing"
 	"github.com/gpumeter/gpumeter/authority/ingest"
 	"github.com/gpumeter/gpumeter/authority/store"
 	"github.com/gpumeter/gpumeter/bench/internal/authproc"
 	"github.com/gpumeter/gpumeter/bench/internal/workload"
 	"github.com/gpumeter/gpumeter/internal/testenv"
+	"github.com/gpumeter/gpumeter/internal/tlog"
 	"github.com/gpumeter/gpumeter/metering/ledger"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -48,6 +53,34 @@ func BenchmarkIngest(b *testing.B) {
 				}
 			}
 			b.StopTimer()
+			reportRecords(b, st)
+		})
+		// The same with what a program's batch costs besides: every usage
+		// record priced by a rate card and paid in part by its tenant's
+		// voucher (charges, grants, balances, carries), and the batch and
+		// each grant appended to the verifiable log.
+		b.Run(driver+"/priced", func(b *testing.B) {
+			st, w := openBenchDB(b, driver)
+			_ = w.Close()
+			envs, _ := sealedBatches(b, st, b.N)
+			priceAndLog(b, st)
+			in, err := ingest.New(ingest.Options{Store: st})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				out, err := in.Ingest(ctx, envs[i])
+				if err != nil || out.Duplicate || out.Records != ingestWindows*8*workload.RecordsPerGPU || out.LogIndex == nil {
+					b.Fatalf("batch %d: %+v %v", i, out, err)
+				}
+			}
+			b.StopTimer()
+			vs, err := st.Vouchers(ctx, "E-00")
+			if err != nil || len(vs) != 1 || vs[0].Balance >= vs[0].Face {
+				b.Fatalf("tenant-00's voucher %+v %v: want one that paid", vs, err)
+			}
 			reportRecords(b, st)
 		})
 		b.Run(driver+"/bare-insert", func(b *testing.B) {
@@ -114,6 +147,35 @@ func openBenchDB(b *testing.B, driver string) (*store.Store, *sql.DB) {
 	w.SetMaxOpenConns(1)
 	b.Cleanup(func() { _ = w.Close() })
 	return st, w
+}
+
+// priceAndLog makes every bench tenant an entity holding a voucher of a
+// program that pays half of a rate card's price for the bench provider's
+// H100s, and starts the verifiable log.
+func priceAndLog(b *testing.B, st *store.Store) {
+	b.Helper()
+	ctx := context.Background()
+	until := time.Now().AddDate(10, 0, 0).UTC().Truncate(time.Hour)
+	must := func(err error) {
+		b.Helper()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	must(st.AddRateCard(ctx, billing.RateCard{ID: "h100", Provider: workload.Provider, Model: "H100-SXM5-80GB", PricePerHour: 1200, ValidFrom: workload.Since}))
+	must(st.AddProgram(ctx, billing.Program{ID: "P1", Issuer: "city", Name: "bench program", Ratio: 5000, CapPerYear: billing.MaxFen,
+		Providers: []string{workload.Provider}, ValidFrom: workload.Since, ValidTo: until, Rounding: billing.RoundHalfUp, Settlement: billing.SettleAfter}))
+	for i, t := range workload.Tenants(10) {
+		e := fmt.Sprintf("E-%02d", i)
+		must(st.PutEntity(ctx, billing.Entity{ID: e, Name: t}))
+		must(st.MapTenant(ctx, workload.Provider, t, e))
+		must(st.IssueVoucherAt(ctx, billing.Voucher{ID: "V-" + e, Program: "P1", Holder: e, Face: 1_000_000_000, Issued: workload.Since, Expires: until}, workload.Since))
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	must(err)
+	sg, err := tlog.NewSigner("bench.example/log", key)
+	must(err)
+	must(st.StartLog(ctx, sg))
 }
 
 // sealedBatches registers a bench node in st and seals n chained batches

@@ -87,6 +87,12 @@ var rows = []row{
 	measured{what: "… requests shed (503 with Retry-After) and sent again after it",
 		value: series{"BenchmarkFleetReplicas/postgres/", "shed"}, format: count},
 	fleetCheck{prefix: "BenchmarkFleetReplicasCheck/postgres/"},
+	measured{what: "records verified, priced (rate card, a voucher paying half) and logged by the authority, SQLite, batches of 240",
+		value: series{"BenchmarkIngest/sqlite/priced", "records/s"}, format: rate,
+		peer: &series{"BenchmarkIngest/sqlite/bare-insert", "records/s"}, peerLabel: "bare INSERT", ratio: times},
+	measured{what: "… PostgreSQL",
+		value: series{"BenchmarkIngest/postgres/priced", "records/s"}, format: rate,
+		peer: &series{"BenchmarkIngest/postgres/bare-insert", "records/s"}, peerLabel: "bare INSERT", ratio: times},
 }
 
 // fleetChecks are the prefixes of the fleet's end-of-run reckonings: a
