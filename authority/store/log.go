@@ -43,15 +43,11 @@ type pendingLeaf struct {
 	added bool
 }
 
-// logPending is what one transaction queued.
-type logPending struct{ leaves []*pendingLeaf }
-
 // logLeaf queues a leaf in tx's transaction.
 func (s *Store) logLeaf(tx *sql.Tx, kind string, data []byte, b *protocol.Batch) *pendingLeaf {
 	l := &pendingLeaf{kind: kind, data: data, batch: b}
-	v, _ := s.logPend.LoadOrStore(tx, &logPending{})
-	p := v.(*logPending)
-	p.leaves = append(p.leaves, l)
+	st := s.stateOf(tx)
+	st.leaves = append(st.leaves, l)
 	return l
 }
 
@@ -61,9 +57,6 @@ func (s *Store) logBatch(tx *sql.Tx, sub *Submission) *pendingLeaf {
 	b := &sub.Batch
 	return s.logLeaf(tx, tlog.KindBatch, tlog.BatchLeaf(b.Node, b.FirstSeq, b.LastSeq, sub.Envelope), b)
 }
-
-// dropLog forgets what tx queued (it rolled back, or flushLog took it).
-func (s *Store) dropLog(tx *sql.Tx) { s.logPend.Delete(tx) }
 
 // logState is the log_state row.
 type logState struct {
@@ -129,11 +122,12 @@ func (s *Store) readState(ctx context.Context, q rowQueryer, lock bool) (*logSta
 // commit. The log's state is read (and locked) as the last statement of
 // the queue's batch: no round trip of its own.
 func (s *Store) flushLog(ctx context.Context, tx *sql.Tx) error {
-	v, ok := s.logPend.LoadAndDelete(tx)
-	if !ok || len(v.(*logPending).leaves) == 0 {
+	tst := s.stateOf(tx)
+	leaves := tst.leaves
+	tst.leaves = nil
+	if len(leaves) == 0 {
 		return s.flushQueue(ctx, tx)
 	}
-	leaves := v.(*logPending).leaves
 	var st *logState
 	s.queueCheck(tx, "read the log's state", func(rows resultRows) error {
 		if !rows.Next() {

@@ -59,9 +59,21 @@ func (st *queued) fail(err error) error {
 	return fmt.Errorf("%s: %w", st.what, err)
 }
 
-type txQueue struct {
-	conn  *sql.Conn
-	stmts []queued
+// txState is what an open write transaction holds besides its rows: the
+// connection it runs on (writeTx), its queued statements and its queued
+// log leaves (log.go).
+type txState struct {
+	conn   *sql.Conn
+	stmts  []queued
+	leaves []*pendingLeaf
+}
+
+// stateOf is tx's state, made empty on first use (a transaction not begun
+// by writeTx has no connection of its own: its queue runs statement by
+// statement).
+func (s *Store) stateOf(tx *sql.Tx) *txState {
+	v, _ := s.txs.LoadOrStore(tx, &txState{})
+	return v.(*txState)
 }
 
 // queue adds a statement to tx's queue. what names it in errors.
@@ -71,26 +83,13 @@ func (s *Store) queue(tx *sql.Tx, what, query string, args ...any) {
 
 // queueCheck queues a statement whose rows check reads.
 func (s *Store) queueCheck(tx *sql.Tx, what string, check func(resultRows) error, query string, args ...any) {
-	v, _ := s.txQueues.LoadOrStore(tx, &txQueue{})
-	q := v.(*txQueue)
+	q := s.stateOf(tx)
 	q.stmts = append(q.stmts, queued{what: what, query: s.d.rebind(query), args: args, check: check})
 }
 
-// beginQueue notes the connection tx runs on (writeTx), for the batch.
-func (s *Store) beginQueue(tx *sql.Tx, conn *sql.Conn) {
-	s.txQueues.Store(tx, &txQueue{conn: conn})
-}
-
-// dropQueue forgets tx's queue (it ended).
-func (s *Store) dropQueue(tx *sql.Tx) { s.txQueues.Delete(tx) }
-
 // flushQueue sends what tx queued and empties the queue.
 func (s *Store) flushQueue(ctx context.Context, tx *sql.Tx) error {
-	v, ok := s.txQueues.Load(tx)
-	if !ok {
-		return nil
-	}
-	q := v.(*txQueue)
+	q := s.stateOf(tx)
 	stmts := q.stmts
 	q.stmts = nil
 	switch {
@@ -219,8 +218,7 @@ func (s *Store) queueRows(tx *sql.Tx, what, table, columns string, rows [][]any,
 	if len(rows) == 0 {
 		return
 	}
-	v, _ := s.txQueues.LoadOrStore(tx, &txQueue{})
-	q := v.(*txQueue)
+	q := s.stateOf(tx)
 	if s.d.dollar && len(rows) >= copyMinRows {
 		cols := strings.Split(columns, ",")
 		for i := range cols {

@@ -42,14 +42,13 @@ type Store struct {
 	// refusalCap bounds the audit trail per node; 0 is
 	// MaxRefusalsPerNode (tests lower it).
 	refusalCap int
-	// logPend holds each open transaction's queued log leaves
-	// (*sql.Tx -> *logPending), and logSigner the key that signs
-	// checkpoints once StartLog ran (log.go).
-	logPend   sync.Map
+	// logSigner is the key that signs checkpoints once StartLog ran
+	// (log.go).
 	logSigner atomic.Pointer[tlog.Signer]
-	// txQueues holds each open write transaction's queued statements
-	// (*sql.Tx -> *txQueue, pipeline.go).
-	txQueues sync.Map
+	// txs holds each open write transaction's state: its connection,
+	// queued statements and queued log leaves (*sql.Tx -> *txState,
+	// pipeline.go).
+	txs sync.Map
 }
 
 // dialect is what differs between SQL engines: placeholders, the byte
@@ -234,9 +233,8 @@ func (s *Store) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin transaction on %s: %w", s.id, err)
 	}
-	defer s.dropLog(tx)
-	s.beginQueue(tx, conn)
-	defer s.dropQueue(tx)
+	s.txs.Store(tx, &txState{conn: conn})
+	defer s.txs.Delete(tx)
 	ferr := fn(tx)
 	var keep *keepError
 	if ferr != nil && !errors.As(ferr, &keep) {
