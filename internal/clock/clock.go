@@ -137,14 +137,18 @@ func (Real) realFor(d time.Duration) time.Duration { return d }
 // clock's: a caller reads the clock's time with Now.
 type Timer struct {
 	clk  Clock
-	real interface{ realFor(time.Duration) time.Duration }
-	t    *time.Timer
+	real interface {
+		realFor(time.Duration) time.Duration
+	}
+	t *time.Timer
 }
 
 // NewTimer is a stopped Timer on clk.
 func NewTimer(clk Clock) *Timer {
 	tm := &Timer{clk: clk}
-	tm.real, _ = clk.(interface{ realFor(time.Duration) time.Duration })
+	tm.real, _ = clk.(interface {
+		realFor(time.Duration) time.Duration
+	})
 	return tm
 }
 
