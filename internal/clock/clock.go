@@ -137,11 +137,13 @@ func (Real) realFor(d time.Duration) time.Duration { return d }
 // clock's: a caller reads the clock's time with Now.
 type Timer struct {
 	clk  Clock
-	real interface {
-		realFor(time.Duration) time.Duration
-	}
+	real realTimed
 	t *time.Timer
 }
+
+// realTimed is a clock whose waits are real timers: realFor is the real
+// duration a wait of d on it takes from now.
+type realTimed interface{ realFor(d time.Duration) time.Duration }
 
 // NewTimer is a stopped Timer on clk.
 func NewTimer(clk Clock) *Timer {
