@@ -148,9 +148,7 @@ type realTimed interface{ realFor(d time.Duration) time.Duration }
 // NewTimer is a stopped Timer on clk.
 func NewTimer(clk Clock) *Timer {
 	tm := &Timer{clk: clk}
-	tm.real, _ = clk.(interface {
-		realFor(time.Duration) time.Duration
-	})
+	tm.real, _ = clk.(realTimed)
 	return tm
 }
 
