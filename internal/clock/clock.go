@@ -138,12 +138,14 @@ func (Real) realFor(d time.Duration) time.Duration { return d }
 type Timer struct {
 	clk  Clock
 	real realTimed
-	t *time.Timer
+	t    *time.Timer
 }
 
 // realTimed is a clock whose waits are real timers: realFor is the real
 // duration a wait of d on it takes from now.
-type realTimed interface{ realFor(d time.Duration) time.Duration }
+type realTimed interface {
+	realFor(d time.Duration) time.Duration
+}
 
 // NewTimer is a stopped Timer on clk.
 func NewTimer(clk Clock) *Timer {
