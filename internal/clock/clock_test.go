@@ -36,10 +36,16 @@ func TestVirtualAfterFiresOnSet(t *testing.T) {
 	default:
 	}
 	v.Advance(time.Millisecond)
+	firedAt(t, ch, time.Unix(1, 0))
+}
+
+// firedAt requires ch to hold a value now, and that value to be want.
+func firedAt(t *testing.T, ch <-chan time.Time, want time.Time) {
+	t.Helper()
 	select {
 	case got := <-ch:
-		if !got.Equal(time.Unix(1, 0)) {
-			t.Errorf("fired at %s", got)
+		if !got.Equal(want) {
+			t.Errorf("fired at %s, want %s", got, want)
 		}
 	default:
 		t.Fatal("did not fire at its time")
@@ -67,14 +73,7 @@ func TestTimerWaitsOnTheClock(t *testing.T) {
 	vt := NewTimer(v)
 	ch := vt.Reset(time.Second)
 	v.Advance(time.Second)
-	select {
-	case got := <-ch:
-		if !got.Equal(time.Unix(1, 0)) {
-			t.Errorf("virtual wait fired at %s", got)
-		}
-	default:
-		t.Fatal("virtual wait did not fire at its time")
-	}
+	firedAt(t, ch, time.Unix(1, 0))
 }
 
 func TestScaledAfterFires(t *testing.T) {
