@@ -18,6 +18,7 @@ import (
 	"github.com/gpumeter/gpumeter/agent/config"
 	"github.com/gpumeter/gpumeter/collectors/attribution"
 	"github.com/gpumeter/gpumeter/collectors/kubelet"
+	"github.com/gpumeter/gpumeter/internal/clock"
 	"github.com/gpumeter/gpumeter/metering/meter"
 	"github.com/gpumeter/gpumeter/protocol"
 )
@@ -136,9 +137,10 @@ func (d *Daemon) Addr() string { return d.listener.Addr().String() }
 // Handler serves /metrics and /healthz.
 func (d *Daemon) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(d.metrics.Registry, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelError),
-	}))
+	mux.Handle("/metrics", gzipFast(promhttp.HandlerFor(d.metrics.Registry, promhttp.HandlerOpts{
+		ErrorLog:           slog.NewLogLogger(d.log.Handler(), slog.LevelError),
+		DisableCompression: true, // gzipFast compresses, at a cheaper level
+	})))
 	mux.HandleFunc("/healthz", d.healthz)
 	return mux
 }
@@ -238,6 +240,8 @@ func (d *Daemon) loop(ctx context.Context, srvDone <-chan struct{}) error {
 		watchdog = t.C
 	}
 	failing, ready := false, false
+	timer := clock.NewTimer(clk)
+	defer timer.Stop()
 	var tick <-chan time.Time
 	for {
 		if tick == nil {
@@ -248,7 +252,7 @@ func (d *Daemon) loop(ctx context.Context, srvDone <-chan struct{}) error {
 				d.log.Info("reloaded poll interval in effect", "poll_interval", poll)
 			}
 			next := now.Truncate(poll).Add(poll)
-			tick = clk.After(next.Sub(now))
+			tick = timer.Reset(next.Sub(now))
 		}
 		select {
 		case <-ctx.Done():

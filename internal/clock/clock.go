@@ -113,11 +113,64 @@ func (s *Scaled) at(e time.Duration) time.Time {
 // After waits for virtual duration d at the current rate.
 func (s *Scaled) After(d time.Duration) <-chan time.Time {
 	out := make(chan time.Time, 1)
-	real := d
-	if time.Since(s.origin) < s.fast/time.Duration(s.speed) {
-		real = d / time.Duration(s.speed)
-	}
-	t := time.NewTimer(real)
-	go func() { <-t.C; out <- s.Now() }()
+	time.AfterFunc(s.realFor(d), func() { out <- s.Now() })
 	return out
+}
+
+// realFor is the real duration that virtual duration d takes from now at
+// the current rate.
+func (s *Scaled) realFor(d time.Duration) time.Duration {
+	if time.Since(s.origin) < s.fast/time.Duration(s.speed) {
+		return d / time.Duration(s.speed)
+	}
+	return d
+}
+
+func (Real) realFor(d time.Duration) time.Duration { return d }
+
+// Timer waits on a clock again and again, for a loop that waits for one
+// thing at a time (the agent's poll ticks). On a clock that runs on real
+// timers (Real, Scaled) it is one reused runtime timer, whose channel the
+// loop waits on directly: no goroutine or channel per wait, and one
+// thread wake-up fewer at each tick than After. Other clocks (Virtual) get
+// After. What the channel carries is the real time it fired, not the
+// clock's: a caller reads the clock's time with Now.
+type Timer struct {
+	clk  Clock
+	real realTimed
+	t    *time.Timer
+}
+
+// realTimed is a clock whose waits are real timers: realFor is the real
+// duration a wait of d on it takes from now.
+type realTimed interface {
+	realFor(d time.Duration) time.Duration
+}
+
+// NewTimer is a stopped Timer on clk.
+func NewTimer(clk Clock) *Timer {
+	tm := &Timer{clk: clk}
+	tm.real, _ = clk.(realTimed)
+	return tm
+}
+
+// Reset starts a wait of d on the clock, dropping a wait not yet received,
+// and returns the channel it fires on.
+func (t *Timer) Reset(d time.Duration) <-chan time.Time {
+	if t.real == nil {
+		return t.clk.After(d)
+	}
+	if t.t == nil {
+		t.t = time.NewTimer(t.real.realFor(d))
+	} else {
+		t.t.Reset(t.real.realFor(d)) // since Go 1.23 no stale tick survives a Reset
+	}
+	return t.t.C
+}
+
+// Stop releases the timer.
+func (t *Timer) Stop() {
+	if t.t != nil {
+		t.t.Stop()
+	}
 }
