@@ -36,53 +36,12 @@ const ingestWindows = 10
 // PostgreSQL runs where GPUMETER_TEST_POSTGRES names a server.
 func BenchmarkIngest(b *testing.B) {
 	for _, driver := range []string{store.DriverSQLite, "postgres"} {
-		b.Run(driver+"/verified", func(b *testing.B) {
-			st, w := openBenchDB(b, driver)
-			_ = w.Close()
-			envs, _ := sealedBatches(b, st, b.N)
-			in, err := ingest.New(ingest.Options{Store: st})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx := context.Background()
-			b.ResetTimer()
-			for i := range b.N {
-				out, err := in.Ingest(ctx, envs[i])
-				if err != nil || out.Duplicate || out.Records != ingestWindows*8*workload.RecordsPerGPU {
-					b.Fatalf("batch %d: %+v %v", i, out, err)
-				}
-			}
-			b.StopTimer()
-			reportRecords(b, st)
-		})
+		b.Run(driver+"/verified", func(b *testing.B) { benchIngest(b, driver, false) })
 		// The same with what a program's batch costs besides: every usage
 		// record priced by a rate card and paid in part by its tenant's
 		// voucher (charges, grants, balances, carries), and the batch and
 		// each grant appended to the verifiable log.
-		b.Run(driver+"/priced", func(b *testing.B) {
-			st, w := openBenchDB(b, driver)
-			_ = w.Close()
-			envs, _ := sealedBatches(b, st, b.N)
-			priceAndLog(b, st)
-			in, err := ingest.New(ingest.Options{Store: st})
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx := context.Background()
-			b.ResetTimer()
-			for i := range b.N {
-				out, err := in.Ingest(ctx, envs[i])
-				if err != nil || out.Duplicate || out.Records != ingestWindows*8*workload.RecordsPerGPU || out.LogIndex == nil {
-					b.Fatalf("batch %d: %+v %v", i, out, err)
-				}
-			}
-			b.StopTimer()
-			vs, err := st.Vouchers(ctx, "E-00")
-			if err != nil || len(vs) != 1 || vs[0].Balance >= vs[0].Face {
-				b.Fatalf("tenant-00's voucher %+v %v: want one that paid", vs, err)
-			}
-			reportRecords(b, st)
-		})
+		b.Run(driver+"/priced", func(b *testing.B) { benchIngest(b, driver, true) })
 		b.Run(driver+"/bare-insert", func(b *testing.B) {
 			st, w := openBenchDB(b, driver)
 			envs, batches := sealedBatches(b, st, b.N)
@@ -97,6 +56,39 @@ func BenchmarkIngest(b *testing.B) {
 			reportRecords(b, st)
 		})
 	}
+}
+
+// benchIngest times ingest.Ingester.Ingest of b.N sealed batches into a
+// fresh database of driver; priced first gives the tenants vouchers, a
+// rate card and the log (priceAndLog), and then requires that the vouchers
+// paid and every batch got a log index.
+func benchIngest(b *testing.B, driver string, priced bool) {
+	st, w := openBenchDB(b, driver)
+	_ = w.Close()
+	envs, _ := sealedBatches(b, st, b.N)
+	if priced {
+		priceAndLog(b, st)
+	}
+	in, err := ingest.New(ingest.Options{Store: st})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := range b.N {
+		out, err := in.Ingest(ctx, envs[i])
+		if err != nil || out.Duplicate || out.Records != ingestWindows*8*workload.RecordsPerGPU || (priced && out.LogIndex == nil) {
+			b.Fatalf("batch %d: %+v %v", i, out, err)
+		}
+	}
+	b.StopTimer()
+	if priced {
+		vs, err := st.Vouchers(ctx, "E-00")
+		if err != nil || len(vs) != 1 || vs[0].Balance >= vs[0].Face {
+			b.Fatalf("tenant-00's voucher %+v %v: want one that paid", vs, err)
+		}
+	}
+	reportRecords(b, st)
 }
 
 // reportRecords reports records/s from what the database holds, so a
