@@ -273,7 +273,7 @@ func (l *billLoad) tenants(ctx context.Context, usages []billing.Usage) (map[bil
 		}
 	}
 	for len(keys) > 0 {
-		n := min(len(keys), tenantChunk)
+		n := min(len(keys), lookupChunk)
 		var q strings.Builder
 		q.WriteString(`SELECT provider, tenant, entity_id FROM tenant_entities WHERE `)
 		args := make([]any, 0, 2*n)
@@ -494,5 +494,6 @@ func (s *Store) saveBilling(tx *sql.Tx, what string, charges []billing.Charge, c
 // SQLite's 32766 and PostgreSQL's 65535.
 const maxStatementParams = 30000
 
-// tenantChunk bounds the (provider, tenant) pairs one lookup names.
-const tenantChunk = 1000
+// lookupChunk bounds the values one IN lookup names: (provider, tenant)
+// pairs, record ids.
+const lookupChunk = 1000

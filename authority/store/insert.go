@@ -14,6 +14,9 @@ const recordColumns = `record_id, node_id, seq, batch_first_seq, provider, tenan
 	mig_profile, slice_num, slice_den, window_start_ms, window_end_ms, gpu_ms, utilization_pct,
 	energy_mj, attribution, shared_with, split_rule, gap_reason`
 
+// recordWidth is the values of one records row (recordColumns).
+const recordWidth = 22
+
 const recordPlaceholders = `(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 // insert queues the writes of the batch and its records (pipeline.go):
@@ -37,9 +40,13 @@ func (s *Store) insert(tx *sql.Tx, sub Submission) error {
 		`INSERT INTO batches (node_id, first_seq, last_seq, hash, key_id, received_at, envelope, instance)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.Node, b.FirstSeq, b.LastSeq, sub.Hash, b.KeyID, sub.Received.UnixMilli(), sub.Envelope, b.Instance)
+	// One backing array for every row's values.
+	vals := make([]any, 0, recordWidth*len(b.Records))
 	rows := make([][]any, len(b.Records))
 	for i := range b.Records {
-		rows[i] = recordRow(b, &b.Records[i])
+		at := len(vals)
+		vals = appendRecord(vals, b, &b.Records[i])
+		rows[i] = vals[at:len(vals):len(vals)]
 	}
 	what := fmt.Sprintf("store records seq %d-%d of node %q", b.FirstSeq, b.LastSeq, b.Node)
 	s.queueRows(tx, what, "records", recordColumns, rows, func(err error) error {
@@ -51,11 +58,12 @@ func (s *Store) insert(tx *sql.Tx, sub Submission) error {
 	return nil
 }
 
-// recordRow is the records row of r of b, in recordColumns' order.
-func recordRow(b *protocol.Batch, r *protocol.Record) []any {
-	return []any{r.ID, b.Node, r.Seq, b.FirstSeq, r.Provider, r.Tenant, string(r.Kind), r.GPUUUID, r.ParentUUID, r.Model,
+// appendRecord appends the records row of r of b to vals, in
+// recordColumns' order.
+func appendRecord(vals []any, b *protocol.Batch, r *protocol.Record) []any {
+	return append(vals, r.ID, b.Node, r.Seq, b.FirstSeq, r.Provider, r.Tenant, string(r.Kind), r.GPUUUID, r.ParentUUID, r.Model,
 		r.MIGProfile, r.SliceNum, r.SliceDen, r.WindowStart.UnixMilli(), r.WindowEnd.UnixMilli(), r.GPUMillis,
-		r.UtilizationPercent, r.EnergyMillijoules, r.Attribution, r.SharedWith, r.SplitRule, r.GapReason}
+		r.UtilizationPercent, r.EnergyMillijoules, r.Attribution, r.SharedWith, r.SplitRule, r.GapReason)
 }
 
 // RecordsInsert is the plain INSERT of recs of b into records, with '?'
@@ -63,9 +71,9 @@ func recordRow(b *protocol.Batch, r *protocol.Record) []any {
 func RecordsInsert(b *protocol.Batch, recs []protocol.Record) (string, []any) {
 	q := `INSERT INTO records (` + recordColumns + `) VALUES ` +
 		strings.Repeat(recordPlaceholders+", ", len(recs)-1) + recordPlaceholders
-	args := make([]any, 0, 22*len(recs))
+	args := make([]any, 0, recordWidth*len(recs))
 	for i := range recs {
-		args = append(args, recordRow(b, &recs[i])...)
+		args = appendRecord(args, b, &recs[i])
 	}
 	return q, args
 }
@@ -88,8 +96,8 @@ func (e *storedRecordsError) Unwrap() error { return e.err }
 func (s *Store) storedRecords(ctx context.Context, e *storedRecordsError) error {
 	b := e.batch
 	stored := map[string]bool{}
-	for at := 0; at < len(b.Records); at += tenantChunk {
-		recs := b.Records[at:min(at+tenantChunk, len(b.Records))]
+	for at := 0; at < len(b.Records); at += lookupChunk {
+		recs := b.Records[at:min(at+lookupChunk, len(b.Records))]
 		args := make([]any, len(recs))
 		for i := range recs {
 			args[i] = recs[i].ID
